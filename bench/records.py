@@ -1,0 +1,168 @@
+"""Result records: the one file format every other part of peft-bench agrees on.
+
+Writing is atomic (temp file + fsync + rename in the same folder) so that a killed sweep never
+leaves a half-written record behind; reading never raises on a bad file but reports it, so one
+hand-edited record cannot take a report or a regression gate down with it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "interrupted")
+REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed")
+
+# Settings that say where things live or how the run is driven, not what is measured:
+# changing them must not change a cell's identity.
+HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "hydra")
+
+
+def _drop(cfg: dict, dotted: str) -> None:
+    parts = dotted.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
+def config_hash(config: dict) -> str:
+    """sha256 of the canonical JSON of a resolved config without run-control settings."""
+    cfg = json.loads(json.dumps(config, default=str))
+    for key in HASH_EXCLUDED:
+        _drop(cfg, key)
+    blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def safe_label(text: str) -> str:
+    """File-name-safe version of a method label (`lora[r=16]` -> `lora[r=16]` minus odd chars)."""
+    keep = []
+    for ch in text:
+        keep.append(ch if ch.isalnum() or ch in "-_=.,[]+" else "_")
+    return "".join(keep)
+
+
+def record_stem(model: str, task: str, method_label: str, seed: int, chash: str) -> str:
+    return f"{safe_label(model)}__{safe_label(task)}__{safe_label(method_label)}__s{seed}__{chash[:8]}"
+
+
+def write_record(path: str | os.PathLike, record: dict) -> Path:
+    """Write `record` as JSON to `path` atomically; returns the final path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, sort_keys=False, default=_json_default)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _json_default(obj: Any):
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@dataclass
+class BadRecord:
+    """A file that looks like a record but cannot be used; reported, never fatal."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """Read and validate one record; raises ValueError with the file name and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")
+    missing = [f for f in REQUIRED_FIELDS if f not in rec]
+    if missing:
+        raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
+    if rec["schema_version"] != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {rec['schema_version']!r}, expected {SCHEMA_VERSION}")
+    if rec["status"] not in STATUSES:
+        raise ValueError(f"{path}: status {rec['status']!r}, expected one of {', '.join(STATUSES)}")
+    if rec["status"] == "ok" and not isinstance(rec.get("metrics"), dict):
+        raise ValueError(f"{path}: status ok but no 'metrics' object")
+    return rec
+
+
+def iter_record_files(root: str | os.PathLike) -> Iterable[Path]:
+    root = Path(root)
+    if root.is_file():
+        yield root
+        return
+    for p in sorted(root.rglob("*.json")):
+        if p.name.startswith(".") or any(part.startswith(".") for part in p.relative_to(root).parts[:-1]):
+            continue
+        yield p
+
+
+def load_records(root: str | os.PathLike) -> tuple[list[dict], list[BadRecord]]:
+    """All records under `root` (recursively). Each good record gets `_path` (its file).
+
+    JSON files that are not records (no `schema_version`) are skipped silently so that a results
+    folder may also hold baselines or other JSON; files that claim to be records but are broken
+    are returned as BadRecord.
+    """
+    good: list[dict] = []
+    bad: list[BadRecord] = []
+    for p in iter_record_files(root):
+        try:
+            raw = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            bad.append(BadRecord(p, f"cannot read ({exc.strerror})"))
+            continue
+        try:
+            probe = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            bad.append(BadRecord(p, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"))
+            continue
+        if not isinstance(probe, dict) or "schema_version" not in probe:
+            continue
+        try:
+            rec = read_record(p)
+        except ValueError as exc:
+            bad.append(BadRecord(p, str(exc).split(": ", 1)[-1]))
+            continue
+        rec["_path"] = str(p)
+        good.append(rec)
+    return good, bad
