@@ -1,0 +1,91 @@
+"""`python -m bench [overrides]` runs one cell; `python -m bench -m ...` runs a Hydra multirun.
+
+Resume, failure isolation and the summary live here and in bench.execute, because Hydra has none.
+Exit status: 0 when every cell is ok or skipped, 1 when any failed, 2 on a configuration error,
+130 on Ctrl-C.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+log = logging.getLogger("bench")
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+_STATE = {"exit": 0}
+
+
+def quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*[Tt]oken type ids are not supported.*")
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+class SummaryCallback(Callback):
+    """Prints the table of this invocation's cells and sets the exit status."""
+
+    def _summarise(self, config: DictConfig) -> None:
+        from bench.summary import read_ledger, summary_table
+
+        inv = os.environ.get("BENCH_INVOCATION")
+        sweep_dir = Path(str(config.results_dir)) / str(config.sweep_name)
+        entries = read_ledger(sweep_dir, inv) if inv else []
+        if not entries:
+            return
+        table, counts = summary_table(entries)
+        print("\n" + table)
+        print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already done)"
+              + (f", {counts['interrupted']} interrupted" if counts.get("interrupted") else "")
+              + f"; records in {sweep_dir}")
+        if counts["failed"] or counts.get("interrupted"):
+            _STATE["exit"] = 1
+
+    def on_run_end(self, config: DictConfig, **kwargs) -> None:
+        self._summarise(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        self._summarise(config)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> str:
+    from bench.execute import execute
+
+    quiet_libraries()
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:
+        overrides = []
+    status, _ = execute(cfg, overrides)
+    return status
+
+
+def main() -> None:
+    os.environ.setdefault("BENCH_INVOCATION", uuid.uuid4().hex[:12])
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished records are kept; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(_STATE["exit"])
+
+
+if __name__ == "__main__":
+    main()

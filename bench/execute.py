@@ -1,0 +1,151 @@
+"""Run a cell safely: identity, resume, failure isolation, atomic records, the sweep ledger.
+
+A cell that fails writes a `failed` record (error type, message, phase, innermost frame) and a log
+with the traceback, then the sweep goes on; the terminal gets one clear line, not a traceback.
+Ctrl-C writes an `interrupted` record and stops; resume reruns every cell without an `ok` record
+whose config hash matches.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from bench import records as R
+from bench.errors import BenchError
+
+log = logging.getLogger("bench")
+
+LEDGER_DIR = ".ledger"  # per-invocation outcome lines, read by the end-of-sweep summary
+
+
+def method_label(cfg: DictConfig, overrides: list[str] | None) -> str:
+    """`method` plus the method settings (and train.lr) given on the command line, e.g.
+    `lora[r=16]`; `label=...` names a variant explicitly."""
+    if cfg.get("label"):
+        return str(cfg.label)
+    name = str(cfg.method.get("name") or "method")
+    extra = []
+    for ov in overrides or []:
+        key, _, val = ov.lstrip("+~").partition("=")
+        if key.startswith("method.") and key not in ("method._target_", "method.name"):
+            extra.append(f"{key[len('method.'):]}={val}")
+        elif key == "train.lr":
+            extra.append(f"lr={val}")
+    return f"{name}[{','.join(sorted(extra))}]" if extra else name
+
+
+def identity(cfg: DictConfig, overrides: list[str] | None) -> dict:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    chash = R.config_hash(config)
+    label = method_label(cfg, overrides)
+    model = str(cfg.model.name)
+    task = str(cfg.task.name)
+    seed = int(cfg.train.seed)
+    stem = R.record_stem(model, task, label, seed, chash)
+    return {
+        "schema_version": R.SCHEMA_VERSION,
+        "run_id": stem,
+        "sweep": str(cfg.sweep_name),
+        "model": model,
+        "task": task,
+        "method": str(cfg.method.get("name") or "method"),
+        "method_label": label,
+        "seed": seed,
+        "config": config,
+        "config_hash": chash,
+    }
+
+
+def record_path(cfg: DictConfig, ident: dict) -> Path:
+    return Path(str(cfg.results_dir)) / str(cfg.sweep_name) / f"{ident['run_id']}.json"
+
+
+def existing_ok(path: Path, chash: str) -> bool:
+    try:
+        rec = R.read_record(path)
+    except ValueError:
+        return False
+    return rec.get("status") == "ok" and rec.get("config_hash") == chash
+
+
+def _where(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return "?"
+    f = tb[-1]
+    return f"{os.path.relpath(f.filename) if not f.filename.startswith('<') else f.filename}:{f.lineno} in {f.name}"
+
+
+def _ledger(cfg: DictConfig, line: dict) -> None:
+    inv = os.environ.get("BENCH_INVOCATION")
+    if not inv:
+        return
+    folder = Path(str(cfg.results_dir)) / str(cfg.sweep_name) / LEDGER_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{inv}.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
+def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, Path]:
+    """Run (or skip) one cell; returns (status, record path). Never raises except on Ctrl-C."""
+    from bench.run import Phase, run_cell  # heavy imports only when a cell really runs
+
+    ident = identity(cfg, overrides)
+    path = record_path(cfg, ident)
+    cell = f"{ident['model']} / {ident['task']} / {ident['method_label']} / seed {ident['seed']}"
+    if cfg.get("resume", True) and existing_ok(path, ident["config_hash"]):
+        log.info("skip (done): %s -> %s", cell, path)
+        _ledger(cfg, {"status": "skipped", "path": str(path), "cell": cell})
+        return "skipped", path
+    log.info("run: %s", cell)
+    logfile = path.with_suffix(".log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(logfile, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    phase = Phase()
+    partial: dict = {"run_id": ident["run_id"]}
+    record = dict(ident, status="ok", error=None, created_at=started)
+    try:
+        measured = run_cell(cfg, phase, partial)
+        record.update(measured)
+        R.write_record(path, record)
+        status = "ok"
+        m = measured["metrics"]
+        log.info("ok: %s  %s=%.4f  (%s)", cell, measured["headline_metric"], m[measured["headline_metric"]], path.name)
+    except KeyboardInterrupt:
+        _write_failure(record, partial, path, "interrupted", "KeyboardInterrupt",
+                       "interrupted by the user (Ctrl-C); rerun the same command to resume", phase.name, "?", logfile)
+        log.error("interrupted: %s (phase %s); finished records are kept; rerun to resume", cell, phase.name)
+        _ledger(cfg, {"status": "interrupted", "path": str(path), "cell": cell})
+        raise
+    except Exception as exc:  # noqa: BLE001 - isolation is the point: one bad cell must not end the sweep
+        with open(logfile, "a", encoding="utf-8") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+        _write_failure(record, partial, path, "failed", type(exc).__name__, str(exc), phase.name, _where(exc), logfile)
+        kind = "" if isinstance(exc, BenchError) or type(exc).__name__ == "DataError" else f"{type(exc).__name__}: "
+        log.error("FAILED: %s [%s] %s%s  (traceback: %s)", cell, phase.name, kind, exc, logfile)
+        status = "failed"
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    _ledger(cfg, {"status": status, "path": str(path), "cell": cell})
+    return status, path
+
+
+def _write_failure(record, partial, path, status, etype, message, phase, where, logfile) -> None:
+    record.update({k: v for k, v in partial.items() if k != "run_id"})
+    record.update({
+        "status": status,
+        "metrics": {},
+        "error": {"type": etype, "message": message, "phase": phase, "where": where, "log": logfile.name},
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    R.write_record(path, record)

@@ -1,0 +1,106 @@
+"""Bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al. 2021), written here because peft has
+none and the `adapters` library pins an old transformers.
+
+Placement follows Houlsby: an adapter after the attention output projection and after the
+feed-forward output projection, applied to the sublayer output *before* the residual add and
+LayerNorm (in transformers' BERT/RoBERTa: after `*SelfOutput.dense` and `*Output.dense`, which feed
+`dropout` then `LayerNorm(x + input)`). Pfeiffer keeps only the feed-forward one.
+
+Each adapter is `x + up(act(down(x)))` with `up` initialised to zero, so the model starts exactly at
+the pretrained function. Parameters per adapter: `2*H*m + H + m` (two weight matrices and biases).
+Houlsby et al. also train LayerNorm; that is `train_layernorm` (off by default so the count is the
+adapters alone; the record and `bench.params` show both).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.methods.base import Method, check_positive_int, freeze
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, hidden: int, size: int, activation: str, init_std: float = 1e-2):
+        super().__init__()
+        self.down = nn.Linear(hidden, size)
+        self.act = ACTIVATIONS[activation]()
+        self.up = nn.Linear(size, hidden)
+        nn.init.normal_(self.down.weight, std=init_std)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.act(self.down(x)))
+
+
+def _sublayer_outputs(backbone: nn.Module):
+    """Yield (kind, module) for every `*SelfOutput` (attention) and `*Output` (feed-forward) block
+    that has a `dense` projection followed by a residual LayerNorm (BERT, RoBERTa and relatives)."""
+    for name, mod in backbone.named_modules():
+        cls = type(mod).__name__
+        if not (hasattr(mod, "dense") and hasattr(mod, "LayerNorm")):
+            continue
+        if cls.endswith("SelfOutput"):
+            yield "attention", name, mod
+        elif cls.endswith("Output"):
+            yield "ffn", name, mod
+
+
+class Adapter(Method):
+    """Houlsby placement: attention and feed-forward adapters in every layer."""
+
+    name = "adapter"
+    default_lr = 1e-3
+    placements = ("attention", "ffn")
+
+    def __init__(self, lr: float | None = None, size: int = 64, activation: str = "relu",
+                 train_layernorm: bool = False, **settings):
+        self.size = size
+        self.activation = activation
+        self.train_layernorm = bool(train_layernorm)
+        super().__init__(lr=lr, **settings)
+
+    def validate(self, backbone_config, max_seq_len: int) -> None:
+        super().validate(backbone_config, max_seq_len)
+        check_positive_int("method.size", self.size)
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"method.activation={self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        freeze(model.backbone)
+        hidden = model.head.out.in_features
+        placed = 0
+        for kind, _, mod in _sublayer_outputs(model.backbone):
+            if kind not in self.placements:
+                continue
+            adapter = Bottleneck(hidden, self.size, self.activation)
+            mod.adapter = adapter  # registered as a submodule so it saves/loads with the model
+            mod.dense.register_forward_hook(_apply_adapter(mod))
+            placed += 1
+            if self.train_layernorm:
+                for p in mod.LayerNorm.parameters():
+                    p.requires_grad_(True)
+        if placed == 0:
+            raise ConfigError(
+                f"method={self.name}: the backbone ({type(model.backbone).__name__}) has no BERT-style "
+                "*SelfOutput/*Output blocks (dense + LayerNorm) to place adapters after"
+            )
+        return model
+
+
+def _apply_adapter(block: nn.Module):
+    def hook(_module, _inputs, output):
+        return block.adapter(output)
+
+    return hook
+
+
+class PfeifferAdapter(Adapter):
+    """Pfeiffer placement: one adapter per layer, after the feed-forward output only."""
+
+    name = "adapter_pfeiffer"
+    placements = ("ffn",)

@@ -1,0 +1,195 @@
+"""Methods provided by peft: LoRA, IA3, prompt tuning, prefix tuning.
+
+peft wraps the *backbone* only (task type FEATURE_EXTRACTION), so the head, pooling and loss stay
+the same for every method. For prompt learning, peft prepends virtual tokens to the inputs and
+drops `token_type_ids` (sentence-pair segment ids); `SequenceClassifier.pool` accounts for the
+extra positions.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.methods.base import Method, check_positive_int, check_unit_interval
+
+
+class PeftMethod(Method):
+    """Common part: build a peft config, wrap the backbone, save/load with peft's own format."""
+
+    def peft_config(self, backbone_config):
+        raise NotImplementedError
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        from peft import get_peft_model
+
+        config = self.peft_config(model.backbone.config)
+        try:
+            model.backbone = get_peft_model(model.backbone, config)
+        except ValueError as exc:  # peft names missing target modules in its message
+            raise ConfigError(f"method={self.name}: peft could not apply {type(config).__name__}: {exc}") from None
+        return model
+
+    def delta_state_dict(self, model: nn.Module):
+        from peft import get_peft_model_state_dict
+
+        state = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model.backbone).items()}
+        state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()})
+        return state
+
+    def save_delta(self, model: nn.Module, folder: str | Path) -> Path:
+        """peft's own adapter folder (what a peft user would publish) plus the head."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        model.backbone.save_pretrained(str(folder))
+        head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+        save_file(head, str(folder / "head.safetensors"))
+        (folder / "method.json").write_text(json.dumps({"method": self.name, **self.settings()}, default=str))
+        return folder
+
+    def load_delta(self, model: nn.Module, folder: str | Path) -> nn.Module:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        set_peft_model_state_dict(model.backbone, load_file(str(folder / "adapter_model.safetensors")))
+        model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        return model
+
+
+def _check_targets(option: str, targets, backbone_config) -> None:
+    if targets is None:
+        return
+    if isinstance(targets, str) or not all(isinstance(t, str) for t in targets) or not targets:
+        raise ConfigError(f"{option}={targets!r}: expected a non-empty list of module names, e.g. [query, value]")
+
+
+class LoRA(PeftMethod):
+    """Low-rank updates (Hu et al. 2021) on the named linear layers; default query and value as in
+    the paper's GLUE experiments. Closed form on q,v: L * 2 * 2 * r * H."""
+
+    name = "lora"
+    default_lr = 5e-4
+
+    def __init__(self, lr=None, r: int = 8, alpha: int = 16, dropout: float = 0.1,
+                 target_modules=("query", "value"), bias: str = "none", use_rslora: bool = False,
+                 use_dora: bool = False, **settings):
+        self.r, self.alpha, self.dropout = r, alpha, dropout
+        self.target_modules = list(target_modules) if target_modules is not None else None
+        self.bias, self.use_rslora, self.use_dora = bias, bool(use_rslora), bool(use_dora)
+        super().__init__(lr=lr, **settings)
+
+    def validate(self, backbone_config, max_seq_len):
+        super().validate(backbone_config, max_seq_len)
+        check_positive_int("method.r", self.r)
+        if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+            raise ConfigError(f"method.alpha={self.alpha!r}: expected a number > 0")
+        check_unit_interval("method.dropout", self.dropout)
+        _check_targets("method.target_modules", self.target_modules, backbone_config)
+        if self.bias not in ("none", "all", "lora_only"):
+            raise ConfigError(f"method.bias={self.bias!r}: expected none, all or lora_only")
+
+    def peft_config(self, backbone_config):
+        from peft import LoraConfig, TaskType
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules, bias=self.bias, use_rslora=self.use_rslora,
+                          use_dora=self.use_dora, task_type=TaskType.FEATURE_EXTRACTION)
+
+
+class IA3(PeftMethod):
+    """(IA)^3 (Liu et al. 2022): learned rescaling vectors. Targets default to peft's mapping for
+    the architecture (BERT/RoBERTa: key, value, output.dense; feed-forward: output.dense)."""
+
+    name = "ia3"
+    default_lr = 3e-3
+
+    def __init__(self, lr=None, target_modules=None, feedforward_modules=None, **settings):
+        self.target_modules = list(target_modules) if target_modules is not None else None
+        self.feedforward_modules = list(feedforward_modules) if feedforward_modules is not None else None
+        super().__init__(lr=lr, **settings)
+
+    def validate(self, backbone_config, max_seq_len):
+        super().validate(backbone_config, max_seq_len)
+        _check_targets("method.target_modules", self.target_modules, backbone_config)
+
+    def peft_config(self, backbone_config):
+        from peft import IA3Config, TaskType
+
+        return IA3Config(target_modules=self.target_modules, feedforward_modules=self.feedforward_modules,
+                         task_type=TaskType.FEATURE_EXTRACTION)
+
+
+class _PromptLearning(PeftMethod):
+    uses_token_type_ids = False
+
+    def __init__(self, lr=None, num_virtual_tokens: int = 20, **settings):
+        self.num_virtual_tokens = num_virtual_tokens
+        super().__init__(lr=lr, **settings)
+
+    def validate(self, backbone_config, max_seq_len):
+        super().validate(backbone_config, max_seq_len)
+        check_positive_int("method.num_virtual_tokens", self.num_virtual_tokens)
+        limit = int(getattr(backbone_config, "max_position_embeddings", 512))
+        if self.prepends_tokens and self.num_virtual_tokens + max_seq_len > limit:
+            raise ConfigError(
+                f"method.num_virtual_tokens={self.num_virtual_tokens} + train.max_seq_len={max_seq_len} "
+                f"exceeds the model's {limit} positions; expected num_virtual_tokens <= {limit - max_seq_len}"
+            )
+
+    prepends_tokens = True
+
+
+class PromptTuning(_PromptLearning):
+    """Soft prompt tokens prepended to the input embeddings (Lester et al. 2021). Trainable: n * H.
+    `init`: random, sample_vocab (embeddings of random vocabulary tokens) or text (`init_text`)."""
+
+    name = "prompt_tuning"
+    default_lr = 3e-2
+
+    def __init__(self, lr=None, num_virtual_tokens: int = 20, init: str = "sample_vocab",
+                 init_text: str | None = None, tokenizer_path: str | None = None, **settings):
+        self.init, self.init_text, self.tokenizer_path = init, init_text, tokenizer_path
+        super().__init__(lr=lr, num_virtual_tokens=num_virtual_tokens, **settings)
+
+    def validate(self, backbone_config, max_seq_len):
+        super().validate(backbone_config, max_seq_len)
+        if self.init not in ("random", "sample_vocab", "text"):
+            raise ConfigError(f"method.init={self.init!r}: expected random, sample_vocab or text")
+        if self.init == "text" and not self.init_text:
+            raise ConfigError("method.init=text needs method.init_text (the words to initialise the prompt with)")
+
+    def peft_config(self, backbone_config):
+        from peft import PromptTuningConfig, PromptTuningInit, TaskType
+
+        kwargs = {}
+        if self.init == "text":
+            kwargs = {"prompt_tuning_init_text": self.init_text, "tokenizer_name_or_path": self.tokenizer_path}
+        return PromptTuningConfig(num_virtual_tokens=self.num_virtual_tokens,
+                                  prompt_tuning_init=PromptTuningInit[self.init.upper()],
+                                  task_type=TaskType.FEATURE_EXTRACTION, **kwargs)
+
+
+class PrefixTuning(_PromptLearning):
+    """Trainable key/value prefixes in every layer (Li & Liang 2021). Without reparametrisation:
+    L * 2 * n * H; with `prefix_projection`, an MLP of width `encoder_hidden_size` generates them."""
+
+    name = "prefix_tuning"
+    default_lr = 1e-2
+    prepends_tokens = False
+
+    def __init__(self, lr=None, num_virtual_tokens: int = 20, prefix_projection: bool = False,
+                 encoder_hidden_size: int | None = None, **settings):
+        self.prefix_projection = bool(prefix_projection)
+        self.encoder_hidden_size = encoder_hidden_size
+        super().__init__(lr=lr, num_virtual_tokens=num_virtual_tokens, **settings)
+
+    def peft_config(self, backbone_config):
+        from peft import PrefixTuningConfig, TaskType
+
+        kwargs = {"encoder_hidden_size": self.encoder_hidden_size} if self.encoder_hidden_size else {}
+        return PrefixTuningConfig(num_virtual_tokens=self.num_virtual_tokens, prefix_projection=self.prefix_projection,
+                                  task_type=TaskType.FEATURE_EXTRACTION, **kwargs)

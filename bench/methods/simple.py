@@ -1,0 +1,50 @@
+"""Methods that only choose which existing parameters train: full, head_only, bitfit."""
+from __future__ import annotations
+
+from torch import nn
+
+from bench.methods.base import Method, freeze
+
+
+class Full(Method):
+    """Every parameter trains; the delta is the whole model."""
+
+    name = "full"
+    default_lr = 5e-5
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+
+class HeadOnly(Method):
+    """Frozen backbone, trained linear head on pooled features (a linear probe).
+
+    The backbone runs in eval mode (no dropout) so its features are a fixed function of the input;
+    that makes `cache_features` exact: features are computed once and the head trains on them.
+    """
+
+    name = "head_only"
+    default_lr = 1e-2
+    frozen_backbone = True
+
+    def __init__(self, lr: float | None = None, cache_features: bool = True, **settings):
+        self.cache_features = bool(cache_features)
+        super().__init__(lr=lr, **settings)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        freeze(model.backbone)
+        return model
+
+
+class BitFit(Method):
+    """Only the bias terms of the backbone train (Ben Zaken et al. 2022), plus the head."""
+
+    name = "bitfit"
+    default_lr = 1e-3
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        for n, p in model.backbone.named_parameters():
+            p.requires_grad_(n.endswith(".bias"))
+        return model

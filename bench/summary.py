@@ -1,0 +1,64 @@
+"""The end-of-sweep summary: what ran in *this* invocation, read back from its records.
+
+Cells may run in other processes (joblib, submitit), so outcomes travel through a per-invocation
+ledger file next to the records rather than through memory.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import records as R
+from bench.execute import LEDGER_DIR
+
+
+def read_ledger(sweep_dir: Path, invocation: str) -> list[dict]:
+    path = sweep_dir / LEDGER_DIR / f"{invocation}.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _fmt_params(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
+
+
+def summary_table(entries: list[dict]) -> tuple[str, dict]:
+    """Plain-text table (one row per cell) and counts per status."""
+    counts = {"ok": 0, "failed": 0, "skipped": 0, "interrupted": 0}
+    rows = []
+    for e in entries:
+        counts[e["status"]] = counts.get(e["status"], 0) + 1
+        try:
+            rec = R.read_record(e["path"])
+        except ValueError:
+            rec = None
+        if rec is None:
+            rows.append((e["cell"], e["status"], "-", "-", "-", "-", "-"))
+            continue
+        if rec["status"] == "ok":
+            h = rec["headline_metric"]
+            rows.append((
+                f"{rec['model']} {rec['task']:>5} {rec['method_label']}", e["status"],
+                f"{h}={rec['metrics'][h]:.3f}", _fmt_params(rec["params"]["trainable"]),
+                f"{rec['memory']['peak_rss_bytes'] / 2**20:.0f}MiB",
+                f"{rec['throughput']['train_samples_per_s']:.1f}/s", f"{rec['time']['total_s']:.0f}s",
+            ))
+        else:
+            err = rec.get("error") or {}
+            rows.append((f"{rec['model']} {rec['task']:>5} {rec['method_label']}", rec["status"],
+                         f"{err.get('type')}: {str(err.get('message'))[:60]}", "-", "-", "-", "-"))
+    header = ("cell", "status", "headline (dev)", "trainable", "peak RSS", "train", "time")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines), counts

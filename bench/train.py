@@ -1,0 +1,185 @@
+"""The training loop and evaluation: a lean loop rather than the HF Trainer, so every timed region
+is ours to define (docs/performance.md compares it with a Trainer script).
+
+AdamW (no weight decay on biases and LayerNorm), linear warm-up then linear decay, gradient
+clipping, dynamic padding, evaluation only outside timed steps, and a check that stops a run at
+the first non-finite loss instead of training on NaN for hours.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from bench.batching import Encoded, batch_order, collate
+from bench.measure import StepTimer, sync
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or inf; the message names the step and what to change."""
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    final_loss: float | None = None
+    train_s: float = 0.0
+    warmup_steps: int = 0
+    metrics_per_epoch: list = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metrics: dict | None = None
+    best_state: dict | None = None
+    feature_s: float | None = None
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    if regression:
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+def param_groups(named, weight_decay: float):
+    decay, no_decay = [], []
+    for n, p in named:
+        (no_decay if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n or p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return nullcontext()
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def model_inputs(batch: dict, use_tt: bool) -> dict:
+    keys = ("input_ids", "attention_mask", "token_type_ids") if use_tt else ("input_ids", "attention_mask")
+    return {k: batch[k] for k in keys if k in batch}
+
+
+@torch.no_grad()
+def predict(model, data: Encoded, batch_size: int, pad_id: int, device, precision: str, use_tt: bool):
+    """Predictions in the original order; batches sorted by length for speed."""
+    model.eval()
+    order = sorted(range(len(data)), key=lambda i: data.lengths[i])
+    out = [None] * len(data)
+    for i in range(0, len(order), batch_size):
+        ids = order[i:i + batch_size]
+        batch = to_device(collate(data, ids, pad_id), device)
+        with autocast_for(device, precision):
+            logits = model(**model_inputs(batch, use_tt)).float()
+        preds = logits.squeeze(-1) if data.is_regression else logits.argmax(-1)
+        for j, v in zip(ids, preds.cpu().tolist()):
+            out[j] = v
+    return out
+
+
+@torch.no_grad()
+def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, precision, use_tt) -> torch.Tensor:
+    """Frozen-backbone features, computed once (head_only with cache_features)."""
+    model.eval()
+    feats = None
+    for i in range(0, len(data), batch_size):
+        ids = list(range(i, min(i + batch_size, len(data))))
+        batch = to_device(collate(data, ids, pad_id), device)
+        with autocast_for(device, precision):
+            f = model.features(**model_inputs(batch, use_tt)).float()
+        if feats is None:
+            feats = torch.empty(len(data), f.shape[-1], device=device)
+        feats[i:i + len(ids)] = f
+    return feats
+
+
+def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
+                precision: str = "fp32", nan_at_step: int | None = None) -> tuple[TrainResult, StepTimer]:
+    """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, headline)` is
+    called after each epoch when per-epoch evaluation is on; its time is not training time."""
+    named = method.trainable_named_parameters(model)
+    params = [p for _, p in named]
+    if not params:
+        raise RuntimeError(f"method {method.name} left no trainable parameter")
+    opt = torch.optim.AdamW(param_groups(named, float(tcfg.weight_decay)), lr=method.lr)
+    bs = int(tcfg.batch_size)
+    steps_per_epoch = math.ceil(len(train_data) / bs)
+    total = steps_per_epoch * int(tcfg.epochs)
+    warmup = int(round(float(tcfg.warmup_ratio) * total))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    use_tt = method.uses_token_type_ids
+    timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
+    res = TrainResult(warmup_steps=warmup)
+    cached = bool(method.frozen_backbone and getattr(method, "cache_features", False))
+    feats = None
+    sync(device)
+    t_start = time.perf_counter()
+    if cached:
+        t0 = time.perf_counter()
+        feats = pooled_features(model, train_data, int(tcfg.eval_batch_size), pad_id, device, precision, use_tt)
+        sync(device)
+        res.feature_s = time.perf_counter() - t0
+        labels_all = torch.tensor(train_data.labels, dtype=torch.float32 if train_data.is_regression else torch.long,
+                                  device=device)
+    eval_s = 0.0
+    lengths = train_data.lengths
+    for epoch in range(int(tcfg.epochs)):
+        model.train()
+        if method.frozen_backbone:
+            model.backbone.eval()
+        for ids in batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length)):
+            n_tok = sum(lengths[i] for i in ids)
+            padded = len(ids) * max(lengths[i] for i in ids)
+            with timer.step(len(ids), n_tok, padded):
+                if cached:
+                    idx = torch.tensor(ids, device=device)
+                    logits = model.head(feats[idx])
+                    labels = labels_all[idx]
+                else:
+                    batch = to_device(collate(train_data, ids, pad_id), device)
+                    labels = batch["labels"]
+                    with autocast_for(device, precision):
+                        logits = model(**model_inputs(batch, use_tt))
+                loss = loss_fn(logits, labels, train_data.is_regression)
+                if nan_at_step is not None and res.steps + 1 >= nan_at_step:
+                    loss = loss * float("nan")  # fault injection (debug.inject_nan_at_step)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(
+                        f"loss became {loss.item()} at step {res.steps + 1} (epoch {epoch + 1}); "
+                        f"lower the learning rate (method.lr / train.lr = {method.lr}) or check the data"
+                    )
+                loss.backward()
+                if float(tcfg.max_grad_norm) > 0:
+                    torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            res.steps += 1
+            res.final_loss = float(loss.item())
+        if evaluate_epoch is not None:
+            sync(device)
+            t0 = time.perf_counter()
+            metrics, headline = evaluate_epoch(epoch + 1)
+            sync(device)
+            eval_s += time.perf_counter() - t0
+            res.metrics_per_epoch.append({"epoch": epoch + 1, "metrics": metrics})
+            if res.best_metrics is None or headline > res.best_metrics["_headline"]:
+                res.best_epoch = epoch + 1
+                res.best_metrics = dict(metrics, _headline=headline)
+                res.best_state = {n: p.detach().clone() for n, p in named}
+    sync(device)
+    res.train_s = time.perf_counter() - t_start - eval_s
+    return res, timer
