@@ -103,10 +103,6 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     if t.lr is not None:
         method_cfg["lr"] = float(t.lr)
     method = build_method(method_cfg)
-    if not T.has_split(spec, "train"):
-        raise T.DataError(f"task {spec.name} has no train split in {spec.root} (only "
-                          f"{', '.join(s for s in spec.splits if T.has_split(spec, s)) or 'nothing'} is present); "
-                          "it cannot be finetuned from this folder")
     # -- data -----------------------------------------------------------------------------------
     phase.name = "data"
     train_ex = T.subsample(T.load_split(spec, "train"), t.max_train_samples, seed)

@@ -1,0 +1,39 @@
+# peft-bench. Two commands for a newcomer: `make sweep` and `make test` (see README.md).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export BENCH_GLUE_DIR ?= $(abspath ../shared/data/glue)
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+RESULTS ?= results
+SWEEP ?= default_sweep
+
+.PHONY: setup sweep smoke test report reproduce reproduce-params baseline regress bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## The main job: five methods x four GLUE tasks on the bundled MiniLM, then the comparison report.
+sweep: setup
+	$(BIN)/python -m bench experiment=default_sweep results_dir=$(RESULTS)
+
+## A seconds-long sweep of every method on a tiny random-weight model.
+smoke: setup
+	$(BIN)/python -m bench experiment=smoke results_dir=$(RESULTS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check bench tests
+
+clean:
+	rm -rf logs outputs multirun .pytest_cache
