@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml
 
 ## The main job: five methods x four GLUE tasks on the bundled MiniLM, then the comparison report.
 sweep: setup
-	$(BIN)/python -m bench experiment=default_sweep results_dir=$(RESULTS)
+	$(BIN)/python -m bench experiment=default_sweep results_dir=$(RESULTS); status=$$?; \
+	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/default_sweep --out reports/default_sweep; fi; \
+	  exit $$status
 
 ## A seconds-long sweep of every method on a tiny random-weight model.
 smoke: setup
@@ -37,3 +39,7 @@ lint: setup
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache
+
+## Comparison report of a results folder (default: the main sweep) into reports/<name>/.
+report: setup
+	$(BIN)/python -m bench.report $(RESULTS)/$(SWEEP) --out reports/$(SWEEP)

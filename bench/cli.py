@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
 
 log = logging.getLogger("bench")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -64,15 +64,29 @@ class SummaryCallback(Callback):
         self._summarise(config)
 
 
+def _parallel_cells(hc) -> int:
+    """How many cells run at once on this machine (joblib's n_jobs; 1 for basic and submitit,
+    where each job gets its own allocation)."""
+    launcher = hc.launcher or {}
+    if "joblib" not in str(launcher.get("_target_", "")) or str(hc.mode) != "RunMode.MULTIRUN":
+        return 1
+    n = int(launcher.get("n_jobs") or 1)
+    return (os.cpu_count() or 1) if n < 0 else n
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> str:
     from bench.execute import execute
 
     quiet_libraries()
     try:
-        overrides = list(HydraConfig.get().overrides.task)
+        hc = HydraConfig.get()
+        overrides = list(hc.overrides.task)
+        parallel = _parallel_cells(hc)
     except ValueError:
-        overrides = []
+        overrides, parallel = [], 1
+    with open_dict(cfg):
+        cfg._parallel_cells = parallel
     status, _ = execute(cfg, overrides)
     return status
 

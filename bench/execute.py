@@ -96,7 +96,11 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
     """Run (or skip) one cell; returns (status, record path). Never raises except on Ctrl-C."""
     from bench.run import Phase, run_cell  # heavy imports only when a cell really runs
 
-    ident = identity(cfg, overrides)
+    try:
+        ident = identity(cfg, overrides)
+    except Exception as exc:  # noqa: BLE001 - e.g. an interpolation that does not resolve
+        log.error("FAILED before the cell could start: %s: %s", type(exc).__name__, exc)
+        return "failed", Path(str(cfg.get("results_dir", ".")))
     path = record_path(cfg, ident)
     cell = f"{ident['model']} / {ident['task']} / {ident['method_label']} / seed {ident['seed']}"
     if cfg.get("resume", True) and existing_ok(path, ident["config_hash"]):
@@ -106,7 +110,8 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
     log.info("run: %s", cell)
     logfile = path.with_suffix(".log")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(logfile, mode="w", encoding="utf-8")
+    logfile.write_text("", encoding="utf-8")
+    handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")  # append mode: the traceback below lands after
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")

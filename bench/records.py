@@ -20,7 +20,7 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
-HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "hydra")
+HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "hydra", "train.threads", "_parallel_cells")
 
 
 def _drop(cfg: dict, dotted: str) -> None:
@@ -100,17 +100,20 @@ class BadRecord:
         return f"{self.path}: {self.reason}"
 
 
-def read_record(path: str | os.PathLike) -> dict:
-    """Read and validate one record; raises ValueError with the file name and the problem."""
+def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
+    """Read and validate one record; raises ValueError with the file name and the problem.
+    `parsed`: the file's JSON when the caller has already parsed it."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        rec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    if parsed is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    rec = parsed
     if not isinstance(rec, dict):
         raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
@@ -118,6 +121,11 @@ def read_record(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
     if rec["schema_version"] != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {rec['schema_version']!r}, expected {SCHEMA_VERSION}")
+    if isinstance(rec["seed"], bool) or not isinstance(rec["seed"], int):
+        raise ValueError(f"{path}: seed {rec['seed']!r}, expected an integer")
+    for key in ("model", "task", "method"):
+        if not isinstance(rec[key], str) or not rec[key]:
+            raise ValueError(f"{path}: {key} {rec[key]!r}, expected a non-empty string")
     if rec["status"] not in STATUSES:
         raise ValueError(f"{path}: status {rec['status']!r}, expected one of {', '.join(STATUSES)}")
     if rec["status"] == "ok" and not isinstance(rec.get("metrics"), dict):
@@ -159,7 +167,7 @@ def load_records(root: str | os.PathLike) -> tuple[list[dict], list[BadRecord]]:
         if not isinstance(probe, dict) or "schema_version" not in probe:
             continue
         try:
-            rec = read_record(p)
+            rec = read_record(p, parsed=probe)
         except ValueError as exc:
             bad.append(BadRecord(p, str(exc).split(": ", 1)[-1]))
             continue

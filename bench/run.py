@@ -52,6 +52,17 @@ def pick_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def resolve_threads(setting, parallel_cells) -> int:
+    """`auto`: split the cores between cells that run at the same time (joblib n_jobs), so parallel
+    cells never oversubscribe the CPU; an integer is taken as given."""
+    cores = os.cpu_count() or 1
+    if setting in (None, "auto"):
+        return max(1, cores // max(1, int(parallel_cells or 1)))
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ConfigError(f"train.threads={setting!r}: expected auto or an integer >= 1")
+    return setting
+
+
 def validate_train(t) -> None:
     checks = [
         ("train.epochs", t.epochs, 1), ("train.batch_size", t.batch_size, 1),
@@ -93,8 +104,7 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     validate_train(t)
     device = pick_device(str(t.device))
     precision = pick_precision(str(t.precision), device)
-    if t.threads:
-        torch.set_num_threads(int(t.threads))
+    torch.set_num_threads(resolve_threads(t.get("threads"), cfg.get("_parallel_cells")))
     seed = int(t.seed)
     seed_everything(seed, bool(t.deterministic))
     partial["env"] = environment(device)

@@ -1,0 +1,90 @@
+"""Comparison reports from result records: tables, plots and one index.html per report.
+
+`generate_report` reads records only (bench.records.load_records) and never re-runs anything, so a
+report can be rebuilt at any time from any set of results, including results copied from other
+machines. The CLI is `python -m bench.report RESULTS_DIR [--out DIR] [--name NAME]`; docs/report.md
+says what a report holds and how its numbers are aggregated.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.records import BadRecord, load_records
+
+from .aggregate import Aggregation, build
+
+
+class UnusableResults(ValueError):
+    """RESULTS_DIR does not exist or holds no usable record: nothing to report."""
+
+
+@dataclass
+class Report:
+    out: Path
+    name: str
+    agg: Aggregation
+    bad: list[BadRecord]
+    index: Path
+    tables: dict[str, Path]
+    plots: list = field(default_factory=list)
+
+
+def generate_report(results_dir: str | Path, out: str | Path, name: str | None = None,
+                    timings: dict[str, float] | None = None) -> Report:
+    """Build the report for every record under `results_dir` into folder `out`.
+
+    Raises UnusableResults when the folder is missing or has no readable record (bad files alone
+    are not a report). Existing files in `out` with the same names are replaced. If `timings` is a
+    dict, the seconds spent per phase (load, aggregate, tables, plots, html) are stored in it.
+    """
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = now - clock
+        clock = now
+
+    from .html import write_index
+    from .plots import write_plots
+    from .tables import write_tables
+
+    results_dir = Path(results_dir)
+    if not results_dir.exists():
+        raise UnusableResults(f"results folder {results_dir} does not exist")
+    records, bad = load_records(results_dir)
+    lap("load")
+    if not records:
+        detail = f" ({len(bad)} unreadable record file(s), e.g. {bad[0]})" if bad else ""
+        raise UnusableResults(f"no readable result records under {results_dir}{detail}")
+    name = name or (results_dir.resolve().name if results_dir.is_dir() else results_dir.stem)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    agg = build(records)
+    lap("aggregate")
+    tables = write_tables(agg, out)
+    lap("tables")
+    plots = write_plots(agg, out)
+    lap("plots")
+    index = write_index(out, name, agg, records, bad, results_dir, plots, tables)
+    lap("html")
+    return Report(out, name, agg, bad, index, tables, plots)
+
+
+def summary_text(report: Report) -> str:
+    """Short terminal summary: models, record counts, compact main tables, where the report is."""
+    from .tables import compact_table, to_text
+
+    agg = report.agg
+    counts = agg.records["status"].value_counts()
+    n_fail = int(counts.get("failed", 0) + counts.get("interrupted", 0))
+    lines = [f"Report {report.name!r}: models {', '.join(agg.models)}",
+             (f"records: {int(counts.get('ok', 0))} ok, {n_fail} failed/interrupted, {len(report.bad)} unreadable"
+              f"; {len(agg.failures())} grid cell(s) without an ok record; {len(agg.conflicts)} conflict(s)"), ""]
+    for model in agg.models:
+        lines += [f"[{model}] headline x100 (mean over seeds)", to_text(compact_table(agg, model)), ""]
+    lines.append(f"written to {report.index.parent}/ (open {report.index})")
+    return "\n".join(lines)

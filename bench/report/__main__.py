@@ -1,0 +1,35 @@
+"""CLI: `python -m bench.report RESULTS_DIR [--out reports/NAME] [--name NAME]`.
+
+Exit status 0 on success, 2 when RESULTS_DIR is unusable (missing, or no readable record), so that
+`make report` fails loudly instead of writing an empty report.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import UnusableResults, generate_report, summary_text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.report",
+                                 description="Tables, plots and index.html from result records (never re-runs).")
+    ap.add_argument("results_dir", type=Path, help="folder with result records (searched recursively)")
+    ap.add_argument("--name", help="report name (default: the results folder's name)")
+    ap.add_argument("--out", type=Path, help="report folder (default: reports/<name>)")
+    args = ap.parse_args(argv)
+    rd = args.results_dir
+    name = args.name or (rd.resolve().name if rd.is_dir() else rd.stem)
+    out = args.out or Path("reports") / name
+    try:
+        report = generate_report(rd, out, name)
+    except UnusableResults as exc:
+        print(f"bench.report: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary_text(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Display tables (Markdown, LaTeX, HTML, plain text) and the machine-readable CSV.
+
+Display tables are built once as a neutral `Table` (header + rows of already formatted strings +
+a status per cell) and then rendered per format, so all formats show exactly the same numbers.
+Display scaling (metrics x100, bytes -> MiB/MB) happens only here; table.csv keeps the raw values
+from aggregate.py (metrics on the 0-1 scale), one row per (model, method_label, task) plus one
+summary row per (model, method_label).
+"""
+from __future__ import annotations
+
+import html
+import math
+import numbers
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import Aggregation
+
+METRIC_SHORT = {"matthews_correlation": "MCC", "pearson": "Pearson", "spearmanr": "Spearman",
+                "f1": "F1", "accuracy": "acc"}
+SECONDARY = {"f1": "accuracy"}  # papers show MRPC/QQP as F1 and accuracy
+MIB = 2**20
+CAPTION = ("{model}: dev-set headline metric ×100 (CoLA MCC, STS-B Pearson, MRPC/QQP F1 and accuracy, "
+           "MNLI matched accuracy, others accuracy), mean ± sample std over seeds (std shown when n > 1; "
+           "'(n=k/N)' when only k of the N seeds are ok). {avg} is the unweighted mean of the headline "
+           "metric over those tasks; a method missing one of them has no average. Trainable parameters "
+           "include the task head (% of all parameters); peak memory (MiB = 1,048,576 bytes), train throughput "
+           "and storage (MB = 1,000,000 bytes) are means over the method's tasks.")
+
+
+@dataclass
+class Table:
+    """A formatted table: `status[i][j]` is ok/partial/failed/missing/'' for styling."""
+
+    title: str
+    caption: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    status: list[list[str]] = field(default_factory=list)
+
+
+def _isnum(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def fmt_count(n) -> str:
+    """Parameter counts the way papers print them: 125M, 1.23M, 38.4K."""
+    if not _isnum(n):
+        return "–"
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{sig3(n / div)}{unit}"
+    return f"{n:.0f}"
+
+
+def sig3(v: float) -> str:
+    """Three significant digits, trailing zeros kept (0.680, 3.30, 150) so columns line up."""
+    return f"{v:#.3g}".rstrip(".") if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def fmt_bytes(b) -> str:
+    if not _isnum(b):
+        return "–"
+    if b >= 1e9:
+        return f"{b / 1e9:.2f} GB"
+    if b >= 1e6:
+        return f"{b / 1e6:.1f} MB"
+    return f"{b / 1e3:.1f} KB"
+
+
+def fmt_mib(b) -> str:
+    return f"{b / MIB:,.0f}" if _isnum(b) else "–"
+
+
+def fmt_num(v, digits: int = 1) -> str:
+    return f"{v:,.{digits}f}" if _isnum(v) else "–"
+
+
+def fmt_range(lo, hi, fmt) -> str:
+    a, b = fmt(lo), fmt(hi)
+    return a if a == b else f"{a}–{b}"
+
+
+def fmt_metric(mean, std, n) -> str:
+    """x100, one decimal, ± std only when n > 1."""
+    if not _isnum(mean):
+        return "–"
+    text = f"{100 * mean:.1f}"
+    if n > 1 and _isnum(std):
+        text += f" ± {100 * std:.1f}"
+    return text
+
+
+def metric_cell(cell: pd.Series | None, q: str) -> tuple[str, str]:
+    """(text, status) of one metric in one (model, method, task) cell."""
+    if cell is None:
+        return "missing", "missing"
+    status = cell["status"]
+    if status in ("failed", "missing"):
+        return status, status
+    n = int(cell.get(f"{q}_n", 0))
+    if n == 0:
+        return "–", "ok"
+    text = fmt_metric(cell[f"{q}_mean"], cell[f"{q}_std"], n)
+    if n < cell["n_seeds"]:
+        text += f" (n={n}/{cell['n_seeds']})"
+        return text, "partial"
+    return text, "ok"
+
+
+def _task_columns(agg: Aggregation, model: str) -> list[tuple[str, str, str]]:
+    """(task, quantity, header) for the model's display columns."""
+    cols = []
+    cells = agg.cells[agg.cells["model"] == model]
+    for task in agg.grid_tasks(model):
+        hm = cells.loc[cells["task"] == task, "headline_metric"].iloc[0]
+        cols.append((task, "headline", f"{task} ({METRIC_SHORT.get(hm, hm)})"))
+        sec = SECONDARY.get(hm)
+        sub = cells[cells["task"] == task]
+        if sec and f"metrics.{sec}_n" in sub and sub[f"metrics.{sec}_n"].sum() > 0:
+            cols.append((task, f"metrics.{sec}", f"{task} ({METRIC_SHORT.get(sec, sec)})"))
+    return cols
+
+
+def method_order(agg: Aggregation, model: str) -> list[str]:
+    """Most trainable parameters first (full finetuning on top, as in papers), then by label."""
+    summ = agg.summary[agg.summary["model"] == model]
+    p = summ.get("params.trainable_mean", pd.Series(float("nan"), index=summ.index))
+    order = summ.assign(_p=p.fillna(-1)).sort_values(["_p", "method_label"], ascending=[False, True])
+    return list(order["method_label"])
+
+
+def main_table(agg: Aggregation, model: str) -> Table:
+    """Methods as rows for one model: per-task headline, task average and the cost columns."""
+    cells = agg.cells[agg.cells["model"] == model].set_index(["method_label", "task"])
+    summ = agg.summary[agg.summary["model"] == model].set_index("method_label")
+    tcols = _task_columns(agg, model)
+    avg = summ["task"].iloc[0]
+    has_cuda = summ.get("memory.cuda_peak_allocated_bytes_mean", pd.Series(dtype=float)).notna().any()
+    header = ["method"] + [h for _, _, h in tcols] + [avg, "trainable params", "trainable %",
+                                                      "peak RSS (MiB)"]
+    header += ["CUDA peak alloc (MiB)"] if has_cuda else []
+    header += ["train samples/s", "storage"]
+    table = Table(f"Main results: {model}", CAPTION.format(model=model, avg=avg), header)
+    for label in method_order(agg, model):
+        s = summ.loc[label]
+        row, st = [label], [""]
+        for task, q, _ in tcols:
+            cell = cells.loc[(label, task)] if (label, task) in cells.index else None
+            text, status = metric_cell(cell, q)
+            row.append(text)
+            st.append(status)
+        if s["status"] == "ok":
+            row.append(fmt_metric(s["headline_mean"], s["headline_std"], int(s["headline_n"])))
+            st.append("ok")
+        else:
+            gap = s["missing_tasks"].replace(",", ", ")
+            row.append(f"missing (no {gap})" if gap else "missing")
+            st.append("missing")
+        g = s.get
+        row.append(fmt_range(g("params.trainable_min"), g("params.trainable_max"), fmt_count))
+        row.append(fmt_range(g("params.trainable_pct_min"), g("params.trainable_pct_max"),
+                             lambda v: f"{sig3(v)}%" if _isnum(v) else "–"))
+        row.append(fmt_mib(g("memory.peak_rss_bytes_mean")))
+        if has_cuda:
+            row.append(fmt_mib(g("memory.cuda_peak_allocated_bytes_mean")))
+        row.append(fmt_num(g("throughput.train_samples_per_s_mean")))
+        row.append(fmt_bytes(g("storage.bytes_mean")))
+        st += [""] * (len(row) - len(st))
+        table.rows.append(row)
+        table.status.append(st)
+    return table
+
+
+def details_table(agg: Aggregation, model: str) -> Table:
+    """One row per (method, task): every metric and the main measurements of that cell."""
+    cells = agg.cells[agg.cells["model"] == model]
+    metrics = sorted(c[:-5] for c in cells.columns if c.startswith("metrics.") and c.endswith("_mean")
+                     and cells[c[:-5] + "_n"].sum() > 0)
+    header = ["method", "task", "status", "n ok/seeds"] + [m.split(".", 1)[1] for m in metrics]
+    header += ["trainable", "head", "peak RSS (MiB)", "CUDA peak (MiB)", "samples/s", "train s", "storage"]
+    table = Table(f"Per-task details: {model}", f"{model}: every metric ×100 (mean ± std over ok seeds) "
+                  "and the per-task measurements (means over ok seeds).", header)
+    order = {lbl: i for i, lbl in enumerate(method_order(agg, model))}
+    cells = cells.assign(_o=cells["method_label"].map(order)).sort_values("_o", kind="stable")
+    for _, c in cells.iterrows():
+        row = [c["method_label"], c["task"], c["status"], f"{c['n_ok']}/{c['n_seeds']}"]
+        st = ["", "", c["status"], ""]
+        for m in metrics:
+            text, status = metric_cell(c, m)
+            row.append(text)
+            st.append(status)
+        row += [fmt_count(c.get("params.trainable_mean")), fmt_count(c.get("params.head_mean")),
+                fmt_mib(c.get("memory.peak_rss_bytes_mean")), fmt_mib(c.get("memory.cuda_peak_allocated_bytes_mean")),
+                fmt_num(c.get("throughput.train_samples_per_s_mean")), fmt_num(c.get("time.train_s_mean")),
+                fmt_bytes(c.get("storage.bytes_mean"))]
+        st += [""] * (len(row) - len(st))
+        table.rows.append(row)
+        table.status.append(st)
+    return table
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def to_markdown(t: Table) -> str:
+    def esc(s: str) -> str:
+        return str(s).replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"### {esc(t.title)}", "", esc(t.caption), "",
+             "| " + " | ".join(esc(h) for h in t.header) + " |",
+             "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(t.header))) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in t.rows]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+          "{": r"\{", "}": r"\}", "[": "{[}", "]": "{]}", "<": r"\textless{}", ">": r"\textgreater{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(s: str) -> str:
+    out = "".join(_LATEX.get(ch, ch) for ch in str(s))
+    return out.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--")
+
+
+def to_latex(t: Table) -> str:
+    spec = "l" + "r" * (len(t.header) - 1)
+    lines = [r"\begin{table}[ht]", r"\centering", r"\small",
+             rf"\caption{{{latex_escape(t.caption)}}}", r"\resizebox{\linewidth}{!}{%",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(latex_escape(h) for h in t.header) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in t.rows]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(t: Table, table_id: str = "") -> str:
+    ident = f' id="{html.escape(table_id)}"' if table_id else ""
+    out = [f"<table{ident}>", f"<caption><b>{html.escape(t.title)}.</b> {html.escape(t.caption)}</caption>",
+           "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr></thead>", "<tbody>"]
+    for row, st in zip(t.rows, t.status):
+        tds = "".join(f'<td class="{s}">{html.escape(c)}</td>' if s else f"<td>{html.escape(c)}</td>"
+                      for c, s in zip(row, st))
+        out.append(f"<tr>{tds}</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def to_text(t: Table, max_width: int = 28) -> str:
+    """Fixed-width plain text for the terminal (long cells are cut)."""
+    cut = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in r] for r in [t.header] + t.rows]
+    widths = [max(len(r[i]) for r in cut) for i in range(len(t.header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in cut]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def compact_table(agg: Aggregation, model: str) -> Table:
+    """Main table without std and cost columns except params: fits a terminal."""
+    full = main_table(agg, model)
+    keep = [i for i, h in enumerate(full.header)
+            if i == 0 or "(" in h and not h.startswith(("peak", "CUDA")) or h == "trainable params"]
+    rows = [[re.sub(r" ± [0-9.,]+", "", r[i]).replace("missing (no ", "missing(").replace(", ", ",")
+             for i in keep] for r in full.rows]
+    return Table(full.title, "", [full.header[i] for i in keep], rows, [[""] * len(keep) for _ in rows])
+
+
+# ---------------------------------------------------------------- files
+
+
+def csv_frame(agg: Aggregation) -> pd.DataFrame:
+    """Cells then summary rows, raw values (metrics 0-1), sorted by model and method."""
+    frame = pd.concat([agg.cells, agg.summary], ignore_index=True, sort=False)
+    first = [c for c in agg.cells.columns] + [c for c in agg.summary.columns if c not in agg.cells.columns]
+    frame = frame[first].copy()
+    counts = [c for c in frame.columns if c.endswith("_n") or c in ("n_seeds", "n_ok", "n_failed", "n_missing", "n_tasks")]
+    frame[counts] = frame[counts].astype("Int64")  # counts stay integers next to summary rows
+    rt = (frame["row_type"] == "summary").astype(int)
+    return frame.iloc[np.lexsort((rt, frame["method_label"], frame["model"]))].reset_index(drop=True)
+
+
+def failures_markdown(agg: Aggregation) -> str:
+    fail = agg.failures()
+    lines = ["### Failed or missing runs", ""]
+    if fail.empty:
+        return "\n".join(lines + ["None: every model x method x task x seed cell has an ok record.", ""])
+    lines += ["| model | method | task | seed | status | error |", "|:---|:---|:---|---:|:---|:---|"]
+    for r in fail.itertuples(index=False):
+        err = ": ".join(str(x) for x in (r.error_type, r.error_message) if isinstance(x, str))
+        lines.append(f"| {r.model} | {r.method_label} | {r.task} | {r.seed} | {r.status} | "
+                     f"{err.replace('|', '/')[:200]} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(agg: Aggregation, out: Path) -> dict[str, Path]:
+    """Write table.md, table.csv, table.tex and table.html into `out`; returns their paths."""
+    mains = {m: main_table(agg, m) for m in agg.models}
+    details = {m: details_table(agg, m) for m in agg.models}
+    paths = {k: out / f"table.{k}" for k in ("md", "csv", "tex", "html")}
+    md = [to_markdown(t) for t in mains.values()]
+    md += [failures_markdown(agg)] + [to_markdown(t) for t in details.values()]
+    paths["md"].write_text("\n".join(md), encoding="utf-8")
+    csv_frame(agg).to_csv(paths["csv"], index=False, na_rep="")
+    tex = ["% Generated by bench.report; needs \\usepackage{booktabs} and \\usepackage{graphicx}."] + [to_latex(t) for t in mains.values()]
+    paths["tex"].write_text("\n".join(tex), encoding="utf-8")
+    body = "\n".join(to_html(t, f"main-{i}") for i, t in enumerate(mains.values()))
+    paths["html"].write_text(f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tables</title></head>"
+                             f"<body>\n{body}\n</body></html>\n", encoding="utf-8")
+    return paths

@@ -1,0 +1,67 @@
+"""The Hydra app end to end: one cell, a multirun, resume, the record's contents."""
+from __future__ import annotations
+
+import pytest
+
+from clitools import TINY, records_in, run_bench
+
+
+@pytest.fixture(scope="module")
+def two_cell_sweep(tmp_path_factory, glue_dir):
+    out = tmp_path_factory.mktemp("sweep")
+    proc = run_bench(["-m", *TINY, "task=sst2", "method=lora,bitfit", "sweep_name=two"], glue_dir, out)
+    return out, proc
+
+
+def test_two_cell_multirun_writes_two_ok_records(two_cell_sweep):
+    out, proc = two_cell_sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = records_in(out / "two")
+    assert sorted(r["method"] for r in recs) == ["bitfit", "lora"]
+    assert all(r["status"] == "ok" for r in recs)
+    # the end-of-sweep summary names both cells and the counts
+    assert "2 ok, 0 failed, 0 skipped" in proc.stdout
+
+
+REQUIRED = {
+    "schema_version", "status", "model", "task", "method", "method_label", "seed", "config", "config_hash",
+    "metrics", "params", "memory", "throughput", "time", "storage", "env",
+}
+
+
+def test_record_has_every_measurement(two_cell_sweep):
+    out, _ = two_cell_sweep
+    rec = next(r for r in records_in(out / "two") if r["method"] == "lora")
+    assert REQUIRED <= set(rec)
+    assert 0.0 <= rec["metrics"]["accuracy"] <= 1.0
+    p = rec["params"]
+    assert p["trainable"] == p["trainable_excl_head"] + p["head"] and 0 < p["trainable_pct"] < 100
+    assert rec["memory"]["peak_rss_bytes"] >= rec["memory"]["baseline_rss_bytes"] > 0
+    assert rec["throughput"]["train_samples_per_s"] > 0 and rec["throughput"]["timed_steps"] >= 1
+    assert rec["time"]["train_s"] > 0 and rec["time"]["eval_s"] > 0
+    assert rec["storage"]["bytes"] > 4 * p["trainable"]  # fp32 tensors + safetensors/peft headers
+    for key in ("python", "torch", "transformers", "peft", "device", "torch_threads", "cpu_model", "git_commit"):
+        assert key in rec["env"]
+    assert rec["config"]["method"]["r"] == 8 and rec["config"]["task"]["name"] == "sst2"
+
+
+def test_resume_skips_done_cells_and_reruns_changed_ones(two_cell_sweep, glue_dir):
+    out, _ = two_cell_sweep
+    before = {r["_path"]: r["finished_at"] for r in records_in(out / "two")}
+    proc = run_bench(["-m", *TINY, "task=sst2", "method=lora,bitfit", "sweep_name=two"], glue_dir, out)
+    assert proc.returncode == 0
+    assert "0 ok, 0 failed, 2 skipped" in proc.stdout
+    assert {r["_path"]: r["finished_at"] for r in records_in(out / "two")} == before
+    # a changed setting is a different cell: it runs, the old record stays
+    proc = run_bench([*TINY, "task=sst2", "method=lora", "method.r=4", "sweep_name=two"], glue_dir, out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = sorted(r["method_label"] for r in records_in(out / "two"))
+    assert labels == ["bitfit", "lora", "lora[r=4]"]
+
+
+def test_custom_csv_task_runs_without_code_change(tmp_path, glue_dir):
+    proc = run_bench([*TINY, "task=example_csv", "method=head_only"], glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (rec,) = records_in(tmp_path)
+    assert rec["task"] == "example_csv" and rec["status"] == "ok"
+    assert rec["data"]["train_examples"] == 28
