@@ -6,8 +6,13 @@ in docs/performance.md) without making the order deterministic across epochs.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 import random
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -35,6 +40,38 @@ def encode(examples, tokenizer, max_len: int, is_regression: bool) -> Encoded:
     tt = enc.get("token_type_ids")
     return Encoded(list(enc["input_ids"]), list(tt) if tt is not None else None,
                    [e.label for e in examples], is_regression)
+
+
+def tokenizer_identity(tokenizer) -> str:
+    vocab = tokenizer.get_vocab()
+    digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()[:16]
+    return f"{type(tokenizer).__name__}:{len(vocab)}:{digest}:{tokenizer.padding_side}"
+
+
+def encode_cached(examples, tokenizer, max_len: int, is_regression: bool, cache_dir: str | None) -> tuple[Encoded, bool]:
+    """`encode` with an on-disk cache keyed by the exact texts, labels, tokenizer vocabulary and
+    max length, so a changed file or tokenizer can never hit a stale entry. Returns (data, hit).
+    Pays for large splits (SST-2 train, 67k rows: ~3 s to tokenise, milliseconds to load)."""
+    if not cache_dir:
+        return encode(examples, tokenizer, max_len, is_regression), False
+    h = hashlib.sha256()
+    h.update(f"{tokenizer_identity(tokenizer)}|{max_len}|{is_regression}|{len(examples)}".encode())
+    for e in examples:
+        h.update(f"\x00{e.text_a}\x01{e.text_b}\x02{e.label}".encode())
+    path = Path(cache_dir) / "tokenized" / f"{h.hexdigest()[:32]}.pkl"
+    if path.exists():
+        try:
+            with open(path, "rb") as fh:
+                return pickle.load(fh), True
+        except (OSError, pickle.UnpicklingError, EOFError):
+            pass  # a damaged entry is rebuilt
+    data = encode(examples, tokenizer, max_len, is_regression)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return data, False
 
 
 def batch_order(lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool,

@@ -65,13 +65,19 @@ class SummaryCallback(Callback):
 
 
 def _parallel_cells(hc) -> int:
-    """How many cells run at once on this machine (joblib's n_jobs; 1 for basic and submitit,
-    where each job gets its own allocation)."""
+    """How many cells share this machine's cores: joblib's n_jobs; for submitit, cores divided by
+    the job's `cpus_per_task` (so train.threads=auto gives each job its allocation); else 1."""
     launcher = hc.launcher or {}
-    if "joblib" not in str(launcher.get("_target_", "")) or str(hc.mode) != "RunMode.MULTIRUN":
+    target = str(launcher.get("_target_", ""))
+    if str(hc.mode) != "RunMode.MULTIRUN":
         return 1
-    n = int(launcher.get("n_jobs") or 1)
-    return (os.cpu_count() or 1) if n < 0 else n
+    cores = os.cpu_count() or 1
+    if "joblib" in target:
+        n = int(launcher.get("n_jobs") or 1)
+        return cores if n < 0 else n
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return max(1, cores // int(launcher.get("cpus_per_task")))
+    return 1
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench import tasks as T
-from bench.batching import encode
+from bench.batching import encode_cached
 from bench.env import environment
 from bench.errors import ConfigError
 from bench.measure import PeakMemory, count_params, measure_storage, sync
@@ -135,8 +135,10 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     partial["params"] = count_params(model)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     is_reg = spec.kind == "regression"
-    train_data = encode(train_ex, tok, int(t.max_seq_len), is_reg)
-    eval_data = {s: encode(v, tok, int(t.max_seq_len), is_reg) for s, v in eval_ex.items()}
+    cache = cfg.get("cache_dir")
+    train_data, hit = encode_cached(train_ex, tok, int(t.max_seq_len), is_reg, cache)
+    eval_data = {s: encode_cached(v, tok, int(t.max_seq_len), is_reg, cache)[0] for s, v in eval_ex.items()}
+    partial["data"]["tokenized_cache_hit"] = hit
 
     def evaluate_all():
         metrics, n, secs = {}, 0, 0.0

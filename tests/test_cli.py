@@ -65,3 +65,25 @@ def test_custom_csv_task_runs_without_code_change(tmp_path, glue_dir):
     (rec,) = records_in(tmp_path)
     assert rec["task"] == "example_csv" and rec["status"] == "ok"
     assert rec["data"]["train_examples"] == 28
+
+
+def test_submitit_local_launcher_runs_two_cells(tmp_path, glue_dir):
+    """The cluster path (submitit), run locally: each cell in its own process, both records land."""
+    proc = run_bench(["-m", *TINY, "task=sst2", "method=lora,bitfit", "hydra/launcher=local_jobs",
+                      "sweep_name=sub"], glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = records_in(tmp_path / "sub")
+    assert sorted(r["method"] for r in recs) == ["bitfit", "lora"]
+    assert all(r["status"] == "ok" and r["env"]["torch_threads"] == 1 for r in recs)
+    assert "2 ok, 0 failed" in proc.stdout
+
+
+def test_parallel_launcher_splits_threads(tmp_path, glue_dir):
+    proc = run_bench(["-m", *TINY, "task=sst2", "method=lora,bitfit", "hydra/launcher=parallel",
+                      "hydra.launcher.n_jobs=2", "sweep_name=par"], glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = records_in(tmp_path / "par")
+    assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
+    import os
+
+    assert all(r["env"]["torch_threads"] == max(1, (os.cpu_count() or 1) // 2) for r in recs)
