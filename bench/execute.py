@@ -94,7 +94,7 @@ def _ledger(cfg: DictConfig, line: dict) -> None:
 
 def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, Path]:
     """Run (or skip) one cell; returns (status, record path). Never raises except on Ctrl-C."""
-    from bench.run import Phase, run_cell  # heavy imports only when a cell really runs
+    import bench.run  # noqa: F401 - heavy imports once, before forking, so every cell inherits them
 
     try:
         ident = identity(cfg, overrides)
@@ -108,10 +108,83 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
         _ledger(cfg, {"status": "skipped", "path": str(path), "cell": cell})
         return "skipped", path
     log.info("run: %s", cell)
+    if not cfg.get("isolate", True):
+        status = _run_and_record(cfg, ident, path, cell)
+        if status == "interrupted":
+            raise KeyboardInterrupt
+        return status, path
+    return _run_isolated(cfg, ident, path, cell), path
+
+
+EXIT_CODES = {0: "ok", 1: "failed", 130: "interrupted"}
+
+
+def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
+    """Run the cell in a forked child process.
+
+    Each cell then starts from the same memory state (the imported libraries, nothing of earlier
+    cells), so its peak memory is what a user running that cell alone would see; and a cell that
+    dies hard (the out-of-memory killer, a segfault in native code) fails alone: the parent writes
+    its `failed` record and the sweep goes on. Fork is safe here because the parent never runs a
+    torch operation or touches CUDA.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    child = ctx.Process(target=_child_main, args=(cfg, ident, path, cell), name=f"cell:{ident['run_id']}")
+    child.start()
+    try:
+        child.join()
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the whole process group: let the child write its `interrupted` record.
+        child.join(60)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+        raise
+    code = child.exitcode
+    if code in EXIT_CODES:
+        status = EXIT_CODES[code]
+        if status == "interrupted":
+            raise KeyboardInterrupt
+        return status
+    sig = -code if code is not None and code < 0 else None
+    name = _signal_name(sig) if sig else f"exit code {code}"
+    hint = " (SIGKILL usually means the out-of-memory killer: lower train.batch_size or train.max_seq_len)" \
+        if sig == 9 else ""
+    message = f"the cell's process died: {name}{hint}"
+    record = dict(ident, status="failed", error=None,
+                  created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    logfile = path.with_suffix(".log")
+    _write_failure(record, {}, path, "failed", "CellProcessDied", message, "unknown", "?", logfile)
+    log.error("FAILED: %s %s  (log: %s)", cell, message, logfile)
+    _ledger(cfg, {"status": "failed", "path": str(path), "cell": cell})
+    return "failed"
+
+
+def _signal_name(sig: int) -> str:
+    import signal
+
+    try:
+        return f"signal {sig} ({signal.Signals(sig).name})"
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _child_main(cfg, ident, path, cell) -> None:
+    status = _run_and_record(cfg, ident, path, cell)
+    logging.shutdown()
+    os._exit({v: k for k, v in EXIT_CODES.items()}[status])
+
+
+def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
+    """Run one cell in this process and write its record; returns ok / failed / interrupted."""
+    from bench.run import Phase, run_cell
+
     logfile = path.with_suffix(".log")
     path.parent.mkdir(parents=True, exist_ok=True)
     logfile.write_text("", encoding="utf-8")
-    handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")  # append mode: the traceback below lands after
+    handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")  # append: the traceback lands after
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -129,8 +202,7 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
         _write_failure(record, partial, path, "interrupted", "KeyboardInterrupt",
                        "interrupted by the user (Ctrl-C); rerun the same command to resume", phase.name, "?", logfile)
         log.error("interrupted: %s (phase %s); finished records are kept; rerun to resume", cell, phase.name)
-        _ledger(cfg, {"status": "interrupted", "path": str(path), "cell": cell})
-        raise
+        status = "interrupted"
     except Exception as exc:  # noqa: BLE001 - isolation is the point: one bad cell must not end the sweep
         with open(logfile, "a", encoding="utf-8") as fh:
             fh.write("".join(traceback.format_exception(exc)))
@@ -142,7 +214,7 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
         logging.getLogger().removeHandler(handler)
         handler.close()
     _ledger(cfg, {"status": status, "path": str(path), "cell": cell})
-    return status, path
+    return status
 
 
 def _write_failure(record, partial, path, status, etype, message, phase, where, logfile) -> None:

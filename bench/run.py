@@ -162,7 +162,7 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
         result, timer = train_model(
             model, method, train_data, t, device, pad_id,
             evaluate_epoch=evaluate_epoch if t.eval_every_epoch else None, precision=precision,
-            nan_at_step=cfg.get("debug", {}).get("inject_nan_at_step"),
+            faults=dict(cfg.get("debug") or {}),
         )
     partial["memory"] = mem.as_dict()
     throughput = timer.as_dict()

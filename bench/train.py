@@ -36,6 +36,21 @@ class TrainResult:
     feature_s: float | None = None
 
 
+def inject_fault(faults: dict, step: int, loss: torch.Tensor) -> torch.Tensor:
+    """Fault injection for the reliability tests (`debug.*` settings): a NaN loss, an
+    out-of-memory error as torch raises it, or the process killed as the OOM killer would."""
+    if faults.get("inject_nan_at_step") is not None and step >= int(faults["inject_nan_at_step"]):
+        return loss * float("nan")
+    if faults.get("inject_oom_at_step") is not None and step >= int(faults["inject_oom_at_step"]):
+        raise torch.OutOfMemoryError("injected out-of-memory error (debug.inject_oom_at_step)")
+    if faults.get("inject_kill_at_step") is not None and step >= int(faults["inject_kill_at_step"]):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    return loss
+
+
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
     if regression:
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
@@ -101,7 +116,7 @@ def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, 
 
 
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
-                precision: str = "fp32", nan_at_step: int | None = None) -> tuple[TrainResult, StepTimer]:
+                precision: str = "fp32", faults: dict | None = None) -> tuple[TrainResult, StepTimer]:
     """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, headline)` is
     called after each epoch when per-epoch evaluation is on; its time is not training time."""
     named = method.trainable_named_parameters(model)
@@ -154,8 +169,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                     with autocast_for(device, precision):
                         logits = model(**model_inputs(batch, use_tt))
                 loss = loss_fn(logits, labels, train_data.is_regression)
-                if nan_at_step is not None and res.steps + 1 >= nan_at_step:
-                    loss = loss * float("nan")  # fault injection (debug.inject_nan_at_step)
+                if faults:
+                    loss = inject_fault(faults, res.steps + 1, loss)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(
                         f"loss became {loss.item()} at step {res.steps + 1} (epoch {epoch + 1}); "

@@ -142,6 +142,10 @@ def main():
     scenario("Ctrl-C (SIGINT) mid-sweep, then the same command again", sigint)
     scenario("NaN loss at step 2 in one of two cells",
              simple(["-m", *TINY, "method=lora", "debug.inject_nan_at_step=null,2", "sweep_name=s"]))
+    scenario("out-of-memory error (torch.OutOfMemoryError) in one of two cells",
+             simple(["-m", *TINY, "method=lora", "debug.inject_oom_at_step=null,2", "sweep_name=s"]))
+    scenario("cell process killed (as by the OOM killer) in one of two cells",
+             simple(["-m", *TINY, "method=bitfit", "debug.inject_kill_at_step=2,null", "sweep_name=s"]))
     scenario("truncated record (hand-edited), then report and rerun", truncated)
     scenario("learning rate <= 0 (train.lr=-1)", simple([*TINY, "method=lora", "train.lr=-1", "sweep_name=s"]))
     scenario("LoRA r <= 0 (method.r=0)", simple([*TINY, "method=lora", "method.r=0", "sweep_name=s"]))

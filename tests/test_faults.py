@@ -165,3 +165,21 @@ def test_same_seed_same_result(tmp_path, glue_dir):
     assert recs[0]["metrics"] == recs[1]["metrics"]
     assert recs[0]["train"]["final_loss"] == recs[1]["train"]["final_loss"]
     assert recs[0]["train"]["deterministic"] is True
+
+
+def test_out_of_memory_and_killed_cells_fail_alone(tmp_path, glue_dir):
+    """An OOM error, and a cell process killed outright (what the kernel's OOM killer does), each
+    fail their own cell; the other cell of the sweep finishes."""
+    proc = run_bench(["-m", *TINY, "task=sst2", "method=lora",
+                      "debug.inject_oom_at_step=null,2", "sweep_name=o"], glue_dir, tmp_path)
+    assert proc.returncode == 1
+    _no_traceback(proc)
+    assert "1 ok, 1 failed" in proc.stdout and "OutOfMemoryError" in proc.stdout + proc.stderr
+    proc = run_bench(["-m", *TINY, "task=sst2", "method=bitfit",
+                      "debug.inject_kill_at_step=2,null", "sweep_name=k"], glue_dir, tmp_path)
+    assert proc.returncode == 1
+    _no_traceback(proc)
+    assert "1 ok, 1 failed" in proc.stdout
+    assert "SIGKILL" in proc.stdout + proc.stderr and "out-of-memory" in proc.stdout + proc.stderr
+    failed = [r for r in records_in(tmp_path / "k") if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"]["type"] == "CellProcessDied"
