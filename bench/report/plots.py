@@ -140,7 +140,7 @@ def plot_tradeoff(summ: pd.DataFrame, model: str, xcol: str, xlabel: str, title:
     ax.set_ylabel("task-average headline metric (×100)")
     ax.set_title(f"{model}: {title}\n{avg}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    if len(ok):
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="lower right")
     spill = _text_size(fig, labels[int(np.argmax(xs))], 8)[0] + 0.15 if len(ok) else 0.25
     _fit(fig, ax, left_texts=["-100.0"], right=min(max(spill, 0.25), 1.6))
