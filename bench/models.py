@@ -129,6 +129,18 @@ def _load_tokenizer(name_or_path: str, fallback_ok: bool):
         return AutoTokenizer.from_pretrained(path), "bundled:minilm (fallback)"
 
 
+def _pooling_kwargs(config, add_pooler: bool) -> dict:
+    """`add_pooling_layer` only for model classes that take it (BERT, RoBERTa); DeBERTa-v2 and
+    DistilBERT have no such argument (and no pooler)."""
+    import inspect
+
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    cls = MODEL_MAPPING.get(type(config), None)
+    takes = cls is None or "add_pooling_layer" in inspect.signature(cls.__init__).parameters
+    return {"add_pooling_layer": add_pooler} if takes else {}
+
+
 def build_model(model_cfg, num_labels: int, seed: int) -> Built:
     """Build backbone + head. `model.pretrained=false` builds the architecture from its config with
     random weights: exact for parameter counts, memory and speed, meaningless for accuracy."""
@@ -152,10 +164,11 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
             hint = " (HF_HUB_OFFLINE=1 is set: only local folders and shipped configs load)" if offline else ""
             raise ConfigError(f"model.source={model_cfg.source!r}: cannot load its config{hint}: {exc}") from None
     add_pooler = pooling == "pooler"
+    pool_kwargs = _pooling_kwargs(config, add_pooler)
     torch.manual_seed(seed)
     if model_cfg.get("pretrained", True):
         try:
-            backbone = AutoModel.from_pretrained(source, config=config, add_pooling_layer=add_pooler)
+            backbone = AutoModel.from_pretrained(source, config=config, **pool_kwargs)
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"model.source={model_cfg.source!r}: cannot load pretrained weights ({exc}). "
@@ -163,7 +176,7 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
                 "memory and speed, not accuracy)."
             ) from None
     else:
-        backbone = AutoModel.from_config(config, add_pooling_layer=add_pooler)
+        backbone = AutoModel.from_config(config, **pool_kwargs)
     tok_name = str(model_cfg.get("tokenizer") or model_cfg.source)
     tok_path = resolve_source(tok_name)
     tokenizer, tok_source = _load_tokenizer(tok_path, fallback_ok=not model_cfg.get("pretrained", True))

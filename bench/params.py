@@ -1,0 +1,213 @@
+"""`python -m bench.params model=M method=X [method.*=...] [task=T]`: parameter counts, no training.
+
+Composes the project's Hydra config (conf/, same overrides as `python -m bench`), builds the model
+from its config (`model.pretrained=false`: shipped configs, no download, no weights needed), applies
+the method exactly as a run does (`validate`, `apply`, `finalize`) and prints the counts a run's
+record would hold (`bench.measure.count_params`): trainable, total, head, trainable excl. head.
+
+By default the model is built on PyTorch's `meta` device (accelerate's `init_empty_weights`): shapes
+without storage, so roberta-large or DeBERTa-v2-XXL (1.5B) take seconds and no memory. Counts are
+identical to a materialised model (tests/test_params.py checks that); `--materialize` builds real
+random weights instead.
+
+For peft methods (lora, ia3, prompt_tuning, prefix_tuning) it also prints peft's own
+`get_nb_trainable_parameters()` of the wrapped backbone, which must equal trainable excl. head.
+
+Exit status: 0, or 2 on a configuration error (unknown model/method, impossible settings).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+# Trainable parameters by kind, from parameter names (first match wins; display only).
+KINDS = (
+    ("head", lambda n: n.startswith("head.")),
+    ("lora", lambda n: ".lora_" in n),
+    ("adapter", lambda n: ".adapter." in n),
+    ("prompt/prefix", lambda n: "prompt_encoder" in n),
+    ("ia3", lambda n: ".ia3_" in n),
+    ("embeddings", lambda n: ".embeddings." in n and "LayerNorm" not in n),
+    ("layernorm", lambda n: "LayerNorm" in n or "layer_norm" in n or ".norm." in n),
+    ("bias", lambda n: n.endswith(".bias")),
+    ("weight", lambda n: True),
+)
+
+
+def compose_config(overrides: list[str]):
+    """The resolved job config for `overrides`, as `python -m bench` would compose it (no run dir,
+    no callbacks). Raises hydra's errors for unknown groups/keys."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _kind(name: str) -> str:
+    return next(k for k, test in KINDS if test(name))
+
+
+def count_by_kind(model) -> dict[str, int]:
+    out: dict[str, int] = {}
+    seen: set[int] = set()
+    for n, p in model.named_parameters():
+        if id(p) in seen or not p.requires_grad:
+            continue
+        seen.add(id(p))
+        k = _kind(n)
+        out[k] = out.get(k, 0) + p.numel()
+    return out
+
+
+def _numel(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+def reference_quantities(model, config, num_labels: int) -> dict[str, int]:
+    """Sizes papers add or leave out when they print a count, measured on this backbone:
+    the BERT/RoBERTa pooler (dense H*H+H; built by transformers' *ForSequenceClassification for BERT,
+    not built here unless pooling=pooler), RoBERTa's classification head (dense H*H+H + out_proj
+    H*C+C), every LayerNorm of the backbone, and the position/token-type embedding tables."""
+    H = int(config.hidden_size)
+    backbone = model.backbone.get_base_model() if hasattr(model.backbone, "get_base_model") else model.backbone
+    norms = [p for n, p in backbone.named_parameters() if "LayerNorm" in n or "layer_norm" in n]
+    pos = [p for n, p in backbone.named_parameters()
+           if "position_embeddings" in n or "token_type_embeddings" in n]
+    has_pooler_arch = getattr(config, "model_type", "") in ("bert", "roberta")
+    return {
+        "hidden_size": H,
+        "num_layers": int(getattr(config, "num_hidden_layers", getattr(config, "n_layers", 0))),
+        "intermediate_size": int(getattr(config, "intermediate_size", getattr(config, "hidden_dim", 0))),
+        "vocab_size": int(config.vocab_size),
+        "pooler": (H * H + H) if has_pooler_arch else 0,
+        "roberta_classifier": H * H + H + H * num_labels + num_labels,
+        "backbone_layernorm": _numel(norms),
+        "position_and_type_embeddings": _numel(pos),
+    }
+
+
+def measure(overrides: list[str], materialize: bool = False) -> dict:
+    """Counts for one configuration. Returns a JSON-able dict (see `format_text` for the fields)."""
+    from omegaconf import OmegaConf
+
+    from bench import tasks as T
+    from bench.execute import method_label
+    from bench.measure import count_params
+    from bench.methods import build_method
+    from bench.methods.peft_methods import PeftMethod
+    from bench.models import CONFIG_DIR, build_model
+
+    cfg = compose_config(list(overrides) + ["model.pretrained=false"])
+    spec = T.task_spec(cfg.task)
+    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
+    method = build_method(method_cfg)
+    ctx = contextlib.nullcontext()
+    if not materialize:
+        from accelerate import init_empty_weights
+
+        ctx = init_empty_weights(include_buffers=False)
+    with ctx:
+        built = build_model(cfg.model, spec.num_labels, int(cfg.train.seed))
+        method.validate(built.backbone_config, int(cfg.train.max_seq_len or 512))
+        method.apply(built.model)
+        method.finalize(built.model)
+    model = built.model
+    counts = count_params(model)
+    peft_count = None
+    if isinstance(method, PeftMethod) and hasattr(model.backbone, "get_nb_trainable_parameters"):
+        trainable, total = model.backbone.get_nb_trainable_parameters()
+        peft_count = {"trainable": int(trainable), "all": int(total)}
+    shipped = CONFIG_DIR / str(cfg.model.get("name", ""))
+    return {
+        "model": str(cfg.model.name),
+        "model_type": str(getattr(built.backbone_config, "model_type", "")),
+        "config_source": built.source,
+        "shipped_config": str(shipped) if (shipped / "config.json").exists() else None,
+        "config_overrides": dict(cfg.model.get("config_overrides") or {}),
+        "task": spec.name,
+        "num_labels": spec.num_labels,
+        "method": str(method_cfg.get("name") or method.name),
+        "method_label": method_label(cfg, list(overrides)),
+        "method_settings": {k: v for k, v in method_cfg.items() if k not in ("_target_", "name")},
+        "device": "real weights (random)" if materialize else "meta (shapes only)",
+        "params": {k: v for k, v in counts.items() if k != "counting"},
+        "counting": counts["counting"],
+        "by_kind": count_by_kind(model),
+        "peft": peft_count,
+        "reference": reference_quantities(model, built.backbone_config, spec.num_labels),
+    }
+
+
+def _n(v) -> str:
+    return f"{v:,}"
+
+
+def format_text(r: dict) -> str:
+    p, ref = r["params"], r["reference"]
+    src = f"shipped config {r['shipped_config']}" if r["shipped_config"] else r["config_source"]
+    extra = f", config_overrides {r['config_overrides']}" if r["config_overrides"] else ""
+    lines = [
+        f"{r['model']} + {r['method_label']} on {r['task']} ({r['num_labels']} label{'s' if r['num_labels'] > 1 else ''})",
+        (f"  architecture: {r['model_type']}, {ref['num_layers']} layers, hidden {ref['hidden_size']} ({src}{extra}); "
+         f"built on {r['device']}"),
+        f"  trainable              {_n(p['trainable']):>15}   {p['trainable_pct']:.4f}% of total",
+        f"  trainable excl. head   {_n(p['trainable_excl_head']):>15}   (the method alone: what LoRA/adapter papers count)",
+        (f"  head                   {_n(p['head']):>15}   (dropout + linear, H*C + C = "
+         f"{ref['hidden_size']}*{r['num_labels']} + {r['num_labels']})"),
+        f"  total                  {_n(p['total']):>15}   (backbone + method additions + head)",
+        "  trainable by kind:     " + ", ".join(f"{k} {_n(v)}" for k, v in r["by_kind"].items()),
+    ]
+    if r["peft"]:
+        agree = "agrees" if r["peft"]["trainable"] == p["trainable_excl_head"] else "DISAGREES"
+        lines.append(f"  peft get_nb_trainable_parameters (backbone only): trainable {_n(r['peft']['trainable'])}, "
+                     f"all {_n(r['peft']['all'])}: {agree} with trainable excl. head")
+    lines.append(f"  for comparison: RoBERTa-style classifier (dense+out_proj) {_n(ref['roberta_classifier'])}; "
+                 f"BERT pooler {_n(ref['pooler'])}; backbone LayerNorms {_n(ref['backbone_layernorm'])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.params",
+        description="Trainable / total / head parameters of a model + method configuration, without training. "
+                    "Overrides are the same as for `python -m bench` (model=..., method=..., method.r=..., task=...).")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=roberta_base method=lora method.r=8")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--materialize", action="store_true",
+                    help="build real (random) weights instead of the meta device (slower, same counts)")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("bench.models").setLevel(logging.ERROR)  # tokenizer fallback: counts do not use it
+    from transformers.utils import logging as tlog
+
+    tlog.set_verbosity_error()
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bench.errors import ConfigError
+
+    try:
+        result = measure(args.overrides, materialize=args.materialize)
+    except (ConfigError, HydraException, OmegaConfBaseException, ValueError) as exc:
+        print(f"bench.params: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else format_text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The scaled-down reproduction: LoRA Table 2's comparison (full / BitFit / adapters / LoRA, plus prompt
+tuning) on the bundled MiniLM with a CPU budget, next to the published RoBERTa-base numbers.
+
+The grid and budget are the preset conf/experiment/scaled_repro.yaml (a Hydra multirun, so
+`python -m bench -m experiment=scaled_repro` runs exactly the same cells); what it is compared with
+and which claims are checked is bench/reference/scaled_repro.yaml. Absolute numbers are not expected
+to transfer from a 125M model trained for 25-80 epochs on full GLUE to a 22M model trained on a
+subsample for 3 epochs; the claims about how methods compare are, and each claim is computed from
+the published numbers and from the measured ones (on the mean over seeds and on every seed alone).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.reference import Row, by_config, load, parse_counts, preset_path
+
+SPEC_PATH = Path(__file__).with_name("scaled_repro.yaml")
+
+
+@dataclass
+class Spec:
+    preset: str
+    tasks: list[str]
+    methods: dict[str, dict]       # record method_label -> {name, published}
+    seeds: list[int]
+    claims: list[dict]
+    published_model: str
+    train: dict
+
+
+def _split(v) -> list[str]:
+    return [s.strip() for s in str(v).split(",") if s.strip()]
+
+
+def load_spec(path: Path = SPEC_PATH) -> Spec:
+    from omegaconf import OmegaConf
+
+    meta = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    preset = OmegaConf.to_container(OmegaConf.load(preset_path(meta["preset"])), resolve=False)
+    params = preset["hydra"]["sweeper"]["params"]
+    methods = _split(params["method"])
+    missing = [m for m in methods if m not in meta["methods"]]
+    if missing:
+        raise ValueError(f"{path}: no entry for method(s) {missing} of the preset's grid")
+    return Spec(meta["preset"], _split(params["task"]), {m: meta["methods"][m] for m in methods},
+                [int(s) for s in _split(params.get("train.seed", "0"))], list(meta["claims"]),
+                meta["published_model"], dict(preset.get("train") or {}))
+
+
+# --------------------------------------------------------------------------------------- numbers
+
+
+def published_values(spec: Spec, rows: list[Row]) -> dict[str, dict[str, Row]]:
+    """method label -> task -> the published row (metric of that row = metric compared)."""
+    configs = by_config(rows)
+    out: dict[str, dict[str, Row]] = {}
+    for label, m in spec.methods.items():
+        if not m.get("published"):
+            continue
+        group = configs[m["published"]]
+        out[label] = {r.task_key: r for r in group if r.task_key in spec.tasks and r.metric_key}
+    return out
+
+
+def metric_for_task(spec: Spec, pub: dict[str, dict[str, Row]]) -> dict[str, str]:
+    """The metric compared per task: the published one (all published methods of the table agree)."""
+    out = {}
+    for task in spec.tasks:
+        keys = {p[task].metric_key for p in pub.values() if task in p}
+        if len(keys) > 1:
+            raise ValueError(f"published rows disagree on the metric of {task}: {keys}")
+        out[task] = keys.pop() if keys else ""
+    return out
+
+
+def measured_values(records: list[dict], spec: Spec, metric: dict[str, str]) -> pd.DataFrame:
+    """One row per ok record of the grid: method_label, task, seed, value (x100), trainable_excl_head."""
+    rows = []
+    for rec in sorted(records, key=lambda r: str(r.get("finished_at") or "")):  # newest last: reruns win
+        if rec.get("status") != "ok" or rec.get("task") not in spec.tasks or rec.get("method_label") not in spec.methods:
+            continue
+        key = metric[rec["task"]] or rec.get("headline_metric")
+        val = (rec.get("metrics") or {}).get(key)
+        if val is None:
+            continue
+        rows.append({"method_label": rec["method_label"], "task": rec["task"], "seed": int(rec["seed"]),
+                     "value": 100.0 * float(val), "trainable_excl_head": (rec.get("params") or {}).get("trainable_excl_head"),
+                     "train_s": (rec.get("time") or {}).get("total_s")})
+    frame = pd.DataFrame(rows, columns=["method_label", "task", "seed", "value", "trainable_excl_head", "train_s"])
+    return frame.drop_duplicates(["method_label", "task", "seed"], keep="last")
+
+
+def task_averages(frame: pd.DataFrame, tasks: list[str]) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
+    """(mean over seeds of the task average, per-seed task averages) for methods complete on every task.
+    A seed counts only when it is ok on every task (never an average over fewer tasks)."""
+    means, per_seed = {}, {}
+    for label, sub in frame.groupby("method_label"):
+        wide = sub.pivot_table(index="seed", columns="task", values="value", aggfunc="mean")
+        if any(t not in wide.columns for t in tasks):
+            continue
+        wide = wide[tasks].dropna()
+        if wide.empty:
+            continue
+        avg = wide.mean(axis=1)
+        per_seed[label] = {int(s): float(v) for s, v in avg.items()}
+        means[label] = float(avg.mean())
+    return means, per_seed
+
+
+# --------------------------------------------------------------------------------------- claims
+
+
+def _test(claim: dict, v: dict[str, float]) -> tuple[bool, str] | None:
+    """Whether the claim holds for the values `v` (method -> number), and the statistic as text."""
+    kind, a, b, margin = claim["kind"], claim["a"], claim["b"], float(claim["margin"])
+    need = [a, b] + ([claim["c"]] if kind == "between" else [])
+    if any(x not in v or v[x] is None or (isinstance(v[x], float) and math.isnan(v[x])) for x in need):
+        return None
+    if kind == "at_least":
+        d = v[a] - v[b]
+        return d >= -margin, f"{a} − {b} = {d:+.2f} (needs ≥ {-margin:+.1f})"
+    if kind == "below":
+        d = v[b] - v[a]
+        return d >= margin, f"{b} − {a} = {d:+.2f} (needs ≥ {margin:.1f})"
+    if kind == "between":
+        c = claim["c"]
+        lo, hi = v[a] - v[b], v[c] + margin - v[a]
+        return (lo >= 0 and hi >= 0), f"{a} − {b} = {lo:+.2f}, {c} − {a} = {v[c] - v[a]:+.2f} (needs ≥ 0 and ≥ {-margin:+.1f})"
+    if kind == "param_fraction_below":
+        f = v[a] / v[b]
+        return f < margin, f"{a} / {b} = {100 * f:.3f}% (needs < {100 * margin:g}%)"
+    raise ValueError(f"claim {claim.get('id')}: unknown kind {kind!r}")
+
+
+def evaluate_claim(claim: dict, published: dict[str, float], means: dict[str, float],
+                   per_seed: dict[str, dict[int, float]]) -> dict:
+    pub = _test(claim, published)
+    mean = _test(claim, means)
+    seeds = sorted(set.intersection(*[set(per_seed.get(m, {})) for m in _members(claim)])) if mean else []
+    seed_results = {s: _test(claim, {m: per_seed[m][s] for m in _members(claim)}) for s in seeds}
+    if mean is None:
+        verdict = "not evaluated (methods missing)"
+    elif claim["kind"] == "param_fraction_below" or len(seed_results) <= 1:
+        verdict = "holds" if mean[0] else "does not hold"
+        if claim["kind"] != "param_fraction_below" and len(seed_results) <= 1:
+            verdict += " (1 seed)"
+    elif mean[0] and all(r[0] for r in seed_results.values()):
+        verdict = f"holds (mean and all {len(seed_results)} seeds)"
+    elif not mean[0] and not any(r[0] for r in seed_results.values()):
+        verdict = f"does not hold (mean and all {len(seed_results)} seeds)"
+    else:
+        n_ok = sum(r[0] for r in seed_results.values())
+        verdict = f"mixed across seeds ({'holds' if mean[0] else 'fails'} on the mean, holds on {n_ok}/{len(seed_results)} seeds)"
+    return {
+        "claim": claim["id"], "text": claim["text"], "source": claim["source"],
+        "published": "n/a (no published row)" if pub is None else f"{'holds' if pub[0] else 'does not hold'}: {pub[1]}",
+        "measured (mean over seeds)": "–" if mean is None else mean[1],
+        "per seed": "; ".join(f"s{s}: {'yes' if r[0] else 'no'}" for s, r in seed_results.items()) or "–",
+        "verdict": verdict,
+    }
+
+
+def _members(claim: dict) -> list[str]:
+    return [claim["a"], claim["b"]] + ([claim["c"]] if claim["kind"] == "between" else [])
+
+
+def published_params(spec: Spec, rows: list[Row]) -> dict[str, float]:
+    configs = by_config(rows)
+    out = {}
+    for label, m in spec.methods.items():
+        if m.get("published"):
+            counts = [p for p in parse_counts(configs[m["published"]][0].trainable_params) if p.kind == "count"]
+            if counts:
+                out[label] = counts[0].value
+    return out
+
+
+# --------------------------------------------------------------------------------------- tables
+
+
+def build(records: list[dict], spec: Spec | None = None, rows: list[Row] | None = None) -> dict:
+    """Everything the scaled report shows, as frames of formatted strings plus raw numbers."""
+    spec = spec or load_spec()
+    rows = rows if rows is not None else load()
+    pub = published_values(spec, rows)
+    metric = metric_for_task(spec, pub)
+    frame = measured_values(records, spec, metric)
+    means, per_seed = task_averages(frame, spec.tasks)
+    pub_avg = {label: statistics.fmean(p[t].value for t in spec.tasks)
+               for label, p in pub.items() if all(t in p for t in spec.tasks)}
+    side = []
+    full_pub = pub.get("full", {})
+    full_meas = frame[frame["method_label"] == "full"].groupby("task")["value"].mean()
+    for label, m in spec.methods.items():
+        for task in spec.tasks + ["avg"]:
+            if task == "avg":
+                p = pub_avg.get(label)
+                p_txt = "–" if p is None else f"{p:.2f}"
+                vals = list(per_seed.get(label, {}).values())
+                fp = pub_avg.get("full")
+                fm = means.get("full")
+            else:
+                r = pub.get(label, {}).get(task)
+                p = r.value if r else None
+                p_txt = "–" if r is None else (f"{r.value:.1f}" + (f" ± {r.pm:g}" if r.pm is not None else ""))
+                vals = frame[(frame["method_label"] == label) & (frame["task"] == task)]["value"].tolist()
+                fp = full_pub[task].value if task in full_pub else None
+                fm = full_meas.get(task)
+            mean = statistics.fmean(vals) if vals else None
+            sd = statistics.stdev(vals) if len(vals) > 1 else None
+            meas_txt = "–" if mean is None else f"{mean:.1f}" + (f" ± {sd:.1f}" if sd is not None else "") + f" (n={len(vals)})"
+            side.append({
+                "method": m["name"], "task": task, "metric": metric.get(task, "") or ("task average" if task == "avg" else ""),
+                "published (RoBERTa-base)": p_txt, "measured (MiniLM, scaled)": meas_txt,
+                "gap": "–" if (mean is None or p is None) else f"{mean - p:+.1f}",
+                "published Δ vs full": "–" if (p is None or fp is None or label == "full") else f"{p - fp:+.1f}",
+                "measured Δ vs full": "–" if (mean is None or fm is None or label == "full") else f"{mean - fm:+.1f}",
+                "tolerance": "none (different model and budget)",
+                "verdict": "side by side only",
+            })
+    meas_params = frame.groupby("method_label")["trainable_excl_head"].mean().to_dict()
+    pub_params = published_params(spec, rows)
+    claims = []
+    for c in spec.claims:
+        if c["kind"] == "param_fraction_below":
+            claims.append(evaluate_claim(c, pub_params, meas_params, {}))
+        else:
+            claims.append(evaluate_claim(c, pub_avg, means, per_seed))
+    params_rows = [{"method": m["name"], "published (RoBERTa-base)": (
+        f"{pub_params[label] / 1e6:.1f}M" if label in pub_params else "–"),
+        "measured (MiniLM, excl. head)": f"{int(meas_params[label]):,}" if label in meas_params and not
+        math.isnan(meas_params[label]) else "–"} for label, m in spec.methods.items()]
+    cells_expected = len(spec.tasks) * len(spec.methods) * len(spec.seeds)
+    return {"side": pd.DataFrame(side), "claims": pd.DataFrame(claims), "params": pd.DataFrame(params_rows),
+            "raw": frame, "means": means, "per_seed": per_seed, "published_avg": pub_avg, "metric": metric,
+            "cells_ok": len(frame), "cells_expected": cells_expected,
+            "total_s": float(frame["train_s"].sum()) if len(frame) else 0.0}

@@ -1,0 +1,193 @@
+"""The gate: a candidate sweep against a baseline, cell by cell (docs/regress.md explains the rules).
+
+Per baseline cell: present and ok in the candidate; every metric within max(floor, k x pooled std)
+(direction `higher`: only drops count; `both`: any change); trainable parameters identical unless
+allowed; peak memory and train throughput within a relative tolerance when the environment
+matches, reported but not gated otherwise.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .cells import cell_id, env_diff, glob_match
+
+STATUS_ORDER = {"REGRESSED": 0, "FAILED": 1, "MISSING": 2, "ok": 3, "excluded": 4, "new": 5}
+
+
+@dataclass
+class Settings:
+    k: float = 3.0
+    floor: float = 0.01
+    rel_tol: float = 0.25
+    direction: str = "higher"
+    exclude: list[str] = field(default_factory=list)
+    allow_param_change: list[str] = field(default_factory=list)
+    report_only: list[str] = field(default_factory=list)  # "memory" and/or "throughput"
+
+
+@dataclass
+class CellResult:
+    cid: str
+    verdict: str  # ok | REGRESSED | FAILED | MISSING | excluded | new
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cols: dict = field(default_factory=dict)  # table columns
+
+
+def pooled_std(a: dict, b: dict | None) -> float | None:
+    """Pooled sample std over baseline and candidate seeds; None when neither has 2 or more seeds."""
+    df = ss = 0.0
+    for s in (a, b):
+        if s and s.get("std") is not None and s.get("n", 0) > 1:
+            df += s["n"] - 1
+            ss += (s["n"] - 1) * s["std"] ** 2
+    return math.sqrt(ss / df) if df > 0 else None
+
+
+def metric_tolerance(a: dict, b: dict | None, st: Settings) -> tuple[float, str]:
+    sp = pooled_std(a, b)
+    if sp is None:
+        return st.floor, "floor (n=1)"
+    return max(st.floor, st.k * sp), f"max({st.floor:g}, {st.k:g} x {sp:.4f})"
+
+
+def _perf_quantities(base: dict, cand: dict) -> list[tuple[str, str, int]]:
+    """(kind, quantity, sign): sign +1 = higher is worse (memory), -1 = lower is worse (throughput)."""
+    mem = "memory.peak_rss_bytes"
+    if str(base["env"].get("device", "")).startswith("cuda") and "memory.cuda_peak_allocated_bytes" in base["perf"] \
+            and "memory.cuda_peak_allocated_bytes" in cand["perf"]:
+        mem = "memory.cuda_peak_allocated_bytes"
+    return [("memory", mem, +1), ("throughput", "throughput.train_samples_per_s", -1)]
+
+
+def _fmt_params(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
+
+
+def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
+    cid = cell_id(base["model"], base["method_label"], base["task"])
+    hm = base.get("headline_metric") or next(iter(base["metrics"]))
+    res = CellResult(cid, "ok", cols={"metric": hm, "base": base["metrics"].get(hm, {}).get("mean")})
+    if any(glob_match(p, cid) for p in st.exclude):
+        res.verdict = "excluded"
+        return res
+    if cand is None:
+        res.verdict = "MISSING"
+        res.problems.append("no record in the candidate results (not run, or written elsewhere)")
+        return res
+    if cand["n_ok"] == 0:
+        res.verdict = "FAILED"
+        res.problems.append(f"no ok record: {cand['errors'] or cand['status']}")
+        return res
+    if cand["n_failed"]:
+        res.problems.append(f"{cand['n_failed']} seed(s) failed: {cand['errors']}")
+    if cand["n_ok"] < base.get("n_ok", 1):
+        res.notes.append(f"{cand['n_ok']} ok seed(s) vs {base.get('n_ok')} in the baseline")
+    # -- metrics ---------------------------------------------------------------------------------
+    for m, bs in sorted(base["metrics"].items(), key=lambda kv: kv[0] != hm):
+        cs = cand["metrics"].get(m)
+        if cs is None:
+            res.problems.append(f"metric {m}: missing in the candidate")
+            continue
+        delta = cs["mean"] - bs["mean"]
+        tol, how = metric_tolerance(bs, cs, st)
+        bad = delta < -tol or (st.direction == "both" and delta > tol)
+        if m == hm:
+            res.cols.update(cand=cs["mean"], delta=delta, tol=tol)
+        if bad:
+            res.problems.append(f"{m} {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f}, tolerance {tol:.4f} = {how}"
+                                f"{', any direction' if st.direction == 'both' else ''})")
+        elif delta > tol:
+            res.notes.append(f"{m} improved {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f} > {tol:.4f})")
+    # -- parameters ------------------------------------------------------------------------------
+    bt, ct = base["params"].get("trainable"), cand["params"].get("trainable")
+    res.cols["params"] = _fmt_params(ct) + ("" if bt == ct else f" (was {_fmt_params(bt)})")
+    if bt != ct:
+        allowed = any(glob_match(p, base["method_label"]) for p in st.allow_param_change)
+        msg = f"trainable parameters {bt} -> {ct}"
+        if allowed:
+            res.notes.append(msg + " (allowed by --allow-param-change)")
+        else:
+            res.problems.append(msg + f" (must match exactly; --allow-param-change {base['method_label']} accepts it)")
+    if base["params"].get("total") != cand["params"].get("total"):
+        res.notes.append(f"total parameters {base['params'].get('total')} -> {cand['params'].get('total')}")
+    # -- memory and throughput -------------------------------------------------------------------
+    diff = env_diff(base.get("env") or {}, cand.get("env") or {})
+    if diff:
+        res.notes.append("memory/throughput not gated: environment differs (" + "; ".join(diff) + ")")
+    for kind, q, sign in _perf_quantities(base, cand):
+        bq, cq = base["perf"].get(q), cand["perf"].get(q)
+        if not bq or not cq or bq["mean"] <= 0:
+            res.cols[kind] = "-"
+            continue
+        rel = cq["mean"] / bq["mean"] - 1.0
+        gated = not diff and kind not in st.report_only
+        res.cols[kind] = f"{rel:+.0%}" + ("" if gated else " (not gated)")
+        if gated and sign * rel > st.rel_tol:
+            res.problems.append(f"{q} {bq['mean']:.4g} -> {cq['mean']:.4g} ({rel:+.1%}, tolerance "
+                                f"{'+' if sign > 0 else '-'}{st.rel_tol:.0%}, same environment)")
+    # -- config ----------------------------------------------------------------------------------
+    if base.get("portable_hashes") and cand.get("portable_hashes") and \
+            set(base["portable_hashes"]) != set(cand["portable_hashes"]):
+        res.notes.append("config differs from the baseline's (config hash, paths excluded)")
+    if res.problems:
+        res.verdict = "REGRESSED"
+    return res
+
+
+def run_check(baseline: dict, cand_cells: dict[str, dict], st: Settings) -> list[CellResult]:
+    results = []
+    base_ids = set()
+    for base in baseline["cells"]:
+        cid = cell_id(base["model"], base["method_label"], base["task"])
+        base_ids.add(cid)
+        base.setdefault("perf", {})
+        base.setdefault("env", {})
+        results.append(check_cell(base, cand_cells.get(cid), st))
+    for cid, c in cand_cells.items():
+        if cid not in base_ids:
+            hm = c.get("headline_metric")
+            results.append(CellResult(cid, "new", notes=["not in the baseline: not gated"],
+                                      cols={"metric": hm, "cand": (c["metrics"].get(hm) or {}).get("mean"),
+                                            "params": _fmt_params(c["params"].get("trainable"))}))
+    results.sort(key=lambda r: (STATUS_ORDER.get(r.verdict, 9), r.cid))
+    return results
+
+
+def _f(v, fmt: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def format_table(results: list[CellResult]) -> str:
+    header = ("cell", "verdict", "headline", "base", "cand", "delta", "tol", "trainable", "memory", "train/s")
+    rows = [header]
+    for r in results:
+        c = r.cols
+        rows.append((r.cid, r.verdict, c.get("metric") or "-", _f(c.get("base"), ".4f"), _f(c.get("cand"), ".4f"),
+                     _f(c.get("delta"), "+.4f"), _f(c.get("tol"), ".4f"), c.get("params", "-"),
+                     c.get("memory", "-"), c.get("throughput", "-")))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_details(results: list[CellResult]) -> str:
+    out = []
+    for r in results:
+        if r.problems:
+            out.append(f"{r.verdict}: {r.cid}")
+            out += [f"    - {p}" for p in r.problems]
+    by_text: dict[str, list[str]] = {}
+    for r in results:
+        for n in r.notes:
+            by_text.setdefault(n, []).append(r.cid)
+    if by_text:
+        out.append("notes:")
+        for text, cids in by_text.items():
+            who = ", ".join(cids) if len(cids) <= 3 else f"{len(cids)} cells"
+            out.append(f"    {who}: {text}")
+    return "\n".join(out)

@@ -1,0 +1,108 @@
+"""Place one method against the other methods of the same sweep: headline metric per task, trainable
+parameters, memory, throughput, and whether it is on the Pareto frontier of (trainable parameters,
+headline) and of (peak memory, headline), per task and on the task average (bench.pareto).
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.pareto import pareto_frontier
+from bench.report.aggregate import build, sort_tasks
+
+from .cells import UnusableInput, glob_match
+
+
+def _memory_col(frame: pd.DataFrame, suffix: str) -> str:
+    cuda = f"memory.cuda_peak_allocated_bytes{suffix}"
+    if cuda in frame and frame[cuda].notna().all():
+        return cuda
+    return f"memory.peak_rss_bytes{suffix}"
+
+
+def _frontier(frame: pd.DataFrame, x: str, y: str) -> set:
+    if x not in frame or y not in frame:
+        return set()
+    pts = list(zip(frame[x].astype(float), frame[y].astype(float)))
+    return {frame.index[i] for i in pareto_frontier(pts)}
+
+
+def _fmt(v, fmt: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _params(n) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "-"
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(int(n))
+
+
+def _table(rows: list[tuple]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def compare(records: list[dict], method: str) -> tuple[str, dict]:
+    """Text report and {label: {(model, task or "avg"): {"pareto_params", "pareto_memory", "rank", "of",
+    "headline"}}} for the method's labels (method_label glob-matching `method`, or method name == `method`)."""
+    agg = build(records)
+    cells = agg.cells[agg.cells["n_ok"] > 0].copy()
+    targets = {}
+    for r in records:
+        target = str(((r.get("config") or {}).get("method") or {}).get("_target_") or "")
+        targets[str(r.get("method_label") or r.get("method"))] = target
+    new = sorted({lbl for lbl, m in zip(cells["method_label"], cells["method"])
+                  if glob_match(method, lbl) or m == method})
+    if not new:
+        present = ", ".join(sorted(agg.cells["method_label"].unique()))
+        raise UnusableInput(f"method {method!r} has no ok record in these results; methods present: {present}")
+    found: dict = {lbl: {} for lbl in new}
+    lines = [f"Method {method!r} ({', '.join(new)}) against the other methods of the sweep.",
+             ("pareto: on the frontier of (trainable params, headline) / (peak memory, headline); "
+              "yes/no. '<-' marks the new method."), ""]
+    for model in sorted(cells["model"].unique()):
+        mc = cells[cells["model"] == model]
+        for task in sort_tasks(mc["task"].unique()) + ["avg"]:
+            if task == "avg":
+                sub = agg.summary[(agg.summary["model"] == model) & (agg.summary["status"] == "ok")].copy()
+                if sub.empty or len(sort_tasks(mc["task"].unique())) < 2:
+                    continue
+                title, y, x_p = f"[{model}] {sub['task'].iloc[0]}", "headline_mean", "params.trainable_mean"
+                sub["headline_std"] = float("nan")
+            else:
+                sub = mc[mc["task"] == task].copy()
+                hm = sub["headline_metric"].iloc[0]
+                title, y, x_p = f"[{model}] {task} ({hm})", "headline_mean", "params.trainable_mean"
+            x_m = _memory_col(sub, "_mean")
+            sub = sub.sort_values(y, ascending=False).reset_index(drop=True)
+            on_p, on_m = _frontier(sub, x_p, y), _frontier(sub, x_m, y)
+            rows = [("", "method", "kind", "headline", "+-std", "trainable", "% of total", "peak mem", "train/s",
+                     "pareto params", "pareto memory")]
+            for i, r in sub.iterrows():
+                lbl = r["method_label"]
+                builtin = targets.get(lbl, "").startswith("bench.methods.")
+                rows.append(("<-" if lbl in new else "", lbl, "built-in" if builtin else "external",
+                             _fmt(r[y], ".4f"), _fmt(r.get("headline_std"), ".4f"), _params(r.get(x_p)),
+                             _fmt(r.get("params.trainable_pct_mean"), ".3f"),
+                             _fmt(r.get(x_m, float("nan")) / 2**20, ".0f") + "MiB",
+                             _fmt(r.get("throughput.train_samples_per_s_mean"), ".1f"),
+                             "yes" if i in on_p else "no", "yes" if i in on_m else "no"))
+                if lbl in new:
+                    found[lbl][(model, task)] = {"pareto_params": i in on_p, "pareto_memory": i in on_m,
+                                        "rank": i + 1, "of": len(sub), "headline": float(r[y])}
+            lines += [title] + _table(rows) + [""]
+    for lbl, per in found.items():
+        for model in sorted({m for m, _ in per}):
+            tasks = [t for m, t in per if m == model and t != "avg"]
+            fp = [t for t in tasks if per[(model, t)]["pareto_params"]]
+            fm = [t for t in tasks if per[(model, t)]["pareto_memory"]]
+            avg = per.get((model, "avg"))
+            avg_txt = (f"; task average: rank {avg['rank']} of {avg['of']}, "
+                       f"{'on' if avg['pareto_params'] else 'off'} the params frontier") if avg else ""
+            lines.append(f"{lbl} on {model}: on the params/quality frontier for {len(fp)} of {len(tasks)} task(s)"
+                         f"{' (' + ', '.join(fp) + ')' if fp else ''}, on the memory/quality frontier for "
+                         f"{len(fm)} of {len(tasks)}{avg_txt}")
+    return "\n".join(lines), found

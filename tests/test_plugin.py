@@ -1,0 +1,112 @@
+"""The example external method (examples/plugins: LayerNorm tuning) runs through `python -m bench`
+with no change to bench/: via `--config-dir` + `method=ln_tuning`, and via a plain `_target_`
+override; its delta saves and loads through the Method protocol; `bench.regress compare` places it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGINS = REPO / "examples" / "plugins"
+L, H = 2, 64  # tiny-bert: 2 layers, hidden 64
+
+
+def bench(args: list[str], glue_dir: Path, plugins_on_path: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               BENCH_GLUE_DIR=str(glue_dir))
+    env.pop("BENCH_RESULTS_DIR", None)
+    env.pop("PYTHONPATH", None)
+    if plugins_on_path:
+        env["PYTHONPATH"] = "examples/plugins"
+    return subprocess.run([sys.executable, "-m", "bench", *args], check=False, cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def records(folder: Path) -> dict[str, dict]:
+    return {r["method_label"]: r for r in (json.loads(p.read_text()) for p in folder.glob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, glue_dir) -> Path:
+    """The plugin next to two built-ins, exactly as examples/plugins/README.md runs it (smaller)."""
+    root = tmp_path_factory.mktemp("results")
+    p = bench(["--config-dir", "examples/plugins/conf", "-m", "model=tiny_bert", "train=quick", "task=sst2",
+               "method=ln_tuning,lora,head_only", f"results_dir={root}", "sweep_name=plugin"], glue_dir)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return root / "plugin"
+
+
+def test_plugin_runs_via_config_dir(sweep):
+    recs = records(sweep)
+    assert set(recs) == {"ln_tuning", "lora", "head_only"}  # built-in groups still resolve: dir was ADDED
+    rec = recs["ln_tuning"]
+    assert rec["status"] == "ok" and rec["method"] == "ln_tuning"
+    assert rec["config"]["method"]["_target_"] == "bench_plugins.ln_tuning.LNTuning"
+    # (2 LayerNorms per layer + the embeddings') x (gain + bias) x H, plus the head H*2 + 2.
+    assert rec["params"]["trainable_excl_head"] == (2 * L + 1) * 2 * H
+    assert rec["params"]["trainable"] == (2 * L + 1) * 2 * H + H * 2 + 2
+    assert 0 <= rec["metrics"]["accuracy"] <= 1 and rec["train"]["lr"] == 1e-3
+
+
+def test_plugin_runs_via_target_override(tmp_path, glue_dir):
+    """No config file at all: remove the method group and give _target_ and settings directly."""
+    p = bench(["~method", "+method._target_=bench_plugins.ln_tuning.LNTuning", "+method.name=ln_tuning",
+               "+method.include_embeddings=false", "model=tiny_bert", "train=quick", "task=sst2",
+               f"results_dir={tmp_path}"], glue_dir)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    (rec,) = records(tmp_path / "adhoc").values()
+    assert rec["status"] == "ok" and rec["method"] == "ln_tuning"
+    assert rec["method_label"] == "ln_tuning[include_embeddings=false]"
+    assert rec["params"]["trainable_excl_head"] == 2 * L * 2 * H
+
+
+def test_plugin_off_the_path_fails_with_a_clear_message(tmp_path, glue_dir):
+    p = bench(["--config-dir", "examples/plugins/conf", "method=ln_tuning", "model=tiny_bert", "train=quick",
+               "task=sst2", f"results_dir={tmp_path}"], glue_dir, plugins_on_path=False)
+    assert p.returncode == 1
+    assert "cannot import 'bench_plugins.ln_tuning'" in p.stderr + p.stdout
+    assert "is its package on the Python path?" in p.stderr + p.stdout
+
+
+def test_compare_places_the_plugin(sweep):
+    p = subprocess.run([sys.executable, "-m", "bench.regress", "compare", "--method", "ln_tuning", str(sweep)],
+                       check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    row = next(ln for ln in p.stdout.splitlines() if ln.startswith("<-"))
+    assert row.split()[1:3] == ["ln_tuning", "external"]
+    assert "ln_tuning on tiny-bert: on the params/quality frontier for" in p.stdout
+
+
+def test_delta_round_trip_and_bench_untouched(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    from bench.methods import build_method
+    from bench.models import build_model
+
+    cfg = OmegaConf.load(PLUGINS / "conf" / "method" / "ln_tuning.yaml")
+    model_cfg = OmegaConf.create({"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm",
+                                  "pretrained": False, "pooling": "mean"})
+    method = build_method(OmegaConf.to_container(cfg))
+    built = build_model(model_cfg, 2, seed=0)
+    method.validate(built.backbone_config, 64)
+    model = method.finalize(method.apply(built.model))
+    names = [n for n, _ in method.trainable_named_parameters(model)]
+    assert all("LayerNorm" in n or n.startswith("head.") for n in names) and len(names) == (2 * L + 1) * 2 + 2
+    with torch.no_grad():
+        for _, p in method.trainable_named_parameters(model):
+            p.add_(0.5)
+    method.save_delta(model, tmp_path / "delta")
+    fresh = build_model(model_cfg, 2, seed=1).model
+    method.load_delta(method.finalize(method.apply(fresh)), tmp_path / "delta")
+    for (n, a), (_, b) in zip(method.trainable_named_parameters(model), method.trainable_named_parameters(fresh)):
+        assert torch.equal(a, b), n
+    # Registration is the config's _target_ alone: nothing in bench/ names the plugin.
+    hits = [p for p in (REPO / "bench").rglob("*.py") if "bench_plugins" in p.read_text() or "ln_tuning" in p.read_text()]
+    assert hits == []
