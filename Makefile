@@ -43,3 +43,23 @@ clean:
 ## Comparison report of a results folder (default: the main sweep) into reports/<name>/.
 report: setup
 	$(BIN)/python -m bench.report $(RESULTS)/$(SWEEP) --out reports/$(SWEEP)
+
+## Published trainable-parameter counts next to the harness's counts (seconds, no training).
+reproduce-params: setup
+	$(BIN)/python -m bench.reproduce params
+
+## Runs the published configurations this machine can run + the scaled-down MiniLM reproduction.
+reproduce: setup
+	$(BIN)/python -m bench.reproduce all
+
+## Store the aggregated records of a sweep as a committed baseline (results/baselines/$(SWEEP).json).
+baseline: setup
+	$(BIN)/python -m bench.regress save $(RESULTS)/$(SWEEP) --name $(SWEEP)
+
+## Gate a sweep against its baseline: exit 1 when something regressed.
+regress: setup
+	$(BIN)/python -m bench.regress check --baseline $(SWEEP) $(RESULTS)/$(SWEEP)
+
+## Benchmarks of the harness itself (overhead, vs a Trainer script, measurement accuracy); ~25 min.
+bench: setup
+	scripts/run_benchmarks.sh
