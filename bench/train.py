@@ -86,7 +86,8 @@ def model_inputs(batch: dict, use_tt: bool) -> dict:
 def predict(model, data: Encoded, batch_size: int, pad_id: int, device, precision: str, use_tt: bool):
     """Predictions in the original order; batches sorted by length for speed."""
     model.eval()
-    order = sorted(range(len(data)), key=lambda i: data.lengths[i])
+    lengths = data.lengths  # a property that builds a list: compute once, not per sort key
+    order = sorted(range(len(data)), key=lengths.__getitem__)
     out = [None] * len(data)
     for i in range(0, len(order), batch_size):
         ids = order[i:i + batch_size]
