@@ -74,7 +74,7 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
     if any(glob_match(p, cid) for p in st.exclude):
         res.verdict = "excluded"
         return res
-    if cand is None:
+    if cand is None or cand.get("status") == "missing":  # no record at all (aggregate's grid lists it as missing)
         res.verdict = "MISSING"
         res.problems.append("no record in the candidate results (not run, or written elsewhere)")
         return res
@@ -148,7 +148,7 @@ def run_check(baseline: dict, cand_cells: dict[str, dict], st: Settings) -> list
         base.setdefault("env", {})
         results.append(check_cell(base, cand_cells.get(cid), st))
     for cid, c in cand_cells.items():
-        if cid not in base_ids:
+        if cid not in base_ids and c.get("status") != "missing":
             hm = c.get("headline_metric")
             results.append(CellResult(cid, "new", notes=["not in the baseline: not gated"],
                                       cols={"metric": hm, "cand": (c["metrics"].get(hm) or {}).get("mean"),
