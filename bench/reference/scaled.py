@@ -138,7 +138,9 @@ def _test(claim: dict, v: dict[str, float]) -> tuple[bool, str] | None:
 
 
 def evaluate_claim(claim: dict, published: dict[str, float], means: dict[str, float],
-                   per_seed: dict[str, dict[int, float]]) -> dict:
+                   per_seed: dict[str, dict[int, float]], per_task: dict[str, dict[str, float]] | None = None) -> dict:
+    """Verdict on the task average; `per_task` (task -> method -> mean over seeds) adds, for information,
+    whether the claim holds on each task alone (the verdict is the task average's)."""
     pub = _test(claim, published)
     mean = _test(claim, means)
     seeds = sorted(set.intersection(*[set(per_seed.get(m, {})) for m in _members(claim)])) if mean else []
@@ -161,8 +163,21 @@ def evaluate_claim(claim: dict, published: dict[str, float], means: dict[str, fl
         "published": "n/a (no published row)" if pub is None else f"{'holds' if pub[0] else 'does not hold'}: {pub[1]}",
         "measured (mean over seeds)": "–" if mean is None else mean[1],
         "per seed": "; ".join(f"s{s}: {'yes' if r[0] else 'no'}" for s, r in seed_results.items()) or "–",
+        "per task (mean over seeds)": _per_task_text(claim, per_task),
         "verdict": verdict,
     }
+
+
+def _per_task_text(claim: dict, per_task: dict[str, dict[str, float]] | None) -> str:
+    if not per_task or claim["kind"] == "param_fraction_below":
+        return "–"
+    parts = []
+    for task, v in per_task.items():
+        r = _test(claim, v)
+        if r is not None:
+            stat = r[1].split(" (needs")[0]
+            parts.append(f"{task}: {'yes' if r[0] else 'no'} ({stat})")
+    return "; ".join(parts) or "–"
 
 
 def _members(claim: dict) -> list[str]:
@@ -226,11 +241,12 @@ def build(records: list[dict], spec: Spec | None = None, rows: list[Row] | None 
     meas_params = frame.groupby("method_label")["trainable_excl_head"].mean().to_dict()
     pub_params = published_params(spec, rows)
     claims = []
+    per_task = {t: frame[frame["task"] == t].groupby("method_label")["value"].mean().to_dict() for t in spec.tasks}
     for c in spec.claims:
         if c["kind"] == "param_fraction_below":
             claims.append(evaluate_claim(c, pub_params, meas_params, {}))
         else:
-            claims.append(evaluate_claim(c, pub_avg, means, per_seed))
+            claims.append(evaluate_claim(c, pub_avg, means, per_seed, per_task))
     params_rows = [{"method": m["name"], "published (RoBERTa-base)": (
         f"{pub_params[label] / 1e6:.1f}M" if label in pub_params else "–"),
         "measured (MiniLM, excl. head)": f"{int(meas_params[label]):,}" if label in meas_params and not
