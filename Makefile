@@ -52,13 +52,17 @@ reproduce-params: setup
 reproduce: setup
 	$(BIN)/python -m bench.reproduce all
 
-## Store the aggregated records of a sweep as a committed baseline (results/baselines/$(SWEEP).json).
+## Re-record the regression gate's baseline; commit results/baselines/ci_gate.json with the change that moved it.
 baseline: setup
-	$(BIN)/python -m bench.regress save $(RESULTS)/$(SWEEP) --name $(SWEEP)
+	rm -rf $(RESULTS)/ci_gate
+	$(BIN)/python -m bench experiment=ci_gate results_dir=$(RESULTS)
+	$(BIN)/python -m bench.regress save $(RESULTS)/ci_gate --name ci_gate --direction both
 
-## Gate a sweep against its baseline: exit 1 when something regressed.
+## Run the ci_gate sweep afresh and gate it against results/baselines/ci_gate.json (exit 1 names the regressed cells).
 regress: setup
-	$(BIN)/python -m bench.regress check --baseline $(SWEEP) $(RESULTS)/$(SWEEP)
+	rm -rf $(RESULTS)/ci_gate_candidate
+	-$(BIN)/python -m bench experiment=ci_gate results_dir=$(RESULTS) sweep_name=ci_gate_candidate
+	$(BIN)/python -m bench.regress check --baseline ci_gate $(RESULTS)/ci_gate_candidate --report-only throughput
 
 ## Benchmarks of the harness itself (overhead, vs a Trainer script, measurement accuracy); ~25 min.
 bench: setup

@@ -20,7 +20,7 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
-HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate")
+HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate")
 
 
 def _drop(cfg: dict, dotted: str) -> None:
