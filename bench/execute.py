@@ -126,11 +126,15 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     cells), so its peak memory is what a user running that cell alone would see; and a cell that
     dies hard (the out-of-memory killer, a segfault in native code) fails alone: the parent writes
     its `failed` record and the sweep goes on. Fork is safe here because the parent never runs a
-    torch operation or touches CUDA.
+    torch operation or touches CUDA (bench/__main__.py makes torch.cuda.is_available() ask NVML,
+    which does not start CUDA); if something did start CUDA in the parent (a plugin at import),
+    a forked child could not use the GPU, so the cell is started with spawn instead.
     """
     import multiprocessing as mp
 
-    ctx = mp.get_context("fork")
+    import torch
+
+    ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
     child = ctx.Process(target=_child_main, args=(cfg, ident, path, cell), name=f"cell:{ident['run_id']}")
     child.start()
     try:

@@ -168,7 +168,10 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
     torch.manual_seed(seed)
     if model_cfg.get("pretrained", True):
         try:
-            backbone = AutoModel.from_pretrained(source, config=config, **pool_kwargs)
+            # fp32 master weights whatever the checkpoint's dtype: transformers 5 loads a bf16/fp16
+            # checkpoint in that dtype, and AdamW on half-precision weights silently loses updates.
+            # Mixed precision is autocast's job (train.precision), not the storage dtype's.
+            backbone = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **pool_kwargs)
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"model.source={model_cfg.source!r}: cannot load pretrained weights ({exc}). "

@@ -52,6 +52,17 @@ def pick_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def pick_pad_multiple(setting, device: torch.device) -> int:
+    """`auto`: 8 on CUDA, 1 (no rounding) on CPU. On a GPU every new padded length costs a new
+    attention/matmul plan; measured on an H200 (docs/gpu.md), the first epoch of a cell ran several
+    times slower than later ones while those plans were built. On CPU extra padding is only cost."""
+    if setting in (None, "auto"):
+        return 8 if device.type == "cuda" else 1
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ConfigError(f"train.pad_to_multiple_of={setting!r}: expected auto or an integer >= 1")
+    return setting
+
+
 def resolve_threads(setting, parallel_cells) -> int:
     """`auto`: split the cores between cells that run at the same time (joblib n_jobs), so parallel
     cells never oversubscribe the CPU; an integer is taken as given."""
@@ -89,6 +100,10 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS is only deterministic with a fixed workspace; it reads this when it first starts,
+        # which in a cell is after this line (the cell runs in its own process).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
 
 
@@ -104,6 +119,7 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     validate_train(t)
     device = pick_device(str(t.device))
     precision = pick_precision(str(t.precision), device)
+    pad_multiple = pick_pad_multiple(t.get("pad_to_multiple_of", "auto"), device)
     torch.set_num_threads(resolve_threads(t.get("threads"), cfg.get("_parallel_cells")))
     seed = int(t.seed)
     seed_everything(seed, bool(t.deterministic))
@@ -145,7 +161,8 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
         for split, data in eval_data.items():
             sync(device)
             t0 = time.perf_counter()
-            preds = predict(model, data, int(t.eval_batch_size), pad_id, device, precision, method.uses_token_type_ids)
+            preds = predict(model, data, int(t.eval_batch_size), pad_id, device, precision, method.uses_token_type_ids,
+                            pad_multiple)
             sync(device)
             secs += time.perf_counter() - t0
             n += len(data)
@@ -162,7 +179,7 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
         result, timer = train_model(
             model, method, train_data, t, device, pad_id,
             evaluate_epoch=evaluate_epoch if t.eval_every_epoch else None, precision=precision,
-            faults=dict(cfg.get("debug") or {}),
+            faults=dict(cfg.get("debug") or {}), pad_multiple=pad_multiple,
         )
     partial["memory"] = mem.as_dict()
     throughput = timer.as_dict()
@@ -200,7 +217,7 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
         "train": {
             "epochs": int(t.epochs), "steps": result.steps, "batch_size": int(t.batch_size), "lr": method.lr,
             "warmup_steps": result.warmup_steps, "final_loss": result.final_loss,
-            "deterministic": bool(t.deterministic), "precision": precision,
+            "deterministic": bool(t.deterministic), "precision": precision, "pad_to_multiple_of": pad_multiple,
             "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
         },
         "params": partial["params"],

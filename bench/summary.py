@@ -46,17 +46,20 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             continue
         if rec["status"] == "ok":
             h = rec["headline_metric"]
+            sps = rec["throughput"].get("train_samples_per_s")
+            cuda = rec["memory"].get("cuda_peak_allocated_bytes")
             rows.append((
                 f"{rec['model']} {rec['task']:>5} {rec['method_label']}", e["status"],
                 f"{h}={rec['metrics'][h]:.3f}", _fmt_params(rec["params"]["trainable"]),
-                f"{rec['memory']['peak_rss_bytes'] / 2**20:.0f}MiB",
-                f"{rec['throughput']['train_samples_per_s']:.1f}/s", f"{rec['time']['total_s']:.0f}s",
+                f"{cuda / 2**20:.0f}MiB CUDA" if cuda else f"{rec['memory']['peak_rss_bytes'] / 2**20:.0f}MiB",
+                # None when every step was a warm-up step (too few steps to time)
+                f"{sps:.1f}/s" if sps is not None else "n/a", f"{rec['time']['total_s']:.0f}s",
             ))
         else:
             err = rec.get("error") or {}
             rows.append((f"{rec['model']} {rec['task']:>5} {rec['method_label']}", rec["status"],
                          f"{err.get('type')}: {str(err.get('message'))[:60]}", "-", "-", "-", "-"))
-    header = ("cell", "status", "headline (dev)", "trainable", "peak RSS", "train", "time")
+    header = ("cell", "status", "headline (dev)", "trainable", "peak memory", "train", "time")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
     lines.append("  ".join("-" * w for w in widths))

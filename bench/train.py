@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from bench.batching import Encoded, batch_order, collate
+from bench.batching import Encoded, batch_order, collate, padded_width
 from bench.measure import StepTimer, sync
 
 
@@ -83,7 +83,8 @@ def model_inputs(batch: dict, use_tt: bool) -> dict:
 
 
 @torch.no_grad()
-def predict(model, data: Encoded, batch_size: int, pad_id: int, device, precision: str, use_tt: bool):
+def predict(model, data: Encoded, batch_size: int, pad_id: int, device, precision: str, use_tt: bool,
+            multiple: int = 1):
     """Predictions in the original order; batches sorted by length for speed."""
     model.eval()
     lengths = data.lengths  # a property that builds a list: compute once, not per sort key
@@ -91,7 +92,7 @@ def predict(model, data: Encoded, batch_size: int, pad_id: int, device, precisio
     out = [None] * len(data)
     for i in range(0, len(order), batch_size):
         ids = order[i:i + batch_size]
-        batch = to_device(collate(data, ids, pad_id), device)
+        batch = to_device(collate(data, ids, pad_id, multiple), device)
         with autocast_for(device, precision):
             logits = model(**model_inputs(batch, use_tt)).float()
         preds = logits.squeeze(-1) if data.is_regression else logits.argmax(-1)
@@ -101,23 +102,28 @@ def predict(model, data: Encoded, batch_size: int, pad_id: int, device, precisio
 
 
 @torch.no_grad()
-def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, precision, use_tt) -> torch.Tensor:
-    """Frozen-backbone features, computed once (head_only with cache_features)."""
+def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, precision, use_tt,
+                    multiple: int = 1) -> torch.Tensor:
+    """Frozen-backbone features, computed once (head_only with cache_features). Rows go through
+    the backbone sorted by length (far less padding than file order) and land back in file order."""
     model.eval()
+    lengths = data.lengths
+    order = sorted(range(len(data)), key=lengths.__getitem__)
     feats = None
-    for i in range(0, len(data), batch_size):
-        ids = list(range(i, min(i + batch_size, len(data))))
-        batch = to_device(collate(data, ids, pad_id), device)
+    for i in range(0, len(order), batch_size):
+        ids = order[i:i + batch_size]
+        batch = to_device(collate(data, ids, pad_id, multiple), device)
         with autocast_for(device, precision):
             f = model.features(**model_inputs(batch, use_tt)).float()
         if feats is None:
             feats = torch.empty(len(data), f.shape[-1], device=device)
-        feats[i:i + len(ids)] = f
+        feats[torch.tensor(ids, device=device)] = f
     return feats
 
 
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
-                precision: str = "fp32", faults: dict | None = None) -> tuple[TrainResult, StepTimer]:
+                precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
+                ) -> tuple[TrainResult, StepTimer]:
     """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, headline)` is
     called after each epoch when per-epoch evaluation is on; its time is not training time."""
     named = method.trainable_named_parameters(model)
@@ -145,7 +151,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     t_start = time.perf_counter()
     if cached:
         t0 = time.perf_counter()
-        feats = pooled_features(model, train_data, int(tcfg.eval_batch_size), pad_id, device, precision, use_tt)
+        feats = pooled_features(model, train_data, int(tcfg.eval_batch_size), pad_id, device, precision, use_tt,
+                                pad_multiple)
         sync(device)
         res.feature_s = time.perf_counter() - t0
         labels_all = torch.tensor(train_data.labels, dtype=torch.float32 if train_data.is_regression else torch.long,
@@ -158,14 +165,14 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
             model.backbone.eval()
         for ids in batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length)):
             n_tok = sum(lengths[i] for i in ids)
-            padded = len(ids) * max(lengths[i] for i in ids)
+            padded = len(ids) * padded_width(max(lengths[i] for i in ids), pad_multiple)
             with timer.step(len(ids), n_tok, padded):
                 if cached:
                     idx = torch.tensor(ids, device=device)
                     logits = model.head(feats[idx])
                     labels = labels_all[idx]
                 else:
-                    batch = to_device(collate(train_data, ids, pad_id), device)
+                    batch = to_device(collate(train_data, ids, pad_id, pad_multiple), device)
                     labels = batch["labels"]
                     with autocast_for(device, precision):
                         logits = model(**model_inputs(batch, use_tt))

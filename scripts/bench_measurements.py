@@ -37,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from machine_load import ForeignCPU  # noqa: E402
 MiB = 2 ** 20
 SECTIONS = ("memory", "known", "throughput", "optim")
 EXTRA: list[str] = []  # overrides added to every cell (--max-eval, for smoke tests only)
@@ -125,18 +128,19 @@ def run_cell(overrides: list[str], work: Path, tag: str, time_v: bool = False, s
             hydra_dir]
     cmd = (["/usr/bin/time", "-v"] if time_v else []) + [sys.executable, *args]
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = OutsideSampler(p.pid) if sample else None
-    if sampler:
-        with sampler:
+    with ForeignCPU() as fc:
+        p = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sampler = OutsideSampler(p.pid) if sample else None
+        if sampler:
+            with sampler:
+                out, err = p.communicate()
+        else:
             out, err = p.communicate()
-    else:
-        out, err = p.communicate()
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{out[-2000:]}\n{err[-3000:]}")
     recs = [json.loads(f.read_text()) for f in sorted((res_dir / "m").glob("*.json"))]
-    r = {"wall_s": wall, "records": recs, "cmd": "python " + " ".join(args[:len(args) - 3]).replace(str(work), "$TMP")}
+    r = {"wall_s": wall, "records": recs, "foreign": fc.frac, "cmd": "python " + " ".join(args[:len(args) - 3]).replace(str(work), "$TMP")}
     if time_v:
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
         r["time_v_max_rss"] = int(m.group(1)) * 1024 if m else None
@@ -354,12 +358,18 @@ def med(xs):
     return statistics.median(xs)
 
 
+def load(runs) -> str:
+    """The largest share of the CPU other processes used during any of these runs; (!) above 5 %."""
+    f = max(r["foreign"] for r in runs)
+    return f"{f:.0%}" + (" (!)" if f > 0.05 else "")
+
+
 def section_optim(work: Path, samples: int) -> None:
     print("\n== Optimisations and what they buy (A/B, one sitting, records from real cells)")
     # 1. length grouping
     print(f"-- length-grouped batching (lora, {samples} train rows, 3 epochs; A B B A order)")
     print(f"  {'task':5s} {'group':>5s} {'real tok/s':>10s} {'padded tok/s':>12s} {'pad frac':>8s} {'train s':>8s} "
-          f"{'cell wall s':>11s} {'metric':>7s}")
+          f"{'cell wall s':>11s} {'metric':>7s} {'other load':>10s}")
     for task in ("sst2", "mrpc"):
         res = {True: [], False: []}
         for i, g in enumerate((True, False, False, True)):
@@ -373,7 +383,7 @@ def section_optim(work: Path, samples: int) -> None:
             pf = 1 - med([x["throughput"]["train_tokens_per_s"] / x["throughput"]["train_padded_tokens_per_s"] for x in recs])
             print(f"  {task:5s} {str(g):>5s} {tok:10.0f} {pad:12.0f} {pf:8.3f} "
                   f"{med([x['time']['train_s'] for x in recs]):8.1f} {med([r['wall_s'] for r in res[g]]):11.1f} "
-                  f"{recs[0]['metrics'][recs[0]['headline_metric']]:7.4f}")
+                  f"{recs[0]['metrics'][recs[0]['headline_metric']]:7.4f} {load(res[g])}")
         print(f"    cmd: {res[True][0]['cmd']}  (and train.group_by_length=false)")
     # 2. head_only cache
     print(f"-- head_only cache_features (sst2, {samples} train rows, 3 epochs; A B B A)")
@@ -387,7 +397,7 @@ def section_optim(work: Path, samples: int) -> None:
         fs = recs[0]["train"].get("feature_s")
         print(f"  cache_features={str(c).lower():5s}: train_s {med([x['time']['train_s'] for x in recs]):6.2f} "
               f"(feature pass {fs if fs is None else round(fs, 2)}), cell wall {med([r['wall_s'] for r in res[c]]):5.1f} s, "
-              f"accuracy {recs[0]['metrics']['accuracy']:.4f}")
+              f"accuracy {recs[0]['metrics']['accuracy']:.4f}; other load {load(res[c])}")
     print(f"    cmd: {res[True][0]['cmd']}")
     # 3. tokenisation cache
     print("-- tokenisation cache: bench.batching.encode_cached on the whole SST-2 train split (in-process)")
@@ -402,7 +412,7 @@ def section_optim(work: Path, samples: int) -> None:
         recs = [r["records"][0] for r in res[th]]
         print(f"  threads={th}: {med([x['throughput']['train_samples_per_s'] for x in recs]):6.1f} samples/s, train_s "
               f"{med([x['time']['train_s'] for x in recs]):6.1f}, eval {med([x['time']['eval_s'] for x in recs]):5.1f} s, "
-              f"cell wall {med([r['wall_s'] for r in res[th]]):5.1f} s")
+              f"cell wall {med([r['wall_s'] for r in res[th]]):5.1f} s; other load {load(res[th])}")
     print(f"    cmd: {res[1][0]['cmd']}")
     # 5. joblib parallel vs serial
     print(f"-- 4-cell sweep (sst2,cola x lora,adapter, {samples} rows): serial vs joblib n_jobs=2 (threads auto-split)")
@@ -415,7 +425,7 @@ def section_optim(work: Path, samples: int) -> None:
         recs = r["records"]
         print(f"  {mode:8s}: wall {r['wall_s']:6.1f} s for {len(recs)} cells; per-cell threads "
               f"{sorted({x['env']['torch_threads'] for x in recs})}; sum of cell total_s "
-              f"{sum(x['time']['total_s'] for x in recs):6.1f} s")
+              f"{sum(x['time']['total_s'] for x in recs):6.1f} s; other load {load([r])}")
         print(f"    cmd: {r['cmd']}")
     print(f"  parallel / serial wall: {walls['parallel']['wall_s'] / walls['serial']['wall_s']:.3f}")
 
@@ -435,6 +445,7 @@ def tok_cache(work: Path) -> None:
     t_load = time.perf_counter() - t0
     tok = build_model(cfg.model, spec.num_labels, 0).tokenizer
     rows = {"no cache (encode)": [], "cold (tokenise + hash + write)": [], "warm (hash + read)": []}
+    fc = ForeignCPU().__enter__()
     for rep in range(2):
         d = work / f"tokcache-{rep}"
         t0 = time.perf_counter()
@@ -448,10 +459,11 @@ def tok_cache(work: Path) -> None:
         _, hit = encode_cached(ex, tok, 128, False, str(d))
         rows["warm (hash + read)"].append(time.perf_counter() - t0)
         assert hit
+    fc.__exit__(None, None, None)
     print(f"  {len(ex)} rows (reading the TSV: {t_load:.2f} s, not included): "
           + "; ".join(f"{k} {med(v):.2f} s" for k, v in rows.items())
           + f"; warm saves {med(rows['no cache (encode)']) - med(rows['warm (hash + read)']):.2f} s per load "
-          + f"({med(rows['no cache (encode)']) / med(rows['warm (hash + read)']):.1f}x)")
+          + f"({med(rows['no cache (encode)']) / med(rows['warm (hash + read)']):.1f}x); other load {fc.frac:.0%}")
     print("    cmd: python scripts/bench_measurements.py --sections optim (in-process timing, 2 repeats, median)")
 
 

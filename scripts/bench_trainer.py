@@ -40,6 +40,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from machine_load import ForeignCPU  # noqa: E402
 
 # Cell settings shared by both sides (bench reads its own from conf/; these mirror them and are
 # checked against the bench record after each run).
@@ -199,14 +202,17 @@ def main(argv=None) -> int:
             order = variants[rep % len(variants):] + variants[:rep % len(variants)]
             for v in order:
                 tag = f"{v}-{rep}"
-                if v == "bench":
-                    r = run_bench(args.samples, work, tag, args.max_eval)
-                else:
-                    r = run_trainer(args.samples, v == "trainer_grouped", work, tag, args.max_eval)
+                with ForeignCPU() as fc:
+                    if v == "bench":
+                        r = run_bench(args.samples, work, tag, args.max_eval)
+                    else:
+                        r = run_trainer(args.samples, v == "trainer_grouped", work, tag, args.max_eval)
+                r["foreign"] = fc.frac
                 results[v].append(r)
                 print(f"  rep {rep} {v:16s} wall {r['wall_s']:6.1f} s, in-process {r['in_process_s']:6.1f} s, "
                       f"train {r['train_s']:6.1f} s, eval {r['eval_s']:5.1f} s, steps {r['steps']}, "
-                      f"threads {r['threads']}, accuracy {r['accuracy']:.4f}", flush=True)
+                      f"threads {r['threads']}, accuracy {r['accuracy']:.4f}; other processes used {r['foreign']:.0%} of the CPU"
+                      f"{' (!)' if r['foreign'] > 0.05 else ''}", flush=True)
     med = {v: {k: statistics.median(x[k] for x in rs) for k in ("wall_s", "in_process_s", "train_s", "eval_s", "accuracy")}
            for v, rs in results.items()}
     print()

@@ -1,0 +1,89 @@
+"""Batching: the vectorised collate against a row-by-row reference, padding to a multiple (the CUDA
+default), length-sorted feature extraction, and fp32 master weights from half-precision checkpoints."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from bench.batching import Encoded, collate, padded_width
+from bench.errors import ConfigError
+from bench.models import build_model
+from bench.run import pick_pad_multiple
+from bench.train import pooled_features
+
+
+def reference_collate(data: Encoded, ids, pad_id, multiple=1):
+    width = max(len(data.input_ids[i]) for i in ids)
+    width = -(-width // multiple) * multiple
+    rows, masks, tts = [], [], []
+    for i in ids:
+        s = data.input_ids[i]
+        rows.append(s + [pad_id] * (width - len(s)))
+        masks.append([1] * len(s) + [0] * (width - len(s)))
+        if data.token_type_ids is not None:
+            tts.append(data.token_type_ids[i] + [0] * (width - len(s)))
+    return rows, masks, tts
+
+
+@pytest.mark.parametrize("multiple", [1, 8])
+@pytest.mark.parametrize("pairs", [False, True])
+def test_collate_matches_row_by_row_reference(multiple, pairs):
+    rng = random.Random(0)
+    ids = [[101] + [rng.randint(1000, 2000) for _ in range(rng.randint(0, 40))] + [102] for _ in range(50)]
+    tts = [[rng.randint(0, 1) for _ in s] for s in ids] if pairs else None
+    data = Encoded(ids, tts, [rng.randint(0, 2) for _ in ids], False)
+    batch_ids = rng.sample(range(50), 17)
+    b = collate(data, batch_ids, 7, multiple)
+    rows, masks, tt = reference_collate(data, batch_ids, 7, multiple)
+    assert b["input_ids"].tolist() == rows
+    assert b["attention_mask"].tolist() == masks
+    assert b["labels"].tolist() == [data.labels[i] for i in batch_ids]
+    assert b["input_ids"].shape[1] % multiple == 0
+    if pairs:
+        assert b["token_type_ids"].tolist() == tt
+    else:
+        assert "token_type_ids" not in b
+
+
+def test_padded_width_and_pad_multiple_setting():
+    assert [padded_width(n, 8) for n in (1, 8, 9, 128)] == [8, 8, 16, 128]
+    assert padded_width(13, 1) == 13
+    assert pick_pad_multiple("auto", torch.device("cpu")) == 1
+    assert pick_pad_multiple("auto", torch.device("cuda")) == 8
+    assert pick_pad_multiple(16, torch.device("cpu")) == 16
+    for bad in (0, -8, "eight", True, 2.5):
+        with pytest.raises(ConfigError, match="train.pad_to_multiple_of"):
+            pick_pad_multiple(bad, torch.device("cpu"))
+
+
+def tiny():
+    cfg = {"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm", "pretrained": False,
+           "pooling": "mean"}
+    return build_model(OmegaConf.create(cfg), 2, 0)
+
+
+def test_length_sorted_features_land_in_file_order():
+    built = tiny()
+    rng = random.Random(1)
+    ids = [[101] + [rng.randint(1000, 2000) for _ in range(rng.randint(1, 30))] + [102] for _ in range(37)]
+    data = Encoded(ids, [[0] * len(s) for s in ids], [0] * 37, False)
+    feats = pooled_features(built.model, data, 8, 0, torch.device("cpu"), "fp32", True)
+    built.model.eval()
+    with torch.no_grad():
+        for i in (0, 5, 36):
+            one = collate(data, [i], 0)
+            f = built.model.features(one["input_ids"], one["attention_mask"], one["token_type_ids"])
+            assert torch.allclose(feats[i], f[0], atol=1e-5)
+
+
+def test_half_precision_checkpoint_loads_as_fp32(tmp_path):
+    """transformers 5 keeps a checkpoint's dtype; training needs fp32 master weights."""
+    built = tiny()
+    built.model.backbone.half().save_pretrained(tmp_path)
+    cfg = {"name": "half", "source": str(tmp_path), "tokenizer": "bundled:minilm", "pretrained": True,
+           "pooling": "mean"}
+    again = build_model(OmegaConf.create(cfg), 2, 0)
+    assert {p.dtype for p in again.model.parameters()} == {torch.float32}
