@@ -10,6 +10,9 @@ export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 RESULTS ?= results
 SWEEP ?= default_sweep
+# Extra Hydra overrides for `make sweep`, e.g. SWEEP_ARGS=hydra/launcher=parallel (two cells at once:
+# faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
+SWEEP_ARGS ?=
 
 .PHONY: setup sweep smoke test report reproduce reproduce-params baseline regress bench lint clean
 
@@ -23,7 +26,7 @@ $(STAMP): pyproject.toml
 
 ## The main job: five methods x four GLUE tasks on the bundled MiniLM, then the comparison report.
 sweep: setup
-	$(BIN)/python -m bench experiment=default_sweep results_dir=$(RESULTS); status=$$?; \
+	$(BIN)/python -m bench experiment=default_sweep results_dir=$(RESULTS) $(SWEEP_ARGS); status=$$?; \
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/default_sweep --out reports/default_sweep; fi; \
 	  exit $$status
 

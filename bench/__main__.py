@@ -4,6 +4,6 @@ import os
 # (parent) process, so that the cells forked from it can still use the GPU.
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
-from bench.cli import main  # noqa: E402
+from bench.cli import main
 
 main()

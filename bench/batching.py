@@ -11,8 +11,8 @@ import os
 import pickle
 import random
 import tempfile
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import torch

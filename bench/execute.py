@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -158,7 +158,7 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
         if sig == 9 else ""
     message = f"the cell's process died: {name}{hint}"
     record = dict(ident, status="failed", error=None,
-                  created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                  created_at=datetime.now(UTC).isoformat(timespec="seconds"))
     logfile = path.with_suffix(".log")
     _write_failure(record, {}, path, "failed", "CellProcessDied", message, "unknown", "?", logfile)
     log.error("FAILED: %s %s  (log: %s)", cell, message, logfile)
@@ -191,7 +191,7 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")  # append: the traceback lands after
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     phase = Phase()
     partial: dict = {"run_id": ident["run_id"]}
     record = dict(ident, status="ok", error=None, created_at=started)
@@ -227,6 +227,6 @@ def _write_failure(record, partial, path, status, etype, message, phase, where, 
         "status": status,
         "metrics": {},
         "error": {"type": etype, "message": message, "phase": phase, "where": where, "log": logfile.name},
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     })
     R.write_record(path, record)

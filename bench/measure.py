@@ -5,7 +5,6 @@ different papers.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading

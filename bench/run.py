@@ -9,7 +9,7 @@ import logging
 import os
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -228,5 +228,5 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
         "env": partial["env"],
         "model_info": {"source": built.source, "tokenizer": built.tokenizer_source,
                        "pretrained": bool(cfg.model.get("pretrained", True)), "pooling": model.pooling},
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

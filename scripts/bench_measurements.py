@@ -32,14 +32,15 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from machine_load import ForeignCPU  # noqa: E402
+from machine_load import ForeignCPU
+
 MiB = 2 ** 20
 SECTIONS = ("memory", "known", "throughput", "optim")
 EXTRA: list[str] = []  # overrides added to every cell (--max-eval, for smoke tests only)
@@ -60,7 +61,7 @@ def machine_line() -> str:
 
     return (f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} (threads {torch.get_num_threads()} "
             f"in this process; cells use train.threads=auto unless stated); "
-            f"date {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+            f"date {datetime.now(UTC).isoformat(timespec='seconds')}")
 
 
 def _status_kb(pid: int | str, field: str) -> int | None:
@@ -214,7 +215,7 @@ def kernel_check(work: Path) -> dict:
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].strip())\n"
     )
     cmd = ["/usr/bin/time", "-v", sys.executable, "-c", prog]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), check=False)
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     return {"time_v": int(m.group(1)) * 1024 if m else None, "hwm_line": p.stdout.strip()}
 
@@ -223,14 +224,14 @@ def section_memory(work: Path, samples: int, report: dict) -> None:
     print("\n== (a) peak memory: record vs /usr/bin/time -v vs an outside VmRSS sampler")
     rows = []
     for method in ("lora", "full"):
-        ov = [f"task=sst2", f"method={method}", f"train.max_train_samples={samples}", "cache_dir=null"]
+        ov = ["task=sst2", f"method={method}", f"train.max_train_samples={samples}", "cache_dir=null"]
         r = run_cell(ov, work, f"mem-{method}", time_v=True, sample=True)
         rec = r["records"][0]
         out = work / f"breakdown-{method}.json"
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, __file__, "--child-breakdown", str(out), "--",
                             *ov, *EXTRA, f"results_dir={work / ('bd-' + method)}", "sweep_name=m"],
-                           cwd=ROOT, env=child_env(), capture_output=True, text=True)
+                           cwd=ROOT, env=child_env(), capture_output=True, text=True, check=False)
         if p.returncode != 0:
             raise RuntimeError(p.stderr[-3000:])
         bd = json.loads(out.read_text())
@@ -381,7 +382,7 @@ def section_optim(work: Path, samples: int) -> None:
             tok = med([x["throughput"]["train_tokens_per_s"] for x in recs])
             pad = med([x["throughput"]["train_padded_tokens_per_s"] for x in recs])
             pf = 1 - med([x["throughput"]["train_tokens_per_s"] / x["throughput"]["train_padded_tokens_per_s"] for x in recs])
-            print(f"  {task:5s} {str(g):>5s} {tok:10.0f} {pad:12.0f} {pf:8.3f} "
+            print(f"  {task:5s} {g!s:>5s} {tok:10.0f} {pad:12.0f} {pf:8.3f} "
                   f"{med([x['time']['train_s'] for x in recs]):8.1f} {med([r['wall_s'] for r in res[g]]):11.1f} "
                   f"{recs[0]['metrics'][recs[0]['headline_metric']]:7.4f} {load(res[g])}")
         print(f"    cmd: {res[True][0]['cmd']}  (and train.group_by_length=false)")

@@ -30,43 +30,43 @@ Usage: python scripts/bench_overhead.py [--methods full,lora,head_only] [--repea
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from machine_load import ForeignCPU  # noqa: E402
+from machine_load import ForeignCPU
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from torch import nn
 
-from bench import tasks as T  # noqa: E402
-from bench.batching import Encoded, batch_order, collate, encode  # noqa: E402
-from bench.cli import quiet_libraries  # noqa: E402
-from bench.env import cpu_model  # noqa: E402
-from bench.methods import build_method  # noqa: E402
-from bench.models import build_model  # noqa: E402
-from bench.train import train_model  # noqa: E402
+from bench import tasks as T
+from bench.batching import Encoded, batch_order, collate, encode
+from bench.cli import quiet_libraries
+from bench.env import cpu_model
+from bench.methods import build_method
+from bench.models import build_model
+from bench.train import train_model
 
 CONF_DIR = str(ROOT / "conf")
 
 
 def machine_line() -> str:
     return (f"machine: {cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-            f"torch {torch.__version__}; date {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+            f"torch {torch.__version__}; date {datetime.now(UTC).isoformat(timespec='seconds')}")
 
 
 def compose_cfg(method: str, extra: list[str]) -> OmegaConf:
@@ -117,7 +117,7 @@ def minimal_train(model: MinimalClassifier, batches: list[list[int]], data: Enco
                           {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
     opt = torch.optim.AdamW(groups, lr=lr)
     total = len(batches)
-    n_warm = int(round(warmup_ratio * total))
+    n_warm = round(warmup_ratio * total)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, n_warm) if s < n_warm else max(0.0, (total - s) / max(1, total - n_warm)))
     params = [p for _, p in named]
@@ -309,7 +309,7 @@ def predict_ordering(sizes=(872, 5463, 40430), seed: int = 0) -> list[tuple[int,
     return out
 
 
-def feature_pass_order(setup: "Setup", repeats: int = 2) -> dict:
+def feature_pass_order(setup: Setup, repeats: int = 2) -> dict:
     """bench.train.pooled_features (head_only's cached feature pass) as it runs now, over the rows
     in file order in batches of eval_batch_size, versus the same function over the rows sorted by
     length (the proposed fix: sort, then scatter the features back, as predict already does)."""

@@ -35,20 +35,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from machine_load import ForeignCPU  # noqa: E402
+from machine_load import ForeignCPU
 
 # Cell settings shared by both sides (bench reads its own from conf/; these mirror them and are
 # checked against the bench record after each run).
 TASK = "sst2"
 EPOCHS, BATCH, EVAL_BATCH, LR, WARMUP, WD, CLIP, MAXLEN, SEED = 3, 32, 128, 1e-3, 0.06, 0.01, 1.0, 128, 0
-LORA = dict(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"])
+LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": ["query", "value"]}
 
 
 def child_env() -> dict:
@@ -69,8 +69,13 @@ def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = 
     import torch
     from datasets import Dataset
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers.utils import logging as tlog
 
     from bench import tasks as T
@@ -132,7 +137,7 @@ def run_bench(samples: int, work: Path, tag: str, max_eval: int | None) -> dict:
     if max_eval:
         cmd.insert(-4, f"train.max_eval_samples={max_eval}")
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"bench failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
@@ -156,7 +161,7 @@ def run_trainer(samples: int, grouped: bool, work: Path, tag: str, max_eval: int
     if max_eval:
         cmd += ["--max-eval", str(max_eval)]
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"trainer script failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
@@ -171,7 +176,7 @@ def machine_line() -> str:
     from bench.env import cpu_model
 
     return (f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-            f"date {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+            f"date {datetime.now(UTC).isoformat(timespec='seconds')}")
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def ok_records(out):
 
 
 def run(args, out):
-    return subprocess.run(cmd(args, out), cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd(args, out), cwd=REPO, env=env(), capture_output=True, text=True, timeout=600, check=False)
 
 
 def key_line(text: str) -> str:
@@ -98,7 +98,6 @@ def main():
 
     def sigkill(out):
         rc, seen = kill_mid_sweep(out, signal.SIGKILL)
-        n_before = len(ok_records(out))
         again = run(SWEEP, out)
         return rc, seen, f"rerun: {again.stdout.strip().splitlines()[-1]}" if again.stdout.strip() else ""
 
@@ -114,11 +113,11 @@ def main():
         return fn
 
     def truncated(out):
-        p = run([*TINY, "method=bitfit", "sweep_name=s"], out)
+        run([*TINY, "method=bitfit", "sweep_name=s"], out)
         rec = next(Path(x) for x in ok_records(out) if "bitfit" in x)
         rec.write_text(rec.read_text()[:200])
         rep = subprocess.run([sys.executable, "-m", "bench.report", str(out / "s"), "--out", str(out / "rep")],
-                             cwd=REPO, env=env(), capture_output=True, text=True)
+                             cwd=REPO, env=env(), capture_output=True, text=True, check=False)
         p2 = run([*TINY, "method=bitfit", "sweep_name=s"], out)
         return rep.returncode, rep.stdout + rep.stderr, f"report exit {rep.returncode}; rerun: {p2.stdout.strip().splitlines()[-1]}"
 
@@ -160,7 +159,7 @@ def main():
     scenario("non-numeric STS-B score in train.tsv", bad_data)
     scenario("GLUE folder missing", missing_glue)
 
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Faults tried and what the user sees",
         "",

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from bench.measure import PeakMemory, StepTimer  # noqa: E402
+from bench.measure import PeakMemory, StepTimer
 
 T0 = time.perf_counter()
 MiB = 1024 ** 2
@@ -95,7 +95,7 @@ def minimal_loop(model, batches, data, pad_id, lr, wd, warmup_ratio, clip, dev, 
     opt = torch.optim.AdamW([g for g in ({"params": decay, "weight_decay": wd}, {"params": nodecay, "weight_decay": 0.0})
                              if g["params"]], lr=lr)
     total = len(batches)
-    nw = int(round(warmup_ratio * total))
+    nw = round(warmup_ratio * total)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, nw) if s < nw else max(0.0, (total - s) / max(1, total - nw)))
     params = [p for _, p in named]
@@ -131,11 +131,11 @@ def minimal_loop(model, batches, data, pad_id, lr, wd, warmup_ratio, clip, dev, 
 
 
 def harness_vs_minimal(dev, model_overrides: list[str], label: str, methods=("full", "lora"), n=3200, warmup=5):
+    from bench_overhead import MinimalClassifier, Setup
     from transformers import AutoModel
 
     from bench.models import _pooling_kwargs
     from bench.train import train_model
-    from bench_overhead import MinimalClassifier, Setup
 
     for meth in methods:
         setup = Setup(meth, n, 32, warmup, [*model_overrides, "train.precision=bf16"])
@@ -155,7 +155,7 @@ def harness_vs_minimal(dev, model_overrides: list[str], label: str, methods=("fu
                     torch.cuda.synchronize(dev)
                     torch.cuda.empty_cache()
                     with PeakMemory(dev) as pm:
-                        res, timer = train_model(model, method, setup.data, setup.cfg.train, dev, setup.pad_id,
+                        _, timer = train_model(model, method, setup.data, setup.cfg.train, dev, setup.pad_id,
                                                  precision="bf16")
                     rows[side].append({"step_s": timer.seconds / timer.timed_steps,
                                        "samples_per_s": timer.as_dict()["train_samples_per_s"],
@@ -205,7 +205,7 @@ def cli_cells(out: Path, name: str, overrides: list[str], timeout: float):
     say("4. " + " ".join(cmd[1:]))
     t = time.perf_counter()
     try:
-        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
         rc = p.returncode
         tail = (p.stdout + p.stderr)[-3000:]
     except subprocess.TimeoutExpired as e:
@@ -265,7 +265,7 @@ def main() -> int:
             continue
         try:
             fn()
-        except Exception as exc:  # keep going: one failed check must not hide the others
+        except Exception as exc:  # noqa: BLE001 - keep going: one failed check must not hide the others
             import traceback
 
             traceback.print_exc()

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import torch  # noqa: E402
-import torch.optim.adam as adam_mod  # noqa: E402
+import torch
+import torch.optim.adam as adam_mod
 
 CALLS = collections.Counter()
 for _name in ("_single_tensor_adam", "_multi_tensor_adam", "_fused_adam"):
@@ -39,14 +39,14 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1600)
     args = ap.parse_args()
+    from bench_overhead import MinimalClassifier, Setup
+    from gpu_check import minimal_loop
     from torch.profiler import ProfilerActivity, profile
     from transformers import AutoModel
 
     from bench.measure import PeakMemory
     from bench.models import _pooling_kwargs
     from bench.train import train_model
-    from bench_overhead import MinimalClassifier, Setup
-    from gpu_check import minimal_loop
 
     dev = torch.device("cuda")
     print(torch.__version__, torch.cuda.get_device_name(dev), "threads", torch.get_num_threads(), flush=True)
@@ -59,7 +59,7 @@ def main() -> int:
             CALLS.clear()
             t = time.perf_counter()
             with PeakMemory(dev) as pm:
-                res, timer = train_model(model, method, setup.data, setup.cfg.train, dev, setup.pad_id, precision="bf16")
+                _, timer = train_model(model, method, setup.data, setup.cfg.train, dev, setup.pad_id, precision="bf16")
             print(f"{meth} harness deterministic={det}: {timer.seconds / timer.timed_steps * 1e3:.2f} ms/step, "
                   f"peak {pm.cuda_allocated / 2**20:.1f} MiB, wall {time.perf_counter() - t:.1f} s, adam {dict(CALLS)}",
                   flush=True)

@@ -25,7 +25,7 @@ def run_bench(args: list[str], glue_dir, results_dir, module: str = "bench", tim
     env.update(extra_env or {})
     cmd = [sys.executable, "-m", module, *args, f"results_dir={results_dir}",
            f"hydra.run.dir={results_dir}/_hydra/run", f"hydra.sweep.dir={results_dir}/_hydra/sweep"]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def records_in(folder) -> list[dict]:

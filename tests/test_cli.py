@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from clitools import TINY, records_in, run_bench
 
 

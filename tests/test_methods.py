@@ -81,7 +81,7 @@ CASES = [
 def test_trainable_params_match_closed_form(arch, name, settings):
     base, _ = build(arch, {"_target_": "full", "name": "full"})
     backbone_total = sum(p.numel() for p in base.model.backbone.parameters())
-    built, method = build(arch, {"_target_": name, "name": name, **settings})
+    built, _ = build(arch, {"_target_": name, "name": name, **settings})
     L, H, I = dims(built)
     counts = count_params(built.model)
     head = H * C + C

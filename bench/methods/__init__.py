@@ -54,4 +54,4 @@ def build_method(method_cfg) -> Method:
     return method
 
 
-__all__ = ["Method", "REGISTRY", "REQUIRED", "build_method", "resolve_class"]
+__all__ = ["REGISTRY", "REQUIRED", "Method", "build_method", "resolve_class"]
