@@ -106,21 +106,27 @@ def minimal_pad(seqs: list[list[int]], tts: list[list[int]] | None, pad_id: int)
     return ids, mask, tt
 
 
-def minimal_train(model: MinimalClassifier, batches: list[list[int]], data: Encoded, pad_id: int, lr: float,
-                  weight_decay: float, warmup_ratio: float, max_grad_norm: float, frozen_backbone: bool,
-                  warmup: int):
-    """Returns (seconds over steps warmup+1.., timed steps, per-step losses)."""
+def minimal_optimizer(model: nn.Module, lr: float, weight_decay: float, warmup_ratio: float, total: int):
+    """AdamW (no decay on biases/LayerNorm), linear warm-up then linear decay. Returns
+    (optimizer, scheduler, trainable params)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n or p.ndim < 2)]
     no_decay = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n or p.ndim < 2]
     groups = [g for g in ({"params": decay, "weight_decay": weight_decay},
                           {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
     opt = torch.optim.AdamW(groups, lr=lr)
-    total = len(batches)
     n_warm = round(warmup_ratio * total)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, n_warm) if s < n_warm else max(0.0, (total - s) / max(1, total - n_warm)))
-    params = [p for _, p in named]
+    return opt, sched, [p for _, p in named]
+
+
+def minimal_train(model: MinimalClassifier, batches: list[list[int]], data: Encoded, pad_id: int, lr: float,
+                  weight_decay: float, warmup_ratio: float, max_grad_norm: float, frozen_backbone: bool,
+                  warmup: int):
+    """Returns (seconds over steps warmup+1.., timed steps, per-step losses)."""
+    total = len(batches)
+    opt, sched, params = minimal_optimizer(model, lr, weight_decay, warmup_ratio, total)
     labels_all = torch.tensor(data.labels, dtype=torch.long)
     model.train()
     if frozen_backbone:
@@ -156,6 +162,7 @@ class Setup:
         self.spec = spec
         examples = T.subsample(T.load_split(spec, "train"), n_examples, int(t.seed))
         built = build_model(self.cfg.model, spec.num_labels, int(t.seed))
+        self.backbone_config = built.backbone_config
         self.tokenizer = built.tokenizer
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.data = encode(examples, self.tokenizer, int(t.max_seq_len), spec.kind == "regression")
@@ -177,9 +184,14 @@ class Setup:
         the same weights as the harness model (state dict copied, so both start identical)."""
         from transformers import AutoModel
 
-        from bench.models import resolve_source
+        from bench.models import _pooling_kwargs, resolve_source
 
-        backbone = AutoModel.from_pretrained(resolve_source(str(self.cfg.model.source)), add_pooling_layer=False)
+        no_pooler = _pooling_kwargs(self.backbone_config, False)
+        if self.cfg.model.get("pretrained", True):
+            backbone = AutoModel.from_pretrained(resolve_source(str(self.cfg.model.source)), dtype=torch.float32,
+                                                 **no_pooler)
+        else:  # random-weight architecture: nothing to load, the state dict below sets every weight
+            backbone = AutoModel.from_config(self.backbone_config, **no_pooler)
         name = method.name
         if name == "lora":
             from peft import LoraConfig, TaskType, get_peft_model

@@ -89,16 +89,10 @@ def check_timer(dev):
 
 def minimal_loop(model, batches, data, pad_id, lr, wd, warmup_ratio, clip, dev, warmup):
     """Hand-written bf16-autocast loop: own padding, no per-step sync, CUDA events for timing."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in named if not (n.endswith("bias") or "LayerNorm" in n or p.ndim < 2)]
-    nodecay = [p for n, p in named if n.endswith("bias") or "LayerNorm" in n or p.ndim < 2]
-    opt = torch.optim.AdamW([g for g in ({"params": decay, "weight_decay": wd}, {"params": nodecay, "weight_decay": 0.0})
-                             if g["params"]], lr=lr)
+    from bench_overhead import minimal_optimizer, minimal_pad
+
     total = len(batches)
-    nw = round(warmup_ratio * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(1, nw) if s < nw else max(0.0, (total - s) / max(1, total - nw)))
-    params = [p for _, p in named]
+    opt, sched, params = minimal_optimizer(model, lr, wd, warmup_ratio, total)
     labels_all = torch.tensor(data.labels, dtype=torch.long)
     model.train()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -108,10 +102,7 @@ def minimal_loop(model, batches, data, pad_id, lr, wd, warmup_ratio, clip, dev, 
     for step, ids in enumerate(batches):
         if step == warmup:
             start.record()
-        seqs = [torch.tensor(data.input_ids[i]) for i in ids]
-        lens = torch.tensor([len(s) for s in seqs])
-        x = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=pad_id)
-        mask = (torch.arange(x.shape[1])[None, :] < lens[:, None]).long()
+        x, mask, _ = minimal_pad([data.input_ids[i] for i in ids], None, pad_id)
         x, mask, y = x.to(dev, non_blocking=True), mask.to(dev, non_blocking=True), labels_all[ids].to(dev, non_blocking=True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             logits = model(x, mask)
@@ -131,10 +122,8 @@ def minimal_loop(model, batches, data, pad_id, lr, wd, warmup_ratio, clip, dev, 
 
 
 def harness_vs_minimal(dev, model_overrides: list[str], label: str, methods=("full", "lora"), n=3200, warmup=5):
-    from bench_overhead import MinimalClassifier, Setup
-    from transformers import AutoModel
+    from bench_overhead import Setup
 
-    from bench.models import _pooling_kwargs
     from bench.train import train_model
 
     for meth in methods:
@@ -164,21 +153,8 @@ def harness_vs_minimal(dev, model_overrides: list[str], label: str, methods=("fu
                     # did that: the minimal loop's peak carried 87 MiB of leftover MiniLM weights)
                     del model, built
                 else:
-                    state = {k: v.clone() for k, v in built.model.state_dict().items()}
-                    backbone = AutoModel.from_config(built.backbone_config, **_pooling_kwargs(built.backbone_config, False))
-                    if meth == "lora":
-                        from peft import LoraConfig, TaskType, get_peft_model
-
-                        m = setup.method_cfg
-                        backbone = get_peft_model(backbone, LoraConfig(
-                            r=m["r"], lora_alpha=m["alpha"], lora_dropout=m["dropout"],
-                            target_modules=list(m["target_modules"]), bias=m["bias"], task_type=TaskType.FEATURE_EXTRACTION))
-                    mm = MinimalClassifier(backbone, built.backbone_config.hidden_size, setup.spec.num_labels, 0.1)
-                    mm.load_state_dict(state, strict=True)
-                    if meth == "full":
-                        for p in mm.parameters():
-                            p.requires_grad_(True)
-                    del built, state
+                    mm = setup.minimal_model({k: v.clone() for k, v in built.model.state_dict().items()}, method)
+                    del built
                     mm = mm.to(dev)
                     torch.cuda.synchronize(dev)
                     torch.cuda.empty_cache()

@@ -39,13 +39,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1600)
     args = ap.parse_args()
-    from bench_overhead import MinimalClassifier, Setup
+    from bench_overhead import Setup
     from gpu_check import minimal_loop
     from torch.profiler import ProfilerActivity, profile
-    from transformers import AutoModel
 
     from bench.measure import PeakMemory
-    from bench.models import _pooling_kwargs
     from bench.train import train_model
 
     dev = torch.device("cuda")
@@ -67,20 +65,8 @@ def main() -> int:
             torch.cuda.empty_cache()
         torch.use_deterministic_algorithms(False)
         built, method = setup.harness_model()
-        state = {k: v.clone() for k, v in built.model.state_dict().items()}
-        backbone = AutoModel.from_config(built.backbone_config, **_pooling_kwargs(built.backbone_config, False))
-        if meth == "lora":
-            from peft import LoraConfig, TaskType, get_peft_model
-
-            m = setup.method_cfg
-            backbone = get_peft_model(backbone, LoraConfig(r=m["r"], lora_alpha=m["alpha"], lora_dropout=m["dropout"],
-                                                           target_modules=list(m["target_modules"]), bias=m["bias"],
-                                                           task_type=TaskType.FEATURE_EXTRACTION))
-        mm = MinimalClassifier(backbone, built.backbone_config.hidden_size, setup.spec.num_labels, 0.1)
-        mm.load_state_dict(state, strict=True)
-        if meth == "full":
-            for p in mm.parameters():
-                p.requires_grad_(True)
+        mm = setup.minimal_model({k: v.clone() for k, v in built.model.state_dict().items()}, method)
+        del built
         mm = mm.to(dev)
         CALLS.clear()
         t = setup.cfg.train
