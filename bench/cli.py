@@ -93,6 +93,16 @@ def _hydra_main(cfg: DictConfig) -> str:
         overrides, parallel = [], 1
     with open_dict(cfg):
         cfg._parallel_cells = parallel
+    if (cfg.get("study") or {}).get("enabled"):
+        from bench.errors import ConfigError
+        from bench.study import run_study
+
+        try:
+            return run_study(cfg, overrides)
+        except ConfigError as exc:
+            log.error("configuration error: %s", exc)
+            _STATE["exit"] = 2
+            return "failed"
     status, _ = execute(cfg, overrides)
     return status
 

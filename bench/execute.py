@@ -48,7 +48,7 @@ def identity(cfg: DictConfig, overrides: list[str] | None) -> dict:
     task = str(cfg.task.name)
     seed = int(cfg.train.seed)
     stem = R.record_stem(model, task, label, seed, chash)
-    return {
+    ident = {
         "schema_version": R.SCHEMA_VERSION,
         "run_id": stem,
         "sweep": str(cfg.sweep_name),
@@ -60,6 +60,9 @@ def identity(cfg: DictConfig, overrides: list[str] | None) -> dict:
         "config": config,
         "config_hash": chash,
     }
+    if cfg.get("study_cell"):
+        ident["study"] = OmegaConf.to_container(cfg.study_cell, resolve=True)
+    return ident
 
 
 def record_path(cfg: DictConfig, ident: dict) -> Path:
@@ -197,6 +200,12 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     record = dict(ident, status="ok", error=None, created_at=started)
     try:
         measured = run_cell(cfg, phase, partial)
+        preds = measured.pop("_predictions", None)
+        if preds is not None:
+            # Written before the record, so an ok record never names a missing predictions file.
+            name = path.name[: -len(".json")] + R.PREDICTIONS_SUFFIX
+            R.write_predictions(path.parent / name, dict(preds, run_id=ident["run_id"]))
+            measured["predictions"] = name
         record.update(measured)
         R.write_record(path, record)
         status = "ok"

@@ -1,11 +1,18 @@
 """Backbones and the task head.
 
-Every method trains the same head on the same pooled representation, so that differences between
-methods come from the method and not from the head. The head is our own module (not the
-architecture's `*ForSequenceClassification`) for two reasons: BERT's pretrained pooler is a poor
-feature for the bundled sentence-embedding model (measured on SST-2, 2,000 examples, logistic
-regression on frozen features: pooler 0.68, [CLS] 0.73, mean pooling 0.77), and one head class makes
-the head's parameter count the same closed form for every architecture: `H * C + C`.
+`model.head=uniform` (the default for comparisons): every method trains the same head on the same
+pooled representation, so that differences between methods come from the method and not from the
+head. It is our own module for two reasons: BERT's pretrained pooler is a poor feature for the
+bundled sentence-embedding model (measured on SST-2, 2,000 examples, logistic regression on frozen
+features: pooler 0.68, [CLS] 0.73, mean pooling 0.77), and one head class makes the head's parameter
+count the same closed form for every architecture: `H * C + C`.
+
+`model.head=native`: the architecture's own sequence-classification head, as transformers builds it
+in `*ForSequenceClassification` (RoBERTa: dense + tanh + out_proj on <s>; BERT: the pretrained pooler
++ dropout + linear; DistilBERT: pre_classifier + ReLU + linear; DeBERTa: ContextPooler + linear), so
+published setups run with the head they trained and the harness prints the trainable count that
+peft prints for them (`bench/params.py`, tests/test_native_head.py). The runner's interface is kept:
+`model.head` is the trainable head, `model.backbone` the encoder, `model.features` the head's input.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from bench.errors import ConfigError
 log = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "cls", "pooler")
+HEADS = ("uniform", "native")
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 
 
@@ -82,15 +90,108 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, poole
     raise ConfigError(f"model.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
 
 
+# model_type -> (family, pooling the native head reads). "pooler": BERT's pooler stays in the backbone,
+# where transformers keeps it (BertModel.pooler), so each method treats it as transformers + peft do:
+# full fine-tuning trains it, peft methods freeze it (peft's SEQ_CLS saves only `classifier`).
+NATIVE = {
+    "bert": ("bert", "pooler"),
+    "roberta": ("roberta", "cls"), "xlm-roberta": ("roberta", "cls"), "camembert": ("roberta", "cls"),
+    "distilbert": ("distilbert", "cls"),
+    "deberta": ("deberta", "cls"), "deberta-v2": ("deberta", "cls"),
+}
+
+
+class NativeHead(nn.Module):
+    """The head modules of the architecture's `*ForSequenceClassification`, taken from an instance
+    built from the same config (so shapes, dropout rates and initialisation are transformers' own),
+    applied to the pooled vector as that class's `forward` does."""
+
+    def __init__(self, config, num_labels: int):
+        super().__init__()
+        self.family, _ = native_spec(config)
+        parts = _sequence_classification_parts(config, num_labels)
+        self.classifier = parts["classifier"]
+        if self.family in ("bert", "distilbert", "deberta"):
+            self.dropout = parts["dropout"]
+        if self.family == "distilbert":
+            self.pre_classifier = parts["pre_classifier"]
+        if self.family == "deberta":
+            self.pooler = parts["pooler"]
+        self.source_class = parts["_class"]
+
+    @property
+    def out(self) -> nn.Linear:
+        """The final linear layer (`in_features` = the width the head reads, as for the uniform head)."""
+        return self.classifier.out_proj if self.family == "roberta" else self.classifier
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.family == "roberta":  # RobertaClassificationHead reads features[:, 0, :]
+            return self.classifier(pooled.unsqueeze(1))
+        if self.family == "distilbert":
+            pooled = torch.relu(self.pre_classifier(pooled))
+        elif self.family == "deberta":  # ContextPooler reads hidden_states[:, 0]
+            pooled = self.pooler(pooled.unsqueeze(1))
+        return self.classifier(self.dropout(pooled))
+
+
+def native_spec(config) -> tuple[str, str]:
+    model_type = str(getattr(config, "model_type", ""))
+    if model_type not in NATIVE:
+        raise ConfigError(
+            f"model.head=native: no native head known for model_type {model_type!r} "
+            f"(known: {', '.join(sorted(NATIVE))}); use model.head=uniform")
+    return NATIVE[model_type]
+
+
+def _sequence_classification_parts(config, num_labels: int) -> dict:
+    """Instantiate `AutoModelForSequenceClassification` from a copy of `config` with no layers and a
+    tiny vocabulary (the head does not depend on either; this keeps DeBERTa-XXL's 1.5B parameters
+    from being built twice) and take its modules outside the base model."""
+    import copy
+
+    from transformers import AutoModelForSequenceClassification
+
+    small = copy.deepcopy(config)
+    small.num_labels = num_labels
+    for attr in ("num_hidden_layers", "n_layers"):
+        if hasattr(small, attr):
+            setattr(small, attr, 0)
+    small.vocab_size = int(getattr(small, "pad_token_id", None) or 0) + 2
+    cls_model = AutoModelForSequenceClassification.from_config(small)
+    prefix = cls_model.base_model_prefix
+    parts = {name: mod for name, mod in cls_model.named_children() if name != prefix}
+    parts["_class"] = type(cls_model).__name__
+    return parts
+
+
+def head_counting(model) -> str:
+    """The record's / bench.params' `counting` line, saying which head `trainable` includes."""
+    if not isinstance(model.head, NativeHead):
+        return ("trainable includes the task head (model.head=uniform: dropout + linear, H*C + C); trainable_excl_head "
+                "is the method alone, as the LoRA/adapter papers count it; total = backbone (+ method additions) + head; "
+                "the unused BERT pooler is not built unless model.pooling=pooler")
+    h = model.head
+    names = ", ".join(n for n, _ in h.named_children())
+    text = (f"trainable includes the task head (model.head=native: {h.source_class}'s {names}, "
+            f"{sum(p.numel() for p in h.parameters()):,} parameters, as transformers builds it); trainable_excl_head "
+            "is the method alone; total = backbone (+ method additions) + head")
+    if h.family == "bert":
+        text += ("; BERT's pooler (dense H*H+H) stays in the backbone as in transformers: it trains under full "
+                 "fine-tuning and is frozen under peft methods, as peft's SEQ_CLS leaves it")
+    return text
+
+
 class SequenceClassifier(nn.Module):
     """Backbone (a transformers encoder, possibly wrapped by peft) + pooling + head."""
 
-    def __init__(self, backbone: nn.Module, hidden_size: int, num_labels: int, pooling: str, dropout: float):
+    def __init__(self, backbone: nn.Module, hidden_size: int, num_labels: int, pooling: str, dropout: float,
+                 head: nn.Module | None = None):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
         self.num_labels = num_labels
-        self.head = ClassificationHead(hidden_size, num_labels, dropout)
+        self.head = head if head is not None else ClassificationHead(hidden_size, num_labels, dropout)
+        self.head_kind = "native" if isinstance(self.head, NativeHead) else "uniform"
         self.pass_token_type_ids = True
 
     def features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
@@ -148,6 +249,9 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
 
     source = resolve_source(str(model_cfg.source))
     pooling = str(model_cfg.get("pooling", "mean"))
+    head_kind = str(model_cfg.get("head", "uniform"))
+    if head_kind not in HEADS:
+        raise ConfigError(f"model.head={head_kind!r}: expected one of {', '.join(HEADS)}")
     if pooling not in POOLINGS:
         raise ConfigError(f"model.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
     overrides = dict(model_cfg.get("config_overrides") or {})
@@ -163,6 +267,13 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
             hint = " (HF_HUB_OFFLINE=1 is set: only local folders and shipped configs load)" if offline else ""
             raise ConfigError(f"model.source={model_cfg.source!r}: cannot load its config{hint}: {exc}") from None
+    if head_kind == "native":
+        # The native head reads what its architecture reads (RoBERTa <s>, BERT's pooler output, ...),
+        # whatever model.pooling says; the record's model_info.pooling shows the pooling used.
+        native_pooling = native_spec(config)[1]
+        if native_pooling != pooling:
+            log.info("model.head=native: pooling %s (the architecture's), not model.pooling=%s", native_pooling, pooling)
+        pooling = native_pooling
     add_pooler = pooling == "pooler"
     pool_kwargs = _pooling_kwargs(config, add_pooler)
     torch.manual_seed(seed)
@@ -189,5 +300,7 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
             f"{config.vocab_size}; pick a matching tokenizer"
         )
     torch.manual_seed(seed + 1)
-    model = SequenceClassifier(backbone, config.hidden_size, num_labels, pooling, float(model_cfg.get("head_dropout", 0.1)))
+    head = NativeHead(config, num_labels) if head_kind == "native" else None
+    model = SequenceClassifier(backbone, config.hidden_size, num_labels, pooling, float(model_cfg.get("head_dropout", 0.1)),
+                               head=head)
     return Built(model, tokenizer, config, source, tok_source)

@@ -3,7 +3,8 @@
 Composes the project's Hydra config (conf/, same overrides as `python -m bench`), builds the model
 from its config (`model.pretrained=false`: shipped configs, no download, no weights needed), applies
 the method exactly as a run does (`validate`, `apply`, `finalize`) and prints the counts a run's
-record would hold (`bench.measure.count_params`): trainable, total, head, trainable excl. head.
+record would hold (`bench.measure.count_params`): trainable, total, head, trainable excl. head, and
+which head (`model.head=uniform`: dropout + linear; `native`: the architecture's own head).
 
 By default the model is built on PyTorch's `meta` device (accelerate's `init_empty_weights`): shapes
 without storage, so roberta-large or DeBERTa-v2-XXL (1.5B) take seconds and no memory. Counts are
@@ -11,7 +12,9 @@ identical to a materialised model (tests/test_params.py checks that); `--materia
 random weights instead.
 
 For peft methods (lora, ia3, prompt_tuning, prefix_tuning) it also prints peft's own
-`get_nb_trainable_parameters()` of the wrapped backbone, which must equal trainable excl. head.
+`get_nb_trainable_parameters()` of the wrapped backbone, which must equal trainable excl. head. With
+`model.head=native`, `trainable` is the number peft prints for its own SEQ_CLS model of the same
+configuration (tests/test_native_head.py builds that model and compares).
 
 Exit status: 0, or 2 on a configuration error (unknown model/method, impossible settings).
 """
@@ -108,7 +111,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     from bench.measure import count_params
     from bench.methods import build_method
     from bench.methods.peft_methods import PeftMethod
-    from bench.models import CONFIG_DIR, build_model
+    from bench.models import CONFIG_DIR, build_model, head_counting
 
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
@@ -125,7 +128,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
         method.apply(built.model)
         method.finalize(built.model)
     model = built.model
-    counts = count_params(model)
+    counts = dict(count_params(model), head_kind=model.head_kind, counting=head_counting(model))
     peft_count = None
     if isinstance(method, PeftMethod) and hasattr(model.backbone, "get_nb_trainable_parameters"):
         trainable, total = model.backbone.get_nb_trainable_parameters()
@@ -146,6 +149,8 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
         "params": {k: v for k, v in counts.items() if k != "counting"},
         "counting": counts["counting"],
         "by_kind": count_by_kind(model),
+        "head_modules": f"{getattr(model.head, 'source_class', 'uniform')}: "
+                        + ", ".join(f"{n} {_numel(m.parameters()):,}" for n, m in model.head.named_children()),
         "peft": peft_count,
         "reference": reference_quantities(model, built.backbone_config, spec.num_labels),
     }
@@ -165,8 +170,9 @@ def format_text(r: dict) -> str:
          f"built on {r['device']}"),
         f"  trainable              {_n(p['trainable']):>15}   {p['trainable_pct']:.4f}% of total",
         f"  trainable excl. head   {_n(p['trainable_excl_head']):>15}   (the method alone: what LoRA/adapter papers count)",
-        (f"  head                   {_n(p['head']):>15}   (dropout + linear, H*C + C = "
-         f"{ref['hidden_size']}*{r['num_labels']} + {r['num_labels']})"),
+        (f"  head                   {_n(p['head']):>15}   (model.head=uniform: dropout + linear, H*C + C = "
+         f"{ref['hidden_size']}*{r['num_labels']} + {r['num_labels']})" if p["head_kind"] == "uniform" else
+         f"  head                   {_n(p['head']):>15}   (model.head=native: {r['head_modules']})"),
         f"  total                  {_n(p['total']):>15}   (backbone + method additions + head)",
         "  trainable by kind:     " + ", ".join(f"{k} {_n(v)}" for k, v in r["by_kind"].items()),
     ]
@@ -174,6 +180,10 @@ def format_text(r: dict) -> str:
         agree = "agrees" if r["peft"]["trainable"] == p["trainable_excl_head"] else "DISAGREES"
         lines.append(f"  peft get_nb_trainable_parameters (backbone only): trainable {_n(r['peft']['trainable'])}, "
                      f"all {_n(r['peft']['all'])}: {agree} with trainable excl. head")
+        if p["head_kind"] == "native":
+            lines.append(f"  peft's own SEQ_CLS model prints trainable {_n(p['trainable'])} (method + this head; "
+                         f"tests/test_native_head.py) and all {_n(p['total'] + p['head'])}: its modules_to_save keeps a "
+                         f"frozen copy of the head, counted in `all` but not in `trainable`")
     lines.append(f"  for comparison: RoBERTa-style classifier (dense+out_proj) {_n(ref['roberta_classifier'])}; "
                  f"BERT pooler {_n(ref['pooler'])}; backbone LayerNorms {_n(ref['backbone_layernorm'])}")
     return "\n".join(lines)

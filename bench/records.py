@@ -15,13 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection
+#: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
+#: a version-1 record simply lacks them, and every reader treats them as optional.
+READABLE_VERSIONS = (1, 2)
+PREDICTIONS_SUFFIX = ".predictions.json.gz"
 STATUSES = ("ok", "failed", "interrupted")
 REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed")
 
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
-HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate")
+HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
+                 "study", "study_cell")  # the tuning protocol's bookkeeping: a trial and a final run of one config are one cell
 
 
 def _drop(cfg: dict, dotted: str) -> None:
@@ -120,8 +126,9 @@ def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
     if missing:
         raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
-    if rec["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {rec['schema_version']!r}, expected {SCHEMA_VERSION}")
+    if rec["schema_version"] not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: schema_version {rec['schema_version']!r}, expected one of "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     if isinstance(rec["seed"], bool) or not isinstance(rec["seed"], int):
         raise ValueError(f"{path}: seed {rec['seed']!r}, expected an integer")
     for key in ("model", "task", "method"):
@@ -139,7 +146,7 @@ def iter_record_files(root: str | os.PathLike) -> Iterable[Path]:
     if root.is_file():
         yield root
         return
-    for p in sorted(root.rglob("*.json")):
+    for p in sorted(root.rglob("*.json")):  # predictions files end in .json.gz: not matched
         if p.name.startswith(".") or any(part.startswith(".") for part in p.relative_to(root).parts[:-1]):
             continue
         yield p
@@ -175,3 +182,61 @@ def load_records(root: str | os.PathLike) -> tuple[list[dict], list[BadRecord]]:
         rec["_path"] = str(p)
         good.append(rec)
     return good, bad
+
+
+# ------------------------------------------------------------------------------- per-example predictions
+
+def write_predictions(path: str | os.PathLike, payload: dict) -> Path:
+    """Write a predictions file (gzip JSON) atomically.
+
+    Layout: {"format": "peft-bench-predictions", "version": 1, "run_id", "task", "kind"
+    (classification|regression), "num_labels", "splits": {<split>: {"role": "eval"|"selection",
+    "metric_suffix": str, "ids": [row index in the split's file], "predictions": [class index or
+    float], "references": [...]}}}. Ids index the rows of the split as the task loader reads them,
+    so two runs on the same task can be paired example by example.
+    """
+    import gzip
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            gz.write(json.dumps(payload, separators=(",", ":"), default=_json_default).encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def predictions_path(record: dict) -> Path | None:
+    """Where a record's predictions file is (None for records without one, e.g. schema 1)."""
+    name = record.get("predictions")
+    if not name:
+        return None
+    base = Path(record["_path"]).parent if record.get("_path") else Path(".")
+    return base / name
+
+
+def load_predictions(record: dict) -> dict | None:
+    """The record's per-example predictions, or None when it has none; ValueError naming the
+    file when the file is missing or unreadable."""
+    import gzip
+
+    path = predictions_path(record)
+    if path is None:
+        return None
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = json.loads(fh.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: predictions file named by record {record.get('run_id')} is missing") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read predictions ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("splits"), dict):
+        raise ValueError(f"{path}: not a peft-bench predictions file (no 'splits' object)")
+    return data

@@ -21,8 +21,9 @@ from bench.env import environment
 from bench.errors import ConfigError
 from bench.measure import PeakMemory, count_params, measure_storage, sync
 from bench.methods import build_method
-from bench.models import build_model
-from bench.train import predict, train_model
+from bench.init_from import apply_init_from
+from bench.models import build_model, head_counting
+from bench.train import grad_accum_steps, predict, train_model
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,25 @@ def validate_train(t) -> None:
         raise ConfigError("train.select=best_epoch needs train.eval_every_epoch=true")
 
 
+def selection_settings(cfg) -> dict:
+    """data.selection, checked; the epoch choice needs it (never the reported split)."""
+    sel = dict((cfg.get("data") or {}).get("selection") or {})
+    fraction = sel.get("fraction", 0.0) or 0.0
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise ConfigError(f"data.selection.fraction={fraction!r}: expected a number in [0, 1) (0 = no selection split)")
+    cap = sel.get("max_examples")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise ConfigError(f"data.selection.max_examples={cap!r}: expected null or an integer >= 1")
+    if cfg.train.select == "best_epoch" and fraction == 0:
+        raise ConfigError("train.select=best_epoch needs a selection split (data.selection.fraction > 0): the "
+                          "epoch is chosen on held-out train examples, never on the reported split")
+    # train.max_eval_samples bounds every evaluated split, the selection split included (quick runs).
+    limit = cfg.train.get("max_eval_samples")
+    if limit is not None:
+        cap = int(limit) if cap is None else min(int(cap), int(limit))
+    return {"fraction": float(fraction), "max_examples": cap, "stratify": bool(sel.get("stratify", True))}
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -105,6 +125,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         # which in a cell is after this line (the cell runs in its own process).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
+
+
+def prediction_payload(spec, eval_ids, eval_data, eval_preds, sel_ids, sel_data, sel_preds) -> dict:
+    """Per-example predictions of every eval split and the selection split, with row ids, so that
+    intervals and paired tests never need a rerun (written beside the record by bench.execute)."""
+    splits = {}
+    for split, data in eval_data.items():
+        splits[split] = {"role": "eval", "metric_suffix": T.metric_keys(spec, split, ["x"])["x"][1:],
+                         "ids": eval_ids[split], "predictions": eval_preds[split], "references": list(data.labels)}
+    if sel_data is not None:
+        splits["selection"] = {"role": "selection", "metric_suffix": "", "ids": sel_ids,
+                               "predictions": sel_preds, "references": list(sel_data.labels)}
+    return {"format": "peft-bench-predictions", "version": 1, "task": spec.name, "kind": spec.kind,
+            "num_labels": spec.num_labels, "splits": splits}
 
 
 def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None = None) -> dict:
@@ -131,11 +165,24 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     method = build_method(method_cfg)
     # -- data -----------------------------------------------------------------------------------
     phase.name = "data"
-    train_ex = T.subsample(T.load_split(spec, "train"), t.max_train_samples, seed)
-    eval_ex = {s: T.subsample(T.load_split(spec, s), t.max_eval_samples, seed) for s in spec.eval_splits}
+    sel_cfg = selection_settings(cfg)
+    train_all = T.load_split(spec, "train")
+    sel_ids, pool = T.carve_selection(train_all, spec.kind, sel_cfg["fraction"], sel_cfg["max_examples"], seed,
+                                      sel_cfg["stratify"])
+    train_ids = T.nested_subsample(pool, t.max_train_samples, seed)
+    train_ex = [train_all[i] for i in train_ids]
+    sel_ex = [train_all[i] for i in sel_ids]
+    eval_ids, eval_ex = {}, {}
+    for s in spec.eval_splits:
+        rows = T.load_split(spec, s)
+        eval_ids[s] = T.eval_subsample(len(rows), t.max_eval_samples, seed)
+        eval_ex[s] = [rows[i] for i in eval_ids[s]]
     partial["data"] = {
         "train_examples": len(train_ex),
+        "train_pool_examples": len(pool),
+        "train_fingerprint": T.fingerprint(train_ids),
         "eval_examples": {s: len(v) for s, v in eval_ex.items()},
+        "selection": dict(sel_cfg, examples=len(sel_ids), seed=seed, fingerprint=T.fingerprint(sel_ids)),
         "subsample_seed": seed,
         "source": f"local:{spec.root}" if spec.root else f"hub:{spec.hub.get('path') if spec.hub else None}",
     }
@@ -146,31 +193,43 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     method.validate(built.backbone_config, int(t.max_seq_len))
     method.apply(model)
     method.finalize(model)
+    init_from = apply_init_from(cfg, spec, method, model)  # train.init_from: a saved delta of another cell
     model.pass_token_type_ids = method.uses_token_type_ids
     model.to(device)
-    partial["params"] = count_params(model)
+    partial["params"] = dict(count_params(model), head_kind=model.head_kind, counting=head_counting(model))
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     is_reg = spec.kind == "regression"
     cache = cfg.get("cache_dir")
     train_data, hit = encode_cached(train_ex, tok, int(t.max_seq_len), is_reg, cache)
     eval_data = {s: encode_cached(v, tok, int(t.max_seq_len), is_reg, cache)[0] for s, v in eval_ex.items()}
+    sel_data = encode_cached(sel_ex, tok, int(t.max_seq_len), is_reg, cache)[0] if sel_ex else None
     partial["data"]["tokenized_cache_hit"] = hit
 
+    def predict_split(data):
+        return predict(model, data, int(t.eval_batch_size), pad_id, device, precision, method.uses_token_type_ids,
+                       pad_multiple)
+
     def evaluate_all():
-        metrics, n, secs = {}, 0, 0.0
+        metrics, n, secs, preds_by_split = {}, 0, 0.0, {}
         for split, data in eval_data.items():
             sync(device)
             t0 = time.perf_counter()
-            preds = predict(model, data, int(t.eval_batch_size), pad_id, device, precision, method.uses_token_type_ids,
-                            pad_multiple)
+            preds = predict_split(data)
             sync(device)
             secs += time.perf_counter() - t0
             n += len(data)
+            preds_by_split[split] = preds
             metrics.update(T.evaluate_predictions(spec, split, preds, data.labels))
-        return metrics, n, secs
+        return metrics, n, secs, preds_by_split
+
+    def evaluate_selection():
+        """Metrics on the selection split, under the main split's metric names (no suffix)."""
+        preds = predict_split(sel_data)
+        return T.evaluate_predictions(spec, spec.eval_splits[0], preds, sel_data.labels), preds
 
     def evaluate_epoch(epoch):
-        m, _, _ = evaluate_all()
+        # The epoch is chosen on the selection split only: the reported split is never looked at here.
+        m, _ = evaluate_selection()
         return m, m[spec.headline]
 
     # -- train ----------------------------------------------------------------------------------
@@ -199,17 +258,36 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
             named = dict(model.named_parameters())
             for n, v in result.best_state.items():
                 named[n].copy_(v)
-    metrics, n_eval, eval_s = evaluate_all()
+    metrics, n_eval, eval_s, eval_preds = evaluate_all()
     throughput["eval_samples_per_s"] = n_eval / eval_s if eval_s > 0 else None
+    sel_metrics, sel_preds = evaluate_selection() if sel_data is not None else ({}, None)
+    predictions = prediction_payload(spec, eval_ids, eval_data, eval_preds, sel_ids, sel_data, sel_preds)
     # -- storage --------------------------------------------------------------------------------
     phase.name = "save"
     keep = None
     if cfg.get("save_delta"):
         keep = os.path.join(str(cfg.results_dir), str(cfg.sweep_name), "deltas", partial.get("run_id", "delta"))
     storage = measure_storage(method, model, keep)
+    # -- inference cost + a usable delta (issue #14: bench/inference.py, bench/predict.py) ---------
+    inference = None
+    if (cfg.get("inference") or {}).get("enabled", False):
+        phase.name = "inference"
+        from bench.inference import measure_cell
+        inference = measure_cell(cfg, model, spec.num_labels, seed, device, precision)
+    if keep:
+        from bench.predict import task_info, write_delta_info
+        write_delta_info(keep, model_cfg=OmegaConf.to_container(cfg.model, resolve=True), method=method,
+                         task=task_info(spec), seed=seed, max_seq_len=int(t.max_seq_len),
+                         eval_batch_size=int(t.eval_batch_size), pad_to_multiple_of=pad_multiple,
+                         run_id=partial.get("run_id"), metrics={k: float(v) for k, v in metrics.items()},
+                         headline=spec.headline, method_label=partial.get("method_label"), inference=inference)
+    # -- end of the issue #14 block -----------------------------------------------------------------
     return {
+        "inference": inference,
         "headline_metric": spec.headline,
         "metrics": {k: float(v) for k, v in metrics.items()},
+        "selection_metrics": {k: float(v) for k, v in sel_metrics.items()},
+        "_predictions": predictions,
         "metrics_per_epoch": result.metrics_per_epoch,
         "selection": "best_epoch" if t.select == "best_epoch" else "last",
         "best_epoch": result.best_epoch if t.select == "best_epoch" else None,
@@ -219,6 +297,8 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
             "warmup_steps": result.warmup_steps, "final_loss": result.final_loss,
             "deterministic": bool(t.deterministic), "precision": precision, "pad_to_multiple_of": pad_multiple,
             "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
+            "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
+            "init_from": init_from,
         },
         "params": partial["params"],
         "memory": partial["memory"],

@@ -26,8 +26,8 @@ from typing import Any
 from bench.metrics import KNOWN_METRICS, compute_metrics
 from bench.readers import FORMATS, DataError, Example, infer_format, read_records
 
-__all__ = ["DataError", "Example", "TaskSpec", "evaluate_predictions", "has_split", "load_split", "metric_keys",
-           "subsample", "task_spec"]
+__all__ = ["DataError", "Example", "TaskSpec", "carve_selection", "evaluate_predictions", "fingerprint", "has_split",
+           "load_split", "metric_keys", "nested_subsample", "subsample", "task_spec"]
 
 KINDS = ("classification", "regression")
 METRICS_FOR_KIND = {"classification": ("accuracy", "f1", "matthews_correlation"),
@@ -341,6 +341,75 @@ def subsample(examples: Sequence[Example], n: int | None, seed: int) -> list[Exa
         raise ValueError(f"subsample size must be >= 0 or None, got {n}")
     chosen = sorted(random.Random(seed).sample(range(len(examples)), n))
     return [examples[i] for i in chosen]
+
+
+# Streams of randomness drawn from one seed, kept apart so that changing one (say, the training
+# subsample size) never moves another (the selection split).
+_STREAM_SELECTION, _STREAM_TRAIN, _STREAM_EVAL = 0x5E1, 0x7A1, 0xE7A
+
+
+def carve_selection(examples: Sequence[Example], kind: str, fraction: float, max_examples: int | None, seed: int,
+                    stratify: bool = True) -> tuple[list[int], list[int]]:
+    """Split the train file's row indices into (selection, pool), both sorted.
+
+    The selection split is where every choice (learning rate, epoch) is made, so the reported split
+    never influences one (Chen et al. 2022; UniPELT holds out 1,000 train examples the same way).
+    Its size is round(fraction * n), capped at `max_examples`, at least 1 when fraction > 0. It
+    depends on the task and the seed only, so every method of a (task, seed) sees the same one.
+    Classification: stratified by label (largest-remainder allocation), so class proportions match
+    the train file's within one example per class.
+    """
+    import numpy as np
+
+    n = len(examples)
+    if not fraction or fraction <= 0 or n == 0:
+        return [], list(range(n))
+    size = int(round(float(fraction) * n))
+    if max_examples is not None:
+        size = min(size, int(max_examples))
+    size = max(1, min(size, n - 1))
+    rng = np.random.default_rng([int(seed), _STREAM_SELECTION])
+    if stratify and kind == "classification":
+        by_label: dict = {}
+        for i in rng.permutation(n).tolist():
+            by_label.setdefault(examples[i].label, []).append(i)
+        labels = sorted(by_label, key=str)
+        exact = {lab: size * len(by_label[lab]) / n for lab in labels}
+        take = {lab: int(math.floor(exact[lab])) for lab in labels}
+        short = size - sum(take.values())
+        for lab in sorted(labels, key=lambda lab: (-(exact[lab] - take[lab]), str(lab)))[:short]:
+            take[lab] += 1
+        chosen = [i for lab in labels for i in by_label[lab][:take[lab]]]
+    else:
+        chosen = rng.permutation(n)[:size].tolist()
+    chosen_set = set(chosen)
+    return sorted(chosen), [i for i in range(n) if i not in chosen_set]
+
+
+def nested_subsample(pool: Sequence[int], n: int | None, seed: int, stream: int = _STREAM_TRAIN) -> list[int]:
+    """n indices from `pool` (sorted), seeded; nested: for one seed, the n-subsample contains every
+    smaller one (a seeded permutation, cut at n), so curves over training-set sizes compare
+    like with like. n None or >= len(pool) keeps the whole pool."""
+    import numpy as np
+
+    pool = list(pool)
+    if n is None or n >= len(pool):
+        return pool
+    if n < 0:
+        raise ValueError(f"subsample size must be >= 0 or None, got {n}")
+    order = np.random.default_rng([int(seed), stream]).permutation(len(pool))[:n]
+    return sorted(pool[i] for i in order.tolist())
+
+
+def eval_subsample(n_rows: int, n: int | None, seed: int) -> list[int]:
+    return nested_subsample(range(n_rows), n, seed, _STREAM_EVAL)
+
+
+def fingerprint(ids: Sequence[int]) -> str:
+    """Short sha256 of a list of row ids: two records with equal fingerprints used the same rows."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(",".join(map(str, sorted(ids))).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------- evaluation

@@ -4,6 +4,15 @@ is ours to define (docs/performance.md compares it with a Trainer script).
 AdamW (no weight decay on biases and LayerNorm), linear warm-up then linear decay, gradient
 clipping, dynamic padding, evaluation only outside timed steps, and a check that stops a run at
 the first non-finite loss instead of training on NaN for hours.
+
+Gradient accumulation (`train.grad_accum_steps = k`, `train.batch_size = b`) recovers a published
+effective batch (per-device batch x GPUs) on one device: each optimizer step sees the same k*b
+examples that `batch_size=k*b` would give it (the epoch's batches are drawn at size k*b and split
+into k micro-batches of at most b), each micro-batch loss is scaled by its share of the step's
+examples (so the summed gradient is the gradient of the mean loss over all k*b examples, whatever
+the last batch's size), clipping happens once after accumulation, and the learning-rate schedule,
+`steps`, warm-up and the step timer count optimizer steps (a timed step includes all k forward and
+backward passes; samples/s counts examples, so it is comparable across k).
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.batching import Encoded, batch_order, collate, padded_width
+from bench.errors import ConfigError
 from bench.measure import StepTimer, sync
 
 
@@ -121,6 +131,21 @@ def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, 
     return feats
 
 
+def grad_accum_steps(tcfg) -> int:
+    """`train.grad_accum_steps` (default 1), checked: micro-batches per optimizer step."""
+    k = tcfg.get("grad_accum_steps", 1) if hasattr(tcfg, "get") else getattr(tcfg, "grad_accum_steps", 1)
+    if k is None:
+        return 1
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"train.grad_accum_steps={k!r}: expected an integer >= 1 (micro-batches per optimizer step)")
+    return k
+
+
+def micro_batches(ids: list[int], micro: int) -> list[list[int]]:
+    """An optimizer step's examples split into consecutive micro-batches of at most `micro`."""
+    return [ids[i:i + micro] for i in range(0, len(ids), micro)]
+
+
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
                 ) -> tuple[TrainResult, StepTimer]:
@@ -131,7 +156,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     if not params:
         raise RuntimeError(f"method {method.name} left no trainable parameter")
     opt = torch.optim.AdamW(param_groups(named, float(tcfg.weight_decay)), lr=method.lr)
-    bs = int(tcfg.batch_size)
+    micro = int(tcfg.batch_size)
+    bs = micro * grad_accum_steps(tcfg)  # examples per optimizer step (the effective batch)
     steps_per_epoch = math.ceil(len(train_data) / bs)
     total = steps_per_epoch * int(tcfg.epochs)
     warmup = int(round(float(tcfg.warmup_ratio) * total))
@@ -165,33 +191,38 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
             model.backbone.eval()
         for ids in batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length)):
             n_tok = sum(lengths[i] for i in ids)
-            padded = len(ids) * padded_width(max(lengths[i] for i in ids), pad_multiple)
+            padded = sum(len(part) * padded_width(max(lengths[i] for i in part), pad_multiple)
+                         for part in micro_batches(ids, micro))  # each micro-batch pads to its own longest row
             with timer.step(len(ids), n_tok, padded):
-                if cached:
-                    idx = torch.tensor(ids, device=device)
-                    logits = model.head(feats[idx])
-                    labels = labels_all[idx]
-                else:
-                    batch = to_device(collate(train_data, ids, pad_id, pad_multiple), device)
-                    labels = batch["labels"]
-                    with autocast_for(device, precision):
-                        logits = model(**model_inputs(batch, use_tt))
-                loss = loss_fn(logits, labels, train_data.is_regression)
-                if faults:
-                    loss = inject_fault(faults, res.steps + 1, loss)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLoss(
-                        f"loss became {loss.item()} at step {res.steps + 1} (epoch {epoch + 1}); "
-                        f"lower the learning rate (method.lr / train.lr = {method.lr}) or check the data"
-                    )
-                loss.backward()
+                step_loss = 0.0
+                for part in micro_batches(ids, micro):
+                    if cached:
+                        idx = torch.tensor(part, device=device)
+                        logits = model.head(feats[idx])
+                        labels = labels_all[idx]
+                    else:
+                        batch = to_device(collate(train_data, part, pad_id, pad_multiple), device)
+                        labels = batch["labels"]
+                        with autocast_for(device, precision):
+                            logits = model(**model_inputs(batch, use_tt))
+                    loss = loss_fn(logits, labels, train_data.is_regression)
+                    if faults:
+                        loss = inject_fault(faults, res.steps + 1, loss)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLoss(
+                            f"loss became {loss.item()} at step {res.steps + 1} (epoch {epoch + 1}); "
+                            f"lower the learning rate (method.lr / train.lr = {method.lr}) or check the data"
+                        )
+                    loss = loss * (len(part) / len(ids))  # this micro-batch's share of the step's mean loss
+                    loss.backward()
+                    step_loss += float(loss.detach())
                 if float(tcfg.max_grad_norm) > 0:
                     torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
             res.steps += 1
-            res.final_loss = float(loss.item())
+            res.final_loss = step_loss
         if evaluate_epoch is not None:
             sync(device)
             t0 = time.perf_counter()

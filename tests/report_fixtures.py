@@ -135,3 +135,94 @@ def write_fixture_results(root: str | Path) -> dict:
     bad.write_text('{"schema_version": 1, "status": "ok", "model": ', encoding="utf-8")
     (root / "fixture" / "not_a_record.json").write_text(json.dumps({"hello": "world"}), encoding="utf-8")
     return {"paths": paths, "bad": bad, "conflict_old": old}
+
+
+# ------------------------------------------------------------------ schema-2 records with predictions
+#
+# A second, separate results folder for the statistics: methods whose per-example predictions are
+# known exactly, so that the verdicts have known answers (an oracle beats chance; an exact copy
+# ties), next to a schema-1 method without predictions and learning-rate trial records.
+
+PRED_N = 400  # eval examples of the verdict fixture
+PRED_TASKS = {"sst2": ("accuracy", ["accuracy"]), "stsb": ("pearson", ["pearson", "spearmanr"])}
+TRIAL_SCORES = (0.5, 0.7, 0.6, 0.9)  # selection scores of the oracle's four learning-rate trials
+
+
+def pred_references(task: str, n: int = PRED_N):
+    import numpy as np
+
+    rng = np.random.default_rng(123)
+    return rng.integers(0, 2, n).astype(float) if task == "sst2" else np.round(rng.uniform(0, 5, n), 2)
+
+
+def pred_predictions(method: str, task: str, seed: int, n: int = PRED_N):
+    """oracle: the labels; chance/chance_copy: the same seeded noise; single: 80% right (sst2)."""
+    import numpy as np
+
+    ref = pred_references(task, n)
+    rng = np.random.default_rng(1000 * seed + (7 if task == "stsb" else 0))
+    if method == "oracle":
+        return ref.copy()
+    if method == "single":
+        return np.where(rng.random(n) < 0.8, ref, 1 - ref)
+    return rng.integers(0, 2, n).astype(float) if task == "sst2" else rng.uniform(0, 5, n)
+
+
+def write_prediction_record(root: Path, model: str, label: str, task: str, seed: int, preds, refs, *,
+                            ids=None, study: dict | None = None, finished: datetime | None = None) -> Path:
+    """A schema-2 record whose metrics are computed from `preds` by bench.metrics (the real metric
+    code), with its gzip predictions file beside it (bench.records.write_predictions)."""
+    from bench.metrics import compute_metrics
+    from bench.records import write_predictions
+
+    headline, names = PRED_TASKS[task]
+    rec = make_record(model, "full", task, seed, finished=finished, value=0.0,
+                      extra_cfg={"label": label, "study": study or {}})
+    rec.update(schema_version=2, method=label.split("[")[0], method_label=label, headline_metric=headline)
+    rec["run_id"] = record_stem(model, task, label, seed, rec["config_hash"]) + (
+        f"__t{study['trial_index']}" if study and study.get("role") == "trial" else "")
+    rec["metrics"] = compute_metrics(names, preds, refs)
+    ids = list(range(len(refs))) if ids is None else list(ids)
+    name = rec["run_id"] + ".predictions.json.gz"
+    write_predictions(root / "verdicts" / name, {
+        "format": "peft-bench-predictions", "version": 1, "run_id": rec["run_id"], "task": task,
+        "kind": "classification" if task == "sst2" else "regression", "num_labels": 2 if task == "sst2" else 1,
+        "splits": {"validation": {"role": "eval", "metric_suffix": "", "ids": ids,
+                                  "predictions": [float(x) for x in preds], "references": [float(x) for x in refs]}}})
+    rec["predictions"] = name
+    if study:
+        rec["study"] = study
+    return write_record(root / "verdicts" / f"{rec['run_id']}.json", rec)
+
+
+def write_prediction_results(root: str | Path) -> dict:
+    """oracle, chance, chance_copy: 3 seeds on sst2 and stsb; single: 1 seed on sst2; legacy: a
+    schema-1 method (no predictions) on sst2; plus 4 learning-rate trials and the final record of
+    an oracle study on sst2 (trials must stay out of the tables)."""
+    root = Path(root)
+    model = "tiny-bert"
+    for task in PRED_TASKS:
+        refs = pred_references(task)
+        for label in ("oracle", "chance", "chance_copy"):
+            for seed in SEEDS:
+                src = "chance" if label == "chance_copy" else label
+                final = {"name": "lr", "role": "final", "selected_lr": 3e-3, "lr_grid": [1e-4, 3e-4, 1e-3, 3e-3]}
+                write_prediction_record(root, model, label, task, seed, pred_predictions(src, task, seed), refs,
+                                        study=final if (label, task) == ("oracle", "sst2") else None)
+    write_prediction_record(root, model, "single", "sst2", 1, pred_predictions("single", "sst2", 1),
+                            pred_references("sst2"))
+    for seed in SEEDS:
+        legacy = make_record(model, "full", "sst2", seed, value=0.6 + 0.01 * seed)
+        legacy["method_label"] = legacy["method"] = "legacy"
+        legacy["run_id"] += "__legacy"
+        write_record(root / "verdicts" / f"{legacy['run_id']}.json", legacy)
+    refs = pred_references("sst2")
+    grid = [1e-4, 3e-4, 1e-3, 3e-3]
+    for i, score in enumerate(TRIAL_SCORES):
+        study = {"name": "lr", "role": "trial", "trial_index": i, "n_trials": len(grid), "lr": grid[i],
+                 "lr_grid": grid, "selection_score": score, "trial_seed": 0}
+        # A trial's dev predictions are wrong on purpose: if trials leaked into the tables, the
+        # oracle's cell would no longer be exactly 1.0.
+        write_prediction_record(root, model, "oracle", "sst2", 1, 1 - refs, refs, study=study,
+                                finished=T0 + timedelta(hours=1 + i))
+    return {"model": model, "trial_scores": TRIAL_SCORES}

@@ -102,6 +102,30 @@ def test_identical_candidate_passes_everything_gated(sweep, own_baseline):
     assert cell["env"]["torch_threads"] == "1" and len(cell["config_hashes"][0]) == 64
 
 
+def test_baseline_stores_predictions_that_reproduce_the_metrics(sweep, own_baseline):
+    """`save` keeps every cell's per-example predictions beside the baseline, and they are the
+    predictions the records were scored on: recomputing each headline from them gives the record's
+    number. With one seed per cell the paired test has no seed spread to judge by, so it is skipped
+    (named in a note) and the per-cell rules gate alone, as before."""
+    from bench import records as R
+    from bench.regress.paired import metric_value
+    from bench.regress.predictions import record_seed_data
+
+    doc = json.loads(own_baseline.read_text())
+    assert doc["predictions"]["n_cells"] == N_CELLS
+    assert (own_baseline.parent / doc["predictions"]["file"]).stat().st_size == doc["predictions"]["bytes"] < 100_000
+    records, _ = R.load_records(sweep)
+    for rec in records:
+        data, metric, _, problems = record_seed_data([rec], rec["headline_metric"])
+        assert not problems and metric == rec["headline_metric"]
+        _, preds, refs = data[rec["seed"]]
+        assert metric_value(metric, preds, refs) == pytest.approx(rec["metrics"][metric], abs=1e-9)
+    p = regress("check", "--baseline", own_baseline, sweep)
+    assert p.returncode == 0
+    assert "paired:    headline metric per example on common ids, 0 cell(s) tested" in p.stdout
+    assert "paired test skipped: 1 baseline and 1 candidate seed(s): the seed spread needs" in p.stdout
+
+
 def test_broken_method_fails_and_names_the_cell(sweep, own_baseline, tmp_path, glue_dir):
     cand = copy_without(sweep, tmp_path / "cand" / "ci_gate", "lora__stsb")
     # lora with a learning rate that trains nothing; label=lora keeps the cell's identity.

@@ -235,7 +235,33 @@ def run_checks(rows: list[Row], measurer: Measurer | None = None) -> list[Check]
             checks.append(check_count(cid, "model size", size, measurer(_with_method(ov, "full")), "full", base,
                                       _with_method(ov, "full"), is_cased(first.model)))
     _cross_reference(checks)
+    _native_counts(checks, measurer)
     return checks
+
+
+def _native_counts(checks: list[Check], measurer: Measurer) -> None:
+    """Each configuration's count with `model.head=native`: what peft prints for its SEQ_CLS model
+    (tests/test_native_head.py) and, for full fine-tuning, what transformers' model has trainable.
+    A published count that only this counting reproduces gets that verdict."""
+    from bench.errors import ConfigError
+
+    for c in checks:
+        if not c.overrides or c.what != "trainable":
+            continue
+        try:
+            m = measurer(c.overrides + " model.head=native")
+        except ConfigError as exc:
+            c.details["native"] = None
+            c.details["native_why"] = str(exc)
+            continue
+        n = m["params"]["trainable"]
+        c.details["native"] = n
+        c.details["native_head"] = m["head_modules"]
+        pub = next((p for p in parse_counts(c.published) if p.kind == c.kind), None)
+        if pub is not None and c.kind == "count" and pub.contains(n):
+            if c.verdict == "no match":
+                c.verdict = "match with other counting: incl. the native head"
+            c.why += f"; with the native head ({m['head_modules']}) the count is {n:,}, which prints as {pub.text}"
 
 
 def _per_size_note(ov: str, measurer: Measurer, base: int) -> str:

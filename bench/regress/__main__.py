@@ -9,9 +9,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from .baseline import DEFAULT_DIR, DIRECTIONS, load_baseline, make_baseline, write_baseline
+from .baseline import (
+    DEFAULT_DIR,
+    DIRECTIONS,
+    baseline_predictions,
+    load_baseline,
+    make_baseline,
+    write_baseline,
+)
 from .cells import UnusableInput, load_results, summarize
 from .check import Settings, format_details, format_table, run_check
+from .predictions import load_side_file, run_paired
 
 PROG = "python -m bench.regress"
 
@@ -27,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the gate's default: 'higher' = only metric drops regress; 'both' = any change beyond the "
                         "tolerance (for random-weight models, whose metrics have no better direction)")
     s.add_argument("--allow-failed", action="store_true", help="leave cells without an ok record out instead of refusing")
+    s.add_argument("--no-predictions", action="store_true",
+                   help="do not store per-example predictions (NAME.predictions.json.gz); the paired test is then off")
     c = sub.add_parser("check", help="gate a candidate sweep against a baseline (exit 1 when something regressed)")
     c.add_argument("results_dir", type=Path, help="candidate records (searched recursively)")
     c.add_argument("--baseline", required=True, help="baseline name (in --baselines-dir) or path to a .json")
@@ -41,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="accept a changed trainable-parameter count for this method label (glob); repeatable")
     c.add_argument("--report-only", action="append", default=[], choices=("memory", "throughput"),
                    help="show but do not gate this measurement (e.g. throughput on a shared machine); repeatable")
+    c.add_argument("--alpha", type=float, default=0.05,
+                   help="paired test: family-wise level, Holm-corrected across cells (default 0.05)")
+    c.add_argument("--min-effect", type=float, default=0.005,
+                   help="paired test: smallest headline change that can fail, 0-1 scale (default 0.005)")
+    c.add_argument("--no-paired", action="store_true", help="skip the paired per-example test")
+    c.add_argument("--n-boot", type=int, default=2000, help="paired test: bootstrap resamples (default 2000)")
     m = sub.add_parser("compare", help="place a new method against the other methods of the same sweep")
     m.add_argument("results_dir", type=Path)
     m.add_argument("--method", required=True, help="method name or method_label (glob) of the new method")
@@ -54,8 +70,9 @@ def _bad_lines(bad) -> list[str]:
 def cmd_save(a) -> int:
     records, bad = load_results(a.results_dir)
     doc, dropped = make_baseline(records, a.name, str(a.results_dir), a.direction, a.allow_failed)
-    path = write_baseline(doc, a.out)
-    for line in _bad_lines(bad):
+    preds, pred_lines = ({}, []) if a.no_predictions else baseline_predictions(records, doc)
+    path = write_baseline(doc, a.out, preds)
+    for line in _bad_lines(bad) + pred_lines:
         print(line)
     for cid in dropped:
         print(f"left out (no ok record): {cid}")
@@ -63,19 +80,28 @@ def cmd_save(a) -> int:
                      for e in doc["environments"])
     print(f"saved {len(doc['cells'])} cell(s) from {len(records)} record(s) to {path} "
           f"(direction {doc['direction']}; environment: {envs})")
+    if preds:
+        ref = doc["predictions"]
+        print(f"stored per-example predictions of {ref['n_cells']} cell(s) in {path.parent / ref['file']} "
+              f"({ref['bytes'] / 1024:.1f} KiB)")
     return 0
 
 
 def cmd_check(a) -> int:
     baseline, bpath = load_baseline(a.baseline, a.baselines_dir)
-    for name in ("k", "floor", "rel_tol"):
+    for name in ("k", "floor", "rel_tol", "min_effect"):
         if getattr(a, name) < 0:
             raise UnusableInput(f"--{name.replace('_', '-')} {getattr(a, name)}: expected a number >= 0")
+    if not 0 < a.alpha < 1 or a.n_boot < 100:
+        raise UnusableInput(f"--alpha {a.alpha} / --n-boot {a.n_boot}: expected 0 < alpha < 1 and n-boot >= 100")
+    stored = None if a.no_paired else load_side_file(baseline, bpath)
     records, bad = load_results(a.results_dir)
     cells, facts = summarize(records)
     st = Settings(k=a.k, floor=a.floor, rel_tol=a.rel_tol, direction=a.direction or baseline["direction"],
-                  exclude=a.exclude, allow_param_change=a.allow_param_change, report_only=a.report_only)
-    results = run_check(baseline, cells, st)
+                  exclude=a.exclude, allow_param_change=a.allow_param_change, report_only=a.report_only,
+                  alpha=a.alpha, min_effect=a.min_effect, n_boot=a.n_boot)
+    paired = run_paired(baseline, stored, cells, st)
+    results = run_check(baseline, cells, st, paired)
     src = baseline.get("source") or {}
     print(f"baseline:  {baseline.get('name')} ({bpath}; {len(baseline['cells'])} cells, saved "
           f"{baseline.get('created_at')}, commit {', '.join(c[:8] for c in src.get('git_commits', []))})")
@@ -85,6 +111,14 @@ def cmd_check(a) -> int:
     print(f"rules:     metric delta within max(floor {st.floor:g}, {st.k:g} x pooled std), direction {st.direction}; "
           f"trainable params exact; memory/throughput within {st.rel_tol:.0%} when the environment matches"
           + (f" (report only: {', '.join(st.report_only)})" if st.report_only else ""))
+    if a.no_paired:
+        print("paired:    off (--no-paired)")
+    elif stored is None:
+        print("paired:    not available: the baseline stores no per-example predictions (re-save it from schema-2 records)")
+    else:
+        print(f"paired:    headline metric per example on common ids, {len(paired[0])} cell(s) tested; fails when Holm p < "
+              f"{st.alpha:g} ({'one-sided, drops' if st.direction == 'higher' else 'two-sided'}) and |delta| > "
+              f"{st.min_effect:g}; se from seeds and examples")
     print()
     print(format_table(results))
     details = format_details(results)

@@ -5,6 +5,10 @@
 tolerance), `source` (results folder, sweeps, record count, git commits), `environments` (distinct
 run environments with their cell counts) and `cells`, one per (model, method_label, task) with
 metric mean/std/n, trainable/total parameters, peak memory, train throughput, env and config hashes.
+Optional `predictions` ({file, sha256, bytes, n_cells}) names the sibling file with every seed's
+per-example predictions of the headline split (predictions.py), which the paired test needs; a
+baseline without it (saved before schema-2 records, or with --no-predictions) is gated by the
+per-cell rules alone.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .cells import ENV_MATCH, UnusableInput, summarize
+from .cells import ENV_MATCH, UnusableInput, cell_id, summarize
 
 FORMAT = "peft-bench-baseline"
 FORMAT_VERSION = 1
@@ -56,9 +60,41 @@ def make_baseline(records: list[dict], name: str, results_dir: str, direction: s
     return doc, dropped
 
 
-def write_baseline(doc: dict, out_dir: str | Path) -> Path:
+def baseline_predictions(records: list[dict], doc: dict) -> tuple[dict, list[str]]:
+    """{cell id: stored predictions} for the baseline's cells whose every kept ok record has a
+    predictions file, and one line per cell left without (so that `save` says which cells the
+    paired test will not cover)."""
+    from .predictions import cell_entry, record_seed_data
+
+    cells, _ = summarize(records)
+    out, lines = {}, []
+    for c in doc["cells"]:
+        cid = cell_id(c["model"], c["method_label"], c["task"])
+        recs = cells[cid]["_records"]
+        data, metric, split, problems = record_seed_data(recs, c["headline_metric"])
+        if problems or len(data) != len(recs):
+            lines.append(f"no predictions stored for {cid}: {problems[0] if problems else 'seeds without predictions'}")
+            continue
+        entry = cell_entry(data, metric, split, "regression" if metric in ("pearson", "spearmanr") else "classification")
+        if isinstance(entry, str):
+            lines.append(f"no predictions stored for {cid}: {entry}")
+            continue
+        out[cid] = entry
+    return out, lines
+
+
+def write_baseline(doc: dict, out_dir: str | Path, predictions: dict | None = None) -> Path:
+    """Write NAME.json, and NAME.predictions.json.gz beside it when `predictions` has cells (named
+    in the baseline with its sha256; a stale side file of an earlier save is removed)."""
+    from .predictions import SUFFIX, write_side_file
+
     path = Path(out_dir) / f"{doc['name']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if predictions:
+        write_side_file(doc, predictions, path.parent)
+    else:
+        doc.pop("predictions", None)
+        (path.parent / f"{doc['name']}{SUFFIX}").unlink(missing_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(_dumps(doc) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -130,6 +166,9 @@ def validate(doc) -> None:
             _check_stat(f"{where}.perf.{q}", s)
         if not isinstance(c.get("env", {}), dict):
             raise TypeError(f"{where}.env: expected an object")
+    if doc.get("predictions") is not None:
+        from .predictions import validate_ref
+        validate_ref(doc["predictions"])
 
 
 def load_baseline(name_or_path: str, baselines_dir: str | Path = DEFAULT_DIR) -> tuple[dict, Path]:

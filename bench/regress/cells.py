@@ -87,7 +87,8 @@ def summarize(records: list[dict]) -> tuple[dict[str, dict], dict]:
     A cell: model, method, method_label, task, headline_metric, status (aggregate's: ok, partial,
     failed, missing), n_ok, n_failed, errors, seeds (ok seeds), metrics {name: {mean, std, n}},
     params {trainable, total}, perf {"memory.peak_rss_bytes": {mean, std, n}, ...}, env (ENV_MATCH
-    fields, MIXED where the ok records disagree), config_hashes, portable_hashes.
+    fields, MIXED where the ok records disagree), config_hashes, portable_hashes, and `_records` (the
+    kept ok records themselves, newest per seed).
     """
     agg = build(records)
     by_path = {r.get("_path"): r for r in records}
@@ -116,6 +117,7 @@ def summarize(records: list[dict]) -> tuple[dict[str, dict], dict]:
             "env": _env_of([r.get("env") or {} for r in recs]) if recs else {},
             "config_hashes": sorted({str(r.get("config_hash")) for r in recs}),
             "portable_hashes": sorted({h for r in recs if (h := portable_hash(r.get("config")))}),
+            "_records": recs,  # the kept ok records (their predictions feed the paired test); not saved
         }
     facts = {
         "n_records": len(records),

@@ -3,7 +3,9 @@
 Per baseline cell: present and ok in the candidate; every metric within max(floor, k x pooled std)
 (direction `higher`: only drops count; `both`: any change); trainable parameters identical unless
 allowed; peak memory and train throughput within a relative tolerance when the environment
-matches, reported but not gated otherwise.
+matches, reported but not gated otherwise. When the baseline stores per-example predictions and the
+candidate's records have them, the headline metric also gets the paired test (paired.py): the cell
+regresses when its Holm-adjusted p < alpha and the change exceeds min_effect.
 """
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ class Settings:
     exclude: list[str] = field(default_factory=list)
     allow_param_change: list[str] = field(default_factory=list)
     report_only: list[str] = field(default_factory=list)  # "memory" and/or "throughput"
+    alpha: float = 0.05          # family-wise (Holm, across cells) level of the paired test
+    min_effect: float = 0.005    # smallest change of the headline metric the paired test fails on
+    design: str = "seeds+examples"  # variance of the paired test (paired.DESIGNS); the others are for measuring
+    n_boot: int = 2000           # bootstrap resamples of the examples
 
 
 @dataclass
@@ -138,7 +144,25 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
     return res
 
 
-def run_check(baseline: dict, cand_cells: dict[str, dict], st: Settings) -> list[CellResult]:
+def apply_paired(res: CellResult, pr, notes: list[str], st: Settings) -> None:
+    """Fold a cell's paired test (a paired.PairedResult or None) and its notes into its result."""
+    from .paired import fails
+    from .predictions import describe
+
+    res.notes += notes
+    if pr is None or res.verdict in ("excluded", "MISSING", "FAILED"):
+        return
+    res.cols["p_adj"] = pr.p_adj
+    if fails(pr, st.alpha, st.min_effect, st.direction):
+        res.problems.append(describe(pr) + f" < alpha {st.alpha:g}, and |delta| > min effect {st.min_effect:g}")
+        res.verdict = "REGRESSED"
+
+
+def run_check(baseline: dict, cand_cells: dict[str, dict], st: Settings, paired: tuple[dict, dict] | None = None
+              ) -> list[CellResult]:
+    """Every baseline cell checked (plus `new` candidate cells); `paired` = predictions.run_paired's
+    (results, notes) when the paired test ran."""
+    pres, pnotes = paired or ({}, {})
     results = []
     base_ids = set()
     for base in baseline["cells"]:
@@ -147,6 +171,8 @@ def run_check(baseline: dict, cand_cells: dict[str, dict], st: Settings) -> list
         base.setdefault("perf", {})
         base.setdefault("env", {})
         results.append(check_cell(base, cand_cells.get(cid), st))
+        if cid in pres or cid in pnotes:
+            apply_paired(results[-1], pres.get(cid), pnotes.get(cid, []), st)
     for cid, c in cand_cells.items():
         if cid not in base_ids and c.get("status") != "missing":
             hm = c.get("headline_metric")
@@ -162,12 +188,13 @@ def _f(v, fmt: str) -> str:
 
 
 def format_table(results: list[CellResult]) -> str:
-    header = ("cell", "verdict", "headline", "base", "cand", "delta", "tol", "trainable", "memory", "train/s")
+    header = ("cell", "verdict", "headline", "base", "cand", "delta", "tol", "p(Holm)", "trainable", "memory",
+              "train/s")
     rows = [header]
     for r in results:
         c = r.cols
         rows.append((r.cid, r.verdict, c.get("metric") or "-", _f(c.get("base"), ".4f"), _f(c.get("cand"), ".4f"),
-                     _f(c.get("delta"), "+.4f"), _f(c.get("tol"), ".4f"), c.get("params", "-"),
+                     _f(c.get("delta"), "+.4f"), _f(c.get("tol"), ".4f"), _f(c.get("p_adj"), ".2g"), c.get("params", "-"),
                      c.get("memory", "-"), c.get("throughput", "-")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.records import BadRecord, load_records
+from bench.stats import DEFAULT_B
 
 from .aggregate import Aggregation, build
+from .verdicts import add_verdicts
 
 
 class UnusableResults(ValueError):
@@ -32,12 +34,13 @@ class Report:
 
 
 def generate_report(results_dir: str | Path, out: str | Path, name: str | None = None,
-                    timings: dict[str, float] | None = None) -> Report:
+                    timings: dict[str, float] | None = None, bootstrap_samples: int = DEFAULT_B) -> Report:
     """Build the report for every record under `results_dir` into folder `out`.
 
     Raises UnusableResults when the folder is missing or has no readable record (bad files alone
     are not a report). Existing files in `out` with the same names are replaced. If `timings` is a
-    dict, the seconds spent per phase (load, aggregate, tables, plots, html) are stored in it.
+    dict, the seconds spent per phase (load, aggregate, verdicts, tables, plots, html) are stored in
+    it. `bootstrap_samples` is B of every bootstrap (intervals, paired tests, ASO; docs/statistics.md).
     """
     timings = {} if timings is None else timings
     clock = time.perf_counter()
@@ -65,13 +68,27 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     out.mkdir(parents=True, exist_ok=True)
     agg = build(records)
     lap("aggregate")
+    add_verdicts(agg, bootstrap_samples)
+    lap("verdicts")
     tables = write_tables(agg, out)
     lap("tables")
     plots = write_plots(agg, out)
+    from .inference import write_inference  # inference cost (issue #14): own table + plot, own HTML section
+    _inf_tables, inf_html = write_inference(records, out, plots)
     lap("plots")
-    index = write_index(out, name, agg, records, bad, results_dir, plots, tables)
+    index = write_index(out, name, agg, records, bad, results_dir, plots, tables, extra_html=inf_html)
     lap("html")
     return Report(out, name, agg, bad, index, tables, plots)
+
+
+def pairwise_line(agg: Aggregation) -> str:
+    """One line: how many pairs were tested and how many differ after Holm (or why none)."""
+    pw = agg.pairwise
+    if pw.empty:
+        return "pairwise tests: none (no two methods with per-example predictions on one task)"
+    n_sig = int((pw["verdict"] != "tie").sum())
+    return (f"pairwise tests: {len(pw)} pair(s), {n_sig} significant after Holm (alpha 0.05), "
+            f"{len(pw) - n_sig} tie(s); see pairwise.csv")
 
 
 def summary_text(report: Report) -> str:
@@ -83,7 +100,9 @@ def summary_text(report: Report) -> str:
     n_fail = int(counts.get("failed", 0) + counts.get("interrupted", 0))
     lines = [f"Report {report.name!r}: models {', '.join(agg.models)}",
              (f"records: {int(counts.get('ok', 0))} ok, {n_fail} failed/interrupted, {len(report.bad)} unreadable"
-              f"; {len(agg.failures())} grid cell(s) without an ok record; {len(agg.conflicts)} conflict(s)"), ""]
+              f"; {len(agg.failures())} grid cell(s) without an ok record; {len(agg.conflicts)} conflict(s)"
+              + (f"; {len(agg.trials)} learning-rate trial record(s) (budget curves only)" if len(agg.trials) else "")),
+             pairwise_line(agg), ""]
     for model in agg.models:
         lines += [f"[{model}] headline x100 (mean over seeds)", to_text(compact_table(agg, model)), ""]
     lines.append(f"written to {report.index.parent}/ (open {report.index})")

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.stats import DEFAULT_B
+
 from . import UnusableResults, generate_report, summary_text
 
 
@@ -18,12 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results_dir", type=Path, help="folder with result records (searched recursively)")
     ap.add_argument("--name", help="report name (default: the results folder's name)")
     ap.add_argument("--out", type=Path, help="report folder (default: reports/<name>)")
+    ap.add_argument("--bootstrap-samples", type=int, default=DEFAULT_B, metavar="B",
+                    help=f"resamples per bootstrap interval/test (default {DEFAULT_B}; docs/statistics.md)")
     args = ap.parse_args(argv)
+    if args.bootstrap_samples < 100:
+        ap.error(f"--bootstrap-samples {args.bootstrap_samples}: use at least 100 (percentile intervals need them)")
     rd = args.results_dir
     name = args.name or (rd.resolve().name if rd.is_dir() else rd.stem)
     out = args.out or Path("reports") / name
     try:
-        report = generate_report(rd, out, name)
+        report = generate_report(rd, out, name, bootstrap_samples=args.bootstrap_samples)
     except UnusableResults as exc:
         print(f"bench.report: error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,10 @@ Pipeline (each step is a public function so that callers can stop where they nee
     aggregate_cells(kept, grid)  wide form: one row per (model, method_label, task)
     summarize_methods(kept, cells)  one row per (model, method_label): GLUE-style average
     build(records)             all of the above in an `Aggregation`
+
+Learning-rate trials of a tuning study (`study.role == "trial"`) are different learning rates under
+one method label: they are split off before dedupe (`Aggregation.trials`) and feed only the
+budget curves; the study's `final` records are ordinary cells.
 """
 from __future__ import annotations
 
@@ -21,11 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bench.stats import t_bounds
+
 KEY = ["model", "method_label", "task"]
 SEED_KEY = KEY + ["seed"]
 # Nested record sections whose numeric leaves are measurements (aggregated like metrics).
 MEASURE_SECTIONS = ("params", "memory", "throughput", "time", "storage", "train", "data")
 ERROR_FIELDS = ("type", "message", "phase", "where", "log")
+STUDY_FIELDS = ("name", "role", "trial_index", "n_trials", "lr", "selected_lr", "selection_score", "trial_seed")
 # Usual GLUE order, so that tables read like the papers; unknown tasks follow alphabetically.
 TASK_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 DEFAULT_HEADLINE = {"cola": "matthews_correlation", "stsb": "pearson", "mrpc": "f1", "qqp": "f1"}
@@ -71,7 +78,8 @@ def records_to_frame(records: list[dict]) -> pd.DataFrame:
 
     Identity columns: model, method, method_label, task, seed, status, config_hash, finished_at
     (UTC Timestamp, NaT when absent), created_at, headline_metric, sweep, run_id, path (the record
-    file, from `_path`), error_type, error_message, error_phase, error_where, error_log.
+    file, from `_path`), predictions (file name or None), error_type, error_message, error_phase,
+    error_where, error_log, study_<f> for f in STUDY_FIELDS (None without a study block).
     Value columns (float): `headline` (= metrics[headline_metric]), `metrics.<name>` and
     `<section>.<leaf>` for every numeric leaf of params/memory/throughput/time/storage/train/data.
     """
@@ -95,7 +103,12 @@ def records_to_frame(records: list[dict]) -> pd.DataFrame:
             "sweep": rec.get("sweep"),
             "run_id": rec.get("run_id"),
             "path": rec.get("_path"),
+            "predictions": rec.get("predictions") or None,
         }
+        study = rec.get("study") if isinstance(rec.get("study"), dict) else {}
+        for f in STUDY_FIELDS:
+            v = study.get(f)
+            row[f"study_{f}"] = v if v is None or isinstance(v, str) or _is_number(v) else str(v)
         for f in ERROR_FIELDS:
             row[f"error_{f}"] = error.get(f) if isinstance(error, dict) else None
         val = metrics.get(headline) if isinstance(metrics, dict) else None
@@ -215,7 +228,10 @@ def aggregate_cells(kept: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     every grid seed ok; "partial"; "failed": no ok seed, some failed/interrupted; "missing": no
     record at all), n_seeds (grid seeds), n_ok, n_failed (failed + interrupted), n_missing, errors
     ("seed N: Type: message" of non-ok seeds, ";"-joined), then `<q>_mean`, `<q>_std`, `<q>_n` for
-    every quantity q of value_columns (headline first). Only ok records enter the statistics.
+    every quantity q of value_columns (headline first), plus `<q>_ci_low`/`<q>_ci_high` for the
+    metrics (headline, metrics.*): the 95% t interval over seeds (n >= 2, `ci_method` says so;
+    bench.report.verdicts adds bootstrap intervals for one-seed cells with predictions). Only ok
+    records enter the statistics.
     """
     ok = kept[kept["status"] == "ok"]
     vals = value_columns(kept)
@@ -230,13 +246,16 @@ def aggregate_cells(kept: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
                 + np.where(bad["error_type"].notna(), " " + bad["error_type"].astype(str), "")
                 + np.where(bad["error_message"].notna(), ": " + bad["error_message"].astype(str), ""))
     errors = err_text.groupby([bad[k] for k in KEY]).agg("; ".join) if len(bad) else pd.Series(dtype=str)
-    stat_cols = [f"{q}_{s}" for q in vals for s in ("mean", "std", "n")]
+    stat_cols = [f"{q}_{s}" for q in vals for s in ("mean", "std", "n") + (CI_SUFFIXES if is_metric(q) else ())]
     parts = [counts]
     if vals and not ok.empty:
         g = ok.groupby(KEY, sort=False)[vals]
         stats = [g.mean().add_suffix("_mean"), g.std(ddof=1).add_suffix("_std"), g.count().add_suffix("_n")]
         parts.append(pd.concat(stats, axis=1))
     cells = pd.concat(parts, axis=1, join="outer").reindex(columns=list(counts.columns) + stat_cols)
+    for q in filter(is_metric, vals):
+        cells[f"{q}_ci_low"], cells[f"{q}_ci_high"] = t_bounds(cells[f"{q}_mean"], cells[f"{q}_std"],
+                                                               cells[f"{q}_n"].fillna(0))
     cells = cells[cells["n_seeds"].notna()].copy().reset_index()
     n_cols = [f"{q}_n" for q in vals]
     cells[n_cols] = cells[n_cols].fillna(0).astype(int)
@@ -246,12 +265,22 @@ def aggregate_cells(kept: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     for c in ("n_seeds", "n_ok", "n_failed", "n_missing"):
         cells[c] = cells[c].astype(int)
     cells["status"] = [_cell_status(o, f, s) for o, f, s in zip(cells["n_ok"], cells["n_failed"], cells["n_seeds"])]
+    hn = cells["headline_n"] if "headline_n" in cells else pd.Series(0, index=cells.index)
+    cells["ci_method"] = [f"t over seeds (n={n})" if n >= 2 else "" for n in hn]
     cells["row_type"] = "cell"
     cells["_t"] = cells["task"].map(task_sort_key)
     cells = cells.sort_values(["model", "method_label", "_t"]).drop(columns="_t").reset_index(drop=True)
     head = ["row_type", "model", "method", "method_label", "task", "headline_metric", "status",
-            "n_seeds", "n_ok", "n_failed", "n_missing", "errors"]
+            "n_seeds", "n_ok", "n_failed", "n_missing", "errors", "ci_method"]
     return cells[head + stat_cols].copy()
+
+
+CI_SUFFIXES = ("ci_low", "ci_high")
+
+
+def is_metric(q: str) -> bool:
+    """Quantities that get confidence intervals: the headline and every task metric."""
+    return q == "headline" or q.startswith("metrics.")
 
 
 def tasks_present(cells: pd.DataFrame, model: str) -> list[str]:
@@ -266,7 +295,8 @@ def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     headline_mean: unweighted mean over the model's tasks present (tasks_present) of the cells'
     headline means; NaN when the method lacks an ok record on any of those tasks (never an average
     over fewer tasks). headline_std / headline_n: sample std and count, over seeds that are ok on
-    every one of those tasks, of the per-seed task average (std NaN when n < 2). Measurement
+    every one of those tasks, of the per-seed task average (std NaN when n < 2); headline_ci_low/high:
+    headline_mean ± t·std/√n from those (ci_method names n). Measurement
     columns `<q>_mean` (q = params.*, memory.*, throughput.*, time.*, storage.*) are the mean over
     the method's ok tasks of the cell means, with `<q>_min`/`<q>_max` over those tasks;
     time.train_s_sum is the summed training time over the averaged tasks (NaN when incomplete).
@@ -305,6 +335,10 @@ def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
         std.loc[idx], n.loc[idx] = g.std(ddof=1).to_numpy(), g.size().to_numpy()
     base["headline_std"] = std.where(complete & (n > 1))
     base["headline_n"] = n.where(complete, 0).astype(int)
+    base["headline_ci_low"], base["headline_ci_high"] = t_bounds(base["headline_mean"], base["headline_std"],
+                                                                 base["headline_n"])
+    base["ci_method"] = [f"t over seeds (n={k})" if k >= 2 and np.isfinite(s) else ""
+                         for k, s in zip(base["headline_n"], base["headline_std"])]
     measures = [c[:-5] for c in cells.columns if c.endswith("_mean") and c.split(".", 1)[0] in MEASURE_SECTIONS]
     if measures:
         g = have.groupby(keys)[[f"{q}_mean" for q in measures]]
@@ -317,7 +351,7 @@ def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
             wide["time.train_s_sum"] = total.where(complete)
         base = pd.concat([base, wide], axis=1)
     head = ["row_type", "model", "method", "method_label", "task", "tasks", "n_tasks", "missing_tasks", "status",
-            "headline_mean", "headline_std", "headline_n"]
+            "headline_mean", "headline_std", "headline_n", "headline_ci_low", "headline_ci_high", "ci_method"]
     out = base.reset_index()
     return out[head + [c for c in out.columns if c not in head]].copy()
 
@@ -333,6 +367,13 @@ class Aggregation:
     cells: pd.DataFrame
     summary: pd.DataFrame
     models: list[str] = field(default_factory=list)
+    #: learning-rate trial records (study.role == "trial"), kept out of every table; budget curves only
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: filled by bench.report.verdicts.add_verdicts: pairwise tests, ranks, budget curves, notes
+    pairwise: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ranks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    budget: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
 
     def tasks(self, model: str) -> list[str]:
         """Tasks of the model's average (at least one ok record)."""
@@ -349,32 +390,12 @@ class Aggregation:
 def build(records: list[dict]) -> Aggregation:
     """Run the whole pipeline on records as returned by bench.records.load_records."""
     frame = records_to_frame(records)
-    kept, conflicts = dedupe(frame)
+    is_trial = frame["study_role"].eq("trial") if "study_role" in frame else pd.Series(False, index=frame.index)
+    trials = frame[is_trial].reset_index(drop=True)
+    kept, conflicts = dedupe(frame[~is_trial])
     grid = cell_grid(kept)
     cells = aggregate_cells(kept, grid) if not kept.empty else pd.DataFrame(columns=KEY)
     summary = summarize_methods(kept, cells) if not kept.empty else pd.DataFrame(columns=KEY)
     models = sorted(kept["model"].unique()) if not kept.empty else []
-    return Aggregation(frame, kept, conflicts, grid, cells, summary, models)
+    return Aggregation(frame, kept, conflicts, grid, cells, summary, models, trials)
 
-
-ENV_FIELDS = ("device", "cuda_device_name", "cpu_model", "torch_threads", "python", "torch", "transformers",
-              "peft", "datasets", "evaluate", "hydra", "platform", "hostname", "git_commit", "git_dirty")
-
-
-def env_summary(records: list[dict]) -> pd.DataFrame:
-    """Distinct run environments (record `env`) with how many records and which models used each.
-
-    Several rows mean the compared numbers come from different machines, library versions or
-    commits, which a reader must know. Columns: ENV_FIELDS..., n_records, models.
-    """
-    rows = []
-    for rec in records:
-        env = rec.get("env") if isinstance(rec.get("env"), dict) else {}
-        rows.append({f: ("" if env.get(f) is None else str(env.get(f))) for f in ENV_FIELDS}
-                    | {"model": str(rec.get("model"))})
-    if not rows:
-        return pd.DataFrame(columns=list(ENV_FIELDS) + ["n_records", "models"])
-    frame = pd.DataFrame(rows)
-    out = frame.groupby(list(ENV_FIELDS), sort=True, dropna=False).agg(
-        n_records=("model", "size"), models=("model", lambda s: ", ".join(sorted(set(s)))))
-    return out.reset_index().sort_values("n_records", ascending=False, kind="stable").reset_index(drop=True)

@@ -21,9 +21,9 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from .aggregate import Aggregation, env_summary
+from .aggregate import Aggregation
 from .plots import Plot
-from .tables import details_table, main_table, to_html
+from .tables import details_table, main_table, to_html, verdict_notes_markdown, verdict_tables
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:1.5em auto;
@@ -36,7 +36,7 @@ white-space:nowrap}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 td.failed{background:#fbe3e3;color:#900}td.missing{background:#fff3d6;color:#8a5a00}
 td.partial{background:#fffbe8}td.wrap{white-space:normal;text-align:left;max-width:40em}
-td.left{text-align:left}
+td.left{text-align:left}td.better{background:#e3f4e3}td.worse{background:#fbe3e3}
 .figs{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;border:1px solid #ddd;padding:.5em;max-width:660px}
 figure img{max-width:100%;height:auto}figcaption{font-size:.82em;color:#444}
 .note{color:#8a5a00}.banner{background:#900;color:#fff;padding:.5em;display:none}
@@ -59,6 +59,29 @@ window.addEventListener("load", function () {
   }
 });
 """
+
+
+ENV_FIELDS = ("device", "cuda_device_name", "cpu_model", "torch_threads", "python", "torch", "transformers",
+              "peft", "datasets", "evaluate", "hydra", "platform", "hostname", "git_commit", "git_dirty")
+
+
+def env_summary(records: list[dict]) -> pd.DataFrame:
+    """Distinct run environments (record `env`) with how many records and which models used each.
+
+    Several rows mean the compared numbers come from different machines, library versions or
+    commits, which a reader must know. Columns: ENV_FIELDS..., n_records, models.
+    """
+    rows = []
+    for rec in records:
+        env = rec.get("env") if isinstance(rec.get("env"), dict) else {}
+        rows.append({f: ("" if env.get(f) is None else str(env.get(f))) for f in ENV_FIELDS}
+                    | {"model": str(rec.get("model"))})
+    if not rows:
+        return pd.DataFrame(columns=list(ENV_FIELDS) + ["n_records", "models"])
+    frame = pd.DataFrame(rows)
+    out = frame.groupby(list(ENV_FIELDS), sort=True, dropna=False).agg(
+        n_records=("model", "size"), models=("model", lambda s: ", ".join(sorted(set(s)))))
+    return out.reset_index().sort_values("n_records", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def esc(x) -> str:
@@ -156,11 +179,24 @@ def records_section(agg: Aggregation, out: Path) -> str:
     kept = set(agg.kept["path"])
     for model, sub in recs.groupby("model", sort=True):
         links = [f"<tr><td class=left>{esc(r.method_label)}</td><td class=left>{esc(r.task)}</td><td>{r.seed}</td>"
-                 f"<td class=left>{esc(r.status)}{'' if r.path in kept else ' (superseded)'}</td>"
+                 f"<td class=left>{esc(r.status)}"
+                 f"{' (lr trial)' if getattr(r, 'study_role', None) == 'trial' else '' if r.path in kept else ' (superseded)'}</td>"
                  f"<td class=left>{_link(r.path, out)}</td></tr>" for r in sub.itertuples(index=False)]
         parts.append(f"<details><summary>{esc(model)}: {len(sub)} record(s)</summary><table class='plain'><thead><tr>"
                      "<th>method</th><th>task</th><th>seed</th><th>status</th><th>record</th></tr></thead>"
                      f"<tbody>{''.join(links)}</tbody></table></details>")
+    return "\n".join(parts)
+
+
+def verdicts_section(agg: Aggregation) -> str:
+    """Pairwise verdict matrices per model and task, with the notes on pairs that were not tested."""
+    head, *notes = verdict_notes_markdown(agg).strip().split("\n")
+    items = "".join(f"<li>{esc(n[2:])}</li>" for n in notes if n.startswith("- "))
+    parts = [f'<p>{esc(head)} <a href="pairwise.csv">pairwise.csv</a></p>']
+    if items:
+        parts.append(f'<details><summary>{len(agg.notes)} note(s) on pairs not tested</summary><ul>{items}</ul></details>')
+    for i, m in enumerate(agg.models):
+        parts += [f'<div class="scroll">{to_html(t, f"verdict-{i}-{j}")}</div>' for j, t in enumerate(verdict_tables(agg, m))]
     return "\n".join(parts)
 
 
@@ -175,7 +211,7 @@ def plots_section(plots: list[Plot], model: str) -> str:
 
 
 def write_index(out: Path, name: str, agg: Aggregation, records: list[dict], bad: list,
-                results_dir: Path, plots: list[Plot], table_paths: dict[str, Path]) -> Path:
+                results_dir: Path, plots: list[Plot], table_paths: dict[str, Path], extra_html: str = "") -> Path:
     """Write `out/index.html`; every href/src is a relative path to an existing file or an anchor."""
     counts = agg.records["status"].value_counts()
     stats = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "failed", "interrupted"))
@@ -189,13 +225,15 @@ def write_index(out: Path, name: str, agg: Aggregation, records: list[dict], bad
             (f"<p>Results folder: <code>{esc(results_dir)}</code> — generated {now} from result records only "
              f"(nothing re-run). Models: {esc(', '.join(agg.models))}. Records: {stats}; "
              f"{len(bad)} unreadable; {len(agg.conflicts)} seed cell(s) with several records.</p>"),
-            ('<nav><a href="#tables">tables</a><a href="#plots">plots</a><a href="#failures">failed/missing</a>'
+            ('<nav><a href="#tables">tables</a><a href="#verdicts">verdicts</a><a href="#plots">plots</a><a href="#failures">failed/missing</a>'
              '<a href="#conflicts">conflicts</a><a href="#bad">unreadable</a><a href="#env">environment</a>'
              '<a href="#details">per-task details</a><a href="#records">raw records</a></nav>'),
             "<p>Downloads: " + ", ".join(f'<a href="{quote(p.name)}">{esc(p.name)}</a>' for p in table_paths.values())
             + ' (CSV: raw 0-1 values, mean/std/n of every metric and measurement; see docs/report.md).</p>',
             '<h2 id="tables">Main tables</h2>']
     body += [f'<div class="scroll">{to_html(main_table(agg, m), f"main-{i}")}</div>' for i, m in enumerate(agg.models)]
+    body += ['<h2 id="verdicts">Pairwise verdicts</h2>', verdicts_section(agg)]
+    body.append(extra_html)  # e.g. the inference section (bench/report/inference.py)
     body.append('<h2 id="plots">Plots</h2>')
     for m in agg.models:
         body += [f"<h3>{esc(m)}</h3>", plots_section(plots, m)]

@@ -23,7 +23,7 @@ from matplotlib.ticker import FuncFormatter
 
 from bench.pareto import pareto_frontier
 
-from .aggregate import Aggregation
+from .aggregate import Aggregation, sort_tasks
 from .tables import METRIC_SHORT, MIB, method_order
 
 # Fixed metadata: SVGs and PNGs identical across runs (no creation date), so reports diff cleanly.
@@ -220,6 +220,38 @@ def plot_per_task(cells: pd.DataFrame, model: str, order: list[str], tasks: list
     return fig, ("failed or missing: " + ", ".join(notes)) if notes else ""
 
 
+def plot_budget(budget: pd.DataFrame, model: str, colors: dict) -> tuple[plt.Figure, str]:
+    """Expected best selection score vs number of learning-rate trials, one panel per task
+    (Dodge et al. 2019 with the unbiased estimator of Tang et al. 2020; verdicts.budget_curves)."""
+    tasks = sort_tasks(budget["task"].unique())
+    ncol = min(len(tasks), 3)
+    nrow = -(-len(tasks) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol + 1.8, 3.0 * nrow + 0.4), squeeze=False)
+    for ax, task in zip(axes.ravel(), tasks):
+        sub = budget[budget["task"] == task]
+        for (label, study), g in sub.groupby(["method_label", "study"], sort=True):
+            k, m, sd = g["k"].to_numpy(), 100 * g["expected_max"].to_numpy(), 100 * g["std"].to_numpy()
+            c = colors.get(label, "0.4")
+            ax.plot(k, m, marker="o", ms=3, color=c, label=label if not study else f"{label} ({study})")
+            ax.fill_between(k, m - sd, m + sd, color=c, alpha=0.15, lw=0)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("learning-rate trials (n)")
+        ax.set_ylabel("expected best\nselection score (×100)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, alpha=0.3)
+    for ax in axes.ravel()[len(tasks):]:
+        ax.set_visible(False)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    for ax in axes.ravel()[1:len(tasks)]:
+        seen.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(seen.values(), seen.keys(), fontsize=7, loc="center right", frameon=False)
+    fig.suptitle(f"{model}: expected best selection score vs tuning budget (band: ± std)", fontsize=10)
+    fig.subplots_adjust(left=0.95 / fig.get_size_inches()[0], right=1 - 1.8 / fig.get_size_inches()[0], top=0.86, bottom=0.14,
+                        wspace=0.35, hspace=0.55)
+    return fig, ""
+
+
 def write_plots(agg: Aggregation, out: Path) -> list[Plot]:
     """All figures for all models into `out/plots/` (old PNG/SVG files there are removed first)."""
     pdir = out / "plots"
@@ -266,4 +298,9 @@ def _model_plots(agg: Aggregation, model: str, mi: int, out: Path) -> list[Plot]
     add("time", f"{avg} vs training time",
         plot_tradeoff(summ, model, "time.train_s_sum", "training time summed over tasks (s, log scale)",
                       "task average vs training time", colors, frontier=False))
+    budget = agg.budget[agg.budget["model"] == model] if not agg.budget.empty else agg.budget
+    if not budget.empty:  # only when the results hold learning-rate trial records
+        extra = sorted(set(budget["method_label"]) - set(order))  # methods seen only in trials
+        colors = _colors(order + extra)
+        add("budget_curves", "expected best selection score vs number of trials", plot_budget(budget, model, colors))
     return plots

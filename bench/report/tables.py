@@ -24,9 +24,14 @@ METRIC_SHORT = {"matthews_correlation": "MCC", "pearson": "Pearson", "spearmanr"
                 "f1": "F1", "accuracy": "acc"}
 SECONDARY = {"f1": "accuracy"}  # papers show MRPC/QQP as F1 and accuracy
 MIB = 2**20
+CI_TEXT = ("mean [95% CI]: t interval over seeds (mean ± t*s/sqrt(n)) when n > 1, percentile bootstrap over the dev examples for "
+           "one seed with per-example predictions, mean alone otherwise (table.csv: ci_method)")
+TIE_TEXT = ("Bold: best on the task or not significantly worse than it (paired bootstrap over dev examples, "
+            "seeds pooled, Holm-adjusted over the task's pairs; tie = adjusted p >= 0.05 or the difference's "
+            "CI contains 0; docs/statistics.md); tasks without per-example predictions are not marked")
 CAPTION = ("{model}: dev-set headline metric ×100 (CoLA MCC, STS-B Pearson, MRPC/QQP F1 and accuracy, "
-           "MNLI matched accuracy, others accuracy), mean ± sample std over seeds (std shown when n > 1; "
-           "'(n=k/N)' when only k of the N seeds are ok). {avg} is the unweighted mean of the headline "
+           "MNLI matched accuracy, others accuracy), " + CI_TEXT + "; '(n=k/N)' when only k of the N seeds "
+           "are ok. " + TIE_TEXT + ". {avg} is the unweighted mean of the headline "
            "metric over those tasks; a method missing one of them has no average. Trainable parameters "
            "include the task head (% of all parameters); peak memory (MiB = 1,048,576 bytes), train throughput "
            "and storage (MB = 1,000,000 bytes) are means over the method's tasks.")
@@ -41,6 +46,7 @@ class Table:
     header: list[str]
     rows: list[list[str]] = field(default_factory=list)
     status: list[list[str]] = field(default_factory=list)
+    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column): tied with the best
 
 
 def _isnum(v) -> bool:
@@ -85,12 +91,14 @@ def fmt_range(lo, hi, fmt) -> str:
     return a if a == b else f"{a}–{b}"
 
 
-def fmt_metric(mean, std, n) -> str:
-    """x100, one decimal, ± std only when n > 1."""
+def fmt_metric(mean, std, n, low=None, high=None) -> str:
+    """x100, one decimal; `mean [low, high]` when an interval exists, else ± std when n > 1."""
     if not _isnum(mean):
         return "–"
     text = f"{100 * mean:.1f}"
-    if n > 1 and _isnum(std):
+    if _isnum(low) and _isnum(high):
+        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    elif n > 1 and _isnum(std):
         text += f" ± {100 * std:.1f}"
     return text
 
@@ -105,7 +113,7 @@ def metric_cell(cell: pd.Series | None, q: str) -> tuple[str, str]:
     n = int(cell.get(f"{q}_n", 0))
     if n == 0:
         return "–", "ok"
-    text = fmt_metric(cell[f"{q}_mean"], cell[f"{q}_std"], n)
+    text = fmt_metric(cell[f"{q}_mean"], cell[f"{q}_std"], n, cell.get(f"{q}_ci_low"), cell.get(f"{q}_ci_high"))
     if n < cell["n_seeds"]:
         text += f" (n={n}/{cell['n_seeds']})"
         return text, "partial"
@@ -134,6 +142,15 @@ def method_order(agg: Aggregation, model: str) -> list[str]:
     return list(order["method_label"])
 
 
+def tied_best(agg: Aggregation, model: str) -> set[tuple[str, str]]:
+    """(method_label, task) pairs with rank 1 (best or not significantly worse; verdicts.py)."""
+    r = agg.ranks
+    if r.empty:
+        return set()
+    r = r[(r["model"] == model) & r["tied_best"].astype(bool)]
+    return set(zip(r["method_label"], r["task"]))
+
+
 def main_table(agg: Aggregation, model: str) -> Table:
     """Methods as rows for one model: per-task headline, task average and the cost columns."""
     cells = agg.cells[agg.cells["model"] == model].set_index(["method_label", "task"])
@@ -146,16 +163,20 @@ def main_table(agg: Aggregation, model: str) -> Table:
     header += ["CUDA peak alloc (MiB)"] if has_cuda else []
     header += ["train samples/s", "storage"]
     table = Table(f"Main results: {model}", CAPTION.format(model=model, avg=avg), header)
+    best = tied_best(agg, model)
     for label in method_order(agg, model):
         s = summ.loc[label]
         row, st = [label], [""]
         for task, q, _ in tcols:
             cell = cells.loc[(label, task)] if (label, task) in cells.index else None
             text, status = metric_cell(cell, q)
+            if q == "headline" and (label, task) in best:
+                table.bold.add((len(table.rows), len(row)))
             row.append(text)
             st.append(status)
         if s["status"] == "ok":
-            row.append(fmt_metric(s["headline_mean"], s["headline_std"], int(s["headline_n"])))
+            row.append(fmt_metric(s["headline_mean"], s["headline_std"], int(s["headline_n"]),
+                                  s.get("headline_ci_low"), s.get("headline_ci_high")))
             st.append("ok")
         else:
             gap = s["missing_tasks"].replace(",", ", ")
@@ -181,15 +202,20 @@ def details_table(agg: Aggregation, model: str) -> Table:
     cells = agg.cells[agg.cells["model"] == model]
     metrics = sorted(c[:-5] for c in cells.columns if c.startswith("metrics.") and c.endswith("_mean")
                      and cells[c[:-5] + "_n"].sum() > 0)
-    header = ["method", "task", "status", "n ok/seeds"] + [m.split(".", 1)[1] for m in metrics]
+    header = ["method", "task", "status", "n ok/seeds", "rank", "interval"] + [m.split(".", 1)[1] for m in metrics]
     header += ["trainable", "head", "peak RSS (MiB)", "CUDA peak (MiB)", "samples/s", "train s", "storage"]
-    table = Table(f"Per-task details: {model}", f"{model}: every metric ×100 (mean ± std over ok seeds) "
-                  "and the per-task measurements (means over ok seeds).", header)
+    table = Table(f"Per-task details: {model}", f"{model}: every metric ×100, {CI_TEXT}, and the per-task "
+                  "measurements (means over ok seeds). rank: rank with ties on the headline metric (1 + number "
+                  "of methods significantly better; '–' without per-example predictions).", header)
+    ranks = agg.ranks[agg.ranks["model"] == model].set_index(["method_label", "task"])["rank"] \
+        if not agg.ranks.empty else pd.Series(dtype=float)
     order = {lbl: i for i, lbl in enumerate(method_order(agg, model))}
     cells = cells.assign(_o=cells["method_label"].map(order)).sort_values("_o", kind="stable")
     for _, c in cells.iterrows():
-        row = [c["method_label"], c["task"], c["status"], f"{c['n_ok']}/{c['n_seeds']}"]
-        st = ["", "", c["status"], ""]
+        rank = ranks.get((c["method_label"], c["task"]))
+        row = [c["method_label"], c["task"], c["status"], f"{c['n_ok']}/{c['n_seeds']}",
+               "–" if rank is None else str(int(rank)), c.get("ci_method") or "–"]
+        st = ["", "", c["status"], "", "", ""]
         for m in metrics:
             text, status = metric_cell(c, m)
             row.append(text)
@@ -204,6 +230,45 @@ def details_table(agg: Aggregation, model: str) -> Table:
     return table
 
 
+def verdict_tables(agg: Aggregation, model: str) -> list[Table]:
+    """Per task, a method x method matrix: row vs column verdict, difference ×100 and adjusted p."""
+    pw = agg.pairwise[agg.pairwise["model"] == model] if not agg.pairwise.empty else agg.pairwise
+    tables = []
+    order = {lbl: i for i, lbl in enumerate(method_order(agg, model))}
+    for task in agg.grid_tasks(model):
+        sub = pw[pw["task"] == task] if not pw.empty else pw
+        if sub.empty:
+            continue
+        methods = sorted(set(sub["method_a"]) | set(sub["method_b"]), key=lambda m: (order.get(m, 1e9), m))
+        t = Table(f"Pairwise verdicts: {model} / {task}",
+                  f"Row vs column on {sub['metric'].iloc[0]} (×100): 'better'/'worse' when the Holm-adjusted p "
+                  f"(over the {len(sub)} pair(s) of this task) is < 0.05 and the 95% CI of the difference excludes "
+                  "0, else 'tie'; difference = row − column, mean over seeds, on the examples both predicted. "
+                  "Test: paired bootstrap over examples; all numbers in pairwise.csv.", ["method"] + methods)
+        cell = {}
+        for r in sub.itertuples(index=False):
+            v = {"a better": ("better", "worse"), "b better": ("worse", "better")}.get(r.verdict, ("tie", "tie"))
+            cell[(r.method_a, r.method_b)] = (v[0], r.delta, r.p_adjusted)
+            cell[(r.method_b, r.method_a)] = (v[1], -r.delta, r.p_adjusted)
+        for i, a in enumerate(methods):
+            row, st = [a], [""]
+            for b in methods:
+                if a == b:
+                    row.append("·")
+                    st.append("")
+                elif (a, b) in cell:
+                    word, d, pa = cell[(a, b)]
+                    row.append(f"{word} {100 * d + 0.0:+.1f} (p={pa:.3g})")
+                    st.append(word)
+                else:
+                    row.append("not tested")
+                    st.append("")
+            t.rows.append(row)
+            t.status.append(st)
+        tables.append(t)
+    return tables
+
+
 # ---------------------------------------------------------------- renderers
 
 
@@ -211,10 +276,13 @@ def to_markdown(t: Table) -> str:
     def esc(s: str) -> str:
         return str(s).replace("|", "\\|").replace("\n", " ")
 
+    def cell(i: int, j: int, c: str) -> str:
+        return f"**{esc(c)}**" if (i, j) in t.bold else esc(c)
+
     lines = [f"### {esc(t.title)}", "", esc(t.caption), "",
              "| " + " | ".join(esc(h) for h in t.header) + " |",
              "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(t.header))) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in t.rows]
+    lines += ["| " + " | ".join(cell(i, j, c) for j, c in enumerate(row)) + " |" for i, row in enumerate(t.rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -233,7 +301,8 @@ def to_latex(t: Table) -> str:
              rf"\caption{{{latex_escape(t.caption)}}}", r"\resizebox{\linewidth}{!}{%",
              rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(latex_escape(h) for h in t.header) + r" \\", r"\midrule"]
-    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in t.rows]
+    lines += [" & ".join(rf"\textbf{{{latex_escape(c)}}}" if (i, j) in t.bold else latex_escape(c)
+                         for j, c in enumerate(row)) + r" \\" for i, row in enumerate(t.rows)]
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -242,9 +311,11 @@ def to_html(t: Table, table_id: str = "") -> str:
     ident = f' id="{html.escape(table_id)}"' if table_id else ""
     out = [f"<table{ident}>", f"<caption><b>{html.escape(t.title)}.</b> {html.escape(t.caption)}</caption>",
            "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr></thead>", "<tbody>"]
-    for row, st in zip(t.rows, t.status):
-        tds = "".join(f'<td class="{s}">{html.escape(c)}</td>' if s else f"<td>{html.escape(c)}</td>"
-                      for c, s in zip(row, st))
+    for i, (row, st) in enumerate(zip(t.rows, t.status)):
+        def txt(j: int, c: str, i: int = i) -> str:
+            return f"<b>{html.escape(c)}</b>" if (i, j) in t.bold else html.escape(c)
+        tds = "".join(f'<td class="{s}">{txt(j, c)}</td>' if s else f"<td>{txt(j, c)}</td>"
+                      for j, (c, s) in enumerate(zip(row, st)))
         out.append(f"<tr>{tds}</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -265,7 +336,7 @@ def compact_table(agg: Aggregation, model: str) -> Table:
     full = main_table(agg, model)
     keep = [i for i, h in enumerate(full.header)
             if i == 0 or "(" in h and not h.startswith(("peak", "CUDA")) or h == "trainable params"]
-    rows = [[re.sub(r" ± [0-9.,]+", "", r[i]).replace("missing (no ", "missing(").replace(", ", ",")
+    rows = [[re.sub(r" (± [0-9.,]+|\[[^\]]*\])", "", r[i]).replace("missing (no ", "missing(").replace(", ", ",")
              for i in keep] for r in full.rows]
     return Table(full.title, "", [full.header[i] for i in keep], rows, [[""] * len(keep) for _ in rows])
 
@@ -297,15 +368,35 @@ def failures_markdown(agg: Aggregation) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict_notes_markdown(agg: Aggregation) -> str:
+    """What the pairwise section covers and, above all, which pairs it could not test and why."""
+    pw = agg.pairwise
+    head = ("Paired bootstrap tests between methods of one model on one task (pairwise.csv; docs/statistics.md). "
+            + (f"{len(pw)} pair(s) tested, {int((pw['verdict'] != 'tie').sum())} significant after Holm."
+               if not pw.empty else "No pair could be tested: no two methods of a task have per-example "
+               "predictions (schema-1 records or runs without a predictions file)."))
+    notes = [f"- {n}" for n in agg.notes]
+    return "\n".join([head, ""] + notes) + "\n"
+
+
 def write_tables(agg: Aggregation, out: Path) -> dict[str, Path]:
     """Write table.md, table.csv, table.tex and table.html into `out`; returns their paths."""
     mains = {m: main_table(agg, m) for m in agg.models}
     details = {m: details_table(agg, m) for m in agg.models}
     paths = {k: out / f"table.{k}" for k in ("md", "csv", "tex", "html")}
+    paths["pairwise"] = out / "pairwise.csv"
     md = [to_markdown(t) for t in mains.values()]
+    md += ["## Pairwise verdicts", "", verdict_notes_markdown(agg)]
+    md += [to_markdown(t) for m in agg.models for t in verdict_tables(agg, m)]
     md += [failures_markdown(agg)] + [to_markdown(t) for t in details.values()]
     paths["md"].write_text("\n".join(md), encoding="utf-8")
     csv_frame(agg).to_csv(paths["csv"], index=False, na_rep="")
+    agg.pairwise.to_csv(paths["pairwise"], index=False, na_rep="")
+    for old in (out / "budget.csv",):  # a rebuilt report without trials must not keep an old file
+        old.unlink(missing_ok=True)
+    if not agg.budget.empty:
+        paths["budget"] = out / "budget.csv"
+        agg.budget.to_csv(paths["budget"], index=False, na_rep="")
     tex = ["% Generated by bench.report; needs \\usepackage{booktabs} and \\usepackage{graphicx}."] + [to_latex(t) for t in mains.values()]
     paths["tex"].write_text("\n".join(tex), encoding="utf-8")
     body = "\n".join(to_html(t, f"main-{i}") for i, t in enumerate(mains.values()))

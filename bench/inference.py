@@ -1,0 +1,324 @@
+"""What a finetuned model costs after training (issue #14): latency, throughput, merging, extra length.
+
+Why measured this way (docs/inference.md):
+- The method's model and a *reference* (the same backbone freshly loaded + a head of the same shape)
+  are timed in the same process, **interleaved** call by call (the order rotates every repeat), and
+  the figure is the ratio of medians. Load drift on a shared machine then hits both alike; the
+  per-repeat ratio's quartiles say how stable the ratio was.
+- Warm-up calls (allocator growth, lazy init, first-call kernels) run before timing starts and are
+  never in the samples. On CUDA every timed call is bracketed by CUDA events and synchronised, so
+  asynchronous kernel launches are not mistaken for finished work; on CPU `time.perf_counter`.
+- Inputs are synthetic: random vocabulary ids of exact token lengths, all attended, no
+  token_type_ids, so every variant sees identical shapes (the record says so).
+- The extra length a method adds is read from the shapes that reach the transformers model (a
+  forward pre-hook), not from the config: prompt tuning lengthens the input (and so every
+  activation), prefix tuning lengthens only the attended keys/values.
+- Merging: peft methods that can merge (LoRA, IA3) are merged with `merge_and_unload` on a deep copy
+  and the merged model's logits are checked against the unmerged ones; methods that only change
+  existing weights (full, bitfit, head_only) are merged by nature; bottleneck adapters and prompt /
+  prefix tuning cannot merge, and the record says why.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.measure import _reset_hwm, _status_kb, current_rss, sync
+from bench.train import autocast_for
+
+INPUTS_NOTE = ("synthetic inputs: random vocabulary ids of exactly the stated token length, all attended, "
+               "no token_type_ids; same tensors for every variant")
+DEFAULTS = {"lengths": [16, 64, 128], "repeats": 30, "warmup": 5, "batch_size": 32, "batch_length": 64,
+            "batch_repeats": 6, "batch_warmup": 1, "merge": True, "merge_atol": 1e-4, "threads": 1}
+
+
+# ------------------------------------------------------------------------------------------- timing
+
+def _time_one(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call. CUDA: events around the call, then wait for the end event, so queued
+    kernels are counted; the device is synchronised first so earlier work is not counted."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                     device: torch.device) -> dict[str, list[float]]:
+    """`warmup` untimed rounds, then `repeats` timed rounds; each round calls every function once,
+    the starting function rotating per round (A,B,C / B,C,A / ...), so no variant always runs first
+    or always right after another. Returns the timed seconds per function, in round order (so
+    samples with the same index were taken at nearly the same moment)."""
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    sync(device)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            out[n].append(_time_one(fns[n], device))
+    return out
+
+
+def summarize(samples: list[float], ref: list[float] | None = None) -> dict:
+    """Median, p95 and IQR of one variant's seconds; with `ref`, the ratio of medians (the figure to
+    quote) and the quartiles of the per-round ratio (its run-to-run spread)."""
+    a = np.asarray(samples, float)
+    q25, med, q75, p95 = np.percentile(a, [25, 50, 75, 95])
+    out = {"median_ms": 1e3 * med, "p95_ms": 1e3 * p95, "iqr_ms": [1e3 * q25, 1e3 * q75], "n": len(a)}
+    if ref is not None:
+        r = np.asarray(ref, float)
+        per_round = a / r
+        out["ratio_vs_reference"] = float(med / np.median(r))
+        out["ratio_per_round_quartiles"] = [float(x) for x in np.percentile(per_round, [25, 50, 75])]
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+def synthetic_inputs(batch: int, length: int, vocab_size: int, device: torch.device, seed: int = 0) -> dict:
+    """Random ids in [1000, vocab) (clear of special tokens in BERT-style vocabularies), all attended."""
+    g = torch.Generator().manual_seed(seed + 1000 * length + batch)
+    lo = 1000 if vocab_size > 2000 else 1
+    ids = torch.randint(lo, vocab_size, (batch, length), generator=g)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+
+
+def _forward(model: nn.Module, inputs: dict, device: torch.device, precision: str) -> torch.Tensor:
+    with torch.inference_mode(), autocast_for(device, precision):
+        return model(**inputs)
+
+
+def inner_transformer(model: nn.Module) -> nn.Module:
+    """The transformers model under any peft wrapper (what finally receives the inputs)."""
+    bb = model.backbone
+    return bb.get_base_model() if hasattr(bb, "get_base_model") else bb
+
+
+def added_length(model: nn.Module, vocab_size: int, device: torch.device, length: int = 16) -> dict:
+    """Extra positions the method adds, measured from the shapes the transformers model receives:
+    `input` = its input sequence length minus ours (prompt tuning: the virtual tokens, which every
+    layer then processes); `key_value` = its attention-mask width minus ours (prefix tuning: the
+    prefixes attended to in every layer, while the input keeps its length)."""
+    seen: dict = {}
+
+    def hook(_mod, args, kwargs):
+        x = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+        if x is None and args:
+            x = args[0]
+        mask = kwargs.get("attention_mask")
+        seen["input"] = int(x.shape[1])
+        seen["mask"] = int(mask.shape[1]) if mask is not None else int(x.shape[1])
+
+    handle = inner_transformer(model).register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        _forward(model, synthetic_inputs(1, length, vocab_size, device), device, "fp32")
+    finally:
+        handle.remove()
+    extra_in, extra_kv = seen["input"] - length, seen["mask"] - length
+    where = ("input (prepended tokens: every layer processes them)" if extra_in else
+             "key/value only (attended prefixes; the input keeps its length)" if extra_kv else "none")
+    return {"input_tokens": extra_in, "key_value_tokens": extra_kv, "where": where,
+            "measured": f"shapes reaching {type(inner_transformer(model)).__name__}.forward for a {length}-token input"}
+
+
+# ------------------------------------------------------------------------------------------- merging
+
+def merged_variant(model: nn.Module, reference: nn.Module) -> tuple[nn.Module | None, dict]:
+    """(merged copy or None, how). Never changes `model`."""
+    bb = model.backbone
+    peft_cfg = getattr(bb, "active_peft_config", None)
+    if peft_cfg is not None:
+        kind = str(getattr(peft_cfg.peft_type, "value", peft_cfg.peft_type))
+        if peft_cfg.is_prompt_learning:
+            what = ("prefix tuning adds key/value positions in every layer" if "PREFIX" in kind.upper()
+                    else "prompt tuning prepends trainable input embeddings")
+            return None, {"status": "not_applicable",
+                          "why": f"{what}: extra sequence positions, not a weight change, so nothing can be folded into the weights"}
+        if not hasattr(bb, "merge_and_unload"):
+            return None, {"status": "not_applicable", "why": f"peft {kind} has no merge_and_unload"}
+        merged = copy.deepcopy(model)
+        merged.backbone = merged.backbone.merge_and_unload()
+        merged.pass_token_type_ids = True
+        return merged.eval(), {"status": "merged", "how": f"peft {kind}: merge_and_unload on a deep copy"}
+    own = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    ref = {n: tuple(p.shape) for n, p in reference.named_parameters()}
+    hooked = [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks]
+    if own == ref and not hooked:
+        return None, {"status": "native", "how": "the finetuned model has exactly the backbone's architecture "
+                                                  "(only existing weights changed): merged by nature, figures = unmerged"}
+    extra = sorted(set(own) - set(ref))
+    why = ("bottleneck adapters compute x + up(act(down(x))), a nonlinear function no weight matrix can absorb"
+           if any(".adapter." in n for n in extra) else
+           f"the model has modules the backbone lacks ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})"
+           f"{' and forward hooks' if hooked else ''}; no known way to fold them into the weights")
+    return None, {"status": "not_applicable", "why": why}
+
+
+def check_merged(model: nn.Module, merged: nn.Module, vocab_size: int, device, precision: str, atol: float) -> dict:
+    """Merged vs unmerged logits on synthetic batches (4 x 16 and 4 x 64 tokens)."""
+    worst, agree, n = 0.0, 0, 0
+    for length in (16, 64):
+        x = synthetic_inputs(4, length, vocab_size, device, seed=7)
+        a = _forward(model, x, device, precision).float()
+        b = _forward(merged, x, device, precision).float()
+        worst = max(worst, float((a - b).abs().max()))
+        if a.shape[-1] > 1:
+            agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+            n += a.shape[0]
+    return {"max_abs_logit_diff": worst, "atol": atol, "equal_within_atol": worst <= atol,
+            "argmax_agreement": (agree / n) if n else None, "inputs": "8 synthetic sequences (4 x 16, 4 x 64 tokens)"}
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+def forward_memory(model: nn.Module, inputs: dict, device: torch.device, precision: str) -> dict:
+    """Extra memory one forward at the throughput batch needs beyond what is resident before it
+    (activations; weights excluded): kernel peak RSS reset before the call, and CUDA's allocator peak."""
+    out = {"rss_extra_bytes": None, "cuda_extra_allocated_bytes": None}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    rss0 = current_rss()
+    hwm = _reset_hwm()
+    _forward(model, inputs, device, precision)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        out["cuda_extra_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device) - before)
+    if hwm:
+        out["rss_extra_bytes"] = int(max(0, (_status_kb("VmHWM") or rss0) - rss0))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the cell
+
+def settings_from(icfg) -> dict:
+    """Resolved `inference.*` settings with their defaults; ConfigError names a bad option."""
+    s = dict(DEFAULTS)
+    s.update({k: v for k, v in dict(icfg or {}).items() if k != "enabled"})
+    lengths = list(s["lengths"]) if not isinstance(s["lengths"], (int, str)) else None
+    if not lengths or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in lengths):
+        raise ConfigError(f"inference.lengths={s['lengths']!r}: expected a list of integers >= 1, e.g. [16, 64, 128]")
+    s["lengths"] = lengths
+    for key, lo in (("repeats", 3), ("warmup", 1), ("batch_size", 1), ("batch_length", 1), ("batch_repeats", 3),
+                    ("batch_warmup", 1)):
+        v = s[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ConfigError(f"inference.{key}={v!r}: expected an integer >= {lo}")
+    t = s["threads"]
+    if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+        raise ConfigError(f"inference.threads={t!r}: expected null (the cell's threads) or an integer >= 1")
+    if not isinstance(s["merge_atol"], (int, float)) or s["merge_atol"] <= 0:
+        raise ConfigError(f"inference.merge_atol={s['merge_atol']!r}: expected a number > 0")
+    return s
+
+
+def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torch.device,
+            precision: str = "fp32") -> dict:
+    """The record's `inference` section for a finetuned `model` against `reference` (same backbone,
+    fresh pretrained weights, same head shape). Both must already be on `device`."""
+    t0 = time.perf_counter()
+    s = settings
+    model.eval()
+    reference.eval()
+    config = inner_transformer(model).config
+    vocab, positions = int(config.vocab_size), int(getattr(config, "max_position_embeddings", 10**9))
+    extra = added_length(model, vocab, device)
+    merged, merge = (None, {"status": "off", "why": "inference.merge=false"})
+    if s["merge"]:
+        merged, merge = merged_variant(model, reference)
+    if merged is not None:
+        merged.to(device)
+        merge["check"] = check_merged(model, merged, vocab, device, precision, float(s["merge_atol"]))
+    variants = {"reference": reference, "method": model, **({"merged": merged} if merged is not None else {})}
+    budget = positions - extra["input_tokens"]
+
+    def timed(batch, length, repeats, warmup):
+        x = synthetic_inputs(batch, length, vocab, device)
+        fns = {n: (lambda m=m: _forward(m, x, device, precision)) for n, m in variants.items()}
+        times = time_interleaved(fns, repeats, warmup, device)
+        return {n: summarize(times[n], None if n == "reference" else times["reference"]) for n in variants}
+
+    latency, skipped = {}, []
+    for length in s["lengths"]:
+        if length > budget:
+            skipped.append(length)
+            continue
+        latency[str(length)] = timed(1, length, s["repeats"], s["warmup"])
+    bl = min(s["batch_length"], budget)
+    batched = timed(s["batch_size"], bl, s["batch_repeats"], s["batch_warmup"])
+    for v in batched.values():
+        v["samples_per_s"] = s["batch_size"] / (v["median_ms"] / 1e3)
+    xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
+    memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()}
+    memory["process_rss_bytes"] = current_rss()
+    memory["note"] = ("extra memory of one forward at the throughput batch beyond the resident set before it "
+                      "(activations); the process holds the trained model, the reference and any merged copy")
+
+    def overhead(variant):
+        if variant not in variants:
+            return None
+        r1 = [latency[k][variant]["ratio_vs_reference"] for k in latency]
+        return {"batch1_by_length": {k: latency[k][variant]["ratio_vs_reference"] for k in latency},
+                "batch1_mean": float(np.mean(r1)) if r1 else None,
+                "batched": batched[variant]["ratio_vs_reference"]}
+
+    summary = {"method": overhead("method"), "merged": overhead("merged")}
+    if merge["status"] == "native":
+        summary["merged"] = summary["method"]
+    del merged
+    return {
+        "inputs": INPUTS_NOTE,
+        "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
+        "timer": ("CUDA events + synchronize per call" if device.type == "cuda" else "time.perf_counter per call"),
+        "protocol": (f"{s['warmup']} untimed warm-up rounds, then {s['repeats']} timed rounds at batch 1 "
+                     f"({s['batch_warmup']} + {s['batch_repeats']} at batch {s['batch_size']}); each round calls "
+                     "every variant once in rotating order; figures are ratios of medians vs the reference"),
+        "reference": "the same backbone freshly loaded (pretrained weights) + a head of the same shape",
+        "settings": {k: s[k] for k in DEFAULTS},
+        "added_length": extra,
+        "merge": merge,
+        "latency_batch1": latency,
+        "lengths_skipped": skipped,
+        "throughput": {"batch_size": s["batch_size"], "length": bl, **batched},
+        "overhead": summary,
+        "memory": memory,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torch.device, precision: str) -> dict:
+    """run.py's entry point: build the reference from the cell's own model config and measure."""
+    from bench.models import build_model
+
+    settings = settings_from(cfg.get("inference"))
+    state = torch.get_rng_state()
+    ref = build_model(cfg.model, num_labels, seed).model.to(device)
+    torch.set_rng_state(state)
+    threads = torch.get_num_threads()
+    if settings["threads"] is not None and device.type == "cpu":
+        # One thread by default: per-core latency is what a CPU server with one request per core
+        # sees, and on a shared machine multi-threaded timings collapse under contention (measured:
+        # 2 threads at load 10 gave per-round ratio quartiles of 0.5-2.7, docs/inference.md).
+        torch.set_num_threads(int(settings["threads"]))
+    try:
+        return measure(model, ref, settings, device, precision)
+    finally:
+        torch.set_num_threads(threads)
+        del ref

@@ -1,0 +1,196 @@
+"""The paired per-example test of the gate: statistics only (docs/regress.md, "The paired test").
+
+Why a paired test: baseline and candidate are scored on the same dev examples, so the difference of
+a metric can be judged example by example (the paired bootstrap), which is far more sensitive than
+comparing two means when a regression acts the same way on every seed. Why not *only* that: the
+seeds are not paired. Two healthy runs with different seeds (or with the same seed numbers after a
+change that consumes random numbers differently) differ by more than example resampling explains,
+because a seed shifts the whole model, not single examples; a test that ignores this fails healthy
+code (measured: docs/regress.md). So the standard error of the difference has two parts:
+
+- examples: the paired bootstrap over examples (one resample of example ids shared by every seed of
+  both sides) of D = mean over candidate seeds - mean over baseline seeds;
+- seeds: the between-seed spread, with seeds as the unit. When both sides ran the same seed numbers
+  (`matched`), from the per-seed differences d_s = cand_s - base_s (near 0 when the rerun replays
+  the same random stream, so a consistent regression stands out); otherwise (`unmatched`) the pooled
+  per-seed standard deviation, s^2 (1/n_b + 1/n_c).
+
+t = D / sqrt(V_seeds + V_examples) against a t distribution with Satterthwaite's degrees of freedom
+(V_examples counted as exactly known), one-sided in the direction of harm (direction `higher`) or
+two-sided (`both`). Holm's step-down correction runs across the gated cells.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench import stats as S
+
+METRICS = S.METRICS
+DESIGNS = ("seeds+examples", "examples", "seeds")
+_CHUNK_CELLS = 2_000_000  # resampled example indices held at once (rows x examples), ~8 MB
+
+
+# The metrics on resamples come from bench.stats (batch_metric: one resample per row of an index
+# matrix), the same vectorised copies of bench/metrics/glue_metric that the report's paired tests
+# use, so the gate and the report cannot disagree on what "accuracy on a resample" is.
+
+def metric_value(metric: str, predictions, references) -> float:
+    """The metric on the data as it is (no resampling)."""
+    return S.metric(metric, np.asarray(predictions, float), np.asarray(references, float))
+
+
+# ------------------------------------------------------------------------------ the test
+
+@dataclass
+class PairedResult:
+    metric: str
+    design: str            # the variance design (DESIGNS)
+    pairing: str           # matched (same seed numbers) | unmatched
+    n_examples: int
+    seeds_base: list[int]
+    seeds_cand: list[int]
+    delta: float           # candidate - baseline, mean over the seeds used
+    se_seeds: float
+    se_examples: float
+    se: float
+    df: float
+    p: float               # one-sided (harm) or two-sided, before Holm
+    per_seed_base: dict = field(default_factory=dict)
+    per_seed_cand: dict = field(default_factory=dict)
+    p_adj: float | None = None
+
+
+def stable_seed(text: str) -> int:
+    """Bootstrap RNG seed from a cell id: the same inputs always give the same verdict."""
+    return zlib.crc32(text.encode())
+
+
+def bootstrap_deltas(metric: str, refs: np.ndarray, base: Mapping[int, np.ndarray], cand: Mapping[int, np.ndarray],
+                     n_boot: int, rng: np.random.Generator, matched: list[int] | None = None) -> np.ndarray:
+    """D* for `n_boot` resamples of the examples, each resample shared by every seed of both sides."""
+    N = len(refs)
+    out = np.empty(n_boot)
+    step = max(1, _CHUNK_CELLS // max(N, 1))
+    bseeds = matched if matched is not None else sorted(base)
+    cseeds = matched if matched is not None else sorted(cand)
+    for lo in range(0, n_boot, step):
+        idx = rng.integers(0, N, size=(min(step, n_boot - lo), N), dtype=np.int32)
+        mb = np.mean([S.batch_metric(metric, base[s], refs, idx) for s in bseeds], axis=0)
+        mc = np.mean([S.batch_metric(metric, cand[s], refs, idx) for s in cseeds], axis=0)
+        out[lo:lo + len(idx)] = mc - mb
+    return out
+
+
+def _t_sf(t: float, df: float) -> float:
+    from scipy.stats import norm
+    from scipy.stats import t as tdist
+    return float(norm.sf(t) if not math.isfinite(df) else tdist.sf(t, df))
+
+
+@dataclass
+class Components:
+    """What every design is computed from: the pairing, D, and both variance parts."""
+    metric: str
+    pairing: str
+    n_examples: int
+    seeds_base: list[int]
+    seeds_cand: list[int]
+    delta: float
+    var_seeds: float       # nan when the seeds give no spread estimate (1 seed per side, unmatched)
+    df_seeds: float
+    var_examples: float    # nan when not bootstrapped
+    per_seed_base: dict
+    per_seed_cand: dict
+
+
+def components(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping[int, np.ndarray],
+               n_boot: int = 2000, rng_seed: int = 0, bootstrap: bool = True) -> Components | str:
+    """D and its variance parts (module docstring); a string says why there is nothing to test."""
+    if metric not in METRICS:
+        return f"metric {metric} has no paired form"
+    refs = np.asarray(refs, float)
+    base = {int(s): np.asarray(v, float) for s, v in base.items()}
+    cand = {int(s): np.asarray(v, float) for s, v in cand.items()}
+    if not base or not cand:
+        return "no seeds on one side"
+    common = sorted(set(base) & set(cand))
+    vb = {s: metric_value(metric, base[s], refs) for s in base}
+    vc = {s: metric_value(metric, cand[s], refs) for s in cand}
+    if len(common) >= 2:
+        pairing, sb, sc = "matched", common, common
+        d = np.array([vc[s] - vb[s] for s in common])
+        var_seeds, df_seeds = float(d.var(ddof=1)) / len(d), len(d) - 1
+    else:
+        pairing, sb, sc = "unmatched", sorted(base), sorted(cand)
+        nb, nc = len(sb), len(sc)
+        df_seeds = nb + nc - 2
+        ss = sum((vb[s] - np.mean([vb[t] for t in sb])) ** 2 for s in sb) + \
+            sum((vc[s] - np.mean([vc[t] for t in sc])) ** 2 for s in sc)
+        var_seeds = ss / df_seeds * (1 / nb + 1 / nc) if df_seeds > 0 else float("nan")
+    if var_seeds < 1e-24:  # equal per-seed differences up to rounding: no seed spread at all
+        var_seeds = 0.0
+    delta = float(np.mean([vc[s] for s in sc]) - np.mean([vb[s] for s in sb]))
+    var_ex = float("nan")
+    if bootstrap:
+        boots = bootstrap_deltas(metric, refs, base, cand, n_boot, np.random.default_rng(rng_seed),
+                                 common if pairing == "matched" else None)
+        var_ex = float(np.var(boots, ddof=1))
+    return Components(metric, pairing, len(refs), sb, sc, delta, var_seeds, df_seeds, var_ex,
+                      {s: vb[s] for s in sb}, {s: vc[s] for s in sc})
+
+
+def finish(c: Components, design: str = "seeds+examples", direction: str = "higher") -> PairedResult | str:
+    """The test of one design from the components: t = D / se, Satterthwaite df, p one-sided
+    (direction `higher`: small p = a drop) or two-sided (`both`)."""
+    if design not in DESIGNS:
+        raise ValueError(f"design {design!r}: expected one of {', '.join(DESIGNS)}")
+    v_s, df_s = (0.0, math.inf) if design == "examples" else (c.var_seeds, c.df_seeds)
+    v_e = 0.0 if design == "seeds" else c.var_examples
+    if not df_s > 0 or math.isnan(v_s):
+        return (f"{len(c.seeds_base)} baseline and {len(c.seeds_cand)} candidate seed(s): the seed spread needs "
+                "2 matched seeds or 3 in all")
+    if math.isnan(v_e):
+        raise ValueError("components were computed without the bootstrap")
+    var = v_s + v_e
+    df = math.inf if v_s == 0 else var ** 2 / (v_s ** 2 / df_s)
+    se = math.sqrt(var)
+    if not math.isfinite(c.delta):
+        p = 0.0  # a non-finite metric (diverged run) is never a pass
+    elif se == 0:
+        p = 1.0 if c.delta == 0 or (direction == "higher" and c.delta > 0) else 0.0
+    else:
+        t = c.delta / se
+        p = _t_sf(-t, df) if direction == "higher" else min(1.0, 2 * _t_sf(abs(t), df))
+    return PairedResult(c.metric, design, c.pairing, c.n_examples, c.seeds_base, c.seeds_cand, c.delta,
+                        math.sqrt(v_s), math.sqrt(v_e), se, df, p, c.per_seed_base, c.per_seed_cand)
+
+
+def paired_test(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping[int, np.ndarray],
+                direction: str = "higher", design: str = "seeds+examples", n_boot: int = 2000,
+                rng_seed: int = 0) -> PairedResult | str:
+    """Paired test of `metric` between baseline and candidate seeds on the same examples.
+
+    `base`/`cand`: {seed: predictions aligned with `refs`}. Returns a PairedResult, or a string
+    saying why the test cannot run (designs with a seed term need 2 matched seeds, or 3 seeds in all).
+    """
+    c = components(metric, refs, base, cand, n_boot, rng_seed, bootstrap=design != "seeds")
+    return c if isinstance(c, str) else finish(c, design, direction)
+
+
+def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values by key (family-wise error across the gated cells)."""
+    keys = list(pvalues)
+    return dict(zip(keys, (float(v) for v in S.holm([pvalues[k] for k in keys]))))
+
+
+def fails(res: PairedResult, alpha: float, min_effect: float, direction: str) -> bool:
+    """A cell fails when the Holm-adjusted p is below alpha AND the change is larger than min_effect
+    in the harmful direction (any direction for `both`)."""
+    p = res.p_adj if res.p_adj is not None else res.p
+    big = -res.delta > min_effect if direction == "higher" else abs(res.delta) > min_effect
+    return bool(p < alpha and big) or not math.isfinite(res.delta)

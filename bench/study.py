@@ -1,0 +1,159 @@
+"""The tuning protocol: an equal learning-rate budget per method, chosen on held-out train data,
+then rerun with several seeds. `python -m bench experiment=study` (docs/protocol.md).
+
+Why a protocol and not a fixed rate: a shared or hand-picked rate decides rankings by itself (peft's
+own comparison lost prompt tuning 17.7 points to one), and a rate picked on the reported split
+inflates what is reported (Chen et al. 2022). Here every method gets `study.trials` rates, log-spaced
+over its documented range, trained with one seed; the rate with the best *selection-split* score
+(carved from train, `data.selection`) wins; that rate is rerun with `study.seeds` seeds, and only
+those runs are reported. The reported split never feeds a choice, and every trial is kept so the
+report can draw expected-best-score-versus-budget curves (Dodge et al. 2019).
+
+One Hydra job = one (model, task, method) protocol; a multirun over methods x tasks is the grid.
+Each cell still goes through `bench.execute` (isolation, resume, failure records), so an
+interrupted study resumes where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from bench import records as R
+from bench.errors import ConfigError
+
+log = logging.getLogger("bench")
+
+
+def lr_grid(low: float, high: float, n: int) -> list[float]:
+    """n rates evenly spaced on a log scale from low to high inclusive, to 3 significant digits."""
+    if n == 1:
+        return [float(f"{math.sqrt(low * high):.3g}")]
+    return [float(f"{low * (high / low) ** (i / (n - 1)):.3g}") for i in range(n)]
+
+
+def study_settings(cfg: DictConfig) -> dict:
+    """study.* checked before any cell runs; names the option and what was expected."""
+    st = cfg.study
+    method = str(cfg.method.get("name") or "method")
+    trials, seeds, trial_seed = st.get("trials"), st.get("seeds"), st.get("trial_seed", 0)
+    for opt, val, lo in (("study.trials", trials, 1), ("study.seeds", seeds, 1), ("study.trial_seed", trial_seed, 0)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < lo:
+            raise ConfigError(f"{opt}={val!r}: expected an integer >= {lo}")
+    rng = st.get("lr_range") or (st.get("lr_ranges") or {}).get(method)
+    if rng is None:
+        raise ConfigError(f"study: no learning-rate range for method {method!r}: set study.lr_ranges.{method}=[low,high] "
+                          f"or study.lr_range=[low,high]")
+    rng = list(rng)
+    if len(rng) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in rng) \
+            or rng[0] > rng[1]:
+        raise ConfigError(f"study.lr_ranges.{method}={rng!r}: expected [low, high] with 0 < low <= high")
+    if cfg.train.get("lr") is not None:
+        raise ConfigError(f"train.lr={cfg.train.lr!r} with experiment=study: the protocol chooses the rate; "
+                          f"set the search range instead (study.lr_ranges.{method} or study.lr_range)")
+    sel = (cfg.get("data") or {}).get("selection") or {}
+    if not sel.get("fraction"):
+        raise ConfigError("experiment=study needs a selection split (data.selection.fraction > 0): the rate and "
+                          "epoch are chosen on it, never on the reported split")
+    return {"method": method, "trials": trials, "seeds": seeds, "trial_seed": trial_seed,
+            "grid": lr_grid(float(rng[0]), float(rng[1]), trials), "range": [float(rng[0]), float(rng[1])]}
+
+
+def _cell(cfg: DictConfig, lr: float, seed: int, sweep: str, block: dict) -> DictConfig:
+    c = copy.deepcopy(cfg)
+    with open_dict(c):
+        c.train.lr = lr
+        c.train.seed = seed
+        c.sweep_name = sweep
+        c.study_cell = block  # excluded from the config hash; copied into the record's `study`
+    return c
+
+
+def _score(path: Path, headline_of: dict) -> float | None:
+    """The trial's headline metric on the selection split (None: failed or unreadable)."""
+    try:
+        rec = R.read_record(path)
+    except ValueError:
+        return None
+    if rec.get("status") != "ok":
+        return None
+    sel = rec.get("selection_metrics") or {}
+    head = rec.get("headline_metric")
+    headline_of["key"] = head
+    v = sel.get(head)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def choose(grid: list[float], scores: list[float | None]) -> tuple[float, int]:
+    """Best selection score wins; a failed trial (e.g. a diverged loss) never does; ties go to the
+    smaller rate (the first in the grid). Raises when every trial failed."""
+    best = None
+    for i, s in enumerate(scores):
+        if s is not None and (best is None or s > scores[best]):
+            best = i
+    if best is None:
+        raise RuntimeError("every learning-rate trial failed; see the trial records' errors")
+    return grid[best], best
+
+
+def _copy_as_final(src: Path, dst: Path, block: dict, sweep: str) -> None:
+    """The trial at the selected rate and the trial seed *is* the final run for that seed (same
+    config, same hash): copy it instead of training it again, marked as final."""
+    rec = json.loads(src.read_text(encoding="utf-8"))
+    rec["study"] = block
+    rec["sweep"] = sweep
+    if rec.get("predictions"):
+        shutil.copyfile(src.parent / rec["predictions"], dst.parent / rec["predictions"])
+    rec["study"]["copied_from"] = str(Path(src.parent.name) / src.name)
+    R.write_record(dst, rec)
+
+
+def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
+    """Run (or resume) the protocol for this job's (model, task, method); returns ok / failed."""
+    from bench.execute import execute, identity, record_path
+
+    s = study_settings(cfg)
+    sweep = str(cfg.sweep_name)
+    own = [o for o in (overrides or []) if not o.lstrip("+~").startswith(("train.lr=", "train.seed="))]
+    base = {"name": sweep, "n_trials": s["trials"], "lr_grid": s["grid"], "lr_range": s["range"],
+            "trial_seed": s["trial_seed"], "selection": "selection split, headline metric"}
+    paths, statuses = [], []
+    for i, lr in enumerate(s["grid"]):
+        c = _cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", dict(base, role="trial", trial_index=i, lr=lr))
+        status, path = execute(c, own)
+        statuses.append(status)
+        paths.append(path)
+    headline: dict = {}
+    scores = [_score(p, headline) for p in paths]
+    try:
+        best_lr, best_i = choose(s["grid"], scores)
+    except RuntimeError as exc:
+        log.error("study %s / %s: %s", cfg.task.name, s["method"], exc)
+        return "failed"
+    log.info("study %s / %s: selected lr %g (selection %s %s; grid %s)", cfg.task.name, s["method"], best_lr,
+             headline.get("key"), " ".join("-" if v is None else f"{v:.4f}" for v in scores),
+             " ".join(f"{g:g}" for g in s["grid"]))
+    final_block = dict(base, role="final", lr=best_lr, selected_lr=best_lr, selected_trial=best_i,
+                       trial_scores=scores)
+    for seed in range(s["seeds"]):
+        c = _cell(cfg, best_lr, seed, sweep, dict(final_block, seed=seed))
+        if seed == s["trial_seed"]:
+            dst = record_path(c, identity(c, own))
+            if not (cfg.get("resume", True) and dst.is_file()):
+                _copy_as_final(paths[best_i], dst, dict(final_block, seed=seed), sweep)
+            statuses.append("ok")
+            continue
+        status, _ = execute(c, own)
+        statuses.append(status)
+    summary = Path(str(cfg.results_dir)) / sweep / "selected" / f"{cfg.model.name}__{cfg.task.name}__{s['method']}.json"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps({"model": str(cfg.model.name), "task": str(cfg.task.name), "method": s["method"],
+                                   "headline": headline.get("key"), "grid": s["grid"], "scores": scores,
+                                   "selected_lr": best_lr, "seeds": s["seeds"],
+                                   "config": OmegaConf.to_container(cfg.study, resolve=True)}, indent=2))
+    return "failed" if "failed" in statuses else "ok"

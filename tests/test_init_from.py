@@ -1,0 +1,110 @@
+"""`train.init_from`: a cell starts from the exact weights another cell saved (real tiny cells, run
+in-process), the head only where the label spaces match, and a delta of another method or base
+model is refused with an error naming the option."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from bench import tasks as T
+from bench.errors import ConfigError
+from bench.execute import execute
+from bench.init_from import apply_init_from
+from bench.methods import build_method
+from bench.models import build_model
+from bench.params import compose_config
+
+COMMON = ["model=tiny_bert", "method=lora", "train=quick", "train.max_train_samples=16", "train.max_eval_samples=16",
+          "train.epochs=1", "isolate=false", "sweep_name=init", "train.threads=1"]
+
+
+def cfg_for(results: Path, glue_dir: Path, *extra: str):
+    return compose_config(COMMON + [f"results_dir={results}", f"data.glue_dir={glue_dir}", *extra])
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, glue_dir):
+    """Two real source cells with kept deltas: STS-B (regression) and MRPC (2 labels)."""
+    results = tmp_path_factory.mktemp("results")
+    out = {}
+    for task in ("stsb", "mrpc"):
+        ov = [f"task={task}", "save_delta=true"]
+        status, path = execute(cfg_for(results, glue_dir, *ov), COMMON + ov)
+        assert status == "ok", path
+        out[task] = json.loads(Path(path).read_text())
+    return results, out
+
+
+def build_target(cfg):
+    """The build step of a cell (bench.run.run_cell), up to init_from."""
+    spec = T.task_spec(cfg.task)
+    method = build_method(OmegaConf.to_container(cfg.method, resolve=True))
+    built = build_model(cfg.model, spec.num_labels, int(cfg.train.seed))
+    method.validate(built.backbone_config, int(cfg.train.max_seq_len))
+    method.apply(built.model)
+    method.finalize(built.model)
+    fresh_head = {k: v.clone() for k, v in built.model.head.state_dict().items()}
+    info = apply_init_from(cfg, spec, method, built.model)
+    return built.model, info, fresh_head
+
+
+def saved(rec: dict) -> tuple[dict, dict]:
+    folder = Path(rec["storage"]["kept_at"])
+    return load_file(str(folder / "adapter_model.safetensors")), load_file(str(folder / "head.safetensors"))
+
+
+def check_adapter_equal(model, adapter: dict) -> None:
+    from peft import get_peft_model_state_dict
+
+    now = get_peft_model_state_dict(model.backbone)
+    assert set(now) == set(adapter) and adapter
+    # lora_B starts at zero: a non-zero saved B proves these are trained weights, not a fresh init
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+    for k, v in adapter.items():
+        assert torch.equal(now[k], v), k
+
+
+def test_starts_from_saved_weights_and_transfers_head_only_for_same_label_space(sources, glue_dir):
+    results, recs = sources
+    # MRPC (2 labels) -> RTE (2 labels): adapter and head exactly as saved
+    model, info, _ = build_target(cfg_for(results, glue_dir, "task=rte", "train.init_from=mrpc"))
+    adapter, head = saved(recs["mrpc"])
+    check_adapter_equal(model, adapter)
+    for k, v in model.head.state_dict().items():
+        assert torch.equal(v, head[k]), k
+    assert info["run_id"] == recs["mrpc"]["run_id"] and info["head_transferred"]
+    # STS-B (regression) -> RTE: adapter as saved, head left at its fresh initialisation, and the record says why
+    model, info, fresh = build_target(cfg_for(results, glue_dir, "task=rte", "train.init_from=stsb"))
+    check_adapter_equal(model, saved(recs["stsb"])[0])
+    for k, v in model.head.state_dict().items():
+        assert torch.equal(v, fresh[k]), k
+    assert not info["head_transferred"] and "not transferred" in info["why"]
+    assert info["run_id"] == recs["stsb"]["run_id"]
+
+
+def test_a_run_records_its_source(sources, glue_dir):
+    results, recs = sources
+    ov = ["task=rte", "train.init_from=stsb"]
+    status, path = execute(cfg_for(results, glue_dir, *ov), COMMON + ov)
+    rec = json.loads(Path(path).read_text())
+    assert status == "ok", rec.get("error")
+    assert rec["train"]["init_from"]["run_id"] == recs["stsb"]["run_id"]
+    assert rec["train"]["init_from"]["head_transferred"] is False
+
+
+def test_other_method_base_model_or_missing_source_is_a_clear_error(sources, glue_dir):
+    results, recs = sources
+    folder = recs["mrpc"]["storage"]["kept_at"]
+    with pytest.raises(ConfigError, match="train.init_from=.*method"):
+        build_target(cfg_for(results, glue_dir, "task=rte", f"train.init_from={folder}", "method=ia3"))
+    with pytest.raises(ConfigError, match="train.init_from=.*base model"):
+        build_target(cfg_for(results, glue_dir, "task=rte", f"train.init_from={folder}", "model=tiny_roberta"))
+    with pytest.raises(ConfigError, match="method settings differ"):
+        build_target(cfg_for(results, glue_dir, "task=rte", f"train.init_from={folder}", "method.r=4"))
+    with pytest.raises(ConfigError, match="no ok record of task cola"):
+        build_target(cfg_for(results, glue_dir, "task=rte", "train.init_from=cola"))

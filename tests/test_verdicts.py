@@ -1,0 +1,150 @@
+"""bench.report's verdicts end to end: real record and predictions files -> pairwise.csv, CI
+columns, ranks, budget curves. Expected values are recomputed from the raw files with json/gzip,
+statistics and scipy, or are known by construction (an oracle beats chance; a copy ties)."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+from scipy.stats import t as student_t
+
+from bench.report import generate_report
+
+sys.path.insert(0, str(Path(__file__).parent))
+import report_fixtures as fx
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    base = tmp_path_factory.mktemp("verdicts")
+    fx.write_prediction_results(base / "results")
+    rep = generate_report(base / "results", base / "report", "verdicts")
+    return {"results": base / "results", "out": rep.out, "report": rep}
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def pair(pw: list[dict], task: str, x: str, y: str) -> dict:
+    return next(r for r in pw if r["task"] == task and {r["method_a"], r["method_b"]} == {x, y})
+
+
+def raw_predictions(results: Path, label: str, task: str) -> list[list[float]]:
+    out = []
+    for p in sorted(results.rglob("*.json")):
+        rec = json.loads(p.read_text())
+        if rec.get("method_label") == label and rec["task"] == task and rec.get("study", {}).get("role") != "trial":
+            with gzip.open(p.parent / rec["predictions"]) as fh:
+                out.append(json.load(fh)["splits"]["validation"])
+    return out
+
+
+def test_oracle_beats_chance_and_copies_tie(report):
+    pw = rows(report["out"] / "pairwise.csv")
+    for col in ("task", "method_a", "method_b", "delta", "ci_low", "ci_high", "p", "p_adjusted", "verdict", "test",
+                "n_seeds_a", "n_seeds_b", "n_examples", "aso_eps"):
+        assert col in pw[0], col
+    r = pair(pw, "sst2", "oracle", "chance")
+    chance_acc = statistics.fmean(statistics.fmean(float(p == q) for p, q in zip(s["predictions"], s["references"]))
+                                  for s in raw_predictions(report["results"], "chance", "sst2"))
+    assert r["method_a"] == "oracle" and r["verdict"] == "a better"
+    assert float(r["delta"]) == pytest.approx(1 - chance_acc)
+    assert float(r["p_adjusted"]) < 0.05 and float(r["ci_low"]) > 0
+    assert r["n_seeds_a"] == "3" and r["n_seeds_b"] == "3" and r["n_examples"] == str(fx.PRED_N)
+    assert float(r["aso_eps"]) < 0.2  # both have 3 seeds: ASO reported, oracle dominates
+    tie = pair(pw, "sst2", "chance", "chance_copy")
+    assert tie["verdict"] == "tie" and float(tie["delta"]) == 0.0 and float(tie["p"]) == 1.0
+    assert pair(pw, "stsb", "chance", "chance_copy")["verdict"] == "tie"
+    assert pair(pw, "stsb", "oracle", "chance")["verdict"] == "a better"
+    # single has one seed: tested, but no ASO (needs >= 3 seeds on both sides).
+    single = pair(pw, "sst2", "oracle", "single")
+    assert single["n_seeds_b"] == "1" and single["aso_eps"] == ""
+
+
+def test_holm_is_over_the_pairs_of_one_task(report):
+    pw = rows(report["out"] / "pairwise.csv")
+    for task in ("sst2", "stsb"):
+        sub = [r for r in pw if r["task"] == task]
+        ps = sorted(float(r["p"]) for r in sub)
+        m = len(sub)
+        assert m == {"sst2": 6, "stsb": 3}[task]  # legacy has no predictions: no pairs with it
+        smallest = min(sub, key=lambda r: float(r["p"]))
+        assert float(smallest["p_adjusted"]) == pytest.approx(min(1.0, ps[0] * m))
+        assert all(float(r["p_adjusted"]) >= float(r["p"]) for r in sub)
+    assert not any("legacy" in (r["method_a"], r["method_b"]) for r in pw)
+
+
+def test_ci_columns_hold_t_and_bootstrap_intervals(report):
+    cells = {(r["method_label"], r["task"]): r for r in rows(report["out"] / "table.csv") if r["row_type"] == "cell"}
+    c = cells[("legacy", "sst2")]  # schema 1, 3 seeds: t interval from the records' values
+    vals = [0.6 + 0.01 * s for s in fx.SEEDS]
+    half = student_t.ppf(0.975, 2) * statistics.stdev(vals) / math.sqrt(3)
+    assert c["ci_method"] == "t over seeds (n=3)"
+    assert float(c["headline_ci_low"]) == pytest.approx(statistics.fmean(vals) - half)
+    assert float(c["metrics.accuracy_ci_high"]) == pytest.approx(statistics.fmean(vals) + half)
+    s = cells[("single", "sst2")]  # one seed with predictions: bootstrap over examples
+    assert s["ci_method"] == "bootstrap over examples (1 seed, B=1000)"
+    acc = float(s["headline_mean"])
+    width = float(s["headline_ci_high"]) - float(s["headline_ci_low"])
+    assert float(s["headline_ci_low"]) < acc < float(s["headline_ci_high"])
+    assert width == pytest.approx(2 * 1.96 * math.sqrt(acc * (1 - acc) / fx.PRED_N), rel=0.15)
+    o = cells[("oracle", "stsb")]
+    assert float(o["metrics.spearmanr_ci_low"]) == pytest.approx(1.0)
+    assert cells[("single", "stsb")]["ci_method"] == ""  # never run: no interval
+
+
+def test_trials_stay_out_of_tables_and_feed_budget_curves(report):
+    cells = {(r["method_label"], r["task"]): r for r in rows(report["out"] / "table.csv") if r["row_type"] == "cell"}
+    oracle = cells[("oracle", "sst2")]
+    assert float(oracle["headline_mean"]) == 1.0 and oracle["headline_n"] == "3"  # trials (score 0) not mixed in
+    budget = rows(report["out"] / "budget.csv")
+    got = [float(r["expected_max"]) for r in budget if r["method_label"] == "oracle"]
+    s = sorted(fx.TRIAL_SCORES)  # 0.5 0.6 0.7 0.9: E[max of 2] = (1*.6 + 2*.7 + 3*.9) / 6
+    assert got == pytest.approx([statistics.fmean(s), (0.6 + 1.4 + 2.7) / 6, (0.7 + 3 * 0.9) / 4, 0.9])
+    assert any(p.kind == "budget_curves" for p in report["report"].plots)
+    assert list((report["out"] / "plots").glob("*budget_curves.png"))
+    assert "budget_curves.png" in (report["out"] / "index.html").read_text()
+
+
+def test_ranks_bold_and_notes_in_markdown_and_html(report):
+    md = (report["out"] / "table.md").read_text()
+    main = next(line for line in md.splitlines() if line.startswith("| oracle |"))
+    assert "**100.0 [100.0, 100.0]**" in main  # oracle is best on both tasks
+    chance = next(line for line in md.splitlines() if line.startswith("| chance |"))
+    assert "**" not in chance
+    assert "no per-example predictions for legacy" in md
+    assert "### Pairwise verdicts: tiny-bert / sst2" in md
+    ranks = report["report"].agg.ranks.set_index(["task", "method_label"])["rank"]
+    assert ranks[("sst2", "oracle")] == 1 and ranks[("sst2", "single")] == 2
+    assert ranks[("sst2", "chance")] == ranks[("sst2", "chance_copy")] == 3
+    page = (report["out"] / "index.html").read_text()
+    assert 'id="verdicts"' in page and 'href="pairwise.csv"' in page and "<b>100.0 [100.0, 100.0]</b>" in page
+
+
+def test_old_records_still_report_without_pairs(tmp_path):
+    fx.write_fixture_results(tmp_path / "results")
+    rep = generate_report(tmp_path / "results", tmp_path / "report", "old")
+    pw = rows(rep.out / "pairwise.csv")
+    assert pw == [] and "No pair could be tested" in (rep.out / "table.md").read_text()
+    cells = [r for r in rows(rep.out / "table.csv") if r["row_type"] == "cell"]
+    assert {r["ci_method"] for r in cells} == {"t over seeds (n=3)", "t over seeds (n=2)", ""}
+    assert not (rep.out / "budget.csv").exists()
+
+
+def test_broken_predictions_file_is_named_not_fatal(tmp_path):
+    refs = fx.pred_references("sst2", 50)
+    path = fx.write_prediction_record(tmp_path / "results", "m", "a", "sst2", 1, refs, refs)
+    fx.write_prediction_record(tmp_path / "results", "m", "b", "sst2", 1, 1 - refs, refs)
+    rec = json.loads(path.read_text())
+    (path.parent / rec["predictions"]).write_bytes(b"not gzip")
+    rep = generate_report(tmp_path / "results", tmp_path / "report", "broken")
+    assert rep.agg.pairwise.empty
+    assert any(rec["predictions"] in n and "cannot read predictions" in n for n in rep.agg.notes)
