@@ -14,7 +14,7 @@ SWEEP ?= default_sweep
 # faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
 SWEEP_ARGS ?=
 
-.PHONY: setup sweep smoke test report reproduce reproduce-params baseline regress bench lint clean
+.PHONY: setup sweep study smoke test report reproduce reproduce-params baseline regress bench lint clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,14 @@ $(STAMP): pyproject.toml
 sweep: setup
 	$(BIN)/python -m bench experiment=default_sweep results_dir=$(RESULTS) $(SWEEP_ARGS); status=$$?; \
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/default_sweep --out reports/default_sweep; fi; \
+	  exit $$status
+
+## The tuning protocol (docs/protocol.md): 5 methods x 3 tasks, 6 learning rates each chosen on the
+## selection split, the chosen rate rerun with 3 seeds; report with intervals, pairwise tests and budget curves.
+STUDY_ARGS ?=
+study: setup
+	$(BIN)/python -m bench experiment=study results_dir=$(RESULTS) $(STUDY_ARGS); status=$$?; \
+	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/study --out reports/study; fi; \
 	  exit $$status
 
 ## A seconds-long sweep of every method on a tiny random-weight model.

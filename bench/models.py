@@ -164,6 +164,13 @@ def _sequence_classification_parts(config, num_labels: int) -> dict:
     return parts
 
 
+def head_parts(head: nn.Module) -> str:
+    """'classifier.dense 1,049,600, classifier.out_proj 2,050': the head's layers that hold parameters."""
+    leaves = [(n, sum(p.numel() for p in m.parameters())) for n, m in head.named_modules()
+              if n and not list(m.children())]
+    return ", ".join(f"{n} {k:,}" for n, k in leaves if k)
+
+
 def head_counting(model) -> str:
     """The record's / bench.params' `counting` line, saying which head `trainable` includes."""
     if not isinstance(model.head, NativeHead):
@@ -171,9 +178,8 @@ def head_counting(model) -> str:
                 "is the method alone, as the LoRA/adapter papers count it; total = backbone (+ method additions) + head; "
                 "the unused BERT pooler is not built unless model.pooling=pooler")
     h = model.head
-    names = ", ".join(n for n, _ in h.named_children())
-    text = (f"trainable includes the task head (model.head=native: {h.source_class}'s {names}, "
-            f"{sum(p.numel() for p in h.parameters()):,} parameters, as transformers builds it); trainable_excl_head "
+    text = (f"trainable includes the task head (model.head=native: {h.source_class}'s {head_parts(h)}; "
+            f"{sum(p.numel() for p in h.parameters()):,} parameters in all, as transformers builds it); trainable_excl_head "
             "is the method alone; total = backbone (+ method additions) + head")
     if h.family == "bert":
         text += ("; BERT's pooler (dense H*H+H) stays in the backbone as in transformers: it trains under full "

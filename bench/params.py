@@ -12,9 +12,9 @@ identical to a materialised model (tests/test_params.py checks that); `--materia
 random weights instead.
 
 For peft methods (lora, ia3, prompt_tuning, prefix_tuning) it also prints peft's own
-`get_nb_trainable_parameters()` of the wrapped backbone, which must equal trainable excl. head. With
-`model.head=native`, `trainable` is the number peft prints for its own SEQ_CLS model of the same
-configuration (tests/test_native_head.py builds that model and compares).
+`get_nb_trainable_parameters()` of the wrapped backbone, which must equal trainable excl. head, and what
+peft prints for its own SEQ_CLS model of the same configuration (the published setup); with
+`model.head=native` that equals `trainable` (tests/test_native_head.py builds peft's model and compares).
 
 Exit status: 0, or 2 on a configuration error (unknown model/method, impossible settings).
 """
@@ -102,6 +102,26 @@ def reference_quantities(model, config, num_labels: int) -> dict[str, int]:
     }
 
 
+def peft_seq_cls_count(method, config, num_labels: int) -> dict:
+    """What peft prints for the published setup: `get_nb_trainable_parameters()` of peft's own SEQ_CLS model
+    (`AutoModelForSequenceClassification` from the same config, the method's peft config with task_type SEQ_CLS,
+    so peft adds the classifier to modules_to_save), built on the meta device."""
+    import copy
+
+    from accelerate import init_empty_weights
+    from peft import TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = copy.deepcopy(config)
+    cfg.num_labels = num_labels
+    peft_cfg = method.peft_config(cfg)
+    peft_cfg.task_type = TaskType.SEQ_CLS
+    with init_empty_weights(include_buffers=False):
+        model = get_peft_model(AutoModelForSequenceClassification.from_config(cfg), peft_cfg)
+    trainable, total = model.get_nb_trainable_parameters()
+    return {"trainable": int(trainable), "all": int(total)}
+
+
 def measure(overrides: list[str], materialize: bool = False) -> dict:
     """Counts for one configuration. Returns a JSON-able dict (see `format_text` for the fields)."""
     from omegaconf import OmegaConf
@@ -111,7 +131,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     from bench.measure import count_params
     from bench.methods import build_method
     from bench.methods.peft_methods import PeftMethod
-    from bench.models import CONFIG_DIR, build_model, head_counting
+    from bench.models import CONFIG_DIR, build_model, head_counting, head_parts
 
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
@@ -133,6 +153,9 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     if isinstance(method, PeftMethod) and hasattr(model.backbone, "get_nb_trainable_parameters"):
         trainable, total = model.backbone.get_nb_trainable_parameters()
         peft_count = {"trainable": int(trainable), "all": int(total)}
+    peft_seq_cls = None
+    if isinstance(method, PeftMethod):
+        peft_seq_cls = peft_seq_cls_count(method, built.backbone_config, spec.num_labels)
     shipped = CONFIG_DIR / str(cfg.model.get("name", ""))
     return {
         "model": str(cfg.model.name),
@@ -149,9 +172,9 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
         "params": {k: v for k, v in counts.items() if k != "counting"},
         "counting": counts["counting"],
         "by_kind": count_by_kind(model),
-        "head_modules": f"{getattr(model.head, 'source_class', 'uniform')}: "
-                        + ", ".join(f"{n} {_numel(m.parameters()):,}" for n, m in model.head.named_children()),
+        "head_modules": f"{getattr(model.head, 'source_class', 'uniform')}: {head_parts(model.head)}",
         "peft": peft_count,
+        "peft_seq_cls": peft_seq_cls,
         "reference": reference_quantities(model, built.backbone_config, spec.num_labels),
     }
 
@@ -180,10 +203,13 @@ def format_text(r: dict) -> str:
         agree = "agrees" if r["peft"]["trainable"] == p["trainable_excl_head"] else "DISAGREES"
         lines.append(f"  peft get_nb_trainable_parameters (backbone only): trainable {_n(r['peft']['trainable'])}, "
                      f"all {_n(r['peft']['all'])}: {agree} with trainable excl. head")
-        if p["head_kind"] == "native":
-            lines.append(f"  peft's own SEQ_CLS model prints trainable {_n(p['trainable'])} (method + this head; "
-                         f"tests/test_native_head.py) and all {_n(p['total'] + p['head'])}: its modules_to_save keeps a "
-                         f"frozen copy of the head, counted in `all` but not in `trainable`")
+    if r.get("peft_seq_cls"):
+        q = r["peft_seq_cls"]
+        same = "equals" if q["trainable"] == p["trainable"] else "differs from"
+        why = (f" (= total + {_n(q['all'] - p['total'])}: modules_to_save keeps a frozen copy of the classifier, "
+               "counted in `all` only)" if p["head_kind"] == "native" else "")
+        lines.append(f"  peft's own SEQ_CLS model (AutoModelForSequenceClassification, measured): trainable "
+                     f"{_n(q['trainable'])} ({same} trainable with this head), all {_n(q['all'])}{why}")
     lines.append(f"  for comparison: RoBERTa-style classifier (dense+out_proj) {_n(ref['roberta_classifier'])}; "
                  f"BERT pooler {_n(ref['pooler'])}; backbone LayerNorms {_n(ref['backbone_layernorm'])}")
     return "\n".join(lines)

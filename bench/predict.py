@@ -167,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON list instead of one line per input")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # keep stdout to the predictions
+    transformers.logging.disable_progress_bar()
     texts, texts_b = list(args.text or []), args.text_b
     if args.file:
         try:

@@ -56,7 +56,8 @@ def cmd_params(out: Path) -> int:
             "configuration": c.config_id, "count": c.what, "published": c.published,
             "published value": "" if c.value is None else (f"{c.value:g}%" if c.kind == "percent" else f"{c.value:,.0f}"),
             "harness (excl. head)": "" if c.measured is None else f"{c.measured:,}",
-            "as peft prints it (native head)": "" if c.details.get("native") is None else f"{c.details['native']:,}",
+            "with the native head": "" if c.details.get("native") is None else f"{c.details['native']:,}",
+            "peft prints (SEQ_CLS)": "" if c.details.get("peft_seq_cls") is None else f"{c.details['peft_seq_cls']:,}",
             "native head": c.details.get("native_head") or c.details.get("native_why", ""),
             "harness % of backbone": "" if c.measured_pct is None else f"{c.measured_pct:.3f}%",
             "rel. gap": "" if c.rel_gap is None else f"{100 * c.rel_gap:+.1f}%",
@@ -66,9 +67,10 @@ def cmd_params(out: Path) -> int:
     cap = ("Published trainable-parameter counts (and model sizes printed in model names) next to the harness's "
            "count of the same configuration (bench.params: model built from its shipped config on the meta device, "
            "method applied as in a run). 'harness (excl. head)' = the method alone, as the LoRA/adapter papers "
-           "count; 'as peft prints it (native head)' = the same configuration with model.head=native, the trainable count peft's "
-           "get_nb_trainable_parameters prints for its SEQ_CLS model (method + the architecture's own head; for full "
-           "fine-tuning, every parameter of *ForSequenceClassification); rel. gap = (harness - published value) / published value. A count matches when it prints as "
+           "count; 'with the native head' = the same configuration with model.head=native (method + the architecture's own "
+           "head; for full fine-tuning every parameter of *ForSequenceClassification); 'peft prints (SEQ_CLS)' = "
+           "get_nb_trainable_parameters of peft's own SEQ_CLS model of the configuration (peft methods only; it "
+           "trains the classifier only, so DeBERTa's ContextPooler stays frozen there); rel. gap = (harness - published value) / published value. A count matches when it prints as "
            "published: '0.3M' = [0.25M, 0.35M); integer trailing zeros are not significant ('330M' = [325M, 335M)). "
            "Where the harness counting does not match, the other countings tried are listed in 'why'.")
     table = table_from_frame(frame, "Published vs measured trainable parameters", cap, status_col="verdict",
@@ -78,8 +80,8 @@ def cmd_params(out: Path) -> int:
              "harness measures for the same configuration (`python -m bench.params`)."),
              "Verdicts: " + ", ".join(f"{v} {k}" for k, v in n.items()) + "."]
     paths = write_report(out / "params", "reproduce-params", intro, [table], {"params": frame})
-    short = frame[["configuration", "count", "published", "harness (excl. head)", "as peft prints it (native head)",
-                   "verdict"]]
+    short = frame[["configuration", "count", "published", "harness (excl. head)", "with the native head",
+                   "peft prints (SEQ_CLS)", "verdict"]]
     print(to_text(table_from_frame(short, "", ""), max_width=60))
     print(f"\nwritten to {paths['md']} (+ params.csv, index.html)")
     return 0
@@ -148,16 +150,19 @@ def plan_preset(key: str, results: Path, tasks: list[str] | None, seeds: int | N
     ok_weights, why_weights = weights_available(first.model)
     plan = {"key": key, "ref": ref, "weights": (ok_weights, why_weights), "cells": [], "skip": {},
             "sweep": str(first.sweep_name), "seeds": n_seeds, "tasks": wanted}
+    blocked: set[str] = set()  # tasks that cannot run even with the weights (unknown settings)
     for task in wanted:
         cfg = _compose([f"experiment={key}", f"task={task}"])
         missing = unknown_settings(cfg)
         spec = T.task_spec(cfg.task)
         source = cfg.train.get("init_from")
-        if source and (source not in wanted or source in plan["skip"]):
+        if source and (source not in wanted or source in blocked):
             # the scripts start this task from another task's checkpoint (train.init_from): without that
-            # cell the published setup cannot be run
+            # cell the published setup cannot be run, whatever the weights
             missing.append(f"its starting checkpoint (train.init_from={source}: "
-                           + ("that cell is not run)" if source in plan["skip"] else "that task is not selected)"))
+                           + ("that cell cannot run)" if source in blocked else "that task is not selected)"))
+        if missing:
+            blocked.add(task)
         if not ok_weights:
             plan["skip"][task] = "not run: weights unavailable" + (
                 f"; also unknown for {task}: {', '.join(missing)}" if missing else

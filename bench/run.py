@@ -19,9 +19,9 @@ from bench import tasks as T
 from bench.batching import encode_cached
 from bench.env import environment
 from bench.errors import ConfigError
+from bench.init_from import apply_init_from
 from bench.measure import PeakMemory, count_params, measure_storage, sync
 from bench.methods import build_method
-from bench.init_from import apply_init_from
 from bench.models import build_model, head_counting
 from bench.train import grad_accum_steps, predict, train_model
 
@@ -175,7 +175,8 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     eval_ids, eval_ex = {}, {}
     for s in spec.eval_splits:
         rows = T.load_split(spec, s)
-        eval_ids[s] = T.eval_subsample(len(rows), t.max_eval_samples, seed)
+        # Not seeded by train.seed: every run scores the same eval rows, so runs pair example by example.
+        eval_ids[s] = T.eval_subsample(len(rows), t.max_eval_samples, 0)
         eval_ex[s] = [rows[i] for i in eval_ids[s]]
     partial["data"] = {
         "train_examples": len(train_ex),

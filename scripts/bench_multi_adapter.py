@@ -197,6 +197,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="JSON output (default results/multi_adapter/<model>.json)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # one load report per model built would bury the table
+    transformers.logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
     model_cfg = load_model_cfg(args.model)
     t0 = time.perf_counter()

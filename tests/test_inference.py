@@ -163,3 +163,46 @@ def test_bad_settings_name_the_option(bad, option):
 
     with pytest.raises(ConfigError, match=option.replace(".", r"\.")):
         settings_from(bad)
+
+
+def test_forward_memory_grows_with_the_batch(one_thread):
+    from bench.inference import forward_memory, synthetic_inputs
+
+    model = _reference()
+    for b in (2, 128):  # warm-up: first calls also allocate caches and thread pools
+        forward_memory(model, synthetic_inputs(b, 64, 30522, CPU), CPU, "fp32")
+    small = forward_memory(model, synthetic_inputs(2, 64, 30522, CPU), CPU, "fp32")["rss_extra_bytes"]
+    big = forward_memory(model, synthetic_inputs(128, 64, 30522, CPU), CPU, "fp32")["rss_extra_bytes"]
+    assert big is not None and big > max(small, 1) * 4, (small, big)
+
+
+def test_multi_adapter_script_counts_memory_exactly(tmp_path, one_thread):
+    """scripts/bench_multi_adapter.py on tiny BERT: N merged models hold N backbones; one backbone
+    with N LoRA adapters holds one backbone plus N small adapters; every setup was timed."""
+    import importlib.util
+    import json
+
+    from clitools import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_multi_adapter", REPO / "scripts" / "bench_multi_adapter.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "ma.json"
+    assert mod.main(["--model", "tiny_bert", "--ns", "1", "2", "--batches", "1", "--repeats", "3", "--warmup", "1",
+                     "--threads", "1", "--length", "16", "--out", str(out)]) == 0
+    res = {r["n"]: r for r in json.loads(out.read_text())["results"]}
+    ref = res[1]["memory"]["reference"]["param_bytes"]
+    assert res[2]["memory"]["merged_models"]["param_bytes"] == 2 * res[1]["memory"]["merged_models"]["param_bytes"]
+    lora1, lora2 = res[1]["memory"]["lora_switch"]["param_bytes"], res[2]["memory"]["lora_switch"]["param_bytes"]
+    assert ref < lora1 < lora2 < 1.5 * ref  # adapters are small next to a second backbone
+    for n in (1, 2):
+        for name in ("reference", "lora_switch", "adapter_switch", "merged_models"):
+            assert res[n]["latency"]["1"][name]["median_ms"] > 0
+    # switching really switches: task 0 and task 1 give different outputs, and switching back reproduces task 0
+    from bench.inference import synthetic_inputs
+    x = synthetic_inputs(2, 16, 30522, CPU)
+    for build_fn, arg in ((mod.build_lora_switch, 8), (mod.build_adapter_switch, 16)):
+        select, _ = build_fn(mod.load_model_cfg("tiny_bert"), 2, arg)
+        with torch.no_grad():
+            a, b, a2 = select(0)(**x), select(1)(**x), select(0)(**x)
+        assert not torch.allclose(a, b, atol=1e-5) and torch.equal(a, a2), build_fn.__name__

@@ -108,7 +108,11 @@ def test_presets_compose_with_the_published_settings():
     unknown = compose_config(["experiment=lora_paper/roberta_base_lora", "task=cola"])
     assert unknown.train.epochs is None and unknown.train.lr is None  # unknown stays unknown
     deb = compose_config(["experiment=lora_paper/deberta_xxl_lora", "task=qqp"])
-    assert (deb.method.r, deb.model.head_dropout, deb.train.max_seq_len) == (16, 0.2, 320)
+    assert (deb.method.r, deb.model.config_overrides.cls_dropout, deb.train.max_seq_len) == (16, 0.2, 320)
+    # published setup: the native head, the scripts' 8-process effective batch, MNLI's checkpoint where --lora_path
+    assert (cfg.model.head, cfg.train.grad_accum_steps, cfg.train.init_from, cfg.save_delta) == ("native", 8, "mnli", True)
+    assert compose_config(["experiment=lora_paper/roberta_base_lora", "task=qnli"]).train.init_from is None
+    assert deb.model.head == "native"
 
 
 def test_parse_counts_precision():
@@ -202,6 +206,10 @@ def test_paper_preset_runs_nothing_without_weights(tmp_path):
     assert set(plan["skip"]) == {"mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb"}
     assert all(v.startswith("not run: weights unavailable") for v in plan["skip"].values())
     assert "also unknown" in plan["skip"]["cola"] and "are known" in plan["skip"]["rte"]
+    # roberta-large STS-B starts from MNLI (train.init_from), whose hyperparameters are unknown: never runnable
+    large = plan_preset("lora_paper/roberta_large_lora", tmp_path, None, None)
+    assert "train.init_from=mnli: that cell cannot run" in large["skip"]["stsb"]
+    assert "are known" in large["skip"]["sst2"]
 
 
 def test_compare_rows_tolerance_and_test_split(rows):

@@ -240,8 +240,9 @@ def run_checks(rows: list[Row], measurer: Measurer | None = None) -> list[Check]
 
 
 def _native_counts(checks: list[Check], measurer: Measurer) -> None:
-    """Each configuration's count with `model.head=native`: what peft prints for its SEQ_CLS model
-    (tests/test_native_head.py) and, for full fine-tuning, what transformers' model has trainable.
+    """Each configuration's count with `model.head=native` (for full fine-tuning: every parameter of
+    transformers' *ForSequenceClassification), and for peft methods what peft prints for its own SEQ_CLS
+    model (measured by bench.params; equal to the native count where peft trains the whole head).
     A published count that only this counting reproduces gets that verdict."""
     from bench.errors import ConfigError
 
@@ -257,6 +258,7 @@ def _native_counts(checks: list[Check], measurer: Measurer) -> None:
         n = m["params"]["trainable"]
         c.details["native"] = n
         c.details["native_head"] = m["head_modules"]
+        c.details["peft_seq_cls"] = (m.get("peft_seq_cls") or {}).get("trainable")
         pub = next((p for p in parse_counts(c.published) if p.kind == c.kind), None)
         if pub is not None and c.kind == "count" and pub.contains(n):
             if c.verdict == "no match":

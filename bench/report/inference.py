@@ -20,7 +20,7 @@ COLUMNS = [("method_label", "method"), ("records", "records"), ("headline_x100",
            ("added_input_tokens", "+input tokens"), ("added_kv_tokens", "+key/value positions"),
            ("batch1", "batch 1 ×"), ("batched", "batched ×"), ("merge", "merge"),
            ("merged_batch1", "merged batch 1 ×"), ("merged_batched", "merged batched ×"),
-           ("merge_max_diff", "merged-vs-unmerged max |Δlogit|"), ("ratio_spread", "batch-1 per-round ratio IQR")]
+           ("merge_max_diff", "merged vs unmerged max abs Δlogit"), ("ratio_spread", "batch-1 per-round ratio IQR")]
 
 
 def _mean(values) -> float:
