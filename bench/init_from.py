@@ -159,10 +159,11 @@ def _head_shapes_match(folder: Path, model, method) -> bool:
     ours = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
     if (folder / "head.safetensors").is_file():
         with safe_open(str(folder / "head.safetensors"), "pt") as f:
-            theirs = {k: tuple(f.get_slice(k).get_shape()) for k in f}
+            theirs = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     elif (folder / "delta.safetensors").is_file():
         with safe_open(str(folder / "delta.safetensors"), "pt") as f:
-            theirs = {k[5:]: tuple(f.get_slice(k).get_shape()) for k in f if k.startswith("head.")}
+            theirs = {k[5:]: tuple(f.get_slice(k).get_shape()) for k in f.keys()  # noqa: SIM118
+                      if k.startswith("head.")}
     else:
         return False
     return ours == theirs

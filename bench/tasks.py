@@ -375,7 +375,7 @@ def carve_selection(examples: Sequence[Example], kind: str, fraction: float, max
             by_label.setdefault(examples[i].label, []).append(i)
         labels = sorted(by_label, key=str)
         exact = {lab: size * len(by_label[lab]) / n for lab in labels}
-        take = {lab: int(math.floor(exact[lab])) for lab in labels}
+        take = {lab: math.floor(exact[lab]) for lab in labels}
         short = size - sum(take.values())
         for lab in sorted(labels, key=lambda lab: (-(exact[lab] - take[lab]), str(lab)))[:short]:
             take[lab] += 1

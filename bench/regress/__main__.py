@@ -19,6 +19,7 @@ from .baseline import (
 )
 from .cells import UnusableInput, load_results, summarize
 from .check import Settings, format_details, format_table, run_check
+from .paired import DESIGNS
 from .predictions import load_side_file, run_paired
 
 PROG = "python -m bench.regress"
@@ -57,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="paired test: smallest headline change that can fail, 0-1 scale (default 0.005)")
     c.add_argument("--no-paired", action="store_true", help="skip the paired per-example test")
     c.add_argument("--n-boot", type=int, default=2000, help="paired test: bootstrap resamples (default 2000)")
+    c.add_argument("--paired-design", choices=DESIGNS, default="seeds+examples",
+                   help="paired test's standard error: seeds+examples (default), seeds (more power, no "
+                        "example term), examples (ignores seed spread: for measurement only, see docs/regress.md)")
     m = sub.add_parser("compare", help="place a new method against the other methods of the same sweep")
     m.add_argument("results_dir", type=Path)
     m.add_argument("--method", required=True, help="method name or method_label (glob) of the new method")
@@ -99,7 +103,8 @@ def cmd_check(a) -> int:
     cells, facts = summarize(records)
     st = Settings(k=a.k, floor=a.floor, rel_tol=a.rel_tol, direction=a.direction or baseline["direction"],
                   exclude=a.exclude, allow_param_change=a.allow_param_change, report_only=a.report_only,
-                  alpha=a.alpha, min_effect=a.min_effect, n_boot=a.n_boot)
+                  alpha=a.alpha, min_effect=a.min_effect, n_boot=a.n_boot,
+                  design=a.paired_design)
     paired = run_paired(baseline, stored, cells, st)
     results = run_check(baseline, cells, st, paired)
     src = baseline.get("source") or {}
@@ -118,7 +123,7 @@ def cmd_check(a) -> int:
     else:
         print(f"paired:    headline metric per example on common ids, {len(paired[0])} cell(s) tested; fails when Holm p < "
               f"{st.alpha:g} ({'one-sided, drops' if st.direction == 'higher' else 'two-sided'}) and |delta| > "
-              f"{st.min_effect:g}; se from seeds and examples")
+              f"{st.min_effect:g}; se from {st.design}")
     print()
     print(format_table(results))
     details = format_details(results)
