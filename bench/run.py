@@ -185,6 +185,9 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
         "eval_examples": {s: len(v) for s, v in eval_ex.items()},
         "selection": dict(sel_cfg, examples=len(sel_ids), seed=seed, fingerprint=T.fingerprint(sel_ids)),
         "subsample_seed": seed,
+        # What train.seed varies (Bouthillier et al. 2021 ask every source to vary); the eval rows do not.
+        "seeded_by_train_seed": ["selection split", "training subsample", "batch composition and order",
+                                 "head and method initialisation", "dropout"],
         "source": f"local:{spec.root}" if spec.root else f"hub:{spec.hub.get('path') if spec.hub else None}",
     }
     # -- model + method -------------------------------------------------------------------------

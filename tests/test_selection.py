@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from bench import records as R
 from bench import tasks as T
 from bench.readers import Example
 from bench.study import choose, lr_grid
-from tests.clitools import TINY, records_in, run_bench
+from tests.clitools import REPO, TINY, records_in, run_bench
 
 
 def _examples(n: int, n_pos: int) -> list[Example]:
@@ -75,6 +77,12 @@ def test_dev_labels_never_feed_the_choice(tmp_path, glue_dir):
         final = [r for r in records_in(out / "study") if r.get("study", {}).get("role") == "final"]
         assert len(final) == 1 and final[0]["train"]["lr"] == sel["selected_lr"]
         runs[flip] = (sel, final[0])
+        if not flip:  # the real study's records feed the report: trials only as budget curves
+            rep = subprocess.run([sys.executable, "-m", "bench.report", str(out / "study"), "--out",
+                                  str(tmp_path / "report")], cwd=REPO, capture_output=True, text=True, check=False)
+            assert rep.returncode == 0, rep.stderr[-2000:]
+            budget = (tmp_path / "report" / "budget.csv").read_text().splitlines()
+            assert len(budget) == 1 + 3 and all(",lora,study,3," in line for line in budget[1:])
     (sel_a, rec_a), (sel_b, rec_b) = runs[False], runs[True]
     assert sel_a["scores"] == sel_b["scores"] and sel_a["selected_lr"] == sel_b["selected_lr"]
     assert rec_a["selection_metrics"] == rec_b["selection_metrics"]

@@ -105,7 +105,10 @@ def records_to_frame(records: list[dict]) -> pd.DataFrame:
             "path": rec.get("_path"),
             "predictions": rec.get("predictions") or None,
         }
-        study = rec.get("study") if isinstance(rec.get("study"), dict) else {}
+        study = dict(rec.get("study")) if isinstance(rec.get("study"), dict) else {}
+        if study and study.get("selection_score") is None:  # the runner records it as selection_metrics
+            sel = rec.get("selection_metrics") or {}
+            study["selection_score"] = sel.get(headline) if isinstance(sel, dict) else None
         for f in STUDY_FIELDS:
             v = study.get(f)
             row[f"study_{f}"] = v if v is None or isinstance(v, str) or _is_number(v) else str(v)
