@@ -63,7 +63,8 @@ def test_custom_csv_task_runs_without_code_change(tmp_path, glue_dir):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (rec,) = records_in(tmp_path)
     assert rec["task"] == "example_csv" and rec["status"] == "ok"
-    assert rec["data"]["train_examples"] == 28
+    # 28 train rows: 10 % (3) held out as the selection split, the other 25 trained on
+    assert rec["data"]["selection"]["examples"] == 3 and rec["data"]["train_examples"] == 25
 
 
 def test_submitit_local_launcher_runs_two_cells(tmp_path, glue_dir):
