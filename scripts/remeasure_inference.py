@@ -1,6 +1,6 @@
 """Measure the inference section again on the deltas a sweep kept, and print both runs side by side.
 
-    python scripts/remeasure_inference.py results/default_sweep [--tasks sst2] [--out docs/inference_runs.md]
+    python scripts/remeasure_inference.py results/default_sweep [--tasks sst2] [--methods lora full] [--out FILE]
 
 Why: one run of a latency ratio on a shared 2-core machine is one draw; the issue asks for the
 run-to-run spread. The sweep must have run with `save_delta=true`. The second run rebuilds each
@@ -51,10 +51,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--tasks", nargs="*")
+    ap.add_argument("--methods", nargs="*")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     recs, _ = R.load_records(args.results)
-    recs = [r for r in recs if r["status"] == "ok" and r.get("inference") and (not args.tasks or r["task"] in args.tasks)]
+    recs = [r for r in recs if r["status"] == "ok" and r.get("inference") and (not args.tasks or r["task"] in args.tasks)
+            and (not args.methods or r["method"] in args.methods)]
     if not recs:
         sys.exit(f"{args.results}: no ok record with an inference section")
     lengths = None
