@@ -63,15 +63,14 @@ def record_stem(model: str, task: str, method_label: str, seed: int, chash: str)
     return f"{safe_label(model)}__{safe_label(task)}__{safe_label(method_label)}__s{seed}__{chash[:8]}"
 
 
-def write_record(path: str | os.PathLike, record: dict) -> Path:
-    """Write `record` as JSON to `path` atomically; returns the final path."""
-    path = Path(path)
+def _atomic_write(path: Path, mode: str, write) -> Path:
+    """Create `path` atomically: `write(fh)` fills a temporary file in the same folder (fsynced),
+    which then replaces `path`; a failure leaves no partial file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, sort_keys=False, default=_json_default)
-            fh.write("\n")
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -82,6 +81,15 @@ def write_record(path: str | os.PathLike, record: dict) -> Path:
             pass
         raise
     return path
+
+
+def write_record(path: str | os.PathLike, record: dict) -> Path:
+    """Write `record` as JSON to `path` atomically; returns the final path."""
+    def write(fh):
+        json.dump(record, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+
+    return _atomic_write(Path(path), "w", write)
 
 
 def _json_default(obj: Any):
@@ -198,20 +206,13 @@ def write_predictions(path: str | os.PathLike, payload: dict) -> Path:
     """
     import gzip
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-            gz.write(json.dumps(payload, separators=(",", ":"), default=_json_default).encode("utf-8"))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    blob = json.dumps(payload, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+    def write(fh):
+        with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
+            gz.write(blob)
+
+    return _atomic_write(Path(path), "wb", write)
 
 
 def predictions_path(record: dict) -> Path | None:

@@ -132,7 +132,7 @@ def prediction_payload(spec, eval_ids, eval_data, eval_preds, sel_ids, sel_data,
     intervals and paired tests never need a rerun (written beside the record by bench.execute)."""
     splits = {}
     for split, data in eval_data.items():
-        splits[split] = {"role": "eval", "metric_suffix": T.metric_keys(spec, split, ["x"])["x"][1:],
+        splits[split] = {"role": "eval", "metric_suffix": T.metric_suffix(spec, split),
                          "ids": eval_ids[split], "predictions": eval_preds[split], "references": list(data.labels)}
     if sel_data is not None:
         splits["selection"] = {"role": "selection", "metric_suffix": "", "ids": sel_ids,

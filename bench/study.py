@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench import records as R
 from bench.errors import ConfigError
+from bench.methods.base import check_positive_int
 
 log = logging.getLogger("bench")
 
@@ -43,8 +44,7 @@ def study_settings(cfg: DictConfig) -> dict:
     method = str(cfg.method.get("name") or "method")
     trials, seeds, trial_seed = st.get("trials"), st.get("seeds"), st.get("trial_seed", 0)
     for opt, val, lo in (("study.trials", trials, 1), ("study.seeds", seeds, 1), ("study.trial_seed", trial_seed, 0)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < lo:
-            raise ConfigError(f"{opt}={val!r}: expected an integer >= {lo}")
+        check_positive_int(opt, val, lo)
     rng = st.get("lr_range") or (st.get("lr_ranges") or {}).get(method)
     if rng is None:
         raise ConfigError(f"study: no learning-rate range for method {method!r}: set study.lr_ranges.{method}=[low,high] "

@@ -27,7 +27,7 @@ from bench.metrics import KNOWN_METRICS, compute_metrics
 from bench.readers import FORMATS, DataError, Example, infer_format, read_records
 
 __all__ = ["DataError", "Example", "TaskSpec", "carve_selection", "evaluate_predictions", "fingerprint", "has_split",
-           "load_split", "metric_keys", "nested_subsample", "subsample", "task_spec"]
+           "load_split", "metric_keys", "metric_suffix", "nested_subsample", "subsample", "task_spec"]
 
 KINDS = ("classification", "regression")
 METRICS_FOR_KIND = {"classification": ("accuracy", "f1", "matthews_correlation"),
@@ -154,7 +154,7 @@ def task_spec(cfg: Any) -> TaskSpec:
         if m not in reportable:
             raise _bad(name, "metrics", f"names from {list(METRICS_FOR_KIND[kind])} for a {kind} task"
                        f" (known: {list(KNOWN_METRICS)}), optionally with the suffix of a non-main eval"
-                       f" split ({[_suffix(spec, s) for s in eval_splits[1:]]})", m)
+                       f" split ({[metric_suffix(spec, s) for s in eval_splits[1:]]})", m)
     if "f1" in metrics and len(labels) != 2:
         raise ValueError(f"task {name}: field `metrics` has f1 (binary, class index 1 positive), which needs "
                          f"exactly 2 labels; this task has {len(labels)}")
@@ -414,7 +414,8 @@ def fingerprint(ids: Sequence[int]) -> str:
 
 # ---------------------------------------------------------------------------------------- evaluation
 
-def _suffix(spec: TaskSpec, split: str) -> str:
+def metric_suffix(spec: TaskSpec, split: str) -> str:
+    """The suffix of a split's metric keys: "" for the main eval split (MNLI mismatched: "_mm")."""
     if split == spec.eval_splits[0]:
         return ""
     return spec.metric_suffix.get(split, f"_{split}")
@@ -426,12 +427,12 @@ def metric_keys(spec: TaskSpec, split: str, base: Sequence[str] | None = None) -
         base = []
         for m in spec.metrics:
             for s in spec.eval_splits[1:]:
-                if m.endswith(_suffix(spec, s)) and m[: -len(_suffix(spec, s))] in KNOWN_METRICS:
-                    m = m[: -len(_suffix(spec, s))]
+                if m.endswith(metric_suffix(spec, s)) and m[: -len(metric_suffix(spec, s))] in KNOWN_METRICS:
+                    m = m[: -len(metric_suffix(spec, s))]
                     break
             if m not in base:
                 base.append(m)
-    return {b: b + _suffix(spec, split) for b in base}
+    return {b: b + metric_suffix(spec, split) for b in base}
 
 
 def evaluate_predictions(spec: TaskSpec, split: str, predictions, references) -> dict[str, float]:
