@@ -36,7 +36,6 @@ STUDY_FIELDS = ("name", "role", "trial_index", "n_trials", "lr", "selected_lr", 
 # Usual GLUE order, so that tables read like the papers; unknown tasks follow alphabetically.
 TASK_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 DEFAULT_HEADLINE = {"cola": "matthews_correlation", "stsb": "pearson", "mrpc": "f1", "qqp": "f1"}
-STATUS_ORDER = ("ok", "failed", "interrupted", "missing")
 # Quantities the tables and plots always show: present as columns (NaN) even when no record has
 # them, so that a results folder from an older or partial runner still gives a report.
 CORE_QUANTITIES = ("params.trainable", "params.total", "params.head", "params.trainable_pct",
