@@ -15,14 +15,21 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# As in bench/__main__.py, for the `peft-bench` console script, which imports this module directly:
+# torch.cuda.is_available() asks NVML, so cells forked from this process can still use the GPU.
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
+from bench.confdir import PACKAGED, conf_dir, find_conf_dir
+
 log = logging.getLogger("bench")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# The repo's conf/ in a clone, bench/conf/ in an installed wheel (bench/confdir.py); when neither
+# exists, main() stops with a ConfigError before Hydra reports a less helpful "not found".
+CONF_DIR = str(find_conf_dir() or PACKAGED)
 _STATE = {"exit": 0}
 
 
@@ -109,6 +116,13 @@ def _hydra_main(cfg: DictConfig) -> str:
 
 def main() -> None:
     os.environ.setdefault("BENCH_INVOCATION", uuid.uuid4().hex[:12])
+    from bench.errors import ConfigError
+
+    try:
+        conf_dir()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
     try:
         _hydra_main()
     except KeyboardInterrupt:

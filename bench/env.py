@@ -34,6 +34,13 @@ def cpu_model() -> str:
 
 @lru_cache(maxsize=1)
 def git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of a clone. An installed wheel has no repository of its own: asking git in
+    site-packages could report whatever project the environment happens to sit in, so it reports
+    nothing (the record's `bench` version identifies the code instead)."""
+    from bench.confdir import is_checkout
+
+    if not is_checkout():
+        return None, None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                                 timeout=5).stdout.strip() or None

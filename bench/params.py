@@ -27,12 +27,13 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from bench.confdir import PACKAGED, find_conf_dir
+
+CONF_DIR = str(find_conf_dir() or PACKAGED)  # a clone's conf/ or the wheel's bench/conf/
 
 # Trainable parameters by kind, from parameter names (first match wins; display only).
 KINDS = (

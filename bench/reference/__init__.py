@@ -25,9 +25,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.confdir import PACKAGED, find_conf_dir
+
 DATA_VERSION = 1
 CSV_PATH = Path(__file__).with_name("published.csv")
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = find_conf_dir() or PACKAGED  # a clone's conf/ or the wheel's bench/conf/ (bench/confdir.py)
 PRESET_DIR = CONF_DIR / "experiment"
 PRESET_FOLDERS = ("lora_paper", "houlsby")  # paper folders under conf/experiment/
 
