@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import records as R
 from bench.errors import BenchError
+from bench.results import sweep_dir_of
 
 log = logging.getLogger("bench")
 
@@ -66,7 +67,7 @@ def identity(cfg: DictConfig, overrides: list[str] | None) -> dict:
 
 
 def record_path(cfg: DictConfig, ident: dict) -> Path:
-    return Path(str(cfg.results_dir)) / str(cfg.sweep_name) / f"{ident['run_id']}.json"
+    return sweep_dir_of(cfg) / f"{ident['run_id']}.json"
 
 
 def existing_ok(path: Path, chash: str) -> bool:
@@ -89,7 +90,7 @@ def _ledger(cfg: DictConfig, line: dict) -> None:
     inv = os.environ.get("BENCH_INVOCATION")
     if not inv:
         return
-    folder = Path(str(cfg.results_dir)) / str(cfg.sweep_name) / LEDGER_DIR
+    folder = sweep_dir_of(cfg) / LEDGER_DIR
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{inv}.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(line) + "\n")

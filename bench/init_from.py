@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from bench.errors import ConfigError
+from bench.results import recency, sweep_dir_of
 
 #: method settings that may differ between source and target (they do not change the delta's shape)
 FREE_SETTINGS = ("lr",)
@@ -33,7 +34,7 @@ def _load_json(path: Path) -> dict:
 def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
     """(source record, delta folder) for `cfg.train.init_from`."""
     want = str(cfg.train.init_from)
-    sweep = Path(str(cfg.results_dir)) / str(cfg.sweep_name)
+    sweep = sweep_dir_of(cfg)
     path = Path(want)
     if path.is_dir():
         rec_path = path.parent.parent / f"{path.name}.json"
@@ -66,7 +67,7 @@ def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
         raise ConfigError(
             f"train.init_from={want!r}: no ok record of task {want} (model {cfg.model.name}, method {cfg.method.name}, "
             f"seed {cfg.train.seed}) with a kept delta in {sweep}; run that cell first with save_delta=true")
-    rec = max(found, key=lambda r: str(r.get("finished_at") or ""))
+    rec = max(found, key=recency)  # the newest, as every reader of records picks (bench.results)
     return rec, Path(rec["storage"]["kept_at"])
 
 

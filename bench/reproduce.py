@@ -37,6 +37,7 @@ import pandas as pd
 
 from bench import reference as R
 from bench.reference.report import table_from_frame, to_text, write_report
+from bench.results import newest_per_seed, sweep_dir
 
 log = logging.getLogger("bench.reproduce")
 PAPERS = R.PRESET_FOLDERS
@@ -197,13 +198,9 @@ def measured_for(records: list[dict], task: str, metric: str, aggregate: str) ->
 
 
 def latest_per_seed(records: list[dict], n_seeds: int | None) -> list[dict]:
-    """One record per (task, seed), the newest (a rerun with a changed preset replaces the old one); only
-    the seeds the plan runs."""
-    keep: dict[tuple, dict] = {}
-    for rec in sorted(records, key=lambda r: str(r.get("finished_at") or "")):
-        if n_seeds is None or int(rec.get("seed", 0)) < n_seeds:
-            keep[(rec.get("task"), rec.get("seed"))] = rec
-    return list(keep.values())
+    """One record per seed cell, the newest (bench.results.newest_per_seed: a rerun with a changed
+    preset replaces the old one); only the seeds the plan runs."""
+    return newest_per_seed(r for r in records if n_seeds is None or int(r.get("seed", 0)) < n_seeds)[0]
 
 
 def compare_rows(plan: dict, rows: list[R.Row], records: list[dict]) -> list[dict]:
@@ -255,8 +252,8 @@ def cmd_presets(name: str, keys: list[str], results: Path, out: Path, dry_run: b
                      f"{len(plan['cells'])} cell(s) to run" + (" (dry run)" if dry_run else ""))
         if plan["cells"] and not dry_run:
             failed += run_cells(plan["cells"], results)
-        sweep_dir = results / plan["sweep"]
-        records = load_records(sweep_dir)[0] if sweep_dir.exists() else []
+        folder = sweep_dir(results, plan["sweep"])
+        records = load_records(folder)[0] if folder.exists() else []
         ids = set(plan["ref"].get("config_ids", []))
         rows = [r for r in all_rows if r.config_id in ids]
         notes += [f"{key}: {d}" for d in plan["ref"].get("deviations", [])]
@@ -296,8 +293,8 @@ def cmd_scaled(results: Path, out: Path, run: bool, seeds: str | None) -> int:
         rc = subprocess.call(cmd)
         wall = time.perf_counter() - t0
     cfg = _compose([f"experiment={spec.preset}"])
-    sweep_dir = results / str(cfg.sweep_name)
-    records = load_records(sweep_dir)[0] if sweep_dir.exists() else []
+    folder = sweep_dir(results, cfg.sweep_name)
+    records = load_records(folder)[0] if folder.exists() else []
     res = S.build(records, spec)
     t = spec.train
     budget = (f"budget: {t.get('max_train_samples')} training examples per task, {t.get('epochs')} epochs, batch "

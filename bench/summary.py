@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench import records as R
 from bench.execute import LEDGER_DIR
+from bench.results import fmt_count, text_table
 
 
 def read_ledger(sweep_dir: Path, invocation: str) -> list[dict]:
@@ -23,12 +24,6 @@ def read_ledger(sweep_dir: Path, invocation: str) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return out
-
-
-def _fmt_params(n) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
 def summary_table(entries: list[dict]) -> tuple[str, dict]:
@@ -50,7 +45,7 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             cuda = rec["memory"].get("cuda_peak_allocated_bytes")
             rows.append((
                 f"{rec['model']} {rec['task']:>5} {rec['method_label']}", e["status"],
-                f"{h}={rec['metrics'][h]:.3f}", _fmt_params(rec["params"]["trainable"]),
+                f"{h}={rec['metrics'][h]:.3f}", fmt_count(rec["params"]["trainable"], "-"),
                 f"{cuda / 2**20:.0f}MiB CUDA" if cuda else f"{rec['memory']['peak_rss_bytes'] / 2**20:.0f}MiB",
                 # None when every step was a warm-up step (too few steps to time)
                 f"{sps:.1f}/s" if sps is not None else "n/a", f"{rec['time']['total_s']:.0f}s",
@@ -59,9 +54,5 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             err = rec.get("error") or {}
             rows.append((f"{rec['model']} {rec['task']:>5} {rec['method_label']}", rec["status"],
                          f"{err.get('type')}: {str(err.get('message'))[:60]}", "-", "-", "-", "-"))
-    header = ("cell", "status", "headline (dev)", "trainable", "peak memory", "train", "time")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines), counts
+    header = ("cell", "status", "headline", "trainable", "peak memory", "train", "time")
+    return text_table(header, rows), counts

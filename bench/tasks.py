@@ -12,7 +12,9 @@ Schema (keys beyond these are kept in TaskSpec.extra for other parts of the harn
   splits: {<split>: {path, format (tsv|csv|jsonl|parquet; default from the suffix),
            header (default true), columns (required without header), text_fields, label_field}},
   metric_suffix: {<eval split>: suffix} (optional; default "_<split>" for non-main splits),
-  hub: {path, name, splits: {<split>: <hub split>}, text_fields, label_field} (optional).
+  hub: {path, name, splits: {<split>: <hub split>}, text_fields, label_field} (optional),
+  display_name, description, order (optional, display only: how reports name, caption and order the
+  task; left out of the config hash, see bench/results.py).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ KINDS = ("classification", "regression")
 METRICS_FOR_KIND = {"classification": ("accuracy", "f1", "matthews_correlation"),
                     "regression": ("pearson", "spearmanr")}
 _KNOWN_KEYS = {"name", "kind", "text_fields", "label_field", "labels", "label_names", "metrics", "headline",
-               "root", "splits", "eval_splits", "hub", "metric_suffix"}
+               "root", "splits", "eval_splits", "hub", "metric_suffix", "display_name", "description", "order"}
 _SPLIT_KEYS = {"path", "format", "header", "columns", "text_fields", "label_field"}
 _HUB_KEYS = {"path", "name", "splits", "text_fields", "label_field"}
 GLUE_HUBS = ("nyu-mll/glue", "glue")
@@ -55,6 +57,9 @@ class TaskSpec:
     hub: dict | None
     metric_suffix: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    display_name: str | None = None
+    description: str | None = None
+    order: float | None = None
 
     @property
     def num_labels(self) -> int:
@@ -162,6 +167,15 @@ def task_spec(cfg: Any) -> TaskSpec:
     if headline not in metrics:
         raise _bad(name, "headline", f"one of `metrics` {metrics}", headline)
     spec.metrics, spec.headline = metrics, headline
+    for key in ("display_name", "description"):
+        v = c.get(key)
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            raise _bad(name, key, "a non-empty string or absent (shown in reports)", v)
+        setattr(spec, key, v)
+    order = c.get("order")
+    if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float)) or not math.isfinite(order)):
+        raise _bad(name, "order", "a number or absent (reports list tasks by it, then alphabetically)", order)
+    spec.order = order
     return spec
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.reference import Row, by_config, load, parse_counts, preset_path
+from bench.results import fmt_count, newest_per_seed
 
 SPEC_PATH = Path(__file__).with_name("scaled_repro.yaml")
 
@@ -79,10 +80,12 @@ def metric_for_task(spec: Spec, pub: dict[str, dict[str, Row]]) -> dict[str, str
 
 
 def measured_values(records: list[dict], spec: Spec, metric: dict[str, str]) -> pd.DataFrame:
-    """One row per ok record of the grid: method_label, task, seed, value (x100), trainable_excl_head."""
+    """One row per grid seed cell whose newest record (bench.results.newest_per_seed) is ok:
+    method_label, task, seed, value (x100), trainable_excl_head, train_s."""
     rows = []
-    for rec in sorted(records, key=lambda r: str(r.get("finished_at") or "")):  # newest last: reruns win
-        if rec.get("status") != "ok" or rec.get("task") not in spec.tasks or rec.get("method_label") not in spec.methods:
+    grid = [r for r in records if r.get("task") in spec.tasks and r.get("method_label") in spec.methods]
+    for rec in newest_per_seed(grid)[0]:
+        if rec.get("status") != "ok":
             continue
         key = metric[rec["task"]] or rec.get("headline_metric")
         val = (rec.get("metrics") or {}).get(key)
@@ -91,8 +94,7 @@ def measured_values(records: list[dict], spec: Spec, metric: dict[str, str]) -> 
         rows.append({"method_label": rec["method_label"], "task": rec["task"], "seed": int(rec["seed"]),
                      "value": 100.0 * float(val), "trainable_excl_head": (rec.get("params") or {}).get("trainable_excl_head"),
                      "train_s": (rec.get("time") or {}).get("total_s")})
-    frame = pd.DataFrame(rows, columns=["method_label", "task", "seed", "value", "trainable_excl_head", "train_s"])
-    return frame.drop_duplicates(["method_label", "task", "seed"], keep="last")
+    return pd.DataFrame(rows, columns=["method_label", "task", "seed", "value", "trainable_excl_head", "train_s"])
 
 
 def task_averages(frame: pd.DataFrame, tasks: list[str]) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
@@ -247,10 +249,9 @@ def build(records: list[dict], spec: Spec | None = None, rows: list[Row] | None 
             claims.append(evaluate_claim(c, pub_params, meas_params, {}))
         else:
             claims.append(evaluate_claim(c, pub_avg, means, per_seed, per_task))
-    params_rows = [{"method": m["name"], "published (RoBERTa-base)": (
-        f"{pub_params[label] / 1e6:.1f}M" if label in pub_params else "–"),
-        "measured (MiniLM, excl. head)": f"{int(meas_params[label]):,}" if label in meas_params and not
-        math.isnan(meas_params[label]) else "–"} for label, m in spec.methods.items()]
+    params_rows = [{"method": m["name"], "published (RoBERTa-base)": fmt_count(pub_params.get(label)),
+                    "measured (MiniLM, excl. head)": fmt_count(meas_params.get(label))}
+                   for label, m in spec.methods.items()]
     cells_expected = len(spec.tasks) * len(spec.methods) * len(spec.seeds)
     return {"side": pd.DataFrame(side), "claims": pd.DataFrame(claims), "params": pd.DataFrame(params_rows),
             "raw": frame, "means": means, "per_seed": per_seed, "published_avg": pub_avg, "metric": metric,

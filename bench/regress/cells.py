@@ -5,7 +5,6 @@ what the aggregation does not carry: each cell's environment and config hashes.
 """
 from __future__ import annotations
 
-import copy
 import math
 import re
 from pathlib import Path
@@ -17,8 +16,6 @@ from bench.report.aggregate import build
 ENV_MATCH = ("device", "cuda_device_name", "cpu_model", "torch_threads", "torch")
 #: Measurements kept per cell besides the metrics: (section, leaf).
 PERF = (("memory", "peak_rss_bytes"), ("memory", "cuda_peak_allocated_bytes"), ("throughput", "train_samples_per_s"))
-#: Config keys left out of the portable config hash: paths that differ between machines.
-PORTABLE_EXCLUDED = ("task.root",)
 MIXED = "(mixed)"
 
 
@@ -35,21 +32,6 @@ def glob_match(pattern: str, text: str) -> bool:
     as character classes)."""
     rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(rx, text) is not None
-
-
-def portable_hash(config: dict | None) -> str | None:
-    """config_hash without machine-specific paths, so the same cell hashes alike on every machine."""
-    if not isinstance(config, dict):
-        return None
-    cfg = copy.deepcopy(config)
-    for dotted in PORTABLE_EXCLUDED:
-        *parents, leaf = dotted.split(".")
-        node = cfg
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return R.config_hash(cfg)
 
 
 def _stat(row, quantity: str) -> dict | None:
@@ -87,8 +69,11 @@ def summarize(records: list[dict]) -> tuple[dict[str, dict], dict]:
     A cell: model, method, method_label, task, headline_metric, status (aggregate's: ok, partial,
     failed, missing), n_ok, n_failed, errors, seeds (ok seeds), metrics {name: {mean, std, n}},
     params {trainable, total}, perf {"memory.peak_rss_bytes": {mean, std, n}, ...}, env (ENV_MATCH
-    fields, MIXED where the ok records disagree), config_hashes, portable_hashes, and `_records` (the
-    kept ok records themselves, newest per seed).
+    fields, MIXED where the ok records disagree), config_hashes (as stored), portable_hashes
+    (records.config_hash recomputed from each record's config: machine paths and run-control settings
+    are left out of it, so it matches across machines and across records written before a setting
+    joined records.HASH_EXCLUDED; the name is kept so baselines saved earlier read unchanged), and
+    `_records` (the kept ok records themselves, newest per seed).
     """
     agg = build(records)
     by_path = {r.get("_path"): r for r in records}
@@ -116,7 +101,7 @@ def summarize(records: list[dict]) -> tuple[dict[str, dict], dict]:
             "metrics": metrics, "params": params, "perf": perf,
             "env": _env_of([r.get("env") or {} for r in recs]) if recs else {},
             "config_hashes": sorted({str(r.get("config_hash")) for r in recs}),
-            "portable_hashes": sorted({h for r in recs if (h := portable_hash(r.get("config")))}),
+            "portable_hashes": sorted({R.config_hash(r["config"]) for r in recs if isinstance(r.get("config"), dict)}),
             "_records": recs,  # the kept ok records (their predictions feed the paired test); not saved
         }
     facts = {

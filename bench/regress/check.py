@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bench.results import fmt_count, text_table
+
 from .cells import cell_id, env_diff, glob_match
 
 STATUS_ORDER = {"REGRESSED": 0, "FAILED": 1, "MISSING": 2, "ok": 3, "excluded": 4, "new": 5}
@@ -67,12 +69,6 @@ def _perf_quantities(base: dict, cand: dict) -> list[tuple[str, str, int]]:
     return [("memory", mem, +1), ("throughput", "throughput.train_samples_per_s", -1)]
 
 
-def _fmt_params(n) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(n)
-
-
 def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
     cid = cell_id(base["model"], base["method_label"], base["task"])
     hm = base.get("headline_metric") or next(iter(base["metrics"]))
@@ -110,7 +106,7 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
             res.notes.append(f"{m} improved {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f} > {tol:.4f})")
     # -- parameters ------------------------------------------------------------------------------
     bt, ct = base["params"].get("trainable"), cand["params"].get("trainable")
-    res.cols["params"] = _fmt_params(ct) + ("" if bt == ct else f" (was {_fmt_params(bt)})")
+    res.cols["params"] = fmt_count(ct, "-") + ("" if bt == ct else f" (was {fmt_count(bt, '-')})")
     if bt != ct:
         allowed = any(glob_match(p, base["method_label"]) for p in st.allow_param_change)
         msg = f"trainable parameters {bt} -> {ct}"
@@ -178,7 +174,7 @@ def run_check(baseline: dict, cand_cells: dict[str, dict], st: Settings, paired:
             hm = c.get("headline_metric")
             results.append(CellResult(cid, "new", notes=["not in the baseline: not gated"],
                                       cols={"metric": hm, "cand": (c["metrics"].get(hm) or {}).get("mean"),
-                                            "params": _fmt_params(c["params"].get("trainable"))}))
+                                            "params": fmt_count(c["params"].get("trainable"), "-")}))
     results.sort(key=lambda r: (STATUS_ORDER.get(r.verdict, 9), r.cid))
     return results
 
@@ -190,16 +186,13 @@ def _f(v, fmt: str) -> str:
 def format_table(results: list[CellResult]) -> str:
     header = ("cell", "verdict", "headline", "base", "cand", "delta", "tol", "p(Holm)", "trainable", "memory",
               "train/s")
-    rows = [header]
+    rows = []
     for r in results:
         c = r.cols
         rows.append((r.cid, r.verdict, c.get("metric") or "-", _f(c.get("base"), ".4f"), _f(c.get("cand"), ".4f"),
                      _f(c.get("delta"), "+.4f"), _f(c.get("tol"), ".4f"), _f(c.get("p_adj"), ".2g"), c.get("params", "-"),
                      c.get("memory", "-"), c.get("throughput", "-")))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(header, rows)
 
 
 def format_details(results: list[CellResult]) -> str:

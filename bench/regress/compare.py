@@ -9,7 +9,8 @@ import math
 import pandas as pd
 
 from bench.pareto import pareto_frontier
-from bench.report.aggregate import build, sort_tasks
+from bench.report.aggregate import build
+from bench.results import fmt_count, text_table
 
 from .cells import UnusableInput, glob_match
 
@@ -32,19 +33,6 @@ def _fmt(v, fmt: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-def _params(n) -> str:
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "-"
-    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(int(n))
-
-
-def _table(rows: list[tuple]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
 def compare(records: list[dict], method: str) -> tuple[str, dict]:
     """Text report and {label: {(model, task or "avg"): {"pareto_params", "pareto_memory", "rank", "of",
     "headline"}}} for the method's labels (method_label glob-matching `method`, or method name == `method`)."""
@@ -65,10 +53,11 @@ def compare(records: list[dict], method: str) -> tuple[str, dict]:
               "yes/no. '<-' marks the new method."), ""]
     for model in sorted(cells["model"].unique()):
         mc = cells[cells["model"] == model]
-        for task in sort_tasks(mc["task"].unique()) + ["avg"]:
+        model_tasks = agg.catalog.sort(mc["task"].unique())
+        for task in model_tasks + ["avg"]:
             if task == "avg":
                 sub = agg.summary[(agg.summary["model"] == model) & (agg.summary["status"] == "ok")].copy()
-                if sub.empty or len(sort_tasks(mc["task"].unique())) < 2:
+                if sub.empty or len(model_tasks) < 2:
                     continue
                 title, y, x_p = f"[{model}] {sub['task'].iloc[0]}", "headline_mean", "params.trainable_mean"
                 sub["headline_std"] = float("nan")
@@ -79,13 +68,14 @@ def compare(records: list[dict], method: str) -> tuple[str, dict]:
             x_m = _memory_col(sub, "_mean")
             sub = sub.sort_values(y, ascending=False).reset_index(drop=True)
             on_p, on_m = _frontier(sub, x_p, y), _frontier(sub, x_m, y)
-            rows = [("", "method", "kind", "headline", "+-std", "trainable", "% of total", "peak mem", "train/s",
-                     "pareto params", "pareto memory")]
+            header = ("", "method", "kind", "headline", "+-std", "trainable", "% of total", "peak mem", "train/s",
+                      "pareto params", "pareto memory")
+            rows = []
             for i, r in sub.iterrows():
                 lbl = r["method_label"]
                 builtin = targets.get(lbl, "").startswith("bench.methods.")
                 rows.append(("<-" if lbl in new else "", lbl, "built-in" if builtin else "external",
-                             _fmt(r[y], ".4f"), _fmt(r.get("headline_std"), ".4f"), _params(r.get(x_p)),
+                             _fmt(r[y], ".4f"), _fmt(r.get("headline_std"), ".4f"), fmt_count(r.get(x_p), "-"),
                              _fmt(r.get("params.trainable_pct_mean"), ".3f"),
                              _fmt(r.get(x_m, float("nan")) / 2**20, ".0f") + "MiB",
                              _fmt(r.get("throughput.train_samples_per_s_mean"), ".1f"),
@@ -93,7 +83,7 @@ def compare(records: list[dict], method: str) -> tuple[str, dict]:
                 if lbl in new:
                     found[lbl][(model, task)] = {"pareto_params": i in on_p, "pareto_memory": i in on_m,
                                         "rank": i + 1, "of": len(sub), "headline": float(r[y])}
-            lines += [title] + _table(rows) + [""]
+            lines += [title, text_table(header, rows), ""]
     for lbl, per in found.items():
         for model in sorted({m for m, _ in per}):
             tasks = [t for m, t in per if m == model and t != "avg"]

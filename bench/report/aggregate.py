@@ -7,12 +7,15 @@ this module formats, scales or draws: values stay on the records' own scale (met
 Pipeline (each step is a public function so that callers can stop where they need to):
 
     records_to_frame(records)  one row per record, nested fields flattened (`metrics.f1`, `memory.peak_rss_bytes`)
-    dedupe(frame)              one record per (model, method_label, task, seed); conflicts listed
+    dedupe(frame, records)     one record per (model, method_label, task, seed) (bench.results); conflicts listed
     cell_grid(kept)            every model x method_label x task x seed seen for that model, with status
     cell_stats(kept)           long form: (model, method_label, task, quantity) -> mean, std, n
     aggregate_cells(kept, grid)  wide form: one row per (model, method_label, task)
-    summarize_methods(kept, cells)  one row per (model, method_label): GLUE-style average
+    summarize_methods(kept, cells)  one row per (model, method_label): the task average
     build(records)             all of the above in an `Aggregation`
+
+Task order and headline metrics come from the task specs in the records (bench.results.TaskCatalog):
+functions that order tasks take the catalog, and without one fall back to GLUE's order.
 
 Learning-rate trials of a tuning study (`study.role == "trial"`) are different learning rates under
 one method label: they are split off before dedupe (`Aggregation.trials`) and feed only the
@@ -25,156 +28,60 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bench.results import SEED_KEY as _SEED_KEY
+from bench.results import TaskCatalog, newest_per_seed
 from bench.stats import t_bounds
 
+from .frame import ERROR_FIELDS, MEASURE_SECTIONS, records_to_frame, value_columns
+
 KEY = ["model", "method_label", "task"]
-SEED_KEY = KEY + ["seed"]
-# Nested record sections whose numeric leaves are measurements (aggregated like metrics).
-MEASURE_SECTIONS = ("params", "memory", "throughput", "time", "storage", "train", "data")
-ERROR_FIELDS = ("type", "message", "phase", "where", "log")
-STUDY_FIELDS = ("name", "role", "trial_index", "n_trials", "lr", "selected_lr", "selection_score", "trial_seed")
-# Usual GLUE order, so that tables read like the papers; unknown tasks follow alphabetically.
-TASK_ORDER = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
-DEFAULT_HEADLINE = {"cola": "matthews_correlation", "stsb": "pearson", "mrpc": "f1", "qqp": "f1"}
-# Quantities the tables and plots always show: present as columns (NaN) even when no record has
-# them, so that a results folder from an older or partial runner still gives a report.
-CORE_QUANTITIES = ("params.trainable", "params.total", "params.head", "params.trainable_pct",
-                   "memory.peak_rss_bytes", "memory.cuda_peak_allocated_bytes",
-                   "throughput.train_samples_per_s", "time.train_s", "storage.bytes")
+SEED_KEY = list(_SEED_KEY)
 
 
-def task_sort_key(task: str) -> tuple[int, str]:
-    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+def sort_tasks(tasks, catalog: TaskCatalog | None = None) -> list[str]:
+    """Tasks in the specs' order (`order`; GLUE's for GLUE tasks), the rest alphabetically."""
+    return (catalog or TaskCatalog()).sort(tasks)
 
 
-def sort_tasks(tasks) -> list[str]:
-    return sorted({str(t) for t in tasks}, key=task_sort_key)
-
-
-def avg_label(tasks) -> str:
+def avg_label(tasks, catalog: TaskCatalog | None = None) -> str:
     """Column name of a task average; names its tasks so different averages are never confused."""
-    return "avg (" + (", ".join(sort_tasks(tasks)) or "no task with an ok record") + ")"
+    return "avg (" + (", ".join(sort_tasks(tasks, catalog)) or "no task with an ok record") + ")"
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
-def _flatten(prefix: str, node: dict, out: dict) -> None:
-    # Hot loop (every leaf of every record): exact type checks first, JSON gives int/float.
-    for k, v in node.items():
-        t = type(v)
-        if t is float or t is int:
-            out[f"{prefix}.{k}"] = float(v)
-        elif t is dict:
-            _flatten(f"{prefix}.{k}", v, out)
-        elif t is not bool and _is_number(v):
-            out[f"{prefix}.{k}"] = float(v)
-
-
-def records_to_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record (any status).
-
-    Identity columns: model, method, method_label, task, seed, status, config_hash, finished_at
-    (UTC Timestamp, NaT when absent), created_at, headline_metric, sweep, run_id, path (the record
-    file, from `_path`), predictions (file name or None), error_type, error_message, error_phase,
-    error_where, error_log, study_<f> for f in STUDY_FIELDS (None without a study block).
-    Value columns (float): `headline` (= metrics[headline_metric]), `metrics.<name>` and
-    `<section>.<leaf>` for every numeric leaf of params/memory/throughput/time/storage/train/data.
-    """
-    rows = []
-    for rec in records:
-        task = str(rec.get("task"))
-        headline = rec.get("headline_metric") or DEFAULT_HEADLINE.get(task, "accuracy")
-        metrics = rec.get("metrics") or {}
-        error = rec.get("error") or {}
-        row = {
-            "model": str(rec.get("model")),
-            "method": str(rec.get("method")),
-            "method_label": str(rec.get("method_label") or rec.get("method")),
-            "task": task,
-            "seed": int(rec.get("seed")),
-            "status": str(rec.get("status")),
-            "config_hash": str(rec.get("config_hash") or ""),
-            "finished_at": rec.get("finished_at"),
-            "created_at": rec.get("created_at"),
-            "headline_metric": headline,
-            "sweep": rec.get("sweep"),
-            "run_id": rec.get("run_id"),
-            "path": rec.get("_path"),
-            "predictions": rec.get("predictions") or None,
-        }
-        study = dict(rec.get("study")) if isinstance(rec.get("study"), dict) else {}
-        if study and study.get("selection_score") is None:  # the runner records it as selection_metrics
-            sel = rec.get("selection_metrics") or {}
-            study["selection_score"] = sel.get(headline) if isinstance(sel, dict) else None
-        for f in STUDY_FIELDS:
-            v = study.get(f)
-            row[f"study_{f}"] = v if v is None or isinstance(v, str) or _is_number(v) else str(v)
-        for f in ERROR_FIELDS:
-            row[f"error_{f}"] = error.get(f) if isinstance(error, dict) else None
-        val = metrics.get(headline) if isinstance(metrics, dict) else None
-        row["headline"] = float(val) if _is_number(val) else np.nan
-        if isinstance(metrics, dict):
-            _flatten("metrics", metrics, row)
-        for section in MEASURE_SECTIONS:
-            if isinstance(rec.get(section), dict):
-                _flatten(section, rec[section], row)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return pd.DataFrame(columns=SEED_KEY + ["status", "headline"])
-    absent = [q for q in CORE_QUANTITIES if q not in frame.columns]
-    if absent:
-        frame = pd.concat([frame, pd.DataFrame(np.nan, index=frame.index, columns=absent)], axis=1)
-    for col in ("finished_at", "created_at"):
-        frame[col] = pd.to_datetime(frame[col], utc=True, errors="coerce", format="ISO8601")
-    for col in value_columns(frame):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-    return frame
-
-
-def value_columns(frame: pd.DataFrame) -> list[str]:
-    """The aggregated quantities: headline first, then metrics, then measurements (sorted)."""
-    metric = sorted(c for c in frame.columns if c.startswith("metrics."))
-    measure = sorted(c for c in frame.columns if c.split(".", 1)[0] in MEASURE_SECTIONS and "." in c)
-    return (["headline"] if "headline" in frame.columns else []) + metric + measure
-
-
-def dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep one record per (model, method_label, task, seed): the newest by finished_at.
+def dedupe(frame: pd.DataFrame, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep one record per (model, method_label, task, seed): bench.results.newest_per_seed (newest
+    by finished_at; ties prefer an ok record, then the later path). Row i of `frame` is records[i].
 
     Several records for one seed cell happen when a cell is rerun with a changed config or in a
-    second sweep; averaging them would mix experiments. Ties on finished_at prefer an ok record,
-    then the later path (deterministic). Returns (kept, conflicts); conflicts has one row per
-    affected seed cell: model, method_label, task, seed, n_records, kind ("config_hash differs" or
-    "duplicate (same config_hash)"), kept_path, kept_config_hash, kept_status, kept_finished_at,
-    dropped_paths (";"-joined), dropped_config_hashes.
+    second sweep; averaging them would mix experiments. Returns (kept, conflicts); conflicts has one
+    row per affected seed cell: model, method_label, task, seed, n_records, kind ("config_hash
+    differs" or "duplicate (same config_hash)"), kept_path, kept_config_hash, kept_status,
+    kept_finished_at, dropped_paths (";"-joined), dropped_config_hashes.
     """
     conflict_cols = SEED_KEY + ["n_records", "kind", "kept_path", "kept_config_hash", "kept_status",
                                 "kept_finished_at", "dropped_paths", "dropped_config_hashes"]
     if frame.empty:
         return frame.copy(), pd.DataFrame(columns=conflict_cols)
-    order = frame.assign(_ok=(frame["status"] == "ok"), _ts=frame["finished_at"].fillna(frame["created_at"]))
-    order = order.sort_values(["_ts", "_ok", "path"], na_position="first", kind="stable")
-    dup = order.duplicated(SEED_KEY, keep=False)
-    kept = order.drop_duplicates(SEED_KEY, keep="last").drop(columns=["_ok", "_ts"])
+    row_of = {id(rec): i for i, rec in enumerate(records)}
+    kept_recs, groups = newest_per_seed(records)
+    kept = frame.iloc[sorted(row_of[id(r)] for r in kept_recs)].reset_index(drop=True)
     conflicts = []
-    for key, grp in order[dup].groupby(SEED_KEY, sort=True):
-        last, rest = grp.iloc[-1], grp.iloc[:-1]
-        differs = grp["config_hash"].nunique() > 1
-        conflicts.append(dict(zip(SEED_KEY, key)) | {
-            "n_records": len(grp),
-            "kind": "config_hash differs" if differs else "duplicate (same config_hash)",
+    for grp in groups:
+        rows = frame.iloc[[row_of[id(r)] for r in grp]]
+        last, rest = rows.iloc[-1], rows.iloc[:-1]
+        conflicts.append({k: last[k] for k in SEED_KEY} | {
+            "n_records": len(rows),
+            "kind": "config_hash differs" if rows["config_hash"].nunique() > 1 else "duplicate (same config_hash)",
             "kept_path": last["path"], "kept_config_hash": last["config_hash"][:8],
             "kept_status": last["status"], "kept_finished_at": last["finished_at"],
             "dropped_paths": ";".join(str(p) for p in rest["path"]),
             "dropped_config_hashes": ";".join(h[:8] for h in rest["config_hash"]),
         })
-    return kept.reset_index(drop=True), pd.DataFrame(conflicts, columns=conflict_cols)
+    conflicts.sort(key=lambda c: tuple(c[k] for k in SEED_KEY))
+    return kept, pd.DataFrame(conflicts, columns=conflict_cols)
 
 
-def cell_grid(kept: pd.DataFrame) -> pd.DataFrame:
+def cell_grid(kept: pd.DataFrame, catalog: TaskCatalog | None = None) -> pd.DataFrame:
     """Every model x method_label x task x seed combination seen in any record of that model.
 
     A combination without a record is `missing`; otherwise the kept record's status and error.
@@ -188,7 +95,7 @@ def cell_grid(kept: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for model, sub in kept.groupby("model", sort=True):
         idx = pd.MultiIndex.from_product(
-            [[model], sorted(sub["method_label"].unique()), sort_tasks(sub["task"].unique()),
+            [[model], sorted(sub["method_label"].unique()), sort_tasks(sub["task"].unique(), catalog),
              sorted(sub["seed"].unique())], names=SEED_KEY)
         parts.append(idx.to_frame(index=False))
     grid = pd.concat(parts, ignore_index=True)
@@ -223,7 +130,7 @@ def _cell_status(n_ok: int, n_failed: int, n_seeds: int) -> str:
     return "failed" if n_failed > 0 else "missing"
 
 
-def aggregate_cells(kept: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+def aggregate_cells(kept: pd.DataFrame, grid: pd.DataFrame, catalog: TaskCatalog | None = None) -> pd.DataFrame:
     """Wide form: one row per (model, method_label, task) of the grid (none dropped).
 
     Columns: row_type ("cell"), model, method, method_label, task, headline_metric, status ("ok":
@@ -270,7 +177,7 @@ def aggregate_cells(kept: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     hn = cells["headline_n"] if "headline_n" in cells else pd.Series(0, index=cells.index)
     cells["ci_method"] = [f"t over seeds (n={n})" if n >= 2 else "" for n in hn]
     cells["row_type"] = "cell"
-    cells["_t"] = cells["task"].map(task_sort_key)
+    cells["_t"] = cells["task"].map((catalog or TaskCatalog()).key)
     cells = cells.sort_values(["model", "method_label", "_t"]).drop(columns="_t").reset_index(drop=True)
     head = ["row_type", "model", "method", "method_label", "task", "headline_metric", "status",
             "n_seeds", "n_ok", "n_failed", "n_missing", "errors", "ci_method"]
@@ -285,14 +192,14 @@ def is_metric(q: str) -> bool:
     return q == "headline" or q.startswith("metrics.")
 
 
-def tasks_present(cells: pd.DataFrame, model: str) -> list[str]:
+def tasks_present(cells: pd.DataFrame, model: str, catalog: TaskCatalog | None = None) -> list[str]:
     """Tasks that have at least one ok cell for `model`: the tasks its average runs over."""
     sub = cells[(cells["model"] == model) & (cells["n_ok"] > 0)]
-    return sort_tasks(sub["task"].unique())
+    return sort_tasks(sub["task"].unique(), catalog)
 
 
-def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, method_label): the GLUE-style average and per-method measurements.
+def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame, catalog: TaskCatalog | None = None) -> pd.DataFrame:
+    """One row per (model, method_label): the task average and per-method measurements.
 
     headline_mean: unweighted mean over the model's tasks present (tasks_present) of the cells'
     headline means; NaN when the method lacks an ok record on any of those tasks (never an average
@@ -307,7 +214,7 @@ def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     """
     if cells.empty:
         return pd.DataFrame(columns=KEY)
-    present = {m: tasks_present(cells, m) for m in cells["model"].unique()}
+    present = {m: tasks_present(cells, m, catalog) for m in cells["model"].unique()}
     in_avg = pd.Series([t in present[m] for m, t in zip(cells["model"], cells["task"])], index=cells.index)
     have = cells[(cells["n_ok"] > 0) & in_avg]
     keys = ["model", "method_label"]
@@ -315,7 +222,7 @@ def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     got = have.groupby(keys, sort=True)["task"].agg(lambda t: set(t))
     base["n_tasks"] = [len(got.get((m, lbl), ())) for m, lbl in zip(base["model"], base["method_label"])]
     base["row_type"] = "summary"
-    base["task"] = [avg_label(present[m]) for m in base["model"]]
+    base["task"] = [avg_label(present[m], catalog) for m in base["model"]]
     base["tasks"] = [",".join(present[m]) for m in base["model"]]
     missing = [[t for t in present[m] if t not in got.get((m, lbl), set())]
                for m, lbl in zip(base["model"], base["method_label"])]
@@ -376,13 +283,15 @@ class Aggregation:
     ranks: pd.DataFrame = field(default_factory=pd.DataFrame)
     budget: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    #: task order, headline metrics and captions from the records' task specs
+    catalog: TaskCatalog = field(default_factory=TaskCatalog)
 
     def tasks(self, model: str) -> list[str]:
         """Tasks of the model's average (at least one ok record)."""
-        return tasks_present(self.cells, model)
+        return tasks_present(self.cells, model, self.catalog)
 
     def grid_tasks(self, model: str) -> list[str]:
-        return sort_tasks(self.grid.loc[self.grid["model"] == model, "task"].unique())
+        return self.catalog.sort(self.grid.loc[self.grid["model"] == model, "task"].unique())
 
     def failures(self) -> pd.DataFrame:
         """Grid cells without an ok record (failed, interrupted or missing)."""
@@ -392,12 +301,14 @@ class Aggregation:
 def build(records: list[dict]) -> Aggregation:
     """Run the whole pipeline on records as returned by bench.records.load_records."""
     frame = records_to_frame(records)
+    catalog = TaskCatalog.from_records(records)
     is_trial = frame["study_role"].eq("trial") if "study_role" in frame else pd.Series(False, index=frame.index)
     trials = frame[is_trial].reset_index(drop=True)
-    kept, conflicts = dedupe(frame[~is_trial])
-    grid = cell_grid(kept)
-    cells = aggregate_cells(kept, grid) if not kept.empty else pd.DataFrame(columns=KEY)
-    summary = summarize_methods(kept, cells) if not kept.empty else pd.DataFrame(columns=KEY)
+    finals = [r for r, t in zip(records, is_trial) if not t]
+    kept, conflicts = dedupe(frame[~is_trial].reset_index(drop=True), finals)
+    grid = cell_grid(kept, catalog)
+    cells = aggregate_cells(kept, grid, catalog) if not kept.empty else pd.DataFrame(columns=KEY)
+    summary = summarize_methods(kept, cells, catalog) if not kept.empty else pd.DataFrame(columns=KEY)
     models = sorted(kept["model"].unique()) if not kept.empty else []
-    return Aggregation(frame, kept, conflicts, grid, cells, summary, models, trials)
+    return Aggregation(frame, kept, conflicts, grid, cells, summary, models, trials, catalog=catalog)
 

@@ -23,7 +23,7 @@ from matplotlib.ticker import FuncFormatter
 
 from bench.pareto import pareto_frontier
 
-from .aggregate import Aggregation, sort_tasks
+from .aggregate import Aggregation
 from .tables import METRIC_SHORT, MIB, method_order
 
 # Fixed metadata: SVGs and PNGs identical across runs (no creation date), so reports diff cleanly.
@@ -220,10 +220,11 @@ def plot_per_task(cells: pd.DataFrame, model: str, order: list[str], tasks: list
     return fig, ("failed or missing: " + ", ".join(notes)) if notes else ""
 
 
-def plot_budget(budget: pd.DataFrame, model: str, colors: dict) -> tuple[plt.Figure, str]:
+def plot_budget(budget: pd.DataFrame, model: str, colors: dict, order) -> tuple[plt.Figure, str]:
     """Expected best selection score vs number of learning-rate trials, one panel per task
-    (Dodge et al. 2019 with the unbiased estimator of Tang et al. 2020; verdicts.budget_curves)."""
-    tasks = sort_tasks(budget["task"].unique())
+    (Dodge et al. 2019 with the unbiased estimator of Tang et al. 2020; verdicts.budget_curves); tasks
+    in `order` (a TaskCatalog's sort)."""
+    tasks = order(budget["task"].unique())
     ncol = min(len(tasks), 3)
     nrow = -(-len(tasks) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol + 1.8, 3.0 * nrow + 0.4), squeeze=False)
@@ -302,5 +303,5 @@ def _model_plots(agg: Aggregation, model: str, mi: int, out: Path) -> list[Plot]
     if not budget.empty:  # only when the results hold learning-rate trial records
         extra = sorted(set(budget["method_label"]) - set(order))  # methods seen only in trials
         colors = _colors(order + extra)
-        add("budget_curves", "expected best selection score vs number of trials", plot_budget(budget, model, colors))
+        add("budget_curves", "expected best selection score vs number of trials", plot_budget(budget, model, colors, agg.catalog.sort))
     return plots

@@ -1,24 +1,25 @@
 """Display tables (Markdown, LaTeX, HTML, plain text) and the machine-readable CSV.
 
 Display tables are built once as a neutral `Table` (header + rows of already formatted strings +
-a status per cell) and then rendered per format, so all formats show exactly the same numbers.
-Display scaling (metrics x100, bytes -> MiB/MB) happens only here; table.csv keeps the raw values
+a status per cell) and then rendered per format (render.py), so all formats show exactly the same
+numbers. Task names, order and captions come from the records' task specs (agg.catalog). Display scaling (metrics x100, bytes -> MiB/MB) happens only here; table.csv keeps the raw values
 from aggregate.py (metrics on the 0-1 scale), one row per (model, method_label, task) plus one
 summary row per (model, method_label).
 """
 from __future__ import annotations
 
-import html
 import math
 import numbers
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.results import fmt_count
+
 from .aggregate import Aggregation
+from .render import Table, latex_escape, to_html, to_latex, to_markdown, to_text  # noqa: F401 (public here too)
 
 METRIC_SHORT = {"matthews_correlation": "MCC", "pearson": "Pearson", "spearmanr": "Spearman",
                 "f1": "F1", "accuracy": "acc"}
@@ -29,38 +30,15 @@ CI_TEXT = ("mean [95% CI]: t interval over seeds (mean ± t*s/sqrt(n)) when n > 
 TIE_TEXT = ("Bold: best on the task or not significantly worse than it (paired bootstrap over dev examples, "
             "seeds pooled, Holm-adjusted over the task's pairs; tie = adjusted p >= 0.05 or the difference's "
             "CI contains 0; docs/statistics.md); tasks without per-example predictions are not marked")
-CAPTION = ("{model}: dev-set headline metric ×100 (CoLA MCC, STS-B Pearson, MRPC/QQP F1 and accuracy, "
-           "MNLI matched accuracy, others accuracy), " + CI_TEXT + "; '(n=k/N)' when only k of the N seeds "
-           "are ok. " + TIE_TEXT + ". {avg} is the unweighted mean of the headline "
+CAPTION = ("{model}: each task's headline metric ×100 on its main evaluation split, " + CI_TEXT + "; '(n=k/N)' "
+           "when only k of the N seeds are ok. " + TIE_TEXT + ". {avg} is the unweighted mean of the headline "
            "metric over those tasks; a method missing one of them has no average. Trainable parameters "
            "include the task head (% of all parameters); peak memory (MiB = 1,048,576 bytes), train throughput "
-           "and storage (MB = 1,000,000 bytes) are means over the method's tasks.")
-
-
-@dataclass
-class Table:
-    """A formatted table: `status[i][j]` is ok/partial/failed/missing/'' for styling."""
-
-    title: str
-    caption: str
-    header: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    status: list[list[str]] = field(default_factory=list)
-    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column): tied with the best
+           "and storage (MB = 1,000,000 bytes) are means over the method's tasks. Tasks: {tasks}.")
 
 
 def _isnum(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def fmt_count(n) -> str:
-    """Parameter counts the way papers print them: 125M, 1.23M, 38.4K."""
-    if not _isnum(n):
-        return "–"
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{sig3(n / div)}{unit}"
-    return f"{n:.0f}"
 
 
 def sig3(v: float) -> str:
@@ -120,17 +98,30 @@ def metric_cell(cell: pd.Series | None, q: str) -> tuple[str, str]:
     return text, "ok"
 
 
+def task_captions(agg: Aggregation, model: str) -> str:
+    """Each task of the model as its spec describes it (bench.results.TaskCatalog), in table order:
+    `name: description (headline metric)`."""
+    cells = agg.cells[agg.cells["model"] == model]
+    parts = []
+    for task in agg.grid_tasks(model):
+        info = agg.catalog.info(task)
+        hm = cells.loc[cells["task"] == task, "headline_metric"].iloc[0]
+        parts.append(f"{info.display_name}: {info.description + ' ' if info.description else ''}(headline {hm})")
+    return "; ".join(parts)
+
+
 def _task_columns(agg: Aggregation, model: str) -> list[tuple[str, str, str]]:
     """(task, quantity, header) for the model's display columns."""
     cols = []
     cells = agg.cells[agg.cells["model"] == model]
     for task in agg.grid_tasks(model):
         hm = cells.loc[cells["task"] == task, "headline_metric"].iloc[0]
-        cols.append((task, "headline", f"{task} ({METRIC_SHORT.get(hm, hm)})"))
+        task_name = agg.catalog.info(task).display_name
+        cols.append((task, "headline", f"{task_name} ({METRIC_SHORT.get(hm, hm)})"))
         sec = SECONDARY.get(hm)
         sub = cells[cells["task"] == task]
         if sec and f"metrics.{sec}_n" in sub and sub[f"metrics.{sec}_n"].sum() > 0:
-            cols.append((task, f"metrics.{sec}", f"{task} ({METRIC_SHORT.get(sec, sec)})"))
+            cols.append((task, f"metrics.{sec}", f"{task_name} ({METRIC_SHORT.get(sec, sec)})"))
     return cols
 
 
@@ -162,7 +153,8 @@ def main_table(agg: Aggregation, model: str) -> Table:
                                                       "peak RSS (MiB)"]
     header += ["CUDA peak alloc (MiB)"] if has_cuda else []
     header += ["train samples/s", "storage"]
-    table = Table(f"Main results: {model}", CAPTION.format(model=model, avg=avg), header)
+    table = Table(f"Main results: {model}", CAPTION.format(model=model, avg=avg, tasks=task_captions(agg, model)),
+                  header)
     best = tied_best(agg, model)
     for label in method_order(agg, model):
         s = summ.loc[label]
@@ -267,68 +259,6 @@ def verdict_tables(agg: Aggregation, model: str) -> list[Table]:
             t.status.append(st)
         tables.append(t)
     return tables
-
-
-# ---------------------------------------------------------------- renderers
-
-
-def to_markdown(t: Table) -> str:
-    def esc(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
-
-    def cell(i: int, j: int, c: str) -> str:
-        return f"**{esc(c)}**" if (i, j) in t.bold else esc(c)
-
-    lines = [f"### {esc(t.title)}", "", esc(t.caption), "",
-             "| " + " | ".join(esc(h) for h in t.header) + " |",
-             "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(t.header))) + "|"]
-    lines += ["| " + " | ".join(cell(i, j, c) for j, c in enumerate(row)) + " |" for i, row in enumerate(t.rows)]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-          "{": r"\{", "}": r"\}", "[": "{[}", "]": "{]}", "<": r"\textless{}", ">": r"\textgreater{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def latex_escape(s: str) -> str:
-    out = "".join(_LATEX.get(ch, ch) for ch in str(s))
-    return out.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--")
-
-
-def to_latex(t: Table) -> str:
-    spec = "l" + "r" * (len(t.header) - 1)
-    lines = [r"\begin{table}[ht]", r"\centering", r"\small",
-             rf"\caption{{{latex_escape(t.caption)}}}", r"\resizebox{\linewidth}{!}{%",
-             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(latex_escape(h) for h in t.header) + r" \\", r"\midrule"]
-    lines += [" & ".join(rf"\textbf{{{latex_escape(c)}}}" if (i, j) in t.bold else latex_escape(c)
-                         for j, c in enumerate(row)) + r" \\" for i, row in enumerate(t.rows)]
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def to_html(t: Table, table_id: str = "") -> str:
-    ident = f' id="{html.escape(table_id)}"' if table_id else ""
-    out = [f"<table{ident}>", f"<caption><b>{html.escape(t.title)}.</b> {html.escape(t.caption)}</caption>",
-           "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr></thead>", "<tbody>"]
-    for i, (row, st) in enumerate(zip(t.rows, t.status)):
-        def txt(j: int, c: str, i: int = i) -> str:
-            return f"<b>{html.escape(c)}</b>" if (i, j) in t.bold else html.escape(c)
-        tds = "".join(f'<td class="{s}">{txt(j, c)}</td>' if s else f"<td>{txt(j, c)}</td>"
-                      for j, (c, s) in enumerate(zip(row, st)))
-        out.append(f"<tr>{tds}</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
-def to_text(t: Table, max_width: int = 28) -> str:
-    """Fixed-width plain text for the terminal (long cells are cut)."""
-    cut = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in r] for r in [t.header] + t.rows]
-    widths = [max(len(r[i]) for r in cut) for i in range(len(t.header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in cut]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def compact_table(agg: Aggregation, model: str) -> Table:
