@@ -11,7 +11,6 @@ import os
 import sys
 import uuid
 import warnings
-from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -49,10 +48,11 @@ class SummaryCallback(Callback):
     """Prints the table of this invocation's cells and sets the exit status."""
 
     def _summarise(self, config: DictConfig) -> None:
+        from bench.results import sweep_dir_of
         from bench.summary import read_ledger, summary_table
 
         inv = os.environ.get("BENCH_INVOCATION")
-        sweep_dir = Path(str(config.results_dir)) / str(config.sweep_name)
+        sweep_dir = sweep_dir_of(config)
         entries = read_ledger(sweep_dir, inv) if inv else []
         if not entries:
             return
