@@ -21,7 +21,7 @@ os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from bench.confdir import PACKAGED, conf_dir, find_conf_dir
 
@@ -89,6 +89,7 @@ def _parallel_cells(hc) -> int:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> str:
+    from bench.env import PARALLEL_CELLS_ENV
     from bench.execute import execute
 
     quiet_libraries()
@@ -98,8 +99,8 @@ def _hydra_main(cfg: DictConfig) -> str:
         parallel = _parallel_cells(hc)
     except ValueError:
         overrides, parallel = [], 1
-    with open_dict(cfg):
-        cfg._parallel_cells = parallel
+    # Set on every job (a joblib worker runs several), never inherited from an earlier invocation.
+    os.environ[PARALLEL_CELLS_ENV] = str(parallel)
     if (cfg.get("study") or {}).get("enabled"):
         from bench.errors import ConfigError
         from bench.study import run_study

@@ -51,6 +51,20 @@ def git_state() -> tuple[str | None, bool | None]:
         return None, None
 
 
+PARALLEL_CELLS_ENV = "BENCH_PARALLEL_CELLS"
+
+
+def parallel_cells() -> int:
+    """How many cells share this machine's cores right now, as `python -m bench` found from its
+    launcher (bench/cli.py). An environment variable rather than a config key, so the config a
+    record keeps is the one the user composed; forked and spawned cells inherit it alike. Unset
+    (the in-process API, scripts): 1."""
+    try:
+        return max(1, int(os.environ.get(PARALLEL_CELLS_ENV) or 1))
+    except ValueError:
+        return 1
+
+
 def environment(device: torch.device) -> dict:
     commit, dirty = git_state()
     return {
@@ -69,6 +83,7 @@ def environment(device: torch.device) -> dict:
         "cuda_device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "cuda_version": torch.version.cuda,
         "torch_threads": torch.get_num_threads(),
+        "parallel_cells": parallel_cells(),  # cells run beside this one (their load is in its timings)
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "hostname": socket.gethostname(),
         "git_commit": commit,

@@ -18,27 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import records as R
 from bench.errors import BenchError
+from bench.labels import method_label
 from bench.results import sweep_dir_of
 
 log = logging.getLogger("bench")
 
 LEDGER_DIR = ".ledger"  # per-invocation outcome lines, read by the end-of-sweep summary
-
-
-def method_label(cfg: DictConfig, overrides: list[str] | None) -> str:
-    """`method` plus the method settings (and train.lr) given on the command line, e.g.
-    `lora[r=16]`; `label=...` names a variant explicitly."""
-    if cfg.get("label"):
-        return str(cfg.label)
-    name = str(cfg.method.get("name") or "method")
-    extra = []
-    for ov in overrides or []:
-        key, _, val = ov.lstrip("+~").partition("=")
-        if key.startswith("method.") and key not in ("method._target_", "method.name"):
-            extra.append(f"{key[len('method.'):]}={val}")
-        elif key == "train.lr":
-            extra.append(f"lr={val}")
-    return f"{name}[{','.join(sorted(extra))}]" if extra else name
 
 
 def identity(cfg: DictConfig, overrides: list[str] | None) -> dict:

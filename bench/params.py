@@ -128,7 +128,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     from omegaconf import OmegaConf
 
     from bench import tasks as T
-    from bench.execute import method_label
+    from bench.labels import method_label
     from bench.measure import count_params
     from bench.methods import build_method
     from bench.methods.peft_methods import PeftMethod

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import tasks as T
 from bench.batching import encode_cached
-from bench.env import environment
+from bench.env import environment, parallel_cells
 from bench.errors import ConfigError
 from bench.init_from import apply_init_from
 from bench.measure import PeakMemory, count_params, measure_storage, sync
@@ -154,7 +154,7 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     device = pick_device(str(t.device))
     precision = pick_precision(str(t.precision), device)
     pad_multiple = pick_pad_multiple(t.get("pad_to_multiple_of", "auto"), device)
-    torch.set_num_threads(resolve_threads(t.get("threads"), cfg.get("_parallel_cells")))
+    torch.set_num_threads(resolve_threads(t.get("threads"), parallel_cells()))
     seed = int(t.seed)
     seed_everything(seed, bool(t.deterministic))
     partial["env"] = environment(device)

@@ -162,8 +162,8 @@ def child_breakdown(overrides: list[str], out: str) -> None:
     this process or in a forked child (`isolate`): the hooks are installed before any fork and
     write from the process that ran the cell."""
     os.environ.setdefault("BENCH_INVOCATION", "breakdown")
+    os.environ["BENCH_PARALLEL_CELLS"] = "1"  # the cell runs alone: train.threads=auto takes every core
     from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
 
     import bench.execute as E
     import bench.measure as M
@@ -191,8 +191,6 @@ def child_breakdown(overrides: list[str], out: str) -> None:
         E._run_and_record = run_and_note
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    with open_dict(cfg):
-        cfg._parallel_cells = 1
     E.execute(cfg, overrides)
     if runner is None:  # older bench.execute without the per-cell runner: the cell ran here
         seen["hwm_training_start_to_end"] = _status_kb("self", "VmHWM")

@@ -1,6 +1,8 @@
 """The Hydra app end to end: one cell, a multirun, resume, the record's contents."""
 from __future__ import annotations
 
+import os
+
 import pytest
 from clitools import TINY, records_in, run_bench
 
@@ -42,6 +44,8 @@ def test_record_has_every_measurement(two_cell_sweep):
     for key in ("python", "torch", "transformers", "peft", "device", "torch_threads", "cpu_model", "git_commit"):
         assert key in rec["env"]
     assert rec["config"]["method"]["r"] == 8 and rec["config"]["task"]["name"] == "sst2"
+    # run control stays out of the config the user composed; how many cells ran at once is recorded
+    assert not any(k.startswith("_") for k in rec["config"]) and rec["env"]["parallel_cells"] == 1
 
 
 def test_resume_skips_done_cells_and_reruns_changed_ones(two_cell_sweep, glue_dir):
@@ -56,6 +60,18 @@ def test_resume_skips_done_cells_and_reruns_changed_ones(two_cell_sweep, glue_di
     assert proc.returncode == 0, proc.stderr[-2000:]
     labels = sorted(r["method_label"] for r in records_in(out / "two"))
     assert labels == ["bitfit", "lora", "lora[r=4]"]
+
+
+def test_typed_and_swept_override_are_one_cell(tmp_path, glue_dir):
+    """`train.lr=1e-4` typed, then in a sweep (where Hydra passes it on as 0.0001): one label, so the
+    sweep finds the typed run's record and skips it."""
+    args = [*TINY, "task=sst2", "method=bitfit", "train.lr=1e-4", "train.threads=1", "sweep_name=lab"]
+    first = run_bench(args, glue_dir, tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_bench(["-m", *args], glue_dir, tmp_path)
+    assert again.returncode == 0 and "0 ok, 0 failed, 1 skipped" in again.stdout, again.stdout[-2000:]
+    (rec,) = records_in(tmp_path / "lab")
+    assert rec["method_label"] == "bitfit[lr=0.0001]"
 
 
 def test_custom_csv_task_runs_without_code_change(tmp_path, glue_dir):
@@ -84,6 +100,5 @@ def test_parallel_launcher_splits_threads(tmp_path, glue_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = records_in(tmp_path / "par")
     assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
-    import os
-
     assert all(r["env"]["torch_threads"] == max(1, (os.cpu_count() or 1) // 2) for r in recs)
+    assert all(r["env"]["parallel_cells"] == 2 and "_parallel_cells" not in r["config"] for r in recs)
