@@ -208,5 +208,4 @@ def measure_storage(method, model, keep_in: str | Path | None = None) -> dict:
             method.save_delta(model, Path(tmp) / "delta")
             size = folder_bytes(Path(tmp) / "delta")
         kept = None
-    what = "whole model (safetensors)" if method.name == "full" else "delta: trainable tensors incl. head"
-    return {"bytes": int(size), "what": what, "kept_at": kept}
+    return {"bytes": int(size), "what": method.delta_holds, "kept_at": kept}

@@ -21,7 +21,6 @@ Exit status: 0, or 2 on a configuration error (unknown model/method, impossible 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -128,28 +127,20 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     from omegaconf import OmegaConf
 
     from bench import tasks as T
+    from bench.cell import build_cell, method_from_config, method_source
     from bench.labels import method_label
-    from bench.measure import count_params
-    from bench.methods import build_method
     from bench.methods.peft_methods import PeftMethod
-    from bench.models import CONFIG_DIR, build_model, head_counting, head_parts
+    from bench.models import CONFIG_DIR, head_parts
 
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
-    method = build_method(method_cfg)
-    ctx = contextlib.nullcontext()
-    if not materialize:
-        from accelerate import init_empty_weights
-
-        ctx = init_empty_weights(include_buffers=False)
-    with ctx:
-        built = build_model(cfg.model, spec.num_labels, int(cfg.train.seed))
-        method.validate(built.backbone_config, int(cfg.train.max_seq_len or 512))
-        method.apply(built.model)
-        method.finalize(built.model)
-    model = built.model
-    counts = dict(count_params(model), head_kind=model.head_kind, counting=head_counting(model))
+    choice = next((o.partition("=")[2] for o in overrides if o.startswith("method=")), None)
+    method = method_from_config(cfg, where=method_source(choice))
+    # The run's own builder: these counts are the ones a run of this configuration records.
+    built = build_cell(cfg.model, method, spec.num_labels, int(cfg.train.seed), int(cfg.train.max_seq_len or 512),
+                       meta=not materialize)
+    model, counts = built.model, built.params
     peft_count = None
     if isinstance(method, PeftMethod) and hasattr(model.backbone, "get_nb_trainable_parameters"):
         trainable, total = model.backbone.get_nb_trainable_parameters()
@@ -166,7 +157,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
         "config_overrides": dict(cfg.model.get("config_overrides") or {}),
         "task": spec.name,
         "num_labels": spec.num_labels,
-        "method": str(method_cfg.get("name") or method.name),
+        "method": method.name,
         "method_label": method_label(cfg, list(overrides)),
         "method_settings": {k: v for k, v in method_cfg.items() if k not in ("_target_", "name")},
         "device": "real weights (random)" if materialize else "meta (shapes only)",

@@ -95,8 +95,8 @@ class Predictor:
     def __init__(self, folder: str | Path, device: str = "cpu"):
         from omegaconf import OmegaConf
 
+        from bench.cell import build_cell
         from bench.methods import build_method
-        from bench.models import build_model
 
         folder = Path(folder)
         path = folder / INFO_FILE
@@ -108,13 +108,10 @@ class Predictor:
             raise ValueError(f"{path}: not a peft-bench delta description (format {info.get('format')!r})")
         self.task = info["task"]
         self.device = torch.device(device)
-        built = build_model(OmegaConf.create(info["model"]), int(self.task["num_labels"]), int(info["seed"]))
-        method = build_method(info["method"])
-        method.validate(built.backbone_config, int(info["max_seq_len"]))
-        method.apply(built.model)
-        method.finalize(built.model)
+        method = build_method(info["method"], where=str(path))
+        built = build_cell(OmegaConf.create(info["model"]), method, int(self.task["num_labels"]), int(info["seed"]),
+                           int(info["max_seq_len"]))
         method.load_delta(built.model, folder)
-        built.model.pass_token_type_ids = method.uses_token_type_ids
         self.model, self.tokenizer, self.method = built.model.to(self.device).eval(), built.tokenizer, method
 
     def encode(self, texts: list[str], texts_b: list[str] | None = None):

@@ -1,7 +1,19 @@
 """The recipe: one (model, task, method, seed) cell from config to record, in reading order.
 
-validate -> data -> model + method -> measure params -> train (timed, memory-tracked) -> evaluate
--> measure storage -> record. Everything that can be rejected is rejected before training starts.
+bench/run.py is the recipe (what a cell does); bench/execute.py is the isolation and record layer
+around it (identity, resume, a forked process per cell, failure records). `run_cell` reads as its
+steps (torchtune's recipe style), each a short method of `CellRecipe`:
+
+    setup:    _setup_runtime (validate the config, device, seed, method) -> _setup_data (splits)
+              -> _setup_model (bench.cell.build_cell, init_from, counts) -> _setup_encoding
+    train     (timed, memory-tracked)
+    evaluate  (the chosen epoch's weights, every eval split and the selection split)
+    save      (storage of the method's delta, inference cost, the kept delta's description)
+    record    (the measured parts of the record)
+
+Everything that can be rejected is rejected in setup, before training starts. The recipe never
+names a method: what differs between methods is read from the method's declarations
+(bench/methods/base.py).
 """
 from __future__ import annotations
 
@@ -17,13 +29,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import tasks as T
 from bench.batching import encode_cached
+from bench.cell import build_cell, method_from_config
 from bench.env import environment, parallel_cells
 from bench.errors import ConfigError
 from bench.init_from import apply_init_from
-from bench.measure import PeakMemory, count_params, measure_storage, sync
-from bench.methods import build_method
-from bench.models import build_model, head_counting
-from bench.train import grad_accum_steps, predict, train_model
+from bench.measure import PeakMemory, measure_storage, sync
+from bench.train import grad_accum_steps, predict, throughput, train_model
 
 log = logging.getLogger(__name__)
 
@@ -144,173 +155,196 @@ def prediction_payload(spec, eval_ids, eval_data, eval_preds, sel_ids, sel_data,
 def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None = None) -> dict:
     """Run one cell and return the measured parts of its record (identity fields are added by
     `bench.execute`). `partial` is filled as measurements arrive so a failure keeps them."""
-    phase = phase or Phase()
-    partial = partial if partial is not None else {}
-    t_cell = time.perf_counter()
-    t = cfg.train
-    # -- validate everything before any data or weights are loaded -----------------------------
-    phase.name = "validate"
-    validate_train(t)
-    device = pick_device(str(t.device))
-    precision = pick_precision(str(t.precision), device)
-    pad_multiple = pick_pad_multiple(t.get("pad_to_multiple_of", "auto"), device)
-    torch.set_num_threads(resolve_threads(t.get("threads"), parallel_cells()))
-    seed = int(t.seed)
-    seed_everything(seed, bool(t.deterministic))
-    partial["env"] = environment(device)
-    spec = T.task_spec(cfg.task)
-    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
-    if t.lr is not None:
-        method_cfg["lr"] = float(t.lr)
-    method = build_method(method_cfg)
-    # -- data -----------------------------------------------------------------------------------
-    phase.name = "data"
-    sel_cfg = selection_settings(cfg)
-    train_all = T.load_split(spec, "train")
-    sel_ids, pool = T.carve_selection(train_all, spec.kind, sel_cfg["fraction"], sel_cfg["max_examples"], seed,
-                                      sel_cfg["stratify"])
-    train_ids = T.nested_subsample(pool, t.max_train_samples, seed)
-    train_ex = [train_all[i] for i in train_ids]
-    sel_ex = [train_all[i] for i in sel_ids]
-    eval_ids, eval_ex = {}, {}
-    for s in spec.eval_splits:
-        rows = T.load_split(spec, s)
-        # Not seeded by train.seed: every run scores the same eval rows, so runs pair example by example.
-        eval_ids[s] = T.eval_subsample(len(rows), t.max_eval_samples, 0)
-        eval_ex[s] = [rows[i] for i in eval_ids[s]]
-    partial["data"] = {
-        "train_examples": len(train_ex),
-        "train_pool_examples": len(pool),
-        "train_fingerprint": T.fingerprint(train_ids),
-        "eval_examples": {s: len(v) for s, v in eval_ex.items()},
-        "selection": dict(sel_cfg, examples=len(sel_ids), seed=seed, fingerprint=T.fingerprint(sel_ids)),
-        "subsample_seed": seed,
-        # What train.seed varies (Bouthillier et al. 2021 ask every source to vary); the eval rows do not.
-        "seeded_by_train_seed": ["selection split", "training subsample", "batch composition and order",
-                                 "head and method initialisation", "dropout"],
-        "source": f"local:{spec.root}" if spec.root else f"hub:{spec.hub.get('path') if spec.hub else None}",
-    }
-    # -- model + method -------------------------------------------------------------------------
-    phase.name = "build"
-    built = build_model(cfg.model, spec.num_labels, seed)
-    model, tok = built.model, built.tokenizer
-    method.validate(built.backbone_config, int(t.max_seq_len))
-    method.apply(model)
-    method.finalize(model)
-    init_from = apply_init_from(cfg, spec, method, model)  # train.init_from: a saved delta of another cell
-    model.pass_token_type_ids = method.uses_token_type_ids
-    model.to(device)
-    partial["params"] = dict(count_params(model), head_kind=model.head_kind, counting=head_counting(model))
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    is_reg = spec.kind == "regression"
-    cache = cfg.get("cache_dir")
-    train_data, hit = encode_cached(train_ex, tok, int(t.max_seq_len), is_reg, cache)
-    eval_data = {s: encode_cached(v, tok, int(t.max_seq_len), is_reg, cache)[0] for s, v in eval_ex.items()}
-    sel_data = encode_cached(sel_ex, tok, int(t.max_seq_len), is_reg, cache)[0] if sel_ex else None
-    partial["data"]["tokenized_cache_hit"] = hit
+    recipe = CellRecipe(cfg, phase or Phase(), partial if partial is not None else {})
+    recipe.setup()
+    recipe.train()
+    recipe.evaluate()
+    recipe.save()
+    return recipe.record()
 
-    def predict_split(data):
-        return predict(model, data, int(t.eval_batch_size), pad_id, device, precision, method.uses_token_type_ids,
-                       pad_multiple)
 
-    def evaluate_all():
-        metrics, n, secs, preds_by_split = {}, 0, 0.0, {}
-        for split, data in eval_data.items():
-            sync(device)
-            t0 = time.perf_counter()
-            preds = predict_split(data)
-            sync(device)
-            secs += time.perf_counter() - t0
-            n += len(data)
-            preds_by_split[split] = preds
-            metrics.update(T.evaluate_predictions(spec, split, preds, data.labels))
-        return metrics, n, secs, preds_by_split
+class CellRecipe:
+    """One cell's steps; state passes between them on `self`. `phase.name` says which step runs."""
 
-    def evaluate_selection():
-        """Metrics on the selection split, under the main split's metric names (no suffix)."""
-        preds = predict_split(sel_data)
-        return T.evaluate_predictions(spec, spec.eval_splits[0], preds, sel_data.labels), preds
+    def __init__(self, cfg: DictConfig, phase: Phase, partial: dict):
+        self.cfg, self.t, self.phase, self.partial = cfg, cfg.train, phase, partial
+        self.t_cell = time.perf_counter()
 
-    def evaluate_epoch(epoch):
-        # The epoch is chosen on the selection split only: the reported split is never looked at here.
-        m, _ = evaluate_selection()
-        return m, m[spec.headline]
+    # -- setup ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self._setup_runtime()
+        self._setup_data()
+        self._setup_model()
+        self._setup_encoding()
+
+    def _setup_runtime(self) -> None:
+        """Validate everything before any data or weights are loaded; device, precision, seed, method."""
+        self.phase.name = "validate"
+        t = self.t
+        validate_train(t)
+        self.device = pick_device(str(t.device))
+        self.precision = pick_precision(str(t.precision), self.device)
+        self.pad_multiple = pick_pad_multiple(t.get("pad_to_multiple_of", "auto"), self.device)
+        torch.set_num_threads(resolve_threads(t.get("threads"), parallel_cells()))
+        self.seed = int(t.seed)
+        seed_everything(self.seed, bool(t.deterministic))
+        self.partial["env"] = environment(self.device)
+        self.spec = T.task_spec(self.cfg.task)
+        self.method = method_from_config(self.cfg)
+
+    def _setup_data(self) -> None:
+        """The selection split, the training subsample (both seeded) and the eval rows (not seeded)."""
+        self.phase.name = "data"
+        t, spec, seed = self.t, self.spec, self.seed
+        self.sel_cfg = sel_cfg = selection_settings(self.cfg)
+        train_all = T.load_split(spec, "train")
+        self.sel_ids, pool = T.carve_selection(train_all, spec.kind, sel_cfg["fraction"], sel_cfg["max_examples"],
+                                               seed, sel_cfg["stratify"])
+        train_ids = T.nested_subsample(pool, t.max_train_samples, seed)
+        self.train_ex = [train_all[i] for i in train_ids]
+        self.sel_ex = [train_all[i] for i in self.sel_ids]
+        self.eval_ids, self.eval_ex = {}, {}
+        for s in spec.eval_splits:
+            rows = T.load_split(spec, s)
+            # Not seeded by train.seed: every run scores the same eval rows, so runs pair example by example.
+            self.eval_ids[s] = T.eval_subsample(len(rows), t.max_eval_samples, 0)
+            self.eval_ex[s] = [rows[i] for i in self.eval_ids[s]]
+        self.partial["data"] = {
+            "train_examples": len(self.train_ex),
+            "train_pool_examples": len(pool),
+            "train_fingerprint": T.fingerprint(train_ids),
+            "eval_examples": {s: len(v) for s, v in self.eval_ex.items()},
+            "selection": dict(sel_cfg, examples=len(self.sel_ids), seed=seed, fingerprint=T.fingerprint(self.sel_ids)),
+            "subsample_seed": seed,
+            # What train.seed varies (Bouthillier et al. 2021 ask every source to vary); the eval rows do not.
+            "seeded_by_train_seed": ["selection split", "training subsample", "batch composition and order",
+                                     "head and method initialisation", "dropout"],
+            "source": f"local:{spec.root}" if spec.root else f"hub:{spec.hub.get('path') if spec.hub else None}",
+        }
+
+    def _setup_model(self) -> None:
+        """Model + method through the one cell builder, then train.init_from, then the device."""
+        self.phase.name = "build"
+        self.cell = build_cell(self.cfg.model, self.method, self.spec.num_labels, self.seed, int(self.t.max_seq_len))
+        self.model = self.cell.model
+        self.init_from = apply_init_from(self.cfg, self.spec, self.method, self.model)  # a saved delta of another cell
+        self.model.to(self.device)
+        self.partial["params"] = self.cell.params
+
+    def _setup_encoding(self) -> None:
+        """Tokenised splits (cached on disk under cache_dir)."""
+        tok, t, cache = self.cell.tokenizer, self.t, self.cfg.get("cache_dir")
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        is_reg, n = self.spec.kind == "regression", int(t.max_seq_len)
+        self.train_data, hit = encode_cached(self.train_ex, tok, n, is_reg, cache)
+        self.eval_data = {s: encode_cached(v, tok, n, is_reg, cache)[0] for s, v in self.eval_ex.items()}
+        self.sel_data = encode_cached(self.sel_ex, tok, n, is_reg, cache)[0] if self.sel_ex else None
+        self.partial["data"]["tokenized_cache_hit"] = hit
 
     # -- train ----------------------------------------------------------------------------------
-    phase.name = "train"
-    with PeakMemory(device) as mem:
-        result, timer = train_model(
-            model, method, train_data, t, device, pad_id,
-            evaluate_epoch=evaluate_epoch if t.eval_every_epoch else None, precision=precision,
-            faults=dict(cfg.get("debug") or {}), pad_multiple=pad_multiple,
-        )
-    partial["memory"] = mem.as_dict()
-    throughput = timer.as_dict()
-    if result.feature_s is not None:
-        # Cached features: the honest rate is everything the head's training needed, feature pass included.
-        n_done = len(train_data) * int(t.epochs)
-        throughput.update({
-            "train_samples_per_s": n_done / result.train_s,
-            "train_tokens_per_s": sum(train_data.lengths) * int(t.epochs) / result.train_s,
-            "train_padded_tokens_per_s": None, "warmup_steps_excluded": 0,
-            "mode": "cached features: one frozen-backbone pass over the train set + head steps",
-        })
+    def train(self) -> None:
+        self.phase.name = "train"
+        t = self.t
+        with PeakMemory(self.device) as mem:
+            self.result, timer = train_model(
+                self.model, self.method, self.train_data, t, self.device, self.pad_id,
+                evaluate_epoch=self._evaluate_epoch if t.eval_every_epoch else None, precision=self.precision,
+                faults=dict(self.cfg.get("debug") or {}), pad_multiple=self.pad_multiple,
+            )
+        self.partial["memory"] = mem.as_dict()
+        self.throughput = throughput(self.result, timer, self.train_data, int(t.epochs))
+
+    def _predict(self, data):
+        return predict(self.model, data, int(self.t.eval_batch_size), self.pad_id, self.device, self.precision,
+                       self.method.uses_token_type_ids, self.pad_multiple)
+
+    def _evaluate_selection(self):
+        """Metrics on the selection split, under the main split's metric names (no suffix)."""
+        preds = self._predict(self.sel_data)
+        return T.evaluate_predictions(self.spec, self.spec.eval_splits[0], preds, self.sel_data.labels), preds
+
+    def _evaluate_epoch(self, epoch):
+        # The epoch is chosen on the selection split only: the reported split is never looked at here.
+        m, _ = self._evaluate_selection()
+        return m, m[self.spec.headline]
+
     # -- evaluate -------------------------------------------------------------------------------
-    phase.name = "eval"
-    if t.select == "best_epoch" and result.best_state is not None:
-        with torch.no_grad():
-            named = dict(model.named_parameters())
-            for n, v in result.best_state.items():
-                named[n].copy_(v)
-    metrics, n_eval, eval_s, eval_preds = evaluate_all()
-    throughput["eval_samples_per_s"] = n_eval / eval_s if eval_s > 0 else None
-    sel_metrics, sel_preds = evaluate_selection() if sel_data is not None else ({}, None)
-    predictions = prediction_payload(spec, eval_ids, eval_data, eval_preds, sel_ids, sel_data, sel_preds)
-    # -- storage --------------------------------------------------------------------------------
-    phase.name = "save"
-    keep = None
-    if cfg.get("save_delta"):
-        keep = os.path.join(str(cfg.results_dir), str(cfg.sweep_name), "deltas", partial.get("run_id", "delta"))
-    storage = measure_storage(method, model, keep)
-    # -- inference cost + a usable delta (issue #14: bench/inference.py, bench/predict.py) ---------
-    inference = None
-    if (cfg.get("inference") or {}).get("enabled", False):
-        phase.name = "inference"
-        from bench.inference import measure_cell
-        inference = measure_cell(cfg, model, spec.num_labels, seed, device, precision)
-    if keep:
-        from bench.predict import task_info, write_delta_info
-        write_delta_info(keep, model_cfg=OmegaConf.to_container(cfg.model, resolve=True), method=method,
-                         task=task_info(spec), seed=seed, max_seq_len=int(t.max_seq_len),
-                         eval_batch_size=int(t.eval_batch_size), pad_to_multiple_of=pad_multiple,
-                         run_id=partial.get("run_id"), metrics={k: float(v) for k, v in metrics.items()},
-                         headline=spec.headline, method_label=partial.get("method_label"), inference=inference)
-    # -- end of the issue #14 block -----------------------------------------------------------------
-    return {
-        "inference": inference,
-        "headline_metric": spec.headline,
-        "metrics": {k: float(v) for k, v in metrics.items()},
-        "selection_metrics": {k: float(v) for k, v in sel_metrics.items()},
-        "_predictions": predictions,
-        "metrics_per_epoch": result.metrics_per_epoch,
-        "selection": "best_epoch" if t.select == "best_epoch" else "last",
-        "best_epoch": result.best_epoch if t.select == "best_epoch" else None,
-        "data": partial["data"],
-        "train": {
-            "epochs": int(t.epochs), "steps": result.steps, "batch_size": int(t.batch_size), "lr": method.lr,
-            "warmup_steps": result.warmup_steps, "final_loss": result.final_loss,
-            "deterministic": bool(t.deterministic), "precision": precision, "pad_to_multiple_of": pad_multiple,
-            "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
-            "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
-            "init_from": init_from,
-        },
-        "params": partial["params"],
-        "memory": partial["memory"],
-        "throughput": throughput,
-        "time": {"train_s": result.train_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_cell},
-        "storage": storage,
-        "env": partial["env"],
-        "model_info": {"source": built.source, "tokenizer": built.tokenizer_source,
-                       "pretrained": bool(cfg.model.get("pretrained", True)), "pooling": model.pooling},
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    def evaluate(self) -> None:
+        self.phase.name = "eval"
+        result = self.result
+        if self.t.select == "best_epoch" and result.best_state is not None:
+            with torch.no_grad():
+                named = dict(self.model.named_parameters())
+                for n, v in result.best_state.items():
+                    named[n].copy_(v)
+        self.metrics, n_eval, self.eval_s, preds = {}, 0, 0.0, {}
+        for split, data in self.eval_data.items():
+            sync(self.device)
+            t0 = time.perf_counter()
+            preds[split] = self._predict(data)
+            sync(self.device)
+            self.eval_s += time.perf_counter() - t0
+            n_eval += len(data)
+            self.metrics.update(T.evaluate_predictions(self.spec, split, preds[split], data.labels))
+        self.throughput["eval_samples_per_s"] = n_eval / self.eval_s if self.eval_s > 0 else None
+        self.sel_metrics, sel_preds = self._evaluate_selection() if self.sel_data is not None else ({}, None)
+        self.predictions = prediction_payload(self.spec, self.eval_ids, self.eval_data, preds, self.sel_ids,
+                                              self.sel_data, sel_preds)
+
+    # -- save -----------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Storage of the method's delta; inference cost and a usable delta (issue #14: bench/inference.py,
+        bench/predict.py) when asked."""
+        cfg, t = self.cfg, self.t
+        self.phase.name = "save"
+        keep = None
+        if cfg.get("save_delta"):
+            keep = os.path.join(str(cfg.results_dir), str(cfg.sweep_name), "deltas", self.partial.get("run_id", "delta"))
+        self.storage = measure_storage(self.method, self.model, keep)
+        self.inference = None
+        if (cfg.get("inference") or {}).get("enabled", False):
+            self.phase.name = "inference"
+            from bench.inference import measure_cell
+            self.inference = measure_cell(cfg, self.model, self.spec.num_labels, self.seed, self.device, self.precision)
+        if keep:
+            from bench.predict import task_info, write_delta_info
+            write_delta_info(keep, model_cfg=OmegaConf.to_container(cfg.model, resolve=True), method=self.method,
+                             task=task_info(self.spec), seed=self.seed, max_seq_len=int(t.max_seq_len),
+                             eval_batch_size=int(t.eval_batch_size), pad_to_multiple_of=self.pad_multiple,
+                             run_id=self.partial.get("run_id"), metrics={k: float(v) for k, v in self.metrics.items()},
+                             headline=self.spec.headline, method_label=self.partial.get("method_label"),
+                             inference=self.inference)
+
+    # -- record ---------------------------------------------------------------------------------
+    def record(self) -> dict:
+        t, result, cell = self.t, self.result, self.cell
+        best = t.select == "best_epoch"
+        return {
+            "inference": self.inference,
+            "headline_metric": self.spec.headline,
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "selection_metrics": {k: float(v) for k, v in self.sel_metrics.items()},
+            "_predictions": self.predictions,
+            "metrics_per_epoch": result.metrics_per_epoch,
+            "selection": "best_epoch" if best else "last",
+            "best_epoch": result.best_epoch if best else None,
+            "data": self.partial["data"],
+            "train": {
+                "epochs": int(t.epochs), "steps": result.steps, "batch_size": int(t.batch_size), "lr": self.method.lr,
+                "warmup_steps": result.warmup_steps, "final_loss": result.final_loss,
+                "deterministic": bool(t.deterministic), "precision": self.precision,
+                "pad_to_multiple_of": self.pad_multiple,
+                "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
+                "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
+                "init_from": self.init_from,
+            },
+            "params": self.partial["params"],
+            "memory": self.partial["memory"],
+            "throughput": self.throughput,
+            "time": {"train_s": result.train_s, "eval_s": self.eval_s, "total_s": time.perf_counter() - self.t_cell},
+            "storage": self.storage,
+            "env": self.partial["env"],
+            "model_info": {"source": cell.source, "tokenizer": cell.tokenizer_source,
+                           "pretrained": bool(self.cfg.model.get("pretrained", True)), "pooling": self.model.pooling},
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }

@@ -114,7 +114,7 @@ def predict(model, data: Encoded, batch_size: int, pad_id: int, device, precisio
 @torch.no_grad()
 def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, precision, use_tt,
                     multiple: int = 1) -> torch.Tensor:
-    """Frozen-backbone features, computed once (head_only with cache_features). Rows go through
+    """Frozen-backbone features, computed once (`method.trains_on_cached_features`). Rows go through
     the backbone sorted by length (far less padding than file order) and land back in file order."""
     model.eval()
     lengths = data.lengths
@@ -171,7 +171,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     use_tt = method.uses_token_type_ids
     timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
     res = TrainResult(warmup_steps=warmup)
-    cached = bool(method.frozen_backbone and getattr(method, "cache_features", False))
+    cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
     feats = None
     sync(device)
     t_start = time.perf_counter()
@@ -237,3 +237,18 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     sync(device)
     res.train_s = time.perf_counter() - t_start - eval_s
     return res, timer
+
+
+def throughput(result: TrainResult, timer: StepTimer, train_data: Encoded, epochs: int) -> dict:
+    """The record's training throughput: the step timer's rates; with cached features the honest
+    rate is everything the head's training needed, the feature pass included."""
+    out = timer.as_dict()
+    if result.feature_s is not None:
+        n_done = len(train_data) * int(epochs)
+        out.update({
+            "train_samples_per_s": n_done / result.train_s,
+            "train_tokens_per_s": sum(train_data.lengths) * int(epochs) / result.train_s,
+            "train_padded_tokens_per_s": None, "warmup_steps_excluded": 0,
+            "mode": "cached features: one frozen-backbone pass over the train set + head steps",
+        })
+    return out

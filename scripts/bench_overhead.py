@@ -7,7 +7,7 @@ batches (the harness's own batch order over real SST-2 rows, the same token ids,
 width), with the same AdamW parameter groups, warm-up + linear-decay schedule, gradient clipping,
 dropout RNG seed and torch thread count, in one process:
 
-  A  harness:  bench.train.train_model(...) on bench.models.build_model + bench.methods.build_method,
+  A  harness:  bench.train.train_model(...) on bench.cell.build_cell (the run's own model + method builder),
                batches made by bench.batching (batch_order + collate); per-step time = the harness's
                own StepTimer (seconds / timed_steps, first `warmup` steps excluded)
   B  minimal:  a 20-line loop written below (own model wrapper, own padding, no bookkeeping);
@@ -55,9 +55,9 @@ from torch import nn
 
 from bench import tasks as T
 from bench.batching import Encoded, batch_order, collate, encode
+from bench.cell import build_cell, method_from_config
 from bench.cli import quiet_libraries
 from bench.env import cpu_model
-from bench.methods import build_method
 from bench.models import build_model
 from bench.train import train_model
 
@@ -171,13 +171,11 @@ class Setup:
         self.method_cfg = OmegaConf.to_container(self.cfg.method, resolve=True)
 
     def harness_model(self):
+        """The harness's model, built as a run builds it (bench.cell.build_cell: validate, apply, finalize)."""
         t = self.cfg.train
-        method = build_method(dict(self.method_cfg))
-        built = build_model(self.cfg.model, self.spec.num_labels, int(t.seed))
-        method.apply(built.model)
-        method.finalize(built.model)
-        built.model.pass_token_type_ids = method.uses_token_type_ids
-        return built, method
+        built = build_cell(self.cfg.model, method_from_config(self.cfg), self.spec.num_labels, int(t.seed),
+                           int(t.max_seq_len))
+        return built, built.method
 
     def minimal_model(self, state: dict, method):
         """Independent wrapper around a fresh transformers encoder with the same peft/freezing and

@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bench.batching import Encoded
+from bench.cell import build_cell
 from bench.errors import ConfigError
 from bench.methods import build_method
 from bench.models import build_model
@@ -29,11 +30,9 @@ def data(n: int = 40, regression: bool = False) -> Encoded:
 
 
 def train(batch_size: int, accum: int, regression: bool = False, method: str = "full", max_grad_norm: float = 0.05):
-    built = build_model(OmegaConf.create(MODEL), 1 if regression else 2, seed=0)
-    m = build_method({"name": method, "lr": 1e-3})
-    m.validate(built.backbone_config, 128)
-    m.apply(built.model)
-    m.finalize(built.model)
+    built = build_cell(OmegaConf.create(MODEL), build_method({"name": method, "lr": 1e-3}), 1 if regression else 2,
+                       seed=0, max_seq_len=128)
+    m = built.method
     tcfg = OmegaConf.create({"batch_size": batch_size, "grad_accum_steps": accum, "epochs": 2, "weight_decay": 0.01,
                              "warmup_ratio": 0.1, "max_grad_norm": max_grad_norm, "seed": 3, "group_by_length": True,
                              "warmup_steps_excluded": 0, "eval_batch_size": 64})

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from bench import tasks as T
+from bench.cell import build_cell, method_from_config
 from bench.errors import ConfigError
 from bench.execute import execute
 from bench.init_from import apply_init_from
-from bench.methods import build_method
-from bench.models import build_model
 from bench.params import compose_config
 
 COMMON = ["model=tiny_bert", "method=lora", "train=quick", "train.max_train_samples=16", "train.max_eval_samples=16",
@@ -43,11 +41,8 @@ def sources(tmp_path_factory, glue_dir):
 def build_target(cfg):
     """The build step of a cell (bench.run.run_cell), up to init_from."""
     spec = T.task_spec(cfg.task)
-    method = build_method(OmegaConf.to_container(cfg.method, resolve=True))
-    built = build_model(cfg.model, spec.num_labels, int(cfg.train.seed))
-    method.validate(built.backbone_config, int(cfg.train.max_seq_len))
-    method.apply(built.model)
-    method.finalize(built.model)
+    method = method_from_config(cfg)
+    built = build_cell(cfg.model, method, spec.num_labels, int(cfg.train.seed), int(cfg.train.max_seq_len))
     fresh_head = {k: v.clone() for k, v in built.model.head.state_dict().items()}
     info = apply_init_from(cfg, spec, method, built.model)
     return built.model, info, fresh_head

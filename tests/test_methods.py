@@ -1,17 +1,26 @@
 """Parameter counts against closed forms, and 'only what a method claims trains', on tiny BERT and
-RoBERTa configs built with random weights (real transformers models, real peft)."""
+RoBERTa configs built with random weights (real transformers models, real peft); the one cell builder
+(bench.cell.build_cell) and the method protocol's rules (identity, learning rate, declarations)."""
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 from bench.batching import Encoded
+from bench.cell import build_cell
 from bench.errors import ConfigError
-from bench.measure import count_params
-from bench.methods import REGISTRY, build_method
-from bench.models import build_model
+from bench.measure import count_params, measure_storage
+from bench.methods import BUILT_IN, REGISTRY, Method, build_method, resolve_class
+from bench.methods.base import freeze
+from bench.methods.peft_methods import LoRA
 from bench.train import train_model
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 ARCHS = {
     "tiny-bert": {"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm",
@@ -23,13 +32,9 @@ C = 2  # labels
 
 
 def build(arch: str, method_cfg: dict, num_labels: int = C):
-    built = build_model(OmegaConf.create(ARCHS[arch]), num_labels, seed=0)
-    method = build_method(method_cfg)
-    method.validate(built.backbone_config, 64)
-    method.apply(built.model)
-    method.finalize(built.model)
-    built.model.pass_token_type_ids = method.uses_token_type_ids
-    return built, method
+    method_cfg = {"lr": 1e-3, **method_cfg}  # the learning rate has no class default; tests give one
+    built = build_cell(OmegaConf.create(ARCHS[arch]), build_method(method_cfg), num_labels, seed=0, max_seq_len=64)
+    return built, built.method
 
 
 def dims(built):
@@ -110,7 +115,7 @@ TRAIN = OmegaConf.create({"weight_decay": 0.01, "batch_size": 8, "epochs": 1, "w
 
 
 @pytest.mark.parametrize("arch", ["tiny-bert", "tiny-roberta"])
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(cls.name for cls in BUILT_IN))
 def test_only_claimed_parameters_change(arch, name):
     cfg = {"_target_": name, "name": name, "lr": 1e-2}
     if name == "prompt_tuning":
@@ -170,3 +175,133 @@ def test_delta_roundtrip(tmp_path):
             a = built.model(input_ids=x, attention_mask=torch.ones_like(x))
             b = fresh.model(input_ids=x, attention_mask=torch.ones_like(x))
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+# -- identity: one name per method, the class's -------------------------------------------------------
+
+def _yamls():
+    return sorted((CONF / "method").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", _yamls(), ids=lambda p: p.stem)
+def test_method_yaml_names_its_class_by_the_class_name(path):
+    """conf/method/<name>.yaml: file stem == name == the class's name, its _target_ resolves to the class
+    registered under that name, and it gives the learning rate (the one source of a preset's lr)."""
+    cfg = yaml.safe_load(path.read_text())
+    cls = resolve_class(cfg["_target_"])
+    assert path.stem == cfg["name"] == cls.name
+    assert REGISTRY[cfg["name"]] is cls
+    assert isinstance(cfg.get("lr"), float) and cfg["lr"] > 0
+    assert build_method(cfg).lr == cfg["lr"]
+
+
+def test_every_built_in_is_registered_under_its_own_name():
+    assert {cls.name for cls in BUILT_IN} <= set(REGISTRY)
+    assert all(REGISTRY[cls.name] is cls for cls in BUILT_IN)
+    assert len({cls.name for cls in BUILT_IN}) == len(BUILT_IN)
+
+
+def test_config_name_must_equal_the_class_name():
+    with pytest.raises(ConfigError) as err:
+        build_method({"_target_": "bench.methods.LoRA", "name": "lora_fast", "lr": 1e-3}, where="method/lora_fast.yaml")
+    msg = str(err.value)
+    assert "method.name='lora_fast'" in msg and "method/lora_fast.yaml" in msg and "name: lora" in msg
+    assert build_method({"_target_": "bench.methods.LoRA", "name": "lora", "lr": 1e-3}).name == "lora"
+    assert build_method({"_target_": "lora", "lr": 1e-3}).name == "lora"  # a registered name is a target too
+
+
+class _Unnamed(LoRA):
+    """A subclass that keeps its parent's name: not registered, so it cannot pass for `lora`."""
+
+
+def test_a_class_without_its_own_name_is_rejected():
+    assert REGISTRY["lora"] is LoRA
+    with pytest.raises(ConfigError, match="does not set its own `name`"):
+        build_method({"_target_": f"{__name__}._Unnamed", "name": "lora", "lr": 1e-3})
+
+
+def test_two_classes_cannot_claim_one_name():
+    with pytest.raises(ConfigError, match="claimed by both"):
+        class Impostor(Method):  # defining it is the test
+            name = "lora"
+    assert REGISTRY["lora"] is LoRA
+
+
+def test_the_learning_rate_has_no_class_default():
+    assert not any(hasattr(cls, "default_lr") for cls in REGISTRY.values())
+    method = build_method({"_target_": "lora"})  # buildable (to load a delta), but never trainable
+    assert method.lr is None
+    with pytest.raises(ConfigError) as err:
+        build_cell(OmegaConf.create(ARCHS["tiny-bert"]), method, C, seed=0, max_seq_len=64)
+    assert "method.lr" in str(err.value) and "train.lr" in str(err.value)
+
+
+@pytest.mark.parametrize("path", _yamls(), ids=lambda p: p.stem)
+def test_resolved_lr_is_the_yaml_lr_unless_train_lr_is_given(path):
+    from bench.cell import method_from_config
+    from bench.params import compose_config
+
+    want = yaml.safe_load(path.read_text())["lr"]
+    assert method_from_config(compose_config([f"method={path.stem}"])).lr == want
+    assert method_from_config(compose_config([f"method={path.stem}", "train.lr=0.123"])).lr == 0.123
+
+
+# -- declarations: the runner reads them, never a method's name ---------------------------------------
+
+def test_the_runner_reads_declarations_not_names(tmp_path, monkeypatch):
+    """A new method that declares feature caching and its own delta description gets both, with no
+    change to the runner (and a subclass of `full` under another name is not treated as `full`)."""
+
+    class CachedProbe(Method):
+        name = "test_cached_probe"
+        frozen_backbone = True
+        trains_on_cached_features = True
+        delta_holds = "probe: the head"
+
+        def apply(self, model):
+            freeze(model.backbone)
+            return model
+
+    monkeypatch.delitem(REGISTRY, "test_cached_probe")  # keep the registry to the real methods
+    built = build_cell(OmegaConf.create(ARCHS["tiny-bert"]), CachedProbe(lr=1e-2), C, seed=0, max_seq_len=64)
+    res, _ = train_model(built.model, built.method, _toy_data(), TRAIN, torch.device("cpu"), pad_id=0)
+    assert res.feature_s is not None
+    assert measure_storage(built.method, built.model)["what"] == "probe: the head"
+    full, _ = build("tiny-bert", {"_target_": "full"})
+    assert measure_storage(full.method, full.model)["what"] == "whole model (safetensors)"
+    runner = "".join((Path(__file__).resolve().parents[1] / "bench" / f).read_text()
+                     for f in ("run.py", "train.py", "measure.py", "cell.py"))
+    assert "getattr(method" not in runner and "cache_features" not in runner
+    assert not re.search(r"method\.name\s*[!=]=", runner)
+
+
+def test_a_frozen_backbone_is_required_for_cached_features():
+    class Broken(Method):
+        name = "test_broken_cache"
+        trains_on_cached_features = True
+
+        def apply(self, model):
+            return model
+
+    del REGISTRY["test_broken_cache"]
+    with pytest.raises(TypeError, match="frozen_backbone"):
+        build_cell(OmegaConf.create(ARCHS["tiny-bert"]), Broken(lr=1e-3), C, seed=0, max_seq_len=64)
+
+
+# -- one cell builder: bench.params counts what a run records -----------------------------------------
+
+@pytest.mark.parametrize("method", ["lora", "adapter", "prompt_tuning"])
+def test_params_counts_equal_the_runs_counts(method, glue_dir, tmp_path):
+    """`python -m bench.params` and a real run build through bench.cell.build_cell: same counts."""
+    from bench.params import compose_config, measure
+    from bench.run import run_cell
+
+    ov = ["model=tiny_bert", f"method={method}", "task=stsb", "method.num_virtual_tokens=4"
+          if method == "prompt_tuning" else "train.seed=0"]
+    cfg = compose_config(ov + ["train=quick", "train.max_train_samples=16", "train.max_eval_samples=16",
+                               "train.threads=1", "inference.enabled=false", f"data.glue_dir={glue_dir}",
+                               f"results_dir={tmp_path}", "cache_dir=null"])
+    recorded = run_cell(cfg)["params"]
+    counted = measure(ov)["params"]
+    assert recorded["trainable"] > recorded["head"] > 0
+    assert {k: v for k, v in recorded.items() if k != "counting"} == counted

@@ -59,12 +59,14 @@ def test_plugin_runs_via_config_dir(sweep):
 def test_plugin_runs_via_target_override(tmp_path, glue_dir):
     """No config file at all: remove the method group and give _target_ and settings directly."""
     p = bench(["~method", "+method._target_=bench_plugins.ln_tuning.LNTuning", "+method.name=ln_tuning",
-               "+method.include_embeddings=false", "model=tiny_bert", "train=quick", "task=sst2",
+               "+method.include_embeddings=false", "+method.lr=1e-3", "model=tiny_bert", "train=quick", "task=sst2",
                f"results_dir={tmp_path}"], glue_dir)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     (rec,) = records(tmp_path / "adhoc").values()
     assert rec["status"] == "ok" and rec["method"] == "ln_tuning"
-    assert rec["method_label"] == "ln_tuning[include_embeddings=false]"
+    # the lr is part of the label too: no config file, so the command line is its one source
+    assert rec["method_label"].startswith("ln_tuning[") and "include_embeddings=false" in rec["method_label"]
+    assert rec["train"]["lr"] == 1e-3
     assert rec["params"]["trainable_excl_head"] == 2 * L * 2 * H
 
 
@@ -87,24 +89,22 @@ def test_compare_places_the_plugin(sweep):
 
 def test_delta_round_trip_and_bench_untouched(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGINS))
+    from bench.cell import build_cell
     from bench.methods import build_method
-    from bench.models import build_model
 
     cfg = OmegaConf.load(PLUGINS / "conf" / "method" / "ln_tuning.yaml")
     model_cfg = OmegaConf.create({"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm",
                                   "pretrained": False, "pooling": "mean"})
     method = build_method(OmegaConf.to_container(cfg))
-    built = build_model(model_cfg, 2, seed=0)
-    method.validate(built.backbone_config, 64)
-    model = method.finalize(method.apply(built.model))
+    model = build_cell(model_cfg, method, 2, seed=0, max_seq_len=64).model
     names = [n for n, _ in method.trainable_named_parameters(model)]
     assert all("LayerNorm" in n or n.startswith("head.") for n in names) and len(names) == (2 * L + 1) * 2 + 2
     with torch.no_grad():
         for _, p in method.trainable_named_parameters(model):
             p.add_(0.5)
     method.save_delta(model, tmp_path / "delta")
-    fresh = build_model(model_cfg, 2, seed=1).model
-    method.load_delta(method.finalize(method.apply(fresh)), tmp_path / "delta")
+    fresh = build_cell(model_cfg, method, 2, seed=1, max_seq_len=64).model
+    method.load_delta(fresh, tmp_path / "delta")
     for (n, a), (_, b) in zip(method.trainable_named_parameters(model), method.trainable_named_parameters(fresh)):
         assert torch.equal(a, b), n
     # Registration is the config's _target_ alone: nothing in bench/ names the plugin.

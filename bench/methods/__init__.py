@@ -1,7 +1,9 @@
 """Method registry: name -> class, as peft maps PeftType -> config/model.
 
 Built-in methods are selected by `method=<name>` (conf/method/<name>.yaml, whose `_target_` names the
-class); external methods by a config whose `_target_` is any importable `Method` subclass.
+class and whose `name` must equal the class's `name`); external methods by a config whose `_target_`
+is any importable `Method` subclass. Classes register themselves (bench/methods/base.py explains the
+identity rule); importing the built-in modules below fills REGISTRY with the built-ins.
 """
 from __future__ import annotations
 
@@ -9,15 +11,11 @@ import importlib
 
 from bench.errors import ConfigError
 from bench.methods.adapter import Adapter, PfeifferAdapter
-from bench.methods.base import Method
+from bench.methods.base import REGISTRY, Method
 from bench.methods.peft_methods import IA3, LoRA, PrefixTuning, PromptTuning
 from bench.methods.simple import BitFit, Full, HeadOnly
 
-REGISTRY: dict[str, type[Method]] = {
-    cls.name: cls
-    for cls in (Full, HeadOnly, Adapter, PfeifferAdapter, LoRA, PromptTuning, BitFit, IA3, PrefixTuning)
-}
-REQUIRED = ("full", "head_only", "adapter", "lora", "prompt_tuning")
+BUILT_IN = (Full, HeadOnly, Adapter, PfeifferAdapter, LoRA, PromptTuning, BitFit, IA3, PrefixTuning)
 
 RESERVED_KEYS = ("_target_", "name")
 
@@ -40,18 +38,27 @@ def resolve_class(target: str) -> type[Method]:
     return cls
 
 
-def build_method(method_cfg) -> Method:
-    """Instantiate a method from its config mapping (`_target_`, `name`, settings)."""
+def build_method(method_cfg, where: str = "the method config") -> Method:
+    """Instantiate a method from its config mapping (`_target_`, `name`, settings).
+
+    The class is the one source of the method's identity: it must have registered itself under its
+    own `name`, and a config `name` must equal it. `where` names the config in the error (the YAML
+    file or command line it came from)."""
     cfg = dict(method_cfg)
     target = cfg.get("_target_") or cfg.get("name")
     if not target:
-        raise ConfigError("method: the config has neither _target_ nor name")
+        raise ConfigError(f"method: {where} has neither _target_ nor name")
     cls = resolve_class(str(target))
+    if REGISTRY.get(cls.name) is not cls:
+        raise ConfigError(f"method._target_={target!r}: {cls.__module__}.{cls.__qualname__} does not set its own "
+                          f"`name` (it inherits {cls.name!r}); give the class a name of its own")
+    name = cfg.get("name")
+    if name is not None and str(name) != cls.name:
+        raise ConfigError(
+            f"method.name={name!r} in {where}: its _target_ {target!r} is the method named {cls.name!r}; a method "
+            f"has one name, its class's: set `name: {cls.name}` (to name a variant, use label=...)")
     settings = {k: v for k, v in cfg.items() if k not in RESERVED_KEYS}
-    method = cls(**settings)
-    if cfg.get("name"):
-        method.name = str(cfg["name"])
-    return method
+    return cls(**settings)
 
 
-__all__ = ["REGISTRY", "REQUIRED", "Method", "build_method", "resolve_class"]
+__all__ = ["BUILT_IN", "REGISTRY", "Method", "build_method", "resolve_class"]

@@ -54,7 +54,6 @@ class Adapter(Method):
     """Houlsby placement: attention and feed-forward adapters in every layer."""
 
     name = "adapter"
-    default_lr = 1e-3
     placements = ("attention", "ffn")
 
     def __init__(self, lr: float | None = None, size: int = 64, activation: str = "relu",

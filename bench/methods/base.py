@@ -1,8 +1,26 @@
 """The method protocol: everything the runner needs from a finetuning method.
 
 A method is a small class. The runner never special-cases a method: it calls `validate`, `apply`,
-then trains the parameters that require grad, and calls `save_delta` to measure storage. External
-methods (issue: plugins) subclass `Method` and are selected by `_target_` in a Hydra config.
+`finalize`, trains the parameters that require grad and calls `save_delta` to measure storage, and
+where a method differs it reads the method's *declarations* (class attributes / properties below,
+with defaults), never its name:
+
+- `frozen_backbone`: the backbone is frozen and unchanged, so it runs in eval mode (no dropout);
+- `trains_on_cached_features`: the head trains on pooled features computed once (needs a frozen backbone);
+- `uses_token_type_ids`: whether the (possibly wrapped) backbone takes segment ids;
+- `delta_holds`: what `save_delta` writes, in words (the record's `storage.what`).
+
+Identity, one source: a method's name is its class's `name`. A class that sets `name` in its body
+registers itself in `REGISTRY` under that name when it is defined (built-ins on import of
+bench.methods, external methods when their module is imported through `_target_`), and two
+different classes may not claim one name. A method config's `_target_` names the class (dotted path
+or registered name); its `name:` must equal the class's `name` (bench.methods.build_method raises a
+ConfigError naming the config otherwise), so records, labels and REGISTRY all agree. A variant of a
+method is named with `label=...`, not by renaming the method.
+
+Learning rate, one source: the method config's `lr` (conf/method/<name>.yaml), replaced by
+`train.lr` when the user sets it. There is no class default: a method built without `lr` can be
+applied and loaded, but `validate` (which the cell builder always runs) rejects it before training.
 """
 from __future__ import annotations
 
@@ -15,29 +33,50 @@ from torch import nn
 
 from bench.errors import ConfigError
 
+#: name -> class, filled by `Method.__init_subclass__` (see the module docstring).
+REGISTRY: dict[str, type[Method]] = {}
+
 
 class Method:
     """Base class and protocol.
 
-    Subclasses set `name` and `default_lr`, take their settings as keyword arguments, and override
-    `apply` (freeze what stays frozen, add what is new). The task head (`model.head`) trains in every
-    method: `apply` must leave it trainable; `finalize` enforces that.
+    Subclasses set `name`, take their settings as keyword arguments, and override `apply` (freeze
+    what stays frozen, add what is new). The task head (`model.head`) trains in every method:
+    `apply` must leave it trainable; `finalize` enforces that.
     """
 
     name: str = "method"
-    default_lr: float = 1e-3
-    #: True when the backbone is frozen and unchanged, so pooled features can be computed once.
+    #: True when the backbone is frozen and unchanged: it runs in eval mode during training.
     frozen_backbone: bool = False
     #: False for methods whose wrapper cannot take token_type_ids (peft prompt learning drops them).
     uses_token_type_ids: bool = True
+    #: What the saved delta holds, in words (the record's storage.what).
+    delta_holds: str = "delta: trainable tensors incl. head"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return  # an abstract intermediate (PeftMethod) or a subclass that keeps its parent's identity
+        other = REGISTRY.get(cls.name)
+        if other is not None and _qualname(other) != _qualname(cls):
+            raise ConfigError(f"method name {cls.name!r}: claimed by both {_qualname(other)} and {_qualname(cls)}; "
+                              "a method has one name: give the new class its own `name`")
+        REGISTRY[cls.name] = cls  # the same class defined again (a module reloaded) replaces itself
 
     def __init__(self, lr: float | None = None, **settings):
-        self.lr = float(lr) if lr is not None else self.default_lr
+        self.lr = float(lr) if lr is not None else None
         if settings:
             raise ConfigError(
                 f"method {self.name}: unknown setting(s) {', '.join('method.' + k for k in settings)}; "
                 f"accepted: {', '.join('method.' + k for k in self.setting_names())}"
             )
+
+    # -- declarations the runner reads ----------------------------------------------------------
+    @property
+    def trains_on_cached_features(self) -> bool:
+        """True when the runner may compute the pooled backbone features once and train the head on
+        them: exact only for a frozen backbone in eval mode (`frozen_backbone`)."""
+        return False
 
     # -- settings -------------------------------------------------------------------------------
     @classmethod
@@ -57,8 +96,13 @@ class Method:
     # -- protocol -------------------------------------------------------------------------------
     def validate(self, backbone_config, max_seq_len: int) -> None:
         """Raise ConfigError for impossible settings before any training starts."""
+        if self.lr is None:
+            raise ConfigError(f"method {self.name}: no learning rate: give method.lr (`lr:` in its config, "
+                              f"method/{self.name}.yaml) or train.lr; there is no built-in default")
         if not self.lr > 0:
             raise ConfigError(f"method.lr / train.lr = {self.lr}: the learning rate must be > 0")
+        if self.trains_on_cached_features and not self.frozen_backbone:
+            raise TypeError(f"{_qualname(type(self))}: trains_on_cached_features needs frozen_backbone = True")
 
     def apply(self, model: nn.Module) -> nn.Module:
         raise NotImplementedError
@@ -94,8 +138,9 @@ class Method:
         model.load_state_dict(state, strict=False)
         return model
 
-    def describe(self) -> str:
-        return self.name
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def freeze(module: nn.Module) -> None:

@@ -72,7 +72,6 @@ class LoRA(PeftMethod):
     the paper's GLUE experiments. Closed form on q,v: L * 2 * 2 * r * H."""
 
     name = "lora"
-    default_lr = 5e-4
 
     def __init__(self, lr=None, r: int = 8, alpha: int = 16, dropout: float = 0.1,
                  target_modules=("query", "value"), bias: str = "none", use_rslora: bool = False,
@@ -105,7 +104,6 @@ class IA3(PeftMethod):
     the architecture (BERT/RoBERTa: key, value, output.dense; feed-forward: output.dense)."""
 
     name = "ia3"
-    default_lr = 3e-3
 
     def __init__(self, lr=None, target_modules=None, feedforward_modules=None, **settings):
         self.target_modules = list(target_modules) if target_modules is not None else None
@@ -148,7 +146,6 @@ class PromptTuning(_PromptLearning):
     `init`: random, sample_vocab (embeddings of random vocabulary tokens) or text (`init_text`)."""
 
     name = "prompt_tuning"
-    default_lr = 3e-2
 
     def __init__(self, lr=None, num_virtual_tokens: int = 20, init: str = "sample_vocab",
                  init_text: str | None = None, tokenizer_path: str | None = None, **settings):
@@ -178,7 +175,6 @@ class PrefixTuning(_PromptLearning):
     L * 2 * n * H; with `prefix_projection`, an MLP of width `encoder_hidden_size` generates them."""
 
     name = "prefix_tuning"
-    default_lr = 1e-2
     prepends_tokens = False
 
     def __init__(self, lr=None, num_virtual_tokens: int = 20, prefix_projection: bool = False,

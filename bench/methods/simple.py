@@ -10,7 +10,7 @@ class Full(Method):
     """Every parameter trains; the delta is the whole model."""
 
     name = "full"
-    default_lr = 5e-5
+    delta_holds = "whole model (safetensors)"
 
     def apply(self, model: nn.Module) -> nn.Module:
         for p in model.parameters():
@@ -26,12 +26,15 @@ class HeadOnly(Method):
     """
 
     name = "head_only"
-    default_lr = 1e-2
     frozen_backbone = True
 
     def __init__(self, lr: float | None = None, cache_features: bool = True, **settings):
         self.cache_features = bool(cache_features)
         super().__init__(lr=lr, **settings)
+
+    @property
+    def trains_on_cached_features(self) -> bool:
+        return self.cache_features
 
     def apply(self, model: nn.Module) -> nn.Module:
         freeze(model.backbone)
@@ -42,7 +45,6 @@ class BitFit(Method):
     """Only the bias terms of the backbone train (Ben Zaken et al. 2022), plus the head."""
 
     name = "bitfit"
-    default_lr = 1e-3
 
     def apply(self, model: nn.Module) -> nn.Module:
         for n, p in model.backbone.named_parameters():

@@ -23,8 +23,7 @@ from bench.methods.base import freeze
 class LNTuning(Method):
     """Freeze the backbone, then unfreeze every `nn.LayerNorm` in it (optionally not the embeddings')."""
 
-    name = "ln_tuning"
-    default_lr = 1e-3
+    name = "ln_tuning"  # registers the class under this name; its YAML's `name:` must say the same
 
     def __init__(self, lr: float | None = None, include_embeddings: bool = True, **settings):
         # Settings first, then super().__init__, which rejects unknown keys (typos in method.*).
@@ -49,6 +48,3 @@ class LNTuning(Method):
             for p in norm.parameters():
                 p.requires_grad_(True)
         return model  # the head stays trainable: Method.finalize (called by the runner) makes sure of it
-
-    def describe(self) -> str:
-        return f"{self.name} (LayerNorm gains and biases{'' if self.include_embeddings else ', not the embeddings'})"
