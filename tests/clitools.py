@@ -1,4 +1,5 @@
-"""Run the real CLI in a subprocess, as a user would."""
+"""Run the project's commands in a subprocess, as a user would. The one place tests start a process,
+so every command sees the same offline, isolated environment."""
 from __future__ import annotations
 
 import json
@@ -9,23 +10,53 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model=tiny_bert", "train=quick"]
+# Set by a surrounding run (a results folder, the ledger of an invocation, the launcher's cell
+# count): a test's command must not inherit them from whoever runs pytest.
+_NOT_INHERITED = ("BENCH_INVOCATION", "BENCH_RESULTS_DIR", "BENCH_PARALLEL_CELLS")
 
 
-def bench_env(glue_dir) -> dict:
+def bench_env(glue_dir=None, extra_env: dict | None = None) -> dict:
+    """The environment of a test command: offline, GLUE at `glue_dir`; `extra_env` values of None
+    remove a variable."""
     env = dict(os.environ)
+    for key in _NOT_INHERITED:
+        env.pop(key, None)
     env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                "BENCH_GLUE_DIR": str(glue_dir), "PYTHONUNBUFFERED": "1"})
-    env.pop("BENCH_INVOCATION", None)
+                "PYTHONUNBUFFERED": "1"})
+    if glue_dir is not None:
+        env["BENCH_GLUE_DIR"] = str(glue_dir)
+    for key, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
     return env
+
+
+def run_python(args: list, glue_dir=None, cwd=REPO, timeout: int = 300,
+               extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python <args>` (e.g. ["-m", "bench.report", folder]); the exit status is the caller's to check."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=bench_env(glue_dir, extra_env),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _bench_args(args: list, results_dir, module: str) -> list:
+    """Records and Hydra's own run folders both under `results_dir`, never in the repository."""
+    return ["-m", module, *args, f"results_dir={results_dir}",
+            f"hydra.run.dir={results_dir}/_hydra/run", f"hydra.sweep.dir={results_dir}/_hydra/sweep"]
 
 
 def run_bench(args: list[str], glue_dir, results_dir, module: str = "bench", timeout: int = 300,
               extra_env: dict | None = None) -> subprocess.CompletedProcess:
-    env = bench_env(glue_dir)
-    env.update(extra_env or {})
-    cmd = [sys.executable, "-m", module, *args, f"results_dir={results_dir}",
-           f"hydra.run.dir={results_dir}/_hydra/run", f"hydra.sweep.dir={results_dir}/_hydra/sweep"]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return run_python(_bench_args(args, results_dir, module), glue_dir, timeout=timeout, extra_env=extra_env)
+
+
+def start_bench(args: list[str], glue_dir, results_dir) -> subprocess.Popen:
+    """`python -m bench` left running, in its own process group so a test can signal the whole
+    sweep (parent and cell) the way Ctrl-C in a terminal does."""
+    return subprocess.Popen([sys.executable, *_bench_args(args, results_dir, "bench")], cwd=REPO,
+                            env=bench_env(glue_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def records_in(folder) -> list[dict]:

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from clitools import run_python
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
@@ -89,11 +87,9 @@ def test_module_is_the_local_evaluate_module():
 
 def test_loads_offline_with_an_empty_cache(tmp_path):
     """A fresh HF_HOME and offline flags: the module must come from the repo, never the hub."""
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_EVALUATE_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     code = ("from bench.metrics import compute_metrics; "
             "print(compute_metrics(['accuracy', 'f1'], [1, 0, 1, 1], [1, 0, 0, 1]))")
-    proc = subprocess.run([sys.executable, "-c", code], check=False, env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python(["-c", code], cwd=tmp_path, timeout=120,
+                      extra_env={"HF_HOME": tmp_path / "hf", "HF_EVALUATE_OFFLINE": "1", "PYTHONPATH": REPO})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "{'accuracy': 0.75, 'f1': 0.8}" in proc.stdout

@@ -5,13 +5,12 @@ override; its delta saves and loads through the Method protocol; `bench.regress 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from clitools import run_python
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,14 +19,9 @@ L, H = 2, 64  # tiny-bert: 2 layers, hidden 64
 
 
 def bench(args: list[str], glue_dir: Path, plugins_on_path: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               BENCH_GLUE_DIR=str(glue_dir))
-    env.pop("BENCH_RESULTS_DIR", None)
-    env.pop("PYTHONPATH", None)
-    if plugins_on_path:
-        env["PYTHONPATH"] = "examples/plugins"
-    return subprocess.run([sys.executable, "-m", "bench", *args], check=False, cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    """`python -m bench` with the plugin package on the Python path, or with no path at all."""
+    return run_python(["-m", "bench", *args], glue_dir, timeout=600,
+                      extra_env={"PYTHONPATH": "examples/plugins" if plugins_on_path else None})
 
 
 def records(folder: Path) -> dict[str, dict]:
@@ -79,8 +73,7 @@ def test_plugin_off_the_path_fails_with_a_clear_message(tmp_path, glue_dir):
 
 
 def test_compare_places_the_plugin(sweep):
-    p = subprocess.run([sys.executable, "-m", "bench.regress", "compare", "--method", "ln_tuning", str(sweep)],
-                       check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
+    p = run_python(["-m", "bench.regress", "compare", "--method", "ln_tuning", sweep], timeout=120)
     assert p.returncode == 0, p.stderr
     row = next(ln for ln in p.stdout.splitlines() if ln.startswith("<-"))
     assert row.split()[1:3] == ["ln_tuning", "external"]

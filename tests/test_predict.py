@@ -3,12 +3,10 @@ method, and a real cell's kept delta reproduces the record's predictions and met
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-from clitools import REPO, TINY, bench_env, records_in, run_bench
+from clitools import REPO, TINY, records_in, run_bench, run_python
 from test_methods import ARCHS, TRAIN, _toy_data, build
 
 from bench import records as R
@@ -96,14 +94,13 @@ def test_predict_cli(kept_deltas, glue_dir, tmp_path):
     folder = out / "keep" / "deltas" / rec["run_id"]
     inputs = tmp_path / "in.txt"
     inputs.write_text("a fine film\nawful\n")
-    proc = subprocess.run([sys.executable, "-m", "bench.predict", str(folder), "--text", "great", "--file", str(inputs),
-                           "--json"], check=False, cwd=REPO, env=bench_env(glue_dir), capture_output=True, text=True, timeout=120)
+    proc = run_python(["-m", "bench.predict", folder, "--text", "great", "--file", inputs, "--json"], glue_dir,
+                      timeout=120)
     assert proc.returncode == 0, proc.stderr
     labels = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(labels) == 3 and set(labels) <= {"negative", "positive"}
     assert labels == load_delta(folder).predict(["great", "a fine film", "awful"])
-    bad = subprocess.run([sys.executable, "-m", "bench.predict", str(tmp_path), "--text", "x"], check=False, cwd=REPO,
-                         env=bench_env(glue_dir), capture_output=True, text=True, timeout=120)
+    bad = run_python(["-m", "bench.predict", tmp_path, "--text", "x"], glue_dir, timeout=120)
     assert bad.returncode == 2 and "bench_delta.json" in bad.stderr
 
 

@@ -6,14 +6,13 @@ goes through `python -m bench` and `python -m bench.regress` as a user would run
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clitools import run_bench, run_python
 
 from bench.regress.check import Settings, metric_tolerance, pooled_std
 
@@ -22,30 +21,22 @@ COMMITTED = REPO / "results" / "baselines" / "ci_gate.json"
 N_CELLS = 12  # tasks sst2,stsb x methods full,head_only,adapter,lora,prompt_tuning,bitfit
 
 
-def _env(glue_dir: Path) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               BENCH_GLUE_DIR=str(glue_dir))
-    env.pop("BENCH_RESULTS_DIR", None)
-    return env
-
-
-def run_bench(args: list[str], glue_dir: Path) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "bench", *args], check=False, cwd=REPO, env=_env(glue_dir),
-                       capture_output=True, text=True, timeout=600)
+def bench_ok(args: list[str], glue_dir: Path, results_dir: Path) -> subprocess.CompletedProcess:
+    """`python -m bench` that must succeed."""
+    p = run_bench(args, glue_dir, results_dir, timeout=600)
     assert p.returncode == 0, f"bench {args} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return p
 
 
 def regress(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.regress", *map(str, args)], check=False, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return run_python(["-m", "bench.regress", *args], timeout=120)
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, glue_dir) -> Path:
     """The ci_gate preset, run afresh (exactly what `make regress` runs)."""
     root = tmp_path_factory.mktemp("results")
-    run_bench(["experiment=ci_gate", f"results_dir={root}"], glue_dir)
+    bench_ok(["experiment=ci_gate"], glue_dir, root)
     folder = root / "ci_gate"
     assert len(list(folder.glob("*.json"))) == N_CELLS
     return folder
@@ -132,8 +123,8 @@ def test_baseline_stores_predictions_that_reproduce_the_metrics(sweep, own_basel
 def test_broken_method_fails_and_names_the_cell(sweep, own_baseline, tmp_path, glue_dir):
     cand = copy_without(sweep, tmp_path / "cand" / "ci_gate", "lora__stsb")
     # lora with a learning rate that trains nothing; label=lora keeps the cell's identity.
-    run_bench(["experiment=ci_gate", "task=stsb", "method=lora", "label=lora", "train.lr=1e-9",
-               f"results_dir={tmp_path / 'cand'}"], glue_dir)
+    bench_ok(["experiment=ci_gate", "task=stsb", "method=lora", "label=lora", "train.lr=1e-9"], glue_dir,
+             tmp_path / "cand")
     p = regress("check", "--baseline", own_baseline, cand)
     assert p.returncode == 1, p.stdout + p.stderr
     assert f"gate: FAIL: 1 of {N_CELLS} cell(s) regressed: tiny-bert/lora/stsb" in p.stdout
@@ -144,8 +135,8 @@ def test_broken_method_fails_and_names_the_cell(sweep, own_baseline, tmp_path, g
 
 def test_parameter_count_change_fails_unless_allowed(sweep, own_baseline, tmp_path, glue_dir):
     cand = copy_without(sweep, tmp_path / "cand" / "ci_gate", "lora__stsb")
-    run_bench(["experiment=ci_gate", "task=stsb", "method=lora", "label=lora", "method.r=4",
-               f"results_dir={tmp_path / 'cand'}"], glue_dir)
+    bench_ok(["experiment=ci_gate", "task=stsb", "method=lora", "label=lora", "method.r=4"], glue_dir,
+             tmp_path / "cand")
     p = regress("check", "--baseline", own_baseline, cand)
     assert p.returncode == 1
     assert "trainable parameters 4161 -> 2113 (must match exactly" in p.stdout

@@ -26,6 +26,7 @@ from bench.report.aggregate import build, cell_stats
 
 sys.path.insert(0, str(Path(__file__).parent))
 import report_fixtures as fx
+from clitools import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -314,8 +315,7 @@ def test_cli_success_and_rerun_replaces_stale_plots(report, tmp_path):
     out = tmp_path / "rep"
     (out / "plots").mkdir(parents=True)
     (out / "plots" / "stale.png").write_bytes(b"old")
-    res = subprocess.run([sys.executable, "-m", "bench.report", str(report["results"]), "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    res = run_python(["-m", "bench.report", report["results"], "--out", out])
     assert res.returncode == 0, res.stderr
     assert "tiny-bert" in res.stdout and "63 ok" in res.stdout and "1 unreadable" in res.stdout
     assert "missing(mrpc)" in res.stdout and f"written to {out}" in res.stdout
@@ -330,8 +330,7 @@ def test_cli_exit_2_on_unusable_results_dir(tmp_path, case):
         rd.mkdir()
     if case == "only_bad":
         (rd / "x.json").write_text('{"schema_version": 1, "status": "ok"}')
-    res = subprocess.run([sys.executable, "-m", "bench.report", str(rd), "--out", str(tmp_path / "out")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    res = run_python(["-m", "bench.report", rd, "--out", tmp_path / "out"], timeout=120)
     assert res.returncode == 2
     assert "error" in res.stderr and str(rd) in res.stderr
     assert not (tmp_path / "out" / "index.html").exists()
@@ -341,8 +340,7 @@ def test_cli_exit_2_on_unusable_results_dir(tmp_path, case):
 
 
 def run_browser_check(report_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "check_report_browser.py"), str(report_dir),
-                           *extra], capture_output=True, text=True, timeout=180, check=False)
+    return run_python([ROOT / "scripts" / "check_report_browser.py", report_dir, *extra], timeout=180)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium absent (CI: apt-get install -y chromium)")

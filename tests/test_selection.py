@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from clitools import TINY, records_in, run_bench, run_python
 
 from bench import records as R
 from bench import tasks as T
 from bench.readers import Example
 from bench.study import choose, lr_grid
-from tests.clitools import REPO, TINY, records_in, run_bench
 
 
 def _examples(n: int, n_pos: int) -> list[Example]:
@@ -78,8 +76,7 @@ def test_dev_labels_never_feed_the_choice(tmp_path, glue_dir):
         assert len(final) == 1 and final[0]["train"]["lr"] == sel["selected_lr"]
         runs[flip] = (sel, final[0])
         if not flip:  # the real study's records feed the report: trials only as budget curves
-            rep = subprocess.run([sys.executable, "-m", "bench.report", str(out / "study"), "--out",
-                                  str(tmp_path / "report")], cwd=REPO, capture_output=True, text=True, check=False)
+            rep = run_python(["-m", "bench.report", out / "study", "--out", tmp_path / "report"])
             assert rep.returncode == 0, rep.stderr[-2000:]
             budget = (tmp_path / "report" / "budget.csv").read_text().splitlines()
             assert len(budget) == 1 + 3 and all(",lora,study,3," in line for line in budget[1:])
