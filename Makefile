@@ -59,9 +59,12 @@ report: setup
 reproduce-params: setup
 	$(BIN)/python -m bench.reproduce params
 
-## Runs the published configurations this machine can run + the scaled-down MiniLM reproduction.
+## Runs the published configurations this machine can run + the scaled-down MiniLM reproduction, as
+## `python -m bench -m` sweeps (bench/reproduce/runner.py). REPRODUCE_ARGS, e.g. "-o train.threads=1", adds
+## overrides to every cell.
+REPRODUCE_ARGS ?=
 reproduce: setup
-	$(BIN)/python -m bench.reproduce all
+	$(BIN)/python -m bench.reproduce all $(REPRODUCE_ARGS)
 
 ## Re-record the regression gate's baseline; commit results/baselines/ci_gate.json with the change that moved it.
 baseline: setup

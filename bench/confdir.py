@@ -3,7 +3,7 @@
 The configs live in `conf/` at the top of the repository, where people who clone it look for and
 edit them. A wheel cannot ship a folder beside its package, so pyproject.toml maps `conf/` into the
 wheel as `bench/conf/`. Every reader of the built-in configs (the CLI, `bench.params`, the paper
-presets in `bench.reference`) asks this module, so the two layouts never diverge. Users add their
+presets in `bench.reproduce`) asks this module, so the two layouts never diverge. Users add their
 own tasks and methods with Hydra's `--config-dir`, which adds a folder to the search path; the
 built-in groups keep resolving from here.
 """

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bench import reference as R
 from bench.params import main, measure
-from bench.reference.paramcheck import Measurer, run_checks
+from bench.reproduce import published as R
+from bench.reproduce.paramcheck import Measurer, run_checks
 
 PEFT_METHODS = {
     "lora": ["method=lora", "method.r=8"],

@@ -1,4 +1,4 @@
-"""The reference data (bench/reference/published.csv) and the presets that reproduce it."""
+"""The reference data (bench/reproduce/published.csv) and the presets that reproduce it."""
 from __future__ import annotations
 
 import csv
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import reference as R
-from bench.reference import scaled as S
+from bench.reproduce import presets as PR
+from bench.reproduce import published as R
+from bench.reproduce import scaled as S
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "published_glue.csv"
 
@@ -92,10 +93,10 @@ def test_self_disagreement_is_kept_and_explained(rows):
 
 def test_every_preset_names_rows_and_every_row_preset_exists(rows):
     configs = R.by_config(rows)
-    keys = R.preset_keys()
+    keys = PR.preset_keys()
     assert "lora_paper/roberta_base_lora" in keys and "lora_paper/roberta_large_lora" in keys
     for key in keys:
-        ref = R.preset_reference(key)
+        ref = PR.preset_reference(key)
         ids = ref.get("config_ids") or []
         assert ids, f"{key}: reference.config_ids is empty"
         for cid in ids:
@@ -103,8 +104,8 @@ def test_every_preset_names_rows_and_every_row_preset_exists(rows):
             assert {r.preset for r in configs[cid]} == {key}, f"{cid} rows do not point back to {key}"
     for r in rows:
         if r.preset:
-            assert R.preset_path(r.preset).is_file(), f"{r.row_id}: preset {r.preset} does not exist"
-            assert r.config_id in R.preset_reference(r.preset)["config_ids"]
+            assert PR.preset_path(r.preset).is_file(), f"{r.row_id}: preset {r.preset} does not exist"
+            assert r.config_id in PR.preset_reference(r.preset)["config_ids"]
 
 
 def test_presets_compose_with_the_published_settings():
@@ -197,7 +198,7 @@ def test_claim_with_disagreeing_seeds_is_mixed(rows):
 
 def test_weights_availability_is_checked_not_assumed():
     from bench.params import compose_config
-    from bench.reproduce import weights_available
+    from bench.reproduce.presets import weights_available
 
     assert weights_available(compose_config(["model=minilm"]).model)[0]
     ok, why = weights_available(compose_config(["model=tiny_bert"]).model)
@@ -210,7 +211,7 @@ def test_paper_preset_runs_nothing_without_weights(tmp_path, monkeypatch):
     the weights cached."""
     import huggingface_hub.constants
 
-    from bench.reproduce import plan_preset
+    from bench.reproduce.presets import plan_preset
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))
@@ -227,7 +228,7 @@ def test_paper_preset_runs_nothing_without_weights(tmp_path, monkeypatch):
 
 
 def test_compare_rows_tolerance_and_test_split(rows):
-    from bench.reproduce import compare_rows
+    from bench.reproduce.presets import compare_rows
 
     plan = {"key": "lora_paper/roberta_base_lora", "ref": {"aggregate": "median"}, "skip": {}, "seeds": 3}
     mine = [r for r in rows if r.config_id == "hu2021-t2/roberta-base/lora" and r.task_key in ("rte", "mrpc")]
