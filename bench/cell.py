@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from omegaconf import OmegaConf
 
 from bench.measure import count_params
-from bench.methods import Method, build_method
+from bench.methods import Method
 from bench.models import build_model, head_counting
 
 
@@ -55,12 +55,12 @@ def method_source(choice: str | None = None) -> str:
 
 def method_from_config(cfg, where: str | None = None) -> Method:
     """The cell's method from `cfg.method`, with `train.lr`, when set, as its learning rate: the method
-    config's `lr` is the one default, `train.lr` the user's explicit override."""
+    config's `lr` is the one default, `train.lr` the user's explicit override. Built by
+    bench.settings.check_method, which checks the keys against the class's signature first."""
+    from bench.settings import check_method
+
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
-    lr = cfg.train.get("lr")
-    if lr is not None:
-        method_cfg["lr"] = float(lr)
-    return build_method(method_cfg, where=where or method_source())
+    return check_method(method_cfg, cfg.train.get("lr"), where=where or method_source())
 
 
 def build_cell(model_cfg, method: Method, num_labels: int, seed: int, max_seq_len: int,

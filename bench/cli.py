@@ -2,7 +2,8 @@
 
 Resume, failure isolation and the summary live here and in bench.execute, because Hydra has none.
 Exit status: 0 when every cell is ok or skipped, 1 when any failed, 2 on a configuration error,
-130 on Ctrl-C.
+130 on Ctrl-C. Settings are checked (bench.settings.check) before any cell runs: in a multirun,
+every job's config before the first job starts.
 """
 from __future__ import annotations
 
@@ -62,13 +63,54 @@ class SummaryCallback(Callback):
               + (f", {counts['interrupted']} interrupted" if counts.get("interrupted") else "")
               + f"; records in {sweep_dir}")
         if counts["failed"] or counts.get("interrupted"):
-            _STATE["exit"] = 1
+            _STATE["exit"] = max(_STATE["exit"], 1)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """Every job of the sweep checked (bench.settings.check) before the first one starts, in
+        this process whatever the launcher: a bad option exits 2 with no record and no folder."""
+        errors = sweep_config_errors(config)
+        if errors:
+            for line in errors:
+                print(f"configuration error: {line}", file=sys.stderr)
+            sys.exit(2)
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
         self._summarise(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         self._summarise(config)
+
+
+def sweep_config_errors(config: DictConfig) -> list[str]:
+    """The configuration errors of a multirun's jobs, one line each (identical ones once), composed
+    as the basic sweeper will compose them. Nothing for another sweeper, or when a job does not
+    compose (Hydra reports that itself when the job starts)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from bench.errors import ConfigError
+    from bench.settings import check
+
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []
+    try:
+        loader = GlobalHydra.instance().config_loader()
+        args = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+        args += list(config.hydra.overrides.task)
+        batches = BasicSweeper.split_arguments(OverridesParser.create(config_loader=loader).parse_overrides(args), None)
+        jobs = [job for batch in batches for job in batch]
+    except Exception:  # noqa: BLE001 - the sweeper reports a bad sweep in its own words
+        return []
+    errors: dict[str, str] = {}
+    for job in jobs:
+        try:
+            check(loader.load_sweep_config(config, list(job)))
+        except ConfigError as exc:
+            errors.setdefault(str(exc), f"{exc} [job: {' '.join(job) or 'no overrides'}]")
+        except Exception:  # noqa: BLE001 - a job that does not compose fails when it starts, as before
+            return list(errors.values())
+    return list(errors.values())
 
 
 def _parallel_cells(hc) -> int:
@@ -101,8 +143,16 @@ def _hydra_main(cfg: DictConfig) -> str:
         overrides, parallel = [], 1
     # Set on every job (a joblib worker runs several), never inherited from an earlier invocation.
     os.environ[PARALLEL_CELLS_ENV] = str(parallel)
+    from bench.errors import ConfigError
+    from bench.settings import check
+
+    try:
+        check(cfg)  # before any work: a bad option writes no record and no folder
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        _STATE["exit"] = 2
+        return "failed"
     if (cfg.get("study") or {}).get("enabled"):
-        from bench.errors import ConfigError
         from bench.study import run_study
 
         try:

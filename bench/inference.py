@@ -21,6 +21,7 @@ Why measured this way (docs/inference.md):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -28,14 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
 from bench.measure import _reset_hwm, _status_kb, current_rss, sync
+from bench.settings import InferenceSettings, check_section
 from bench.train import autocast_for
 
 INPUTS_NOTE = ("synthetic inputs: random vocabulary ids of exactly the stated token length, all attended, "
                "no token_type_ids; same tensors for every variant")
-DEFAULTS = {"lengths": [16, 64, 128], "repeats": 30, "warmup": 5, "batch_size": 32, "batch_length": 64,
-            "batch_repeats": 6, "batch_warmup": 1, "merge": True, "merge_atol": 1e-4, "threads": 1}
+#: the settings and their defaults, from the one schema (bench.settings.InferenceSettings)
+DEFAULTS = {k: v for k, v in dataclasses.asdict(InferenceSettings()).items() if k != "enabled"}
 
 
 # ------------------------------------------------------------------------------------------- timing
@@ -223,23 +224,15 @@ def forward_memory(model: nn.Module, inputs: dict, device: torch.device, precisi
 # ------------------------------------------------------------------------------------------- the cell
 
 def settings_from(icfg) -> dict:
-    """Resolved `inference.*` settings with their defaults; ConfigError names a bad option."""
+    """Resolved `inference.*` settings with their defaults; ConfigError names a bad option (the
+    rules are bench.settings.InferenceSettings', which the CLI checked before the cell)."""
+    from omegaconf import OmegaConf
+
+    given = OmegaConf.to_container(icfg, resolve=True) if OmegaConf.is_config(icfg) else dict(icfg or {})
+    check_section("inference", given, InferenceSettings)
     s = dict(DEFAULTS)
-    s.update({k: v for k, v in dict(icfg or {}).items() if k != "enabled"})
-    lengths = list(s["lengths"]) if not isinstance(s["lengths"], (int, str)) else None
-    if not lengths or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in lengths):
-        raise ConfigError(f"inference.lengths={s['lengths']!r}: expected a list of integers >= 1, e.g. [16, 64, 128]")
-    s["lengths"] = lengths
-    for key, lo in (("repeats", 3), ("warmup", 1), ("batch_size", 1), ("batch_length", 1), ("batch_repeats", 3),
-                    ("batch_warmup", 1)):
-        v = s[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ConfigError(f"inference.{key}={v!r}: expected an integer >= {lo}")
-    t = s["threads"]
-    if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
-        raise ConfigError(f"inference.threads={t!r}: expected null (the cell's threads) or an integer >= 1")
-    if not isinstance(s["merge_atol"], (int, float)) or s["merge_atol"] <= 0:
-        raise ConfigError(f"inference.merge_atol={s['merge_atol']!r}: expected a number > 0")
+    s.update({k: v for k, v in given.items() if k != "enabled"})
+    s["lengths"] = list(s["lengths"])
     return s
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
+from bench.settings import check_value
 
 log = logging.getLogger(__name__)
 
@@ -256,10 +257,8 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
     source = resolve_source(str(model_cfg.source))
     pooling = str(model_cfg.get("pooling", "mean"))
     head_kind = str(model_cfg.get("head", "uniform"))
-    if head_kind not in HEADS:
-        raise ConfigError(f"model.head={head_kind!r}: expected one of {', '.join(HEADS)}")
-    if pooling not in POOLINGS:
-        raise ConfigError(f"model.pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+    check_value("model.head", head_kind)  # the rules of bench.settings.ModelSettings, checked before the cell
+    check_value("model.pooling", pooling)
     overrides = dict(model_cfg.get("config_overrides") or {})
     shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
     try:

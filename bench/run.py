@@ -4,7 +4,7 @@ bench/run.py is the recipe (what a cell does); bench/execute.py is the isolation
 around it (identity, resume, a forked process per cell, failure records). `run_cell` reads as its
 steps (torchtune's recipe style), each a short method of `CellRecipe`:
 
-    setup:    _setup_runtime (validate the config, device, seed, method) -> _setup_data (splits)
+    setup:    _setup_runtime (bench.settings.check, device, seed, method) -> _setup_data (splits)
               -> _setup_model (bench.cell.build_cell, init_from, counts) -> _setup_encoding
     train     (timed, memory-tracked)
     evaluate  (the chosen epoch's weights, every eval split and the selection split)
@@ -34,6 +34,7 @@ from bench.env import environment, parallel_cells
 from bench.errors import ConfigError
 from bench.init_from import apply_init_from
 from bench.measure import PeakMemory, measure_storage, sync
+from bench.settings import check, check_value
 from bench.train import grad_accum_steps, predict, throughput, train_model
 
 log = logging.getLogger(__name__)
@@ -59,19 +60,15 @@ def pick_precision(name: str, device: torch.device) -> str:
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "fp32"
-    if name not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"train.precision={name!r}: expected auto, fp32, bf16 or fp16")
-    return name
+    return check_value("train.precision", name)
 
 
 def pick_pad_multiple(setting, device: torch.device) -> int:
     """`auto`: 8 on CUDA, 1 (no rounding) on CPU. On a GPU every new padded length costs a new
     attention/matmul plan; measured on an H200 (docs/gpu.md), the first epoch of a cell ran several
     times slower than later ones while those plans were built. On CPU extra padding is only cost."""
-    if setting in (None, "auto"):
+    if check_value("train.pad_to_multiple_of", setting) in (None, "auto"):
         return 8 if device.type == "cuda" else 1
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ConfigError(f"train.pad_to_multiple_of={setting!r}: expected auto or an integer >= 1")
     return setting
 
 
@@ -79,47 +76,17 @@ def resolve_threads(setting, parallel_cells) -> int:
     """`auto`: split the cores between cells that run at the same time (joblib n_jobs), so parallel
     cells never oversubscribe the CPU; an integer is taken as given."""
     cores = os.cpu_count() or 1
-    if setting in (None, "auto"):
+    if check_value("train.threads", setting) in (None, "auto"):
         return max(1, cores // max(1, int(parallel_cells or 1)))
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise ConfigError(f"train.threads={setting!r}: expected auto or an integer >= 1")
     return setting
 
 
-def validate_train(t) -> None:
-    checks = [
-        ("train.epochs", t.epochs, 1), ("train.batch_size", t.batch_size, 1),
-        ("train.eval_batch_size", t.eval_batch_size, 1), ("train.max_seq_len", t.max_seq_len, 8),
-    ]
-    for opt, val, lo in checks:
-        if isinstance(val, bool) or not isinstance(val, int) or val < lo:
-            raise ConfigError(f"{opt}={val!r}: expected an integer >= {lo}")
-    for opt in ("max_train_samples", "max_eval_samples"):
-        v = t.get(opt)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ConfigError(f"train.{opt}={v!r}: expected null (all) or an integer >= 1")
-    if t.lr is not None and not (isinstance(t.lr, (int, float)) and t.lr > 0):
-        raise ConfigError(f"train.lr={t.lr!r}: the learning rate must be a number > 0 (or null for the method's default)")
-    if not 0 <= float(t.warmup_ratio) < 1:
-        raise ConfigError(f"train.warmup_ratio={t.warmup_ratio!r}: expected a number in [0, 1)")
-    if t.select not in ("last", "best_epoch"):
-        raise ConfigError(f"train.select={t.select!r}: expected last or best_epoch")
-    if t.select == "best_epoch" and not t.eval_every_epoch:
-        raise ConfigError("train.select=best_epoch needs train.eval_every_epoch=true")
-
-
 def selection_settings(cfg) -> dict:
-    """data.selection, checked; the epoch choice needs it (never the reported split)."""
+    """data.selection with its defaults (checked by bench.settings.check: ranges, and that
+    train.select=best_epoch has a selection split to choose on, never the reported split)."""
     sel = dict((cfg.get("data") or {}).get("selection") or {})
     fraction = sel.get("fraction", 0.0) or 0.0
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
-        raise ConfigError(f"data.selection.fraction={fraction!r}: expected a number in [0, 1) (0 = no selection split)")
     cap = sel.get("max_examples")
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-        raise ConfigError(f"data.selection.max_examples={cap!r}: expected null or an integer >= 1")
-    if cfg.train.select == "best_epoch" and fraction == 0:
-        raise ConfigError("train.select=best_epoch needs a selection split (data.selection.fraction > 0): the "
-                          "epoch is chosen on held-out train examples, never on the reported split")
     # train.max_eval_samples bounds every evaluated split, the selection split included (quick runs).
     limit = cfg.train.get("max_eval_samples")
     if limit is not None:
@@ -178,10 +145,11 @@ class CellRecipe:
         self._setup_encoding()
 
     def _setup_runtime(self) -> None:
-        """Validate everything before any data or weights are loaded; device, precision, seed, method."""
+        """Validate everything before any data or weights are loaded (bench.settings.check: the CLI
+        checked already, but a cell can be run without it); device, precision, seed, method."""
         self.phase.name = "validate"
         t = self.t
-        validate_train(t)
+        check(self.cfg, whole_job=False)
         self.device = pick_device(str(t.device))
         self.precision = pick_precision(str(t.precision), self.device)
         self.pad_multiple = pick_pad_multiple(t.get("pad_to_multiple_of", "auto"), self.device)

@@ -25,8 +25,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench import records as R
-from bench.errors import ConfigError
-from bench.methods.base import check_positive_int
 
 log = logging.getLogger("bench")
 
@@ -39,27 +37,17 @@ def lr_grid(low: float, high: float, n: int) -> list[float]:
 
 
 def study_settings(cfg: DictConfig) -> dict:
-    """study.* checked before any cell runs; names the option and what was expected."""
-    st = cfg.study
+    """study.* and the rate grid. The rules (types and ranges, a range for this method, no fixed
+    train.lr, a selection split) are bench.settings' (StudySettings, check_study), which the CLI ran
+    before any cell; checked again here because run_study may be called without the CLI."""
+    from bench.settings import StudySettings, check_section, check_study
+
+    st = OmegaConf.to_container(cfg.study, resolve=True)
     method = str(cfg.method.get("name") or "method")
-    trials, seeds, trial_seed = st.get("trials"), st.get("seeds"), st.get("trial_seed", 0)
-    for opt, val, lo in (("study.trials", trials, 1), ("study.seeds", seeds, 1), ("study.trial_seed", trial_seed, 0)):
-        check_positive_int(opt, val, lo)
-    rng = st.get("lr_range") or (st.get("lr_ranges") or {}).get(method)
-    if rng is None:
-        raise ConfigError(f"study: no learning-rate range for method {method!r}: set study.lr_ranges.{method}=[low,high] "
-                          f"or study.lr_range=[low,high]")
-    rng = list(rng)
-    if len(rng) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in rng) \
-            or rng[0] > rng[1]:
-        raise ConfigError(f"study.lr_ranges.{method}={rng!r}: expected [low, high] with 0 < low <= high")
-    if cfg.train.get("lr") is not None:
-        raise ConfigError(f"train.lr={cfg.train.lr!r} with experiment=study: the protocol chooses the rate; "
-                          f"set the search range instead (study.lr_ranges.{method} or study.lr_range)")
-    sel = (cfg.get("data") or {}).get("selection") or {}
-    if not sel.get("fraction"):
-        raise ConfigError("experiment=study needs a selection split (data.selection.fraction > 0): the rate and "
-                          "epoch are chosen on it, never on the reported split")
+    check_section("study", st, StudySettings)
+    check_study(cfg, st, method)
+    rng = list(st.get("lr_range") or st["lr_ranges"][method])
+    trials, seeds, trial_seed = st["trials"], st["seeds"], st.get("trial_seed", 0)
     return {"method": method, "trials": trials, "seeds": seeds, "trial_seed": trial_seed,
             "grid": lr_grid(float(rng[0]), float(rng[1]), trials), "range": [float(rng[0]), float(rng[1])]}
 

@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from bench.batching import Encoded, batch_order, collate, padded_width
-from bench.errors import ConfigError
 from bench.measure import StepTimer, sync
 
 
@@ -134,11 +133,9 @@ def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, 
 def grad_accum_steps(tcfg) -> int:
     """`train.grad_accum_steps` (default 1), checked: micro-batches per optimizer step."""
     k = tcfg.get("grad_accum_steps", 1) if hasattr(tcfg, "get") else getattr(tcfg, "grad_accum_steps", 1)
-    if k is None:
-        return 1
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"train.grad_accum_steps={k!r}: expected an integer >= 1 (micro-batches per optimizer step)")
-    return k
+    from bench.settings import check_value
+
+    return 1 if check_value("train.grad_accum_steps", k) is None else k
 
 
 def micro_batches(ids: list[int], micro: int) -> list[list[int]]:

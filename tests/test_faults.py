@@ -102,15 +102,15 @@ def test_truncated_record_is_rerun_not_trusted(tmp_path, glue_dir):
     assert json.loads(path.read_text())["status"] == "ok"
 
 
+# Settings that need the built model to check (the method against the backbone, the data files): the cell
+# fails in setup with a record. Options the schemas check (train.lr=-1, train.batch_size=0,
+# model.pooling=max, typos) exit 2 before any record: tests/test_configs.py.
 BAD_SETTINGS = [
-    (["method=lora", "train.lr=-1"], "train.lr=-1"),
     (["method=lora", "method.r=0"], "method.r=0"),
     (["method=adapter", "method.size=0"], "method.size=0"),
     (["method=prompt_tuning", "method.num_virtual_tokens=100", "train.max_seq_len=450"], "method.num_virtual_tokens=100"),
     (["method=lora", "method.target_modules=[nope]"], "nope"),
-    (["method=lora", "train.batch_size=0"], "train.batch_size=0"),
     (["method=lora", "task=qnli"], "no train split"),
-    (["method=lora", "model.pooling=max"], "model.pooling='max'"),
 ]
 
 

@@ -1,0 +1,145 @@
+"""Every shipped config composes and passes bench.settings.check; bad settings are named before any work.
+
+As lightning-hydra-template's tests/test_configs.py: each preset (conf/experiment, with every job of its
+sweep grid, or every task of its `reference.tasks`) and each choice of each config group is composed
+with Hydra's compose API from bench.confdir's folder, then checked. A preset cell whose published
+hyperparameters are unknown (null) must be refused, naming the option.
+"""
+from __future__ import annotations
+
+import pytest
+from clitools import TINY, records_in, run_bench
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from bench.confdir import conf_dir
+from bench.errors import ConfigError
+from bench.settings import check, check_value
+
+CONF = conf_dir()
+PRESETS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml"))
+GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("model", "task", "method", "train",
+                                                                          "hparams_search", "hydra/launcher")}
+CHOICES = [(g, c) for g, cs in GROUPS.items() for c in cs]
+
+
+@pytest.fixture(scope="module")
+def hydra_dir():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()
+
+
+def _compose(overrides, hydra_config=False):
+    return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_config)
+
+
+def _unknown(cfg) -> list[str]:
+    """The options a paper preset leaves null for this task (unknown in its sources)."""
+    return [f"train.{k}" for k in ("epochs", "batch_size", "max_seq_len") if cfg.train.get(k) is None] + \
+        [f"method.{k}" for k in cfg.method if cfg.method.get(k) is None and k == "size"]
+
+
+def _sweep_jobs(cfg) -> list[list[str]]:
+    """The jobs of a preset's sweep grid (hydra.sweeper.params), as the basic sweeper expands them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch] or [[]]
+
+
+def test_every_config_file_is_covered():
+    assert len(PRESETS) >= 15 and {"ci_gate", "study", "lora_paper/deberta_xxl_lora"} <= set(PRESETS)
+    assert all(GROUPS.values()), GROUPS
+
+
+@pytest.mark.parametrize("group,choice", CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
+def test_every_group_choice_composes_and_checks(hydra_dir, group, choice):
+    cfg = _compose([f"{group}={choice}"], hydra_config=group.startswith("hydra"))
+    check(cfg)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_and_checks(hydra_dir, preset):
+    base = _compose([f"experiment={preset}"], hydra_config=True)
+    tasks = list(OmegaConf.select(base, "reference.tasks") or [])
+    jobs = [[f"task={t}"] for t in tasks] if tasks else _sweep_jobs(base)
+    checked = refused = 0
+    for job in jobs:
+        cfg = _compose([f"experiment={preset}", *job])
+        missing = _unknown(cfg)
+        if missing:  # unknown in the preset's sources: refused with the option named, never run
+            with pytest.raises(ConfigError, match=missing[0].replace(".", r"\.")):
+                check(cfg)
+            refused += 1
+        else:
+            check(cfg)
+            checked += 1
+    assert checked + refused == len(jobs) and (checked or tasks), (preset, jobs)
+
+
+BAD = [
+    (["train.batch_size=0"], "train.batch_size=0: expected an integer >= 1"),
+    (["train.lr=-1"], "train.lr=-1"),
+    (["train.threads=0"], "train.threads=0: expected auto or an integer >= 1"),
+    (["train.select=sometimes"], "train.select='sometimes': expected last or best_epoch"),
+    (["train.select=best_epoch"], "needs train.eval_every_epoch=true"),
+    (["train=full_data", "data.selection.fraction=0"], "needs a selection split"),
+    (["train.precision=fp8"], "train.precision='fp8'"),
+    (["train.device=gpu"], "train.device='gpu'"),
+    (["model.pooling=max"], "model.pooling='max'"),
+    (["model.head_dropout=1.5"], "model.head_dropout=1.5"),
+    (["data.selection.fraction=1.0"], "data.selection.fraction=1.0"),
+    (["inference.repeats=1"], "inference.repeats=1"),
+    (["sweep_name=../elsewhere"], "sweep_name='../elsewhere'"),
+    (["method.lr=null"], "no learning rate"),
+    (["method.lr=0"], "method.lr=0"),
+    (["experiment=study", "train.lr=0.1"], "with experiment=study"),
+    (["experiment=study", "study.trials=0"], "study.trials=0"),
+]
+TYPOS = [
+    (["+train.bach_size=8"], "train.bach_size: unknown setting; did you mean batch_size?"),
+    (["+model.poolng=cls"], "model.poolng: unknown setting; did you mean pooling?"),
+    (["+data.selection.fractoin=0.2"], "data.selection.fractoin: unknown setting; did you mean fraction?"),
+    (["+inference.repeat=5"], "inference.repeat: unknown setting; did you mean repeats?"),
+    (["+method.rank=4"], "method.rank: not a setting of method lora"),
+    (["+method.alpah=4"], "did you mean alpha?"),
+    (["method=bitfit", "+method.r=4"], "method.r: not a setting of method bitfit"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD + TYPOS, ids=[m for _, m in BAD + TYPOS])
+def test_bad_values_and_typos_are_named(hydra_dir, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        check(_compose(overrides))
+    assert message in str(err.value)
+
+
+def test_check_value_is_the_rule_the_modules_use():
+    assert check_value("train.threads", "auto") == "auto" and check_value("data.selection.fraction", 0.1) == 0.1
+    with pytest.raises(ConfigError, match=r"^train\.grad_accum_steps=2\.5: expected"):
+        check_value("train.grad_accum_steps", 2.5)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["train.batch_size=0"], "train.batch_size=0: expected an integer >= 1"),
+    (["model.pooling=max"], "model.pooling='max'"),
+    (["+train.bach_size=8"], "did you mean batch_size?"),
+    (["-m", "method=lora,bitfit", "+method.rr=2"], "method.rr: not a setting of method bitfit"),
+], ids=["value", "choice", "typo", "multirun"])
+def test_cli_bad_option_exits_2_before_any_work(tmp_path, glue_dir, args, expected):
+    """No cell runs, no record and no sweep folder are written, and no traceback is shown; in a
+    multirun every job is checked before the first starts."""
+    results = tmp_path / "results"
+    flags = [a for a in args if a.startswith("-")]  # before the overrides, as argparse wants
+    proc = run_bench([*flags, *TINY, "task=sst2", *[a for a in args if a not in flags]], glue_dir, results)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text[-2000:]
+    assert expected in text and "configuration error" in text and "Traceback" not in text, text[-2000:]
+    # only Hydra's own run folder (tests/clitools.py puts it under results_dir); no sweep folder, no record
+    assert {p.name for p in results.iterdir()} <= {"_hydra"} if results.exists() else True
+    assert records_in(tmp_path) == []
