@@ -31,8 +31,10 @@ def second_run(rec: dict) -> dict | None:
     settings = settings_from(cfg.get("inference"))
     pred = load_delta(kept)
     torch.set_num_threads(int(settings["threads"] or torch.get_num_threads()))
-    ref = build_model(cfg.model, int(pred.task["num_labels"]), int(rec["seed"])).model.eval()
-    return measure(pred.model, ref, settings, torch.device("cpu"), "fp32")
+    def fresh():
+        return build_model(cfg.model, int(pred.task["num_labels"]), int(rec["seed"])).model.eval()
+
+    return measure(pred.model, fresh(), settings, torch.device("cpu"), "fp32", fresh)
 
 
 def row(label: str, inf: dict) -> list[str]:
@@ -44,6 +46,9 @@ def row(label: str, inf: dict) -> list[str]:
             continue
         b1 = o.get("batch1_by_length") or {}
         out += [" / ".join(f"{b1[k]:.3f}" for k in sorted(b1, key=int)), f"{o['batched']:.3f}" if o.get("batched") else "-"]
+    aa = (inf.get("overhead") or {}).get("aa") or {}
+    b1 = aa.get("batch1_by_length") or {}
+    out.append(" / ".join(f"{b1[k]:.3f}" for k in sorted(b1, key=int)) if b1 else "-")
     return [label, *out]
 
 
@@ -71,7 +76,7 @@ def main() -> None:
             lines.append(row(f"{rec['task']} {rec['method_label']} {n}", inf))
         print(" | ".join(lines[-1]), flush=True)
     head = ["cell, run", f"unmerged batch-1 ratio at {'/'.join(lengths or [])} tokens", "unmerged batched",
-            f"merged batch-1 at {'/'.join(lengths or [])}", "merged batched"]
+            f"merged batch-1 at {'/'.join(lengths or [])}", "merged batched", "A/A batch-1 (floor)"]
     text = "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in lines)
     print(text)
     if args.out:

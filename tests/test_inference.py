@@ -92,11 +92,20 @@ def _reference():
     return built.model.eval()
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["deep-copy", "loaded-into-fresh-build"])
 @pytest.mark.parametrize("name", ["lora", "ia3"])
-def test_merged_and_unmerged_predictions_agree(name):
+def test_merged_and_unmerged_predictions_agree(name, fresh):
     built, _ = _trained(name)
-    merged, how = merged_variant(built.model, _reference())
+    builds = []
+
+    def fresh_build():
+        builds.append(_reference())
+        return builds[-1]
+
+    merged, how = merged_variant(built.model, _reference(), fresh_build if fresh else None)
     assert how["status"] == "merged", how
+    if fresh:  # the merged weights now live in the freshly built model (a served checkpoint's layout)
+        assert len(builds) == 1 and merged is builds[0] and "freshly built" in how["how"]
     assert type(merged.backbone).__name__ == "BertModel"  # plain transformers model, no peft layers
     assert not any("lora_" in n or "ia3_" in n for n, _ in merged.named_parameters())
     check = check_merged(built.model, merged, 30522, CPU, "fp32", atol=1e-4)
@@ -145,8 +154,13 @@ def test_measure_writes_a_complete_section(one_thread):
     built, _ = _trained("prompt_tuning", num_virtual_tokens=4)
     s = settings_from({"lengths": [8, 16], "repeats": 5, "warmup": 1, "batch_size": 4, "batch_length": 16,
                        "batch_repeats": 3, "batch_warmup": 1})
-    sec = measure(built.model, _reference(), s, CPU)
+    sec = measure(built.model, _reference(), s, CPU, fresh=_reference)
     assert set(sec["latency_batch1"]) == {"8", "16"}
+    # the A/A control: a second fresh build timed like the others gives a finite ratio near 1
+    aa = sec["overhead"]["aa"]
+    assert set(aa["batch1_by_length"]) == {"8", "16"} and math.isfinite(aa["batched"])
+    assert "second fresh build" in sec["aa_control"]
+    assert measure(built.model, _reference(), s, CPU)["overhead"]["aa"] is None
     assert sec["added_length"]["input_tokens"] == 4
     assert sec["merge"]["status"] == "not_applicable" and sec["overhead"]["merged"] is None
     for length in ("8", "16"):

@@ -20,7 +20,8 @@ COLUMNS = [("method_label", "method"), ("records", "records"), ("headline_x100",
            ("added_input_tokens", "+input tokens"), ("added_kv_tokens", "+key/value positions"),
            ("batch1", "batch 1 ×"), ("batched", "batched ×"), ("merge", "merge"),
            ("merged_batch1", "merged batch 1 ×"), ("merged_batched", "merged batched ×"),
-           ("merge_max_diff", "merged vs unmerged max abs Δlogit"), ("ratio_spread", "batch-1 per-round ratio IQR")]
+           ("merge_max_diff", "merged vs unmerged max abs Δlogit"), ("ratio_spread", "batch-1 per-round ratio IQR"),
+           ("aa_batch1", "A/A batch 1 × (floor)")]
 
 
 def _mean(values) -> float:
@@ -39,6 +40,7 @@ def inference_frame(records: list[dict]) -> tuple[pd.DataFrame, int]:
             without += 1
             continue
         o, merged = inf["overhead"]["method"], inf["overhead"].get("merged") or {}
+        aa = inf["overhead"].get("aa") or {}  # absent in records measured before the A/A control
         spread = []
         for cell in inf.get("latency_batch1", {}).values():
             q = cell.get("method", {}).get("ratio_per_round_quartiles")
@@ -54,6 +56,7 @@ def inference_frame(records: list[dict]) -> tuple[pd.DataFrame, int]:
             "merged_batch1": merged.get("batch1_mean"), "merged_batched": merged.get("batched"),
             "merge_max_diff": (inf["merge"].get("check") or {}).get("max_abs_logit_diff"),
             "ratio_spread": _mean(spread),
+            "aa_batch1": aa.get("batch1_mean"),
             "device": inf.get("device"),
         })
     if not rows:
@@ -71,6 +74,7 @@ def inference_frame(records: list[dict]) -> tuple[pd.DataFrame, int]:
             "merged_batch1": _mean(g["merged_batch1"]), "merged_batched": _mean(g["merged_batched"]),
             "merge_max_diff": float(g["merge_max_diff"].max()) if g["merge_max_diff"].notna().any() else float("nan"),
             "ratio_spread": _mean(g["ratio_spread"]),
+            "aa_batch1": _mean(g["aa_batch1"]),
             "devices": ", ".join(sorted(set(map(str, g["device"])))),
         })
     return pd.DataFrame(out).sort_values(["model", "batch1"]).reset_index(drop=True), without
@@ -79,7 +83,7 @@ def inference_frame(records: list[dict]) -> tuple[pd.DataFrame, int]:
 def _fmt(col: str, v) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    if col in ("batch1", "batched", "merged_batch1", "merged_batched", "ratio_spread"):
+    if col in ("batch1", "batched", "merged_batch1", "merged_batched", "ratio_spread", "aa_batch1"):
         return f"{v:.3f}"
     if col == "headline_x100":
         return f"{v:.1f}"
