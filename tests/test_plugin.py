@@ -67,7 +67,10 @@ def test_plugin_runs_via_target_override(tmp_path, glue_dir):
 def test_plugin_off_the_path_fails_with_a_clear_message(tmp_path, glue_dir):
     p = bench(["--config-dir", "examples/plugins/conf", "method=ln_tuning", "model=tiny_bert", "train=quick",
                "task=sst2", f"results_dir={tmp_path}"], glue_dir, plugins_on_path=False)
-    assert p.returncode == 1
+    # a method that cannot be imported is a configuration error: caught before any work (exit 2, no record)
+    assert p.returncode == 2
+    assert not list(tmp_path.rglob("*.json"))
+    assert "Traceback" not in p.stderr + p.stdout
     assert "cannot import 'bench_plugins.ln_tuning'" in p.stderr + p.stdout
     assert "is its package on the Python path?" in p.stderr + p.stdout
 
