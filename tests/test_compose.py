@@ -1,0 +1,179 @@
+"""Composition (issue #17) on real tiny cells run through the CLI: the uniform soup of identical deltas
+is that delta, a merge of one task's delta is that delta, a transferred run starts from the source
+delta's exact weights, and composed records reference existing source records (refused otherwise).
+
+Tolerances: averaging in float64 and peft's sqrt(w*s) split of the LoRA scaling round in the last
+float32 bit, so tensors are compared with torch.allclose(rtol=1e-5, atol=1e-7); predictions exactly."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clitools import records_in, run_bench, run_python
+
+CELL = ["model=tiny_bert", "train=quick", "train.threads=1", "inference.enabled=false", "train.max_train_samples=16",
+        "train.max_eval_samples=16"]
+RTOL, ATOL = 1e-5, 1e-7
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, glue_dir):
+    """Kept deltas of LoRA and adapter on SST-2, STS-B and MRPC (seed 0)."""
+    results = tmp_path_factory.mktemp("compose")
+    p = run_bench(["-m", *CELL, "save_delta=true", "sweep_name=src", "task=sst2,stsb,mrpc", "method=lora,adapter"],
+                  glue_dir, results, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    recs = {(r["method"], r["task"]): r for r in records_in(results / "src")}
+    assert len(recs) == 6 and all(r["status"] == "ok" for r in recs.values())
+    return results, recs
+
+
+def compose(args, glue_dir):
+    return run_python(["-m", "bench.compose", *map(str, args)], glue_dir, timeout=600)
+
+
+def composed_records(folder):
+    return [r for r in records_in(folder) if "composed_from" in r]
+
+
+def preds(rec, split="dev"):
+    path = Path(rec["_path"]).parent / rec["predictions"]
+    return json.loads(gzip.open(path).read())["splits"][split]["predictions"]
+
+
+def lora_updates(delta_dir: Path) -> dict:
+    """Effective update B A (alpha/r) of every LoRA layer in a peft adapter folder."""
+    cfg = json.loads((delta_dir / "adapter_config.json").read_text())
+    scale = cfg["lora_alpha"] / cfg["r"]
+    sd = load_file(str(delta_dir / "adapter_model.safetensors"))
+    return {k[: -len(".lora_A.weight")]: sd[k.replace("lora_A", "lora_B")] @ v * scale
+            for k, v in sd.items() if k.endswith("lora_A.weight")}
+
+
+def assert_same_lora(a: Path, b: Path):
+    ua, ub = lora_updates(a), lora_updates(b)
+    assert set(ua) == set(ub) and ua
+    assert any(v.abs().sum() > 0 for v in ua.values())  # trained, not a fresh B = 0
+    for k in ua:
+        assert torch.allclose(ua[k], ub[k], rtol=RTOL, atol=ATOL), k
+    ha, hb = load_file(str(a / "head.safetensors")), load_file(str(b / "head.safetensors"))
+    for k in ha:
+        assert torch.allclose(ha[k], hb[k], rtol=RTOL, atol=ATOL), k
+
+
+def test_uniform_soup_of_identical_deltas_equals_the_delta(sources, glue_dir, tmp_path):
+    results, recs = sources
+    for method in ("lora", "adapter"):
+        src = recs[(method, "sst2")]
+        out = tmp_path / method
+        p = compose(["soup", src["_path"], src["_path"], src["_path"], "--task", "sst2", "--out", out], glue_dir)
+        assert p.returncode == 0, p.stderr[-3000:]
+        (rec,) = composed_records(out)
+        kept, orig = Path(rec["storage"]["kept_at"]), Path(src["storage"]["kept_at"])
+        if method == "lora":
+            assert_same_lora(kept, orig)
+        else:
+            a, b = load_file(str(kept / "delta.safetensors")), load_file(str(orig / "delta.safetensors"))
+            assert set(a) == set(b)
+            for k in a:
+                assert torch.allclose(a[k], b[k], rtol=RTOL, atol=ATOL), k
+        assert preds(rec) == preds(src)
+        assert rec["metrics"] == src["metrics"]
+
+
+def test_merge_of_one_tasks_delta_equals_the_delta(sources, glue_dir, tmp_path):
+    results, recs = sources
+    src = recs[("lora", "stsb")]
+    p = compose(["merge", src["_path"], "--method", "linear", "--method", "ties", "--method", "dare_ties",
+                 "--out", tmp_path], glue_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = composed_records(tmp_path)
+    assert sorted(r["composition"]["kind"] for r in got) == ["dare_ties", "linear", "ties"]
+    for rec in got:
+        assert_same_lora(Path(rec["storage"]["kept_at"]), Path(src["storage"]["kept_at"]))
+        assert rec["composition"]["retention"]["ratio"] == pytest.approx(1.0, abs=1e-6)
+        # regression scores: equal to float32 rounding of the identical update
+        assert preds(rec) == pytest.approx(preds(src), abs=1e-5)
+
+
+def test_multitask_merge_and_records_reference_existing_sources(sources, glue_dir, tmp_path):
+    results, recs = sources
+    srcs = [recs[("lora", t)] for t in ("sst2", "stsb", "mrpc")]
+    p = compose(["merge", *[s["_path"] for s in srcs], "--method", "linear", "--method", "ties", "--method",
+                 "dare_ties", "--density", "0.5", "--out", tmp_path / "lora"], glue_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    adapters = [recs[("adapter", t)]["storage"]["kept_at"] for t in ("sst2", "stsb", "mrpc")]  # delta folders
+    p = compose(["merge", *adapters, "--out", tmp_path / "adapter"], glue_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = composed_records(tmp_path)
+    assert len(got) == 12
+    for rec in got:
+        assert len(rec["composed_from"]) == 3
+        for ref in rec["composed_from"]:
+            src = json.loads(Path(ref["record"]).read_text())
+            assert src["run_id"] == ref["run_id"] and src["status"] == "ok"
+        assert Path(rec["_path"]).parent.joinpath(rec["predictions"]).is_file()
+        assert set(rec["selection_metrics"]) and rec["composition"]["retention"]["own"] is not None
+        # the composed delta loads with the ordinary loader
+        assert Path(rec["storage"]["kept_at"], "bench_delta.json").is_file()
+    # the report reads composed records unchanged
+    p = run_python(["-m", "bench.report", tmp_path / "lora", "--out", tmp_path / "report"], glue_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
+def test_refuses_missing_source_records(sources, glue_dir, tmp_path):
+    results, recs = sources
+    src = recs[("lora", "sst2")]
+    missing = tmp_path / "nowhere" / "x.json"
+    p = compose(["soup", src["_path"], missing, "--out", tmp_path / "o"], glue_dir)
+    assert p.returncode == 2 and str(missing) in p.stderr
+    # a delta folder whose record is gone: named in the error
+    import shutil
+
+    orphan = tmp_path / "sw" / "deltas" / "orphan"
+    shutil.copytree(src["storage"]["kept_at"], orphan)
+    p = compose(["soup", orphan, "--out", tmp_path / "o"], glue_dir)
+    assert p.returncode == 2 and str(tmp_path / "sw" / "orphan.json") in p.stderr
+    assert not (tmp_path / "o").exists() or not records_in(tmp_path / "o")
+
+
+def test_transferred_run_starts_from_the_source_deltas_exact_weights(glue_dir, tmp_path):
+    from peft import get_peft_model_state_dict
+
+    from bench import tasks as T
+    from bench.cell import build_cell, method_from_config
+    from bench.init_from import apply_init_from
+    from omegaconf import OmegaConf
+
+    p = compose(["transfer", "--tasks", "mrpc,rte", "--method", "lora", "--budget", "8", "--sweep", "tr",
+                 *CELL, f"results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/_hydra"], glue_dir)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    recs = records_in(tmp_path / "tr")
+    assert all(r["status"] == "ok" for r in recs) and len(recs) == 6
+    moved = [r for r in recs if (r["train"] or {}).get("init_from")]
+    assert sorted(r["method_label"] for r in moved) == ["lora_n8_from_mrpc", "lora_n8_from_rte"]
+    by_id = {r["run_id"]: r for r in recs}
+    for rec in moved:
+        src = by_id[rec["train"]["init_from"]["run_id"]]  # the source record exists in the sweep
+        assert src["task"] == rec["train"]["init_from"]["task"] != rec["task"]
+        assert rec["data"]["train_examples"] == 8 and src["data"]["train_examples"] == 16
+        # rebuild the transferred cell's start (its own recorded config) and compare with the kept delta
+        cfg = OmegaConf.create(rec["config"])
+        spec = T.task_spec(cfg.task)
+        method = method_from_config(cfg, where="test")
+        cell = build_cell(cfg.model, method, spec.num_labels, int(cfg.train.seed), int(cfg.train.max_seq_len))
+        apply_init_from(cfg, spec, method, cell.model)
+        saved = load_file(str(Path(src["storage"]["kept_at"]) / "adapter_model.safetensors"))
+        now = get_peft_model_state_dict(cell.model.backbone)
+        assert set(now) == set(saved)
+        assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)
+        for k, v in saved.items():
+            assert torch.equal(now[k], v), k
+        head = load_file(str(Path(src["storage"]["kept_at"]) / "head.safetensors"))  # mrpc/rte: 2 labels each
+        for k, v in cell.model.head.state_dict().items():
+            assert torch.equal(v, head[k]), k
