@@ -14,7 +14,7 @@ SWEEP ?= default_sweep
 # faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
 SWEEP_ARGS ?=
 
-.PHONY: setup sweep study smoke test report reproduce reproduce-params baseline regress bench lint clean
+.PHONY: setup sweep study budget smoke test report reproduce reproduce-params baseline regress bench lint clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,14 @@ STUDY_ARGS ?=
 study: setup
 	$(BIN)/python -m bench experiment=study results_dir=$(RESULTS) $(STUDY_ARGS); status=$$?; \
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/study --out reports/study; fi; \
+	  exit $$status
+
+## Data-budget curves (docs/budget.md): 5 methods x sst2, mrpc x K = 100, 300, 1000, 3000 (nested, stratified),
+## the rate chosen per K on the selection split, 3 seeds; report with curves, crossover table and rank agreement.
+BUDGET_ARGS ?=
+budget: setup
+	$(BIN)/python -m bench experiment=budget results_dir=$(RESULTS) $(BUDGET_ARGS); status=$$?; \
+	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/budget --out reports/budget; fi; \
 	  exit $$status
 
 ## A seconds-long sweep of every method on a tiny random-weight model.

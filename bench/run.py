@@ -95,6 +95,19 @@ def selection_settings(cfg) -> dict:
     return {"fraction": float(fraction), "max_examples": cap, "stratify": bool(sel.get("stratify", True))}
 
 
+def length_rule(epochs: int, min_steps: int | None, n_examples: int, effective_batch: int) -> dict | None:
+    """train.min_steps: at least this many optimizer steps, reached by raising the epoch count:
+    epochs = max(train.epochs, ceil(min_steps / steps per epoch)). Why: a fixed epoch count gives
+    K = 100 four steps at batch 32, which measures the warm-up, not the method; whole epochs keep
+    every example seen equally often. None when unset; else the rule as recorded (train.length_rule)."""
+    if not min_steps:
+        return None
+    per_epoch = max(1, -(-int(n_examples) // int(effective_batch)))
+    return {"rule": "epochs = max(train.epochs, ceil(train.min_steps / steps_per_epoch))",
+            "min_steps": int(min_steps), "configured_epochs": int(epochs),
+            "epochs": max(int(epochs), -(-int(min_steps) // per_epoch)), "steps_per_epoch": per_epoch}
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -169,7 +182,11 @@ class CellRecipe:
         train_all = T.load_split(spec, "train")
         self.sel_ids, pool = T.carve_selection(train_all, spec.kind, sel_cfg["fraction"], sel_cfg["max_examples"],
                                                seed, sel_cfg["stratify"])
-        train_ids = T.nested_subsample(pool, t.max_train_samples, seed)
+        # train.stratify_subsample (experiment=budget): nested and stratified, so each budget K keeps
+        # the train file's class proportions and contains every smaller K of the same seed.
+        strat = bool(t.get("stratify_subsample", False)) and spec.kind == "classification"
+        train_ids = T.nested_subsample(pool, t.max_train_samples, seed,
+                                       labels=[train_all[i].label for i in pool] if strat else None)
         self.train_ex = [train_all[i] for i in train_ids]
         self.sel_ex = [train_all[i] for i in self.sel_ids]
         self.eval_ids, self.eval_ex = {}, {}
@@ -182,6 +199,7 @@ class CellRecipe:
             "train_examples": len(self.train_ex),
             "train_pool_examples": len(pool),
             "train_fingerprint": T.fingerprint(train_ids),
+            "train_subsample": "nested, stratified by label" if strat else "nested",
             "eval_examples": {s: len(v) for s, v in self.eval_ex.items()},
             "selection": dict(sel_cfg, examples=len(self.sel_ids), seed=seed, fingerprint=T.fingerprint(self.sel_ids)),
             "subsample_seed": seed,
@@ -209,6 +227,17 @@ class CellRecipe:
         self.eval_data = {s: encode_cached(v, tok, n, is_reg, cache)[0] for s, v in self.eval_ex.items()}
         self.sel_data = encode_cached(self.sel_ex, tok, n, is_reg, cache)[0] if self.sel_ex else None
         self.partial["data"]["tokenized_cache_hit"] = hit
+        self.length_rule = self._apply_min_steps()
+
+    def _apply_min_steps(self) -> dict | None:
+        """train.min_steps (bench.run.length_rule); the effective epochs replace train.epochs."""
+        t = self.t
+        rule = length_rule(int(t.epochs), t.get("min_steps"), len(self.train_data),
+                           int(t.batch_size) * grad_accum_steps(t))
+        if rule and rule["epochs"] != int(t.epochs):
+            self.t = OmegaConf.create(OmegaConf.to_container(t, resolve=True))
+            self.t.epochs = rule["epochs"]
+        return rule
 
     # -- train ----------------------------------------------------------------------------------
     def train(self) -> None:
@@ -305,7 +334,7 @@ class CellRecipe:
                 "pad_to_multiple_of": self.pad_multiple,
                 "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
                 "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
-                "init_from": self.init_from,
+                "init_from": self.init_from, "length_rule": self.length_rule,
             },
             "params": self.partial["params"],
             "memory": self.partial["memory"],

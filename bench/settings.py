@@ -119,6 +119,9 @@ class TrainSettings:
     max_grad_norm: float | None = opt(nullable(number(0, lo_open=True), "no clipping"), None)
     max_seq_len: int = opt(integer(8))
     max_train_samples: int | None = opt(nullable(integer(1), "all"), None)
+    # Absent = off, so configs written before these keys keep their config hash (experiment=budget).
+    stratify_subsample: bool = opt(BOOL, False)
+    min_steps: int | None = opt(nullable(integer(1), "epochs as given"), None)
     max_eval_samples: int | None = opt(nullable(integer(1), "all"), None)
     seed: int = opt(integer(0))
     eval_every_epoch: bool = opt(BOOL)

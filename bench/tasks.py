@@ -29,7 +29,8 @@ from bench.metrics import KNOWN_METRICS, compute_metrics
 from bench.readers import FORMATS, DataError, Example, infer_format, read_records
 
 __all__ = ["DataError", "Example", "TaskSpec", "carve_selection", "evaluate_predictions", "fingerprint", "has_split",
-           "load_split", "metric_keys", "metric_suffix", "nested_subsample", "subsample", "task_spec"]
+           "load_split", "metric_keys", "metric_suffix", "nested_subsample", "stratified_order", "subsample",
+           "task_spec"]
 
 KINDS = ("classification", "regression")
 METRICS_FOR_KIND = {"classification": ("accuracy", "f1", "matthews_correlation"),
@@ -400,10 +401,12 @@ def carve_selection(examples: Sequence[Example], kind: str, fraction: float, max
     return sorted(chosen), [i for i in range(n) if i not in chosen_set]
 
 
-def nested_subsample(pool: Sequence[int], n: int | None, seed: int, stream: int = _STREAM_TRAIN) -> list[int]:
+def nested_subsample(pool: Sequence[int], n: int | None, seed: int, stream: int = _STREAM_TRAIN,
+                     labels: Sequence | None = None) -> list[int]:
     """n indices from `pool` (sorted), seeded; nested: for one seed, the n-subsample contains every
     smaller one (a seeded permutation, cut at n), so curves over training-set sizes compare
-    like with like. n None or >= len(pool) keeps the whole pool."""
+    like with like. n None or >= len(pool) keeps the whole pool. With `labels` (one per pool
+    entry) the order is `stratified_order`'s: nested *and* stratified (train.stratify_subsample)."""
     import numpy as np
 
     pool = list(pool)
@@ -411,8 +414,52 @@ def nested_subsample(pool: Sequence[int], n: int | None, seed: int, stream: int 
         return pool
     if n < 0:
         raise ValueError(f"subsample size must be >= 0 or None, got {n}")
+    if labels is not None:
+        if len(labels) != len(pool):
+            raise ValueError(f"labels ({len(labels)}) must give one label per pool entry ({len(pool)})")
+        return sorted(pool[i] for i in stratified_order(labels, n, seed, stream))
     order = np.random.default_rng([int(seed), stream]).permutation(len(pool))[:n]
     return sorted(pool[i] for i in order.tolist())
+
+
+def stratified_order(labels: Sequence, n: int, seed: int, stream: int = _STREAM_TRAIN) -> list[int]:
+    """The first n positions of a seeded order of range(len(labels)) in which *every* prefix keeps
+    the class proportions: after k picks, each class has within one example of k * its share.
+
+    Why not stratify each size separately (largest remainder, as carve_selection does): per-size
+    allocation is not nested (the Alabama paradox: a class's quota can shrink as the total grows),
+    and the budget curves need each K's subsample inside the next one. Here each class's examples
+    are seeded-shuffled and interleaved by Tijdeman's (1980) chairman-assignment rule: pick k goes,
+    among the classes whose quota k * share exceeds their count by at least 1 - c (c = 1 - 1/(2C - 2)
+    for C classes), to the one whose next deadline (count + c) / share comes first (ties: class
+    order). Every prefix then deviates from its quota by at most c < 1 per class (the plain
+    "furthest below quota" greedy can exceed 1 with 3+ classes), so cutting the order anywhere is
+    both nested and stratified.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng([int(seed), stream, 0x57A])
+    by_label: dict = {}
+    for i in rng.permutation(len(labels)).tolist():
+        by_label.setdefault(labels[i], []).append(i)
+    classes = sorted(by_label, key=str)
+    total = len(labels)
+    share = [len(by_label[c]) / total for c in classes]
+    taken = [0] * len(classes)
+    c_bound = 1.0 - 1.0 / (2 * (len(classes) - 1)) if len(classes) > 1 else 0.0
+    order = []
+    for k in range(1, min(n, total) + 1):
+        best, deadline = -1, math.inf
+        for j, c in enumerate(classes):
+            if taken[j] < len(by_label[c]) and k * share[j] - taken[j] >= 1.0 - c_bound - 1e-9 \
+                    and (taken[j] + c_bound) / share[j] < deadline - 1e-12:
+                best, deadline = j, (taken[j] + c_bound) / share[j]
+        if best < 0:  # float edge: fall back to the class furthest below its quota
+            best = max((j for j, c in enumerate(classes) if taken[j] < len(by_label[c])),
+                       key=lambda j: k * share[j] - taken[j])
+        order.append(by_label[classes[best]][taken[best]])
+        taken[best] += 1
+    return order
 
 
 def eval_subsample(n_rows: int, n: int | None, seed: int) -> list[int]:

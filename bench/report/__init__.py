@@ -75,8 +75,10 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     plots = write_plots(agg, out)
     from .inference import write_inference  # inference cost (issue #14): own table + plot, own HTML section
     _inf_tables, inf_html = write_inference(records, out, plots)
+    from .budget import write_budget  # data-budget curves (issue #13): only when budget records are present
+    _budget_tables, budget_html = write_budget(records, out, plots, bootstrap_samples)
     lap("plots")
-    index = write_index(out, name, agg, records, bad, results_dir, plots, tables, extra_html=inf_html)
+    index = write_index(out, name, agg, records, bad, results_dir, plots, tables, extra_html=inf_html + budget_html)
     lap("html")
     return Report(out, name, agg, bad, index, tables, plots)
 
