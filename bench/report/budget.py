@@ -293,6 +293,7 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
     if frame.empty:
         return {}, ""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     pts = points(frame, tuning_seconds(records))
     pairs = pair_tests(frame, b, notes)
