@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,30 @@ def start_bench(args: list[str], glue_dir, results_dir) -> subprocess.Popen:
     sweep (parent and cell) the way Ctrl-C in a terminal does."""
     return subprocess.Popen([sys.executable, *_bench_args(args, results_dir, "bench")], cwd=REPO,
                             env=bench_env(glue_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_sigint_default)
+
+
+def _sigint_default() -> None:
+    """A test suite started in the background (`cmd &`, nohup) inherits SIGINT *ignored*, and Python
+    then never turns Ctrl-C into KeyboardInterrupt: the Ctrl-C test would hang on a healthy harness.
+    Restore the default so the child starts as it would from a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def kill_leftovers(marker: str) -> list[int]:
+    """SIGKILL every process whose command line contains `marker` (a test's own tmp folder): a held
+    cell must not outlive a failed test and eat a core for the rest of the suite."""
+    killed = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                pid = int(cmdline.parent.name)
+                if pid != os.getpid():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        except (OSError, ValueError):
+            continue
+    return killed
 
 
 def records_in(folder) -> list[dict]:

@@ -10,13 +10,20 @@ import time
 from pathlib import Path
 
 import pytest
-from clitools import TINY, records_in, run_bench, start_bench
+from clitools import TINY, kill_leftovers, records_in, run_bench, start_bench
 
 SWEEP = ["-m", *TINY, "task=sst2", "method=lora,bitfit,adapter", "sweep_name=s"]
 # The `inference` settings are outside the config hash, so a cell held in an endless inference
 # warm-up has the identity of the normal cell (which a resume then runs). Holding the second cell
 # lets a test signal a sweep mid-cell without guessing how long a cell takes.
 HELD = ["inference.warmup=1000000000"]
+
+
+@pytest.fixture(autouse=True)
+def _no_held_cell_outlives_its_test(tmp_path):
+    """A held cell never ends by itself: whatever happens in the test, kill what it started."""
+    yield
+    kill_leftovers(str(tmp_path))
 
 
 def _no_traceback(proc):
