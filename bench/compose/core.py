@@ -278,6 +278,7 @@ def write_composed_record(out: Path, src: Source, label: str, sources: list[Sour
             if final.exists():
                 import shutil
                 shutil.rmtree(final)
+            final.parent.mkdir(parents=True, exist_ok=True)
             folder.rename(final)
             info = json.loads((final / "bench_delta.json").read_text())
             info.update(run_id=run_id, metrics=result["metrics"])
