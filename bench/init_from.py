@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from bench.errors import ConfigError
-from bench.results import recency, sweep_dir_of
+from bench.results import recency, record_of_delta, sweep_dir_of
 
 #: method settings that may differ between source and target (they do not change the delta's shape)
 FREE_SETTINGS = ("lr",)
@@ -37,7 +37,7 @@ def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
     sweep = sweep_dir_of(cfg)
     path = Path(want)
     if path.is_dir():
-        rec_path = path.parent.parent / f"{path.name}.json"
+        rec_path = record_of_delta(path)
         if not rec_path.is_file():
             raise ConfigError(f"train.init_from={want!r}: no record {rec_path} for this delta folder (its name is the "
                               "source record's run_id)")

@@ -43,6 +43,17 @@ def sweep_dir_of(cfg) -> Path:
     return sweep_dir(cfg.results_dir, cfg.sweep_name)
 
 
+def delta_dir(sweep: str | os.PathLike, run_id: str) -> Path:
+    """Where a cell's kept delta lives: `<sweep>/deltas/<run_id>`, beside its record `<sweep>/<run_id>.json`."""
+    return Path(sweep) / "deltas" / run_id
+
+
+def record_of_delta(folder: str | os.PathLike) -> Path:
+    """The record of a kept delta folder (the inverse of `delta_dir`): its name is the record's run_id."""
+    folder = Path(folder)
+    return folder.parent.parent / f"{folder.name}.json"
+
+
 # ----------------------------------------------------------------------------------- which record
 
 

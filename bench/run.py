@@ -34,7 +34,7 @@ from bench.env import environment, parallel_cells
 from bench.errors import ConfigError
 from bench.init_from import apply_init_from
 from bench.measure import PeakMemory, measure_storage, sync
-from bench.results import sweep_dir_of
+from bench.results import delta_dir, sweep_dir_of
 from bench.settings import check, check_value
 from bench.train import grad_accum_steps, predict, throughput, train_model
 
@@ -297,7 +297,7 @@ class CellRecipe:
         self.phase.name = "save"
         keep = None
         if cfg.get("save_delta"):
-            keep = str(sweep_dir_of(cfg) / "deltas" / self.partial.get("run_id", "delta"))
+            keep = str(delta_dir(sweep_dir_of(cfg), self.partial.get("run_id", "delta")))
         self.storage = measure_storage(self.method, self.model, keep)
         self.inference = None
         if (cfg.get("inference") or {}).get("enabled", False):

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from bench import records as R
 from bench import tasks as T
 from bench.errors import BenchError
+from bench.results import delta_dir, record_of_delta
 
 
 class ComposeError(BenchError):
@@ -50,7 +51,7 @@ def load_source(ref: str | Path) -> Source:
     """A source from a record file or a kept delta folder; both must exist and agree."""
     p = Path(ref)
     if p.is_dir():
-        rec_path = p.parent.parent / f"{p.name}.json"
+        rec_path = record_of_delta(p)
         if not rec_path.is_file():
             raise ComposeError(f"{rec_path}: no such record for delta folder {p} (a kept delta's folder name is its "
                                "record's run_id; composed models must reference existing source records)")
@@ -273,7 +274,7 @@ def write_composed_record(out: Path, src: Source, label: str, sources: list[Sour
     }
     if folder is not None:
         # the kept folder is named by the run_id, as a cell's kept delta is
-        final = out / "deltas" / run_id
+        final = delta_dir(out, run_id)
         if final != folder:
             if final.exists():
                 import shutil
