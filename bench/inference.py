@@ -276,7 +276,6 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
         merged.to(device)
         merge["check"] = check_merged(model, merged, vocab, device, precision, float(s["merge_atol"]))
     aa = fresh().eval() if fresh is not None else None
-    aa_built = aa is not None
     variants = {"reference": reference, "method": model, **({"merged": merged} if merged is not None else {}),
                 **({"aa": aa} if aa is not None else {})}
     budget = positions - extra["input_tokens"]
@@ -325,7 +324,7 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
                      "every variant once in rotating order; figures are ratios of medians vs the reference"),
         "reference": "the same backbone freshly loaded (pretrained weights) + a head of the same shape",
         "aa_control": ("a second fresh build of the reference, timed like the others: overhead.aa is the ratio two "
-                       "identical models give (the measurement's floor)" if aa_built else "not measured (no builder given)"),
+                       "identical models give (the measurement's floor)" if fresh is not None else "not measured (no builder given)"),
         "settings": {k: s[k] for k in DEFAULTS},
         "added_length": extra,
         "merge": merge,
