@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def param_bytes(*modules: nn.Module) -> int:
 
 
 def _randomize(module: nn.Module, names: tuple[str, ...], std: float = 0.02) -> None:
-    g = torch.Generator().manual_seed(hash(names) % 2**31)
+    g = torch.Generator().manual_seed(zlib.crc32("|".join(names).encode()))  # hash() is salted per process
     with torch.no_grad():
         for n, p in module.named_parameters():
             if any(k in n for k in names):

@@ -10,6 +10,7 @@ not timed. Usage: python scripts/bench_report.py [--records N] [--keep DIR]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import shutil
@@ -34,7 +35,7 @@ def synth_record(rng: random.Random, model: str, label: str, task: str, seed: in
     method = label.split("[")[0]
     trainable = 110_000_000 if method == "full" else rng.randint(10_000, 5_000_000)
     total = 110_000_000 + (0 if method == "full" else trainable)
-    chash = f"{abs(hash((model, label, task))) :064x}"[-64:]
+    chash = hashlib.sha256(f"{model}|{label}|{task}".encode()).hexdigest()  # stable across processes
     status = "failed" if rng.random() < 0.02 else "ok"
     rec = {"schema_version": 1, "status": status, "error": None,
            "run_id": record_stem(model, task, label, seed, chash), "sweep": "bench",
