@@ -33,6 +33,13 @@ def sources(tmp_path_factory, glue_dir):
     return results, recs
 
 
+def read_csv(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def compose(args, glue_dir):
     return run_python(["-m", "bench.compose", *map(str, args)], glue_dir, timeout=600)
 
@@ -84,6 +91,13 @@ def test_uniform_soup_of_identical_deltas_equals_the_delta(sources, glue_dir, tm
                 assert torch.allclose(a[k], b[k], rtol=RTOL, atol=ATOL), k
         assert preds(rec) == preds(src)
         assert rec["metrics"] == src["metrics"]
+        if method == "lora":  # the report's soup table: soup == every ingredient, so a zero difference and a tie
+            p = run_python(["-m", "bench.report", out, "--out", tmp_path / "report"], glue_dir)
+            assert p.returncode == 0, p.stderr[-3000:]
+            (row,) = read_csv(tmp_path / "report" / "compose_soups.csv")
+            assert row["task"] == "sst2" and row["kind"] == "uniform" and int(row["n_ingredients"]) == 3
+            assert float(row["vs_mean_delta"]) == 0.0 and row["vs_mean_verdict"] == "tie"
+            assert float(row["soup"]) == pytest.approx(float(row["mean_of_seeds"]))
 
 
 def test_merge_of_one_tasks_delta_equals_the_delta(sources, glue_dir, tmp_path):
@@ -121,9 +135,17 @@ def test_multitask_merge_and_records_reference_existing_sources(sources, glue_di
         assert set(rec["selection_metrics"]) and rec["composition"]["retention"]["own"] is not None
         # the composed delta loads with the ordinary loader
         assert Path(rec["storage"]["kept_at"], "bench_delta.json").is_file()
-    # the report reads composed records unchanged
+    # the report reads composed records unchanged, and its retention table pairs each merge with its own delta
     p = run_python(["-m", "bench.report", tmp_path / "lora", "--out", tmp_path / "report"], glue_dir)
     assert p.returncode == 0, p.stderr[-3000:]
+    rows = read_csv(tmp_path / "report" / "compose_merge.csv")
+    assert sorted((r["kind"], r["task"]) for r in rows) == sorted(
+        (k, t) for k in ("linear", "ties", "dare_ties") for t in ("sst2", "stsb", "mrpc"))
+    for r in rows:
+        assert float(r["retention"]) == pytest.approx(float(r["merged"]) / float(r["own"]))
+        assert float(r["delta"]) == pytest.approx(float(r["merged"]) - float(r["own"]), abs=1e-9)
+        assert float(r["ci_low"]) <= float(r["delta"]) <= float(r["ci_high"]) and 0 < float(r["p_adjusted"]) <= 1
+    assert "compose_merge.csv" in (tmp_path / "report" / "index.html").read_text()
 
 
 def test_refuses_missing_source_records(sources, glue_dir, tmp_path):
@@ -177,3 +199,15 @@ def test_transferred_run_starts_from_the_source_deltas_exact_weights(glue_dir, t
         head = load_file(str(Path(src["storage"]["kept_at"]) / "head.safetensors"))  # mrpc/rte: 2 labels each
         for k, v in cell.model.head.state_dict().items():
             assert torch.equal(v, head[k]), k
+    # the report pairs each transfer arm with the scratch arm of its target, and draws the heatmap
+    p = run_python(["-m", "bench.report", tmp_path / "tr", "--out", tmp_path / "report"], glue_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = read_csv(tmp_path / "report" / "compose_transfer.csv")
+    assert sorted((r["source"], r["target"]) for r in rows) == [("mrpc", "rte"), ("rte", "mrpc")]
+    scratch = {r["task"]: r for r in recs if r["method_label"] == "lora_n8"}
+    for r in rows:
+        assert int(r["budget"]) == 8 and int(r["n_seeds"]) == 1
+        hm = scratch[r["target"]]["headline_metric"]
+        assert float(r["scratch"]) == pytest.approx(scratch[r["target"]]["metrics"][hm])
+        assert float(r["delta"]) == pytest.approx(float(r["transfer"]) - float(r["scratch"]), abs=1e-9)
+    assert (tmp_path / "report" / "plots" / "transfer__tiny-bert__lora__n8.png").is_file()

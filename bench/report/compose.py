@@ -1,0 +1,338 @@
+"""The report's composition part (issue #17): soups, multi-task merges and transfer, each with the
+paired tests the report uses everywhere.
+
+Composed records (bench/compose: `composition`, `composed_from`) and transfer records (ordinary
+cells with `train.init_from`) are ordinary records, so the main tables list them already; what a
+reader cannot get from those tables is the comparison each of them exists for:
+
+* soups: the soup against the mean of its ingredients (the seeds it averaged) and against the
+  single seed a practitioner would have picked on the selection split;
+* merges: each task's merged model against that task's own delta (retention = merged / own);
+* transfer: a target task trained from a source task's delta against the same method from scratch
+  at the same budget, seeds paired (seed s of the transfer arm starts from seed s of the source).
+
+Every difference is a paired bootstrap over the shared dev examples (bench.stats.paired_bootstrap,
+seeds pooled as in the main pairwise table) with a null-centred p; Holm is applied per family, and
+each table names its family. Source records are read through the paths in `composed_from`, so a
+report of a folder of composed records needs the source folders to still exist (a missing one is a
+note, not a crash). Reads records only.
+"""
+from __future__ import annotations
+
+import html
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.records import load_predictions, read_record
+
+BOOT_SEED = 0
+SOUP_COLUMNS = ["model", "task", "method", "kind", "n_ingredients", "n_used", "metric", "soup", "mean_of_seeds",
+                "seeds_ci_low", "seeds_ci_high", "best_seed", "vs_mean_delta", "vs_mean_ci_low", "vs_mean_ci_high",
+                "vs_mean_p_adj", "vs_mean_verdict", "vs_best_delta", "vs_best_ci_low", "vs_best_ci_high",
+                "vs_best_p_adj", "vs_best_verdict", "n_examples"]
+MERGE_COLUMNS = ["model", "method", "kind", "tasks", "task", "metric", "own", "merged", "retention", "delta",
+                 "ci_low", "ci_high", "p", "p_adjusted", "verdict", "n_examples"]
+TRANSFER_COLUMNS = ["model", "method", "budget", "target", "source", "metric", "n_seeds", "transfer", "scratch",
+                    "delta", "ci_low", "ci_high", "p", "p_adjusted", "verdict", "head_transferred", "n_examples"]
+TEST = "paired bootstrap over dev examples, seeds pooled (B={b}, null-centred p)"
+
+
+def _main_split(rec: dict, notes: list[str]):
+    """(ids, predictions, references) of the record's main eval split, or None with a note."""
+    try:
+        data = load_predictions(rec)
+    except ValueError as exc:
+        notes.append(f"predictions not used: {exc}")
+        return None
+    for sp in (data or {}).get("splits", {}).values():
+        if isinstance(sp, dict) and sp.get("role", "eval") == "eval" and not sp.get("metric_suffix"):
+            return np.asarray(sp["ids"]), np.asarray(sp["predictions"], float), np.asarray(sp["references"], float)
+    return None
+
+
+def _compare(metric: str, runs_a: list, runs_b: list, b: int):
+    """Paired bootstrap of A's seed mean minus B's on the examples all runs share."""
+    ids = np.asarray(sorted(set.intersection(*(set(r[0].tolist()) for r in runs_a + runs_b))))
+    if not len(ids):
+        return None
+
+    def aligned(runs):
+        out, ref = [], None
+        for r_ids, pred, r_ref in runs:
+            order = np.argsort(r_ids, kind="stable")
+            pos = order[np.searchsorted(r_ids, ids, sorter=order)]
+            out.append(pred[pos])
+            ref = r_ref[pos] if ref is None else ref
+        return out, ref
+
+    a, ref = aligned(runs_a)
+    bb, ref_b = aligned(runs_b)
+    if not np.array_equal(ref, ref_b):
+        return None
+    return stats.paired_bootstrap(metric, a, bb, ref, b=b, seed=BOOT_SEED)
+
+
+def _verdict(p_adj: float, low: float, high: float, delta: float) -> str:
+    if not math.isfinite(p_adj) or not stats.significant(p_adj, low, high):
+        return "tie"
+    return "a better" if delta > 0 else "b better"
+
+
+def _sources(rec: dict, cache: dict, notes: list[str]) -> list[dict]:
+    out = []
+    for src in rec.get("composed_from") or []:
+        path = src.get("record")
+        if path not in cache:
+            cache[path] = None
+            found = Path(path)
+            if not found.is_file() and rec.get("_path"):  # results moved: the source sweep beside this one
+                found = Path(rec["_path"]).parent.parent / found.parent.name / found.name
+            try:
+                cache[path] = dict(read_record(found), _path=str(found))
+            except ValueError as exc:
+                notes.append(f"{rec.get('run_id')}: source record not read ({exc})")
+        if cache[path] is not None:
+            out.append(cache[path])
+    return out
+
+
+def soup_table(records: list[dict], b: int, notes: list[str], cache: dict) -> pd.DataFrame:
+    rows = []
+    for rec in records:
+        comp = rec.get("composition") or {}
+        if comp.get("op") != "soup" or rec.get("status") != "ok":
+            continue
+        hm = rec["headline_metric"]
+        srcs = _sources(rec, cache, notes)
+        own = _main_split(rec, notes)
+        ing = [(s, _main_split(s, notes)) for s in srcs]
+        ing = [(s, p) for s, p in ing if p is not None]
+        if own is None or not ing or hm not in stats.METRICS:
+            notes.append(f"{rec['run_id']}: soup not tested (predictions of the soup or its ingredients missing)")
+            continue
+        seeds = [float(s["metrics"][hm]) for s, _ in ing]
+        iv = stats.t_interval(seeds)
+        best_id = (comp.get("baselines") or {}).get("best_seed_by_selection")
+        best = [p for s, p in ing if s["run_id"] == best_id]
+        vs_mean = _compare(hm, [own], [p for _, p in ing], b)
+        vs_best = _compare(hm, [own], best, b) if best else None
+        label = str(rec.get("method_label") or rec["method"]).split("+soup[")[0]
+        rows.append({"model": rec["model"], "task": rec["task"], "method": label, "kind": comp.get("kind"),
+                     "n_ingredients": len(comp.get("ingredients") or ing), "n_used": len(comp.get("used") or []),
+                     "metric": hm, "soup": rec["metrics"].get(hm), "mean_of_seeds": float(np.mean(seeds)),
+                     "seeds_ci_low": iv.low, "seeds_ci_high": iv.high,
+                     "best_seed": (comp.get("baselines") or {}).get("best_seed_by_selection_dev", np.nan),
+                     **_paired_cols("vs_mean", vs_mean), **_paired_cols("vs_best", vs_best),
+                     "n_examples": vs_mean.n_examples if vs_mean else 0})
+    frame = pd.DataFrame(rows, columns=SOUP_COLUMNS + ["vs_mean_p", "vs_best_p"])
+    # Holm over every soup test of one (model, task): both comparisons of each soup kind and method
+    for _, idx in frame.groupby(["model", "task"]).groups.items():
+        ps = [(i, c) for i in idx for c in ("vs_mean", "vs_best") if math.isfinite(frame.at[i, f"{c}_p"])]
+        adj = stats.holm([frame.at[i, f"{c}_p"] for i, c in ps]) if ps else []
+        for (i, c), pa in zip(ps, adj):
+            frame.at[i, f"{c}_p_adj"] = pa
+            frame.at[i, f"{c}_verdict"] = _verdict(pa, frame.at[i, f"{c}_ci_low"], frame.at[i, f"{c}_ci_high"],
+                                                   frame.at[i, f"{c}_delta"])
+    return frame[SOUP_COLUMNS].sort_values(["model", "task", "method", "kind"], ignore_index=True)
+
+
+def _paired_cols(prefix: str, res) -> dict:
+    nan = float("nan")
+    if res is None:
+        return {f"{prefix}_delta": nan, f"{prefix}_ci_low": nan, f"{prefix}_ci_high": nan, f"{prefix}_p": nan,
+                f"{prefix}_p_adj": nan, f"{prefix}_verdict": "not tested"}
+    return {f"{prefix}_delta": res.delta, f"{prefix}_ci_low": res.low, f"{prefix}_ci_high": res.high,
+            f"{prefix}_p": res.p, f"{prefix}_p_adj": nan, f"{prefix}_verdict": "tie"}
+
+
+def merge_table(records: list[dict], b: int, notes: list[str], cache: dict) -> pd.DataFrame:
+    rows = []
+    for rec in records:
+        comp = rec.get("composition") or {}
+        if comp.get("op") != "merge" or rec.get("status") != "ok":
+            continue
+        hm = rec["headline_metric"]
+        own_rec = next((s for s in _sources(rec, cache, notes) if s["run_id"] == comp.get("own_run_id")), None)
+        mine, theirs = _main_split(rec, notes), own_rec and _main_split(own_rec, notes)
+        res = _compare(hm, [mine], [theirs], b) if mine is not None and theirs is not None else None
+        ret = comp.get("retention") or {}
+        rows.append({"model": rec["model"], "method": rec["method"], "kind": comp.get("kind"),
+                     "tasks": "+".join(comp.get("tasks") or []), "task": rec["task"], "metric": hm,
+                     "own": ret.get("own"), "merged": ret.get("merged", rec["metrics"].get(hm)),
+                     "retention": ret.get("ratio"),
+                     **({"delta": res.delta, "ci_low": res.low, "ci_high": res.high, "p": res.p,
+                         "n_examples": res.n_examples} if res else
+                        {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_examples": 0})})
+    frame = pd.DataFrame(rows, columns=MERGE_COLUMNS)
+    frame["verdict"] = "not tested"
+    # Holm over the tasks of one merge (model, method, kind, tasks): one family per merged model
+    for _, idx in frame.groupby(["model", "method", "kind", "tasks"]).groups.items():
+        idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
+        for i, pa in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else []):
+            frame.at[i, "p_adjusted"] = pa
+            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"])
+    return frame.sort_values(["model", "method", "kind", "task"], ignore_index=True)
+
+
+def transfer_table(records: list[dict], b: int, notes: list[str]) -> pd.DataFrame:
+    """Transfer (`train.init_from` set) against scratch: same model, method, target, training-set size."""
+    arms: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for rec in records:
+        if rec.get("status") != "ok" or rec.get("composition"):
+            continue
+        tcfg = (rec.get("config") or {}).get("train") or {}
+        budget = tcfg.get("max_train_samples")
+        init = (rec.get("train") or {}).get("init_from")
+        source = init.get("task") if isinstance(init, dict) else None
+        if budget is None or (source is None and tcfg.get("init_from")):
+            continue
+        key = (rec["model"], rec["method"], int(budget), rec["task"], source or "scratch")
+        old = arms[key].get(int(rec["seed"]))
+        if old is None or str(rec.get("finished_at", "")) > str(old.get("finished_at", "")):
+            arms[key][int(rec["seed"])] = rec
+    rows = []
+    for (model, method, budget, target, source), by_seed in sorted(arms.items()):
+        scratch = arms.get((model, method, budget, target, "scratch"))
+        if source == "scratch" or not scratch:
+            continue
+        seeds = sorted(set(by_seed) & set(scratch))  # paired by seed: same subsample, same selection split
+        hm = by_seed[seeds[0]]["headline_metric"] if seeds else None
+        a = [p for s in seeds if (p := _main_split(by_seed[s], notes)) is not None]
+        z = [p for s in seeds if (p := _main_split(scratch[s], notes)) is not None]
+        res = _compare(hm, a, z, b) if a and z and hm in stats.METRICS else None
+        head = {str((by_seed[s]["train"]["init_from"] or {}).get("head")) for s in seeds}
+        rows.append({"model": model, "method": method, "budget": budget, "target": target, "source": source,
+                     "metric": hm, "n_seeds": len(seeds),
+                     "transfer": float(np.mean([by_seed[s]["metrics"][hm] for s in seeds])) if seeds else np.nan,
+                     "scratch": float(np.mean([scratch[s]["metrics"][hm] for s in seeds])) if seeds else np.nan,
+                     "head_transferred": ";".join(sorted(head)),
+                     **({"delta": res.delta, "ci_low": res.low, "ci_high": res.high, "p": res.p,
+                         "n_examples": res.n_examples} if res else
+                        {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_examples": 0})})
+    frame = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+    frame["verdict"] = "not tested"
+    # Holm over the sources of one target (model, method, budget, target)
+    for _, idx in frame.groupby(["model", "method", "budget", "target"]).groups.items():
+        idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
+        for i, pa in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else []):
+            frame.at[i, "p_adjusted"] = pa
+            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"])
+    return frame
+
+
+def plot_transfer(frame: pd.DataFrame, out: Path) -> list:
+    """Heatmap per (model, method, budget): rows source, columns target, cell = transfer - scratch x100;
+    '*' marks a difference significant after Holm."""
+    if frame.empty:
+        return []
+    import matplotlib.pyplot as plt
+
+    from .plots import Plot, _save, safe_name
+
+    made = []
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    for (model, method, budget), sub in frame.groupby(["model", "method", "budget"]):
+        srcs, tgts = sorted(sub["source"].unique()), sorted(sub["target"].unique())
+        grid = np.full((len(srcs), len(tgts)), np.nan)
+        for r in sub.itertuples(index=False):
+            grid[srcs.index(r.source), tgts.index(r.target)] = 100 * r.delta
+        lim = max(1.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0)
+        fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(tgts), 1.2 + 0.9 * len(srcs)))
+        im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
+        for r in sub.itertuples(index=False):
+            mark = "*" if r.verdict in ("a better", "b better") else ""
+            ax.text(tgts.index(r.target), srcs.index(r.source),
+                    f"{100 * r.delta:+.1f}{mark}\n[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]",
+                    ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(tgts)), tgts)
+        ax.set_yticks(range(len(srcs)), srcs)
+        ax.set_xlabel("target task")
+        ax.set_ylabel("source delta")
+        ax.set_title(f"{model} {method}, {budget} target examples: transfer − scratch (×100)", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        fig.tight_layout()
+        title = f"{model} / {method}: transfer from a source task's delta, {budget} target examples"
+        png, svg = _save(fig, Path(out), f"transfer__{safe_name(model)}__{safe_name(method)}__n{budget}")
+        made.append(Plot(model, "transfer", title, png, svg,
+                         note="cell: transfer − scratch ×100, [95% paired bootstrap interval], * significant after Holm"))
+    return made
+
+
+def _fmt(col: str, v) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "–"
+        if col in ("retention",):
+            return f"{v:.3f}"
+        if col.endswith("p") or col.endswith("p_adj") or col.endswith("p_adjusted"):
+            return f"{v:.3g}"
+        if col in ("n_examples", "budget"):
+            return f"{v:.0f}"
+        return f"{100 * v:.2f}"
+    return str(v)
+
+
+def _md(frame: pd.DataFrame) -> list[str]:
+    return (["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+            + ["| " + " | ".join(_fmt(c, v) for c, v in zip(frame.columns, r)) + " |"
+               for r in frame.itertuples(index=False)] + [""])
+
+
+def _html(frame: pd.DataFrame, caption: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c, v))}</td>" for c, v in zip(frame.columns, r))
+                   + "</tr>" for r in frame.itertuples(index=False))
+    return f'<div class="scroll"><table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table></div>'
+
+
+CAPTIONS = {
+    "compose_soups": ("soups: metric ×100; vs_mean = soup − mean of its ingredient seeds, vs_best = soup − the seed "
+                      "chosen on the selection split; {test}; Holm over the soup tests of one (model, task)"),
+    "compose_merge": ("multi-task merge: each task's merged model vs its own delta (retention = merged / own); "
+                      "{test}; Holm over the tasks of one merged model"),
+    "compose_transfer": ("transfer: target trained from a source task's delta − the same method from scratch at "
+                         "the same budget, seeds paired; {test}; Holm over the sources of one target"),
+}
+
+
+def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DEFAULT_B) -> tuple[dict[str, Path], str]:
+    """compose_*.csv, compose.md and the transfer heatmaps; ({}, "") when nothing is composed."""
+    notes: list[str] = []
+    cache: dict = {}
+    frames = {"compose_soups": soup_table(records, b, notes, cache),
+              "compose_merge": merge_table(records, b, notes, cache),
+              "compose_transfer": transfer_table(records, b, notes)}
+    frames = {k: v for k, v in frames.items() if len(v)}
+    if not frames:
+        return {}, ""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for name, df in frames.items():
+        tables[name] = out / f"{name}.csv"
+        df.to_csv(tables[name], index=False)
+    if "compose_transfer" in frames:
+        plots += plot_transfer(frames["compose_transfer"], out)
+    test = TEST.format(b=b)
+    md = ["# Composition (soups, merges, transfer)", ""]
+    parts = ['<h2 id="compose">Composition: soups, merges, transfer</h2>',
+             "<p>docs/compose.md; downloads: " + ", ".join(f'<a href="{p.name}">{p.name}</a>' for p in tables.values())
+             + ".</p>"]
+    for name, df in frames.items():
+        cap = CAPTIONS[name].format(test=test)
+        md += [cap + ":", ""] + _md(df)
+        parts.append(_html(df, cap))
+    if "compose_merge" in frames:
+        mean_ret = frames["compose_merge"].groupby(["model", "method", "kind", "tasks"])["retention"].mean().reset_index()
+        md += ["Mean retention per merged model:", ""] + _md(mean_ret)
+        parts.append(_html(mean_ret, "mean retention over the merged tasks"))
+    md += [f"- {n}" for n in notes]
+    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
+    tables["compose_md"] = out / "compose.md"
+    tables["compose_md"].write_text("\n".join(md) + "\n")
+    return tables, "\n".join(parts)
