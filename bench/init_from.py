@@ -146,9 +146,15 @@ def apply_init_from(cfg, spec, method, model) -> dict | None:
     check_compatible(rec, folder, cfg, method, head_kind)
     src_regression = rec.get("headline_metric") in ("pearson", "spearmanr")
     same_space = (src_regression == (spec.kind == "regression")) and _head_shapes_match(folder, model, method)
-    load_into(method, model, folder, with_head=same_space)
-    why = ("same label space: head transferred" if same_space else
+    # train.init_head=never: the backbone delta only. Same-shaped heads of different tasks (SST-2's
+    # negative/positive, MRPC's not/equivalent) share a shape but not a meaning; a transfer study that
+    # means to measure the delta starts every head fresh (absent = auto, so older configs keep their hash).
+    never = str(cfg.train.get("init_head", "auto")) == "never"
+    load_into(method, model, folder, with_head=same_space and not never)
+    why = ("head not transferred: train.init_head=never; the head starts fresh" if never else
+           "same label space: head transferred" if same_space else
            f"head not transferred: label spaces differ ({rec.get('task')} -> {spec.name}); the head starts fresh")
+    same_space = same_space and not never
     return {"from": str(cfg.train.init_from), "run_id": rec.get("run_id"), "task": rec.get("task"),
             "delta": str(folder), "head_transferred": same_space, "why": why}
 

@@ -122,6 +122,7 @@ class TrainSettings:
     # Absent = off, so configs written before these keys keep their config hash (experiment=budget).
     stratify_subsample: bool = opt(BOOL, False)
     min_steps: int | None = opt(nullable(integer(1), "epochs as given"), None)
+    init_head: str = opt(choice("auto", "never"), "auto")  # with init_from: auto = when the label spaces match
     max_eval_samples: int | None = opt(nullable(integer(1), "all"), None)
     seed: int = opt(integer(0))
     eval_every_epoch: bool = opt(BOOL)

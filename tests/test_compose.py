@@ -197,6 +197,13 @@ def test_transferred_run_starts_from_the_source_deltas_exact_weights(glue_dir, t
         for k, v in saved.items():
             assert torch.equal(now[k], v), k
         head = load_file(str(Path(src["storage"]["kept_at"]) / "head.safetensors"))  # mrpc/rte: 2 labels each
+        # the transfer command's default (train.init_head=never): the delta moves, the head starts fresh
+        assert rec["train"]["init_from"]["head_transferred"] is False
+        assert not all(torch.equal(v, head[k]) for k, v in cell.model.head.state_dict().items())
+        cfg.train.init_head = "auto"  # same-shaped label spaces: auto loads the source head too
+        cell = build_cell(cfg.model, method_from_config(cfg, where="test"), spec.num_labels, int(cfg.train.seed),
+                          int(cfg.train.max_seq_len))
+        assert apply_init_from(cfg, spec, cell.method, cell.model)["head_transferred"] is True
         for k, v in cell.model.head.state_dict().items():
             assert torch.equal(v, head[k]), k
     # the report pairs each transfer arm with the scratch arm of its target, and draws the heatmap

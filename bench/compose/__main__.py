@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seeds", default="0")
     t.add_argument("--budget", type=int, default=200, help="train.max_train_samples of the transfer and scratch arms")
     t.add_argument("--sweep", default="compose_transfer")
+    t.add_argument("--min-steps", type=int, default=None,
+                   help="train.min_steps of the scratch and transfer arms (at least this many optimizer steps)")
+    t.add_argument("--head", default="never", choices=["never", "auto"],
+                   help="train.init_head of the transfer arm: never (default: the delta moves, the head starts "
+                        "fresh) or auto (the source head too where the label spaces have the same shape)")
     t.add_argument("--dry-run", action="store_true")
     t.add_argument("overrides", nargs="*", help="further Hydra overrides for every cell (model=..., results_dir=...)")
     args = ap.parse_args(argv)
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.compose.transfer import run
 
         return run(args.tasks.split(","), args.method, [int(x) for x in args.seeds.split(",")], args.budget,
-                   args.sweep, list(args.overrides), args.dry_run)
+                   args.sweep, list(args.overrides), args.dry_run, args.min_steps, args.head)
     import transformers
 
     transformers.logging.set_verbosity_error()

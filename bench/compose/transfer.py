@@ -13,21 +13,30 @@ import subprocess
 import sys
 
 
-def commands(tasks: list[str], method: str, seeds: list[int], budget: int, sweep: str, extra: list[str]) -> list[list[str]]:
+def commands(tasks: list[str], method: str, seeds: list[int], budget: int, sweep: str, extra: list[str],
+             min_steps: int | None = None, head: str = "never") -> list[list[str]]:
+    """The sources' command, the scratch arm's, then one per source task. `min_steps` (train.min_steps,
+    the #13 length rule) applies to both small-budget arms alike; `head` is train.init_head of the
+    transfer arm (never: only the backbone delta moves, every head starts fresh as in scratch)."""
     base = [sys.executable, "-m", "bench", "-m", f"method={method}", f"train.seed={','.join(map(str, seeds))}",
             f"sweep_name={sweep}", *extra]
+    # The small arms keep no delta: init_from by task name takes the newest record of that task with a
+    # kept delta in the sweep, which must stay the full-budget source, not a small arm.
+    small = [f"train.max_train_samples={budget}", "save_delta=false"] + (
+        [f"++train.min_steps={min_steps}"] if min_steps else [])
     cmds = [base + [f"task={','.join(tasks)}", "save_delta=true"],
-            base + [f"task={','.join(tasks)}", f"train.max_train_samples={budget}", f"label={method}_n{budget}"]]
+            base + [f"task={','.join(tasks)}", *small, f"label={method}_n{budget}"]]
     for src in tasks:
         targets = [t for t in tasks if t != src]
-        cmds.append(base + [f"task={','.join(targets)}", f"train.max_train_samples={budget}",
-                            f"train.init_from={src}", f"label={method}_n{budget}_from_{src}"])
+        cmds.append(base + [f"task={','.join(targets)}", *small, f"train.init_from={src}",
+                            f"++train.init_head={head}", f"label={method}_n{budget}_from_{src}"])
     return cmds
 
 
-def run(tasks, method, seeds, budget, sweep, extra, dry_run: bool = False) -> int:
+def run(tasks, method, seeds, budget, sweep, extra, dry_run: bool = False, min_steps: int | None = None,
+        head: str = "never") -> int:
     worst = 0
-    for cmd in commands(tasks, method, seeds, budget, sweep, extra):
+    for cmd in commands(tasks, method, seeds, budget, sweep, extra, min_steps, head):
         print("+ " + " ".join(cmd[1:]), flush=True)
         if not dry_run:
             worst = max(worst, subprocess.run(cmd, check=False).returncode)
