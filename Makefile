@@ -14,7 +14,7 @@ SWEEP ?= default_sweep
 # faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
 SWEEP_ARGS ?=
 
-.PHONY: setup sweep study budget smoke test report reproduce reproduce-params baseline regress bench lint clean
+.PHONY: setup sweep study budget compose smoke test report reproduce reproduce-params baseline regress bench lint clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ budget: setup
 	$(BIN)/python -m bench experiment=budget results_dir=$(RESULTS) $(BUDGET_ARGS); status=$$?; \
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/budget --out reports/budget; fi; \
 	  exit $$status
+
+## Composition track (docs/compose.md): soups of LoRA/adapter seeds, a 3-task LoRA merge (linear, TIES,
+## DARE-TIES), the LoRA transfer matrix at 200 examples; reports in reports/compose_*.
+compose: setup
+	scripts/compose_track.sh $(RESULTS)
 
 ## A seconds-long sweep of every method on a tiny random-weight model.
 smoke: setup
