@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from bench.errors import ConfigError
-from bench.results import recency, record_of_delta, sweep_dir_of
+from bench.results import kept_delta, recency, record_of_delta, sweep_dir_of
 
 #: method settings that may differ between source and target (they do not change the delta's shape)
 FREE_SETTINGS = ("lr",)
@@ -44,10 +44,10 @@ def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
         return _load_json(rec_path), path
     if path.suffix == ".json" and path.is_file():
         rec = _load_json(path)
-        kept = (rec.get("storage") or {}).get("kept_at")
-        if not kept or not Path(kept).is_dir():
+        kept = kept_delta(rec, path)
+        if kept is None:
             raise ConfigError(f"train.init_from={want!r}: that record kept no delta (run it with save_delta=true)")
-        return rec, Path(kept)
+        return rec, kept
     if "/" in want or want.endswith(".json"):
         raise ConfigError(f"train.init_from={want!r}: no such delta folder or record file")
     if want == spec_name:
@@ -60,15 +60,14 @@ def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
             continue
         if (rec.get("status") == "ok" and rec.get("task") == want and rec.get("model") == str(cfg.model.name)
                 and rec.get("method") == str(cfg.method.name) and int(rec.get("seed", -1)) == int(cfg.train.seed)):
-            kept = (rec.get("storage") or {}).get("kept_at")
-            if kept and Path(kept).is_dir():
-                found.append(rec)
+            kept = kept_delta(rec, rec_path)
+            if kept is not None:
+                found.append((rec, kept))
     if not found:
         raise ConfigError(
             f"train.init_from={want!r}: no ok record of task {want} (model {cfg.model.name}, method {cfg.method.name}, "
             f"seed {cfg.train.seed}) with a kept delta in {sweep}; run that cell first with save_delta=true")
-    rec = max(found, key=recency)  # the newest, as every reader of records picks (bench.results)
-    return rec, Path(rec["storage"]["kept_at"])
+    return max(found, key=lambda rk: recency(rk[0]))  # the newest, as every reader of records picks (bench.results)
 
 
 def check_compatible(rec: dict, folder: Path, cfg, method, head_kind: str) -> None:

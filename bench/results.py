@@ -54,6 +54,24 @@ def record_of_delta(folder: str | os.PathLike) -> Path:
     return folder.parent.parent / f"{folder.name}.json"
 
 
+def kept_delta(record: dict, record_path: str | os.PathLike | None = None) -> Path | None:
+    """The record's kept delta folder, or None. `storage.kept_at` is written as the run saw it
+    (relative to the directory the run started in when results_dir was relative), so a reader
+    started elsewhere, or results moved to another machine, would not find it: the folder beside
+    the record (`delta_dir(record's folder, run_id)`) is tried next."""
+    kept = (record.get("storage") or {}).get("kept_at")
+    if not kept:
+        return None
+    if Path(kept).is_dir():
+        return Path(kept)
+    where = record_path or record.get("_path")
+    if where and record.get("run_id"):
+        beside = delta_dir(Path(where).parent, str(record["run_id"]))
+        if beside.is_dir():
+            return beside
+    return None
+
+
 # ----------------------------------------------------------------------------------- which record
 
 

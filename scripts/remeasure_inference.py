@@ -21,11 +21,12 @@ from bench import records as R
 from bench.inference import measure, settings_from
 from bench.models import build_model
 from bench.predict import load_delta
+from bench.results import kept_delta
 
 
 def second_run(rec: dict) -> dict | None:
-    kept = (rec.get("storage") or {}).get("kept_at")
-    if not kept or not Path(kept).is_dir():
+    kept = kept_delta(rec)
+    if kept is None:
         return None
     cfg = OmegaConf.create(rec["config"])
     settings = settings_from(cfg.get("inference"))

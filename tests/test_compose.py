@@ -218,3 +218,24 @@ def test_transferred_run_starts_from_the_source_deltas_exact_weights(glue_dir, t
         assert float(r["scratch"]) == pytest.approx(scratch[r["target"]]["metrics"][hm])
         assert float(r["delta"]) == pytest.approx(float(r["transfer"]) - float(r["scratch"]), abs=1e-9)
     assert (tmp_path / "report" / "plots" / "transfer__tiny-bert__lora__n8.png").is_file()
+
+
+def test_sources_found_beside_their_record_when_kept_at_does_not_resolve(sources, glue_dir, tmp_path):
+    """A run with a relative results_dir writes kept_at relative to where it started; read from
+    another directory (or after the results moved) the delta beside the record is used."""
+    import shutil
+
+    results, recs = sources
+    src = recs[("lora", "sst2")]
+    moved = tmp_path / "elsewhere" / "src"
+    moved.mkdir(parents=True)
+    for name in (Path(src["_path"]).name, src["predictions"]):
+        shutil.copy(Path(src["_path"]).parent / name, moved / name)
+    shutil.copytree(src["storage"]["kept_at"], moved / "deltas" / src["run_id"])
+    rec = json.loads((moved / Path(src["_path"]).name).read_text())
+    rec["storage"]["kept_at"] = f"results/src/deltas/{src['run_id']}"  # as a relative results_dir writes it
+    (moved / Path(src["_path"]).name).write_text(json.dumps(rec))
+    p = compose(["soup", moved / Path(src["_path"]).name, "--task", "sst2", "--out", tmp_path / "o"], glue_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (got,) = composed_records(tmp_path / "o")
+    assert got["composed_from"][0]["delta"] == str((moved / "deltas" / src["run_id"]).resolve())

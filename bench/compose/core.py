@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from bench import records as R
 from bench import tasks as T
 from bench.errors import BenchError
-from bench.results import delta_dir, record_of_delta
+from bench.results import delta_dir, kept_delta, record_of_delta
 
 
 class ComposeError(BenchError):
@@ -67,10 +67,8 @@ def load_source(ref: str | Path) -> Source:
         raise ComposeError(str(exc)) from None
     if rec.get("status") != "ok":
         raise ComposeError(f"{rec_path}: source record has status {rec.get('status')!r}; only ok records compose")
-    kept = Path((rec.get("storage") or {}).get("kept_at") or (p if p.is_dir() else ""))
-    if p.is_dir():
-        kept = p
-    if not str(kept) or not kept.is_dir():
+    kept = p if p.is_dir() else kept_delta(rec, rec_path)
+    if kept is None:
         raise ComposeError(f"{rec_path}: the record kept no delta (run the source cell with save_delta=true)")
     if not (kept / "method.json").is_file():
         raise ComposeError(f"{kept}: not a kept delta folder (no method.json)")
