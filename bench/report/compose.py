@@ -269,7 +269,7 @@ def _fmt(col: str, v) -> str:
             return "–"
         if col in ("retention",):
             return f"{v:.3f}"
-        if col == "p" or col.endswith(("_p", "_p_adj", "_p_adjusted")):
+        if col in ("p", "p_adjusted") or col.endswith(("_p", "_p_adj")):
             return f"{v:.3g}"
         if col in ("n_examples", "budget"):
             return f"{v:.0f}"
