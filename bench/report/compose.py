@@ -131,7 +131,7 @@ def soup_table(records: list[dict], b: int, notes: list[str], cache: dict) -> pd
                      "n_examples": vs_mean.n_examples if vs_mean else 0})
     frame = pd.DataFrame(rows, columns=SOUP_COLUMNS + ["vs_mean_p", "vs_best_p"])
     # Holm over every soup test of one (model, task): both comparisons of each soup kind and method
-    for _, idx in frame.groupby(["model", "task"]).groups.items():
+    for idx in frame.groupby(["model", "task"]).groups.values():
         ps = [(i, c) for i in idx for c in ("vs_mean", "vs_best") if math.isfinite(frame.at[i, f"{c}_p"])]
         adj = stats.holm([frame.at[i, f"{c}_p"] for i, c in ps]) if ps else []
         for (i, c), pa in zip(ps, adj):
@@ -171,7 +171,7 @@ def merge_table(records: list[dict], b: int, notes: list[str], cache: dict) -> p
     frame = pd.DataFrame(rows, columns=MERGE_COLUMNS)
     frame["verdict"] = "not tested"
     # Holm over the tasks of one merge (model, method, kind, tasks): one family per merged model
-    for _, idx in frame.groupby(["model", "method", "kind", "tasks"]).groups.items():
+    for idx in frame.groupby(["model", "method", "kind", "tasks"]).groups.values():
         idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
         for i, pa in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else []):
             frame.at[i, "p_adjusted"] = pa
@@ -205,7 +205,7 @@ def transfer_table(records: list[dict], b: int, notes: list[str]) -> pd.DataFram
         a = [p for s in seeds if (p := _main_split(by_seed[s], notes)) is not None]
         z = [p for s in seeds if (p := _main_split(scratch[s], notes)) is not None]
         res = _compare(hm, a, z, b) if a and z and hm in stats.METRICS else None
-        head = {str((by_seed[s]["train"]["init_from"] or {}).get("head")) for s in seeds}
+        head = {str((by_seed[s]["train"]["init_from"] or {}).get("head_transferred")) for s in seeds}
         rows.append({"model": model, "method": method, "budget": budget, "target": target, "source": source,
                      "metric": hm, "n_seeds": len(seeds),
                      "transfer": float(np.mean([by_seed[s]["metrics"][hm] for s in seeds])) if seeds else np.nan,
@@ -217,7 +217,7 @@ def transfer_table(records: list[dict], b: int, notes: list[str]) -> pd.DataFram
     frame = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
     frame["verdict"] = "not tested"
     # Holm over the sources of one target (model, method, budget, target)
-    for _, idx in frame.groupby(["model", "method", "budget", "target"]).groups.items():
+    for idx in frame.groupby(["model", "method", "budget", "target"]).groups.values():
         idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
         for i, pa in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else []):
             frame.at[i, "p_adjusted"] = pa
@@ -248,7 +248,8 @@ def plot_transfer(frame: pd.DataFrame, out: Path) -> list:
             mark = "*" if r.verdict in ("a better", "b better") else ""
             ax.text(tgts.index(r.target), srcs.index(r.source),
                     f"{100 * r.delta:+.1f}{mark}\n[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}]",
-                    ha="center", va="center", fontsize=8)
+                    ha="center", va="center", fontsize=8,
+                    color="white" if abs(100 * r.delta) > 0.6 * lim else "black")  # readable on dark cells
         ax.set_xticks(range(len(tgts)), tgts)
         ax.set_yticks(range(len(srcs)), srcs)
         ax.set_xlabel("target task")
