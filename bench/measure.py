@@ -148,7 +148,10 @@ def sync(device: torch.device) -> None:
 
 class StepTimer:
     """Accumulates time of optimizer steps after the first `skip` ones (warm-up: allocator growth,
-    lazy init, first-call kernels). Evaluation is never inside a timed step."""
+    lazy init, first-call kernels). Evaluation is never inside a timed step.
+
+    It also keeps what the steps held, timed and all: rows, padded tokens and the sum of squared
+    padded widths, from which bench/flops.py counts the model FLOPs of exactly the timed work."""
 
     def __init__(self, device: torch.device, skip: int):
         self.device, self.skip = device, skip
@@ -158,22 +161,28 @@ class StepTimer:
         self.samples = 0
         self.tokens = 0
         self.padded_tokens = 0
+        self.padded_squares = 0
+        self.all_samples = self.all_padded_tokens = self.all_padded_squares = 0
         self._t0 = 0.0
 
     @contextmanager
-    def step(self, samples: int, tokens: int, padded_tokens: int):
+    def step(self, samples: int, tokens: int, padded_tokens: int, padded_squares: int = 0):
         sync(self.device)
         t0 = time.perf_counter()
         yield
         sync(self.device)
         dt = time.perf_counter() - t0
         self.steps += 1
+        self.all_samples += samples
+        self.all_padded_tokens += padded_tokens
+        self.all_padded_squares += padded_squares
         if self.steps > self.skip:
             self.timed_steps += 1
             self.seconds += dt
             self.samples += samples
             self.tokens += tokens
             self.padded_tokens += padded_tokens
+            self.padded_squares += padded_squares
 
     def as_dict(self) -> dict:
         s = self.seconds

@@ -32,6 +32,7 @@ from bench.batching import encode_cached
 from bench.cell import build_cell, method_from_config
 from bench.env import environment, parallel_cells
 from bench.errors import ConfigError
+from bench.flops import cell_flops
 from bench.init_from import apply_init_from
 from bench.measure import PeakMemory, measure_storage, sync
 from bench.results import delta_dir, sweep_dir_of
@@ -244,13 +245,13 @@ class CellRecipe:
         self.phase.name = "train"
         t = self.t
         with PeakMemory(self.device) as mem:
-            self.result, timer = train_model(
+            self.result, self.timer = train_model(
                 self.model, self.method, self.train_data, t, self.device, self.pad_id,
                 evaluate_epoch=self._evaluate_epoch if t.eval_every_epoch else None, precision=self.precision,
                 faults=dict(self.cfg.get("debug") or {}), pad_multiple=self.pad_multiple,
             )
         self.partial["memory"] = mem.as_dict()
-        self.throughput = throughput(self.result, timer, self.train_data, int(t.epochs))
+        self.throughput = throughput(self.result, self.timer, self.train_data, int(t.epochs))
 
     def _predict(self, data):
         return predict(self.model, data, int(self.t.eval_batch_size), self.pad_id, self.device, self.precision,
@@ -313,10 +314,21 @@ class CellRecipe:
                              headline=self.spec.headline, method_label=self.partial.get("method_label"),
                              inference=self.inference)
 
+    def _flops(self) -> dict:
+        """Model FLOPs and MFU (bench/flops.py); a failure there is logged and recorded, never the
+        cause of a failed cell whose training and evaluation succeeded."""
+        try:
+            return cell_flops(self.model, self.result.feature_s is not None, self.timer, self.train_data, self.eval_data,
+                              self.t, self.result.train_s, self.eval_s, self.device, self.precision, self.pad_multiple)
+        except Exception as exc:  # noqa: BLE001 - an extra measurement must not cost a finished cell
+            log.warning("flops: not counted (%s: %s)", type(exc).__name__, exc)
+            return {"train_flops": None, "mfu": None, "error": f"{type(exc).__name__}: {exc}"}
+
     # -- record ---------------------------------------------------------------------------------
     def record(self) -> dict:
         t, result, cell = self.t, self.result, self.cell
         best = t.select == "best_epoch"
+        flops = self._flops()
         return {
             "inference": self.inference,
             "headline_metric": self.spec.headline,
@@ -339,6 +351,7 @@ class CellRecipe:
             "params": self.partial["params"],
             "memory": self.partial["memory"],
             "throughput": self.throughput,
+            "flops": flops,
             "time": {"train_s": result.train_s, "eval_s": self.eval_s, "total_s": time.perf_counter() - self.t_cell},
             "storage": self.storage,
             "env": self.partial["env"],

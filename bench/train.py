@@ -188,9 +188,11 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
             model.backbone.eval()
         for ids in batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length)):
             n_tok = sum(lengths[i] for i in ids)
-            padded = sum(len(part) * padded_width(max(lengths[i] for i in part), pad_multiple)
-                         for part in micro_batches(ids, micro))  # each micro-batch pads to its own longest row
-            with timer.step(len(ids), n_tok, padded):
+            # each micro-batch pads to its own longest row; squared widths for attention's FLOPs
+            shapes = [(len(part), padded_width(max(lengths[i] for i in part), pad_multiple))
+                      for part in micro_batches(ids, micro)]
+            padded, squares = sum(b * w for b, w in shapes), sum(b * w * w for b, w in shapes)
+            with timer.step(len(ids), n_tok, padded, squares):
                 step_loss = 0.0
                 for part in micro_batches(ids, micro):
                     if cached:
