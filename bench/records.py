@@ -19,7 +19,7 @@ SCHEMA_VERSION = 2
 #: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection
 #: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
 #: a version-1 record simply lacks them, and every reader treats them as optional. Keys added since
-#: (`flops`) are additive in the same way and did not bump the version.
+#: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
 READABLE_VERSIONS = (1, 2)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
 STATUSES = ("ok", "failed", "interrupted")

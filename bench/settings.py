@@ -122,6 +122,8 @@ class TrainSettings:
     # Absent = off, so configs written before these keys keep their config hash (experiment=budget).
     stratify_subsample: bool = opt(BOOL, False)
     min_steps: int | None = opt(nullable(integer(1), "epochs as given"), None)
+    # Set by a pruned study on its first-rung trials (bench/study.py); absent = train every epoch.
+    stop_after_epochs: int | None = opt(nullable(integer(1), "train every epoch"), None)
     init_head: str = opt(choice("auto", "never"), "auto")  # with init_from: auto = when the label spaces match
     max_eval_samples: int | None = opt(nullable(integer(1), "all"), None)
     seed: int = opt(integer(0))
@@ -185,6 +187,15 @@ class InferenceSettings:
 
 
 @dataclass(kw_only=True)
+class PruneSettings:
+    """`study.prune`: successive halving over the learning-rate trials (docs/protocol.md)."""
+
+    enabled: bool = opt(BOOL, False)
+    eta: int = opt(integer(2), 3)
+    rung_epochs: int = opt(integer(1), 1)
+
+
+@dataclass(kw_only=True)
 class StudySettings:
     """`study` (experiment=study, docs/protocol.md)."""
 
@@ -194,6 +205,7 @@ class StudySettings:
     trial_seed: int = opt(integer(0), 0)
     lr_range: list | None = opt(nullable(RANGE, "per method, lr_ranges"), None)  # noqa: RUF009 - opt() is a field()
     lr_ranges: dict = opt(RANGES, None)  # noqa: RUF009 - opt() is a field()
+    prune: PruneSettings = field(default_factory=PruneSettings, metadata={"schema": PruneSettings})
 
 
 @dataclass(kw_only=True)
@@ -325,6 +337,13 @@ def check_study(cfg, study: dict, method_name: str) -> None:
     if not (((cfg.get("data") or {}).get("selection") or {}).get("fraction")):
         raise ConfigError("experiment=study needs a selection split (data.selection.fraction > 0): the rate and "
                           "epoch are chosen on it, never on the reported split")
+    prune = study.get("prune") or {}
+    if prune.get("enabled") and int(prune.get("rung_epochs", 1)) >= int(cfg.train.epochs):
+        raise ConfigError(f"study.prune.rung_epochs={prune.get('rung_epochs', 1)}: the first rung must be shorter "
+                          f"than the full run (train.epochs={cfg.train.epochs}); expected an integer < train.epochs")
+    if prune.get("enabled") and cfg.train.get("stop_after_epochs") is not None:
+        raise ConfigError("train.stop_after_epochs with study.prune.enabled=true: the study sets it on its "
+                          "first-rung trials; leave it unset")
 
 
 def check(cfg, *, whole_job: bool = True):

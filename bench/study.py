@@ -12,6 +12,13 @@ report can draw expected-best-score-versus-budget curves (Dodge et al. 2019).
 One Hydra job = one (model, task, method) protocol; a multirun over methods x tasks is the grid.
 Each cell still goes through `bench.execute` (isolation, resume, failure records), so an
 interrupted study resumes where it stopped.
+
+`study.prune.enabled` (off by default) makes the trials cheaper by successive halving with one cut:
+every rate trains its first `rung_epochs` epochs (`train.stop_after_epochs`: the full-length
+schedule, stopped early, so these epochs are exactly the full run's first ones); the best
+`trials // eta` by selection-split score go on to the full length (run again from the start: the
+harness keeps no optimizer checkpoints, and rerunning is exact, see bench/train.py); the rate is
+chosen among those full-length runs, on the selection split as always.
 """
 from __future__ import annotations
 
@@ -48,18 +55,90 @@ def study_settings(cfg: DictConfig) -> dict:
     check_study(cfg, st, method)
     rng = list(st.get("lr_range") or st["lr_ranges"][method])
     trials, seeds, trial_seed = st["trials"], st["seeds"], st.get("trial_seed", 0)
-    return {"method": method, "trials": trials, "seeds": seeds, "trial_seed": trial_seed,
+    prune = dict({"enabled": False, "eta": 3, "rung_epochs": 1}, **(st.get("prune") or {}))
+    return {"method": method, "trials": trials, "seeds": seeds, "trial_seed": trial_seed, "prune": prune,
             "grid": lr_grid(float(rng[0]), float(rng[1]), trials), "range": [float(rng[0]), float(rng[1])]}
 
 
-def _cell(cfg: DictConfig, lr: float, seed: int, sweep: str, block: dict) -> DictConfig:
+def survivors(trials: int, eta: int) -> int:
+    """How many trials continue past the first rung: the best 1/eta, at least one."""
+    return max(1, trials // eta)
+
+
+def promote(scores: list[float | None], keep: int) -> list[int]:
+    """Indices of the `keep` best first-rung scores, in grid order; ties go to the smaller rate (as in
+    `choose`); a failed trial is never promoted."""
+    ranked = sorted((i for i, v in enumerate(scores) if v is not None), key=lambda i: (-scores[i], i))
+    return sorted(ranked[:keep])
+
+
+def planned_cells(cfg) -> int:
+    """Cells one job runs through bench.execute (the sweep line's total, bench/progress.py): 1; for
+    a study, its trials (+ the survivors' full runs when pruned) and the seeds besides the trial seed."""
+    st = cfg.get("study") or {}
+    if not st.get("enabled"):
+        return 1
+    trials, seeds, trial_seed = int(st.get("trials")), int(st.get("seeds")), int(st.get("trial_seed", 0) or 0)
+    prune = st.get("prune") or {}
+    kept = survivors(trials, int(prune.get("eta", 3))) if prune.get("enabled") else 0
+    return trials + kept + seeds - (1 if trial_seed < seeds else 0)
+
+
+def _cell(cfg: DictConfig, lr: float, seed: int, sweep: str, block: dict, stop_after: int | None = None) -> DictConfig:
     c = copy.deepcopy(cfg)
     with open_dict(c):
         c.train.lr = lr
         c.train.seed = seed
         c.sweep_name = sweep
         c.study_cell = block  # excluded from the config hash; copied into the record's `study`
+        if stop_after:  # a first-rung trial: its own config hash; inference cost of a partial run is not wanted
+            c.train.stop_after_epochs = stop_after
+            if c.get("inference") is not None:
+                c.inference.enabled = False
     return c
+
+
+def _mark(path: Path, **fields) -> None:
+    """Add what the study decided after a trial ran (pruned or promoted) to its record's `study`
+    block (excluded from the config hash, so resume still finds the record)."""
+    if not (path.is_file() and path.suffix == ".json"):
+        return
+    try:
+        rec = R.read_record(path)
+    except ValueError:
+        return
+    rec.pop("_path", None)
+    rec["study"] = dict(rec.get("study") or {}, **fields)
+    R.write_record(path, rec)
+
+
+def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: dict):
+    """Successive halving with one cut: every rate for `rung_epochs`, the best `trials // eta` to the
+    full length. Returns (full-length record paths, their scores (None where pruned), statuses, what
+    the cut decided)."""
+    from bench.execute import execute
+
+    k, eta = int(s["prune"]["rung_epochs"]), int(s["prune"]["eta"])
+    rung_paths, statuses = [], []
+    for i, lr in enumerate(s["grid"]):
+        block = dict(base, role="trial", trial_index=i, lr=lr, rung=1, rung_epochs=k)
+        status, path = execute(_cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", block, stop_after=k), own)
+        statuses.append(status)
+        rung_paths.append(path)
+    rung_scores = [_score(p, headline) for p in rung_paths]
+    kept = promote(rung_scores, survivors(len(s["grid"]), eta))
+    paths: list = [None] * len(s["grid"])
+    for i in kept:
+        block = dict(base, role="trial", trial_index=i, lr=s["grid"][i], rung=2, pruned=False)
+        status, paths[i] = execute(_cell(cfg, s["grid"][i], s["trial_seed"], f"{sweep}/trials", block), own)
+        statuses.append(status)
+        _mark(paths[i], rung=2, pruned=False)
+    for i, p in enumerate(rung_paths):
+        _mark(p, pruned=i not in kept, promoted=i in kept, **({} if i in kept else {"pruned_at_rung": 1}))
+    scores = [_score(paths[i], headline) if i in kept else None for i in range(len(s["grid"]))]
+    decided = {"rung_epochs": k, "eta": eta, "rung_scores": rung_scores, "promoted": kept,
+               "pruned": [i for i in range(len(s["grid"])) if i not in kept]}
+    return paths, scores, statuses, decided
 
 
 def _score(path: Path, headline_of: dict) -> float | None:
@@ -110,14 +189,18 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     own = [o for o in (overrides or []) if not o.lstrip("+~").startswith(("train.lr=", "train.seed="))]
     base = {"name": sweep, "n_trials": s["trials"], "lr_grid": s["grid"], "lr_range": s["range"],
             "trial_seed": s["trial_seed"], "selection": "selection split, headline metric"}
-    paths, statuses = [], []
-    for i, lr in enumerate(s["grid"]):
-        c = _cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", dict(base, role="trial", trial_index=i, lr=lr))
-        status, path = execute(c, own)
-        statuses.append(status)
-        paths.append(path)
     headline: dict = {}
-    scores = [_score(p, headline) for p in paths]
+    pruning = None
+    if s["prune"]["enabled"]:
+        paths, scores, statuses, pruning = _pruned_trials(cfg, s, base, sweep, own, headline)
+    else:
+        paths, statuses = [], []
+        for i, lr in enumerate(s["grid"]):
+            c = _cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", dict(base, role="trial", trial_index=i, lr=lr))
+            status, path = execute(c, own)
+            statuses.append(status)
+            paths.append(path)
+        scores = [_score(p, headline) for p in paths]
     try:
         best_lr, best_i = choose(s["grid"], scores)
     except RuntimeError as exc:
@@ -126,8 +209,12 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     log.info("study %s / %s: selected lr %g (selection %s %s; grid %s)", cfg.task.name, s["method"], best_lr,
              headline.get("key"), " ".join("-" if v is None else f"{v:.4f}" for v in scores),
              " ".join(f"{g:g}" for g in s["grid"]))
+    if pruning:
+        log.info("study %s / %s: pruned after %d epoch(s): trials %s (first-rung scores %s)", cfg.task.name,
+                 s["method"], pruning["rung_epochs"], pruning["pruned"],
+                 " ".join("-" if v is None else f"{v:.4f}" for v in pruning["rung_scores"]))
     final_block = dict(base, role="final", lr=best_lr, selected_lr=best_lr, selected_trial=best_i,
-                       trial_scores=scores)
+                       trial_scores=scores, **({"pruning": pruning} if pruning else {}))
     for seed in range(s["seeds"]):
         c = _cell(cfg, best_lr, seed, sweep, dict(final_block, seed=seed))
         if seed == s["trial_seed"]:
@@ -142,6 +229,6 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(json.dumps({"model": str(cfg.model.name), "task": str(cfg.task.name), "method": s["method"],
                                    "headline": headline.get("key"), "grid": s["grid"], "scores": scores,
-                                   "selected_lr": best_lr, "seeds": s["seeds"],
+                                   "selected_lr": best_lr, "seeds": s["seeds"], "pruning": pruning,
                                    "config": OmegaConf.to_container(cfg.study, resolve=True)}, indent=2))
     return "failed" if "failed" in statuses else "ok"

@@ -147,7 +147,11 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
                 ) -> tuple[TrainResult, StepTimer]:
     """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, headline)` is
-    called after each epoch when per-epoch evaluation is on; its time is not training time."""
+    called after each epoch when per-epoch evaluation is on; its time is not training time.
+
+    `train.stop_after_epochs = k` (a tuning study's first rung, bench/study.py) stops after epoch k
+    of a schedule laid out for all `train.epochs`: the k epochs it trains are exactly the first k
+    epochs of the full-length run."""
     named = method.trainable_named_parameters(model)
     params = [p for _, p in named]
     if not params:
@@ -170,6 +174,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     res = TrainResult(warmup_steps=warmup)
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
     feats = None
+    stop = tcfg.get("stop_after_epochs") if hasattr(tcfg, "get") else None
+    run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
     sync(device)
     t_start = time.perf_counter()
     if cached:
@@ -182,7 +188,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                                   device=device)
     eval_s = 0.0
     lengths = train_data.lengths
-    for epoch in range(int(tcfg.epochs)):
+    for epoch in range(run_epochs):
         model.train()
         if method.frozen_backbone:
             model.backbone.eval()

@@ -100,6 +100,9 @@ BAD = [
     (["method.lr=0"], "method.lr=0"),
     (["experiment=study", "train.lr=0.1"], "with experiment=study"),
     (["experiment=study", "study.trials=0"], "study.trials=0"),
+    (["experiment=study", "study.prune.eta=1"], "study.prune.eta=1: expected an integer >= 2"),
+    (["experiment=study", "study.prune.enabled=true", "study.prune.rung_epochs=3"],
+     "study.prune.rung_epochs=3: the first rung must be shorter than the full run (train.epochs=3)"),
 ]
 TYPOS = [
     (["+train.bach_size=8"], "train.bach_size: unknown setting; did you mean batch_size?"),

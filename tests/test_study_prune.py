@@ -1,0 +1,73 @@
+"""Pruned tuning (study.prune, bench/study.py): successive halving with one cut on a tiny model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from clitools import TINY, records_in, run_bench
+
+from bench.study import planned_cells, promote, survivors
+
+PRUNED_STUDY = ["experiment=study", *TINY, "task=sst2", "method=lora", "study.trials=4", "study.seeds=1",
+                "study.prune.enabled=true", "study.prune.eta=2", "study.prune.rung_epochs=1", "train.epochs=2",
+                "train.max_train_samples=256", "train.eval_every_epoch=true", "inference.enabled=false",
+                "study.lr_range=[1e-4,1e-1]"]
+
+
+def test_promotion_rule():
+    assert survivors(4, 2) == 2 and survivors(6, 3) == 2 and survivors(2, 3) == 1
+    # best first; a tie goes to the smaller rate; a failed trial is never promoted
+    assert promote([0.5, 0.7, 0.6, 0.7], 2) == [1, 3]
+    assert promote([0.5, 0.6, 0.6, 0.1], 2) == [1, 2]
+    assert promote([None, 0.2, None, None], 2) == [1]
+
+
+@pytest.mark.timeout(1800)  # two invocations of 6 cells each (the second skips them): minutes on a busy 2-core machine
+def test_pruned_study_stops_the_worst_trials_and_chooses_among_the_survivors(tmp_path, glue_dir):
+    proc = run_bench(PRUNED_STUDY, glue_dir, tmp_path, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = records_in(tmp_path / "study")
+    trials = [r for r in recs if r["study"]["role"] == "trial"]
+    rung1 = sorted((r for r in trials if r["study"]["rung"] == 1), key=lambda r: r["study"]["trial_index"])
+    full = {r["study"]["trial_index"]: r for r in trials if r["study"]["rung"] == 2}
+    assert len(rung1) == 4 and len(full) == 2 and len(trials) == 6
+
+    # the two worst first-rung selection scores (ties to the smaller rate kept) stopped after one epoch
+    scores = [r["selection_metrics"]["accuracy"] for r in rung1]
+    assert len(set(scores)) > 1, "the trials should differ, or the test shows nothing"
+    ranked = sorted(range(4), key=lambda i: (-scores[i], i))
+    assert sorted(full) == sorted(ranked[:2])
+    for i, r in enumerate(rung1):
+        pruned = i not in full
+        assert r["study"]["pruned"] is pruned and r["study"]["promoted"] is not pruned
+        assert r["study"].get("pruned_at_rung") == (1 if pruned else None)
+        assert r["train"]["stop_after_epochs"] == 1 and r["train"]["steps"] == 256 // 16  # one epoch of two
+        assert r["inference"] is None
+    for i, r in full.items():
+        assert r["study"]["pruned"] is False and r["train"]["steps"] == 2 * 256 // 16
+        # the first rung is exactly the full run's first epoch (same schedule, stopped early)
+        assert r["metrics_per_epoch"][0]["metrics"] == rung1[i]["selection_metrics"]
+
+    # the rate is chosen among the survivors' full-length runs, on the selection split
+    sel = json.loads(next((tmp_path / "study" / "selected").glob("*.json")).read_text())
+    best = max(full, key=lambda i: (full[i]["selection_metrics"]["accuracy"], -i))
+    assert sel["selected_lr"] == full[best]["train"]["lr"] == sel["grid"][best]
+    assert sel["pruning"]["pruned"] == sorted(set(range(4)) - set(full))
+    assert [s is None for s in sel["scores"]] == [i not in full for i in range(4)]
+    final = [r for r in recs if r["study"]["role"] == "final"]
+    assert len(final) == 1 and final[0]["train"]["lr"] == sel["selected_lr"]
+
+    # resume: nothing trains again and the same rate is chosen
+    again = run_bench(PRUNED_STUDY, glue_dir, tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(next((tmp_path / "study" / "selected").glob("*.json")).read_text())["selected_lr"] == \
+        sel["selected_lr"]
+    assert {r["_path"]: (r["study"], r["finished_at"]) for r in records_in(tmp_path / "study")} == \
+        {r["_path"]: (r["study"], r["finished_at"]) for r in recs}
+
+
+@pytest.mark.parametrize("prune,expected", [(None, 4 + 2), ({"enabled": True, "eta": 2}, 4 + 2 + 2)])
+def test_planned_cells(prune, expected):
+    study = {"enabled": True, "trials": 4, "seeds": 3, "trial_seed": 0, **({"prune": prune} if prune else {})}
+    assert planned_cells({"study": study}) == expected
+    assert planned_cells({}) == 1
