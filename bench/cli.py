@@ -67,12 +67,20 @@ class SummaryCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """Every job of the sweep checked (bench.settings.check) before the first one starts, in
-        this process whatever the launcher: a bad option exits 2 with no record and no folder."""
-        errors = sweep_config_errors(config)
+        this process whatever the launcher: a bad option exits 2 with no record and no folder. The
+        cells the jobs will run are counted on the way, for the sweep line (bench/progress.py);
+        jobs inherit the count through the environment, whichever process runs them."""
+        from bench.progress import TOTAL_ENV
+
+        errors, cells = plan_sweep(config)
         if errors:
             for line in errors:
                 print(f"configuration error: {line}", file=sys.stderr)
             sys.exit(2)
+        if cells:
+            os.environ[TOTAL_ENV] = str(cells)
+        else:
+            os.environ.pop(TOTAL_ENV, None)
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
         self._summarise(config)
@@ -81,19 +89,21 @@ class SummaryCallback(Callback):
         self._summarise(config)
 
 
-def sweep_config_errors(config: DictConfig) -> list[str]:
+def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
     """The configuration errors of a multirun's jobs, one line each (identical ones once), composed
-    as the basic sweeper will compose them. Nothing for another sweeper, or when a job does not
-    compose (Hydra reports that itself when the job starts)."""
+    as the basic sweeper will compose them, and the number of cells they will run (None when not
+    known). Nothing for another sweeper, or when a job does not compose (Hydra reports that itself
+    when the job starts)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from bench.errors import ConfigError
     from bench.settings import check
+    from bench.study import planned_cells
 
     if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
-        return []
+        return [], None
     try:
         loader = GlobalHydra.instance().config_loader()
         args = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
@@ -101,16 +111,19 @@ def sweep_config_errors(config: DictConfig) -> list[str]:
         batches = BasicSweeper.split_arguments(OverridesParser.create(config_loader=loader).parse_overrides(args), None)
         jobs = [job for batch in batches for job in batch]
     except Exception:  # noqa: BLE001 - the sweeper reports a bad sweep in its own words
-        return []
+        return [], None
     errors: dict[str, str] = {}
+    cells = 0
     for job in jobs:
         try:
-            check(loader.load_sweep_config(config, list(job)))
+            job_cfg = loader.load_sweep_config(config, list(job))
+            check(job_cfg)
+            cells += planned_cells(job_cfg)
         except ConfigError as exc:
             errors.setdefault(str(exc), f"{exc} [job: {' '.join(job) or 'no overrides'}]")
         except Exception:  # noqa: BLE001 - a job that does not compose fails when it starts, as before
-            return list(errors.values())
-    return list(errors.values())
+            return list(errors.values()), None
+    return list(errors.values()), cells or None
 
 
 def _parallel_cells(hc) -> int:
@@ -139,8 +152,9 @@ def _hydra_main(cfg: DictConfig) -> str:
         hc = HydraConfig.get()
         overrides = list(hc.overrides.task)
         parallel = _parallel_cells(hc)
+        multirun = str(hc.mode) == "RunMode.MULTIRUN"
     except ValueError:
-        overrides, parallel = [], 1
+        overrides, parallel, multirun = [], 1, False
     # Set on every job (a joblib worker runs several), never inherited from an earlier invocation.
     os.environ[PARALLEL_CELLS_ENV] = str(parallel)
     from bench.errors import ConfigError
@@ -152,6 +166,11 @@ def _hydra_main(cfg: DictConfig) -> str:
         log.error("configuration error: %s", exc)
         _STATE["exit"] = 2
         return "failed"
+    if not multirun:  # a run alone: its own cells (1, or a study's); a multirun's count is on_multirun_start's
+        from bench.progress import TOTAL_ENV
+        from bench.study import planned_cells
+
+        os.environ[TOTAL_ENV] = str(planned_cells(cfg))
     if (cfg.get("study") or {}).get("enabled"):
         from bench.study import run_study
 

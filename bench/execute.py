@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import records as R
 from bench.errors import BenchError
 from bench.labels import method_label
+from bench.progress import cell_finished
 from bench.results import sweep_dir_of
 
 log = logging.getLogger("bench")
@@ -95,14 +97,18 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
     if cfg.get("resume", True) and existing_ok(path, ident["config_hash"]):
         log.info("skip (done): %s -> %s", cell, path)
         _ledger(cfg, {"status": "skipped", "path": str(path), "cell": cell})
+        cell_finished(cfg, "skipped", 0.0, cell)
         return "skipped", path
     log.info("run: %s", cell)
+    t0 = time.monotonic()
     if not cfg.get("isolate", True):
         status = _run_and_record(cfg, ident, path, cell)
         if status == "interrupted":
             raise KeyboardInterrupt
-        return status, path
-    return _run_isolated(cfg, ident, path, cell), path
+    else:
+        status = _run_isolated(cfg, ident, path, cell)
+    cell_finished(cfg, status, time.monotonic() - t0, cell)  # the sweep line (bench/progress.py)
+    return status, path
 
 
 EXIT_CODES = {0: "ok", 1: "failed", 130: "interrupted"}

@@ -35,6 +35,8 @@ from bench.errors import ConfigError
 from bench.flops import cell_flops
 from bench.init_from import apply_init_from
 from bench.measure import PeakMemory, measure_storage, sync
+from bench.progress import CellProgress
+from bench.progress import settings_from as progress_settings
 from bench.results import delta_dir, sweep_dir_of
 from bench.settings import check, check_value
 from bench.train import grad_accum_steps, predict, throughput, train_model
@@ -244,12 +246,18 @@ class CellRecipe:
     def train(self) -> None:
         self.phase.name = "train"
         t = self.t
-        with PeakMemory(self.device) as mem:
-            self.result, self.timer = train_model(
-                self.model, self.method, self.train_data, t, self.device, self.pad_id,
-                evaluate_epoch=self._evaluate_epoch if t.eval_every_epoch else None, precision=self.precision,
-                faults=dict(self.cfg.get("debug") or {}), pad_multiple=self.pad_multiple,
-            )
+        shown = progress_settings(self.cfg)
+        progress = CellProgress(f"{self.spec.name} {self.method.name} s{self.seed}", shown["mode"], shown["interval_s"],
+                                parallel=parallel_cells())
+        try:
+            with PeakMemory(self.device) as mem:
+                self.result, self.timer = train_model(
+                    self.model, self.method, self.train_data, t, self.device, self.pad_id,
+                    evaluate_epoch=self._evaluate_epoch if t.eval_every_epoch else None, precision=self.precision,
+                    faults=dict(self.cfg.get("debug") or {}), pad_multiple=self.pad_multiple, progress=progress,
+                )
+        finally:
+            progress.close()
         self.partial["memory"] = mem.as_dict()
         self.throughput = throughput(self.result, self.timer, self.train_data, int(t.epochs))
 

@@ -145,9 +145,10 @@ def micro_batches(ids: list[int], micro: int) -> list[list[int]]:
 
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
-                ) -> tuple[TrainResult, StepTimer]:
+                progress=None) -> tuple[TrainResult, StepTimer]:
     """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, headline)` is
     called after each epoch when per-epoch evaluation is on; its time is not training time.
+    `progress` (bench.progress.CellProgress) hears of each step after the timed region closes.
 
     `train.stop_after_epochs = k` (a tuning study's first rung, bench/study.py) stops after epoch k
     of a schedule laid out for all `train.epochs`: the k epochs it trains are exactly the first k
@@ -176,6 +177,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     feats = None
     stop = tcfg.get("stop_after_epochs") if hasattr(tcfg, "get") else None
     run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
+    if progress is not None:
+        progress.start(steps_per_epoch * run_epochs, run_epochs)
     sync(device)
     t_start = time.perf_counter()
     if cached:
@@ -228,6 +231,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                 opt.zero_grad(set_to_none=True)
             res.steps += 1
             res.final_loss = step_loss
+            if progress is not None:
+                progress.step(len(ids), step_loss, epoch + 1)
         if evaluate_epoch is not None:
             sync(device)
             t0 = time.perf_counter()

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["model=tiny_bert", "train=quick"]
 # Set by a surrounding run (a results folder, the ledger of an invocation, the launcher's cell
 # count): a test's command must not inherit them from whoever runs pytest.
-_NOT_INHERITED = ("BENCH_INVOCATION", "BENCH_RESULTS_DIR", "BENCH_PARALLEL_CELLS")
+_NOT_INHERITED = ("BENCH_INVOCATION", "BENCH_RESULTS_DIR", "BENCH_PARALLEL_CELLS", "BENCH_SWEEP_TOTAL")
 
 
 def bench_env(glue_dir=None, extra_env: dict | None = None) -> dict:

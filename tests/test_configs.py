@@ -103,12 +103,14 @@ BAD = [
     (["experiment=study", "study.prune.eta=1"], "study.prune.eta=1: expected an integer >= 2"),
     (["experiment=study", "study.prune.enabled=true", "study.prune.rung_epochs=3"],
      "study.prune.rung_epochs=3: the first rung must be shorter than the full run (train.epochs=3)"),
+    (["progress.mode=blink"], "progress.mode='blink'"),
 ]
 TYPOS = [
     (["+train.bach_size=8"], "train.bach_size: unknown setting; did you mean batch_size?"),
     (["+model.poolng=cls"], "model.poolng: unknown setting; did you mean pooling?"),
     (["+data.selection.fractoin=0.2"], "data.selection.fractoin: unknown setting; did you mean fraction?"),
     (["+inference.repeat=5"], "inference.repeat: unknown setting; did you mean repeats?"),
+    (["+progress.intervall_s=5"], "progress.intervall_s: unknown setting; did you mean interval_s?"),
     (["+method.rank=4"], "method.rank: not a setting of method lora"),
     (["+method.alpah=4"], "did you mean alpha?"),
     (["method=bitfit", "+method.r=4"], "method.r: not a setting of method bitfit"),

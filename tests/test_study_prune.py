@@ -56,10 +56,12 @@ def test_pruned_study_stops_the_worst_trials_and_chooses_among_the_survivors(tmp
     assert [s is None for s in sel["scores"]] == [i not in full for i in range(4)]
     final = [r for r in recs if r["study"]["role"] == "final"]
     assert len(final) == 1 and final[0]["train"]["lr"] == sel["selected_lr"]
+    assert "sweep: 6/6 cells (6 ok" in proc.stdout + proc.stderr  # 4 first-rung + 2 full trials; seed 0 is copied
 
     # resume: nothing trains again and the same rate is chosen
     again = run_bench(PRUNED_STUDY, glue_dir, tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "sweep: 6/6 cells (0 ok, 0 failed, 6 skipped)" in again.stdout + again.stderr
     assert json.loads(next((tmp_path / "study" / "selected").glob("*.json")).read_text())["selected_lr"] == \
         sel["selected_lr"]
     assert {r["_path"]: (r["study"], r["finished_at"]) for r in records_in(tmp_path / "study")} == \
