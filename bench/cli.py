@@ -184,14 +184,50 @@ def _hydra_main(cfg: DictConfig) -> str:
     return status
 
 
+def unknown_group_choice(argv: list[str], root) -> str | None:
+    """The first `group=choice` on the command line whose config file does not exist, as a message.
+
+    Why here: Hydra reports a missing group choice itself and exits 1, while every other
+    configuration error exits 2 before any work (docs/faults.md). Only plain overrides of a group that
+    is a folder of the config directory are checked, each comma-separated sweep value; anything this
+    cannot judge (search paths added on the command line, glob/range sweeps, interpolations) is left
+    to Hydra."""
+    from pathlib import Path
+
+    from bench.settings import nearest
+
+    if any(a.startswith(("--config-dir", "-cd", "hydra.searchpath", "--config-path", "-cp")) for a in argv):
+        return None
+    root = Path(root)
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+")
+        if not key or key.startswith("~") or "." in key or "/" in key or not (root / key).is_dir():
+            continue
+        if any(ch in value for ch in "()${}[]*?") or not value:
+            continue
+        choices = sorted(p.relative_to(root / key).with_suffix("").as_posix() for p in (root / key).rglob("*.yaml"))
+        for choice in value.split(","):
+            if not (root / key / f"{choice}.yaml").is_file():
+                hint = nearest(choice, choices)
+                return f"{key}={choice}: no {key}/{choice}.yaml{hint}; expected one of: {', '.join(choices)}"
+    return None
+
+
 def main() -> None:
     os.environ.setdefault("BENCH_INVOCATION", uuid.uuid4().hex[:12])
     from bench.errors import ConfigError
 
     try:
-        conf_dir()
+        root = conf_dir()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    bad = unknown_group_choice(sys.argv[1:], root)
+    if bad:
+        print(f"configuration error: {bad}", file=sys.stderr)
         sys.exit(2)
     try:
         _hydra_main()

@@ -135,9 +135,13 @@ def test_bad_setting_names_the_option(tmp_path, glue_dir, args, expected):
 
 def test_unknown_method_lists_the_choices(tmp_path, glue_dir):
     proc = run_bench([*TINY, "method=nosuch"], glue_dir, tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # a configuration error like every other, before any work
     text = proc.stdout + proc.stderr
-    assert "nosuch" in text and "lora" in text and "prompt_tuning" in text
+    assert "method=nosuch: no method/nosuch.yaml" in text and "lora" in text and "prompt_tuning" in text
+    assert "Traceback" not in text and not list(tmp_path.rglob("*.json"))
+    proc = run_bench(["-m", *TINY, "method=lora,lroa"], glue_dir, tmp_path)  # one bad value of a sweep
+    assert proc.returncode == 2 and "method=lroa: no method/lroa.yaml; did you mean lora?" in proc.stderr
+    assert not list(tmp_path.rglob("*.json"))
 
 
 def test_malformed_data_file_names_file_and_line(tmp_path, glue_dir):
