@@ -113,12 +113,10 @@ def load_into(method, model, folder: Path, with_head: bool) -> None:
     """Load the saved delta; without the head, everything but the head's tensors."""
     from safetensors.torch import load_file
 
-    from bench.methods.peft_methods import PeftMethod
-
     if with_head:
         method.load_delta(model, folder)
         return
-    if isinstance(method, PeftMethod):
+    if method.delta_format == "peft":
         from peft import set_peft_model_state_dict
 
         result = set_peft_model_state_dict(model.backbone, load_file(str(folder / "adapter_model.safetensors")))

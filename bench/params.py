@@ -129,7 +129,6 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     from bench import tasks as T
     from bench.cell import build_cell, method_from_config, method_source
     from bench.labels import method_label
-    from bench.methods.peft_methods import PeftMethod
     from bench.models import CONFIG_DIR, head_parts
 
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
@@ -142,11 +141,11 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
                        meta=not materialize)
     model, counts = built.model, built.params
     peft_count = None
-    if isinstance(method, PeftMethod) and hasattr(model.backbone, "get_nb_trainable_parameters"):
+    if method.delta_format == "peft" and hasattr(model.backbone, "get_nb_trainable_parameters"):
         trainable, total = model.backbone.get_nb_trainable_parameters()
         peft_count = {"trainable": int(trainable), "all": int(total)}
     peft_seq_cls = None
-    if isinstance(method, PeftMethod):
+    if method.delta_format == "peft":
         peft_seq_cls = peft_seq_cls_count(method, built.backbone_config, spec.num_labels)
     shipped = CONFIG_DIR / str(cfg.model.get("name", ""))
     return {

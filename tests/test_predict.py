@@ -26,6 +26,10 @@ def test_every_method_round_trips_through_a_delta_folder(name, tmp_path):
     train_model(built.model, method, _toy_data(), TRAIN, torch.device("cpu"), pad_id=0)
     folder = tmp_path / name
     method.save_delta(built.model, folder)
+    # the declared format is what was written (init_from and bench.params branch on the declaration)
+    assert method.delta_format in ("peft", "tensors")
+    assert (folder / "adapter_model.safetensors").is_file() == (method.delta_format == "peft")
+    assert (folder / "delta.safetensors").is_file() == (method.delta_format == "tensors")
     write_delta_info(folder, model_cfg=ARCHS["tiny-bert"], method=method, task=TASK, seed=0, max_seq_len=64,
                      eval_batch_size=16, pad_to_multiple_of=1, metrics={"accuracy": 0.5}, headline="accuracy")
     clf = load_delta(folder)  # a fresh model: backbone rebuilt from its config + seed, then the delta

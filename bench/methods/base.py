@@ -8,7 +8,10 @@ with defaults), never its name:
 - `frozen_backbone`: the backbone is frozen and unchanged, so it runs in eval mode (no dropout);
 - `trains_on_cached_features`: the head trains on pooled features computed once (needs a frozen backbone);
 - `uses_token_type_ids`: whether the (possibly wrapped) backbone takes segment ids;
-- `delta_holds`: what `save_delta` writes, in words (the record's `storage.what`).
+- `delta_holds`: what `save_delta` writes, in words (the record's `storage.what`);
+- `delta_format`: "peft" (a peft adapter folder: `adapter_model.safetensors`, the backbone wrapped by
+  peft) or "tensors" (`delta.safetensors` of the trainable tensors); readers that load part of a delta
+  (init_from without the head) or ask peft for its own counts (bench.params) branch on this.
 
 Identity, one source: a method's name is its class's `name`. A class that sets `name` in its body
 registers itself in `REGISTRY` under that name when it is defined (built-ins on import of
@@ -52,6 +55,8 @@ class Method:
     uses_token_type_ids: bool = True
     #: What the saved delta holds, in words (the record's storage.what).
     delta_holds: str = "delta: trainable tensors incl. head"
+    #: "peft" (peft adapter folder, backbone wrapped by peft) or "tensors" (delta.safetensors).
+    delta_format: str = "tensors"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

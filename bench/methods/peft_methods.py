@@ -19,6 +19,8 @@ from bench.methods.base import Method, check_positive_int, check_unit_interval
 class PeftMethod(Method):
     """Common part: build a peft config, wrap the backbone, save/load with peft's own format."""
 
+    delta_format = "peft"
+
     def peft_config(self, backbone_config):
         raise NotImplementedError
 
