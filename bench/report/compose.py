@@ -150,6 +150,24 @@ def _paired_cols(prefix: str, res) -> dict:
             f"{prefix}_p": res.p, f"{prefix}_p_adj": nan, f"{prefix}_verdict": "tie"}
 
 
+def _test_cols(res) -> dict:
+    """delta, interval, p and example count of one paired test (NaN when it could not be run)."""
+    if res is None:
+        return {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_examples": 0}
+    return {"delta": res.delta, "ci_low": res.low, "ci_high": res.high, "p": res.p, "n_examples": res.n_examples}
+
+
+def _holm_within(frame: pd.DataFrame, family: list[str]) -> pd.DataFrame:
+    """Holm-adjust the tested rows (finite p) of each family and set their verdicts; others stay untested."""
+    frame["verdict"] = "not tested"
+    for idx in frame.groupby(family).groups.values():
+        idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
+        for i, pa in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else []):
+            frame.at[i, "p_adjusted"] = pa
+            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"])
+    return frame
+
+
 def merge_table(records: list[dict], b: int, notes: list[str], cache: dict) -> pd.DataFrame:
     rows = []
     for rec in records:
@@ -165,17 +183,9 @@ def merge_table(records: list[dict], b: int, notes: list[str], cache: dict) -> p
                      "tasks": "+".join(comp.get("tasks") or []), "task": rec["task"], "metric": hm,
                      "own": ret.get("own"), "merged": ret.get("merged", rec["metrics"].get(hm)),
                      "retention": ret.get("ratio"),
-                     **({"delta": res.delta, "ci_low": res.low, "ci_high": res.high, "p": res.p,
-                         "n_examples": res.n_examples} if res else
-                        {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_examples": 0})})
-    frame = pd.DataFrame(rows, columns=MERGE_COLUMNS)
-    frame["verdict"] = "not tested"
+                     **_test_cols(res)})
     # Holm over the tasks of one merge (model, method, kind, tasks): one family per merged model
-    for idx in frame.groupby(["model", "method", "kind", "tasks"]).groups.values():
-        idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
-        for i, pa in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else []):
-            frame.at[i, "p_adjusted"] = pa
-            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"])
+    frame = _holm_within(pd.DataFrame(rows, columns=MERGE_COLUMNS), ["model", "method", "kind", "tasks"])
     return frame.sort_values(["model", "method", "kind", "task"], ignore_index=True)
 
 
@@ -211,18 +221,9 @@ def transfer_table(records: list[dict], b: int, notes: list[str]) -> pd.DataFram
                      "transfer": float(np.mean([by_seed[s]["metrics"][hm] for s in seeds])) if seeds else np.nan,
                      "scratch": float(np.mean([scratch[s]["metrics"][hm] for s in seeds])) if seeds else np.nan,
                      "head_transferred": ";".join(sorted(head)),
-                     **({"delta": res.delta, "ci_low": res.low, "ci_high": res.high, "p": res.p,
-                         "n_examples": res.n_examples} if res else
-                        {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_examples": 0})})
-    frame = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
-    frame["verdict"] = "not tested"
+                     **_test_cols(res)})
     # Holm over the sources of one target (model, method, budget, target)
-    for idx in frame.groupby(["model", "method", "budget", "target"]).groups.values():
-        idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
-        for i, pa in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else []):
-            frame.at[i, "p_adjusted"] = pa
-            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"])
-    return frame
+    return _holm_within(pd.DataFrame(rows, columns=TRANSFER_COLUMNS), ["model", "method", "budget", "target"])
 
 
 def plot_transfer(frame: pd.DataFrame, out: Path) -> list:
