@@ -75,15 +75,23 @@ def encode_cached(examples, tokenizer, max_len: int, is_regression: bool, cache_
     return data, False
 
 
+MEGA_BATCHES = 50  # batches per sorted group when train.group_mega_batches is absent (the first default)
+
+
 def batch_order(lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool,
-                shuffle: bool = True) -> list[list[int]]:
-    """Indices per batch for one epoch, a pure function of (seed, epoch)."""
+                shuffle: bool = True, mega_batches: int | None = None) -> list[list[int]]:
+    """Indices per batch for one epoch, a pure function of (seed, epoch).
+
+    Grouping sorts each run of `mega_batches` batches of the shuffled order by length. The size of that
+    run is the trade: a large one cuts padding most but, when it holds most of the train set, makes
+    nearly the same batches every epoch (the sort undoes the shuffle); docs/performance.md measures it.
+    """
     idx = list(range(len(lengths)))
     rng = random.Random(f"{seed}-{epoch}")
     if shuffle:
         rng.shuffle(idx)
     if group_by_length:
-        mega = batch_size * 50
+        mega = batch_size * int(mega_batches or MEGA_BATCHES)
         grouped = []
         for i in range(0, len(idx), mega):
             chunk = sorted(idx[i:i + mega], key=lambda j: lengths[j], reverse=True)

@@ -130,6 +130,8 @@ class TrainSettings:
     eval_every_epoch: bool = opt(BOOL)
     select: str = opt(choice("last", "best_epoch"))
     group_by_length: bool = opt(BOOL)
+    # batches per length-sorted group; absent = 50 (bench.batching.MEGA_BATCHES), so older configs keep their hash
+    group_mega_batches: int | None = opt(nullable(integer(1), "50 batches"), None)
     threads: int | str = opt(AUTO_OR_INT, "auto")
     deterministic: bool = opt(BOOL)
     warmup_steps_excluded: int = opt(integer(0))

@@ -130,6 +130,11 @@ def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, 
     return feats
 
 
+def _opt(tcfg, key: str, default=None):
+    """An optional train setting: a DictConfig/dict (.get) or an attribute object (scripts' SimpleNamespace)."""
+    return tcfg.get(key, default) if hasattr(tcfg, "get") else getattr(tcfg, key, default)
+
+
 def grad_accum_steps(tcfg) -> int:
     """`train.grad_accum_steps` (default 1), checked: micro-batches per optimizer step."""
     k = tcfg.get("grad_accum_steps", 1) if hasattr(tcfg, "get") else getattr(tcfg, "grad_accum_steps", 1)
@@ -195,7 +200,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
         model.train()
         if method.frozen_backbone:
             model.backbone.eval()
-        for ids in batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length)):
+        for ids in batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length),
+                               mega_batches=_opt(tcfg, "group_mega_batches")):
             n_tok = sum(lengths[i] for i in ids)
             # each micro-batch pads to its own longest row; squared widths for attention's FLOPs
             shapes = [(len(part), padded_width(max(lengths[i] for i in part), pad_multiple))
