@@ -244,3 +244,18 @@ def test_main_report_has_budget_section(tmp_path):
     assert any(p.kind == "budget" for p in rep.plots)
     assert "Data-budget curves" in rep.index.read_text()
     assert (tmp_path / "rep" / "budget_crossover.csv").is_file()
+
+
+def test_search_vs_reuse_has_paired_test(tmp_path):
+    """--compare: each point's search-minus-reuse difference gets a paired bootstrap and Holm per task;
+    a far better searched point is "search better", an identical one a tie with delta 0."""
+    import pandas as pd
+
+    tuned = write_budget_records(tmp_path / "tuned", {"good": {"100": 0.90}, "same": {"100": 0.70}})
+    reused = write_budget_records(tmp_path / "reused", {"good": {"100": 0.55}, "same": {"100": 0.70}})
+    tables, _ = write_budget(load_records(tuned)[0], tmp_path / "out", [], b=300,
+                             compare=load_records(reused)[0])
+    got = pd.read_csv(tables["budget_reuse"]).set_index("method")
+    assert got.loc["good", "verdict"] == "search better" and got.loc["good", "ci_low"] > 0.2
+    assert got.loc["same", "delta"] == 0 and got.loc["same", "verdict"] == "tie"
+    assert (got["p_adjusted"] >= got["p"]).all()

@@ -275,13 +275,47 @@ def _md_table(frame: pd.DataFrame) -> list[str]:
                for r in frame.itertuples(index=False)] + [""])
 
 
-def reuse_cost(tuned: pd.DataFrame, reused: pd.DataFrame) -> pd.DataFrame:
-    """Per point present in both: the per-K search's score minus the reused rate's, and its time."""
-    cols = KEY + ["k", "mean_tuned", "mean_reused", "delta", "lr_tuned", "lr_reused", "tuning_s"]
+def reuse_cost(tuned: pd.DataFrame, reused: pd.DataFrame, tuned_frame: pd.DataFrame | None = None,
+               reused_frame: pd.DataFrame | None = None, b: int = stats.DEFAULT_B,
+               notes: list | None = None) -> pd.DataFrame:
+    """Per point present in both: the per-K search's score minus the reused rate's, and its time.
+    With the per-seed frames, each difference gets the report's paired bootstrap over the eval
+    examples (seeds pooled; the two arms share the subsample of each seed) and Holm over the points
+    of a (model, task): the family is "does the search change this point"."""
+    from .verdicts import _load, _pairs_for_task
+
+    cols = KEY + ["k", "mean_tuned", "mean_reused", "delta", "ci_low", "ci_high", "p", "p_adjusted", "verdict",
+                  "lr_tuned", "lr_reused", "tuning_s"]
     if tuned.empty or reused.empty:
         return pd.DataFrame(columns=cols)
     m = tuned.merge(reused, on=KEY, suffixes=("_tuned", "_reused"))
-    m = m.assign(k=m["k_tuned"], delta=m["mean_tuned"] - m["mean_reused"], tuning_s=m["tuning_s_tuned"])
+    m = m.assign(k=m["k_tuned"], delta=m["mean_tuned"] - m["mean_reused"], tuning_s=m["tuning_s_tuned"],
+                 ci_low=math.nan, ci_high=math.nan, p=math.nan, p_adjusted=math.nan, verdict="")
+    if tuned_frame is None or reused_frame is None or tuned_frame.empty or reused_frame.empty:
+        return m[cols]
+    notes = [] if notes is None else notes
+    both = pd.concat([tuned_frame.assign(arm="tuned"), reused_frame.assign(arm="reused")], ignore_index=True)
+    preds = _load(both, notes)
+    for i, row in m.iterrows():
+        sub = both.set_index(KEY).loc[tuple(row[k] for k in KEY)].reset_index()
+        runs, scores = {"tuned": [], "reused": []}, {"tuned": [], "reused": []}
+        for r in sub.itertuples(index=False):
+            main = preds.get(r.path, {}).get("")
+            if main is not None:
+                runs[r.arm].append(main)
+                scores[r.arm].append(r.headline)
+        hm = sub["headline_metric"].iloc[0]
+        if hm not in stats.METRICS or not runs["tuned"] or not runs["reused"]:
+            continue
+        res = _pairs_for_task(row["model"], row["task"], hm, runs, scores, {"tuned": 1.0, "reused": 0.0}, b, notes)
+        if res:
+            m.loc[i, ["ci_low", "ci_high", "p"]] = [res[0]["ci_low"], res[0]["ci_high"], res[0]["p"]]
+    for _, g in m[m["p"].notna()].groupby(["model", "task"]):
+        adj = stats.holm(g["p"].to_numpy(float))
+        m.loc[g.index, "p_adjusted"] = adj
+        m.loc[g.index, "verdict"] = ["tie" if not stats.significant(pa, lo, hi) else
+                                     ("search better" if d > 0 else "reuse better")
+                                     for pa, lo, hi, d in zip(adj, g["ci_low"], g["ci_high"], g["delta"])]
     return m[cols]
 
 
@@ -305,7 +339,8 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
         df.to_csv(tables[name], index=False)
     reuse = pd.DataFrame()
     if compare:
-        reuse = reuse_cost(pts, points(budget_frame(compare)))
+        other = budget_frame(compare)
+        reuse = reuse_cost(pts, points(other), frame, other, b, notes)
         tables["budget_reuse"] = out / "budget_reuse.csv"
         reuse.to_csv(tables["budget_reuse"], index=False)
     plots += plot_curves(pts, out)
@@ -324,7 +359,8 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
     md += _md_table(tau) + ["Significance rank at each K (1 + methods significantly better):", ""]
     md += _md_table(rank_wide)
     if len(reuse):
-        md += ["Per-K search vs reused rates:", ""] + _md_table(reuse)
+        md += ["Per-K search vs reused rates (delta = tuned − reused; paired bootstrap over eval examples, seeds pooled, "
+               "Holm over the points of a task):", ""] + _md_table(reuse)
     md += [f"- {n}" for n in notes]
     tables["budget_md"] = out / "budget.md"
     tables["budget_md"].write_text("\n".join(md) + "\n")
@@ -337,7 +373,7 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
              _html_table(tau, "ranking at each K vs the largest K: Kendall tau-b of the method means"),
              _html_table(rank_wide, "rank at each K: 1 + methods significantly better (paired bootstrap, Holm)")]
     if len(reuse):
-        parts.append(_html_table(reuse, "per-K rate search vs reused rates (delta = tuned - reused)"))
+        parts.append(_html_table(reuse, "per-K rate search vs reused rates (delta = tuned - reused; paired bootstrap, Holm over the points of a task)"))
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     return tables, "\n".join(parts)
 
