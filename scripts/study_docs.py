@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_table import load, tables  # noqa: E402
+from study_table import load, tables
 
 
 def section(md: str, start: str, stop: str | None) -> str:

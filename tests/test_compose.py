@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from clitools import records_in, run_bench, run_python
+from safetensors.torch import load_file
 
 CELL = ["model=tiny_bert", "train=quick", "train.threads=1", "inference.enabled=false", "train.max_train_samples=16",
         "train.max_eval_samples=16"]
@@ -165,12 +164,12 @@ def test_refuses_missing_source_records(sources, glue_dir, tmp_path):
 
 
 def test_transferred_run_starts_from_the_source_deltas_exact_weights(glue_dir, tmp_path):
+    from omegaconf import OmegaConf
     from peft import get_peft_model_state_dict
 
     from bench import tasks as T
     from bench.cell import build_cell, method_from_config
     from bench.init_from import apply_init_from
-    from omegaconf import OmegaConf
 
     p = compose(["transfer", "--tasks", "mrpc,rte", "--method", "lora", "--budget", "8", "--sweep", "tr",
                  *CELL, f"results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/_hydra"], glue_dir)

@@ -6,8 +6,17 @@ import time
 from pathlib import Path
 
 from bench.compose.combine import is_lora, merge_cells, soup_cell
-from bench.compose.core import (ComposeError, Evaluator, Source, check_same_base, now, reload, rows_of,
-                                save_composed, write_composed_record)
+from bench.compose.core import (
+    ComposeError,
+    Evaluator,
+    Source,
+    check_same_base,
+    now,
+    reload,
+    rows_of,
+    save_composed,
+    write_composed_record,
+)
 from bench.tasks import fingerprint
 
 

@@ -77,7 +77,9 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     _inf_tables, inf_html = write_inference(records, out, plots)
     from .budget import write_budget  # data-budget curves (issue #13): only when budget records are present
     _budget_tables, budget_html = write_budget(records, out, plots, bootstrap_samples)
-    from .compose import write_compose  # soups, merges, transfer (issue #17): only when such records are present
+    from .compose import (
+        write_compose,  # soups, merges, transfer (issue #17): only when such records are present
+    )
     compose_tables, compose_html = write_compose(records, out, plots, bootstrap_samples)
     tables = {**tables, **compose_tables}
     lap("plots")

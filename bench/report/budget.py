@@ -359,8 +359,8 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
     md += _md_table(tau) + ["Significance rank at each K (1 + methods significantly better):", ""]
     md += _md_table(rank_wide)
     if len(reuse):
-        md += ["Per-K search vs reused rates (delta = tuned − reused; paired bootstrap over eval examples, seeds pooled, "
-               "Holm over the points of a task):", ""] + _md_table(reuse)
+        md += [("Per-K search vs reused rates (delta = tuned − reused; paired bootstrap over eval examples, seeds "
+                "pooled, Holm over the points of a task):"), "", *_md_table(reuse)]
     md += [f"- {n}" for n in notes]
     tables["budget_md"] = out / "budget.md"
     tables["budget_md"].write_text("\n".join(md) + "\n")
