@@ -5,6 +5,8 @@ different papers.
 """
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import tempfile
 import threading
@@ -218,3 +220,40 @@ def measure_storage(method, model, keep_in: str | Path | None = None) -> dict:
             size = folder_bytes(Path(tmp) / "delta")
         kept = None
     return {"bytes": int(size), "what": method.delta_holds, "kept_at": kept}
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds every process on this machine spent busy so far (/proc/stat; None elsewhere)."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is already inside user)
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+class ForeignCPU:
+    """CPU used by *other* processes while something was measured: `seconds` (core-seconds) and
+    `frac` (of the machine's capacity over the wall time; None where /proc/stat is missing). On a
+    shared machine a timing taken while others used the cores is not trustworthy (two OpenMP
+    processes on 2 cores can slow each other down many times over), so timings carry this figure."""
+
+    def __enter__(self):
+        self.b0, self.o0, self.t0 = _machine_busy_s(), _own_cpu_s(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t0
+        b1 = _machine_busy_s()
+        if self.b0 is None or b1 is None:
+            self.seconds = self.frac = None
+            return False
+        self.seconds = max(0.0, (b1 - self.b0) - (_own_cpu_s() - self.o0))
+        self.frac = self.seconds / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0
+        return False

@@ -8,9 +8,11 @@ is therefore higher than an MFU against a datasheet peak would be; the record sa
 
 Measured once per (device name, torch threads, precision, torch version) and cached in
 `$BENCH_CACHE_DIR/peak_flops.json` (else `$XDG_CACHE_HOME/peft-bench/`, else `~/.cache/peft-bench/`),
-because the measurement takes a second or two and must not be repeated for every cell. Delete the
-file to measure again (e.g. after the machine was busy the first time: the record keeps the load
-average seen at measurement).
+because the measurement takes a second or two and must not be repeated for every cell. A peak
+measured while other processes used more than QUIET_MAX of the CPU is kept but marked not quiet,
+and measured again by the next cell; the cache keeps the best value seen (a peak is a best case, and
+a busy machine can only make it look lower: a busy first measurement once put 98 GFLOP/s in the
+cache against 209 quiet, and MFU read 1.27).
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import torch
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SIZE = {"cpu": 2048, "cuda": 8192}  # square matrices: large enough to reach the matrix units' plateau
 REPEATS = 10
+# share of the CPU other processes may use while the peak is measured (BENCH_PEAK_QUIET_MAX=1 accepts any)
+QUIET_MAX = 0.10
 BUDGET_S = 4.0  # stop repeating after this long (slow dtypes on CPU), with at least 2 timed products
 
 
@@ -62,15 +66,18 @@ def measure(device: torch.device, precision: str, n: int | None = None) -> dict:
     gen = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    from bench.measure import ForeignCPU
+
     torch.matmul(a, b)
     _sync(device)
     best, times, start = float("inf"), 0, time.perf_counter()
-    while times < REPEATS and (times < 2 or time.perf_counter() - start < BUDGET_S):
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-        times += 1
+    with ForeignCPU() as other:
+        while times < REPEATS and (times < 2 or time.perf_counter() - start < BUDGET_S):
+            t0 = time.perf_counter()
+            torch.matmul(a, b)
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+            times += 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
         "flops_per_s": 2.0 * n ** 3 / best,
@@ -80,6 +87,8 @@ def measure(device: torch.device, precision: str, n: int | None = None) -> dict:
                   f"(2*n^3 FLOPs each) after 1 untimed, {torch.get_num_threads()} torch threads"
                   + ("; synchronised" if device.type == "cuda" else ""),
         "load_avg_1min": load,
+        "other_cpu_share": other.frac,
+        "quiet": other.frac is not None and other.frac <= float(os.environ.get("BENCH_PEAK_QUIET_MAX", QUIET_MAX)),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -98,10 +107,13 @@ def peak_flops(device: torch.device, precision: str) -> dict:
     if precision not in DTYPES:
         return {"flops_per_s": None, "why_not": f"no peak for precision {precision!r}"}
     path, key = cache_file(), key_of(device, precision)
-    entry = _read(path).get(key)
-    if isinstance(entry, dict) and entry.get("flops_per_s"):
-        return dict(entry, cache=str(path), measured_now=False)
+    cached = _read(path).get(key)
+    if isinstance(cached, dict) and cached.get("flops_per_s") and cached.get("quiet"):
+        return dict(cached, cache=str(path), measured_now=False)
     entry = measure(device, precision)
+    if isinstance(cached, dict) and (cached.get("flops_per_s") or 0) > entry["flops_per_s"]:
+        # the cache held a higher (so truer) peak from a busy earlier measurement: keep it
+        entry = dict(cached, quiet=bool(cached.get("quiet")) or entry["quiet"])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _read(path)  # again: another cell may have written meanwhile
