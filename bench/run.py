@@ -355,7 +355,7 @@ class CellRecipe:
                 "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
                 "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
                 "init_from": self.init_from, "length_rule": self.length_rule,
-                "stop_after_epochs": t.get("stop_after_epochs"),
+                "stop_after_epochs": t.get("stop_after_epochs"), "optimizer": result.optimizer,
             },
             "params": self.partial["params"],
             "memory": self.partial["memory"],

@@ -132,6 +132,8 @@ class TrainSettings:
     group_by_length: bool = opt(BOOL)
     # batches per length-sorted group; absent = 50 (bench.batching.MEGA_BATCHES), so older configs keep their hash
     group_mega_batches: int | None = opt(nullable(integer(1), "50 batches"), None)
+    # AdamW implementation; absent = foreach (bit-identical to the loop, faster on CPU; bench/train.py)
+    optimizer_impl: str | None = opt(nullable(choice("loop", "foreach", "fused"), "foreach"), None)
     threads: int | str = opt(AUTO_OR_INT, "auto")
     deterministic: bool = opt(BOOL)
     warmup_steps_excluded: int = opt(integer(0))

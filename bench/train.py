@@ -43,6 +43,23 @@ class TrainResult:
     best_metrics: dict | None = None
     best_state: dict | None = None
     feature_s: float | None = None
+    optimizer: str = ""
+
+
+# torch.optim.AdamW's implementations (train.optimizer_impl). torch picks the per-tensor loop on CPU
+# (foreach only for CUDA/XPU tensors); the foreach one updates every parameter with one multi-tensor
+# kernel per operation and gives bit-identical weights (docs/performance.md: same sha256 after training
+# MiniLM), so it is the default here; fused is faster still but rounds differently, so it is opt-in.
+OPTIMIZER_IMPLS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+
+
+def make_optimizer(named, tcfg, lr: float) -> tuple[torch.optim.Optimizer, str]:
+    """AdamW over `param_groups`, in `train.optimizer_impl` (absent: foreach, which keeps older configs'
+    hashes: the weights it produces are the loop's, bit for bit)."""
+    impl = str(_opt(tcfg, "optimizer_impl", None) or "foreach")
+    if impl not in OPTIMIZER_IMPLS:
+        raise ValueError(f"train.optimizer_impl: expected one of {', '.join(OPTIMIZER_IMPLS)}, got {impl!r}")
+    return torch.optim.AdamW(param_groups(named, float(tcfg.weight_decay)), lr=lr, **OPTIMIZER_IMPLS[impl]), impl
 
 
 def inject_fault(faults: dict, step: int, loss: torch.Tensor) -> torch.Tensor:
@@ -162,7 +179,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     params = [p for _, p in named]
     if not params:
         raise RuntimeError(f"method {method.name} left no trainable parameter")
-    opt = torch.optim.AdamW(param_groups(named, float(tcfg.weight_decay)), lr=method.lr)
+    opt, impl = make_optimizer(named, tcfg, method.lr)
     micro = int(tcfg.batch_size)
     bs = micro * grad_accum_steps(tcfg)  # examples per optimizer step (the effective batch)
     steps_per_epoch = math.ceil(len(train_data) / bs)
@@ -177,7 +194,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     use_tt = method.uses_token_type_ids
     timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
-    res = TrainResult(warmup_steps=warmup)
+    res = TrainResult(warmup_steps=warmup, optimizer=f"AdamW ({impl})")
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
     feats = None
     stop = tcfg.get("stop_after_epochs") if hasattr(tcfg, "get") else None
@@ -231,7 +248,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                     loss.backward()
                     step_loss += float(loss.detach())
                 if float(tcfg.max_grad_norm) > 0:
-                    torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
+                    # foreach: one multi-tensor norm/scale instead of a kernel per tensor (same result)
+                    torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm), foreach=True)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
