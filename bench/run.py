@@ -22,6 +22,7 @@ import os
 import random
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -249,12 +250,18 @@ class CellRecipe:
         shown = progress_settings(self.cfg)
         progress = CellProgress(f"{self.spec.name} {self.method.name} s{self.seed}", shown["mode"], shown["interval_s"],
                                 parallel=parallel_cells())
+        # a pruned study's rung trial saves its state; the promoted trial continues from it (bench/study.py)
+        study_cell = self.cfg.get("study_cell") or {}
+        state_out = study_cell.get("rung_state") if t.get("stop_after_epochs") else None
+        state_in = study_cell.get("continue_from")
+        state_in = state_in if state_in and Path(str(state_in)).is_file() else None
         try:
             with PeakMemory(self.device) as mem:
                 self.result, self.timer = train_model(
                     self.model, self.method, self.train_data, t, self.device, self.pad_id,
                     evaluate_epoch=self._evaluate_epoch if t.eval_every_epoch else None, precision=self.precision,
                     faults=dict(self.cfg.get("debug") or {}), pad_multiple=self.pad_multiple, progress=progress,
+                    state_in=state_in, state_out=state_out,
                 )
         finally:
             progress.close()
@@ -356,6 +363,7 @@ class CellRecipe:
                 "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
                 "init_from": self.init_from, "length_rule": self.length_rule,
                 "stop_after_epochs": t.get("stop_after_epochs"), "optimizer": result.optimizer,
+                "continued_from_epoch": result.continued_from_epoch,
             },
             "params": self.partial["params"],
             "memory": self.partial["memory"],

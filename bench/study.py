@@ -16,9 +16,11 @@ interrupted study resumes where it stopped.
 `study.prune.enabled` (off by default) makes the trials cheaper by successive halving with one cut:
 every rate trains its first `rung_epochs` epochs (`train.stop_after_epochs`: the full-length
 schedule, stopped early, so these epochs are exactly the full run's first ones); the best
-`trials // eta` by selection-split score go on to the full length (run again from the start: the
-harness keeps no optimizer checkpoints, and rerunning is exact, see bench/train.py); the rate is
-chosen among those full-length runs, on the selection split as always.
+`trials // eta` by selection-split score go on to the full length, continuing from the state their
+first rung saved (weights, AdamW moments, schedule, RNG: bench/rung_state.py), so the promoted run is
+bit for bit the trial an exhaustive study trains and the first rung's epochs are not trained twice;
+the rate is chosen among those full-length runs, on the selection split as always. `scripts/prune_replay.py` replays the rule on an exhaustive
+study's records (what it would select, what it would save).
 """
 from __future__ import annotations
 
@@ -119,9 +121,11 @@ def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: di
     from bench.execute import execute
 
     k, eta = int(s["prune"]["rung_epochs"]), int(s["prune"]["eta"])
+    states = Path(str(cfg.results_dir)) / sweep / "trials" / ".rung_state"
+    state_of = [states / f"{cfg.model.name}__{cfg.task.name}__{s['method']}__t{i}__e{k}.pt" for i in range(len(s["grid"]))]
     rung_paths, statuses = [], []
     for i, lr in enumerate(s["grid"]):
-        block = dict(base, role="trial", trial_index=i, lr=lr, rung=1, rung_epochs=k)
+        block = dict(base, role="trial", trial_index=i, lr=lr, rung=1, rung_epochs=k, rung_state=str(state_of[i]))
         status, path = execute(_cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", block, stop_after=k), own)
         statuses.append(status)
         rung_paths.append(path)
@@ -129,10 +133,16 @@ def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: di
     kept = promote(rung_scores, survivors(len(s["grid"]), eta))
     paths: list = [None] * len(s["grid"])
     for i in kept:
-        block = dict(base, role="trial", trial_index=i, lr=s["grid"][i], rung=2, pruned=False)
+        # continues from its rung's saved state (bit for bit the uninterrupted trial, same config hash);
+        # without the file (a rung run by an older version) it trains from the start, to the same result
+        block = dict(base, role="trial", trial_index=i, lr=s["grid"][i], rung=2, pruned=False,
+                     continue_from=str(state_of[i]))
         status, paths[i] = execute(_cell(cfg, s["grid"][i], s["trial_seed"], f"{sweep}/trials", block), own)
         statuses.append(status)
         _mark(paths[i], rung=2, pruned=False)
+    if all(st == "ok" for st in statuses):  # every promoted trial is done: the states are spent
+        for f in state_of:
+            f.unlink(missing_ok=True)
     for i, p in enumerate(rung_paths):
         _mark(p, pruned=i not in kept, promoted=i in kept, **({} if i in kept else {"pruned_at_rung": 1}))
     scores = [_score(paths[i], headline) if i in kept else None for i in range(len(s["grid"]))]

@@ -44,6 +44,7 @@ class TrainResult:
     best_state: dict | None = None
     feature_s: float | None = None
     optimizer: str = ""
+    continued_from_epoch: int | None = None  # bench/rung_state.py: epochs restored, not trained here
 
 
 # torch.optim.AdamW's implementations (train.optimizer_impl). torch picks the per-tensor loop on CPU
@@ -167,14 +168,16 @@ def micro_batches(ids: list[int], micro: int) -> list[list[int]]:
 
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
-                progress=None) -> tuple[TrainResult, StepTimer]:
+                progress=None, state_in=None, state_out=None) -> tuple[TrainResult, StepTimer]:
     """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, headline)` is
     called after each epoch when per-epoch evaluation is on; its time is not training time.
     `progress` (bench.progress.CellProgress) hears of each step after the timed region closes.
 
     `train.stop_after_epochs = k` (a tuning study's first rung, bench/study.py) stops after epoch k
     of a schedule laid out for all `train.epochs`: the k epochs it trains are exactly the first k
-    epochs of the full-length run."""
+    epochs of the full-length run; with `state_out` it then saves its state there, and a later run of
+    the full length given that file as `state_in` continues from it (bench/rung_state.py) instead of
+    training those epochs again."""
     named = method.trainable_named_parameters(model)
     params = [p for _, p in named]
     if not params:
@@ -199,8 +202,13 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     feats = None
     stop = tcfg.get("stop_after_epochs") if hasattr(tcfg, "get") else None
     run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
+    first_epoch = 0
+    if state_in is not None:
+        from bench.rung_state import load_state
+
+        first_epoch = load_state(state_in, total_steps=total, named=named, opt=opt, sched=sched, res=res, device=device)
     if progress is not None:
-        progress.start(steps_per_epoch * run_epochs, run_epochs)
+        progress.start(steps_per_epoch * (run_epochs - first_epoch), run_epochs)
     sync(device)
     t_start = time.perf_counter()
     if cached:
@@ -213,7 +221,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                                   device=device)
     eval_s = 0.0
     lengths = train_data.lengths
-    for epoch in range(run_epochs):
+    for epoch in range(first_epoch, run_epochs):
         model.train()
         if method.frozen_backbone:
             model.backbone.eval()
@@ -270,6 +278,11 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                 res.best_state = {n: p.detach().clone() for n, p in named}
     sync(device)
     res.train_s = time.perf_counter() - t_start - eval_s
+    if state_out is not None and run_epochs < int(tcfg.epochs):
+        from bench.rung_state import save_state
+
+        save_state(state_out, epoch=run_epochs, total_steps=total, named=named, opt=opt, sched=sched, res=res,
+                   device=device)
     return res, timer
 
 

@@ -45,8 +45,11 @@ def test_pruned_study_stops_the_worst_trials_and_chooses_among_the_survivors(tmp
         assert r["inference"] is None
     for i, r in full.items():
         assert r["study"]["pruned"] is False and r["train"]["steps"] == 2 * 256 // 16
-        # the first rung is exactly the full run's first epoch (same schedule, stopped early)
+        # the first rung is exactly the full run's first epoch (same schedule, stopped early), and the
+        # promoted run continued from the state the rung saved instead of training that epoch again
         assert r["metrics_per_epoch"][0]["metrics"] == rung1[i]["selection_metrics"]
+        assert r["train"]["continued_from_epoch"] == 1 and r["throughput"]["timed_steps"] <= 256 // 16
+    assert not list((tmp_path / "study" / "trials" / ".rung_state").glob("*.pt"))  # spent states are removed
 
     # the rate is chosen among the survivors' full-length runs, on the selection split
     sel = json.loads(next((tmp_path / "study" / "selected").glob("*.json")).read_text())
