@@ -5,7 +5,7 @@
 # timings, so run nothing else heavy meanwhile. What the figures mean: docs/performance.md.
 #   scripts/run_benchmarks.sh
 #   BENCH_ARGS_MEASUREMENTS="--sections memory,known,throughput" scripts/run_benchmarks.sh   # no A/B runs
-#   BENCH_ARGS_OVERHEAD="--repeats 3" BENCH_ARGS_TRAINER="--repeats 1" scripts/run_benchmarks.sh
+#   BENCH_ARGS_OVERHEAD="--steps 100" BENCH_ARGS_TRAINER="--repeats 1" scripts/run_benchmarks.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -22,9 +22,10 @@ fi
   echo "# make bench: $(date -u +%Y-%m-%dT%H:%M:%SZ), host $(hostname), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)')"
 } | tee -a "$LOG"
 status=0
-for script in bench_overhead bench_trainer bench_measurements; do
+for script in bench_overhead bench_optimizer bench_trainer bench_measurements; do
   case $script in
     bench_overhead) extra=${BENCH_ARGS_OVERHEAD:-} ;;
+    bench_optimizer) extra=${BENCH_ARGS_OPTIMIZER:-} ;;
     bench_trainer) extra=${BENCH_ARGS_TRAINER:-} ;;
     bench_measurements) extra=${BENCH_ARGS_MEASUREMENTS:-} ;;
   esac
