@@ -359,7 +359,28 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
             torch.set_rng_state(torch_state)
 
     try:
-        return measure(model, ref, settings, device, precision, fresh)
+        if not settings.get("share", True):
+            return measure(model, ref, settings, device, precision, fresh)
+        from bench import inference_share as share
+
+        key = share.structure_key(cfg, num_labels, settings, device, precision)
+        path = share.entry_path(cfg, key)
+        entry = share.load(path)
+        if entry is None:
+            section = measure(model, ref, settings, device, precision, fresh)
+            share.store(path, section, f"{cfg.task.name} / seed {seed}")
+            return dict(section, shared={"from": None, "key": key, "why": "measured here; later cells of this "
+                                                                       "sweep with the same structure reuse it"})
+        t0 = time.perf_counter()
+        model.eval()
+        merged, merge = (None, {"status": "off", "why": "inference.merge=false"})
+        if settings["merge"]:
+            merged, merge = merged_variant(model, ref, fresh)
+        if merged is not None:
+            merged.to(device)
+            vocab = int(inner_transformer(model).config.vocab_size)
+            merge["check"] = check_merged(model, merged, vocab, device, precision, float(settings["merge_atol"]))
+        return share.reuse(entry, merge, time.perf_counter() - t0, key)
     finally:
         torch.set_num_threads(threads)
         del ref

@@ -188,6 +188,9 @@ class InferenceSettings:
     threads: int | None = opt(nullable(integer(1), "the cell's threads"), 1)
     merge: bool = opt(BOOL, True)
     merge_atol: float = opt(number(0, lo_open=True), 1e-4)
+    # one measurement per structure in a sweep (bench/inference_share.py); not in conf/config.yaml so
+    # that configs keep their hash: `+inference.share=false` measures every cell
+    share: bool = opt(BOOL, True)
 
 
 @dataclass(kw_only=True)

@@ -135,3 +135,25 @@ def test_report_has_the_inference_table_and_plot(kept_deltas, tmp_path):
     csv = pd.read_csv(tmp_path / "report" / "inference.csv").set_index("method_label")
     for rec in records:
         assert csv.loc[rec["method_label"], "batch1"] == pytest.approx(rec["inference"]["overhead"]["method"]["batch1_mean"])
+
+
+def test_cells_of_one_structure_share_one_inference_measurement(glue_dir, tmp_path):
+    """SST-2 and CoLA LoRA cells build the same structure (2 labels): the second reuses the first's
+    timings but merges and checks its own weights; an STS-B cell (1 output) measures its own; with
+    +inference.share=false every cell measures."""
+    small = ["inference.repeats=3", "inference.lengths=[16]", "inference.batch_repeats=3", "method=lora"]
+    proc = run_bench(["-m", *TINY, "task=sst2,cola,stsb", "sweep_name=share", *small], glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = {r["task"]: r for r in records_in(tmp_path / "share")}
+    first, second, own = recs["sst2"]["inference"], recs["cola"]["inference"], recs["stsb"]["inference"]
+    assert first["shared"]["from"] is None and own["shared"]["from"] is None
+    assert second["shared"]["from"] == "sst2 / seed 0" and second["shared"]["key"] == first["shared"]["key"]
+    assert own["shared"]["key"] != first["shared"]["key"]
+    assert second["latency_batch1"] == first["latency_batch1"] and second["overhead"] == first["overhead"]
+    # the merge and its check ran in the CoLA cell itself, on its own trained weights
+    assert second["merge"]["status"] == "merged" and second["merge"]["check"]["equal_within_atol"]
+    assert second["seconds"] < first["seconds"]
+    proc = run_bench(["-m", *TINY, "task=sst2,cola", "sweep_name=noshare", "+inference.share=false", *small],
+                     glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert all("shared" not in r["inference"] for r in records_in(tmp_path / "noshare"))
