@@ -15,7 +15,7 @@ from bench.train import make_optimizer, train_model
 
 def train(impl: str | None, method: str = "full"):
     built = build_cell(OmegaConf.create(MODEL), build_method({"name": method, "lr": 1e-3}), 2, seed=0, max_seq_len=128)
-    t = {"batch_size": 8, "epochs": 2, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 0.05, "seed": 3,
+    t = {"batch_size": 8, "epochs": 1, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 0.05, "seed": 3,
          "group_by_length": True, "warmup_steps_excluded": 0, "eval_batch_size": 64}
     if impl is not None:
         t["optimizer_impl"] = impl
