@@ -14,7 +14,7 @@ SWEEP ?= default_sweep
 # faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
 SWEEP_ARGS ?=
 
-.PHONY: setup sweep study budget compose smoke test report reproduce reproduce-params baseline regress bench lint clean
+.PHONY: setup sweep sweep-parallel study budget compose smoke test report reproduce reproduce-params baseline regress bench lint clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,16 @@ $(STAMP): pyproject.toml
 sweep: setup
 	$(BIN)/python -m bench experiment=default_sweep results_dir=$(RESULTS) $(SWEEP_ARGS); status=$$?; \
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/default_sweep --out reports/default_sweep; fi; \
+	  exit $$status
+
+## The same sweep with its cells in parallel (one per core, 1 thread each) for the metrics, then the cost
+## pass (bench/cost_pass.py) times every cell's training, evaluation and inference alone. Metrics differ
+## from `make sweep`'s in the last bits (thread count changes float sums; docs/performance.md section 11).
+sweep-parallel: setup
+	$(BIN)/python -m bench experiment=default_sweep sweep_name=default_sweep_parallel results_dir=$(RESULTS) \
+	  hydra/launcher=parallel hydra.launcher.n_jobs=$$(nproc) inference.enabled=false $(SWEEP_ARGS); status=$$?; \
+	  if [ $$status -eq 0 ]; then $(BIN)/python -m bench.cost_pass $(RESULTS)/default_sweep_parallel --inference; status=$$?; fi; \
+	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/default_sweep_parallel --out reports/default_sweep_parallel; fi; \
 	  exit $$status
 
 ## The tuning protocol (docs/protocol.md): 5 methods x 3 tasks, 6 learning rates each chosen on the

@@ -221,12 +221,17 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                                   device=device)
     eval_s = 0.0
     lengths = train_data.lengths
+    max_steps = _opt(tcfg, "max_steps")  # set only by the cost pass (bench/cost_pass.py): time a few steps
     for epoch in range(first_epoch, run_epochs):
+        if max_steps and res.steps >= int(max_steps):
+            break
         model.train()
         if method.frozen_backbone:
             model.backbone.eval()
         for ids in batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length),
                                mega_batches=_opt(tcfg, "group_mega_batches")):
+            if max_steps and res.steps >= int(max_steps):
+                break
             n_tok = sum(lengths[i] for i in ids)
             # each micro-batch pads to its own longest row; squared widths for attention's FLOPs
             shapes = [(len(part), padded_width(max(lengths[i] for i in part), pad_multiple))

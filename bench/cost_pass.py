@@ -1,0 +1,140 @@
+"""The cost pass: speed figures of finished cells, measured again with each cell's work running alone.
+
+Why: cells that run side by side (`hydra/launcher=parallel`, a cluster node shared by jobs) get
+their metrics right but not their speed: a cell's samples/s then depends on what ran beside it. So a
+sweep can run its cells in parallel for the metrics, and this pass, run afterwards with nothing else
+on the machine, rebuilds each cell from its record's config and times what the record's speed
+figures are about: `warmup + steps` optimizer steps of the cell's own training (the first `warmup`
+excluded, as in a run), one pass over its eval splits, and (when the cell's `inference.enabled`) the
+inference measurement. It replaces the record's `throughput`, `flops` (MFU) and `inference`, keeps
+what it replaced under `cost_pass.replaced`, and says how it measured (threads, steps, environment).
+
+What it leaves alone: the metrics and predictions (the metric pass's), and `memory`. Peak resident
+memory is a per-process figure that cells beside it do not change, and a short pass would miss the
+peak of the run's longest batch, so the metric pass's reading is the better one.
+
+    python -m bench.cost_pass results/default_sweep [--steps 20] [--warmup 5] [--threads N] [--force]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf, open_dict
+
+from bench import records as R
+
+log = logging.getLogger("bench")
+
+
+def measure_record(path: Path, steps: int, warmup: int, threads: int | None, inference: bool = False) -> dict:
+    """Rebuild the record's cell, time its steps, eval and inference alone; return the updated record."""
+    from bench.env import environment
+    from bench.inference import measure_cell
+    from bench.measure import sync
+    from bench.run import CellRecipe, Phase
+    from bench.train import throughput, train_model
+
+    rec = R.read_record(path)
+    cfg = OmegaConf.create(rec["config"])
+    with open_dict(cfg):
+        cfg.train.threads = threads or "auto"
+        cfg.train.eval_every_epoch = False  # nothing is selected here; per-epoch evaluation is not timed work
+        cfg.progress = {"mode": "off"}
+    recipe = CellRecipe(cfg, Phase(), {})
+    recipe.setup()
+    t = copy.deepcopy(recipe.t)
+    with open_dict(t):
+        # cached features (head_only): the feature pass is paid once for all epochs, so a few steps would
+        # misstate the rate; that training is seconds long, so it runs whole
+        if not recipe.method.trains_on_cached_features:
+            t.max_steps = warmup + steps
+        t.warmup_steps_excluded = warmup
+    result, timer = train_model(recipe.model, recipe.method, recipe.train_data, t, recipe.device, recipe.pad_id,
+                                precision=recipe.precision, pad_multiple=recipe.pad_multiple)
+    recipe.result, recipe.timer = result, timer
+    tp = throughput(result, timer, recipe.train_data, int(t.epochs))
+    n_eval, eval_s = 0, 0.0
+    recipe.model.eval()
+    for data in recipe.eval_data.values():
+        sync(recipe.device)
+        t0 = time.perf_counter()
+        recipe._predict(data)
+        sync(recipe.device)
+        eval_s += time.perf_counter() - t0
+        n_eval += len(data)
+    tp["eval_samples_per_s"] = n_eval / eval_s if eval_s > 0 else None
+    recipe.eval_s = eval_s
+    flops = recipe._flops()
+    whole = rec.get("flops") or {}
+    if whole.get("train_flops") is not None:  # the whole run's work stays the metric pass's count
+        flops["train_flops"] = whole["train_flops"]
+        flops["timed_over"] = f"the cost pass's {timer.timed_steps} timed steps, alone ({flops.get('timed_over')})"
+    inf_section = rec.get("inference")
+    if inference or (cfg.get("inference") or {}).get("enabled", False):
+        inf_section = measure_cell(cfg, recipe.model, recipe.spec.num_labels, recipe.seed, recipe.device,
+                                   recipe.precision)
+    out = dict(rec)
+    out.pop("_path", None)
+    out["cost_pass"] = {
+        "what": "throughput, flops and inference measured again with this cell's work alone (bench/cost_pass.py); "
+                "metrics, predictions and memory are the metric pass's",
+        "train_steps_timed": timer.timed_steps, "warmup_steps_excluded": warmup,
+        "threads": torch.get_num_threads(), "eval_examples": n_eval,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "env": environment(recipe.device),
+        "replaced": {k: rec.get(k) for k in ("throughput", "flops", "inference")},
+    }
+    out.update(throughput=tp, flops=flops, inference=inf_section)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.cost_pass", description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path, help="a sweep's results folder (records are found below it)")
+    ap.add_argument("--steps", type=int, default=20, help="timed optimizer steps per cell")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed optimizer steps first")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    ap.add_argument("--force", action="store_true", help="measure again records that already had a cost pass")
+    ap.add_argument("--inference", action="store_true",
+                    help="measure inference cost also for cells that ran with inference.enabled=false")
+    args = ap.parse_args(argv)
+    from bench.cli import quiet_libraries
+
+    quiet_libraries()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not args.folder.is_dir():
+        print(f"cost pass: {args.folder}: no such folder (expected a sweep's results folder)", file=sys.stderr)
+        return 2
+    recs, _ = R.load_records(args.folder)
+    todo = [r for r in recs if r.get("status") == "ok" and (args.force or not r.get("cost_pass"))]
+    if not todo:
+        print(f"cost pass: nothing to measure in {args.folder} ({len(recs)} records; --force measures again)")
+        return 0
+    failed = 0
+    for i, rec in enumerate(todo, 1):
+        path = Path(rec["_path"])
+        t0 = time.perf_counter()
+        try:
+            updated = measure_record(path, args.steps, args.warmup, args.threads, args.inference)
+        except Exception as exc:  # noqa: BLE001 - one cell's failure must not stop the pass; its record is untouched
+            failed += 1
+            print(f"cost pass {i}/{len(todo)}: {path.name}: not measured ({type(exc).__name__}: {exc})", file=sys.stderr)
+            continue
+        R.write_record(path, updated)
+        tp = updated["throughput"]
+        print(f"cost pass {i}/{len(todo)}: {rec.get('task')} / {rec.get('method_label') or rec.get('method')} / seed "
+              f"{rec.get('seed')}: {tp.get('train_samples_per_s') or 0:.1f} train samples/s alone (was "
+              f"{(rec.get('throughput') or {}).get('train_samples_per_s') or 0:.1f}), {time.perf_counter() - t0:.0f} s",
+              flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
