@@ -43,9 +43,9 @@ def git_state() -> tuple[str | None, bool | None]:
         return None, None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
+                                timeout=5, check=False).stdout.strip() or None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip() != ""
+                               capture_output=True, text=True, timeout=5, check=False).stdout.strip() != ""
         return commit, dirty if commit else None
     except (OSError, subprocess.SubprocessError):
         return None, None

@@ -133,7 +133,7 @@ def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
             raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     rec = parsed
     if not isinstance(rec, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")
+        raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")  # noqa: TRY004 - callers catch ValueError for any unreadable record
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
     if missing:
         raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
@@ -141,7 +141,7 @@ def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
         raise ValueError(f"{path}: schema_version {rec['schema_version']!r}, expected one of "
                          f"{', '.join(map(str, READABLE_VERSIONS))}")
     if isinstance(rec["seed"], bool) or not isinstance(rec["seed"], int):
-        raise ValueError(f"{path}: seed {rec['seed']!r}, expected an integer")
+        raise ValueError(f"{path}: seed {rec['seed']!r}, expected an integer")  # noqa: TRY004 - as above
     for key in ("model", "task", "method"):
         if not isinstance(rec[key], str) or not rec[key]:
             raise ValueError(f"{path}: {key} {rec[key]!r}, expected a non-empty string")
@@ -242,5 +242,5 @@ def load_predictions(record: dict) -> dict | None:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read predictions ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("splits"), dict):
-        raise ValueError(f"{path}: not a peft-bench predictions file (no 'splits' object)")
+        raise ValueError(f"{path}: not a peft-bench predictions file (no 'splits' object)")  # noqa: TRY004 - as above
     return data

@@ -187,7 +187,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     bs = micro * grad_accum_steps(tcfg)  # examples per optimizer step (the effective batch)
     steps_per_epoch = math.ceil(len(train_data) / bs)
     total = steps_per_epoch * int(tcfg.epochs)
-    warmup = int(round(float(tcfg.warmup_ratio) * total))
+    warmup = round(float(tcfg.warmup_ratio) * total)
 
     def schedule(step: int) -> float:
         if step < warmup:

@@ -57,7 +57,7 @@ def start_bench(args: list[str], glue_dir, results_dir) -> subprocess.Popen:
     sweep (parent and cell) the way Ctrl-C in a terminal does."""
     return subprocess.Popen([sys.executable, *_bench_args(args, results_dir, "bench")], cwd=REPO,
                             env=bench_env(glue_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=_sigint_default)
+                            start_new_session=True, preexec_fn=_sigint_default)  # noqa: PLW1509 - no threads before exec
 
 
 def _sigint_default() -> None:

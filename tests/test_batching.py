@@ -87,3 +87,28 @@ def test_half_precision_checkpoint_loads_as_fp32(tmp_path):
            "pooling": "mean"}
     again = build_model(OmegaConf.create(cfg), 2, 0)
     assert {p.dtype for p in again.model.parameters()} == {torch.float32}
+
+
+def test_group_size_is_a_setting():
+    """train.group_mega_batches: rows are sorted by length within runs of that many batches of the
+    shuffled order (absent: 50); a smaller run keeps more of the shuffle, so batches repeat less."""
+    import random
+
+    from bench.batching import MEGA_BATCHES, batch_order
+
+    lengths = [random.Random(i).randint(3, 60) for i in range(640)]
+    default = batch_order(lengths, 16, seed=1, epoch=0, group_by_length=True)
+    assert default == batch_order(lengths, 16, seed=1, epoch=0, group_by_length=True, mega_batches=MEGA_BATCHES)
+    small = batch_order(lengths, 16, seed=1, epoch=0, group_by_length=True, mega_batches=4)
+    assert sorted(i for b in small for i in b) == list(range(640))  # every row once
+    assert small != default
+
+    def pairs(order):
+        return {(a, b) for batch in order for a in batch for b in batch if a < b}
+
+    def reuse(mega):
+        e0 = batch_order(lengths, 16, 1, 0, True, mega_batches=mega)
+        e1 = batch_order(lengths, 16, 1, 1, True, mega_batches=mega)
+        return len(pairs(e0) & pairs(e1)) / len(pairs(e0))
+
+    assert reuse(4) < reuse(40)  # larger sorted groups make nearly the same batches every epoch

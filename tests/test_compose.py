@@ -73,7 +73,7 @@ def assert_same_lora(a: Path, b: Path):
 
 
 def test_uniform_soup_of_identical_deltas_equals_the_delta(sources, glue_dir, tmp_path):
-    results, recs = sources
+    _results, recs = sources
     for method in ("lora", "adapter"):
         src = recs[(method, "sst2")]
         out = tmp_path / method
@@ -100,7 +100,7 @@ def test_uniform_soup_of_identical_deltas_equals_the_delta(sources, glue_dir, tm
 
 
 def test_merge_of_one_tasks_delta_equals_the_delta(sources, glue_dir, tmp_path):
-    results, recs = sources
+    _results, recs = sources
     src = recs[("lora", "stsb")]
     p = compose(["merge", src["_path"], "--method", "linear", "--method", "ties", "--method", "dare_ties",
                  "--out", tmp_path], glue_dir)
@@ -115,7 +115,7 @@ def test_merge_of_one_tasks_delta_equals_the_delta(sources, glue_dir, tmp_path):
 
 
 def test_multitask_merge_and_records_reference_existing_sources(sources, glue_dir, tmp_path):
-    results, recs = sources
+    _results, recs = sources
     srcs = [recs[("lora", t)] for t in ("sst2", "stsb", "mrpc")]
     p = compose(["merge", *[s["_path"] for s in srcs], "--method", "linear", "--method", "ties", "--method",
                  "dare_ties", "--density", "0.5", "--out", tmp_path / "lora"], glue_dir)
@@ -148,7 +148,7 @@ def test_multitask_merge_and_records_reference_existing_sources(sources, glue_di
 
 
 def test_refuses_missing_source_records(sources, glue_dir, tmp_path):
-    results, recs = sources
+    _results, recs = sources
     src = recs[("lora", "sst2")]
     missing = tmp_path / "nowhere" / "x.json"
     p = compose(["soup", src["_path"], missing, "--out", tmp_path / "o"], glue_dir)
@@ -224,7 +224,7 @@ def test_sources_found_beside_their_record_when_kept_at_does_not_resolve(sources
     another directory (or after the results moved) the delta beside the record is used."""
     import shutil
 
-    results, recs = sources
+    _results, recs = sources
     src = recs[("lora", "sst2")]
     moved = tmp_path / "elsewhere" / "src"
     moved.mkdir(parents=True)
