@@ -7,10 +7,8 @@ in docs/performance.md) without making the order deterministic across epochs.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import random
-import tempfile
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -67,11 +65,9 @@ def encode_cached(examples, tokenizer, max_len: int, is_regression: bool, cache_
         except (OSError, pickle.UnpicklingError, EOFError):
             pass  # a damaged entry is rebuilt
     data = encode(examples, tokenizer, max_len, is_regression)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    from bench.records import atomic_write
+
+    atomic_write(path, "wb", lambda fh: pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL))
     return data, False
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from bench.records import atomic_write
 
 #: parts of the `inference` section that depend on the structure only (copied between cells)
 SHARED_PARTS = ("inputs", "device", "precision", "threads", "timer", "protocol", "reference", "aa_control",
@@ -63,11 +63,7 @@ def store(path: Path, section: dict, measured_by: str) -> None:
     entry["measured_by"] = measured_by
     entry["merge_status"] = (section.get("merge") or {}).get("status")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(entry, fh)
-        os.replace(tmp, path)
+        atomic_write(path, "w", lambda fh: json.dump(entry, fh))
     except OSError:
         pass
 

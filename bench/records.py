@@ -65,7 +65,7 @@ def record_stem(model: str, task: str, method_label: str, seed: int, chash: str)
     return f"{safe_label(model)}__{safe_label(task)}__{safe_label(method_label)}__s{seed}__{chash[:8]}"
 
 
-def _atomic_write(path: Path, mode: str, write) -> Path:
+def atomic_write(path: Path, mode: str, write) -> Path:
     """Create `path` atomically: `write(fh)` fills a temporary file in the same folder (fsynced),
     which then replaces `path`; a failure leaves no partial file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def write_record(path: str | os.PathLike, record: dict) -> Path:
         json.dump(record, fh, indent=2, sort_keys=False, default=_json_default)
         fh.write("\n")
 
-    return _atomic_write(Path(path), "w", write)
+    return atomic_write(Path(path), "w", write)
 
 
 def _json_default(obj: Any):
@@ -214,7 +214,7 @@ def write_predictions(path: str | os.PathLike, payload: dict) -> Path:
         with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
             gz.write(blob)
 
-    return _atomic_write(Path(path), "wb", write)
+    return atomic_write(Path(path), "wb", write)
 
 
 def predictions_path(record: dict) -> Path | None:

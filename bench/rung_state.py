@@ -10,11 +10,11 @@ the exhaustive trial's config hash.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from bench.records import atomic_write
 
 FORMAT = "peft-bench-rung-state"
 
@@ -31,12 +31,7 @@ def save_state(path, *, epoch: int, total_steps: int, named, opt, sched, res, de
                    "best_epoch": res.best_epoch, "best_metrics": res.best_metrics,
                    "best_state": {n: v.cpu() for n, v in (res.best_state or {}).items()} or None},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, "wb", lambda fh: torch.save(state, fh))
 
 
 def load_state(path, *, total_steps: int, named, opt, sched, res, device: torch.device) -> int:

@@ -24,8 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import stats  # noqa: E402
-from bench.records import load_predictions, load_records  # noqa: E402
+from bench import stats
+from bench.records import load_predictions, load_records
 
 
 def arm(folder: Path) -> dict:
