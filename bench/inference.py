@@ -256,6 +256,19 @@ def settings_from(icfg) -> dict:
     return s
 
 
+def merged_and_checked(model: nn.Module, reference: nn.Module, fresh, settings: dict, vocab: int,
+                       device: torch.device, precision: str) -> tuple[nn.Module | None, dict]:
+    """The merged variant (on `device`) and its record entry with the logit check against `model`;
+    (None, why) when merging is off or not possible. One path for a measured and a shared section."""
+    if not settings["merge"]:
+        return None, {"status": "off", "why": "inference.merge=false"}
+    merged, merge = merged_variant(model, reference, fresh)
+    if merged is not None:
+        merged.to(device)
+        merge["check"] = check_merged(model, merged, vocab, device, precision, float(settings["merge_atol"]))
+    return merged, merge
+
+
 def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torch.device,
             precision: str = "fp32", fresh: Callable[[], nn.Module] | None = None) -> dict:
     """The record's `inference` section for a finetuned `model` against `reference` (same backbone,
@@ -269,12 +282,7 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     config = inner_transformer(model).config
     vocab, positions = int(config.vocab_size), int(getattr(config, "max_position_embeddings", 10**9))
     extra = added_length(model, vocab, device)
-    merged, merge = (None, {"status": "off", "why": "inference.merge=false"})
-    if s["merge"]:
-        merged, merge = merged_variant(model, reference, fresh)
-    if merged is not None:
-        merged.to(device)
-        merge["check"] = check_merged(model, merged, vocab, device, precision, float(s["merge_atol"]))
+    merged, merge = merged_and_checked(model, reference, fresh, s, vocab, device, precision)
     aa = fresh().eval() if fresh is not None else None
     variants = {"reference": reference, "method": model, **({"merged": merged} if merged is not None else {}),
                 **({"aa": aa} if aa is not None else {})}
@@ -373,13 +381,8 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
                                                                        "sweep with the same structure reuse it"})
         t0 = time.perf_counter()
         model.eval()
-        merged, merge = (None, {"status": "off", "why": "inference.merge=false"})
-        if settings["merge"]:
-            merged, merge = merged_variant(model, ref, fresh)
-        if merged is not None:
-            merged.to(device)
-            vocab = int(inner_transformer(model).config.vocab_size)
-            merge["check"] = check_merged(model, merged, vocab, device, precision, float(settings["merge_atol"]))
+        vocab = int(inner_transformer(model).config.vocab_size)
+        _, merge = merged_and_checked(model, ref, fresh, settings, vocab, device, precision)
         return share.reuse(entry, merge, time.perf_counter() - t0, key)
     finally:
         torch.set_num_threads(threads)
