@@ -155,7 +155,7 @@ def _opt(tcfg, key: str, default=None):
 
 def grad_accum_steps(tcfg) -> int:
     """`train.grad_accum_steps` (default 1), checked: micro-batches per optimizer step."""
-    k = tcfg.get("grad_accum_steps", 1) if hasattr(tcfg, "get") else getattr(tcfg, "grad_accum_steps", 1)
+    k = _opt(tcfg, "grad_accum_steps", 1)
     from bench.settings import check_value
 
     return 1 if check_value("train.grad_accum_steps", k) is None else k
@@ -200,7 +200,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     res = TrainResult(warmup_steps=warmup, optimizer=f"AdamW ({impl})")
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
     feats = None
-    stop = tcfg.get("stop_after_epochs") if hasattr(tcfg, "get") else None
+    stop = _opt(tcfg, "stop_after_epochs")
     run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
     first_epoch = 0
     if state_in is not None:
