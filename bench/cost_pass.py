@@ -33,15 +33,14 @@ from bench import records as R
 log = logging.getLogger("bench")
 
 
-def measure_record(path: Path, steps: int, warmup: int, threads: int | None, inference: bool = False) -> dict:
-    """Rebuild the record's cell, time its steps, eval and inference alone; return the updated record."""
+def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, inference: bool = False) -> dict:
+    """Rebuild the record's cell, time its steps, eval and inference alone; return the updated record.
+    Training and evaluation go through the run's own recipe steps (bench.run.CellRecipe), so what is
+    timed is what a run times; only the number of steps is cut."""
     from bench.env import environment
     from bench.inference import measure_cell
-    from bench.measure import sync
     from bench.run import CellRecipe, Phase
-    from bench.train import throughput, train_model
 
-    rec = R.read_record(path)
     cfg = OmegaConf.create(rec["config"])
     with open_dict(cfg):
         cfg.train.threads = threads or "auto"
@@ -56,21 +55,10 @@ def measure_record(path: Path, steps: int, warmup: int, threads: int | None, inf
         if not recipe.method.trains_on_cached_features:
             t.max_steps = warmup + steps
         t.warmup_steps_excluded = warmup
-    result, timer = train_model(recipe.model, recipe.method, recipe.train_data, t, recipe.device, recipe.pad_id,
-                                precision=recipe.precision, pad_multiple=recipe.pad_multiple)
-    recipe.result, recipe.timer = result, timer
-    tp = throughput(result, timer, recipe.train_data, int(t.epochs))
-    n_eval, eval_s = 0, 0.0
-    recipe.model.eval()
-    for data in recipe.eval_data.values():
-        sync(recipe.device)
-        t0 = time.perf_counter()
-        recipe._predict(data)
-        sync(recipe.device)
-        eval_s += time.perf_counter() - t0
-        n_eval += len(data)
-    tp["eval_samples_per_s"] = n_eval / eval_s if eval_s > 0 else None
-    recipe.eval_s = eval_s
+    recipe.t = t
+    recipe.train()
+    recipe.evaluate()  # times the eval splits as a run does (throughput.eval_samples_per_s, recipe.eval_s)
+    timer, tp = recipe.timer, recipe.throughput
     flops = recipe._flops()
     whole = rec.get("flops") or {}
     if whole.get("train_flops") is not None:  # the whole run's work stays the metric pass's count
@@ -86,7 +74,7 @@ def measure_record(path: Path, steps: int, warmup: int, threads: int | None, inf
         "what": "throughput, flops and inference measured again with this cell's work alone (bench/cost_pass.py); "
                 "metrics, predictions and memory are the metric pass's",
         "train_steps_timed": timer.timed_steps, "warmup_steps_excluded": warmup,
-        "threads": torch.get_num_threads(), "eval_examples": n_eval,
+        "threads": torch.get_num_threads(), "eval_examples": sum(len(d) for d in recipe.eval_data.values()),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "env": environment(recipe.device),
         "replaced": {k: rec.get(k) for k in ("throughput", "flops", "inference")},
@@ -122,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(rec["_path"])
         t0 = time.perf_counter()
         try:
-            updated = measure_record(path, args.steps, args.warmup, args.threads, args.inference)
+            updated = measure_record(rec, args.steps, args.warmup, args.threads, args.inference)
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not stop the pass; its record is untouched
             failed += 1
             print(f"cost pass {i}/{len(todo)}: {path.name}: not measured ({type(exc).__name__}: {exc})", file=sys.stderr)
