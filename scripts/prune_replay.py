@@ -21,11 +21,12 @@ counted in the "whole study" saving.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -100,10 +101,7 @@ def main(argv=None) -> int:
                 rows.append({"model": model, "task": task, "method": method, "eta": eta, "rung_epochs": rung, **r})
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        pd.DataFrame(rows).to_csv(args.csv, index=False)
     print(f"{'task':6s} {'method':14s} {'eta':>3s} {'rung':>4s} {'exhaustive lr':>13s} {'pruned lr':>10s} "
           f"{'same':>5s} {'score loss':>10s} {'trial epochs':>13s} {'trial s':>15s}")
     for r in rows:

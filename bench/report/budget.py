@@ -296,8 +296,9 @@ def reuse_cost(tuned: pd.DataFrame, reused: pd.DataFrame, tuned_frame: pd.DataFr
     notes = [] if notes is None else notes
     both = pd.concat([tuned_frame.assign(arm="tuned"), reused_frame.assign(arm="reused")], ignore_index=True)
     preds = _load(both, notes)
+    by_point = dict(tuple(both.groupby(KEY)))
     for i, row in m.iterrows():
-        sub = both.set_index(KEY).loc[tuple(row[k] for k in KEY)].reset_index()
+        sub = by_point[tuple(row[k] for k in KEY)]
         runs, scores = {"tuned": [], "reused": []}, {"tuned": [], "reused": []}
         for r in sub.itertuples(index=False):
             main = preds.get(r.path, {}).get("")
