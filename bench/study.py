@@ -19,8 +19,9 @@ schedule, stopped early, so these epochs are exactly the full run's first ones);
 `trials // eta` by selection-split score go on to the full length, continuing from the state their
 first rung saved (weights, AdamW moments, schedule, RNG: bench/rung_state.py), so the promoted run is
 bit for bit the trial an exhaustive study trains and the first rung's epochs are not trained twice;
-the rate is chosen among those full-length runs, on the selection split as always. `scripts/prune_replay.py` replays the rule on an exhaustive
-study's records (what it would select, what it would save).
+the rate is chosen among those full-length runs, on the selection split as always.
+`scripts/prune_replay.py` replays the rule on an exhaustive study's records (what it would select,
+what it would save).
 """
 from __future__ import annotations
 
