@@ -25,3 +25,14 @@ print(f"{name:22s} rc {rc}  wall {wall / 60:6.2f} min  machine CPU busy {cpu / w
       f"inference {inf:4.1f}", flush=True)
 PYEOF
 }
+# `timed NAME command...`: any other command (a cost pass), its wall time and machine CPU share.
+timed() {
+  local name=$1; shift
+  local b0 t0 t1 b1
+  b0=$(busy); t0=$(date +%s.%N)
+  "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  t1=$(date +%s.%N); b1=$(busy)
+  awk -v n="$name" -v rc=$rc -v w="$(echo "$t1 - $t0" | bc)" -v c="$(echo "($b1 - $b0) / $(getconf CLK_TCK)" | bc -l)" \
+      -v k="$(nproc)" 'BEGIN { printf "%-22s rc %d  wall %6.2f min  machine CPU busy %5.1f%%\n", n, rc, w / 60, 100 * c / w / k }'
+}

@@ -4,9 +4,11 @@
 #   before        : `python -m bench experiment=default_sweep` at BEFORE (default e2cdb97, the commit before
 #                   this wave's speed changes), from a temporary git worktree
 #   after         : the same command at this checkout (what `make sweep` runs)
+#   parallel      : this checkout, what `make sweep-parallel` runs: two 1-thread cells at a time, no
+#                   inference, then `python -m bench.cost_pass --inference` (its wall time printed apart)
 #   bf16_parallel : this checkout, train.precision=bf16, two 1-thread cells at a time (rounding changes)
-# Then: scripts/paired_arms.py after before (fp32 unchanged = identical predictions in every cell) and
-# bf16_parallel vs after (the metric cost of the fast variant). Needs a quiet machine: ~75 min on 2 cores.
+# Then: scripts/paired_arms.py after before (fp32 unchanged = identical predictions in every cell), parallel vs
+# after (what 1-thread cells change) and bf16_parallel vs after (the metric cost of the fast variant). Needs a quiet machine: ~100 min on 2 cores.
 # Usage: scripts/sweep_sitting_15.sh [OUT_DIR]   (BEFORE=<commit> to compare with another commit)
 set -u
 PY=${PY:-$(pwd)/.venv/bin/python}
@@ -20,8 +22,11 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 git worktree add -f "$OUT/before_tree" "$BEFORE" --detach -q || exit 1
 run before "$OUT/before_tree" experiment=default_sweep
 run after "$(pwd)" experiment=default_sweep
+run parallel "$(pwd)" experiment=default_sweep hydra/launcher=parallel inference.enabled=false
+timed parallel_cost_pass "$PY" -m bench.cost_pass "$OUT/parallel/results/default_sweep" --inference
 run bf16_parallel "$(pwd)" experiment=default_sweep train.precision=bf16 hydra/launcher=parallel
 git worktree remove --force "$OUT/before_tree"
 "$PY" scripts/paired_arms.py "$OUT/after/results/default_sweep" "$OUT/before/results/default_sweep"
+"$PY" scripts/paired_arms.py "$OUT/parallel/results/default_sweep" "$OUT/after/results/default_sweep"
 "$PY" scripts/paired_arms.py "$OUT/bf16_parallel/results/default_sweep" "$OUT/after/results/default_sweep"
 echo "done $(date -u +%FT%TZ)"
