@@ -5,7 +5,9 @@ their metrics right but not their speed: a cell's samples/s then depends on what
 sweep can run its cells in parallel for the metrics, and this pass, run afterwards with nothing else
 on the machine, rebuilds each cell from its record's config and times what the record's speed
 figures are about: `warmup + steps` optimizer steps of the cell's own training (the first `warmup`
-excluded, as in a run), one pass over its eval splits, and (when the cell's `inference.enabled`) the
+excluded, as in a run) on batches picked across the first epoch so that their sizes represent the
+whole run (bench.batching.representative_batches; the first steps of a length-grouped epoch do not),
+one pass over its eval splits, and (when the cell's `inference.enabled`) the
 inference measurement. It replaces the record's `throughput`, `flops` (MFU) and `inference`, keeps
 what it replaced under `cost_pass.replaced`, and says how it measured (threads, steps, environment).
 

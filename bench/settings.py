@@ -124,7 +124,8 @@ class TrainSettings:
     min_steps: int | None = opt(nullable(integer(1), "epochs as given"), None)
     # Set by a pruned study on its first-rung trials (bench/study.py); absent = train every epoch.
     stop_after_epochs: int | None = opt(nullable(integer(1), "train every epoch"), None)
-    # Set by the cost pass (bench/cost_pass.py) on its own copy of a record's config: time this many steps.
+    # Set by the cost pass (bench/cost_pass.py) on its own copy of a record's config: time this many steps,
+    # on batches of the first epoch that represent its sizes (bench.batching.representative_batches).
     max_steps: int | None = opt(nullable(integer(1), "every step"), None)
     init_head: str = opt(choice("auto", "never"), "auto")  # with init_from: auto = when the label spaces match
     max_eval_samples: int | None = opt(nullable(integer(1), "all"), None)

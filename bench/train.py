@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from bench.batching import Encoded, batch_order, collate, padded_width
+from bench.batching import Encoded, batch_order, collate, padded_width, representative_batches
 from bench.measure import StepTimer, sync
 
 
@@ -228,8 +228,11 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
         model.train()
         if method.frozen_backbone:
             model.backbone.eval()
-        for ids in batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length),
-                               mega_batches=_opt(tcfg, "group_mega_batches")):
+        order = batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length),
+                            mega_batches=_opt(tcfg, "group_mega_batches"))
+        if max_steps:  # a timing run: batches whose sizes represent the epoch, not its first ones
+            order = representative_batches(order, lengths, int(max_steps), int(tcfg.warmup_steps_excluded))
+        for ids in order:
             if max_steps and res.steps >= int(max_steps):
                 break
             n_tok = sum(lengths[i] for i in ids)

@@ -112,3 +112,27 @@ def test_group_size_is_a_setting():
         return len(pairs(e0) & pairs(e1)) / len(pairs(e0))
 
     assert reuse(4) < reuse(40)  # larger sorted groups make nearly the same batches every epoch
+
+
+def test_timing_batches_represent_the_epoch(glue_dir):
+    """The cost pass times a few steps; the batches it picks (representative_batches) must have the
+    sizes of the whole epoch, which the epoch's first batches do not. Real SST-2 rows (words per row as
+    length), the default batch size and grouping."""
+    import statistics
+
+    from bench.batching import batch_order, representative_batches
+
+    rows = (glue_dir / "SST-2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:2001]
+    lengths = [len(r.split("\t")[0].split()) + 2 for r in rows]
+    order = batch_order(lengths, 32, seed=0, epoch=0, group_by_length=True)
+
+    def size(batches):
+        return statistics.mean(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    picked = representative_batches(order, lengths, 25, warmup=5)
+    assert len(picked) == 25 and len({tuple(b) for b in picked}) == 25 and all(b in order for b in picked)
+    whole = size(order)
+    assert abs(size(picked[5:]) / whole - 1) < 0.03  # the timed 20 within 3 % of the epoch's mean size
+    firsts = [abs(size(batch_order(lengths, 32, s, 0, True)[5:25]) / whole - 1) for s in range(5)]
+    assert max(firsts) > 0.03  # what the first steps gave: off by more, for some seed
+    assert representative_batches(order, lengths, len(order) + 3, 5) == order  # more than an epoch: all of it
