@@ -43,7 +43,7 @@ def main() -> None:
     device = torch.device("cpu")
     for length in (16, 64):
         x = synthetic_inputs(1, length, int(ref.backbone.config.vocab_size), device)
-        fns = {n: (lambda m=m: _forward(m, x, device, "fp32")) for n, m in variants.items()}
+        fns = {n: (lambda m=m, x=x: _forward(m, x, device, "fp32")) for n, m in variants.items()}
         times = time_interleaved(fns, rounds, 10, device)
         for n in variants:
             s = summarize(times[n], None if n == "reference" else times["reference"])
