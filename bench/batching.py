@@ -114,7 +114,8 @@ def representative_batches(batches: list[list[int]], lengths: list[int], n: int,
 
     by_size = sorted(range(len(batches)), key=lambda i: (len(batches[i]) * max(lengths[j] for j in batches[i]), i))
     timed = quantiles(by_size, n - warmup)
-    warm = quantiles([i for i in by_size if i not in set(timed)], min(warmup, n))
+    chosen = set(timed)
+    warm = quantiles([i for i in by_size if i not in chosen], min(warmup, n))
     return [batches[i] for i in warm] + [batches[i] for i in timed]
 
 

@@ -8,7 +8,8 @@
 #                   inference, then `python -m bench.cost_pass --inference` (its wall time printed apart)
 #   bf16_parallel : this checkout, train.precision=bf16, two 1-thread cells at a time (rounding changes)
 # Then: scripts/paired_arms.py after before (fp32 unchanged = identical predictions in every cell), parallel vs
-# after (what 1-thread cells change) and bf16_parallel vs after (the metric cost of the fast variant). Needs a quiet machine: ~100 min on 2 cores.
+# after (what 1-thread cells change) and bf16_parallel vs after (the metric cost of the fast variant).
+# Needs a quiet machine: ~100 min on 2 cores.
 # Usage: scripts/sweep_sitting_15.sh [OUT_DIR]   (BEFORE=<commit> to compare with another commit)
 set -u
 PY=${PY:-$(pwd)/.venv/bin/python}
