@@ -137,6 +137,11 @@ def added_length(model: nn.Module, vocab_size: int, device: torch.device, length
         _forward(model, synthetic_inputs(1, length, vocab_size, device), device, "fp32")
     finally:
         handle.remove()
+    if not seen:  # the wrapper calls the inner model's .forward directly (peft AdaLoRA), so no hook fires:
+        # the backbone's output length is then what every layer processed
+        with torch.inference_mode():
+            out = model.backbone(**synthetic_inputs(1, length, vocab_size, device))
+        seen["input"] = seen["mask"] = int(out.last_hidden_state.shape[1])
     extra_in, extra_kv = seen["input"] - length, seen["mask"] - length
     where = ("input (prepended tokens: every layer processes them)" if extra_in else
              "key/value only (attended prefixes; the input keeps its length)" if extra_kv else "none")
@@ -163,7 +168,10 @@ def merged_variant(model: nn.Module, reference: nn.Module,
         if not hasattr(bb, "merge_and_unload"):
             return None, {"status": "not_applicable", "why": f"peft {kind} has no merge_and_unload"}
         merged = copy.deepcopy(model)
-        merged.backbone = merged.backbone.merge_and_unload()
+        try:
+            merged.backbone = merged.backbone.merge_and_unload()
+        except NotImplementedError as exc:  # a tuner that trains but cannot fold into the weights (Lily)
+            return None, {"status": "not_applicable", "why": f"peft {kind}: merge_and_unload is not implemented ({exc})"}
         merged.pass_token_type_ids = True
         how = f"peft {kind}: merge_and_unload on a deep copy"
         if fresh is not None:

@@ -48,7 +48,8 @@ def write_delta_info(folder, *, model_cfg: dict, method, task: dict, seed: int, 
     cls = type(method)
     info = {
         "format": FORMAT, "version": 1, "run_id": run_id, "method_label": method_label,
-        "method": {"_target_": f"{cls.__module__}.{cls.__qualname__}", "name": method.name, **method.settings()},
+        "method": {"_target_": getattr(cls, "config_target", f"{cls.__module__}.{cls.__qualname__}"), "name": method.name,
+                   **method.settings()},
         "model": model_cfg, "task": task, "seed": int(seed), "max_seq_len": int(max_seq_len),
         "eval_batch_size": int(eval_batch_size), "pad_to_multiple_of": int(pad_to_multiple_of),
         "headline_metric": headline, "metrics": metrics or {},

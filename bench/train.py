@@ -63,6 +63,15 @@ def make_optimizer(named, tcfg, lr: float) -> tuple[torch.optim.Optimizer, str]:
     return torch.optim.AdamW(param_groups(named, float(tcfg.weight_decay)), lr=lr, **OPTIMIZER_IMPLS[impl]), impl
 
 
+def _optimizer(model, method, named, tcfg) -> tuple[torch.optim.Optimizer, str]:
+    """The method's own optimizer where it declares one (`Method.build_optimizer`), else AdamW."""
+    own = method.build_optimizer(model, named, tcfg)
+    if own is not None:
+        return own
+    opt, impl = make_optimizer(named, tcfg, method.lr)
+    return opt, f"AdamW ({impl})"
+
+
 def inject_fault(faults: dict, step: int, loss: torch.Tensor) -> torch.Tensor:
     """Fault injection for the reliability tests (`debug.*` settings): a NaN loss, an
     out-of-memory error as torch raises it, or the process killed as the OOM killer would."""
@@ -179,14 +188,16 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     the full length given that file as `state_in` continues from it (bench/rung_state.py) instead of
     training those epochs again."""
     named = method.trainable_named_parameters(model)
-    params = [p for _, p in named]
-    if not params:
+    if not named:
         raise RuntimeError(f"method {method.name} left no trainable parameter")
-    opt, impl = make_optimizer(named, tcfg, method.lr)
     micro = int(tcfg.batch_size)
     bs = micro * grad_accum_steps(tcfg)  # examples per optimizer step (the effective batch)
     steps_per_epoch = math.ceil(len(train_data) / bs)
     total = steps_per_epoch * int(tcfg.epochs)
+    method.before_training(model, total)
+    opt, optimizer_name = _optimizer(model, method, named, tcfg)
+    named = method.trainable_named_parameters(model)  # an optimizer factory may freeze some (LoRA-FA's A)
+    params = [p for _, p in named]
     warmup = round(float(tcfg.warmup_ratio) * total)
 
     def schedule(step: int) -> float:
@@ -197,7 +208,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     use_tt = method.uses_token_type_ids
     timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
-    res = TrainResult(warmup_steps=warmup, optimizer=f"AdamW ({impl})")
+    res = TrainResult(warmup_steps=warmup, optimizer=optimizer_name)
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
     feats = None
     stop = _opt(tcfg, "stop_after_epochs")
@@ -253,6 +264,9 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                         with autocast_for(device, precision):
                             logits = model(**model_inputs(batch, use_tt))
                     loss = loss_fn(logits, labels, train_data.is_regression)
+                    extra = method.regularization(model)
+                    if extra is not None:
+                        loss = loss + extra
                     if faults:
                         loss = inject_fault(faults, res.steps + 1, loss)
                     if not torch.isfinite(loss):
@@ -268,6 +282,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                     torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm), foreach=True)
                 opt.step()
                 sched.step()
+                method.after_optimizer_step(model, res.steps + 1)
                 opt.zero_grad(set_to_none=True)
             res.steps += 1
             res.final_loss = step_loss

@@ -13,6 +13,7 @@ from bench.errors import ConfigError
 from bench.methods.adapter import Adapter, PfeifferAdapter
 from bench.methods.base import REGISTRY, Method
 from bench.methods.peft_methods import IA3, LoRA, PrefixTuning, PromptTuning
+from bench.methods.peft_tuner import PeftTuner
 from bench.methods.simple import BitFit, Full, HeadOnly
 
 BUILT_IN = (Full, HeadOnly, Adapter, PfeifferAdapter, LoRA, PromptTuning, BitFit, IA3, PrefixTuning)
@@ -49,6 +50,15 @@ def build_method(method_cfg, where: str = "the method config") -> Method:
     if not target:
         raise ConfigError(f"method: {where} has neither _target_ nor name")
     cls = resolve_class(str(target))
+    if getattr(cls, "named_by_config", False):  # the generic peft tuner: one class, named by each config
+        from bench.methods.peft_tuner import tuner_class
+
+        name = cfg.get("name")
+        if not name or name == PeftTuner.name:
+            raise ConfigError(f"method: {where} builds a generic peft tuner ({target!r}) but has no `name:` of its "
+                              "own; name it as peft names the tuner, in lower case (e.g. name: vera)")
+        settings = {k: v for k, v in cfg.items() if k not in RESERVED_KEYS}
+        return tuner_class(str(name))(**settings)
     if REGISTRY.get(cls.name) is not cls:
         raise ConfigError(f"method._target_={target!r}: {cls.__module__}.{cls.__qualname__} does not set its own "
                           f"`name` (it inherits {cls.name!r}); give the class a name of its own")
@@ -61,4 +71,4 @@ def build_method(method_cfg, where: str = "the method config") -> Method:
     return cls(**settings)
 
 
-__all__ = ["BUILT_IN", "REGISTRY", "Method", "build_method", "resolve_class"]
+__all__ = ["BUILT_IN", "REGISTRY", "Method", "PeftTuner", "build_method", "resolve_class"]

@@ -117,6 +117,23 @@ class Method:
             p.requires_grad_(True)
         return model
 
+    # -- the training loop's hooks: what a method needs from the loop, declared (defaults: nothing) --
+    def build_optimizer(self, model: nn.Module, named, tcfg):
+        """`(optimizer, description)` when the method brings its own optimizer (LoRA+, LoRA-FA), else
+        None: the loop's AdamW over `named`."""
+        return
+
+    def before_training(self, model: nn.Module, total_steps: int) -> None:
+        """Called once the cell's optimizer-step count is known, before the first step (AdaLoRA's
+        budget schedule needs it)."""
+
+    def after_optimizer_step(self, model: nn.Module, step: int) -> None:
+        """Called after each optimizer step, before the gradients are cleared (AdaLoRA's rank allocation)."""
+
+    def regularization(self, model: nn.Module):
+        """A term added to each micro-batch's loss, or None (AdaLoRA's orthogonality penalty)."""
+        return
+
     def trainable_named_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 

@@ -59,6 +59,12 @@ class PeftMethod(Method):
         folder = Path(folder)
         set_peft_model_state_dict(model.backbone, load_file(str(folder / "adapter_model.safetensors")))
         model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        cfg = getattr(model.backbone, "active_peft_config", None)
+        if cfg is not None and cfg.is_prompt_learning and (str(cfg.peft_type.value) == "P_TUNING"
+                                                           or getattr(cfg, "prefix_projection", False)):
+            # peft saves a prompt encoder's *output* (the virtual tokens), not the encoder: only its
+            # inference mode uses the saved tokens as they are instead of running them through the MLP
+            cfg.inference_mode = True
         return model
 
 

@@ -1,0 +1,260 @@
+"""Any peft tuner, without code: `method.peft_type` names the tuner, every other setting is a field
+of that tuner's peft config class, spelled as peft spells it (`method.r`, `method.n_frequency`,
+`method.boft_block_size`).
+
+Why one generic class rather than a class per tuner: peft ships 45 tuner types and adds more each
+release; each already has a config dataclass whose fields are its settings and a `get_peft_model`
+that applies it. What the harness adds on top is the same for all of them (wrap the backbone only,
+so head, pooling and loss stay the same for every method; save peft's own folder plus the head), so
+a new tuner is one YAML file in conf/method/. Where a tuner needs the training loop, the YAML
+declares it through the settings below, never by the runner testing the method's name:
+
+- `optimizer: loraplus | lorafa` builds peft's optimizer factory (LoRA+ with `loraplus_lr_ratio`,
+  LoRA-FA) instead of plain AdamW;
+- AdaLoRA's `total_step` comes from the cell's real step count (`before_training`), its
+  `update_and_allocate` runs after every optimizer step (`after_optimizer_step`) and its orthogonal
+  regulariser is added to the loss (`regularization`): peft adds it only to a model output that
+  carries a loss, which the harness's backbone-only wrapper never has;
+- initialisations that rewrite the base weights (`init_lora_weights: pissa*|olora`) save the delta
+  peft converts to a plain LoRA of rank 2r on the *original* base (what a user must publish, so its
+  size is the honest storage), and reload it that way.
+
+Identity: the method's name is the YAML's `name` (lower case, as peft names the tuner: `vera`,
+`dora`, `pissa`), registered in `bench.methods.REGISTRY` as a subclass of this class the first time
+a config of that name is built, so records, labels and deltas name it like any built-in method.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.methods.base import REGISTRY
+from bench.methods.peft_methods import PeftMethod
+
+#: config fields the harness sets itself (the backbone is wrapped for feature extraction; the head is ours)
+MANAGED_FIELDS = ("peft_type", "peft_version", "task_type", "base_model_name_or_path", "revision", "inference_mode",
+                  "auto_mapping", "total_step")
+#: settings of the harness's own, beside the peft config's fields
+OWN_SETTINGS = ("peft_type", "optimizer", "loraplus_lr_ratio")
+OPTIMIZERS = ("adamw", "loraplus", "lorafa")
+#: init_lora_weights values with which peft rewrites the base weights at initialisation
+REWRITES_BASE = ("pissa", "olora", "corda")
+
+
+def peft_config_class(peft_type: str, where: str = "method.peft_type"):
+    from peft import PeftType
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    key = str(peft_type).upper()
+    if key not in PeftType.__members__:
+        raise ConfigError(f"{where}={peft_type!r}: not a peft tuner type; expected one of "
+                          f"{', '.join(t.lower() for t in PeftType.__members__)}")
+    return PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[key]]
+
+
+def config_fields(peft_type: str) -> list[str]:
+    """The settable fields of a tuner's peft config class, in the class's order."""
+    return [f.name for f in dataclasses.fields(peft_config_class(peft_type)) if f.name not in MANAGED_FIELDS]
+
+
+def _plain(value):
+    """OmegaConf containers arrive as lists/dicts already; tuples from defaults become lists (peft
+    accepts both, JSON records want lists)."""
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+class PeftTuner(PeftMethod):
+    """The generic peft method (see the module docstring)."""
+
+    name = "peft"
+    #: the method's name comes from its config (`name:`), not from the class (bench.methods.build_method)
+    named_by_config = True
+    #: what a saved delta's `_target_` says: the generic class (its per-name subclasses are made at run time)
+    config_target = "bench.methods.PeftTuner"
+
+    def __init__(self, lr=None, peft_type: str | None = None, optimizer: str = "adamw",
+                 loraplus_lr_ratio: float = 16.0, **fields):
+        if peft_type is None:
+            raise ConfigError(f"method {self.name}: no method.peft_type (the peft tuner to build, e.g. vera)")
+        self.peft_type = str(peft_type).lower()
+        valid = config_fields(self.peft_type)
+        unknown = [k for k in fields if k not in valid]
+        if unknown:
+            raise ConfigError(unknown_field_message(self.name, self.peft_type, unknown[0]))
+        self.optimizer, self.loraplus_lr_ratio = str(optimizer), float(loraplus_lr_ratio)
+        self.fields = {k: _plain(v) for k, v in fields.items()}
+        self._total_step: int | None = None
+        self._initial_adapter: tempfile.TemporaryDirectory | None = None
+        super().__init__(lr=lr)
+
+    # -- settings -------------------------------------------------------------------------------
+    @classmethod
+    def accepted_settings(cls, method_cfg: dict) -> list[str]:
+        """What a config may set: the harness's own settings and the chosen tuner's config fields."""
+        peft_type = method_cfg.get("peft_type")
+        if peft_type is None:
+            raise ConfigError(f"method {method_cfg.get('name', cls.name)}: no method.peft_type "
+                              "(the peft tuner to build, e.g. vera)")
+        return [*OWN_SETTINGS, *config_fields(str(peft_type))]
+
+    def settings(self) -> dict:
+        return {"lr": self.lr, "peft_type": self.peft_type, "optimizer": self.optimizer,
+                "loraplus_lr_ratio": self.loraplus_lr_ratio, **self.fields}
+
+    @property
+    def _config_class(self):
+        return peft_config_class(self.peft_type)
+
+    @property
+    def is_prompt_learning(self) -> bool:
+        from peft import PromptLearningConfig
+
+        return issubclass(self._config_class, PromptLearningConfig)
+
+    @property
+    def uses_token_type_ids(self) -> bool:  # peft's prompt learning drops segment ids
+        return not self.is_prompt_learning
+
+    @property
+    def rewrites_base(self) -> bool:
+        init = str(self.fields.get("init_lora_weights", "")).lower()
+        return self.peft_type == "lora" and init.startswith(REWRITES_BASE)
+
+    # -- protocol -------------------------------------------------------------------------------
+    def validate(self, backbone_config, max_seq_len):
+        super().validate(backbone_config, max_seq_len)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"method.optimizer={self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer != "adamw" and self.peft_type != "lora":
+            raise ConfigError(f"method.optimizer={self.optimizer}: peft's {self.optimizer} optimizer is for LoRA "
+                              f"(method.peft_type=lora), not {self.peft_type}")
+        if self.optimizer == "loraplus" and not self.loraplus_lr_ratio >= 1:
+            raise ConfigError(f"method.loraplus_lr_ratio={self.loraplus_lr_ratio}: expected a number >= 1 "
+                              "(the ratio of B's learning rate to A's)")
+        try:
+            self.peft_config(backbone_config)
+        except (TypeError, ValueError) as exc:  # peft's own checks in __post_init__, with its message
+            raise ConfigError(f"method={self.name} (peft {self.peft_type}): {exc}") from None
+
+    def peft_config(self, backbone_config):
+        from peft import TaskType
+
+        extra = {"total_step": self._total_step or 10**9} if self.peft_type == "adalora" else {}
+        return self._config_class(task_type=TaskType.FEATURE_EXTRACTION, **self.fields, **extra)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        model = super().apply(model)
+        if self.optimizer == "lorafa":  # A stays at its random init (peft's factory freezes it too): count it so
+            for n, p in model.backbone.named_parameters():
+                if "lora_A" in n:
+                    p.requires_grad_(False)
+        if self.rewrites_base:  # the initialised adapter, for peft's conversion to plain LoRA at save time
+            self._initial_adapter = tempfile.TemporaryDirectory(prefix="bench-init-adapter-")
+            model.backbone.save_pretrained(self._initial_adapter.name)
+        return model
+
+    # -- the training loop's hooks (bench/train.py) ---------------------------------------------
+    def before_training(self, model: nn.Module, total_steps: int) -> None:
+        if self.peft_type == "adalora":
+            self._total_step = int(total_steps)
+            cfg = model.backbone.peft_config["default"]
+            cfg.total_step = int(total_steps)
+            if cfg.tinit >= cfg.total_step - cfg.tfinal:
+                raise ConfigError(f"method.tinit={cfg.tinit} + method.tfinal={cfg.tfinal} leave no budgeting phase in "
+                                  f"this cell's {total_steps} steps; expected tinit + tfinal < {total_steps}")
+
+    def after_optimizer_step(self, model: nn.Module, step: int) -> None:
+        if self.peft_type == "adalora":
+            model.backbone.base_model.update_and_allocate(step)
+
+    def regularization(self, model: nn.Module):
+        if self.peft_type != "adalora":
+            return None
+        weight = float(model.backbone.peft_config["default"].orth_reg_weight)
+        terms = []
+        for n, p in model.backbone.named_parameters():
+            if ("lora_A" in n or "lora_B" in n) and p.requires_grad:
+                cov = p @ p.T if "lora_A" in n else p.T @ p
+                terms.append(torch.norm(cov - torch.eye(*cov.shape, device=cov.device, dtype=cov.dtype), p="fro"))
+        return weight * torch.stack(terms).mean() if terms else None
+
+    def build_optimizer(self, model: nn.Module, named, tcfg):
+        """peft's optimizer factories over the whole model (the head trains at the base rate)."""
+        if self.optimizer == "adamw":
+            return None
+        wd = float(tcfg.weight_decay)
+        if self.optimizer == "loraplus":
+            from peft.optimizers import create_loraplus_optimizer
+
+            opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=self.lr,
+                                            loraplus_lr_ratio=self.loraplus_lr_ratio, loraplus_weight_decay=wd)
+            return opt, f"LoRA+ AdamW (B at {self.loraplus_lr_ratio:g}x the rate)"
+        from peft.optimizers import create_lorafa_optimizer
+
+        # peft's factory reads the PeftModel's adapters, so it gets the backbone; the head joins as a plain group
+        opt = create_lorafa_optimizer(model.backbone, r=int(self.fields.get("r", 8)),
+                                      lora_alpha=int(self.fields.get("lora_alpha", 8)), lr=self.lr, weight_decay=wd)
+        head = [(f"head.{n}", p) for n, p in model.head.named_parameters() if p.requires_grad]
+        opt.add_param_group({"params": [p for _, p in head], "names": [n for n, _ in head], "lr": self.lr,
+                             "scaling_factors": [None] * len(head), "betas": (0.9, 0.999), "weight_decay": wd})
+        return opt, "LoRA-FA (A frozen, B's gradient projected)"
+
+    # -- saving ---------------------------------------------------------------------------------
+    def save_delta(self, model: nn.Module, folder: str | Path) -> Path:
+        if not self.rewrites_base:
+            return super().save_delta(model, folder)
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        model.backbone.save_pretrained(str(folder), path_initial_model_for_weight_conversion=self._initial_adapter.name)
+        head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+        save_file(head, str(folder / "head.safetensors"))
+        (folder / "method.json").write_text(json.dumps({"method": self.name, **self.settings()}, default=str))
+        return folder
+
+    def load_delta(self, model: nn.Module, folder: str | Path) -> nn.Module:
+        if self.peft_type == "adalora":  # the ranks the budget left: the saved tensors have those shapes
+            saved = json.loads((Path(folder) / "adapter_config.json").read_text())
+            if saved.get("rank_pattern"):
+                model.backbone.base_model.resize_modules_by_rank_pattern(saved["rank_pattern"], "default")
+        if not self.rewrites_base:
+            return super().load_delta(model, folder)
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
+        # The built cell holds the rewritten base and the initial adapter; merging that untrained adapter
+        # back gives the original base (to float rounding), onto which peft's converted plain LoRA loads.
+        folder = Path(folder)
+        base = model.backbone.merge_and_unload()
+        model.backbone = PeftModel.from_pretrained(base, str(folder))
+        model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        return model
+
+
+def unknown_field_message(name: str, peft_type: str, field: str) -> str:
+    from bench.settings import nearest
+
+    valid = [*OWN_SETTINGS, *config_fields(peft_type)]
+    return (f"method.{field}: not a setting of method {name} (peft {peft_type}: "
+            f"{peft_config_class(peft_type).__name__}){nearest(field, valid)}; valid: "
+            f"{', '.join('method.' + k for k in valid)}")
+
+
+def tuner_class(name: str) -> type[PeftTuner]:
+    """The registered subclass for a config `name` (created once), so REGISTRY, records and deltas
+    know the tuner by its name like any built-in method."""
+    cls = REGISTRY.get(name)
+    if cls is None:
+        cls = type(f"PeftTuner_{name}", (PeftTuner,), {"name": name, "__module__": __name__})
+    elif not issubclass(cls, PeftTuner):
+        raise ConfigError(f"method.name={name!r}: the name of the built-in method {cls.__module__}.{cls.__qualname__}; "
+                          "a generic peft tuner needs a name of its own")
+    return cls
