@@ -11,7 +11,7 @@ without storage, so roberta-large or DeBERTa-v2-XXL (1.5B) take seconds and no m
 identical to a materialised model (tests/test_params.py checks that); `--materialize` builds real
 random weights instead.
 
-For peft methods (lora, ia3, prompt_tuning, prefix_tuning) it also prints peft's own
+For peft methods (lora, ia3, prompt_tuning, prefix_tuning and every generic peft tuner) it also prints peft's own
 `get_nb_trainable_parameters()` of the wrapped backbone, which must equal trainable excl. head, and what
 peft prints for its own SEQ_CLS model of the same configuration (the published setup); with
 `model.head=native` that equals `trainable` (tests/test_native_head.py builds peft's model and compares).
@@ -102,10 +102,11 @@ def reference_quantities(model, config, num_labels: int) -> dict[str, int]:
     }
 
 
-def peft_seq_cls_count(method, config, num_labels: int) -> dict:
+def peft_seq_cls_count(method, config, num_labels: int, meta: bool = True) -> dict:
     """What peft prints for the published setup: `get_nb_trainable_parameters()` of peft's own SEQ_CLS model
     (`AutoModelForSequenceClassification` from the same config, the method's peft config with task_type SEQ_CLS,
     so peft adds the classifier to modules_to_save), built on the meta device."""
+    import contextlib
     import copy
 
     from accelerate import init_empty_weights
@@ -116,8 +117,12 @@ def peft_seq_cls_count(method, config, num_labels: int) -> dict:
     cfg.num_labels = num_labels
     peft_cfg = method.peft_config(cfg)
     peft_cfg.task_type = TaskType.SEQ_CLS
-    with init_empty_weights(include_buffers=False):
+    with init_empty_weights(include_buffers=False) if meta else contextlib.nullcontext():
         model = get_peft_model(AutoModelForSequenceClassification.from_config(cfg), peft_cfg)
+    if getattr(method, "optimizer", None) == "lorafa":  # peft's LoRA-FA factory freezes A before training
+        from peft.optimizers import create_lorafa_optimizer
+
+        create_lorafa_optimizer(model, r=peft_cfg.r, lora_alpha=peft_cfg.lora_alpha, lr=1e-3)
     trainable, total = model.get_nb_trainable_parameters()
     return {"trainable": int(trainable), "all": int(total)}
 
@@ -131,14 +136,22 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     from bench.labels import method_label
     from bench.models import CONFIG_DIR, head_parts
 
+    requested_materialize = materialize
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
     choice = next((o.partition("=")[2] for o in overrides if o.startswith("method=")), None)
     method = method_from_config(cfg, where=method_source(choice))
     # The run's own builder: these counts are the ones a run of this configuration records.
-    built = build_cell(cfg.model, method, spec.num_labels, int(cfg.train.seed), int(cfg.train.max_seq_len or 512),
-                       meta=not materialize)
+    try:
+        built = build_cell(cfg.model, method, spec.num_labels, int(cfg.train.seed), int(cfg.train.max_seq_len or 512),
+                           meta=not materialize)
+    except NotImplementedError as exc:  # a tuner whose initialisation reads the weights (SVD: PiSSA, OSF, ...)
+        if materialize or "meta" not in str(exc):
+            raise
+        materialize = True
+        method = method_from_config(cfg, where=method_source(choice))
+        built = build_cell(cfg.model, method, spec.num_labels, int(cfg.train.seed), int(cfg.train.max_seq_len or 512))
     model, counts = built.model, built.params
     peft_count = None
     if method.delta_format == "peft" and hasattr(model.backbone, "get_nb_trainable_parameters"):
@@ -146,7 +159,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
         peft_count = {"trainable": int(trainable), "all": int(total)}
     peft_seq_cls = None
     if method.delta_format == "peft":
-        peft_seq_cls = peft_seq_cls_count(method, built.backbone_config, spec.num_labels)
+        peft_seq_cls = peft_seq_cls_count(method, built.backbone_config, spec.num_labels, meta=not materialize)
     shipped = CONFIG_DIR / str(cfg.model.get("name", ""))
     return {
         "model": str(cfg.model.name),
@@ -159,7 +172,8 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
         "method": method.name,
         "method_label": method_label(cfg, list(overrides)),
         "method_settings": {k: v for k, v in method_cfg.items() if k not in ("_target_", "name")},
-        "device": "real weights (random)" if materialize else "meta (shapes only)",
+        "device": ("real weights (random)" + (" (its initialisation reads the weights, so not on the meta device)"
+                                              if not requested_materialize else "")) if materialize else "meta (shapes only)",
         "params": {k: v for k, v in counts.items() if k != "counting"},
         "counting": counts["counting"],
         "by_kind": count_by_kind(model),

@@ -151,3 +151,61 @@ def test_pissa_saves_a_plain_lora_of_twice_the_rank(tmp_path):
     method.save_delta(model, tmp_path)
     saved = json.loads(Path(tmp_path, "adapter_config.json").read_text())
     assert saved["r"] == 2 * 8 and saved["init_lora_weights"] is True  # loads on the original base
+
+
+def peft_printed_count(name: str, folder: str = "roberta-base", num_labels: int = 2) -> int:
+    """What peft prints for its own SEQ_CLS model with the YAML's settings, built here without the
+    harness's method class: the tuner's config class from peft, the YAML's fields, transformers'
+    AutoModelForSequenceClassification from the shipped config."""
+    import contextlib
+
+    from accelerate import init_empty_weights
+    from peft import PeftType, TaskType, get_peft_model
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from bench.models import CONFIG_DIR
+
+    node = yaml_cfg(name)
+    own = ("_target_", "name", "lr", "peft_type", "optimizer", "loraplus_lr_ratio")
+    fields = {k: v for k, v in node.items() if k not in own}
+    if node["peft_type"] == "adalora":
+        fields["total_step"] = 1000
+    config = AutoConfig.from_pretrained(str(CONFIG_DIR / folder), num_labels=num_labels)
+    cfg_cls = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[node["peft_type"].upper()]]
+    for meta in (True, False):
+        try:
+            with init_empty_weights(include_buffers=False) if meta else contextlib.nullcontext():
+                torch.manual_seed(0)
+                model = get_peft_model(AutoModelForSequenceClassification.from_config(config),
+                                       cfg_cls(task_type=TaskType.SEQ_CLS, **fields))
+            break
+        except NotImplementedError:  # initialisation that reads the weights (SVD): not on the meta device
+            continue
+    if node.get("optimizer") == "lorafa":
+        from peft.optimizers import create_lorafa_optimizer
+
+        create_lorafa_optimizer(model, r=fields.get("r", 8), lora_alpha=fields.get("lora_alpha", 8), lr=1e-3)
+    return int(model.get_nb_trainable_parameters()[0])
+
+
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_native_head_count_equals_what_peft_prints_on_roberta_base(name):
+    from bench.params import measure
+
+    ours = measure(["model=roberta_base", "model.head=native", "task=rte", f"method={name}"])
+    assert ours["params"]["trainable"] == peft_printed_count(name), (name, ours["params"])
+    assert ours["params"]["trainable"] == ours["peft_seq_cls"]["trainable"]  # what bench.params prints beside it
+
+
+@pytest.mark.parametrize(("name", "closed_form"), [
+    ("vera", lambda L, m, d, cfg: L * m * (d + cfg["r"])),              # VeRA: lambda_b (d_out) + lambda_d (r)
+    ("fourierft", lambda L, m, d, cfg: L * m * cfg["n_frequency"]),     # FourierFT: n spectral coefficients
+])
+def test_closed_forms_of_the_papers(name, closed_form):
+    from bench.params import measure
+
+    ours = measure(["model=roberta_base", "task=rte", f"method={name}"])
+    ref = ours["reference"]
+    # query and value in each of the 12 layers: m = 2 modules of width d = 768
+    assert ours["params"]["trainable_excl_head"] == closed_form(ref["num_layers"], 2, ref["hidden_size"], yaml_cfg(name))
