@@ -12,11 +12,13 @@ import logging
 import os
 import time
 import traceback
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from bench import claims as C
 from bench import records as R
 from bench.errors import BenchError
 from bench.labels import method_label
@@ -94,27 +96,73 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
         return "failed", Path(str(cfg.get("results_dir", ".")))
     path = record_path(cfg, ident)
     cell = f"{ident['model']} / {ident['task']} / {ident['method_label']} / seed {ident['seed']}"
-    if cfg.get("resume", True) and existing_ok(path, ident["config_hash"]):
-        log.info("skip (done): %s -> %s", cell, path)
-        _ledger(cfg, {"status": "skipped", "path": str(path), "cell": cell})
-        cell_finished(cfg, "skipped", 0.0, cell)
+    if _done(cfg, path, ident, cell):
         return "skipped", path
-    log.info("run: %s", cell)
-    t0 = time.monotonic()
-    if not cfg.get("isolate", True):
-        status = _run_and_record(cfg, ident, path, cell)
-        if status == "interrupted":
-            raise KeyboardInterrupt
-    else:
-        status = _run_isolated(cfg, ident, path, cell)
+    claim = _claim(cfg, path, ident, cell)
+    if claim is False:
+        return "skipped", path
+    try:
+        if claim is not None and _done(cfg, path, ident, cell):  # finished by another run since the first look
+            return "skipped", path
+        log.info("run: %s", cell)
+        t0 = time.monotonic()
+        if not cfg.get("isolate", True):
+            with C.Heartbeat(claim, C.settings_from(cfg)["heartbeat_s"]) if claim else nullcontext():
+                status = _run_and_record(cfg, ident, path, cell)
+            if status == "interrupted":
+                raise KeyboardInterrupt
+        else:
+            status = _run_isolated(cfg, ident, path, cell, claim)
+    finally:
+        if claim:
+            claim.release()
     cell_finished(cfg, status, time.monotonic() - t0, cell)  # the sweep line (bench/progress.py)
     return status, path
+
+
+def _done(cfg: DictConfig, path: Path, ident: dict, cell: str) -> bool:
+    """Resume: an ok record with this config hash exists, so the cell is skipped (and said so)."""
+    if not (cfg.get("resume", True) and existing_ok(path, ident["config_hash"])):
+        return False
+    log.info("skip (done): %s -> %s", cell, path)
+    _ledger(cfg, {"status": "skipped", "path": str(path), "cell": cell})
+    cell_finished(cfg, "skipped", 0.0, cell)
+    return True
+
+
+def _claim(cfg: DictConfig, path: Path, ident: dict, cell: str):
+    """This launch's claim on the cell (bench/claims.py): a Claim, None when claims cannot be made
+    here (the cell runs unclaimed, as before), or False when another live run holds the cell and
+    `claim.on_busy=skip` (or, waiting, that run finished it ok)."""
+    st = C.settings_from(cfg)
+    where = C.claim_path(path)
+    waited = False
+    while True:
+        try:
+            claim, holder = C.acquire(where, float(st["stale_after_s"]))
+        except OSError as exc:
+            log.warning("claim %s: cannot be made (%s); running the cell unclaimed", where, exc)
+            return None
+        if claim is not None:
+            return claim
+        if st["on_busy"] != "wait":
+            log.info("skip (running elsewhere): %s, claimed by %s (%s)", cell, holder, where.name)
+            _ledger(cfg, {"status": "skipped", "why": "running elsewhere", "path": str(path), "cell": cell})
+            cell_finished(cfg, "skipped", 0.0, cell)
+            return False
+        if not waited:
+            log.info("wait (running elsewhere): %s, claimed by %s; looking again every %g s", cell, holder,
+                     float(st["poll_s"]))
+            waited = True
+        time.sleep(float(st["poll_s"]))
+        if _done(cfg, path, ident, cell):
+            return False
 
 
 EXIT_CODES = {0: "ok", 1: "failed", 130: "interrupted"}
 
 
-def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
+def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str, claim=None) -> str:
     """Run the cell in a forked child process.
 
     Each cell then starts from the same memory state (the imported libraries, nothing of earlier
@@ -132,8 +180,14 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
     child = ctx.Process(target=_child_main, args=(cfg, ident, path, cell), name=f"cell:{ident['run_id']}")
     child.start()
+    every = float(C.settings_from(cfg)["heartbeat_s"])
     try:
-        child.join()
+        if claim:
+            claim.add_cell_pid(child.pid)
+        while child.is_alive():  # the parent only waits: it keeps the claim's heartbeat (bench/claims.py)
+            child.join(every)
+            if claim and child.is_alive():
+                claim.heartbeat()
     except KeyboardInterrupt:
         # Ctrl-C reaches the whole process group: let the child write its `interrupted` record.
         child.join(60)
