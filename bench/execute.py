@@ -244,8 +244,11 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     phase = Phase()
     partial: dict = {"run_id": ident["run_id"]}
     record = dict(ident, status="ok", error=None, created_at=started)
+    trackers = _start_trackers(cfg, ident)
+    if trackers is not None:
+        record["trackers"] = trackers.status
     try:
-        measured = run_cell(cfg, phase, partial)
+        measured = run_cell(cfg, phase, partial, trackers)
         preds = measured.pop("_predictions", None)
         if preds is not None:
             # Written before the record, so an ok record never names a missing predictions file.
@@ -270,10 +273,42 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
         log.error("FAILED: %s [%s] %s%s  (traceback: %s)", cell, phase.name, kind, exc, logfile)
         status = "failed"
     finally:
+        if trackers is not None:
+            _finish_trackers(trackers, record, path)
         logging.getLogger().removeHandler(handler)
         handler.close()
     _ledger(cfg, {"status": status, "path": str(path), "cell": cell})
     return status
+
+
+def _start_trackers(cfg: DictConfig, ident: dict):
+    """The cell's experiment trackers (bench/trackers.py, `logger=`), started; None without any."""
+    from bench.trackers import Trackers
+
+    try:
+        trackers = Trackers.from_config(cfg, ident)
+        if trackers is not None:
+            trackers.start()
+        return trackers
+    except Exception as exc:  # noqa: BLE001 - a tracker never fails a cell
+        log.warning("trackers: not started (%s: %s); the record is unaffected", type(exc).__name__, exc)
+        return None
+
+
+def _finish_trackers(trackers, record: dict, path: Path) -> None:
+    """Final values and the record to the trackers; the record's `trackers` field is rewritten when
+    a tracker failed on the way (the record on disk stays the source of truth either way)."""
+    before = json.dumps(record.get("trackers"), sort_keys=True, default=str)
+    try:
+        status = trackers.finish(record, path) if path.exists() else trackers.status
+    except Exception as exc:  # noqa: BLE001 - as above
+        log.warning("trackers: not finished (%s: %s)", type(exc).__name__, exc)
+        return
+    if json.dumps(status, sort_keys=True, default=str) != before and path.exists():
+        try:
+            R.write_record(path, dict(record, trackers=status))
+        except OSError as exc:
+            log.warning("trackers: status not written to %s (%s)", path, exc)
 
 
 def _write_failure(record, partial, path, status, etype, message, phase, where, logfile) -> None:

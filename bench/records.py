@@ -23,6 +23,7 @@ SCHEMA_VERSION = 2
 #: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
 READABLE_VERSIONS = (1, 2)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
+TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/trackers.py)
 STATUSES = ("ok", "failed", "interrupted")
 REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed")
 
@@ -180,7 +181,10 @@ def iter_record_files(root: str | os.PathLike) -> Iterable[Path]:
         yield root
         return
     for p in sorted(root.rglob("*.json")):  # predictions files end in .json.gz: not matched
-        if p.name.startswith(".") or any(part.startswith(".") for part in p.relative_to(root).parts[:-1]):
+        parts = p.relative_to(root).parts
+        if p.name.startswith(".") or any(part.startswith(".") for part in parts[:-1]):
+            continue
+        if parts[0] == TRACKING_DIR and len(parts) > 1:  # trackers' copies of records (bench/trackers.py)
             continue
         yield p
 

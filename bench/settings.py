@@ -407,6 +407,9 @@ def check(cfg, *, whole_job: bool = True):
         raise ConfigError("method: missing (choose one: method=<name>)")
     choice = OmegaConf.select(cfg, "hydra.runtime.choices.method", default=None)  # a sweep's job config
     method = method_from_config(cfg, where=method_source(choice) if choice else None)
+    from bench.trackers import check_logger
+
+    check_logger(_resolved(cfg, "logger"))
     study = _resolved(cfg, "study") or {}
     if whole_job and study.get("enabled"):
         check_study(cfg, study, method.name)
