@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from clitools import TINY, records_in, run_bench
@@ -56,7 +57,7 @@ def test_mlflow_run_read_back_through_its_client(tmp_path, glue_dir):
     assert final["cost/memory.peak_rss_bytes"] == rec["memory"]["peak_rss_bytes"]
     (art,) = client.list_artifacts(run.info.run_id, "record")
     local = client.download_artifacts(run.info.run_id, art.path, str(tmp_path / "dl"))
-    copy = json.loads(open(local).read())
+    copy = json.loads(Path(local).read_text())
     assert copy["run_id"] == rec["run_id"] and copy["metrics"] == rec["metrics"]
 
 
@@ -78,7 +79,7 @@ def test_tensorboard_and_csv_at_once_read_back(tmp_path, glue_dir):
     assert events.Scalars("eval/accuracy")[0].value == pytest.approx(rec["metrics"]["accuracy"], rel=1e-6)
     assert "record/text_summary" in events.Tags()["tensors"]  # the record, as text
     folder = tmp_path / "tracking" / "csv" / "t" / rec["run_id"]
-    rows = list(csv.DictReader(open(folder / "metrics.csv")))
+    rows = list(csv.DictReader((folder / "metrics.csv").read_text().splitlines()))
     assert sum(r["name"] == "train/loss" for r in rows) == rec["train"]["steps"]
     assert float(next(r["value"] for r in rows if r["name"] == "eval/accuracy")) == pytest.approx(rec["metrics"]["accuracy"])
     assert json.loads((folder / "tags.json").read_text())["config_hash"] == rec["config_hash"]
