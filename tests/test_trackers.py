@@ -55,6 +55,9 @@ def test_mlflow_run_read_back_through_its_client(tmp_path, glue_dir):
     assert final["cost/params.trainable"] == rec["params"]["trainable"]
     assert final["cost/throughput.train_samples_per_s"] == pytest.approx(rec["throughput"]["train_samples_per_s"])
     assert final["cost/memory.peak_rss_bytes"] == rec["memory"]["peak_rss_bytes"]
+    from bench.records import load_records
+
+    assert load_records(tmp_path) == ([rec], [])  # the artifact's copy under tracking/ is not a second record
     (art,) = client.list_artifacts(run.info.run_id, "record")
     local = client.download_artifacts(run.info.run_id, art.path, str(tmp_path / "dl"))
     copy = json.loads(Path(local).read_text())
@@ -107,3 +110,53 @@ def test_missing_tracker_package_names_the_extra(tmp_path, glue_dir):
     assert "logger=wandb: the wandb package is not installed; install peft-bench's extra: " \
            "pip install 'peft-bench[wandb]'" in proc.stdout + proc.stderr
     assert not (tmp_path / "t").exists()  # checked before any work
+
+
+def test_per_step_tracker_work_is_outside_the_timed_steps(monkeypatch):
+    """The trackers' per-step hook runs only between timed regions, never inside one, and after the
+    step it reports has been timed: so throughput figures are the same with or without a tracker.
+    The real StepTimer is kept; a subclass only notes when a timed region is open."""
+    from contextlib import contextmanager
+
+    import torch
+    from omegaconf import OmegaConf
+    from test_methods import TRAIN, _toy_data, build
+
+    import bench.train
+    from bench.measure import StepTimer
+    from bench.progress import CellProgress
+    from bench.trackers import ProgressTee
+
+    timers = []
+
+    class Watched(StepTimer):
+        inside = False
+
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            timers.append(self)
+
+        @contextmanager
+        def step(self, *a, **k):
+            with super().step(*a, **k):
+                self.inside = True
+                yield
+                self.inside = False
+
+    seen = []
+
+    class Tracker:
+        def step(self, loss, lr):
+            seen.append((timers[0].inside, timers[0].steps, loss, lr))
+
+    monkeypatch.setattr(bench.train, "StepTimer", Watched)
+    built, method = build("tiny-bert", {"_target_": "bitfit", "name": "bitfit", "lr": 1e-2})
+    tcfg = OmegaConf.merge(TRAIN, {"epochs": 3, "warmup_ratio": 0.2})
+    res, timer = bench.train.train_model(built.model, method, _toy_data(), tcfg, torch.device("cpu"), pad_id=0,
+                                         progress=ProgressTee(CellProgress("t", mode="off"), Tracker()))
+    assert timer is timers[0] and len(seen) == res.steps == 9
+    assert [inside for inside, *_ in seen] == [False] * 9  # never inside a timed region
+    assert [n for _, n, *_ in seen] == list(range(1, 10))  # the k-th call after the k-th step closed
+    assert seen[-1][2] == res.final_loss
+    lrs = [lr for *_, lr in seen]  # the rate each step used: warm-up (2 steps) then linear decay
+    assert lrs[:3] == pytest.approx([5e-3, 1e-2, 1e-2 * 7 / 7]) and lrs[-1] == pytest.approx(1e-2 / 7)
