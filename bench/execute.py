@@ -3,7 +3,9 @@
 A cell that fails writes a `failed` record (error type, message, phase, innermost frame) and a log
 with the traceback, then the sweep goes on; the terminal gets one clear line, not a traceback.
 Ctrl-C writes an `interrupted` record and stops; resume reruns every cell without an `ok` record
-whose config hash matches.
+whose config hash matches. A claim beside the record (bench/claims.py) keeps two launches sharing a
+results folder from running one cell twice; the experiment trackers (bench/trackers.py) get the
+cell's steps and its record, and never decide its status.
 """
 from __future__ import annotations
 
