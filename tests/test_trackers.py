@@ -64,15 +64,22 @@ def test_mlflow_run_read_back_through_its_client(tmp_path, glue_dir):
     assert copy["run_id"] == rec["run_id"] and copy["metrics"] == rec["metrics"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
-                    reason="tensorboard not installed: pip install '.[tensorboard]'")
-def test_tensorboard_and_csv_at_once_read_back(tmp_path, glue_dir):
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None or importlib.util.find_spec("mlflow") is None,
+                    reason="tensorboard or mlflow not installed: pip install '.[tensorboard,mlflow]'")
+def test_tensorboard_and_csv_at_once_and_a_failing_tracker_never_fails_the_cell(tmp_path, glue_dir):
+    """Three trackers at once; MLflow's store cannot be created (a file where its folder should be):
+    a warning, the record says so, the cell is ok and the other two log everything."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    proc = run_bench([*CELL, "logger=[tensorboard,csv]"], glue_dir, tmp_path)
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("a file where the store's folder should be")
+    proc = run_bench([*CELL, "logger=[tensorboard,csv,mlflow]", f"logger.mlflow.tracking_uri=sqlite:///{blocked}/m.db"],
+                     glue_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tracker mlflow failed, switched off for this cell (the record is unaffected)" in proc.stdout + proc.stderr
     rec = _one_record(tmp_path / "t")
-    assert {k: v["status"] for k, v in rec["trackers"].items()} == {"tensorboard": "ok", "csv": "ok"}
+    assert {k: v["status"] for k, v in rec["trackers"].items()} == {"tensorboard": "ok", "csv": "ok", "mlflow": "failed"}
+    assert rec["trackers"]["mlflow"]["error"]
     events = EventAccumulator(str(tmp_path / "tracking" / "tensorboard" / "t" / rec["run_id"]))
     events.Reload()
     scalars = events.Tags()["scalars"]
@@ -87,19 +94,6 @@ def test_tensorboard_and_csv_at_once_read_back(tmp_path, glue_dir):
     assert float(next(r["value"] for r in rows if r["name"] == "eval/accuracy")) == pytest.approx(rec["metrics"]["accuracy"])
     assert json.loads((folder / "tags.json").read_text())["config_hash"] == rec["config_hash"]
     assert json.loads((folder / f"{rec['run_id']}.json").read_text())["metrics"] == rec["metrics"]
-
-
-@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed: pip install '.[mlflow]'")
-def test_a_failing_tracker_never_fails_the_cell(tmp_path, glue_dir):
-    blocked = tmp_path / "not_a_folder"
-    blocked.write_text("a file where the store's folder should be")
-    proc = run_bench([*CELL, "logger=[mlflow,csv]", f"logger.mlflow.tracking_uri=sqlite:///{blocked}/mlflow.db"],
-                     glue_dir, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "tracker mlflow failed, switched off for this cell (the record is unaffected)" in proc.stdout + proc.stderr
-    rec = _one_record(tmp_path / "t")
-    assert rec["trackers"]["mlflow"]["status"] == "failed" and rec["trackers"]["mlflow"]["error"]
-    assert rec["trackers"]["csv"]["status"] == "ok"  # the others go on
 
 
 def test_missing_tracker_package_names_the_extra(tmp_path, glue_dir):
