@@ -59,7 +59,9 @@ class SummaryCallback(Callback):
             return
         table, counts = summary_table(entries)
         print("\n" + table)
-        print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already done)"
+        busy = counts.get("running elsewhere", 0)
+        print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped'] - busy} skipped (already done)"
+              + (f", {busy} skipped (running elsewhere)" if busy else "")
               + (f", {counts['interrupted']} interrupted" if counts.get("interrupted") else "")
               + f"; records in {sweep_dir}")
         if counts["failed"] or counts.get("interrupted"):

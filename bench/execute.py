@@ -3,7 +3,9 @@
 A cell that fails writes a `failed` record (error type, message, phase, innermost frame) and a log
 with the traceback, then the sweep goes on; the terminal gets one clear line, not a traceback.
 Ctrl-C writes an `interrupted` record and stops; resume reruns every cell without an `ok` record
-whose config hash matches.
+whose config hash matches. A claim beside the record (bench/claims.py) keeps two launches sharing a
+results folder from running one cell twice; the experiment trackers (bench/trackers.py) get the
+cell's steps and its record, and never decide its status.
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import logging
 import os
 import time
 import traceback
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from bench import claims as C
 from bench import records as R
 from bench.errors import BenchError
 from bench.labels import method_label
@@ -94,27 +98,73 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
         return "failed", Path(str(cfg.get("results_dir", ".")))
     path = record_path(cfg, ident)
     cell = f"{ident['model']} / {ident['task']} / {ident['method_label']} / seed {ident['seed']}"
-    if cfg.get("resume", True) and existing_ok(path, ident["config_hash"]):
-        log.info("skip (done): %s -> %s", cell, path)
-        _ledger(cfg, {"status": "skipped", "path": str(path), "cell": cell})
-        cell_finished(cfg, "skipped", 0.0, cell)
+    if _done(cfg, path, ident, cell):
         return "skipped", path
-    log.info("run: %s", cell)
-    t0 = time.monotonic()
-    if not cfg.get("isolate", True):
-        status = _run_and_record(cfg, ident, path, cell)
-        if status == "interrupted":
-            raise KeyboardInterrupt
-    else:
-        status = _run_isolated(cfg, ident, path, cell)
+    claim = _claim(cfg, path, ident, cell)
+    if claim is False:
+        return "skipped", path
+    try:
+        if claim is not None and _done(cfg, path, ident, cell):  # finished by another run since the first look
+            return "skipped", path
+        log.info("run: %s", cell)
+        t0 = time.monotonic()
+        if not cfg.get("isolate", True):
+            with C.Heartbeat(claim, C.settings_from(cfg)["heartbeat_s"]) if claim else nullcontext():
+                status = _run_and_record(cfg, ident, path, cell)
+            if status == "interrupted":
+                raise KeyboardInterrupt
+        else:
+            status = _run_isolated(cfg, ident, path, cell, claim)
+    finally:
+        if claim:
+            claim.release()
     cell_finished(cfg, status, time.monotonic() - t0, cell)  # the sweep line (bench/progress.py)
     return status, path
+
+
+def _done(cfg: DictConfig, path: Path, ident: dict, cell: str) -> bool:
+    """Resume: an ok record with this config hash exists, so the cell is skipped (and said so)."""
+    if not (cfg.get("resume", True) and existing_ok(path, ident["config_hash"])):
+        return False
+    log.info("skip (done): %s -> %s", cell, path)
+    _ledger(cfg, {"status": "skipped", "path": str(path), "cell": cell})
+    cell_finished(cfg, "skipped", 0.0, cell)
+    return True
+
+
+def _claim(cfg: DictConfig, path: Path, ident: dict, cell: str):
+    """This launch's claim on the cell (bench/claims.py): a Claim, None when claims cannot be made
+    here (the cell runs unclaimed, as before), or False when another live run holds the cell and
+    `claim.on_busy=skip` (or, waiting, that run finished it ok)."""
+    st = C.settings_from(cfg)
+    where = C.claim_path(path)
+    waited = False
+    while True:
+        try:
+            claim, holder = C.acquire(where, float(st["stale_after_s"]))
+        except OSError as exc:
+            log.warning("claim %s: cannot be made (%s); running the cell unclaimed", where, exc)
+            return None
+        if claim is not None:
+            return claim
+        if st["on_busy"] != "wait":
+            log.info("skip (running elsewhere): %s, claimed by %s (%s)", cell, holder, where.name)
+            _ledger(cfg, {"status": "skipped", "why": "running elsewhere", "path": str(path), "cell": cell})
+            cell_finished(cfg, "skipped", 0.0, cell)
+            return False
+        if not waited:
+            log.info("wait (running elsewhere): %s, claimed by %s; looking again every %g s", cell, holder,
+                     float(st["poll_s"]))
+            waited = True
+        time.sleep(float(st["poll_s"]))
+        if _done(cfg, path, ident, cell):
+            return False
 
 
 EXIT_CODES = {0: "ok", 1: "failed", 130: "interrupted"}
 
 
-def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
+def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str, claim=None) -> str:
     """Run the cell in a forked child process.
 
     Each cell then starts from the same memory state (the imported libraries, nothing of earlier
@@ -132,8 +182,14 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
     child = ctx.Process(target=_child_main, args=(cfg, ident, path, cell), name=f"cell:{ident['run_id']}")
     child.start()
+    every = float(C.settings_from(cfg)["heartbeat_s"])
     try:
-        child.join()
+        if claim:
+            claim.add_cell_pid(child.pid)
+        while child.is_alive():  # the parent only waits: it keeps the claim's heartbeat (bench/claims.py)
+            child.join(every)
+            if claim and child.is_alive():
+                claim.heartbeat()
     except KeyboardInterrupt:
         # Ctrl-C reaches the whole process group: let the child write its `interrupted` record.
         child.join(60)
@@ -190,8 +246,11 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     phase = Phase()
     partial: dict = {"run_id": ident["run_id"]}
     record = dict(ident, status="ok", error=None, created_at=started)
+    trackers = _start_trackers(cfg, ident)
+    if trackers is not None:
+        record["trackers"] = trackers.status
     try:
-        measured = run_cell(cfg, phase, partial)
+        measured = run_cell(cfg, phase, partial, trackers)
         preds = measured.pop("_predictions", None)
         if preds is not None:
             # Written before the record, so an ok record never names a missing predictions file.
@@ -216,10 +275,42 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
         log.error("FAILED: %s [%s] %s%s  (traceback: %s)", cell, phase.name, kind, exc, logfile)
         status = "failed"
     finally:
+        if trackers is not None:
+            _finish_trackers(trackers, record, path)
         logging.getLogger().removeHandler(handler)
         handler.close()
     _ledger(cfg, {"status": status, "path": str(path), "cell": cell})
     return status
+
+
+def _start_trackers(cfg: DictConfig, ident: dict):
+    """The cell's experiment trackers (bench/trackers.py, `logger=`), started; None without any."""
+    from bench.trackers import Trackers
+
+    try:
+        trackers = Trackers.from_config(cfg, ident)
+        if trackers is not None:
+            trackers.start()
+        return trackers
+    except Exception as exc:  # noqa: BLE001 - a tracker never fails a cell
+        log.warning("trackers: not started (%s: %s); the record is unaffected", type(exc).__name__, exc)
+        return None
+
+
+def _finish_trackers(trackers, record: dict, path: Path) -> None:
+    """Final values and the record to the trackers; the record's `trackers` field is rewritten when
+    a tracker failed on the way (the record on disk stays the source of truth either way)."""
+    before = json.dumps(record.get("trackers"), sort_keys=True, default=str)
+    try:
+        status = trackers.finish(record, path) if path.exists() else trackers.status
+    except Exception as exc:  # noqa: BLE001 - as above
+        log.warning("trackers: not finished (%s: %s)", type(exc).__name__, exc)
+        return
+    if json.dumps(status, sort_keys=True, default=str) != before and path.exists():
+        try:
+            R.write_record(path, dict(record, trackers=status))
+        except OSError as exc:
+            log.warning("trackers: status not written to %s (%s)", path, exc)
 
 
 def _write_failure(record, partial, path, status, etype, message, phase, where, logfile) -> None:

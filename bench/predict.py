@@ -45,11 +45,11 @@ def write_delta_info(folder, *, model_cfg: dict, method, task: dict, seed: int, 
     for key in ("source", "tokenizer"):
         if model_cfg.get(key):
             model_cfg[key] = public_source(str(model_cfg[key]), str(model_cfg.get("name", "model")))
-    cls = type(method)
     info = {
         "format": FORMAT, "version": 1, "run_id": run_id, "method_label": method_label,
-        "method": {"_target_": getattr(cls, "config_target", f"{cls.__module__}.{cls.__qualname__}"), "name": method.name,
-                   **method.settings()},
+        # the registered name only (bench.methods.REGISTRY), never an import path: loading a delta
+        # must not import a module that a file in a (possibly shared) results folder names
+        "method": {**method.settings(), "name": method.name},
         "model": model_cfg, "task": task, "seed": int(seed), "max_seq_len": int(max_seq_len),
         "eval_batch_size": int(eval_batch_size), "pad_to_multiple_of": int(pad_to_multiple_of),
         "headline_metric": headline, "metrics": metrics or {},
@@ -69,7 +69,7 @@ def model_card(info: dict, inference: dict | None) -> str:
              f"| tokenizer | `{m.get('tokenizer') or m.get('source')}` (max {info['max_seq_len']} tokens) |",
              (f"| task | {t['name']} ({t['kind']}; text fields {', '.join(t['text_fields'])}; "
               f"labels {', '.join(t.get('label_names') or t.get('labels') or ['score'])}) |"),
-             f"| method | `{info['method']['_target_']}` |"]
+             f"| method | `{info['method']['name']}` (registered name) |"]
     lines += [f"| method.{k} | `{v}` |" for k, v in settings.items()]
     lines += ["", "## Metrics (dev split, as recorded; 0-1 scale)", ""]
     lines += [f"- {k}: {v:.4f}{' (headline)' if k == info.get('headline_metric') else ''}"
@@ -90,6 +90,41 @@ def model_card(info: dict, inference: dict | None) -> str:
     return "\n".join(lines)
 
 
+def method_from_delta(node: dict, where: str):
+    """The method of a delta's `bench_delta.json` `method` node, built by its registered name.
+
+    A delta folder is data: whoever can write a shared results folder must not be able to make
+    every reader import a module of their choosing. So the class comes from bench.methods.REGISTRY
+    only (built-ins, and plugins the user has imported). Deltas written before issue #28 record
+    `_target_` as an import path: it is accepted when it is the path of a registered class (compared
+    as text, nothing imported), else refused with what to do."""
+    from bench.methods import REGISTRY, build_method
+
+    node = dict(node)
+    target = node.pop("_target_", None)
+    name = node.get("name")
+    known = {f"{c.__module__}.{c.__qualname__}": n for n, c in REGISTRY.items()}
+    from bench.methods import PeftTuner
+
+    if name and node.get("peft_type") and issubclass(REGISTRY.get(str(name), PeftTuner), PeftTuner):
+        # a generic peft tuner (bench/methods/peft_tuner.py): the one generic class, named by the delta;
+        # the peft type and fields are data, checked by peft's own config class
+        return build_method({**node, "_target_": PeftTuner.name, "name": str(name)}, where=where)
+    if target is not None and str(target) not in REGISTRY:
+        if str(target) not in known:
+            raise ValueError(f"{where}: method._target_ {target!r} is not a registered method; a delta names its "
+                             f"method by its registered name ({', '.join(sorted(REGISTRY))}) and peft-bench does not "
+                             "import modules a delta folder names. A plugin's method: import its module first "
+                             "(it registers itself), then load the delta.")
+        name = name or known[str(target)]
+    elif target is not None:
+        name = name or str(target)
+    if not name or str(name) not in REGISTRY:
+        raise ValueError(f"{where}: method {name!r} is not a registered method (registered: "
+                         f"{', '.join(sorted(REGISTRY))}); a plugin's method: import its module first")
+    return build_method({**node, "_target_": str(name), "name": str(name)}, where=where)
+
+
 class Predictor:
     """A finetuned model rebuilt from a delta folder, with its tokenizer and label names."""
 
@@ -97,7 +132,6 @@ class Predictor:
         from omegaconf import OmegaConf
 
         from bench.cell import build_cell
-        from bench.methods import build_method
 
         folder = Path(folder)
         path = folder / INFO_FILE
@@ -109,7 +143,7 @@ class Predictor:
             raise ValueError(f"{path}: not a peft-bench delta description (format {info.get('format')!r})")
         self.task = info["task"]
         self.device = torch.device(device)
-        method = build_method(info["method"], where=str(path))
+        method = method_from_delta(info["method"], where=str(path))
         built = build_cell(OmegaConf.create(info["model"]), method, int(self.task["num_labels"]), int(info["seed"]),
                            int(info["max_seq_len"]))
         method.load_delta(built.model, folder)

@@ -102,8 +102,9 @@ class CellProgress:
             self.bar = tqdm(total=self.total, desc=self.label, unit="step", file=self.stream, mininterval=BAR_EVERY_S,
                             leave=True, smoothing=0.1, **width)
 
-    def step(self, samples: int, loss: float | None, epoch: int) -> None:
-        """After an optimizer step (outside the timed region). Draws only when it is time to."""
+    def step(self, samples: int, loss: float | None, epoch: int, lr: float | None = None) -> None:
+        """After an optimizer step (outside the timed region). Draws only when it is time to. `lr`
+        (the step's learning rate) is for the trackers (bench/trackers.ProgressTee); not printed."""
         if self.mode == "off":
             return
         self.steps += 1

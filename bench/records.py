@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,13 +23,14 @@ SCHEMA_VERSION = 2
 #: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
 READABLE_VERSIONS = (1, 2)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
+TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/trackers.py)
 STATUSES = ("ok", "failed", "interrupted")
 REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed")
 
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
 HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
-                 "study", "study_cell", "inference", "progress",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
+                 "study", "study_cell", "inference", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
                  # after-training inference measurement (it measures the trained model; it does not change it)
                  "task.display_name", "task.description", "task.order")  # how reports show a task (bench/results.py)
 
@@ -107,15 +109,35 @@ def _json_default(obj: Any):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+#: What is wrong with a bad record file, in the words reports and the gate print (BadRecord.kind).
+BAD_KINDS = ("truncated", "not valid JSON", "unknown schema_version", "not a record", "cannot read")
+#: A record's file name (bench.records.record_stem + .json): such a file that holds no record is named as bad;
+#: any other JSON in a results folder (baselines, a delta folder's config files) is not a record and is skipped.
+RECORD_NAME = re.compile(r"__s-?\d+__[0-9a-f]{8}\.json$")
+
+
 @dataclass
 class BadRecord:
-    """A file that looks like a record but cannot be used; reported, never fatal."""
+    """A file that looks like a record but cannot be used; reported by file and reason, never fatal.
+    `kind`: one of BAD_KINDS, so a reader can count or group them."""
 
     path: Path
     reason: str
+    kind: str = "not a record"
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+def _json_problem(raw: str, exc: json.JSONDecodeError) -> tuple[str, str]:
+    """(kind, reason) of a file that does not parse: `truncated` when the parser ran out of text
+    (a write cut short, a full disk, a copy that stopped), else `not valid JSON` (a hand edit)."""
+    where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    if not raw.strip():
+        return "truncated", "truncated: the file is empty"
+    if exc.pos >= len(raw.rstrip()) or exc.msg.startswith("Unterminated string"):  # a string runs to the end
+        return "truncated", f"truncated: the JSON ends before it is complete ({where})"
+    return "not valid JSON", f"not valid JSON ({where})"
 
 
 def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
@@ -134,12 +156,13 @@ def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
     rec = parsed
     if not isinstance(rec, dict):
         raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")  # noqa: TRY004 - callers catch ValueError for any unreadable record
+    # the version first: a newer schema may name its fields differently, so its other checks would mislead
+    if "schema_version" in rec and rec["schema_version"] not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: unknown schema_version {rec['schema_version']!r}: this peft-bench reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer peft-bench? upgrade to read it)")
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
     if missing:
         raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
-    if rec["schema_version"] not in READABLE_VERSIONS:
-        raise ValueError(f"{path}: schema_version {rec['schema_version']!r}, expected one of "
-                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     if isinstance(rec["seed"], bool) or not isinstance(rec["seed"], int):
         raise ValueError(f"{path}: seed {rec['seed']!r}, expected an integer")  # noqa: TRY004 - as above
     for key in ("model", "task", "method"):
@@ -158,7 +181,10 @@ def iter_record_files(root: str | os.PathLike) -> Iterable[Path]:
         yield root
         return
     for p in sorted(root.rglob("*.json")):  # predictions files end in .json.gz: not matched
-        if p.name.startswith(".") or any(part.startswith(".") for part in p.relative_to(root).parts[:-1]):
+        parts = p.relative_to(root).parts
+        if p.name.startswith(".") or any(part.startswith(".") for part in parts[:-1]):
+            continue
+        if parts[0] == TRACKING_DIR and len(parts) > 1:  # trackers' copies of records (bench/trackers.py)
             continue
         yield p
 
@@ -166,33 +192,49 @@ def iter_record_files(root: str | os.PathLike) -> Iterable[Path]:
 def load_records(root: str | os.PathLike) -> tuple[list[dict], list[BadRecord]]:
     """All records under `root` (recursively). Each good record gets `_path` (its file).
 
-    JSON files that are not records (no `schema_version`) are skipped silently so that a results
-    folder may also hold baselines or other JSON; files that claim to be records but are broken
-    are returned as BadRecord.
+    JSON files that are not records (no `schema_version`, and not named like a record) are skipped
+    silently so that a results folder may also hold baselines, delta folders or other JSON; files
+    that claim to be records but are broken are returned as BadRecord with a kind and a reason
+    (truncated, not valid JSON, unknown schema_version, not a record), so that every reader can
+    name them and go on.
     """
     good: list[dict] = []
     bad: list[BadRecord] = []
     for p in iter_record_files(root):
         try:
             raw = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            bad.append(BadRecord(p, f"cannot read ({exc.strerror})"))
+        except (OSError, UnicodeDecodeError) as exc:
+            bad.append(BadRecord(p, f"cannot read ({getattr(exc, 'strerror', None) or exc})", "cannot read"))
             continue
         try:
             probe = json.loads(raw)
         except json.JSONDecodeError as exc:
-            bad.append(BadRecord(p, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"))
+            kind, reason = _json_problem(raw, exc)
+            bad.append(BadRecord(p, reason, kind))
             continue
         if not isinstance(probe, dict) or "schema_version" not in probe:
+            if RECORD_NAME.search(p.name):
+                held = "a JSON object without schema_version" if isinstance(probe, dict) else f"a JSON {type(probe).__name__}"
+                bad.append(BadRecord(p, f"not a record: named like one but holds {held}", "not a record"))
             continue
         try:
             rec = read_record(p, parsed=probe)
         except ValueError as exc:
-            bad.append(BadRecord(p, str(exc).split(": ", 1)[-1]))
+            reason = str(exc).split(": ", 1)[-1]
+            if probe.get("schema_version") in READABLE_VERSIONS:
+                bad.append(BadRecord(p, f"not a record: {reason}", "not a record"))
+            else:
+                bad.append(BadRecord(p, reason, "unknown schema_version"))
             continue
         rec["_path"] = str(p)
         good.append(rec)
     return good, bad
+
+
+def bad_record_lines(bad: list[BadRecord], prefix: str = "unreadable record (ignored): ") -> list[str]:
+    """One line per bad record file, `<prefix><path>: <reason>`: what the report and the gate print,
+    so nobody has to hunt for the files behind "2 unreadable"."""
+    return [f"{prefix}{b}" for b in bad]
 
 
 # ------------------------------------------------------------------------------- per-example predictions

@@ -137,10 +137,11 @@ def prediction_payload(spec, eval_ids, eval_data, eval_preds, sel_ids, sel_data,
             "num_labels": spec.num_labels, "splits": splits}
 
 
-def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None = None) -> dict:
+def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None = None, trackers=None) -> dict:
     """Run one cell and return the measured parts of its record (identity fields are added by
-    `bench.execute`). `partial` is filled as measurements arrive so a failure keeps them."""
-    recipe = CellRecipe(cfg, phase or Phase(), partial if partial is not None else {})
+    `bench.execute`). `partial` is filled as measurements arrive so a failure keeps them.
+    `trackers` (bench.trackers.Trackers) hear of each step and epoch."""
+    recipe = CellRecipe(cfg, phase or Phase(), partial if partial is not None else {}, trackers)
     recipe.setup()
     recipe.train()
     recipe.evaluate()
@@ -151,8 +152,8 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
 class CellRecipe:
     """One cell's steps; state passes between them on `self`. `phase.name` says which step runs."""
 
-    def __init__(self, cfg: DictConfig, phase: Phase, partial: dict):
-        self.cfg, self.t, self.phase, self.partial = cfg, cfg.train, phase, partial
+    def __init__(self, cfg: DictConfig, phase: Phase, partial: dict, trackers=None):
+        self.cfg, self.t, self.phase, self.partial, self.trackers = cfg, cfg.train, phase, partial, trackers
         self.t_cell = time.perf_counter()
 
     # -- setup ----------------------------------------------------------------------------------
@@ -250,6 +251,10 @@ class CellRecipe:
         shown = progress_settings(self.cfg)
         progress = CellProgress(f"{self.spec.name} {self.method.name} s{self.seed}", shown["mode"], shown["interval_s"],
                                 parallel=parallel_cells())
+        if self.trackers is not None:
+            from bench.trackers import ProgressTee
+
+            progress = ProgressTee(progress, self.trackers)  # per-step loss and rate, after each timed step
         # a pruned study's rung trial saves its state; the promoted trial continues from it (bench/study.py)
         study_cell = self.cfg.get("study_cell") or {}
         state_out = study_cell.get("rung_state") if t.get("stop_after_epochs") else None
@@ -280,6 +285,8 @@ class CellRecipe:
     def _evaluate_epoch(self, epoch):
         # The epoch is chosen on the selection split only: the reported split is never looked at here.
         m, _ = self._evaluate_selection()
+        if self.trackers is not None:
+            self.trackers.epoch(epoch, m)  # inside the evaluation time, which train_s leaves out
         return m, m[self.spec.headline]
 
     # -- evaluate -------------------------------------------------------------------------------

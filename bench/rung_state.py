@@ -38,7 +38,11 @@ def load_state(path, *, total_steps: int, named, opt, sched, res, device: torch.
     """Restore a saved state into a freshly built run; returns the epochs already trained. Raises
     ValueError naming the file when it is not a state of a run with this schedule and these weights."""
     path = Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by save_state
+    # weights_only: tensors and plain containers only; a results folder may be shared, so its files are data
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError ... for a bad file
+        raise ValueError(f"{path}: not a loadable {FORMAT} file ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} file")
     if state["total_steps"] != int(total_steps):

@@ -12,7 +12,7 @@ accepted. A field without a default is required. Modules that read a setting wit
 (`pick_pad_multiple`, `grad_accum_steps`, `inference.settings_from`) call `check_value` with the
 same rule, so each rule is written once. Defaults stay in the YAML files (conf/), not here.
 
-Unknown keys in train, model, data, inference, study, debug and progress are errors that name the nearest
+Unknown keys in train, model, data, inference, study, debug, progress and claim are errors that name the nearest
 valid key (typos are the most common mistake). Unknown top-level keys are allowed: presets keep
 helper blocks there for interpolation (`reference`, `gate_lr`).
 """
@@ -227,6 +227,16 @@ class ProgressSettings:
 
 
 @dataclass(kw_only=True)
+class ClaimSettings:
+    """`claim`: one cell, one run across launches sharing a results folder (bench/claims.py); not in the hash."""
+
+    on_busy: str = opt(choice("skip", "wait"), "skip")
+    stale_after_s: float = opt(number(0, lo_open=True), 300.0)
+    heartbeat_s: float = opt(number(0, lo_open=True), 15.0)
+    poll_s: float = opt(number(0, lo_open=True), 10.0)
+
+
+@dataclass(kw_only=True)
 class DebugSettings:
     """`debug`: fault injection for the reliability tests (docs/faults.md)."""
 
@@ -250,7 +260,7 @@ class RunSettings:
 
 #: the checked sections: config key -> schema (None: top-level keys of RunSettings)
 SECTIONS = {"train": TrainSettings, "model": ModelSettings, "data": DataSettings, "inference": InferenceSettings,
-            "study": StudySettings, "debug": DebugSettings, "progress": ProgressSettings}
+            "study": StudySettings, "debug": DebugSettings, "progress": ProgressSettings, "claim": ClaimSettings}
 #: the method keys every method config has; the rest are checked against the class's signature
 METHOD_COMMON = ("_target_", "name", "lr")
 
@@ -404,6 +414,9 @@ def check(cfg, *, whole_job: bool = True):
         raise ConfigError("method: missing (choose one: method=<name>)")
     choice = OmegaConf.select(cfg, "hydra.runtime.choices.method", default=None)  # a sweep's job config
     method = method_from_config(cfg, where=method_source(choice) if choice else None)
+    from bench.trackers import check_logger
+
+    check_logger(_resolved(cfg, "logger"))
     study = _resolved(cfg, "study") or {}
     if whole_job and study.get("enabled"):
         check_study(cfg, study, method.name)

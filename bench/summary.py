@@ -36,6 +36,10 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             rec = R.read_record(e["path"])
         except ValueError:
             rec = None
+        if e.get("why") == "running elsewhere":  # another launch holds the cell's claim (bench/claims.py)
+            counts["running elsewhere"] = counts.get("running elsewhere", 0) + 1
+            rows.append((e["cell"], "skipped (running elsewhere)", "-", "-", "-", "-", "-"))
+            continue
         if rec is None:
             rows.append((e["cell"], e["status"], "-", "-", "-", "-", "-"))
             continue

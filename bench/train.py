@@ -251,6 +251,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
             shapes = [(len(part), padded_width(max(lengths[i] for i in part), pad_multiple))
                       for part in micro_batches(ids, micro)]
             padded, squares = sum(b * w for b, w in shapes), sum(b * w * w for b, w in shapes)
+            step_lr = opt.param_groups[0]["lr"]  # the rate this step uses (for the trackers), read before the timer
             with timer.step(len(ids), n_tok, padded, squares):
                 step_loss = 0.0
                 for part in micro_batches(ids, micro):
@@ -287,7 +288,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
             res.steps += 1
             res.final_loss = step_loss
             if progress is not None:
-                progress.step(len(ids), step_loss, epoch + 1)
+                progress.step(len(ids), step_loss, epoch + 1, lr=step_lr)
         if evaluate_epoch is not None:
             sync(device)
             t0 = time.perf_counter()

@@ -38,7 +38,7 @@ class StepClock:
     def start(self, total_steps, epochs):
         self.t = time.perf_counter()
 
-    def step(self, samples, loss, epoch):
+    def step(self, samples, loss, epoch, lr=None):
         now = time.perf_counter()
         self.times.append(now - self.t)
         self.t = now

@@ -236,7 +236,7 @@ class Interleaver:
         self.rng_b = torch.get_rng_state()  # the minimal side starts from the harness's RNG state
         self.t = time.perf_counter()
 
-    def step(self, samples: int, loss: float | None, epoch: int) -> None:
+    def step(self, samples: int, loss: float | None, epoch: int, lr: float | None = None) -> None:
         if self.inner is not None:
             self.inner.step(samples, loss, epoch)
         self.a.append(time.perf_counter() - self.t)

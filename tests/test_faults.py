@@ -61,9 +61,12 @@ def test_sigkill_mid_sweep_then_resume_runs_only_missing_cells(tmp_path, glue_di
     for p in (tmp_path / "s").glob("*.json"):  # nothing half-written
         json.loads(p.read_text())
     assert records_in(tmp_path / "s") == [done]
+    assert len(list((tmp_path / "s").glob("*__bitfit__*.claim"))) == 1  # the killed run's claim (bench/claims.py)
     again = run_bench(SWEEP, glue_dir, tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "2 ok, 0 failed, 1 skipped" in again.stdout
+    assert "taking over a stale claim" in again.stdout + again.stderr  # its processes are gone: taken over
+    assert not list((tmp_path / "s").glob("*.claim"))
     assert _ok(tmp_path / "s") == ["adapter", "bitfit", "lora"]
     assert json.loads(Path(done["_path"]).read_text())["finished_at"] == done["finished_at"]  # untouched
 

@@ -267,7 +267,7 @@ def test_failed_and_missing_cells_in_csv_md_and_html(report):
     main_rows = [r for r in page.rows if r and r[0] == "bitfit" and "failed" in r]
     assert main_rows and "missing (no stsb)" in main_rows[0]
     text = (out / "index.html").read_text()
-    assert "broken__record.json" in text and "not valid JSON" in text
+    assert "broken__record.json" in text and "truncated: the JSON ends before it is complete" in text
 
 
 # ------------------------------------------------------------------ files and links

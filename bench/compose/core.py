@@ -106,14 +106,17 @@ def build(src: Source, settings: dict | None = None, num_labels: int | None = No
     """A fresh cell (bench.cell.build_cell) for `src`'s config, with the method's settings replaced
     by `settings` where given (a merged LoRA's rank). Returns the Cell."""
     from bench.cell import build_cell
-    from bench.methods import build_method
+    from bench.predict import method_from_delta
 
-    info = json.loads((src.delta / "bench_delta.json").read_text()) if (src.delta / "bench_delta.json").is_file() \
-        else {"method": dict(src.config["method"])}
-    mcfg = dict(info["method"])
+    info_file = src.delta / "bench_delta.json"
+    mcfg = dict(json.loads(info_file.read_text())["method"]) if info_file.is_file() else dict(src.config["method"])
     mcfg.update(settings or {})
     mcfg.setdefault("lr", src.record.get("train", {}).get("lr"))
-    method = build_method(mcfg, where=str(src.delta / "bench_delta.json"))
+    # a delta's description and a record are data: the method by registered name only (bench.predict.method_from_delta)
+    try:
+        method = method_from_delta(mcfg, str(info_file if info_file.is_file() else src.record.get("_path")))
+    except ValueError as exc:
+        raise ComposeError(str(exc)) from None
     cfg = OmegaConf.create(src.config)
     spec = T.task_spec(cfg.task)
     return build_cell(cfg.model, method, int(num_labels or spec.num_labels), int(src.record["seed"]),

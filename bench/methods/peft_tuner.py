@@ -77,8 +77,6 @@ class PeftTuner(PeftMethod):
     name = "peft"
     #: the method's name comes from its config (`name:`), not from the class (bench.methods.build_method)
     named_by_config = True
-    #: what a saved delta's `_target_` says: the generic class (its per-name subclasses are made at run time)
-    config_target = "bench.methods.PeftTuner"
 
     def __init__(self, lr=None, peft_type: str | None = None, optimizer: str = "adamw",
                  loraplus_lr_ratio: float = 16.0, **fields):

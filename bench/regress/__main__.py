@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench import records as R
+
 from .baseline import (
     DEFAULT_DIR,
     DIRECTIONS,
@@ -68,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _bad_lines(bad) -> list[str]:
-    return [f"unreadable record (ignored): {b}" for b in bad]
+    return R.bad_record_lines(bad)
 
 
 def cmd_save(a) -> int:
@@ -113,6 +115,8 @@ def cmd_check(a) -> int:
     nc = facts["n_conflicts"]
     conflicts = f", {nc} seed cell(s) with several records (newest kept)" if nc else ""
     print(f"candidate: {a.results_dir} ({len(records)} records, {len(bad)} unreadable{conflicts})")
+    for line in _bad_lines(bad):
+        print(f"           {line}")
     print(f"rules:     metric delta within max(floor {st.floor:g}, {st.k:g} x pooled std), direction {st.direction}; "
           f"trainable params exact; memory/throughput within {st.rel_tol:.0%} when the environment matches"
           + (f" (report only: {', '.join(st.report_only)})" if st.report_only else ""))

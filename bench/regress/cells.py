@@ -58,7 +58,7 @@ def load_results(results_dir: str | Path) -> tuple[list[dict], list[R.BadRecord]
         raise UnusableInput(f"results folder {path} does not exist")
     records, bad = R.load_records(path)
     if not records:
-        detail = f" ({len(bad)} unreadable: {bad[0]})" if bad else ""
+        detail = (f" ({len(bad)} unreadable: " + "; ".join(map(str, bad)) + ")") if bad else ""
         raise UnusableInput(f"no readable result records under {path}{detail}")
     return records, bad
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.records import BadRecord, load_records
+from bench.records import BadRecord, bad_record_lines, load_records
 from bench.stats import DEFAULT_B
 
 from .aggregate import Aggregation, build
@@ -61,7 +61,7 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     records, bad = load_records(results_dir)
     lap("load")
     if not records:
-        detail = f" ({len(bad)} unreadable record file(s), e.g. {bad[0]})" if bad else ""
+        detail = (f" ({len(bad)} unreadable record file(s):\n" + "\n".join(bad_record_lines(bad, "  ")) + ")") if bad else ""
         raise UnusableResults(f"no readable result records under {results_dir}{detail}")
     name = name or (results_dir.resolve().name if results_dir.is_dir() else results_dir.stem)
     out = Path(out)
@@ -109,7 +109,7 @@ def summary_text(report: Report) -> str:
              (f"records: {int(counts.get('ok', 0))} ok, {n_fail} failed/interrupted, {len(report.bad)} unreadable"
               f"; {len(agg.failures())} grid cell(s) without an ok record; {len(agg.conflicts)} conflict(s)"
               + (f"; {len(agg.trials)} learning-rate trial record(s) (budget curves only)" if len(agg.trials) else "")),
-             pairwise_line(agg), ""]
+             *bad_record_lines(report.bad, "  unreadable (ignored): "), pairwise_line(agg), ""]
     for model in agg.models:
         lines += [f"[{model}] headline x100 (mean over seeds)", to_text(compact_table(agg, model)), ""]
     lines.append(f"written to {report.index.parent}/ (open {report.index})")
