@@ -273,7 +273,9 @@ def _fields(schema) -> dict:
 
 def nearest(key: str, valid) -> str:
     """`; did you mean X?` for an unknown key, or nothing when no valid key is close."""
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    valid = list(valid)
+    # a transposition (lroa -> lora) first: difflib alone ranks another name with more letters in order higher
+    close = [v for v in valid if sorted(v) == sorted(key)] or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""
 
 

@@ -11,7 +11,7 @@ from test_methods import ARCHS, TRAIN, _toy_data, build
 
 from bench import records as R
 from bench import tasks as T
-from bench.methods import REGISTRY
+from bench.methods import REGISTRY, PeftTuner
 from bench.predict import load_delta, write_delta_info
 from bench.train import train_model
 
@@ -20,7 +20,8 @@ TASK = {"name": "toy", "kind": "classification", "text_fields": ["sentence"], "l
         "label_names": ["negative", "positive"], "num_labels": 2}
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+# the generic peft tuner is one class for many configs: tests/test_catalogue.py round-trips each of them
+@pytest.mark.parametrize("name", sorted(n for n, c in REGISTRY.items() if not issubclass(c, PeftTuner)))
 def test_every_method_round_trips_through_a_delta_folder(name, tmp_path):
     built, method = build("tiny-bert", {"_target_": name, "name": name, "lr": 5e-2})
     train_model(built.model, method, _toy_data(), TRAIN, torch.device("cpu"), pad_id=0)
