@@ -14,7 +14,7 @@ SWEEP ?= default_sweep
 # faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
 SWEEP_ARGS ?=
 
-.PHONY: setup sweep sweep-parallel study budget compose smoke test report reproduce reproduce-params baseline regress bench lint clean
+.PHONY: setup sweep sweep-parallel study budget catalogue compose smoke test report reproduce reproduce-params baseline regress bench lint clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,16 @@ BUDGET_ARGS ?=
 budget: setup
 	$(BIN)/python -m bench experiment=budget results_dir=$(RESULTS) $(BUDGET_ARGS); status=$$?; \
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/budget --out reports/budget; fi; \
+	  exit $$status
+
+## The PEFT catalogue (docs/catalogue.md): 48 methods (every peft tuner that fits an encoder) x sst2, stsb under the
+## tuning protocol (4 rates per method on the selection split, pruned, 3 seeds); resumes; then the catalogue report
+## (every method vs LoRA, Pareto frontiers, rank agreement). Two 1-thread cells at a time, inference timed after.
+CATALOGUE_ARGS ?=
+catalogue: setup
+	$(BIN)/python -m bench experiment=catalogue results_dir=$(RESULTS) inference.enabled=false hydra/launcher=parallel \
+	  hydra.launcher.n_jobs=$$(nproc) train.threads=1 $(CATALOGUE_ARGS); status=$$?; \
+	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report.catalogue $(RESULTS)/catalogue --out reports/catalogue; fi; \
 	  exit $$status
 
 ## Composition track (docs/compose.md): soups of LoRA/adapter seeds, a 3-task LoRA merge (linear, TIES,

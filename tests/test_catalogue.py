@@ -209,3 +209,23 @@ def test_closed_forms_of_the_papers(name, closed_form):
     ref = ours["reference"]
     # query and value in each of the 12 layers: m = 2 modules of width d = 768
     assert ours["params"]["trainable_excl_head"] == closed_form(ref["num_layers"], 2, ref["hidden_size"], yaml_cfg(name))
+
+
+def test_catalogue_report_compares_with_the_reference_and_flags_the_frontier():
+    import pandas as pd
+
+    from bench.report.catalogue import frontier_flags, versus_reference
+
+    pairwise = pd.DataFrame([  # the main report's rows: a ranked above b, delta = a - b
+        {"task": "sst2", "method_a": "vera", "method_b": "lora", "delta": 0.02, "ci_low": 0.01, "ci_high": 0.03, "p": 0.001},
+        {"task": "sst2", "method_a": "lora", "method_b": "ia3", "delta": 0.01, "ci_low": -0.01, "ci_high": 0.02, "p": 0.4},
+        {"task": "sst2", "method_a": "vera", "method_b": "ia3", "delta": 0.03, "ci_low": 0.0, "ci_high": 0.05, "p": 0.01},
+    ])
+    vs = versus_reference(pairwise, "lora").set_index("method_label")
+    assert set(vs.index) == {"vera", "ia3"}  # only the pairs with the reference
+    assert vs.loc["ia3", "delta_vs_ref"] == -0.01 and (vs.loc["ia3", "delta_ci_low"], vs.loc["ia3", "delta_ci_high"]) == (-0.02, 0.01)
+    assert vs.loc["vera", "verdict"] == "better" and vs.loc["ia3", "verdict"] == "tie"
+    assert vs.loc["vera", "p_holm"] == pytest.approx(0.002)  # Holm over the two comparisons with lora
+    table = pd.DataFrame({"task": ["sst2"] * 3, "method_label": ["vera", "lora", "full"],
+                          "trainable_excl_head": [1e4, 3e5, 2e7], "score": [0.80, 0.79, 0.85]})
+    assert frontier_flags(table, "trainable_excl_head").tolist() == [True, False, True]

@@ -1,0 +1,175 @@
+"""The catalogue report (experiment=catalogue, docs/catalogue.md): every method against LoRA as a
+paired verdict, the Pareto frontiers, and whether the two tasks rank the methods alike.
+
+Why its own part rather than the main report's verdict matrix: with 48 methods the main report
+tests all 1,128 pairs per task and corrects over all of them, which is the right question for a
+handful of methods but buries "is X better than LoRA" under a correction for comparisons nobody
+asked. Here the paired bootstrap is the main report's own (same resamples, seeds pooled), read for
+the pairs that contain the reference method, and Holm corrects over those pairs of each task only.
+
+Frontiers: trainable parameters excluding the head (how the method papers count) against the mean
+dev score; and the served inference overhead (merged where the method merges: what a deployed model
+costs) against the score. Both use bench.pareto's one definition of dominance.
+
+`python -m bench.report.catalogue RESULTS_DIR --out DIR [--reference lora]` writes catalogue.csv,
+catalogue.md and prints the Markdown; it reads records only.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bench import stats
+from bench.pareto import pareto_frontier
+
+from .budget import kendall_tau
+
+
+def _served_overhead(rec: dict) -> float:
+    """batch-1 latency ratio vs the untouched backbone, of the merged model where it merges."""
+    inf = rec.get("inference") or {}
+    over = inf.get("overhead") or {}
+    part = over.get("merged") or over.get("method") or {}
+    v = part.get("batch1_mean")
+    return float(v) if isinstance(v, (int, float)) else math.nan
+
+
+def _method_facts(records: list[dict]) -> pd.DataFrame:
+    """Per (task, method_label): peft type, mergeable, storage, served overhead (means over seeds)."""
+    rows = []
+    for rec in records:
+        if rec.get("status") != "ok" or (rec.get("study") or {}).get("role") == "trial":
+            continue
+        method = (rec.get("config") or {}).get("method") or {}
+        merge = ((rec.get("inference") or {}).get("merge") or {}).get("status")
+        rows.append({"task": rec.get("task"), "method_label": rec.get("method_label") or rec.get("method"),
+                     "peft_type": method.get("peft_type") or ("(built-in)" if method else None),
+                     "mergeable": None if merge is None else merge in ("merged", "native"),
+                     "overhead": _served_overhead(rec)})
+    if not rows:
+        return pd.DataFrame(columns=["task", "method_label", "peft_type", "mergeable", "overhead"])
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["task", "method_label"], as_index=False).agg(
+        peft_type=("peft_type", "first"), mergeable=("mergeable", "first"), overhead=("overhead", "mean"))
+
+
+def versus_reference(pairwise: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """method − reference per task from the main report's paired tests, Holm over each task's pairs."""
+    rows = []
+    for task, sub in pairwise.groupby("task"):
+        mine = sub[(sub["method_a"] == reference) | (sub["method_b"] == reference)]
+        part = []
+        for _, r in mine.iterrows():
+            flip = r["method_a"] == reference  # the frame holds a - b with a ranked first
+            other = r["method_b"] if flip else r["method_a"]
+            sign = -1.0 if flip else 1.0
+            lo, hi = (sign * r["ci_high"], sign * r["ci_low"]) if flip else (r["ci_low"], r["ci_high"])
+            part.append({"task": task, "method_label": other, "delta_vs_ref": sign * r["delta"],
+                         "delta_ci_low": lo, "delta_ci_high": hi, "p": r["p"]})
+        adj = stats.holm([p["p"] for p in part])
+        for p, pa in zip(part, adj):
+            sig = stats.significant(pa, p["delta_ci_low"], p["delta_ci_high"])
+            p["p_holm"] = pa
+            p["verdict"] = "tie" if not sig else ("better" if p["delta_vs_ref"] > 0 else "worse")
+            p["test"] = (f"paired bootstrap over examples, seeds pooled; Holm over the {len(part)} "
+                         f"comparisons with {reference} on {task}")
+        rows += part
+    return pd.DataFrame(rows)
+
+
+def frontier_flags(table: pd.DataFrame, cost: str) -> pd.Series:
+    """True for rows on the (cost minimised, score maximised) frontier within their task."""
+    flags = pd.Series(False, index=table.index)
+    for _, sub in table.groupby("task"):
+        pts = list(zip(sub[cost].astype(float), sub["score"].astype(float)))
+        for i in pareto_frontier(pts):
+            flags[sub.index[i]] = True
+    return flags
+
+
+def catalogue_table(agg, records: list[dict], reference: str = "lora") -> tuple[pd.DataFrame, dict]:
+    """One row per (task, method): score with its interval, counts, storage, capabilities, verdict vs
+    the reference, frontier membership; and the rank agreement of the tasks."""
+    cells = agg.cells[agg.cells["row_type"] == "cell"] if "row_type" in agg.cells else agg.cells
+    keep = {"task": "task", "method_label": "method_label", "headline_metric": "metric", "headline_mean": "score",
+            "headline_ci_low": "ci_low", "headline_ci_high": "ci_high", "n_ok": "seeds",
+            "params.trainable_excl_head_mean": "trainable_excl_head", "storage.bytes_mean": "storage_bytes"}
+    table = cells[[c for c in keep if c in cells]].rename(columns=keep)
+    table = table.merge(_method_facts(records), on=["task", "method_label"], how="left")
+    vs = versus_reference(agg.pairwise, reference) if len(agg.pairwise) else pd.DataFrame()
+    if len(vs):
+        table = table.merge(vs, on=["task", "method_label"], how="left")
+        table.loc[table["method_label"] == reference, "verdict"] = "reference"
+    table = table[table["score"].notna()].reset_index(drop=True)
+    table["frontier_params"] = frontier_flags(table, "trainable_excl_head")
+    table["frontier_overhead"] = frontier_flags(table, "overhead") if table["overhead"].notna().any() else False
+    tasks = sorted(table["task"].unique())
+    agreement = {}
+    if len(tasks) == 2:
+        wide = table.pivot_table(index="method_label", columns="task", values="score").dropna()
+        tau, p = kendall_tau(wide[tasks[0]].tolist(), wide[tasks[1]].tolist())
+        agreement = {"tasks": tasks, "kendall_tau_b": tau, "p": p, "methods": len(wide)}
+    return table.sort_values(["task", "score"], ascending=[True, False]).reset_index(drop=True), agreement
+
+
+def _fmt_count(v) -> str:
+    return "" if pd.isna(v) else f"{int(round(v)):,}"
+
+
+def markdown(table: pd.DataFrame, agreement: dict, reference: str) -> str:
+    lines = []
+    for task, sub in table.groupby("task"):
+        metric = sub["metric"].iloc[0]
+        lines += [f"### {task} ({metric}, mean over seeds [95 % CI]; verdict vs {reference}: paired bootstrap, Holm)", "",
+                  "| method | peft type | trainable (excl. head) | storage | mergeable | served latency | score | "
+                  f"Δ vs {reference} [95 % CI] | verdict | frontier |",
+                  "|---|---|---:|---:|---|---:|---|---|---|---|"]
+        for _, r in sub.iterrows():
+            delta = ("" if pd.isna(r.get("delta_vs_ref")) else
+                     f"{100 * r['delta_vs_ref']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
+            front = ", ".join(k for k, f in (("params", r["frontier_params"]), ("latency", r["frontier_overhead"])) if f)
+            merge = "" if pd.isna(r.get("mergeable")) else ("yes" if r["mergeable"] else "no")
+            lines.append(f"| {r['method_label']} | {r.get('peft_type') or ''} | {_fmt_count(r['trainable_excl_head'])} | "
+                         f"{_fmt_count(r['storage_bytes'])} B | {merge} | "
+                         f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
+                         f"{100 * r['score']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] | {delta} | "
+                         f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | {front} |")
+        lines.append("")
+    if agreement:
+        lines.append(f"Rank agreement of {agreement['tasks'][0]} and {agreement['tasks'][1]} over "
+                     f"{agreement['methods']} methods: Kendall tau-b {agreement['kendall_tau_b']:.2f} "
+                     f"(p = {agreement['p']:.3g}).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.report import UnusableResults, generate_report
+
+    ap = argparse.ArgumentParser(prog="python -m bench.report.catalogue", description=__doc__.split("\n")[0])
+    ap.add_argument("results", help="results folder of experiment=catalogue (or any sweep)")
+    ap.add_argument("--out", required=True, help="report folder (the main report is written there too)")
+    ap.add_argument("--reference", default="lora", help="the method every other is compared with (default lora)")
+    ap.add_argument("--bootstrap", type=int, default=stats.DEFAULT_B, help="bootstrap resamples")
+    a = ap.parse_args(argv)
+    try:
+        report = generate_report(a.results, a.out, bootstrap_samples=a.bootstrap)
+    except UnusableResults as exc:
+        print(f"bench.report.catalogue: error: {exc}", file=sys.stderr)
+        return 2
+    from bench.records import load_records
+
+    table, agreement = catalogue_table(report.agg, load_records(Path(a.results))[0], a.reference)
+    out = Path(a.out)
+    table.to_csv(out / "catalogue.csv", index=False)
+    text = markdown(table, agreement, a.reference)
+    (out / "catalogue.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
