@@ -117,7 +117,7 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora") -> tuple[
 
 
 def _fmt_count(v) -> str:
-    return "" if pd.isna(v) else f"{int(round(v)):,}"
+    return "" if pd.isna(v) else f"{round(float(v)):,}"
 
 
 def markdown(table: pd.DataFrame, agreement: dict, reference: str) -> str:
@@ -125,8 +125,8 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str) -> str:
     for task, sub in table.groupby("task"):
         metric = sub["metric"].iloc[0]
         lines += [f"### {task} ({metric}, mean over seeds [95 % CI]; verdict vs {reference}: paired bootstrap, Holm)", "",
-                  "| method | peft type | trainable (excl. head) | storage | mergeable | served latency | score | "
-                  f"Δ vs {reference} [95 % CI] | verdict | frontier |",
+                  ("| method | peft type | trainable (excl. head) | storage | mergeable | served latency | score | "
+                   f"Δ vs {reference} [95 % CI] | verdict | frontier |"),
                   "|---|---|---:|---:|---|---:|---|---|---|---|"]
         for _, r in sub.iterrows():
             delta = ("" if pd.isna(r.get("delta_vs_ref")) else
