@@ -378,8 +378,18 @@ class CellRecipe:
             "flops": flops,
             "time": {"train_s": result.train_s, "eval_s": self.eval_s, "total_s": time.perf_counter() - self.t_cell},
             "storage": self.storage,
+            "capabilities": dict(self.method.capabilities(), optimizer=result.optimizer,
+                                 mergeable=_mergeable(self.inference)),
             "env": self.partial["env"],
             "model_info": {"source": cell.source, "tokenizer": cell.tokenizer_source,
                            "pretrained": bool(self.cfg.model.get("pretrained", True)), "pooling": self.model.pooling},
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+
+
+def _mergeable(inference: dict | None):
+    """From the inference section's measured merge: True (merged, logits checked), False (not
+    applicable, with peft's or the harness's reason in the section), None (not measured)."""
+    merge = (inference or {}).get("merge") or {}
+    status = merge.get("status")
+    return None if status is None else status in ("merged", "native")

@@ -229,3 +229,12 @@ def test_catalogue_report_compares_with_the_reference_and_flags_the_frontier():
     table = pd.DataFrame({"task": ["sst2"] * 3, "method_label": ["vera", "lora", "full"],
                           "trainable_excl_head": [1e4, 3e5, 2e7], "score": [0.80, 0.79, 0.85]})
     assert frontier_flags(table, "trainable_excl_head").tolist() == [True, False, True]
+
+
+def test_capabilities_say_what_the_loop_does_for_each_method():
+    caps = {n: check_method(yaml_cfg(n)).capabilities() for n in ("lora", "adalora", "loraplus", "pissa", "adapter")}
+    assert caps["lora"]["peft_type"] == "LORA" and caps["lora"]["loop_hooks"] == []
+    assert caps["adalora"]["loop_hooks"] == ["before_training", "after_optimizer_step", "regularization"]
+    assert caps["loraplus"]["loop_hooks"] == ["build_optimizer"]
+    assert caps["pissa"]["rewrites_base"] and not caps["lora"]["rewrites_base"]
+    assert caps["adapter"]["delta_format"] == "tensors" and caps["adapter"]["peft_type"] is None

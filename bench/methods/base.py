@@ -134,6 +134,22 @@ class Method:
         """A term added to each micro-batch's loss, or None (AdaLoRA's orthogonality penalty)."""
         return
 
+    def capabilities(self) -> dict:
+        """What a record says the method can do (the record's `capabilities`): its delta format, its
+        peft type where peft provides it, which training-loop hooks it uses, whether it rewrites the
+        base weights. Whether it merges is measured, not declared: the inference section's merge check
+        (bench/inference.py) fills `mergeable` beside this."""
+        hooks = [h for h in ("build_optimizer", "before_training", "after_optimizer_step", "regularization")
+                 if getattr(type(self), h) is not getattr(Method, h) and self.uses_hook(h)]
+        return {"delta_format": self.delta_format, "peft_type": getattr(self, "peft_type_name", None),
+                "loop_hooks": hooks, "rewrites_base": bool(getattr(self, "rewrites_base", False)),
+                "frozen_backbone": bool(self.frozen_backbone)}
+
+    def uses_hook(self, hook: str) -> bool:
+        """Whether an overridden loop hook does anything for this instance (a generic class may
+        override a hook for some configurations only)."""
+        return True
+
     def trainable_named_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 

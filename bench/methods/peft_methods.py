@@ -21,6 +21,11 @@ class PeftMethod(Method):
 
     delta_format = "peft"
 
+    @property
+    def peft_type_name(self) -> str | None:
+        cfg = self.peft_config(None) if type(self).peft_config is not PeftMethod.peft_config else None
+        return str(cfg.peft_type.value) if cfg is not None and cfg.peft_type is not None else None
+
     def peft_config(self, backbone_config):
         raise NotImplementedError
 

@@ -126,6 +126,15 @@ class PeftTuner(PeftMethod):
         init = str(self.fields.get("init_lora_weights", "")).lower()
         return self.peft_type == "lora" and init.startswith(REWRITES_BASE)
 
+    @property
+    def peft_type_name(self) -> str:
+        return self.peft_type.upper()
+
+    def uses_hook(self, hook: str) -> bool:
+        if hook == "build_optimizer":
+            return self.optimizer != "adamw"
+        return self.peft_type == "adalora"
+
     # -- protocol -------------------------------------------------------------------------------
     def validate(self, backbone_config, max_seq_len):
         super().validate(backbone_config, max_seq_len)
