@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import tasks as T
 from bench.batching import encode_cached
 from bench.cell import build_cell, method_from_config
+from bench.chance import collapse_section
 from bench.env import environment, parallel_cells
 from bench.errors import ConfigError
 from bench.flops import cell_flops
@@ -352,6 +353,8 @@ class CellRecipe:
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "selection_metrics": {k: float(v) for k, v in self.sel_metrics.items()},
             "_predictions": self.predictions,
+            # (#25, optional) eval/selection predictions (nearly) all one class or (nearly) constant
+            "collapse": collapse_section(self.predictions),
             "metrics_per_epoch": result.metrics_per_epoch,
             "selection": "best_epoch" if best else "last",
             "best_epoch": result.best_epoch if best else None,
