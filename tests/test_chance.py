@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clitools import TINY, records_in, run_bench
+from clitools import TINY, records_in, run_bench, run_python
 
 from bench import chance
 from bench import tasks as T
@@ -201,7 +201,13 @@ def test_a_constant_predictor_record_carries_the_collapse_warning(tmp_path, glue
     assert rec["collapse"]["splits"]["dev"]["top_share"] == 1.0
     assert any(w.startswith("collapsed: dev: 100.0% of") for w in rec["collapse"]["warnings"])
     assert any(w.startswith("collapsed: selection:") for w in rec["collapse"]["warnings"])
-    assert "collapsed: dev" in res.stderr + res.stdout
+    assert "collapsed: dev" in res.stderr + res.stdout  # the cell's log line
+    assert "collapsed" in res.stdout.split("headline", 1)[1]  # the end-of-sweep table
+    gate = [run_python(["-m", "bench.regress", *a], timeout=120) for a in
+            (["save", tmp_path / "results", "--name", "one", "--out", tmp_path / "base"],
+             ["check", "--baseline", tmp_path / "base" / "one.json", tmp_path / "results"])]
+    assert gate[0].returncode == 0 and gate[1].returncode == 0, gate[0].stderr + gate[1].stdout + gate[1].stderr
+    assert "WARNING seed 0 collapsed: dev: 100.0% of" in gate[1].stdout  # the gate's output, not a failure
 
 
 def test_trained_lora_is_above_chance_and_a_frozen_one_is_not(tmp_path, glue_dir):
