@@ -162,7 +162,7 @@ def add_chance(agg: Aggregation, preds: dict, collapse: dict, b: int, notes: lis
                 notes.append(f"{model}/{task}: eval references differ between records on shared ids; no chance rows")
             continue
         ref_ids, ref = got
-        kinds = {collapse.get(p, {}).get("kind") for p in sub["path"]} - {None}
+        kinds = {(collapse.get(p) or {}).get("kind") for p in sub["path"]} - {None}
         kind = kinds.pop() if len(kinds) == 1 else ("regression" if hm in ("pearson", "spearmanr") else "classification")
         cells = agg.cells[(agg.cells["model"] == model) & (agg.cells["task"] == task)]
         base = chance.trivial_baselines(kind, ref, list(dict.fromkeys([hm] + _base_metrics(cells))))
