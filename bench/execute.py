@@ -262,6 +262,8 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
         status = "ok"
         m = measured["metrics"]
         log.info("ok: %s  %s=%.4f  (%s)", cell, measured["headline_metric"], m[measured["headline_metric"]], path.name)
+        for warning in (measured.get("collapse") or {}).get("warnings") or []:  # (#25) a run that learned nothing
+            log.warning("%s: %s", cell, warning)
     except KeyboardInterrupt:
         _write_failure(record, partial, path, "interrupted", "KeyboardInterrupt",
                        "interrupted by the user (Ctrl-C); rerun the same command to resume", phase.name, "?", logfile)

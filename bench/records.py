@@ -51,6 +51,11 @@ def config_hash(config: dict) -> str:
     cfg = json.loads(json.dumps(config, default=str))
     for key in HASH_EXCLUDED:
         _drop(cfg, key)
+    if ((cfg.get("train") or {}) if isinstance(cfg.get("train"), dict) else {}).get("select") != "best_epoch":
+        # The selection score only chooses an epoch under best_epoch (a study's rate is chosen after the
+        # trials ran, from their stored selection metrics): elsewhere it changes nothing a cell measures,
+        # and leaving it out keeps every select=last cell (default sweep, gate) the cell it was (#25).
+        _drop(cfg, "task.select_metric")
     blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

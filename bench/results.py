@@ -180,6 +180,40 @@ class TaskCatalog:
         return sorted({str(t) for t in tasks}, key=self.key)
 
 
+def selection_keys(spec: dict, headline: str | None = None) -> list[str]:
+    """The selection-split metric(s) every choice (best epoch, a study's rate) is made on: the task
+    spec's `select_metric` (one name, or a list whose mean is the score), else the headline.
+
+    Why not always the headline: on an imbalanced task the F1 of the positive class is maximised by
+    predicting that class everywhere (MRPC: F1 81.2 at 68.4 % accuracy), so choosing on it rewards a
+    collapsed run; GLUE's own task score for MRPC/QQP (mean of F1 and accuracy) does not (docs/protocol.md)."""
+    sel = spec.get("select_metric") if isinstance(spec, dict) else None
+    if isinstance(sel, str) and sel:
+        return [sel]
+    if isinstance(sel, (list, tuple)) and sel and all(isinstance(k, str) and k for k in sel):
+        return list(sel)
+    head = headline or (spec.get("headline") if isinstance(spec, dict) else None)
+    return [str(head)] if head else []
+
+
+def selection_name(keys: Sequence[str]) -> str:
+    """How a selection score is named in logs and records: `f1` or `mean(f1, accuracy)`."""
+    return keys[0] if len(keys) == 1 else f"mean({', '.join(keys)})"
+
+
+def selection_score(keys: Sequence[str], metrics: dict | None) -> float | None:
+    """Mean of `metrics[k]` over the selection keys; None when any is missing or not finite."""
+    vals = [(metrics or {}).get(k) for k in keys]
+    if not keys or not all(_finite(v) for v in vals):
+        return None
+    return float(sum(vals) / len(vals))
+
+
+def record_selection_keys(rec: dict) -> list[str]:
+    """`selection_keys` of a record's own task spec and headline (older records: the headline)."""
+    return selection_keys(_spec_of(rec), headline_of(rec))
+
+
 def headline_of(rec: dict) -> str:
     """The metric a record leads with: its own `headline_metric`, else its task spec's, else GLUE's."""
     return _info(str(rec.get("task")), _spec_of(rec), rec.get("headline_metric")).headline
@@ -224,4 +258,5 @@ def text_table(header: Sequence, rows: Iterable[Sequence], right: Iterable[int] 
 
 
 __all__ = ["GLUE", "SEED_KEY", "TaskCatalog", "TaskInfo", "fmt_count", "headline_of", "newest_per_seed", "recency",
-           "seed_key", "sweep_dir", "sweep_dir_of", "text_table"]
+           "record_selection_keys", "seed_key", "selection_keys", "selection_name", "selection_score", "sweep_dir",
+           "sweep_dir_of", "text_table"]

@@ -122,6 +122,21 @@ def batch_metric(name: str, pred, ref, idx: np.ndarray) -> np.ndarray:
                            for i in range(0, len(idx), step)])
 
 
+def metric_rows(name: str, preds, ref) -> np.ndarray:
+    """metric(preds[b], ref) for every row b of a prediction matrix (B, n) against one reference:
+    the score distribution of a randomised predictor (bench/chance.py), chunked like batch_metric."""
+    preds, ref = np.atleast_2d(np.asarray(preds, dtype=float)), np.asarray(ref, dtype=float)
+    _check(name, preds[0], ref)
+    k = 0
+    if name == "matthews_correlation":
+        classes, inv = np.unique(np.concatenate([ref, preds.ravel()]), return_inverse=True)
+        k = len(classes)
+        ref, preds = inv[: len(ref)], inv[len(ref):].reshape(preds.shape)
+    step = max(1, _CHUNK // max(preds.shape[1], 1))
+    return np.concatenate([_rows(name, preds[i:i + step], np.broadcast_to(ref, preds[i:i + step].shape), k)
+                           for i in range(0, len(preds), step)])
+
+
 def metric(name: str, pred, ref) -> float:
     """The metric on all examples (same numbers as bench.metrics.compute_metrics)."""
     return float(batch_metric(name, pred, ref, np.arange(len(np.asarray(pred)))[None, :])[0])

@@ -153,18 +153,28 @@ def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: di
 
 
 def _score(path: Path, headline_of: dict) -> float | None:
-    """The trial's headline metric on the selection split (None: failed or unreadable)."""
+    """The trial's selection score on the selection split (the task's `select_metric`, default the
+    headline; MRPC: mean of F1 and accuracy, bench.results.selection_keys); None: failed or unreadable."""
+    from bench.results import record_selection_keys, selection_name, selection_score
+
     try:
         rec = R.read_record(path)
     except ValueError:
         return None
     if rec.get("status") != "ok":
         return None
-    sel = rec.get("selection_metrics") or {}
-    head = rec.get("headline_metric")
-    headline_of["key"] = head
-    v = sel.get(head)
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+    keys = record_selection_keys(rec)
+    headline_of["key"] = selection_name(keys)
+    v = selection_score(keys, rec.get("selection_metrics"))
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _select_text(cfg: DictConfig) -> str:
+    """What the study chooses on, in words for its records (`study.selection`)."""
+    from bench.results import selection_keys, selection_name
+
+    task = OmegaConf.to_container(cfg.task, resolve=False)
+    return selection_name(selection_keys(task, str(task.get("headline"))))
 
 
 def choose(grid: list[float], scores: list[float | None]) -> tuple[float, int]:
@@ -199,7 +209,7 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     sweep = str(cfg.sweep_name)
     own = [o for o in (overrides or []) if not o.lstrip("+~").startswith(("train.lr=", "train.seed="))]
     base = {"name": sweep, "n_trials": s["trials"], "lr_grid": s["grid"], "lr_range": s["range"],
-            "trial_seed": s["trial_seed"], "selection": "selection split, headline metric"}
+            "trial_seed": s["trial_seed"], "selection": f"selection split, {_select_text(cfg)}"}
     headline: dict = {}
     pruning = None
     if s["prune"]["enabled"]:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from bench import records as R
+from bench.chance import collapse_warnings
 from bench.execute import LEDGER_DIR
 from bench.results import fmt_count, text_table
 
@@ -47,9 +48,10 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             h = rec["headline_metric"]
             sps = rec["throughput"].get("train_samples_per_s")
             cuda = rec["memory"].get("cuda_peak_allocated_bytes")
+            collapsed = " collapsed" if collapse_warnings(rec) else ""  # (#25) bench.chance
             rows.append((
                 f"{rec['model']} {rec['task']:>5} {rec['method_label']}", e["status"],
-                f"{h}={rec['metrics'][h]:.3f}", fmt_count(rec["params"]["trainable"], "-"),
+                f"{h}={rec['metrics'][h]:.3f}{collapsed}", fmt_count(rec["params"]["trainable"], "-"),
                 f"{cuda / 2**20:.0f}MiB CUDA" if cuda else f"{rec['memory']['peak_rss_bytes'] / 2**20:.0f}MiB",
                 # None when every step was a warm-up step (too few steps to time)
                 f"{sps:.1f}/s" if sps is not None else "n/a", f"{rec['time']['total_s']:.0f}s",

@@ -12,6 +12,8 @@ Schema (keys beyond these are kept in TaskSpec.extra for other parts of the harn
   splits: {<split>: {path, format (tsv|csv|jsonl|parquet; default from the suffix),
            header (default true), columns (required without header), text_fields, label_field}},
   metric_suffix: {<eval split>: suffix} (optional; default "_<split>" for non-main splits),
+  select_metric (optional): the metric, or list of metrics whose mean, every choice on the selection
+  split is made on (best epoch, a study's rate); default the headline (bench.results.selection_keys),
   hub: {path, name, splits: {<split>: <hub split>}, text_fields, label_field} (optional),
   display_name, description, order (optional, display only: how reports name, caption and order the
   task; left out of the config hash, see bench/results.py).
@@ -41,14 +43,15 @@ from bench.sampling import (  # noqa: F401
 )
 
 __all__ = ["DataError", "Example", "TaskSpec", "carve_selection", "evaluate_predictions", "fingerprint", "has_split",
-           "load_split", "metric_keys", "metric_suffix", "nested_subsample", "stratified_order", "subsample",
-           "task_spec"]
+           "load_split", "metric_keys", "metric_suffix", "nested_subsample", "selection_keys", "selection_score",
+           "stratified_order", "subsample", "task_spec"]
 
 KINDS = ("classification", "regression")
 METRICS_FOR_KIND = {"classification": ("accuracy", "f1", "matthews_correlation"),
                     "regression": ("pearson", "spearmanr")}
 _KNOWN_KEYS = {"name", "kind", "text_fields", "label_field", "labels", "label_names", "metrics", "headline",
-               "root", "splits", "eval_splits", "hub", "metric_suffix", "display_name", "description", "order"}
+               "root", "splits", "eval_splits", "hub", "metric_suffix", "display_name", "description", "order",
+               "select_metric"}
 _SPLIT_KEYS = {"path", "format", "header", "columns", "text_fields", "label_field"}
 _HUB_KEYS = {"path", "name", "splits", "text_fields", "label_field"}
 GLUE_HUBS = ("nyu-mll/glue", "glue")
@@ -73,6 +76,7 @@ class TaskSpec:
     display_name: str | None = None
     description: str | None = None
     order: float | None = None
+    select_metric: list[str] = field(default_factory=list)  # [] -> the headline
 
     @property
     def num_labels(self) -> int:
@@ -189,7 +193,33 @@ def task_spec(cfg: Any) -> TaskSpec:
     if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float)) or not math.isfinite(order)):
         raise _bad(name, "order", "a number or absent (reports list tasks by it, then alphabetically)", order)
     spec.order = order
+    spec.select_metric = _select_metric(spec, c.get("select_metric"))
     return spec
+
+
+def _select_metric(spec: TaskSpec, value: Any) -> list[str]:
+    """`select_metric`: absent, a metric name or a list of them, from the main split's metric keys
+    (the selection split is scored under those names)."""
+    if value is None:
+        return []
+    allowed = sorted(set(metric_keys(spec, spec.eval_splits[0]).values()))
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(v, str) and v in allowed for v in names) \
+            or len(set(names)) != len(names):
+        raise _bad(spec.name, "select_metric", f"absent, one of {allowed} or a list of distinct names from them "
+                   "(the selection score is their mean)", value)
+    return list(names)
+
+
+def selection_keys(spec: TaskSpec) -> list[str]:
+    """The metric(s) whose mean a choice on the selection split maximises (default: the headline)."""
+    return list(spec.select_metric) or [spec.headline]
+
+
+def selection_score(spec: TaskSpec, metrics: dict) -> float:
+    """The selection score of one evaluation's metrics (keys without a split suffix)."""
+    keys = selection_keys(spec)
+    return float(sum(metrics[k] for k in keys) / len(keys))
 
 
 def _split(name: str, split: str, v: Any) -> dict:

@@ -178,8 +178,9 @@ def micro_batches(ids: list[int], micro: int) -> list[list[int]]:
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
                 progress=None, state_in=None, state_out=None) -> tuple[TrainResult, StepTimer]:
-    """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, headline)` is
-    called after each epoch when per-epoch evaluation is on; its time is not training time.
+    """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, score)` is
+    called after each epoch when per-epoch evaluation is on (score: the task's selection score on the
+    selection split; the best epoch maximises it); its time is not training time.
     `progress` (bench.progress.CellProgress) hears of each step after the timed region closes.
 
     `train.stop_after_epochs = k` (a tuning study's first rung, bench/study.py) stops after epoch k

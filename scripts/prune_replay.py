@@ -31,6 +31,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results import record_selection_keys, selection_score
 from bench.study import choose, promote, survivors
 
 
@@ -60,10 +61,11 @@ def load(study_dir: Path) -> dict:
 
 
 def replay(p: dict, eta: int, rung: int) -> dict:
-    grid, head, trials = p["grid"], p["headline"], p["trials"]
+    grid, trials = p["grid"], p["trials"]
     epochs = int(next(iter(trials.values()))["train"]["epochs"])
-    final = [trials[i]["selection_metrics"][head] if i in trials else None for i in range(len(grid))]
-    first = [trials[i]["metrics_per_epoch"][rung - 1]["metrics"][head] if i in trials else None
+    keys = record_selection_keys(next(iter(trials.values())))  # the study's selection score (#25)
+    final = [selection_score(keys, trials[i]["selection_metrics"]) if i in trials else None for i in range(len(grid))]
+    first = [selection_score(keys, trials[i]["metrics_per_epoch"][rung - 1]["metrics"]) if i in trials else None
              for i in range(len(grid))]
     ex_lr, ex_i = choose(grid, final)
     kept = promote(first, survivors(len(grid), eta))

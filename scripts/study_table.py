@@ -39,7 +39,7 @@ def tables(rows: list[dict]) -> str:
     for m in methods:
         out.append(f"| {m} | " + " | ".join(f"{by[m, t]['selected_lr']:g}" if (m, t) in by else "-" for t in tasks)
                    + " |")
-    out.append("\n### Every trial: selection-split headline score ×100 per learning rate\n")
+    out.append("\n### Every trial: selection-split selection score ×100 per learning rate (the task's select_metric, default its headline)\n")
     for m in methods:
         grid = next(r["grid"] for r in rows if r["method"] == m)
         out.append(f"**{m}**\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bench.chance import collapse_warnings
 from bench.results import fmt_count, text_table
 
 from .cells import cell_id, env_diff, glob_match
@@ -88,6 +89,8 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
         res.problems.append(f"{cand['n_failed']} seed(s) failed: {cand['errors']}")
     if cand["n_ok"] < base.get("n_ok", 1):
         res.notes.append(f"{cand['n_ok']} ok seed(s) vs {base.get('n_ok')} in the baseline")
+    for rec in cand.get("_records") or []:  # (#25) not gated: a collapsed run may be the baseline's state too
+        res.notes += [f"WARNING seed {rec.get('seed')} {w}" for w in collapse_warnings(rec)]
     # -- metrics ---------------------------------------------------------------------------------
     for m, bs in sorted(base["metrics"].items(), key=lambda kv: kv[0] != hm):
         cs = cand["metrics"].get(m)

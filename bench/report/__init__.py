@@ -98,6 +98,17 @@ def pairwise_line(agg: Aggregation) -> str:
             f"{len(pw) - n_sig} tie(s); see pairwise.csv")
 
 
+def chance_line(agg: Aggregation) -> str:
+    """One line: how many cells beat the best constant predictor, which tasks carry no verdict, collapses."""
+    ch = agg.chance
+    if ch is None or ch.empty:
+        return "against chance: not tested (no per-example predictions)"
+    n_col = int((agg.cells.get("collapsed_seeds", 0) > 0).sum()) if "collapsed_seeds" in agg.cells else 0
+    none = ", ".join(f"{m}/{t}" for m, t in sorted(agg.no_verdict)) or "none"
+    return (f"against chance: {int(ch['above_chance'].astype(bool).sum())} of {len(ch)} cell(s) above the best "
+            f"constant predictor (†: not above); tasks without a verdict: {none}; {n_col} cell(s) with collapsed seeds")
+
+
 def summary_text(report: Report) -> str:
     """Short terminal summary: models, record counts, compact main tables, where the report is."""
     from .tables import compact_table, to_text
@@ -109,7 +120,7 @@ def summary_text(report: Report) -> str:
              (f"records: {int(counts.get('ok', 0))} ok, {n_fail} failed/interrupted, {len(report.bad)} unreadable"
               f"; {len(agg.failures())} grid cell(s) without an ok record; {len(agg.conflicts)} conflict(s)"
               + (f"; {len(agg.trials)} learning-rate trial record(s) (budget curves only)" if len(agg.trials) else "")),
-             *bad_record_lines(report.bad, "  unreadable (ignored): "), pairwise_line(agg), ""]
+             *bad_record_lines(report.bad, "  unreadable (ignored): "), pairwise_line(agg), chance_line(agg), ""]
     for model in agg.models:
         lines += [f"[{model}] headline x100 (mean over seeds)", to_text(compact_table(agg, model)), ""]
     lines.append(f"written to {report.index.parent}/ (open {report.index})")

@@ -283,6 +283,11 @@ class Aggregation:
     ranks: pd.DataFrame = field(default_factory=pd.DataFrame)
     budget: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    #: filled by bench.report.chance.add_chance (issue #25): trivial-baseline rows (table.csv row_type
+    #: "chance"), each method's test against chance, and {(model, task): why} for tasks with no verdict
+    baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    no_verdict: dict = field(default_factory=dict)
     #: task order, headline metrics and captions from the records' task specs
     catalog: TaskCatalog = field(default_factory=TaskCatalog)
 

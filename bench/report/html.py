@@ -194,7 +194,7 @@ def verdicts_section(agg: Aggregation) -> str:
     items = "".join(f"<li>{esc(n[2:])}</li>" for n in notes if n.startswith("- "))
     parts = [f'<p>{esc(head)} <a href="pairwise.csv">pairwise.csv</a></p>']
     if items:
-        parts.append(f'<details><summary>{len(agg.notes)} note(s) on pairs not tested</summary><ul>{items}</ul></details>')
+        parts.append(f'<details><summary>{len(agg.notes)} note(s): pairs not tested, collapsed runs, tasks without a verdict</summary><ul>{items}</ul></details>')
     for i, m in enumerate(agg.models):
         parts += [f'<div class="scroll">{to_html(t, f"verdict-{i}-{j}")}</div>' for j, t in enumerate(verdict_tables(agg, m))]
     return "\n".join(parts)

@@ -43,7 +43,7 @@ _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"
 
 def latex_escape(s: str) -> str:
     out = "".join(_LATEX.get(ch, ch) for ch in str(s))
-    return out.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--")
+    return out.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--").replace("†", r"\textdagger{}")
 
 
 def to_latex(t: Table) -> str:

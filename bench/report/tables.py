@@ -19,6 +19,13 @@ import pandas as pd
 from bench.results import fmt_count
 
 from .aggregate import Aggregation
+from .chance_tables import (
+    _chance_of,
+    add_baseline_rows,
+    chance_marks,
+    chance_text,
+    no_verdict_table,
+)
 from .render import Table, latex_escape, to_html, to_latex, to_markdown, to_text  # noqa: F401 (public here too)
 
 METRIC_SHORT = {"matthews_correlation": "MCC", "pearson": "Pearson", "spearmanr": "Spearman",
@@ -30,8 +37,16 @@ CI_TEXT = ("mean [95% CI]: t interval over seeds (mean ± t*s/sqrt(n)) when n > 
 TIE_TEXT = ("Bold: best on the task or not significantly worse than it (paired bootstrap over dev examples, "
             "seeds pooled, Holm-adjusted over the task's pairs; tie = adjusted p >= 0.05 or the difference's "
             "CI contains 0; docs/statistics.md); tasks without per-example predictions are not marked")
+CHANCE_TEXT = ("† not above chance: a paired bootstrap of the method (seeds pooled) against the best constant "
+               "predictor on the headline (majority class, or class 1 where that wins F1; the mean label for "
+               "regression) does not show it better (Holm over the task's methods, p < 0.05, CI excluding 0); such "
+               "a cell is never bold. '(collapsed k/N)': k seeds predict (nearly) one class or a (nearly) constant "
+               "score. The rows below the methods are trivial baselines computed from the dev labels alone: "
+               "majority, always_positive, label_prior (predictions drawn from the label distribution: mean "
+               "and 95% range of 2,000 seeded draws), constant_mean (regression; a correlation of a constant is "
+               "undefined)")
 CAPTION = ("{model}: each task's headline metric ×100 on its main evaluation split, " + CI_TEXT + "; '(n=k/N)' "
-           "when only k of the N seeds are ok. " + TIE_TEXT + ". {avg} is the unweighted mean of the headline "
+           "when only k of the N seeds are ok. " + TIE_TEXT + ". " + CHANCE_TEXT + ". {avg} is the unweighted mean of the headline "
            "metric over those tasks; a method missing one of them has no average. Trainable parameters "
            "include the task head (% of all parameters); peak memory (MiB = 1,048,576 bytes), train throughput "
            "and storage (MB = 1,000,000 bytes) are means over the method's tasks. Tasks: {tasks}.")
@@ -164,7 +179,7 @@ def main_table(agg: Aggregation, model: str) -> Table:
             text, status = metric_cell(cell, q)
             if q == "headline" and (label, task) in best:
                 table.bold.add((len(table.rows), len(row)))
-            row.append(text)
+            row.append(text + (chance_marks(cell, q) if status in ("ok", "partial") else ""))
             st.append(status)
         if s["status"] == "ok":
             row.append(fmt_metric(s["headline_mean"], s["headline_std"], int(s["headline_n"]),
@@ -186,6 +201,7 @@ def main_table(agg: Aggregation, model: str) -> Table:
         st += [""] * (len(row) - len(st))
         table.rows.append(row)
         table.status.append(st)
+    add_baseline_rows(table, agg, model, tcols)
     return table
 
 
@@ -194,20 +210,26 @@ def details_table(agg: Aggregation, model: str) -> Table:
     cells = agg.cells[agg.cells["model"] == model]
     metrics = sorted(c[:-5] for c in cells.columns if c.startswith("metrics.") and c.endswith("_mean")
                      and cells[c[:-5] + "_n"].sum() > 0)
-    header = ["method", "task", "status", "n ok/seeds", "rank", "interval"] + [m.split(".", 1)[1] for m in metrics]
+    header = ["method", "task", "status", "n ok/seeds", "rank", "vs chance", "collapsed", "interval"]
+    header += [m.split(".", 1)[1] for m in metrics]
     header += ["trainable", "head", "peak RSS (MiB)", "CUDA peak (MiB)", "samples/s", "train s", "storage"]
     table = Table(f"Per-task details: {model}", f"{model}: every metric ×100, {CI_TEXT}, and the per-task "
                   "measurements (means over ok seeds). rank: rank with ties on the headline metric (1 + number "
-                  "of methods significantly better; '–' without per-example predictions).", header)
+                  "of methods significantly better; '–' without per-example predictions). vs chance: difference "
+                  "to the best constant predictor and its Holm-adjusted p (paired bootstrap, seeds pooled); "
+                  "collapsed: seeds whose predictions are (nearly) one class or constant.", header)
     ranks = agg.ranks[agg.ranks["model"] == model].set_index(["method_label", "task"])["rank"] \
         if not agg.ranks.empty else pd.Series(dtype=float)
     order = {lbl: i for i, lbl in enumerate(method_order(agg, model))}
     cells = cells.assign(_o=cells["method_label"].map(order)).sort_values("_o", kind="stable")
     for _, c in cells.iterrows():
         rank = ranks.get((c["method_label"], c["task"]))
+        k = c.get("collapsed_seeds")
         row = [c["method_label"], c["task"], c["status"], f"{c['n_ok']}/{c['n_seeds']}",
-               "–" if rank is None else str(int(rank)), c.get("ci_method") or "–"]
-        st = ["", "", c["status"], "", "", ""]
+               "–" if rank is None else str(int(rank)), chance_text(c),
+               f"{int(k)}/{c['n_ok']}: {c.get('collapse_warnings')}" if _isnum(k) and k > 0 else "–",
+               c.get("ci_method") or "–"]
+        st = ["", "", c["status"], "", "", "", "", ""]
         for m in metrics:
             text, status = metric_cell(c, m)
             row.append(text)
@@ -232,11 +254,17 @@ def verdict_tables(agg: Aggregation, model: str) -> list[Table]:
         if sub.empty:
             continue
         methods = sorted(set(sub["method_a"]) | set(sub["method_b"]), key=lambda m: (order.get(m, 1e9), m))
+        chance_of = _chance_of(agg, model, task)
+        if (model, task) in agg.no_verdict:
+            tables.append(no_verdict_table(agg, model, task, methods, chance_of))
+            continue
         t = Table(f"Pairwise verdicts: {model} / {task}",
                   f"Row vs column on {sub['metric'].iloc[0]} (×100): 'better'/'worse' when the Holm-adjusted p "
                   f"(over the {len(sub)} pair(s) of this task) is < 0.05 and the 95% CI of the difference excludes "
                   "0, else 'tie'; difference = row − column, mean over seeds, on the examples both predicted. "
-                  "Test: paired bootstrap over examples; all numbers in pairwise.csv.", ["method"] + methods)
+                  "Test: paired bootstrap over examples; all numbers in pairwise.csv. vs chance: the row's "
+                  "difference to the best constant predictor, Holm-adjusted p over the task's methods; a method "
+                  "not above chance (†) is never bold.", ["method"] + methods + ["vs chance"])
         cell = {}
         for r in sub.itertuples(index=False):
             v = {"a better": ("better", "worse"), "b better": ("worse", "better")}.get(r.verdict, ("tie", "tie"))
@@ -255,6 +283,8 @@ def verdict_tables(agg: Aggregation, model: str) -> list[Table]:
                 else:
                     row.append("not tested")
                     st.append("")
+            row.append(chance_of.get(a, "–"))
+            st.append("")
             t.rows.append(row)
             t.status.append(st)
         tables.append(t)
@@ -275,14 +305,19 @@ def compact_table(agg: Aggregation, model: str) -> Table:
 
 
 def csv_frame(agg: Aggregation) -> pd.DataFrame:
-    """Cells then summary rows, raw values (metrics 0-1), sorted by model and method."""
-    frame = pd.concat([agg.cells, agg.summary], ignore_index=True, sort=False)
+    """Cells then summary rows, raw values (metrics 0-1), sorted by model and method; the trivial
+    baselines (row_type "chance", method majority/label_prior/...) after each model's methods."""
+    base = agg.baselines if agg.baselines is not None and not agg.baselines.empty else None
+    parts = [agg.cells, agg.summary] + ([base] if base is not None else [])
+    frame = pd.concat(parts, ignore_index=True, sort=False)
     first = [c for c in agg.cells.columns] + [c for c in agg.summary.columns if c not in agg.cells.columns]
+    first += [c for c in (base.columns if base is not None else []) if c not in first]
     frame = frame[first].copy()
-    counts = [c for c in frame.columns if c.endswith("_n") or c in ("n_seeds", "n_ok", "n_failed", "n_missing", "n_tasks")]
+    counts = [c for c in frame.columns if c.endswith("_n") or c in (
+        "n_seeds", "n_ok", "n_failed", "n_missing", "n_tasks", "collapsed_seeds", "chance_examples")]
     frame[counts] = frame[counts].astype("Int64")  # counts stay integers next to summary rows
-    rt = (frame["row_type"] == "summary").astype(int)
-    return frame.iloc[np.lexsort((rt, frame["method_label"], frame["model"]))].reset_index(drop=True)
+    rt = frame["row_type"].map({"cell": 0, "summary": 1, "chance": 2}).fillna(3).astype(int)
+    return frame.iloc[np.lexsort((rt, frame["method_label"], rt == 2, frame["model"]))].reset_index(drop=True)
 
 
 def failures_markdown(agg: Aggregation) -> str:
@@ -305,6 +340,11 @@ def verdict_notes_markdown(agg: Aggregation) -> str:
             + (f"{len(pw)} pair(s) tested, {int((pw['verdict'] != 'tie').sum())} significant after Holm."
                if not pw.empty else "No pair could be tested: no two methods of a task have per-example "
                "predictions (schema-1 records or runs without a predictions file)."))
+    ch = agg.chance
+    if ch is not None and not ch.empty:
+        n_above = int(ch["above_chance"].astype(bool).sum())
+        head += (f" Against chance: {n_above} of {len(ch)} (model, task, method) cell(s) above the best constant "
+                 f"predictor (Holm over each task's methods); {len(agg.no_verdict)} task(s) without a verdict.")
     notes = [f"- {n}" for n in agg.notes]
     return "\n".join([head, ""] + notes) + "\n"
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from bench import stats
+from bench import chance, stats
 from bench.records import load_predictions
 
 from .aggregate import Aggregation, is_metric
@@ -34,8 +34,9 @@ RANK_COLUMNS = ["model", "task", "method_label", "rank", "tied_best", "n_methods
 BUDGET_COLUMNS = ["model", "task", "method_label", "study", "n_trials", "k", "expected_max", "std"]
 
 
-def _load(kept: pd.DataFrame, notes: list[str]) -> dict[str, dict]:
-    """Predictions of every ok record that names a file: {record path: {suffix: (ids, preds, refs)}}."""
+def _load(kept: pd.DataFrame, notes: list[str], collapse: dict | None = None) -> dict[str, dict]:
+    """Predictions of every ok record that names a file: {record path: {suffix: (ids, preds, refs)}};
+    `collapse` (optional) is filled with {record path: bench.chance.collapse_section} of the same file."""
     out = {}
     ok = kept[(kept["status"] == "ok") & kept["predictions"].notna()] if "predictions" in kept else kept.iloc[:0]
     for r in ok.itertuples(index=False):
@@ -44,6 +45,8 @@ def _load(kept: pd.DataFrame, notes: list[str]) -> dict[str, dict]:
         except ValueError as exc:
             notes.append(f"predictions not used: {exc}")
             continue
+        if collapse is not None:
+            collapse[r.path] = chance.collapse_section(data)
         splits = {}
         for name, sp in data["splits"].items():
             if not isinstance(sp, dict) or sp.get("role", "eval") != "eval":
@@ -224,10 +227,14 @@ def add_verdicts(agg: Aggregation, b: int = stats.DEFAULT_B) -> Aggregation:
         agg.pairwise, agg.ranks = pd.DataFrame(columns=PAIR_COLUMNS), pd.DataFrame(columns=RANK_COLUMNS)
         agg.budget, agg.notes = budget_curves(agg.trials), notes
         return agg
-    preds = _load(agg.kept, notes)
+    collapse: dict = {}
+    preds = _load(agg.kept, notes, collapse)
     if preds:
         bootstrap_single_seed(agg, preds, b)
     agg.pairwise, agg.ranks = pairwise_tests(agg, preds, b, notes)
+    from .chance import add_chance  # trivial baselines, tests against chance, collapses (issue #25)
+
+    add_chance(agg, preds, collapse, b, notes)
     agg.budget = budget_curves(agg.trials)
     agg.notes = notes
     return agg
