@@ -97,7 +97,8 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora") -> tuple[
     cells = agg.cells[agg.cells["row_type"] == "cell"] if "row_type" in agg.cells else agg.cells
     keep = {"task": "task", "method_label": "method_label", "headline_metric": "metric", "headline_mean": "score",
             "headline_ci_low": "ci_low", "headline_ci_high": "ci_high", "n_ok": "seeds",
-            "params.trainable_excl_head_mean": "trainable_excl_head", "storage.bytes_mean": "storage_bytes"}
+            "params.trainable_excl_head_mean": "trainable_excl_head", "storage.bytes_mean": "storage_bytes",
+            "above_chance": "above_chance"}
     table = cells[[c for c in keep if c in cells]].rename(columns=keep)
     table = table.merge(_method_facts(records), on=["task", "method_label"], how="left")
     vs = versus_reference(agg.pairwise, reference) if len(agg.pairwise) else pd.DataFrame()
@@ -133,7 +134,9 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str) -> str:
                      f"{100 * r['delta_vs_ref']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
             front = ", ".join(k for k, f in (("params", r["frontier_params"]), ("latency", r["frontier_overhead"])) if f)
             merge = "" if pd.isna(r.get("mergeable")) else ("yes" if r["mergeable"] else "no")
-            lines.append(f"| {r['method_label']} | {r.get('peft_type') or ''} | {_fmt_count(r['trainable_excl_head'])} | "
+            chance = r.get("above_chance")
+            mark = " (not above chance)" if chance is not None and not pd.isna(chance) and not bool(chance) else ""
+            lines.append(f"| {r['method_label']}{mark} | {r.get('peft_type') or ''} | {_fmt_count(r['trainable_excl_head'])} | "
                          f"{_fmt_count(r['storage_bytes'])} B | {merge} | "
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
                          f"{100 * r['score']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] | {delta} | "
