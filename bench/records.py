@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection
 #: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
 #: a version-1 record simply lacks them, and every reader treats them as optional. Keys added since
 #: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
-READABLE_VERSIONS = (1, 2)
+#: 3 (issue wave of #24-#28) added `capabilities`, `collapse`, `trackers` and the inference section's
+#: precision fields; every one is optional to readers, so versions 1 and 2 read as before.
+READABLE_VERSIONS = (1, 2, 3)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
 TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/trackers.py)
 STATUSES = ("ok", "failed", "interrupted")

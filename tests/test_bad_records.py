@@ -41,7 +41,7 @@ def test_load_records_names_each_bad_file_with_its_kind(tmp_path):
     assert by_name[files["truncated"].name].reason.startswith("truncated: the JSON ends before it is complete")
     v99 = by_name[files["v99"].name]
     assert v99.kind == "unknown schema_version" and v99.reason.startswith("unknown schema_version 99")
-    assert "reads 1, 2" in v99.reason
+    assert "reads 1, 2, 3" in v99.reason
     assert by_name[files["list"].name].kind == "not a record"
     assert "a JSON list" in by_name[files["list"].name].reason
     assert by_name[files["fields"].name].reason == "not a record: missing field(s) seed"
