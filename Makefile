@@ -14,7 +14,7 @@ SWEEP ?= default_sweep
 # faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
 SWEEP_ARGS ?=
 
-.PHONY: setup sweep sweep-parallel study budget catalogue compose smoke test report reproduce reproduce-params baseline regress bench lint clean
+.PHONY: test-slow test-all setup sweep sweep-parallel study budget catalogue compose smoke test report reproduce reproduce-params baseline regress bench lint clean
 
 setup: $(STAMP)
 
@@ -75,8 +75,16 @@ compose: setup
 smoke: setup
 	$(BIN)/python -m bench experiment=smoke results_dir=$(RESULTS)
 
+# Two workers (one per core; a module's tests stay on one worker, so module fixtures are built once) and
+# the slow tests left out: under 8 minutes on 2 cores. `make test-slow` / `make test-all` run the rest.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: setup
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check bench tests

@@ -4,11 +4,14 @@ replaced), leave metrics, predictions and memory alone, skip what it already mea
 bad folder. Real cells on the tiny model, real records."""
 from __future__ import annotations
 
+import pytest
+
 from clitools import TINY, records_in, run_bench, run_python
 
 from bench import records as R
 
 
+@pytest.mark.slow
 def test_cost_pass_remeasures_speed_and_keeps_metrics(tmp_path, glue_dir):
     proc = run_bench(["-m", *TINY, "task=sst2", "method=lora,head_only", "sweep_name=par", "hydra/launcher=parallel",
                       "train.threads=1", "inference.enabled=false", "train.max_train_samples=160"], glue_dir, tmp_path)

@@ -53,6 +53,7 @@ def _second_cell_held(glue_dir, out):
     return proc
 
 
+@pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume_runs_only_missing_cells(tmp_path, glue_dir):
     proc = _second_cell_held(glue_dir, tmp_path)
     (done,) = records_in(tmp_path / "s")
@@ -71,6 +72,7 @@ def test_sigkill_mid_sweep_then_resume_runs_only_missing_cells(tmp_path, glue_di
     assert json.loads(Path(done["_path"]).read_text())["finished_at"] == done["finished_at"]  # untouched
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, glue_dir):
     proc = _second_cell_held(glue_dir, tmp_path)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
@@ -85,6 +87,7 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path, glue_dir):
     assert _ok(tmp_path / "s") == ["adapter", "bitfit", "lora"]
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_its_cell_alone(tmp_path, glue_dir):
     proc = run_bench(["-m", *TINY, "task=sst2", "method=lora", "debug.inject_nan_at_step=null,2", "sweep_name=n"],
                      glue_dir, tmp_path)
@@ -101,6 +104,7 @@ def test_nan_loss_fails_its_cell_alone(tmp_path, glue_dir):
     assert [r["status"] for r in recs].count("ok") == 1
 
 
+@pytest.mark.slow
 def test_truncated_record_is_rerun_not_trusted(tmp_path, glue_dir):
     args = [*TINY, "task=sst2", "method=bitfit", "sweep_name=t"]
     assert run_bench(args, glue_dir, tmp_path).returncode == 0
@@ -163,6 +167,7 @@ def test_malformed_data_file_names_file_and_line(tmp_path, glue_dir):
     assert "train.tsv" in text and "line 6" in text and "high" in text
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(tmp_path, glue_dir):
     recs = []
     for i in range(2):
@@ -175,6 +180,7 @@ def test_same_seed_same_result(tmp_path, glue_dir):
     assert recs[0]["train"]["deterministic"] is True
 
 
+@pytest.mark.slow
 def test_out_of_memory_and_killed_cells_fail_alone(tmp_path, glue_dir):
     """An OOM error, and a cell process killed outright (what the kernel's OOM killer does), each
     fail their own cell; the other cell of the sweep finishes."""

@@ -127,6 +127,7 @@ def test_a_busy_peak_is_measured_again_and_the_best_kept(tmp_path, monkeypatch):
     assert not peak.peak_flops(torch.device("cpu"), "fp32")["measured_now"]  # quiet now: cached
 
 
+@pytest.mark.slow
 def test_a_tiny_bert_cell_records_a_plausible_mfu(tmp_path, glue_dir):
     proc = run_bench(["-m", *TINY, "task=sst2", "method=lora,full", "inference.enabled=false"], glue_dir, tmp_path,
                      extra_env={"BENCH_CACHE_DIR": tmp_path / "cache", "BENCH_PEAK_QUIET_MAX": "1"})

@@ -138,6 +138,7 @@ def test_report_has_the_inference_table_and_plot(kept_deltas, tmp_path):
         assert csv.loc[rec["method_label"], "batch1"] == pytest.approx(rec["inference"]["overhead"]["method"]["batch1_mean"])
 
 
+@pytest.mark.slow
 def test_cells_of_one_structure_share_one_inference_measurement(glue_dir, tmp_path):
     """SST-2 and CoLA LoRA cells build the same structure (2 labels): the second reuses the first's
     timings but merges and checks its own weights; an STS-B cell (1 output) measures its own; with

@@ -61,6 +61,7 @@ def _glue_copy(glue_dir: Path, dest: Path, flip_dev: bool) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_dev_labels_never_feed_the_choice(tmp_path, glue_dir):
     """Invert every dev label: the trials' selection scores and the selected rate stay the same,
     the reported dev metric does not."""
@@ -87,6 +88,7 @@ def test_dev_labels_never_feed_the_choice(tmp_path, glue_dir):
     assert len(set(sel_a["scores"])) > 1, "the trials should differ, or the test shows nothing"
 
 
+@pytest.mark.slow
 def test_smoke_records_selection_and_predictions(tmp_path, glue_dir):
     """Same selection split for every method of a (task, seed); metrics recomputed from the
     predictions files equal the records'."""

@@ -23,6 +23,7 @@ def test_promotion_rule():
 
 
 @pytest.mark.timeout(1800)  # two invocations of 6 cells each (the second skips them): minutes on a busy 2-core machine
+@pytest.mark.slow
 def test_pruned_study_stops_the_worst_trials_and_chooses_among_the_survivors(tmp_path, glue_dir):
     proc = run_bench(PRUNED_STUDY, glue_dir, tmp_path, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
