@@ -5,7 +5,6 @@ bad folder. Real cells on the tiny model, real records."""
 from __future__ import annotations
 
 import pytest
-
 from clitools import TINY, records_in, run_bench, run_python
 
 from bench import records as R
