@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.inference_rounds import INTERVAL_NOTE, ratio_interval, time_rounds
 from bench.measure import _reset_hwm, _status_kb, current_rss, sync
 from bench.settings import InferenceSettings, check_section
 from bench.train import autocast_for
@@ -93,6 +94,8 @@ def summarize(samples: list[float], ref: list[float] | None = None) -> dict:
         per_round = a / r
         out["ratio_vs_reference"] = float(med / np.median(r))
         out["ratio_per_round_quartiles"] = [float(x) for x in np.percentile(per_round, [25, 50, 75])]
+        if len(a) >= 2:
+            out["ratio_ci95"] = ratio_interval(a, r)
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
 
 
@@ -243,6 +246,29 @@ def forward_memory(model: nn.Module, inputs: dict, device: torch.device, precisi
 
 # ------------------------------------------------------------------------------------------- the cell
 
+def protocol_text(s: dict) -> str:
+    if s.get("target_halfwidth") is None:
+        how = (f"{s['repeats']} timed rounds at batch 1 ({s['batch_warmup']} + {s['batch_repeats']} at batch "
+               f"{s['batch_size']})")
+    else:
+        how = (f"timed rounds at batch 1 until every ratio's 95 % interval has a half-width <= {s['target_halfwidth']:g} "
+               f"({s['min_repeats']}-{s['repeats']} rounds; at batch {s['batch_size']}: {s['batch_warmup']} warm-up, "
+               f"{s['batch_min_repeats']}-{s['batch_repeats']})")
+    return (f"{s['warmup']} untimed warm-up rounds, then {how}; each round calls every variant once in rotating "
+            "order; figures are ratios of medians vs the reference")
+
+
+def precision_section(target: float | None, rounds: dict) -> dict:
+    """The record's `inference.precision`: the target, and per part (each batch-1 length and
+    `batched`) the rounds spent and the widest ratio half-width reached."""
+    reached = [v["halfwidth"] for v in rounds.values() if v["halfwidth"] is not None]
+    return {"target_halfwidth": target, "interval": INTERVAL_NOTE,
+            "rounds": {k: v["rounds"] for k, v in rounds.items()},
+            "halfwidth": {k: v["halfwidth"] for k, v in rounds.items()},
+            "halfwidth_max": max(reached) if reached else None,
+            "met": None if target is None else all(v["met"] for v in rounds.values())}
+
+
 def settings_from(icfg) -> dict:
     """Resolved `inference.*` settings with their defaults; ConfigError names a bad option (the
     rules are bench.settings.InferenceSettings', which the CLI checked before the cell)."""
@@ -288,10 +314,12 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
                 **({"aa": aa} if aa is not None else {})}
     budget = positions - extra["input_tokens"]
 
-    def timed(batch, length, repeats, warmup):
+    target, rounds = s.get("target_halfwidth"), {}
+
+    def timed(tag, batch, length, lo, cap, warmup):
         x = synthetic_inputs(batch, length, vocab, device)
         fns = {n: (lambda m=m: _forward(m, x, device, precision)) for n, m in variants.items()}
-        times = time_interleaved(fns, repeats, warmup, device)
+        times, rounds[tag] = time_rounds(fns, device, _time_one, warmup, lo, cap, target)
         return {n: summarize(times[n], None if n == "reference" else times["reference"]) for n in variants}
 
     latency, skipped = {}, []
@@ -299,9 +327,9 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
         if length > budget:
             skipped.append(length)
             continue
-        latency[str(length)] = timed(1, length, s["repeats"], s["warmup"])
+        latency[str(length)] = timed(str(length), 1, length, s["min_repeats"], s["repeats"], s["warmup"])
     bl = min(s["batch_length"], budget)
-    batched = timed(s["batch_size"], bl, s["batch_repeats"], s["batch_warmup"])
+    batched = timed("batched", s["batch_size"], bl, s["batch_min_repeats"], s["batch_repeats"], s["batch_warmup"])
     for v in batched.values():
         v["samples_per_s"] = s["batch_size"] / (v["median_ms"] / 1e3)
     xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
@@ -327,9 +355,8 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
         "inputs": INPUTS_NOTE,
         "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
         "timer": ("CUDA events + synchronize per call" if device.type == "cuda" else "time.perf_counter per call"),
-        "protocol": (f"{s['warmup']} untimed warm-up rounds, then {s['repeats']} timed rounds at batch 1 "
-                     f"({s['batch_warmup']} + {s['batch_repeats']} at batch {s['batch_size']}); each round calls "
-                     "every variant once in rotating order; figures are ratios of medians vs the reference"),
+        "protocol": protocol_text(s),
+        "precision_reached": precision_section(target, rounds),
         "reference": "the same backbone freshly loaded (pretrained weights) + a head of the same shape",
         "aa_control": ("a second fresh build of the reference, timed like the others: overhead.aa is the ratio two "
                        "identical models give (the measurement's floor)" if fresh is not None else "not measured (no builder given)"),
@@ -345,20 +372,26 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     }
 
 
-def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torch.device, precision: str) -> dict:
-    """run.py's entry point: build the reference from the cell's own model config and measure."""
+def _lazy_reference(model: nn.Module, fresh: Callable[[], nn.Module]) -> nn.Module | None:
+    """A reference for merged_variant, built only where it is read: a peft model's merge never looks
+    at it (a reused measurement then costs one model build, the merge target, not two)."""
+    return None if getattr(model.backbone, "active_peft_config", None) is not None else fresh()
+
+
+def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torch.device, precision: str,
+                 run_id: str | None = None) -> dict:
+    """run.py's entry point: build the reference from the cell's own model config and measure, or
+    reuse the measurement of the same structure (bench/inference_share.py)."""
     from bench.models import build_model
 
     settings = settings_from(cfg.get("inference"))
-    state = torch.get_rng_state()
-    ref = build_model(cfg.model, num_labels, seed).model.to(device)
-    torch.set_rng_state(state)
     threads = torch.get_num_threads()
     if settings["threads"] is not None and device.type == "cpu":
         # One thread by default: per-core latency is what a CPU server with one request per core
         # sees, and on a shared machine multi-threaded timings collapse under contention (measured:
         # 2 threads at load 10 gave per-round ratio quartiles of 0.5-2.7, docs/inference.md).
         torch.set_num_threads(int(settings["threads"]))
+
     def fresh() -> nn.Module:
         torch_state = torch.get_rng_state()
         try:
@@ -368,22 +401,23 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
 
     try:
         if not settings.get("share", True):
-            return measure(model, ref, settings, device, precision, fresh)
+            return measure(model, fresh(), settings, device, precision, fresh)
         from bench import inference_share as share
 
-        key = share.structure_key(cfg, num_labels, settings, device, precision)
-        path = share.entry_path(cfg, key)
-        entry = share.load(path)
+        blob = share.structure_blob(cfg, num_labels, settings, device, precision)
+        key = share.structure_key(blob)
+        path = share.entry_path(cfg, key, settings)
+        entry = share.load(path, blob)
         if entry is None:
-            section = measure(model, ref, settings, device, precision, fresh)
-            share.store(path, section, f"{cfg.task.name} / seed {seed}")
-            return dict(section, shared={"from": None, "key": key, "why": "measured here; later cells of this "
-                                                                       "sweep with the same structure reuse it"})
+            section = measure(model, fresh(), settings, device, precision, fresh)
+            share.store(path, section, share.measured_by(cfg, seed, run_id), blob)
+            return dict(section, shared={"from": None, "key": key, "why": "measured here; later cells with the same "
+                                                                       "structure reuse it (bench/inference_share.py)"})
         t0 = time.perf_counter()
         model.eval()
         vocab = int(inner_transformer(model).config.vocab_size)
-        _, merge = merged_and_checked(model, ref, fresh, settings, vocab, device, precision)
+        # the merge check needs the reference only to tell native from not-applicable methods (shapes)
+        _, merge = merged_and_checked(model, _lazy_reference(model, fresh), fresh, settings, vocab, device, precision)
         return share.reuse(entry, merge, time.perf_counter() - t0, key)
     finally:
         torch.set_num_threads(threads)
-        del ref

@@ -1,0 +1,80 @@
+"""Interleaved timing rounds that stop when every ratio is precise enough (issue #26).
+
+Why: a fixed number of rounds (30 per length, 6 batched) spends the same time whether the ratios
+settled after 8 rounds or never do; on a quiet CPU most of it is spent confirming what the first
+rounds already showed, and it was as long as the training of a small cell. Here rounds run until
+the 95 % interval of every variant's ratio to the reference has a half-width of at most
+`inference.target_halfwidth` (absolute, in ratio units: 0.01 = +-1 % of the reference), or until
+the cap; the record says the half-width reached and the rounds spent (`inference.precision`).
+
+The interval: a percentile bootstrap of the quoted figure itself, the ratio of medians, resampling
+whole *rounds* (a round's calls ran at nearly the same moment, so the pairing that makes the ratio
+robust to load drift is kept). Stopping when an interval is first narrow enough makes that interval
+slightly optimistic (a run that happened to look quiet stops early); the `min` rounds before the
+first look, the cap, and the A/A variant (an interval that should contain 1.0) bound that, and the
+two ways of measuring were compared on the default sweep's structures (docs/inference.md).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+#: bootstrap resamples per interval (2,000 over <= 30 rounds: ~3 ms, cheap next to one round)
+RESAMPLES = 2000
+INTERVAL_NOTE = ("95 % percentile bootstrap of the ratio of medians, resampling whole rounds (paired), "
+                 f"{RESAMPLES} resamples")
+
+
+def ratio_interval(samples, ref, level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0) -> list[float]:
+    """[low, high] of the `level` interval of median(samples) / median(ref), rounds resampled
+    together (same index = same round). Seeded, so a record's interval is reproducible from its
+    samples."""
+    a, r = np.asarray(samples, float), np.asarray(ref, float)
+    if len(a) != len(r) or len(a) < 2:
+        raise ValueError("ratio_interval needs >= 2 paired rounds")
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    boot = np.median(a[idx], axis=1) / np.median(r[idx], axis=1)
+    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
+def halfwidths(times: dict[str, list[float]], reference: str = "reference") -> dict[str, float]:
+    """Half-width of each non-reference variant's ratio interval."""
+    out = {}
+    for name, samples in times.items():
+        if name != reference:
+            lo, hi = ratio_interval(samples, times[reference])
+            out[name] = (hi - lo) / 2
+    return out
+
+
+def time_rounds(fns: dict[str, Callable[[], object]], device: torch.device, time_one, warmup: int,
+                min_rounds: int, max_rounds: int, target: float | None) -> tuple[dict[str, list[float]], dict]:
+    """`warmup` untimed rounds, then timed rounds (each calls every function once, the starting one
+    rotating per round, as bench.inference.time_interleaved) until every ratio's half-width is <=
+    `target` (checked after `min_rounds` and after every round from then on) or `max_rounds` ran.
+    `target=None`: exactly `max_rounds` rounds (the fixed protocol). Returns the seconds per function
+    in round order and {rounds, halfwidth (the widest), met}."""
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    widest = None
+    for r in range(max_rounds):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            out[n].append(time_one(fns[n], device))
+        if target is not None and r + 1 >= min_rounds and len(names) > 1:
+            widest = max(halfwidths(out).values())
+            if widest <= target:
+                break
+    if widest is None and len(names) > 1 and len(out[names[0]]) >= 2:
+        widest = max(halfwidths(out).values())
+    rounds = len(out[names[0]])
+    return out, {"rounds": rounds, "halfwidth": widest,
+                 "met": None if target is None or widest is None else bool(widest <= target)}
