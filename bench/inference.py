@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.inference_rounds import INTERVAL_NOTE, ratio_interval, time_rounds
+from bench.inference_rounds import precision_section, protocol_text, ratio_interval, time_rounds
 from bench.measure import _reset_hwm, _status_kb, current_rss, sync
 from bench.settings import InferenceSettings, check_section
 from bench.train import autocast_for
@@ -246,29 +246,6 @@ def forward_memory(model: nn.Module, inputs: dict, device: torch.device, precisi
 
 # ------------------------------------------------------------------------------------------- the cell
 
-def protocol_text(s: dict) -> str:
-    if s.get("target_halfwidth") is None:
-        how = (f"{s['repeats']} timed rounds at batch 1 ({s['batch_warmup']} + {s['batch_repeats']} at batch "
-               f"{s['batch_size']})")
-    else:
-        how = (f"timed rounds at batch 1 until every ratio's 95 % interval has a half-width <= {s['target_halfwidth']:g} "
-               f"({s['min_repeats']}-{s['repeats']} rounds; at batch {s['batch_size']}: {s['batch_warmup']} warm-up, "
-               f"{s['batch_min_repeats']}-{s['batch_repeats']})")
-    return (f"{s['warmup']} untimed warm-up rounds, then {how}; each round calls every variant once in rotating "
-            "order; figures are ratios of medians vs the reference")
-
-
-def precision_section(target: float | None, rounds: dict) -> dict:
-    """The record's `inference.precision`: the target, and per part (each batch-1 length and
-    `batched`) the rounds spent and the widest ratio half-width reached."""
-    reached = [v["halfwidth"] for v in rounds.values() if v["halfwidth"] is not None]
-    return {"target_halfwidth": target, "interval": INTERVAL_NOTE,
-            "rounds": {k: v["rounds"] for k, v in rounds.items()},
-            "halfwidth": {k: v["halfwidth"] for k, v in rounds.items()},
-            "halfwidth_max": max(reached) if reached else None,
-            "met": None if target is None else all(v["met"] for v in rounds.values())}
-
-
 def settings_from(icfg) -> dict:
     """Resolved `inference.*` settings with their defaults; ConfigError names a bad option (the
     rules are bench.settings.InferenceSettings', which the CLI checked before the cell)."""
@@ -329,11 +306,18 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
             continue
         latency[str(length)] = timed(str(length), 1, length, s["min_repeats"], s["repeats"], s["warmup"])
     bl = min(s["batch_length"], budget)
-    batched = timed("batched", s["batch_size"], bl, s["batch_min_repeats"], s["batch_repeats"], s["batch_warmup"])
+    # The memory forwards (one per variant at the throughput batch, the same tensors) are the first
+    # warm-up round of the throughput timing: each is a full untimed call at that shape, which is
+    # all a warm-up round is; a batched call is the measurement's most expensive (issue #26).
+    # With target_halfwidth=null the order is the fixed protocol's: timing first, memory after.
+    xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
+    first = target is not None
+    memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()} if first else None
+    batched = timed("batched", s["batch_size"], bl, s["batch_min_repeats"], s["batch_repeats"], s["batch_warmup"] - first)
     for v in batched.values():
         v["samples_per_s"] = s["batch_size"] / (v["median_ms"] / 1e3)
-    xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
-    memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()}
+    if memory is None:
+        memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()}
     memory["process_rss_bytes"] = current_rss()
     memory["note"] = ("extra resident memory of one forward at the throughput batch beyond the resident set before "
                       "it (activations; freed heap returned to the kernel first with malloc_trim); the process "
@@ -416,8 +400,11 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
         t0 = time.perf_counter()
         model.eval()
         vocab = int(inner_transformer(model).config.vocab_size)
-        # the merge check needs the reference only to tell native from not-applicable methods (shapes)
-        _, merge = merged_and_checked(model, _lazy_reference(model, fresh), fresh, settings, vocab, device, precision)
+        # Only the check runs here, so the merged deep copy is checked as it is (no fresh build to
+        # time); the reference is needed only to tell native from not-applicable methods (shapes).
+        _, merge = merged_and_checked(model, _lazy_reference(model, fresh), None, settings, vocab, device, precision)
+        if merge.get("status") == "merged":
+            merge["how"] += "; checked here on this cell's weights, timed (shared) as loaded into a fresh build"
         return share.reuse(entry, merge, time.perf_counter() - t0, key)
     finally:
         torch.set_num_threads(threads)

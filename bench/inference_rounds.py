@@ -5,7 +5,7 @@ settled after 8 rounds or never do; on a quiet CPU most of it is spent confirmin
 rounds already showed, and it was as long as the training of a small cell. Here rounds run until
 the 95 % interval of every variant's ratio to the reference has a half-width of at most
 `inference.target_halfwidth` (absolute, in ratio units: 0.01 = +-1 % of the reference), or until
-the cap; the record says the half-width reached and the rounds spent (`inference.precision`).
+the cap; the record says the half-width reached and the rounds spent (`inference.precision_reached`).
 
 The interval: a percentile bootstrap of the quoted figure itself, the ratio of medians, resampling
 whole *rounds* (a round's calls ran at nearly the same moment, so the pairing that makes the ratio
@@ -78,3 +78,27 @@ def time_rounds(fns: dict[str, Callable[[], object]], device: torch.device, time
     rounds = len(out[names[0]])
     return out, {"rounds": rounds, "halfwidth": widest,
                  "met": None if target is None or widest is None else bool(widest <= target)}
+
+
+def protocol_text(s: dict) -> str:
+    if s.get("target_halfwidth") is None:
+        how = (f"{s['repeats']} timed rounds at batch 1 ({s['batch_warmup']} + {s['batch_repeats']} at batch "
+               f"{s['batch_size']}, then the memory forwards)")
+    else:
+        how = (f"timed rounds at batch 1 until every ratio's 95 % interval has a half-width <= {s['target_halfwidth']:g} "
+               f"({s['min_repeats']}-{s['repeats']} rounds; at batch {s['batch_size']}: {s['batch_warmup']} warm-up "
+               "(the memory forwards the first), "
+               f"{s['batch_min_repeats']}-{s['batch_repeats']})")
+    return (f"{s['warmup']} untimed warm-up rounds, then {how}; each round calls every variant once in rotating "
+            "order; figures are ratios of medians vs the reference")
+
+
+def precision_section(target: float | None, rounds: dict) -> dict:
+    """The record's `inference.precision_reached`: the target, and per part (each batch-1 length and
+    `batched`) the rounds spent and the widest ratio half-width reached."""
+    reached = [v["halfwidth"] for v in rounds.values() if v["halfwidth"] is not None]
+    return {"target_halfwidth": target, "interval": INTERVAL_NOTE,
+            "rounds": {k: v["rounds"] for k, v in rounds.items()},
+            "halfwidth": {k: v["halfwidth"] for k, v in rounds.items()},
+            "halfwidth_max": max(reached) if reached else None,
+            "met": None if target is None else all(v["met"] for v in rounds.values())}
