@@ -290,13 +290,16 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     variants = {"reference": reference, "method": model, **({"merged": merged} if merged is not None else {}),
                 **({"aa": aa} if aa is not None else {})}
     budget = positions - extra["input_tokens"]
+    t_setup = time.perf_counter() - t0
 
     target, rounds = s.get("target_halfwidth"), {}
 
     def timed(tag, batch, length, lo, cap, warmup):
         x = synthetic_inputs(batch, length, vocab, device)
         fns = {n: (lambda m=m: _forward(m, x, device, precision)) for n, m in variants.items()}
+        t_part = time.perf_counter()
         times, rounds[tag] = time_rounds(fns, device, _time_one, warmup, lo, cap, target)
+        rounds[tag]["seconds"] = time.perf_counter() - t_part
         return {n: summarize(times[n], None if n == "reference" else times["reference"]) for n in variants}
 
     latency, skipped = {}, []
@@ -311,13 +314,16 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     # all a warm-up round is; a batched call is the measurement's most expensive (issue #26).
     # With target_halfwidth=null the order is the fixed protocol's: timing first, memory after.
     xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
-    first = target is not None
+    first, t_mem = target is not None, time.perf_counter()
     memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()} if first else None
     batched = timed("batched", s["batch_size"], bl, s["batch_min_repeats"], s["batch_repeats"], s["batch_warmup"] - first)
     for v in batched.values():
         v["samples_per_s"] = s["batch_size"] / (v["median_ms"] / 1e3)
+    t_mem = time.perf_counter() - t_mem - rounds["batched"]["seconds"]
     if memory is None:
+        t_after = time.perf_counter()
         memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()}
+        t_mem += time.perf_counter() - t_after
     memory["process_rss_bytes"] = current_rss()
     memory["note"] = ("extra resident memory of one forward at the throughput batch beyond the resident set before "
                       "it (activations; freed heap returned to the kernel first with malloc_trim); the process "
@@ -341,6 +347,7 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
         "timer": ("CUDA events + synchronize per call" if device.type == "cuda" else "time.perf_counter per call"),
         "protocol": protocol_text(s),
         "precision_reached": precision_section(target, rounds),
+        "seconds_by_part": {"setup": t_setup, **{k: v["seconds"] for k, v in rounds.items()}, "memory": t_mem},
         "reference": "the same backbone freshly loaded (pretrained weights) + a head of the same shape",
         "aa_control": ("a second fresh build of the reference, timed like the others: overhead.aa is the ratio two "
                        "identical models give (the measurement's floor)" if fresh is not None else "not measured (no builder given)"),

@@ -33,7 +33,7 @@ from bench.records import atomic_write
 #: parts of the `inference` section that depend on the structure only (copied between cells)
 SHARED_PARTS = ("inputs", "device", "precision", "threads", "timer", "protocol", "reference", "aa_control",
                 "settings", "added_length", "latency_batch1", "lengths_skipped", "throughput", "overhead", "memory",
-                "precision_reached")
+                "precision_reached", "seconds_by_part")
 #: bump when bench/inference.py or bench/inference_rounds.py measure differently: old entries are then not read
 PROTOCOL = 2
 FORMAT = "peft-bench-inference-cache"
@@ -53,9 +53,7 @@ def structure_blob(cfg, num_labels: int, settings: dict, device: torch.device, p
     """Everything that decides the timings (call it with the timing's thread count in force)."""
     import os
 
-    import peft
-    import transformers
-
+    from bench.env import _version
     from bench.peak import device_name
 
     method = {k: v for k, v in dict(_plain(cfg.method)).items()
@@ -65,7 +63,7 @@ def structure_blob(cfg, num_labels: int, settings: dict, device: torch.device, p
             "settings": {k: v for k, v in settings.items() if k not in NOT_MEASURED},
             "device": device_name(device), "device_type": device.type, "cpu_count": os.cpu_count(),
             "precision": precision, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__}
+            "transformers": _version("transformers"), "peft": _version("peft")}
 
 
 def structure_key(blob: dict) -> str:
