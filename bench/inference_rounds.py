@@ -21,40 +21,55 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-#: bootstrap resamples per interval (2,000 over <= 30 rounds: ~3 ms, cheap next to one round)
-RESAMPLES = 2000
+#: bootstrap resamples of a recorded interval, and of a look of the stopping rule
+RESAMPLES, CHECK_RESAMPLES = 2000, 1000
 INTERVAL_NOTE = ("95 % percentile bootstrap of the ratio of medians, resampling whole rounds (paired), "
                  f"{RESAMPLES} resamples")
+
+
+def _intervals(times: dict[str, list[float]], reference: str, level: float, resamples: int,
+               seed: int) -> dict[str, list[float]]:
+    """[low, high] per non-reference variant, all from the same resampled rounds (one draw of
+    round indices, the reference's medians computed once)."""
+    r = np.asarray(times[reference], float)
+    if len(r) < 2 or any(len(v) != len(r) for v in times.values()):
+        raise ValueError("ratio_interval needs >= 2 paired rounds")
+    idx = np.random.default_rng(seed).integers(0, len(r), size=(resamples, len(r)))
+    ref_med = np.median(r[idx], axis=1)
+    out = {}
+    for name, samples in times.items():
+        if name != reference:
+            boot = np.median(np.asarray(samples, float)[idx], axis=1) / ref_med
+            lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)])
+            out[name] = [float(lo), float(hi)]
+    return out
 
 
 def ratio_interval(samples, ref, level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0) -> list[float]:
     """[low, high] of the `level` interval of median(samples) / median(ref), rounds resampled
     together (same index = same round). Seeded, so a record's interval is reproducible from its
     samples."""
-    a, r = np.asarray(samples, float), np.asarray(ref, float)
-    if len(a) != len(r) or len(a) < 2:
-        raise ValueError("ratio_interval needs >= 2 paired rounds")
-    idx = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
-    boot = np.median(a[idx], axis=1) / np.median(r[idx], axis=1)
-    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)])
-    return [float(lo), float(hi)]
+    return _intervals({"ref": ref, "x": samples}, "ref", level, resamples, seed)["x"]
 
 
-def halfwidths(times: dict[str, list[float]], reference: str = "reference") -> dict[str, float]:
-    """Half-width of each non-reference variant's ratio interval."""
-    out = {}
-    for name, samples in times.items():
-        if name != reference:
-            lo, hi = ratio_interval(samples, times[reference])
-            out[name] = (hi - lo) / 2
-    return out
+def halfwidths(times: dict[str, list[float]], reference: str = "reference",
+               resamples: int = CHECK_RESAMPLES) -> dict[str, float]:
+    """Half-width of each non-reference variant's ratio interval (the stopping rule's look: fewer
+    resamples than the recorded interval, so looking every round stays cheap next to a round)."""
+    return {n: (hi - lo) / 2 for n, (lo, hi) in _intervals(times, reference, 0.95, resamples, 0).items()}
+
+
+def _looks(min_rounds: int, max_rounds: int) -> set[int]:
+    """Round counts after which the intervals are looked at: every round up to 16, then every
+    second, then every third (a look costs a few ms; a 16-token round of four variants ~30 ms)."""
+    return {n for n in range(min_rounds, max_rounds + 1) if n <= 16 or (n <= 24 and n % 2 == 0) or n % 3 == 0}
 
 
 def time_rounds(fns: dict[str, Callable[[], object]], device: torch.device, time_one, warmup: int,
                 min_rounds: int, max_rounds: int, target: float | None) -> tuple[dict[str, list[float]], dict]:
     """`warmup` untimed rounds, then timed rounds (each calls every function once, the starting one
     rotating per round, as bench.inference.time_interleaved) until every ratio's half-width is <=
-    `target` (checked after `min_rounds` and after every round from then on) or `max_rounds` ran.
+    `target` (looked at after `min_rounds` and then after the rounds `_looks` lists) or `max_rounds` ran.
     `target=None`: exactly `max_rounds` rounds (the fixed protocol). Returns the seconds per function
     in round order and {rounds, halfwidth (the widest), met}."""
     names = list(fns)
@@ -64,12 +79,12 @@ def time_rounds(fns: dict[str, Callable[[], object]], device: torch.device, time
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     out: dict[str, list[float]] = {n: [] for n in names}
-    widest = None
+    widest, looks = None, _looks(min_rounds, max_rounds)
     for r in range(max_rounds):
         k = r % len(names)
         for n in names[k:] + names[:k]:
             out[n].append(time_one(fns[n], device))
-        if target is not None and r + 1 >= min_rounds and len(names) > 1:
+        if target is not None and r + 1 in looks and len(names) > 1:
             widest = max(halfwidths(out).values())
             if widest <= target:
                 break

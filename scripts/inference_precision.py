@@ -83,6 +83,9 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="*", default=None)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    from bench.cli import quiet_libraries
+
+    quiet_libraries()
     methods = args.methods or default_methods()
     print(f"== inference_precision: fixed rounds vs stop when precise, task {args.task}, methods {' '.join(methods)}")
     print("cmd: python scripts/inference_precision.py " + " ".join(argv if argv is not None else sys.argv[1:]))
