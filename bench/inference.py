@@ -244,6 +244,16 @@ def forward_memory(model: nn.Module, inputs: dict, device: torch.device, precisi
     return out
 
 
+def memory_section(variants: dict[str, nn.Module], inputs: dict, device: torch.device, precision: str) -> dict:
+    """The record's `memory`: forward_memory of every variant at the throughput batch."""
+    memory = {n: forward_memory(m, inputs, device, precision) for n, m in variants.items()}
+    memory["process_rss_bytes"] = current_rss()
+    memory["note"] = ("extra resident memory of one forward at the throughput batch beyond the resident set before "
+                      "it (activations; freed heap returned to the kernel first with malloc_trim); the process "
+                      "holds the trained model, the reference and any merged copy")
+    return memory
+
+
 # ------------------------------------------------------------------------------------------- the cell
 
 def settings_from(icfg) -> dict:
@@ -315,19 +325,12 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     # With target_halfwidth=null the order is the fixed protocol's: timing first, memory after.
     xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
     first, t_mem = target is not None, time.perf_counter()
-    memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()} if first else None
+    memory = memory_section(variants, xb, device, precision) if first else None
     batched = timed("batched", s["batch_size"], bl, s["batch_min_repeats"], s["batch_repeats"], s["batch_warmup"] - first)
     for v in batched.values():
         v["samples_per_s"] = s["batch_size"] / (v["median_ms"] / 1e3)
+    memory = memory or memory_section(variants, xb, device, precision)
     t_mem = time.perf_counter() - t_mem - rounds["batched"]["seconds"]
-    if memory is None:
-        t_after = time.perf_counter()
-        memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()}
-        t_mem += time.perf_counter() - t_after
-    memory["process_rss_bytes"] = current_rss()
-    memory["note"] = ("extra resident memory of one forward at the throughput batch beyond the resident set before "
-                      "it (activations; freed heap returned to the kernel first with malloc_trim); the process "
-                      "holds the trained model, the reference and any merged copy")
 
     def overhead(variant):
         if variant not in variants:

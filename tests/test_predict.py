@@ -154,6 +154,10 @@ def test_cells_of_one_structure_share_one_inference_measurement(glue_dir, tmp_pa
     assert second["shared"]["from"] == "share / sst2 / seed 0" and second["shared"]["key"] == first["shared"]["key"]
     assert second["shared"]["from_run_id"] == recs["sst2"]["run_id"]
     assert own["shared"]["key"] != first["shared"]["key"]
+    # where the cell's seconds went (time.phases_s, issue #26): every phase, adding up to the cell's total
+    phases = recs["sst2"]["time"]["phases_s"]
+    assert {"data", "build", "encode", "train", "eval", "save", "inference", "flops"} <= set(phases)
+    assert sum(phases.values()) == pytest.approx(recs["sst2"]["time"]["total_s"], rel=0.05)
     assert second["latency_batch1"] == first["latency_batch1"] and second["overhead"] == first["overhead"]
     assert second["precision_reached"] == first["precision_reached"]
     assert (tmp_path / ".inference_cache" / f"{first['shared']['key']}.json").is_file()
