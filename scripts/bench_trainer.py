@@ -24,7 +24,8 @@ time.total_s = run_cell from config to storage; Trainer: from data loading to th
 evaluation, imports excluded), the training-loop time (bench time.train_s; Trainer
 train_runtime), and the dev metric of each.
 
-Usage: python scripts/bench_trainer.py [--samples 1000] [--repeats 2] [--variants bench,trainer,trainer_grouped]
+Usage: python scripts/bench_trainer.py [--samples 1000] [--repeats 2] [--variants bench,bench_noinf,trainer,trainer_grouped]
+       [--cache shared|fresh|none] [--bench-root OTHER_CHECKOUT]
 """
 from __future__ import annotations
 
