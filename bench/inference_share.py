@@ -33,7 +33,7 @@ from bench.records import atomic_write
 #: parts of the `inference` section that depend on the structure only (copied between cells)
 SHARED_PARTS = ("inputs", "device", "precision", "threads", "timer", "protocol", "reference", "aa_control",
                 "settings", "added_length", "latency_batch1", "lengths_skipped", "throughput", "overhead", "memory",
-                "precision_reached", "seconds_by_part")
+                "precision_reached")
 #: bump when bench/inference.py or bench/inference_rounds.py measure differently: old entries are then not read
 PROTOCOL = 2
 FORMAT = "peft-bench-inference-cache"
