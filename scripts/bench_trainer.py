@@ -181,6 +181,8 @@ def run_bench(samples: int, work: Path, tag: str, max_eval: int | None, variant:
             "train_examples": rec["data"]["train_examples"], "phases_s": rec["time"].get("phases_s"),
             "caches": (f"tokens {'cached' if rec['data'].get('tokenized_cache_hit') else 'encoded'}, inference "
                        f"{'off' if not inf else 'reused' if reused else 'measured'}"),
+            "inference_rounds": (inf.get("precision_reached") or {}).get("rounds"),
+            "inference_halfwidth": (inf.get("precision_reached") or {}).get("halfwidth_max"),
             "cmd": "python " + " ".join(x for x in cmd[1:] if not x.startswith(("results_dir=", "hydra.run.dir=", "cache_dir=")))}
 
 
@@ -215,6 +217,14 @@ KEYS = ("wall_s", "in_process_s", "train_s", "eval_s", "accuracy")
 
 def _median(runs: list[dict]) -> dict:
     return {k: statistics.median(x[k] for x in runs) for k in KEYS}
+
+
+def _rounds_note(r: dict) -> str:
+    """The inference measurement's rounds and the widest half-width it reached (a measuring run)."""
+    if not r.get("inference_rounds") or "measured" not in r.get("caches", ""):
+        return ""
+    hw = r.get("inference_halfwidth")
+    return f" (rounds {r['inference_rounds']}, widest half-width {hw:.3f})" if hw is not None else ""
 
 
 def summarize(results: dict[str, list[dict]], variants: list[str]) -> None:
@@ -292,7 +302,8 @@ def main(argv=None) -> int:
                 results[v].append(r)
                 print(f"  rep {rep} {v:16s} wall {r['wall_s']:6.1f} s, in-process {r['in_process_s']:6.1f} s, "
                       f"train {r['train_s']:6.1f} s, eval {r['eval_s']:5.1f} s, steps {r['steps']}, "
-                      f"threads {r['threads']}, accuracy {r['accuracy']:.4f}{'; ' + r['caches'] if 'caches' in r else ''}; "
+                      f"threads {r['threads']}, accuracy {r['accuracy']:.4f}{'; ' + r['caches'] if 'caches' in r else ''}"
+                      f"{_rounds_note(r)}; "
                       f"other processes used {r['foreign']:.0%} of the CPU"
                       f"{' (!)' if r['foreign'] > 0.05 else ''}", flush=True)
     summarize(results, variants)
