@@ -48,6 +48,10 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
         cfg.train.threads = threads or "auto"
         cfg.train.eval_every_epoch = False  # nothing is selected here; per-epoch evaluation is not timed work
         cfg.progress = {"mode": "off"}
+        if cfg.get("inference") is not None:
+            # measured alone, in this pass: never a measurement another (parallel, loaded) run left in
+            # the results folder's cache (bench/inference_share.py); cells of this pass still share
+            cfg.inference.cache = False
     recipe = CellRecipe(cfg, Phase(), {})
     recipe.setup()
     t = copy.deepcopy(recipe.t)

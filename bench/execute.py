@@ -89,7 +89,9 @@ def _ledger(cfg: DictConfig, line: dict) -> None:
 
 def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, Path]:
     """Run (or skip) one cell; returns (status, record path). Never raises except on Ctrl-C."""
-    import bench.run  # noqa: F401 - heavy imports once, before forking, so every cell inherits them
+    import bench.run  # heavy imports once, before forking, so every cell inherits them
+
+    bench.run.preload_libraries()
 
     try:
         ident = identity(cfg, overrides)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.inference_rounds import precision_section, protocol_text, ratio_interval, time_rounds
 from bench.measure import _reset_hwm, _status_kb, current_rss, sync
 from bench.settings import InferenceSettings, check_section
 from bench.train import autocast_for
@@ -93,6 +94,8 @@ def summarize(samples: list[float], ref: list[float] | None = None) -> dict:
         per_round = a / r
         out["ratio_vs_reference"] = float(med / np.median(r))
         out["ratio_per_round_quartiles"] = [float(x) for x in np.percentile(per_round, [25, 50, 75])]
+        if len(a) >= 2:
+            out["ratio_ci95"] = ratio_interval(a, r)
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
 
 
@@ -249,6 +252,16 @@ def forward_memory(model: nn.Module, inputs: dict, device: torch.device, precisi
     return out
 
 
+def memory_section(variants: dict[str, nn.Module], inputs: dict, device: torch.device, precision: str) -> dict:
+    """The record's `memory`: forward_memory of every variant at the throughput batch."""
+    memory = {n: forward_memory(m, inputs, device, precision) for n, m in variants.items()}
+    memory["process_rss_bytes"] = current_rss()
+    memory["note"] = ("extra resident memory of one forward at the throughput batch beyond the resident set before "
+                      "it (activations; freed heap returned to the kernel first with malloc_trim); the process "
+                      "holds the trained model, the reference and any merged copy")
+    return memory
+
+
 # ------------------------------------------------------------------------------------------- the cell
 
 def settings_from(icfg) -> dict:
@@ -295,11 +308,16 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     variants = {"reference": reference, "method": model, **({"merged": merged} if merged is not None else {}),
                 **({"aa": aa} if aa is not None else {})}
     budget = positions - extra["input_tokens"]
+    t_setup = time.perf_counter() - t0
 
-    def timed(batch, length, repeats, warmup):
+    target, rounds = s.get("target_halfwidth"), {}
+
+    def timed(tag, batch, length, lo, cap, warmup):
         x = synthetic_inputs(batch, length, vocab, device)
         fns = {n: (lambda m=m: _forward(m, x, device, precision)) for n, m in variants.items()}
-        times = time_interleaved(fns, repeats, warmup, device)
+        t_part = time.perf_counter()
+        times, rounds[tag] = time_rounds(fns, device, _time_one, warmup, lo, cap, target)
+        rounds[tag]["seconds"] = time.perf_counter() - t_part
         return {n: summarize(times[n], None if n == "reference" else times["reference"]) for n in variants}
 
     latency, skipped = {}, []
@@ -307,17 +325,20 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
         if length > budget:
             skipped.append(length)
             continue
-        latency[str(length)] = timed(1, length, s["repeats"], s["warmup"])
+        latency[str(length)] = timed(str(length), 1, length, s["min_repeats"], s["repeats"], s["warmup"])
     bl = min(s["batch_length"], budget)
-    batched = timed(s["batch_size"], bl, s["batch_repeats"], s["batch_warmup"])
+    # The memory forwards (one per variant at the throughput batch, the same tensors) are the first
+    # warm-up round of the throughput timing: each is a full untimed call at that shape, which is
+    # all a warm-up round is; a batched call is the measurement's most expensive (issue #26).
+    # With target_halfwidth=null the order is the fixed protocol's: timing first, memory after.
+    xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
+    first, t_mem = target is not None, time.perf_counter()
+    memory = memory_section(variants, xb, device, precision) if first else None
+    batched = timed("batched", s["batch_size"], bl, s["batch_min_repeats"], s["batch_repeats"], s["batch_warmup"] - first)
     for v in batched.values():
         v["samples_per_s"] = s["batch_size"] / (v["median_ms"] / 1e3)
-    xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
-    memory = {n: forward_memory(m, xb, device, precision) for n, m in variants.items()}
-    memory["process_rss_bytes"] = current_rss()
-    memory["note"] = ("extra resident memory of one forward at the throughput batch beyond the resident set before "
-                      "it (activations; freed heap returned to the kernel first with malloc_trim); the process "
-                      "holds the trained model, the reference and any merged copy")
+    memory = memory or memory_section(variants, xb, device, precision)
+    t_mem = time.perf_counter() - t_mem - rounds["batched"]["seconds"]
 
     def overhead(variant):
         if variant not in variants:
@@ -335,9 +356,9 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
         "inputs": INPUTS_NOTE,
         "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
         "timer": ("CUDA events + synchronize per call" if device.type == "cuda" else "time.perf_counter per call"),
-        "protocol": (f"{s['warmup']} untimed warm-up rounds, then {s['repeats']} timed rounds at batch 1 "
-                     f"({s['batch_warmup']} + {s['batch_repeats']} at batch {s['batch_size']}); each round calls "
-                     "every variant once in rotating order; figures are ratios of medians vs the reference"),
+        "protocol": protocol_text(s),
+        "precision_reached": precision_section(target, rounds),
+        "seconds_by_part": {"setup": t_setup, **{k: v["seconds"] for k, v in rounds.items()}, "memory": t_mem},
         "reference": "the same backbone freshly loaded (pretrained weights) + a head of the same shape",
         "aa_control": ("a second fresh build of the reference, timed like the others: overhead.aa is the ratio two "
                        "identical models give (the measurement's floor)" if fresh is not None else "not measured (no builder given)"),
@@ -353,20 +374,26 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     }
 
 
-def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torch.device, precision: str) -> dict:
-    """run.py's entry point: build the reference from the cell's own model config and measure."""
+def _lazy_reference(model: nn.Module, fresh: Callable[[], nn.Module]) -> nn.Module | None:
+    """A reference for merged_variant, built only where it is read: a peft model's merge never looks
+    at it (a reused measurement then costs one model build, the merge target, not two)."""
+    return None if getattr(model.backbone, "active_peft_config", None) is not None else fresh()
+
+
+def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torch.device, precision: str,
+                 run_id: str | None = None) -> dict:
+    """run.py's entry point: build the reference from the cell's own model config and measure, or
+    reuse the measurement of the same structure (bench/inference_share.py)."""
     from bench.models import build_model
 
     settings = settings_from(cfg.get("inference"))
-    state = torch.get_rng_state()
-    ref = build_model(cfg.model, num_labels, seed).model.to(device)
-    torch.set_rng_state(state)
     threads = torch.get_num_threads()
     if settings["threads"] is not None and device.type == "cpu":
         # One thread by default: per-core latency is what a CPU server with one request per core
         # sees, and on a shared machine multi-threaded timings collapse under contention (measured:
         # 2 threads at load 10 gave per-round ratio quartiles of 0.5-2.7, docs/inference.md).
         torch.set_num_threads(int(settings["threads"]))
+
     def fresh() -> nn.Module:
         torch_state = torch.get_rng_state()
         try:
@@ -376,22 +403,26 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
 
     try:
         if not settings.get("share", True):
-            return measure(model, ref, settings, device, precision, fresh)
+            return measure(model, fresh(), settings, device, precision, fresh)
         from bench import inference_share as share
 
-        key = share.structure_key(cfg, num_labels, settings, device, precision)
-        path = share.entry_path(cfg, key)
-        entry = share.load(path)
+        blob = share.structure_blob(cfg, num_labels, settings, device, precision)
+        key = share.structure_key(blob)
+        path = share.entry_path(cfg, key, settings)
+        entry = share.load(path, blob)
         if entry is None:
-            section = measure(model, ref, settings, device, precision, fresh)
-            share.store(path, section, f"{cfg.task.name} / seed {seed}")
-            return dict(section, shared={"from": None, "key": key, "why": "measured here; later cells of this "
-                                                                       "sweep with the same structure reuse it"})
+            section = measure(model, fresh(), settings, device, precision, fresh)
+            share.store(path, section, share.measured_by(cfg, seed, run_id), blob)
+            return dict(section, shared={"from": None, "key": key, "why": "measured here; later cells with the same "
+                                                                       "structure reuse it (bench/inference_share.py)"})
         t0 = time.perf_counter()
         model.eval()
         vocab = int(inner_transformer(model).config.vocab_size)
-        _, merge = merged_and_checked(model, ref, fresh, settings, vocab, device, precision)
+        # Only the check runs here, so the merged deep copy is checked as it is (no fresh build to
+        # time); the reference is needed only to tell native from not-applicable methods (shapes).
+        _, merge = merged_and_checked(model, _lazy_reference(model, fresh), None, settings, vocab, device, precision)
+        if merge.get("status") == "merged":
+            merge["how"] += "; checked here on this cell's weights, timed (shared) as loaded into a fresh build"
         return share.reuse(entry, merge, time.perf_counter() - t0, key)
     finally:
         torch.set_num_threads(threads)
-        del ref

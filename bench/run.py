@@ -47,10 +47,41 @@ log = logging.getLogger(__name__)
 
 
 class Phase:
-    """Tracks which phase a cell is in, so a failure record can say where it happened."""
+    """Tracks which phase a cell is in, so a failure record can say where it happened, and how long
+    each phase took (`seconds`: the record's `time.phases_s`, the breakdown of a cell's fixed costs
+    in docs/performance.md; a phase entered twice adds up)."""
 
     def __init__(self):
-        self.name = "validate"
+        self.seconds: dict[str, float] = {}
+        self._name, self._since = "validate", time.perf_counter()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        now = time.perf_counter()
+        self.seconds[self._name] = self.seconds.get(self._name, 0.0) + now - self._since
+        self._name, self._since = value, now
+
+    def durations(self) -> dict[str, float]:
+        """Seconds per phase so far, the running phase included up to now."""
+        out = dict(self.seconds)
+        out[self._name] = out.get(self._name, 0.0) + time.perf_counter() - self._since
+        return {k: round(v, 4) for k, v in out.items()}
+
+
+def preload_libraries() -> None:
+    """Import peft (and with it transformers' model code) in the process that forks the cells, so a
+    sweep's cells inherit it instead of each importing it again (issue #26: the cell's validate +
+    build phases went from 4.5 s to 0.7 s at ~70 % foreign CPU load; a single cell pays it once in
+    the parent instead, every later cell of a sweep not at all). Touches no device (CUDA stays
+    uninitialised)."""
+    try:
+        import peft  # noqa: F401
+    except ImportError:  # pragma: no cover - peft is a dependency; a cell without it fails later, clearly
+        pass
 
 
 def pick_device(name: str) -> torch.device:
@@ -226,6 +257,7 @@ class CellRecipe:
 
     def _setup_encoding(self) -> None:
         """Tokenised splits (cached on disk under cache_dir)."""
+        self.phase.name = "encode"
         tok, t, cache = self.cell.tokenizer, self.t, self.cfg.get("cache_dir")
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         is_reg, n = self.spec.kind == "regression", int(t.max_seq_len)
@@ -329,7 +361,8 @@ class CellRecipe:
         if (cfg.get("inference") or {}).get("enabled", False):
             self.phase.name = "inference"
             from bench.inference import measure_cell
-            self.inference = measure_cell(cfg, self.model, self.spec.num_labels, self.seed, self.device, self.precision)
+            self.inference = measure_cell(cfg, self.model, self.spec.num_labels, self.seed, self.device, self.precision,
+                                          run_id=self.partial.get("run_id"))
         if keep:
             from bench.predict import task_info, write_delta_info
             write_delta_info(keep, model_cfg=OmegaConf.to_container(cfg.model, resolve=True), method=self.method,
@@ -353,7 +386,9 @@ class CellRecipe:
     def record(self) -> dict:
         t, result, cell = self.t, self.result, self.cell
         best = t.select == "best_epoch"
+        self.phase.name = "flops"
         flops = self._flops()
+        self.phase.name = "record"
         return {
             "inference": self.inference,
             "headline_metric": self.spec.headline,
@@ -381,7 +416,8 @@ class CellRecipe:
             "memory": self.partial["memory"],
             "throughput": self.throughput,
             "flops": flops,
-            "time": {"train_s": result.train_s, "eval_s": self.eval_s, "total_s": time.perf_counter() - self.t_cell},
+            "time": {"train_s": result.train_s, "eval_s": self.eval_s, "total_s": time.perf_counter() - self.t_cell,
+                     "phases_s": self.phase.durations()},
             "storage": self.storage,
             "capabilities": dict(self.method.capabilities(), optimizer=result.optimizer,
                                  mergeable=_mergeable(self.inference)),

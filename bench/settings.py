@@ -182,10 +182,15 @@ class InferenceSettings:
 
     enabled: bool = opt(BOOL, True)
     lengths: list = opt(LENGTHS, [16, 64, 128])  # noqa: RUF009 - opt() is a field()
+    # stop when precise (bench/inference_rounds.py): rounds run until every ratio's 95 % interval has
+    # at most this half-width, between min_repeats and repeats (the cap); null = exactly `repeats`
+    target_halfwidth: float | None = opt(nullable(number(0, lo_open=True), "a fixed number of rounds: repeats"), 0.01)
+    min_repeats: int = opt(integer(2), 8)
     repeats: int = opt(integer(3), 30)
     warmup: int = opt(integer(1), 5)
     batch_size: int = opt(integer(1), 32)
     batch_length: int = opt(integer(1), 64)
+    batch_min_repeats: int = opt(integer(2), 3)
     batch_repeats: int = opt(integer(3), 6)
     batch_warmup: int = opt(integer(1), 1)
     threads: int | None = opt(nullable(integer(1), "the cell's threads"), 1)
@@ -194,6 +199,8 @@ class InferenceSettings:
     # one measurement per structure in a sweep (bench/inference_share.py); not in conf/config.yaml so
     # that configs keep their hash: `+inference.share=false` measures every cell
     share: bool = opt(BOOL, True)
+    # ... and across sweeps: entries under <results_dir>/.inference_cache/ (false: per sweep folder)
+    cache: bool = opt(BOOL, True)
 
 
 @dataclass(kw_only=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: the harness's per-step overhead, a cell vs a Trainer script, and the accuracy of the
 # harness's measurements (+ optimisation A/B runs), in sequence. Output goes to stdout and is also
-# appended to $BENCH_LOG (default reports/bench/bench.log). ~25 min on 2 CPU cores; the figures are
+# appended to $BENCH_LOG (default reports/bench/bench.log). ~30 min on 2 CPU cores; the figures are
 # timings, so run nothing else heavy meanwhile. What the figures mean: docs/performance.md.
 #   scripts/run_benchmarks.sh
 #   BENCH_ARGS_MEASUREMENTS="--sections memory,known,throughput" scripts/run_benchmarks.sh   # no A/B runs

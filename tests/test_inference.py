@@ -168,6 +168,17 @@ def test_measure_writes_a_complete_section(one_thread):
         assert m["n"] == 5 and math.isfinite(m["ratio_vs_reference"]) and m["median_ms"] > 0
     assert sec["throughput"]["method"]["samples_per_s"] > 0
     assert sec["settings"]["repeats"] == 5 and "synthetic" in sec["inputs"]
+    # stop when precise (issue #26): min_repeats (default 8) above the cap of 5 -> the cap; every
+    # ratio carries its interval, the section the rounds spent and the half-width reached
+    prec = sec["precision_reached"]
+    assert prec["rounds"] == {"8": 5, "16": 5, "batched": 3} and prec["target_halfwidth"] == 0.01
+    lo, hi = sec["latency_batch1"]["8"]["method"]["ratio_ci95"]
+    assert lo <= sec["latency_batch1"]["8"]["method"]["ratio_vs_reference"] <= hi
+    assert prec["halfwidth_max"] == max(prec["halfwidth"].values()) > 0
+    fixed = measure(built.model, _reference(), dict(s, target_halfwidth=None, repeats=4), CPU)
+    assert fixed["precision_reached"]["rounds"]["8"] == 4 and fixed["precision_reached"]["met"] is None
+    loose = measure(built.model, _reference(), dict(s, target_halfwidth=50.0, min_repeats=3, repeats=30), CPU)
+    assert loose["precision_reached"]["rounds"]["8"] == 3 and loose["precision_reached"]["met"] is True
 
 
 @pytest.mark.parametrize("bad,option", [({"lengths": [0]}, "inference.lengths"), ({"repeats": 1}, "inference.repeats"),

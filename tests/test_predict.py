@@ -140,22 +140,37 @@ def test_report_has_the_inference_table_and_plot(kept_deltas, tmp_path):
 
 @pytest.mark.slow
 def test_cells_of_one_structure_share_one_inference_measurement(glue_dir, tmp_path):
-    """SST-2 and CoLA LoRA cells build the same structure (2 labels): the second reuses the first's
-    timings but merges and checks its own weights; an STS-B cell (1 output) measures its own; with
-    +inference.share=false every cell measures."""
+    """An SST-2 LoRA cell measures; a CoLA cell of a *later sweep* under the same results folder
+    builds the same structure (2 labels) and reuses those timings through the cache at the results
+    root, but merges and checks its own weights; an STS-B cell (1 output) measures its own; with
+    inference.cache=false sharing stays within a sweep; with +inference.share=false every cell measures."""
     small = ["inference.repeats=3", "inference.lengths=[16]", "inference.batch_repeats=3", "method=lora"]
-    proc = run_bench(["-m", *TINY, "task=sst2,cola,stsb", "sweep_name=share", *small], glue_dir, tmp_path)
+    proc = run_bench(["-m", *TINY, "task=sst2,stsb", "sweep_name=share", *small], glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_bench([*TINY, "task=cola", "sweep_name=later", *small], glue_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = {r["task"]: r for r in records_in(tmp_path / "share")}
-    first, second, own = recs["sst2"]["inference"], recs["cola"]["inference"], recs["stsb"]["inference"]
+    first, own = recs["sst2"]["inference"], recs["stsb"]["inference"]
+    second = records_in(tmp_path / "later")[0]["inference"]
     assert first["shared"]["from"] is None and own["shared"]["from"] is None
-    assert second["shared"]["from"] == "sst2 / seed 0" and second["shared"]["key"] == first["shared"]["key"]
+    assert second["shared"]["from"] == "share / sst2 / seed 0" and second["shared"]["key"] == first["shared"]["key"]
+    assert second["shared"]["from_run_id"] == recs["sst2"]["run_id"]
     assert own["shared"]["key"] != first["shared"]["key"]
+    # where the cell's seconds went (time.phases_s, issue #26): every phase, adding up to the cell's total
+    phases = recs["sst2"]["time"]["phases_s"]
+    assert {"data", "build", "encode", "train", "eval", "save", "inference", "flops"} <= set(phases)
+    assert sum(phases.values()) == pytest.approx(recs["sst2"]["time"]["total_s"], rel=0.05)
     assert second["latency_batch1"] == first["latency_batch1"] and second["overhead"] == first["overhead"]
+    assert second["precision_reached"] == first["precision_reached"]
+    assert (tmp_path / ".inference_cache" / f"{first['shared']['key']}.json").is_file()
     # the merge and its check ran in the CoLA cell itself, on its own trained weights
     assert second["merge"]["status"] == "merged" and second["merge"]["check"]["equal_within_atol"]
     assert second["seconds"] < first["seconds"]
-    proc = run_bench(["-m", *TINY, "task=sst2,cola", "sweep_name=noshare", "+inference.share=false", *small],
+    proc = run_bench(["-m", *TINY, "task=sst2,cola", "sweep_name=percell", "inference.cache=false", *small],
                      glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = {r["task"]: r["inference"] for r in records_in(tmp_path / "percell")}
+    assert recs["sst2"]["shared"]["from"] is None and recs["cola"]["shared"]["from"] == "percell / sst2 / seed 0"
+    proc = run_bench([*TINY, "task=sst2", "sweep_name=noshare", "+inference.share=false", *small], glue_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert all("shared" not in r["inference"] for r in records_in(tmp_path / "noshare"))
