@@ -2,5 +2,5 @@
 
 Put this folder on PYTHONPATH and its conf/ on Hydra's search path:
 
-    PYTHONPATH=examples/plugins python -m bench --config-dir examples/plugins/conf method=ln_tuning
+    PYTHONPATH=examples/plugins python -m bench --config-dir examples/plugins/conf method=layernorm_tuning
 """

@@ -1,8 +1,8 @@
 """LayerNorm tuning: train only the LayerNorm gains and biases of the backbone (plus the task head).
 
 An external peft-bench method: it lives outside the `bench` package, subclasses the public
-`bench.methods.Method` protocol and is selected by `_target_: bench_plugins.ln_tuning.LNTuning`
-(examples/plugins/conf/method/ln_tuning.yaml). Nothing in bench/ knows about it.
+`bench.methods.Method` protocol and is selected by `_target_: bench_plugins.layernorm_tuning.LNTuning`
+(examples/plugins/conf/method/layernorm_tuning.yaml). Nothing in bench/ knows about it.
 
 The method: Qi et al. 2022, "Parameter-efficient tuning on layer normalization for pre-trained
 language models" (LN-tuning), and Zhao et al. 2023, "Tuning LayerNorm in attention". Every
@@ -23,7 +23,7 @@ from bench.methods.base import freeze
 class LNTuning(Method):
     """Freeze the backbone, then unfreeze every `nn.LayerNorm` in it (optionally not the embeddings')."""
 
-    name = "ln_tuning"  # registers the class under this name; its YAML's `name:` must say the same
+    name = "layernorm_tuning"  # registers the class under this name; its YAML's `name:` must say the same
 
     def __init__(self, lr: float | None = None, include_embeddings: bool = True, **settings):
         # Settings first, then super().__init__, which rejects unknown keys (typos in method.*).
