@@ -210,6 +210,7 @@ def test_a_constant_predictor_record_carries_the_collapse_warning(tmp_path, glue
     assert "WARNING seed 0 collapsed: dev: 100.0% of" in gate[1].stdout  # the gate's output, not a failure
 
 
+@pytest.mark.slow
 def test_trained_lora_is_above_chance_and_a_frozen_one_is_not(tmp_path, glue_dir):
     """MiniLM on SST-2: LoRA with 500 rows x 2 epochs learns (above the majority class, no collapse);
     the same cell at lr 1e-9 does not move from its initialisation and is not above chance."""

@@ -48,6 +48,7 @@ def test_record_has_every_measurement(two_cell_sweep):
     assert not any(k.startswith("_") for k in rec["config"]) and rec["env"]["parallel_cells"] == 1
 
 
+@pytest.mark.slow
 def test_resume_skips_done_cells_and_reruns_changed_ones(two_cell_sweep, glue_dir):
     out, _ = two_cell_sweep
     before = {r["_path"]: r["finished_at"] for r in records_in(out / "two")}
@@ -83,6 +84,7 @@ def test_custom_csv_task_runs_without_code_change(tmp_path, glue_dir):
     assert rec["data"]["selection"]["examples"] == 3 and rec["data"]["train_examples"] == 25
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_two_cells(tmp_path, glue_dir):
     """The cluster path (submitit), run locally: each cell in its own process, both records land."""
     proc = run_bench(["-m", *TINY, "task=sst2", "method=lora,bitfit", "hydra/launcher=local_jobs",

@@ -114,6 +114,7 @@ def test_merge_of_one_tasks_delta_equals_the_delta(sources, glue_dir, tmp_path):
         assert preds(rec) == pytest.approx(preds(src), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_multitask_merge_and_records_reference_existing_sources(sources, glue_dir, tmp_path):
     _results, recs = sources
     srcs = [recs[("lora", t)] for t in ("sst2", "stsb", "mrpc")]
@@ -163,6 +164,7 @@ def test_refuses_missing_source_records(sources, glue_dir, tmp_path):
     assert not (tmp_path / "o").exists() or not records_in(tmp_path / "o")
 
 
+@pytest.mark.slow
 def test_transferred_run_starts_from_the_source_deltas_exact_weights(glue_dir, tmp_path):
     from omegaconf import OmegaConf
     from peft import get_peft_model_state_dict

@@ -105,6 +105,7 @@ def test_progress_settings_are_checked_and_never_in_the_config_hash(composed):
         check(composed(["progress.interval_s=0"]))
 
 
+@pytest.mark.slow
 def test_a_piped_sweep_prints_lines_not_bars(tmp_path, glue_dir):
     """Output captured through pipes (as in CI or under nohup): no bar, a line when each cell's
     training ends, and the sweep line counting the cells done of those the CLI planned."""

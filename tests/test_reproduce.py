@@ -92,6 +92,7 @@ def test_results_folder_with_a_comma_stays_one_value():
     assert runner.override_value("/tmp/plain-dir_1.x") == "/tmp/plain-dir_1.x"
 
 
+@pytest.mark.slow
 def test_runner_writes_a_normal_sweeps_records_and_ledger_and_resumes(tmp_path, glue_dir, monkeypatch):
     """Through the real `python -m bench -m`: the record is where and what a hand-typed cell writes
     (run id from bench.execute.identity), the invocation's ledger lists it, a rerun skips it."""
