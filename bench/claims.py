@@ -40,11 +40,9 @@ DEFAULTS = {"on_busy": "skip", "stale_after_s": 300.0, "heartbeat_s": 15.0, "pol
 
 def settings_from(cfg) -> dict:
     """`claim.*` with its defaults (values checked by bench.settings.ClaimSettings)."""
-    out = dict(DEFAULTS)
-    node = cfg.get("claim") if hasattr(cfg, "get") else None
-    if node:
-        out.update({k: v for k, v in dict(node).items() if v is not None})
-    return out
+    from bench.settings import with_defaults
+
+    return with_defaults(cfg, "claim", DEFAULTS)
 
 
 def claim_path(record_path: Path) -> Path:

@@ -44,11 +44,9 @@ PROGRESS_DIR = ".progress"
 
 def settings_from(cfg) -> dict:
     """`progress.*` with its defaults (the values are checked by bench.settings.ProgressSettings)."""
-    out = dict(DEFAULTS)
-    node = cfg.get("progress") if hasattr(cfg, "get") else None
-    if node:
-        out.update({k: v for k, v in dict(node).items() if v is not None})
-    return out
+    from bench.settings import with_defaults
+
+    return with_defaults(cfg, "progress", DEFAULTS)
 
 
 def resolve_mode(mode: str, stream=None, parallel: int = 1) -> str:

@@ -272,6 +272,17 @@ SECTIONS = {"train": TrainSettings, "model": ModelSettings, "data": DataSettings
 METHOD_COMMON = ("_target_", "name", "lr")
 
 
+def with_defaults(cfg, section: str, defaults: dict) -> dict:
+    """`<section>.*` of a composed config over `defaults`, unset (null) keys keeping the default: for
+    the small run-control sections read where they are used (progress, claim), whose values the
+    section's schema below has already checked."""
+    out = dict(defaults)
+    node = cfg.get(section) if hasattr(cfg, "get") else None
+    if node:
+        out.update({k: v for k, v in dict(node).items() if v is not None})
+    return out
+
+
 # ------------------------------------------------------------------------------------------- checking
 
 def _fields(schema) -> dict:
