@@ -175,6 +175,105 @@ def micro_batches(ids: list[int], micro: int) -> list[list[int]]:
     return [ids[i:i + micro] for i in range(0, len(ids), micro)]
 
 
+def step_shapes(ids: list[int], lengths, micro: int, pad_multiple: int) -> tuple[int, int, int]:
+    """(real tokens, padded tokens, sum of batch x width^2) of one optimizer step: each micro-batch
+    pads to its own longest row; the squared widths are for attention's FLOPs."""
+    shapes = [(len(part), padded_width(max(lengths[i] for i in part), pad_multiple))
+              for part in micro_batches(ids, micro)]
+    return sum(lengths[i] for i in ids), sum(b * w for b, w in shapes), sum(b * w * w for b, w in shapes)
+
+
+def epoch_order(lengths, bs: int, tcfg, epoch: int, max_steps) -> list[list[int]]:
+    """The epoch's batches; for a timing run (`train.max_steps`, the cost pass) batches whose sizes
+    represent the epoch, not its first ones."""
+    order = batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length),
+                        mega_batches=_opt(tcfg, "group_mega_batches"))
+    if max_steps:
+        order = representative_batches(order, lengths, int(max_steps), int(tcfg.warmup_steps_excluded))
+    return order
+
+
+def linear_schedule(opt, warmup: int, total: int):
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+@dataclass
+class _StepInputs:
+    """What one micro-batch's forward and backward need; `feats`/`labels` are set for a method that
+    trains on cached features (the head alone on pooled features computed once)."""
+
+    model: object
+    method: object
+    data: Encoded
+    device: torch.device
+    pad_id: int
+    pad_multiple: int
+    precision: str
+    use_tt: bool
+    faults: dict | None
+    feats: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+    def pool_once(self, batch_size: int) -> float:
+        """Compute the frozen backbone's pooled features of every training row once; returns seconds."""
+        t0 = time.perf_counter()
+        self.feats = pooled_features(self.model, self.data, batch_size, self.pad_id, self.device, self.precision,
+                                     self.use_tt, self.pad_multiple)
+        sync(self.device)
+        elapsed = time.perf_counter() - t0
+        self.labels = torch.tensor(self.data.labels, device=self.device,
+                                   dtype=torch.float32 if self.data.is_regression else torch.long)
+        return elapsed
+
+    def backward(self, part: list[int], step_rows: int, step: int, epoch: int) -> float:
+        """Forward and backward of one micro-batch, its loss scaled by its share of the step's rows
+        (the summed gradient is that of the step's mean loss); returns the scaled loss."""
+        if self.feats is not None:
+            idx = torch.tensor(part, device=self.device)
+            logits, labels = self.model.head(self.feats[idx]), self.labels[idx]
+        else:
+            batch = to_device(collate(self.data, part, self.pad_id, self.pad_multiple), self.device)
+            labels = batch["labels"]
+            with autocast_for(self.device, self.precision):
+                logits = self.model(**model_inputs(batch, self.use_tt))
+        loss = loss_fn(logits, labels, self.data.is_regression)
+        extra = self.method.regularization(self.model)
+        if extra is not None:
+            loss = loss + extra
+        if self.faults:
+            loss = inject_fault(self.faults, step, loss)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(
+                f"loss became {loss.item()} at step {step} (epoch {epoch}); "
+                f"lower the learning rate (method.lr / train.lr = {self.method.lr}) or check the data"
+            )
+        loss = loss * (len(part) / step_rows)  # this micro-batch's share of the step's mean loss
+        loss.backward()
+        return float(loss.detach())
+
+
+def _evaluate_and_keep_best(res: TrainResult, evaluate_epoch, epoch: int, named, device) -> float:
+    """Evaluate after `epoch` (outside the training time), keep the best epoch's metrics and weights
+    by selection score; returns the seconds it took."""
+    sync(device)
+    t0 = time.perf_counter()
+    metrics, score = evaluate_epoch(epoch)
+    sync(device)
+    elapsed = time.perf_counter() - t0
+    res.metrics_per_epoch.append({"epoch": epoch, "metrics": metrics})
+    if res.best_metrics is None or score > res.best_metrics["_headline"]:
+        res.best_epoch = epoch
+        res.best_metrics = dict(metrics, _headline=score)
+        res.best_state = {n: p.detach().clone() for n, p in named}
+    return elapsed
+
+
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
                 progress=None, state_in=None, state_out=None) -> tuple[TrainResult, StepTimer]:
@@ -188,49 +287,32 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     epochs of the full-length run; with `state_out` it then saves its state there, and a later run of
     the full length given that file as `state_in` continues from it (bench/rung_state.py) instead of
     training those epochs again."""
-    named = method.trainable_named_parameters(model)
-    if not named:
+    if not method.trainable_named_parameters(model):
         raise RuntimeError(f"method {method.name} left no trainable parameter")
     micro = int(tcfg.batch_size)
     bs = micro * grad_accum_steps(tcfg)  # examples per optimizer step (the effective batch)
     steps_per_epoch = math.ceil(len(train_data) / bs)
     total = steps_per_epoch * int(tcfg.epochs)
     method.before_training(model, total)
-    opt, optimizer_name = _optimizer(model, method, named, tcfg)
+    opt, optimizer_name = _optimizer(model, method, method.trainable_named_parameters(model), tcfg)
     named = method.trainable_named_parameters(model)  # an optimizer factory may freeze some (LoRA-FA's A)
     params = [p for _, p in named]
     warmup = round(float(tcfg.warmup_ratio) * total)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = linear_schedule(opt, warmup, total)
     use_tt = method.uses_token_type_ids
     timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
     res = TrainResult(warmup_steps=warmup, optimizer=optimizer_name)
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
-    feats = None
     stop = _opt(tcfg, "stop_after_epochs")
     run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
-    first_epoch = 0
-    if state_in is not None:
-        from bench.rung_state import load_state
-
-        first_epoch = load_state(state_in, total_steps=total, named=named, opt=opt, sched=sched, res=res, device=device)
+    first_epoch = _restore(state_in, total, named, opt, sched, res, device)
     if progress is not None:
         progress.start(steps_per_epoch * (run_epochs - first_epoch), run_epochs)
     sync(device)
     t_start = time.perf_counter()
+    inputs = _StepInputs(model, method, train_data, device, pad_id, pad_multiple, precision, use_tt, faults)
     if cached:
-        t0 = time.perf_counter()
-        feats = pooled_features(model, train_data, int(tcfg.eval_batch_size), pad_id, device, precision, use_tt,
-                                pad_multiple)
-        sync(device)
-        res.feature_s = time.perf_counter() - t0
-        labels_all = torch.tensor(train_data.labels, dtype=torch.float32 if train_data.is_regression else torch.long,
-                                  device=device)
+        res.feature_s = inputs.pool_once(int(tcfg.eval_batch_size))
     eval_s = 0.0
     lengths = train_data.lengths
     max_steps = _opt(tcfg, "max_steps")  # set only by the cost pass (bench/cost_pass.py): time a few steps
@@ -240,45 +322,14 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
         model.train()
         if method.frozen_backbone:
             model.backbone.eval()
-        order = batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length),
-                            mega_batches=_opt(tcfg, "group_mega_batches"))
-        if max_steps:  # a timing run: batches whose sizes represent the epoch, not its first ones
-            order = representative_batches(order, lengths, int(max_steps), int(tcfg.warmup_steps_excluded))
-        for ids in order:
+        for ids in epoch_order(lengths, bs, tcfg, epoch, max_steps):
             if max_steps and res.steps >= int(max_steps):
                 break
-            n_tok = sum(lengths[i] for i in ids)
-            # each micro-batch pads to its own longest row; squared widths for attention's FLOPs
-            shapes = [(len(part), padded_width(max(lengths[i] for i in part), pad_multiple))
-                      for part in micro_batches(ids, micro)]
-            padded, squares = sum(b * w for b, w in shapes), sum(b * w * w for b, w in shapes)
+            n_tok, padded, squares = step_shapes(ids, lengths, micro, pad_multiple)
             step_lr = opt.param_groups[0]["lr"]  # the rate this step uses (for the trackers), read before the timer
             with timer.step(len(ids), n_tok, padded, squares):
-                step_loss = 0.0
-                for part in micro_batches(ids, micro):
-                    if cached:
-                        idx = torch.tensor(part, device=device)
-                        logits = model.head(feats[idx])
-                        labels = labels_all[idx]
-                    else:
-                        batch = to_device(collate(train_data, part, pad_id, pad_multiple), device)
-                        labels = batch["labels"]
-                        with autocast_for(device, precision):
-                            logits = model(**model_inputs(batch, use_tt))
-                    loss = loss_fn(logits, labels, train_data.is_regression)
-                    extra = method.regularization(model)
-                    if extra is not None:
-                        loss = loss + extra
-                    if faults:
-                        loss = inject_fault(faults, res.steps + 1, loss)
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLoss(
-                            f"loss became {loss.item()} at step {res.steps + 1} (epoch {epoch + 1}); "
-                            f"lower the learning rate (method.lr / train.lr = {method.lr}) or check the data"
-                        )
-                    loss = loss * (len(part) / len(ids))  # this micro-batch's share of the step's mean loss
-                    loss.backward()
-                    step_loss += float(loss.detach())
+                step_loss = sum(inputs.backward(part, len(ids), res.steps + 1, epoch + 1)
+                                for part in micro_batches(ids, micro))
                 if float(tcfg.max_grad_norm) > 0:
                     # foreach: one multi-tensor norm/scale instead of a kernel per tensor (same result)
                     torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm), foreach=True)
@@ -291,16 +342,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
             if progress is not None:
                 progress.step(len(ids), step_loss, epoch + 1, lr=step_lr)
         if evaluate_epoch is not None:
-            sync(device)
-            t0 = time.perf_counter()
-            metrics, headline = evaluate_epoch(epoch + 1)
-            sync(device)
-            eval_s += time.perf_counter() - t0
-            res.metrics_per_epoch.append({"epoch": epoch + 1, "metrics": metrics})
-            if res.best_metrics is None or headline > res.best_metrics["_headline"]:
-                res.best_epoch = epoch + 1
-                res.best_metrics = dict(metrics, _headline=headline)
-                res.best_state = {n: p.detach().clone() for n, p in named}
+            eval_s += _evaluate_and_keep_best(res, evaluate_epoch, epoch + 1, named, device)
     sync(device)
     res.train_s = time.perf_counter() - t_start - eval_s
     if state_out is not None and run_epochs < int(tcfg.epochs):
@@ -309,6 +351,15 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
         save_state(state_out, epoch=run_epochs, total_steps=total, named=named, opt=opt, sched=sched, res=res,
                    device=device)
     return res, timer
+
+
+def _restore(state_in, total: int, named, opt, sched, res: TrainResult, device) -> int:
+    """The first epoch to train: 0, or the epoch after a first rung's saved state (bench/rung_state.py)."""
+    if state_in is None:
+        return 0
+    from bench.rung_state import load_state
+
+    return load_state(state_in, total_steps=total, named=named, opt=opt, sched=sched, res=res, device=device)
 
 
 def throughput(result: TrainResult, timer: StepTimer, train_data: Encoded, epochs: int) -> dict:
