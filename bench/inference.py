@@ -290,6 +290,23 @@ def merged_and_checked(model: nn.Module, reference: nn.Module, fresh, settings: 
     return merged, merge
 
 
+def overheads(variants: list[str], latency: dict, batched: dict, merge_status: str) -> dict:
+    """The section's `overhead`: each variant's latency ratios vs the reference (per length, their
+    mean, batched); a natively merged method's merged figures are its own."""
+    def overhead(variant):
+        if variant not in variants:
+            return None
+        r1 = [latency[k][variant]["ratio_vs_reference"] for k in latency]
+        return {"batch1_by_length": {k: latency[k][variant]["ratio_vs_reference"] for k in latency},
+                "batch1_mean": float(np.mean(r1)) if r1 else None,
+                "batched": batched[variant]["ratio_vs_reference"]}
+
+    summary = {"method": overhead("method"), "merged": overhead("merged"), "aa": overhead("aa")}
+    if merge_status == "native":
+        summary["merged"] = summary["method"]
+    return summary
+
+
 def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torch.device,
             precision: str = "fp32", fresh: Callable[[], nn.Module] | None = None) -> dict:
     """The record's `inference` section for a finetuned `model` against `reference` (same backbone,
@@ -340,17 +357,7 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     memory = memory or memory_section(variants, xb, device, precision)
     t_mem = time.perf_counter() - t_mem - rounds["batched"]["seconds"]
 
-    def overhead(variant):
-        if variant not in variants:
-            return None
-        r1 = [latency[k][variant]["ratio_vs_reference"] for k in latency]
-        return {"batch1_by_length": {k: latency[k][variant]["ratio_vs_reference"] for k in latency},
-                "batch1_mean": float(np.mean(r1)) if r1 else None,
-                "batched": batched[variant]["ratio_vs_reference"]}
-
-    summary = {"method": overhead("method"), "merged": overhead("merged"), "aa": overhead("aa")}
-    if merge["status"] == "native":
-        summary["merged"] = summary["method"]
+    summary = overheads(list(variants), latency, batched, merge["status"])
     del merged, aa
     return {
         "inputs": INPUTS_NOTE,
