@@ -31,12 +31,12 @@ sweep: setup
 	  exit $$status
 
 ## The same sweep with its cells in parallel (one per core, 1 thread each) for the metrics, then the cost
-## pass (bench/cost_pass.py) times every cell's training, evaluation and inference alone. Metrics differ
+## pass (bench/sweep/cost_pass.py) times every cell's training, evaluation and inference alone. Metrics differ
 ## from `make sweep`'s in the last bits (thread count changes float sums; docs/performance.md section 11).
 sweep-parallel: setup
 	$(BIN)/python -m bench experiment=default_sweep sweep_name=default_sweep_parallel results_dir=$(RESULTS) \
 	  hydra/launcher=parallel hydra.launcher.n_jobs=$$(nproc) inference.enabled=false $(SWEEP_ARGS); status=$$?; \
-	  if [ $$status -eq 0 ]; then $(BIN)/python -m bench.cost_pass $(RESULTS)/default_sweep_parallel --inference; status=$$?; fi; \
+	  if [ $$status -eq 0 ]; then $(BIN)/python -m bench.sweep.cost_pass $(RESULTS)/default_sweep_parallel --inference; status=$$?; fi; \
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/default_sweep_parallel --out reports/default_sweep_parallel; fi; \
 	  exit $$status
 
@@ -86,8 +86,10 @@ test-slow: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
+## ruff, and the import contract of docs/structure.md (layers; the report reads records only), checked by import-linter
 lint: setup
 	$(BIN)/ruff check bench tests
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache
@@ -121,4 +123,4 @@ regress: setup
 
 ## Benchmarks of the harness itself (overhead, vs a Trainer script, measurement accuracy); ~25 min.
 bench: setup
-	scripts/run_benchmarks.sh
+	benchmarks/run_benchmarks.sh

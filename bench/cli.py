@@ -1,8 +1,8 @@
 """`python -m bench [overrides]` runs one cell; `python -m bench -m ...` runs a Hydra multirun.
 
-Resume, failure isolation and the summary live here and in bench.execute, because Hydra has none.
+Resume, failure isolation and the summary live here and in bench.sweep.execute, because Hydra has none.
 Exit status: 0 when every cell is ok or skipped, 1 when any failed, 2 on a configuration error,
-130 on Ctrl-C. Settings are checked (bench.settings.check) before any cell runs: in a multirun,
+130 on Ctrl-C. Settings are checked (bench.recipe.validate.check) before any cell runs: in a multirun,
 every job's config before the first job starts.
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import uuid
-import warnings
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -24,33 +23,22 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from bench.confdir import PACKAGED, conf_dir, find_conf_dir
+from bench.config.confdir import PACKAGED, conf_dir, find_conf_dir
+from bench.logs import quiet_libraries
 
 log = logging.getLogger("bench")
-# The repo's conf/ in a clone, bench/conf/ in an installed wheel (bench/confdir.py); when neither
+# The repo's conf/ in a clone, bench/conf/ in an installed wheel (bench/config/confdir.py); when neither
 # exists, main() stops with a ConfigError before Hydra reports a less helpful "not found".
 CONF_DIR = str(find_conf_dir() or PACKAGED)
 _STATE = {"exit": 0}
-
-
-def quiet_libraries() -> None:
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*[Tt]oken type ids are not supported.*")
-    try:
-        from transformers.utils import logging as tlog
-
-        tlog.set_verbosity_error()
-        tlog.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 class SummaryCallback(Callback):
     """Prints the table of this invocation's cells and sets the exit status."""
 
     def _summarise(self, config: DictConfig) -> None:
-        from bench.results import sweep_dir_of
-        from bench.summary import read_ledger, summary_table
+        from bench.records.results import sweep_dir_of
+        from bench.sweep.summary import read_ledger, summary_table
 
         inv = os.environ.get("BENCH_INVOCATION")
         sweep_dir = sweep_dir_of(config)
@@ -68,11 +56,11 @@ class SummaryCallback(Callback):
             _STATE["exit"] = max(_STATE["exit"], 1)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        """Every job of the sweep checked (bench.settings.check) before the first one starts, in
+        """Every job of the sweep checked (bench.recipe.validate.check) before the first one starts, in
         this process whatever the launcher: a bad option exits 2 with no record and no folder. The
-        cells the jobs will run are counted on the way, for the sweep line (bench/progress.py);
+        cells the jobs will run are counted on the way, for the sweep line (bench/training/progress.py);
         jobs inherit the count through the environment, whichever process runs them."""
-        from bench.progress import TOTAL_ENV
+        from bench.training.progress import TOTAL_ENV
 
         errors, cells = plan_sweep(config)
         if errors:
@@ -101,8 +89,8 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from bench.errors import ConfigError
-    from bench.settings import check
-    from bench.study import planned_cells
+    from bench.recipe.validate import check
+    from bench.sweep.study import planned_cells
 
     if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
         return [], None
@@ -146,8 +134,8 @@ def _parallel_cells(hc) -> int:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> str:
-    from bench.env import PARALLEL_CELLS_ENV
-    from bench.execute import execute
+    from bench.records.environment import PARALLEL_CELLS_ENV
+    from bench.sweep.execute import execute
 
     quiet_libraries()
     try:
@@ -160,7 +148,7 @@ def _hydra_main(cfg: DictConfig) -> str:
     # Set on every job (a joblib worker runs several), never inherited from an earlier invocation.
     os.environ[PARALLEL_CELLS_ENV] = str(parallel)
     from bench.errors import ConfigError
-    from bench.settings import check
+    from bench.recipe.validate import check
 
     try:
         check(cfg)  # before any work: a bad option writes no record and no folder
@@ -169,12 +157,12 @@ def _hydra_main(cfg: DictConfig) -> str:
         _STATE["exit"] = 2
         return "failed"
     if not multirun:  # a run alone: its own cells (1, or a study's); a multirun's count is on_multirun_start's
-        from bench.progress import TOTAL_ENV
-        from bench.study import planned_cells
+        from bench.sweep.study import planned_cells
+        from bench.training.progress import TOTAL_ENV
 
         os.environ[TOTAL_ENV] = str(planned_cells(cfg))
     if (cfg.get("study") or {}).get("enabled"):
-        from bench.study import run_study
+        from bench.sweep.study import run_study
 
         try:
             return run_study(cfg, overrides)
@@ -196,7 +184,7 @@ def unknown_group_choice(argv: list[str], root) -> str | None:
     to Hydra."""
     from pathlib import Path
 
-    from bench.settings import nearest
+    from bench.config.schema import nearest
 
     if any(a.startswith(("--config-dir", "-cd", "hydra.searchpath", "--config-path", "-cp")) for a in argv):
         return None

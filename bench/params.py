@@ -3,7 +3,7 @@
 Composes the project's Hydra config (conf/, same overrides as `python -m bench`), builds the model
 from its config (`model.pretrained=false`: shipped configs, no download, no weights needed), applies
 the method exactly as a run does (`validate`, `apply`, `finalize`) and prints the counts a run's
-record would hold (`bench.measure.count_params`): trainable, total, head, trainable excl. head, and
+record would hold (`bench.measure.counts.count_params`): trainable, total, head, trainable excl. head, and
 which head (`model.head=uniform`: dropout + linear; `native`: the architecture's own head).
 
 By default the model is built on PyTorch's `meta` device (accelerate's `init_empty_weights`): shapes
@@ -30,7 +30,7 @@ import warnings
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from bench.confdir import PACKAGED, find_conf_dir
+from bench.config.confdir import PACKAGED, find_conf_dir
 
 CONF_DIR = str(find_conf_dir() or PACKAGED)  # a clone's conf/ or the wheel's bench/conf/
 
@@ -131,10 +131,10 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     """Counts for one configuration. Returns a JSON-able dict (see `format_text` for the fields)."""
     from omegaconf import OmegaConf
 
-    from bench import tasks as T
-    from bench.cell import build_cell, method_from_config, method_source
-    from bench.labels import method_label
-    from bench.models import CONFIG_DIR, head_parts
+    from bench.config.labels import method_label
+    from bench.data import tasks as T
+    from bench.models.backbones import CONFIG_DIR, head_parts
+    from bench.models.build import build_cell, method_from_config, method_source
 
     requested_materialize = materialize
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("bench.models").setLevel(logging.ERROR)  # tokenizer fallback: counts do not use it
+    logging.getLogger("bench.models.backbones").setLevel(logging.ERROR)  # tokenizer fallback: counts do not use it
     from transformers.utils import logging as tlog
 
     tlog.set_verbosity_error()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Markdown tables for docs/budget.md from a budget report folder (`python -m bench.report.budget`).
 
-    python scripts/budget_docs.py reports/budget_reuse_stsb [--task stsb]
+    python -m scripts.budget_docs reports/budget_reuse_stsb [--task stsb]
 
 Prints, per task: the points (mean x100 [95 % t interval] per method and K, trainable parameters incl.
 the head), steps per K, mean train seconds per cell at the largest K, the crossover pairs that have

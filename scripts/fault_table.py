@@ -1,7 +1,7 @@
 """Run every fault scenario for real and write docs/faults.md: what the user sees, the exit status,
 and how many finished records were lost (must be 0). Tiny model; a few minutes on 2 cores.
 
-    .venv/bin/python scripts/fault_table.py [--out docs/faults.md]
+    .venv/bin/python -m scripts.fault_table [--out docs/faults.md]
 """
 from __future__ import annotations
 

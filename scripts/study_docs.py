@@ -1,6 +1,6 @@
 """Assemble docs/study.md from a finished study: its report (reports/study) and its tables.
 
-    python scripts/study_docs.py results/study reports/study docs/study.md --wall "..."
+    python -m scripts.study_docs results/study reports/study docs/study.md --wall "..."
 
 Copies the report's main table (mean [95% CI]), the pairwise verdict matrices and the budget-curve
 plot, and appends scripts/study_table.py's selected-rate, trial and tuned-default tables, so the
@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_table import load, tables
+from scripts.study_table import load, tables
 
 
 def section(md: str, start: str, stop: str | None) -> str:

@@ -1,7 +1,7 @@
 """Tables of a tuning study (`make study`): the selected learning rate per method and task, every
 trial's selection-split score, and the tuned default rate per method.
 
-    python scripts/study_table.py results/study [--out docs/study_tables.md]
+    python -m scripts.study_table results/study [--out docs/study_tables.md]
 
 The tuned default of a method is the grid rate with the best *mean selection-split score over the
 study's tasks* (every task of a method shares one grid, so the means compare like with like); the

@@ -1,4 +1,6 @@
-"""Shared test setup: never touch the network, and find the GLUE data."""
+"""Shared test setup: never touch the network, find the GLUE data, and the fixtures most tests use: the
+tiny model's config (tests/tiny.py, read from conf/model/) and the project's commands run as a user
+runs them (tests/clitools.py: offline, isolated environment, records under the test's tmp folder)."""
 from __future__ import annotations
 
 import os
@@ -22,3 +24,27 @@ def glue_dir() -> Path:
         pytest.fail(f"GLUE data not found at {path}: set BENCH_GLUE_DIR to a folder in the original GLUE "
                     f"download layout (<TASK>/train.tsv, dev.tsv), default {DEFAULT_GLUE_DIR}", pytrace=False)
     return path
+
+
+@pytest.fixture
+def tiny_bert_cfg():
+    """conf/model/tiny_bert.yaml as an OmegaConf node (a fresh copy per test: tests may edit it)."""
+    from omegaconf import OmegaConf
+    from tiny import model_node
+
+    return OmegaConf.create(model_node("tiny_bert"))
+
+
+@pytest.fixture
+def bench_cli(glue_dir, tmp_path):
+    """`bench_cli([...overrides], module="bench")` runs `python -m <module>` as a user would, on the
+    tiny model (model=tiny_bert train=quick first, so later overrides win), records under tmp_path;
+    returns (CompletedProcess, results folder)."""
+    from clitools import TINY, run_bench
+
+    def run(args, module: str = "bench", timeout: int = 300, tiny: bool = True, **kw):
+        results = tmp_path / "results"
+        proc = run_bench([*(TINY if tiny else []), *args], glue_dir, results, module=module, timeout=timeout, **kw)
+        return proc, results
+
+    return run

@@ -1,4 +1,4 @@
-"""Fixture result records with known values, written with bench.records.write_record.
+"""Fixture result records with known values, written with bench.records.schema.write_record.
 
 Tests recompute every expected number from the files written here (not from these formulas), so
 a bug in the report cannot hide behind a bug shared with the fixture. The layout deliberately
@@ -17,7 +17,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.records import config_hash, record_stem, write_record
+from bench.records.schema import config_hash, record_stem, write_record
 
 MODELS = {"tiny-bert": 0.80, "tiny-roberta": 0.30}  # base score: models differ a lot
 METHODS = {"full": (4_400_000, 0.0), "lora[r=8]": (150_000, -0.02), "bitfit": (30_000, -0.05)}
@@ -170,10 +170,10 @@ def pred_predictions(method: str, task: str, seed: int, n: int = PRED_N):
 
 def write_prediction_record(root: Path, model: str, label: str, task: str, seed: int, preds, refs, *,
                             ids=None, study: dict | None = None, finished: datetime | None = None) -> Path:
-    """A schema-2 record whose metrics are computed from `preds` by bench.metrics (the real metric
-    code), with its gzip predictions file beside it (bench.records.write_predictions)."""
-    from bench.metrics import compute_metrics
-    from bench.records import write_predictions
+    """A schema-2 record whose metrics are computed from `preds` by bench.data.metrics (the real metric
+    code), with its gzip predictions file beside it (bench.records.schema.write_predictions)."""
+    from bench.data.metrics import compute_metrics
+    from bench.records.schema import write_predictions
 
     headline, names = PRED_TASKS[task]
     rec = make_record(model, "full", task, seed, finished=finished, value=0.0,

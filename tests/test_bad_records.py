@@ -1,5 +1,5 @@
 """Bad record files are named by file and reason (truncated, unknown schema_version, not a record) by
-bench.records.load_records, the report's terminal summary and the regression gate, which go on (issue #28)."""
+bench.records.schema.load_records, the report's terminal summary and the regression gate, which go on (issue #28)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 from clitools import run_python
 from report_fixtures import _write, make_record
 
-from bench.records import load_records
+from bench.records.schema import load_records
 
 
 def _bad_folder(root: Path) -> dict[str, Path]:

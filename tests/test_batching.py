@@ -7,12 +7,13 @@ import random
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tiny import TINY_BERT
 
-from bench.batching import Encoded, collate, padded_width
+from bench.data.batching import Encoded, collate, padded_width
 from bench.errors import ConfigError
-from bench.models import build_model
-from bench.run import pick_pad_multiple
-from bench.train import pooled_features
+from bench.models.backbones import build_model
+from bench.recipe.finetune import pick_pad_multiple
+from bench.training.forward import pooled_features
 
 
 def reference_collate(data: Encoded, ids, pad_id, multiple=1):
@@ -60,9 +61,7 @@ def test_padded_width_and_pad_multiple_setting():
 
 
 def tiny():
-    cfg = {"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm", "pretrained": False,
-           "pooling": "mean"}
-    return build_model(OmegaConf.create(cfg), 2, 0)
+    return build_model(OmegaConf.create(TINY_BERT), 2, 0)
 
 
 def test_length_sorted_features_land_in_file_order():
@@ -94,7 +93,7 @@ def test_group_size_is_a_setting():
     shuffled order (absent: 50); a smaller run keeps more of the shuffle, so batches repeat less."""
     import random
 
-    from bench.batching import MEGA_BATCHES, batch_order
+    from bench.data.batching import MEGA_BATCHES, batch_order
 
     lengths = [random.Random(i).randint(3, 60) for i in range(640)]
     default = batch_order(lengths, 16, seed=1, epoch=0, group_by_length=True)
@@ -120,7 +119,7 @@ def test_timing_batches_represent_the_epoch(glue_dir):
     length), the default batch size and grouping."""
     import statistics
 
-    from bench.batching import batch_order, representative_batches
+    from bench.data.batching import batch_order, representative_batches
 
     rows = (glue_dir / "SST-2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:2001]
     lengths = [len(r.split("\t")[0].split()) + 2 for r in rows]

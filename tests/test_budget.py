@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from report_fixtures import T0, make_record
 
-from bench import tasks as T
-from bench.records import load_records, record_stem, write_predictions, write_record
+from bench.data import sampling
+from bench.recipe.finetune import length_rule
+from bench.records.schema import load_records, record_stem, write_predictions, write_record
 from bench.report.budget import NEVER, budget_frame, crossover_k, kendall_tau, write_budget
-from bench.run import length_rule
 
 SIZES = [10, 30, 100, 300, 1000]
 
@@ -34,13 +34,13 @@ def _pool(n: int, shares: list[float], seed: int = 0) -> tuple[list[int], list[i
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_subsamples_are_nested(stratified, seed):
     pool, labels = _pool(2000, [0.55, 0.45], seed)
-    subs = [T.nested_subsample(pool, k, seed, labels=labels if stratified else None) for k in SIZES]
+    subs = [sampling.nested_subsample(pool, k, seed, labels=labels if stratified else None) for k in SIZES]
     for small, big, k in zip(subs, subs[1:], SIZES):
         assert len(small) == k and len(set(small)) == k
         assert set(small) <= set(big), f"K={k} subsample is not inside the next K"
         assert set(big) <= set(pool)
-    assert T.nested_subsample(pool, None, seed, labels=labels if stratified else None) == pool
-    other = T.nested_subsample(pool, 300, seed + 1, labels=labels if stratified else None)
+    assert sampling.nested_subsample(pool, None, seed, labels=labels if stratified else None) == pool
+    other = sampling.nested_subsample(pool, 300, seed + 1, labels=labels if stratified else None)
     assert other != subs[3], "another seed must draw another subsample"
 
 
@@ -51,11 +51,11 @@ def test_stratification_within_one_example_at_every_size(shares):
     label_of = dict(zip(pool, labels))
     total = Counter(labels)
     for k in (1, 2, 7, 10, 33, 100, 300, 1000, 1499):  # the subsample the runner draws
-        got = Counter(label_of[i] for i in T.nested_subsample(pool, k, 1, labels=labels))
+        got = Counter(label_of[i] for i in sampling.nested_subsample(pool, k, 1, labels=labels))
         for c, n_c in total.items():
             assert abs(got[c] - k * n_c / len(pool)) < 1, (k, c, got[c], k * n_c / len(pool))
     counts: Counter = Counter()  # every size at once: the subsamples are prefixes of one order
-    for k, i in enumerate(T.stratified_order(labels, len(labels), 0), 1):
+    for k, i in enumerate(sampling.stratified_order(labels, len(labels), 0), 1):
         counts[labels[i]] += 1
         assert all(abs(counts[c] - k * n_c / len(pool)) < 1 for c, n_c in total.items()), k
 
@@ -69,7 +69,7 @@ def test_stratified_order_prefixes_within_one_for_random_class_mixes():
                            k=r.randint(20, 300))
         share = {c: n / len(labels) for c, n in Counter(labels).items()}
         counts: Counter = Counter()
-        for k, i in enumerate(T.stratified_order(labels, len(labels), trial), 1):
+        for k, i in enumerate(sampling.stratified_order(labels, len(labels), trial), 1):
             counts[labels[i]] += 1
             worst = max(worst, *(abs(counts[c] - k * s) for c, s in share.items()))
     assert worst < 1
@@ -77,7 +77,7 @@ def test_stratified_order_prefixes_within_one_for_random_class_mixes():
 
 def test_subsample_labels_must_match_pool():
     with pytest.raises(ValueError, match="one label per pool entry"):
-        T.nested_subsample([1, 2, 3], 2, 0, labels=[0, 1])
+        sampling.nested_subsample([1, 2, 3], 2, 0, labels=[0, 1])
 
 
 def test_length_rule():
@@ -119,7 +119,7 @@ def _salt(m: str, k_label: str) -> int:
 
 
 def write_budget_records(root, methods=QUALITY, seeds=(0, 1, 2)):
-    from bench.metrics import compute_metrics
+    from bench.data.metrics import compute_metrics
 
     for m, by_k in methods.items():
         for k_label, q in by_k.items():

@@ -13,13 +13,14 @@ from clitools import REPO, run_bench
 from omegaconf import OmegaConf
 from test_methods import ARCHS, TRAIN, _toy_data
 
-from bench.cell import build_cell
 from bench.errors import ConfigError
-from bench.inference import merged_variant
+from bench.inference.cost import merged_variant
 from bench.methods import build_method
-from bench.predict import load_delta, write_delta_info
-from bench.settings import check_method
-from bench.train import train_model
+from bench.methods.validate import check_method
+from bench.models.build import build_cell
+from bench.models.delta import write_delta_info
+from bench.predict import load_delta
+from bench.training.loop import train_model
 
 METHOD_DIR = REPO / "conf" / "method"
 CATALOGUE = sorted(p.stem for p in METHOD_DIR.glob("*.yaml")
@@ -164,7 +165,7 @@ def peft_printed_count(name: str, folder: str = "roberta-base", num_labels: int 
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from bench.models import CONFIG_DIR
+    from bench.models.backbones import CONFIG_DIR
 
     node = yaml_cfg(name)
     own = ("_target_", "name", "lr", "peft_type", "optimizer", "loraplus_lr_ratio")

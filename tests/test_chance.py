@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from clitools import TINY, records_in, run_bench, run_python
 
-from bench import chance
-from bench import tasks as T
-from bench.records import config_hash
+from bench.analysis import chance
+from bench.data import tasks as T
+from bench.records.results import selection_keys, selection_score
+from bench.records.schema import config_hash
 from bench.report import generate_report
-from bench.results import selection_keys, selection_score
 
 sys.path.insert(0, str(Path(__file__).parent))
 import report_fixtures as fx

@@ -1,4 +1,4 @@
-"""One cell, one run, whoever launches it (issue #28, bench/claims.py): two identical launches at once
+"""One cell, one run, whoever launches it (issue #28, bench/sweep/claims.py): two identical launches at once
 train the cell once; a launch that waits takes over the claim of a killed run and finishes the cell."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import pytest
 from clitools import TINY, kill_leftovers, records_in, start_bench
 
-from bench import claims as C
+from bench.sweep import claims as C
 
 # The inference settings are outside the config hash: a cell held in an endless inference warm-up
 # (after training) is the same cell as the normal one, so a test controls when the holder ends.

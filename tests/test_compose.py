@@ -169,9 +169,9 @@ def test_transferred_run_starts_from_the_source_deltas_exact_weights(glue_dir, t
     from omegaconf import OmegaConf
     from peft import get_peft_model_state_dict
 
-    from bench import tasks as T
-    from bench.cell import build_cell, method_from_config
-    from bench.init_from import apply_init_from
+    from bench.data import tasks as T
+    from bench.models.build import build_cell, method_from_config
+    from bench.recipe.init_from import apply_init_from
 
     p = compose(["transfer", "--tasks", "mrpc,rte", "--method", "lora", "--budget", "8", "--sweep", "tr",
                  *CELL, f"results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/_hydra"], glue_dir)

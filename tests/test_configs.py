@@ -1,8 +1,8 @@
-"""Every shipped config composes and passes bench.settings.check; bad settings are named before any work.
+"""Every shipped config composes and passes bench.recipe.validate.check; bad settings are named before any work.
 
 As lightning-hydra-template's tests/test_configs.py: each preset (conf/experiment, with every job of its
 sweep grid, or every task of its `reference.tasks`) and each choice of each config group is composed
-with Hydra's compose API from bench.confdir's folder, then checked. A preset cell whose published
+with Hydra's compose API from bench.config.confdir's folder, then checked. A preset cell whose published
 hyperparameters are unknown (null) must be refused, naming the option.
 """
 from __future__ import annotations
@@ -15,10 +15,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from bench.confdir import conf_dir
+from bench.config.confdir import conf_dir
+from bench.config.schema import check_value
 from bench.errors import ConfigError
-from bench.settings import check, check_value
-from bench.trackers import BACKENDS
+from bench.recipe.trackers import BACKENDS
+from bench.recipe.validate import check
 
 CONF = conf_dir()
 PRESETS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml"))
@@ -64,7 +65,7 @@ def test_every_config_file_is_covered():
 def test_every_group_choice_composes_and_checks(hydra_dir, group, choice):
     cfg = _compose([f"{group}={choice}"], hydra_config=group.startswith("hydra"))
     missing = [n for n in (cfg.get("logger") or {}) if (BACKENDS[n][0] and importlib.util.find_spec(BACKENDS[n][0]) is None)]
-    if missing:  # a tracker whose package is not installed here: the error names the extra (bench/trackers.py)
+    if missing:  # a tracker whose package is not installed here: the error names the extra (bench/recipe/trackers.py)
         with pytest.raises(ConfigError, match=rf"pip install 'peft-bench\[{BACKENDS[missing[0]][1]}\]'"):
             check(cfg)
         return

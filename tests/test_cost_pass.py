@@ -1,4 +1,4 @@
-"""The cost pass (bench/cost_pass.py): cells run side by side for their metrics, then their speed
+"""The cost pass (bench/sweep/cost_pass.py): cells run side by side for their metrics, then their speed
 figures are measured again alone. It must replace throughput, MFU and inference (keeping what it
 replaced), leave metrics, predictions and memory alone, skip what it already measured, and name a
 bad folder. Real cells on the tiny model, real records."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from clitools import TINY, records_in, run_bench, run_python
 
-from bench import records as R
+from bench.records import schema as R
 
 
 @pytest.mark.slow
@@ -18,7 +18,7 @@ def test_cost_pass_remeasures_speed_and_keeps_metrics(tmp_path, glue_dir):
     before = {r["method"]: r for r in records_in(tmp_path / "par")}
     assert all(r["inference"] is None and "cost_pass" not in r for r in before.values())
 
-    proc = run_python(["-m", "bench.cost_pass", tmp_path / "par", "--steps", "4", "--warmup", "1", "--inference"],
+    proc = run_python(["-m", "bench.sweep.cost_pass", tmp_path / "par", "--steps", "4", "--warmup", "1", "--inference"],
                       glue_dir, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cost pass 2/2" in proc.stdout
@@ -36,7 +36,7 @@ def test_cost_pass_remeasures_speed_and_keeps_metrics(tmp_path, glue_dir):
     assert after["lora"]["cost_pass"]["train_steps_timed"] == 4  # 1 warm-up + 4 timed of the 10-step run
     assert after["head_only"]["cost_pass"]["train_steps_timed"] == 10 - 1  # cached features: the whole (short) run
 
-    again = run_python(["-m", "bench.cost_pass", tmp_path / "par"], glue_dir, timeout=120)
+    again = run_python(["-m", "bench.sweep.cost_pass", tmp_path / "par"], glue_dir, timeout=120)
     assert again.returncode == 0 and "nothing to measure" in again.stdout
-    bad = run_python(["-m", "bench.cost_pass", tmp_path / "nosuch"], glue_dir, timeout=120)
+    bad = run_python(["-m", "bench.sweep.cost_pass", tmp_path / "nosuch"], glue_dir, timeout=120)
     assert bad.returncode == 2 and "nosuch: no such folder" in bad.stderr

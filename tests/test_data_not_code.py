@@ -11,10 +11,11 @@ import pytest
 import torch
 from test_methods import ARCHS, TRAIN, _toy_data, build
 
-from bench import tasks as T
-from bench.batching import cache_path, encode, encode_cached
-from bench.predict import load_delta, write_delta_info
-from bench.train import train_model
+from bench.data import tasks as T
+from bench.data.batching import cache_path, encode, encode_cached
+from bench.models.delta import write_delta_info
+from bench.predict import load_delta
+from bench.training.loop import train_model
 
 TASK = {"name": "toy", "kind": "classification", "text_fields": ["sentence"], "labels": ["0", "1"],
         "label_names": ["negative", "positive"], "num_labels": 2}
@@ -58,7 +59,7 @@ def test_cache_round_trips_exactly(task, tokenizer, tmp_path, glue_dir):
 def _task_fields(task: str) -> dict:
     from omegaconf import OmegaConf
 
-    from bench.confdir import conf_dir
+    from bench.config.confdir import conf_dir
 
     node = OmegaConf.to_container(OmegaConf.load(conf_dir() / "task" / f"{task}.yaml"), resolve=False)
     return node

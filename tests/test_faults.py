@@ -62,7 +62,7 @@ def test_sigkill_mid_sweep_then_resume_runs_only_missing_cells(tmp_path, glue_di
     for p in (tmp_path / "s").glob("*.json"):  # nothing half-written
         json.loads(p.read_text())
     assert records_in(tmp_path / "s") == [done]
-    assert len(list((tmp_path / "s").glob("*__bitfit__*.claim"))) == 1  # the killed run's claim (bench/claims.py)
+    assert len(list((tmp_path / "s").glob("*__bitfit__*.claim"))) == 1  # the killed run's claim (bench/sweep/claims.py)
     again = run_bench(SWEEP, glue_dir, tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "2 ok, 0 failed, 1 skipped" in again.stdout

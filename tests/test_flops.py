@@ -1,4 +1,4 @@
-"""Model FLOPs (bench/flops.py) against hand counts, and MFU in a real cell's record."""
+"""Model FLOPs (bench/measure/flops.py) against hand counts, and MFU in a real cell's record."""
 from __future__ import annotations
 
 import json
@@ -8,17 +8,17 @@ import torch
 from clitools import TINY, records_in, run_bench
 from transformers import BertConfig, BertModel
 
-from bench import peak
-from bench.flops import Shapes, eval_shapes, plan_for
+from bench.measure import matmul_peak as peak
+from bench.measure.flops import Shapes, eval_shapes, plan_for
 from bench.methods import Adapter, Full, HeadOnly, LoRA, PromptTuning
-from bench.models import SequenceClassifier
+from bench.models.backbones import SequenceClassifier
 
 H, HEADS, I, C = 8, 2, 16, 2  # hidden, attention heads, intermediate, classes
 
 
 def _model(method, layers: int = 1):
     """A BERT encoder of the hand-count size (hidden 8, 2 heads, intermediate 16) + the uniform head,
-    with `method` applied as bench.cell.build_cell applies it."""
+    with `method` applied as bench.models.build.build_cell applies it."""
     torch.manual_seed(0)
     config = BertConfig(vocab_size=50, hidden_size=H, num_hidden_layers=layers, num_attention_heads=HEADS,
                         intermediate_size=I, max_position_embeddings=64)

@@ -9,17 +9,17 @@ import random
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tiny import model_node
 
-from bench.batching import Encoded
-from bench.cell import build_cell
+from bench.data.batching import Encoded
 from bench.errors import ConfigError
 from bench.methods import build_method
-from bench.models import build_model
-from bench.train import grad_accum_steps, loss_fn, micro_batches, train_model
+from bench.models.backbones import build_model
+from bench.models.build import build_cell
+from bench.training.loop import grad_accum_steps, loss_fn, micro_batches, train_model
 
-MODEL = {"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm", "pretrained": False,
-         "pooling": "mean", "head_dropout": 0.0,
-         "config_overrides": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}}
+MODEL = model_node("tiny_bert", head_dropout=0.0,
+                   config_overrides={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
 
 
 def data(n: int = 40, regression: bool = False) -> Encoded:
@@ -62,7 +62,7 @@ def test_gradient_of_accumulated_shares_equals_large_batch_gradient():
     built = build_model(OmegaConf.create(MODEL), 2, seed=0)
     model = built.model.train()
     d = data(13)
-    from bench.batching import collate
+    from bench.data.batching import collate
 
     def grads(parts):
         model.zero_grad()

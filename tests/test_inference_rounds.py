@@ -10,9 +10,9 @@ import torch
 from omegaconf import OmegaConf
 from test_inference import CPU, matmul_chain
 
-from bench import inference_share as share
-from bench.inference import _time_one, settings_from
-from bench.inference_rounds import halfwidths, ratio_interval, time_rounds
+from bench.inference import cache as share
+from bench.inference.cost import _time_one, settings_from
+from bench.inference.rounds import halfwidths, ratio_interval, time_rounds
 
 
 def test_ratio_interval_covers_the_ratio_and_narrows_with_rounds():

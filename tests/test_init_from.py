@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bench import tasks as T
-from bench.cell import build_cell, method_from_config
+from bench.data import tasks as T
 from bench.errors import ConfigError
-from bench.execute import execute
-from bench.init_from import apply_init_from
+from bench.models.build import build_cell, method_from_config
 from bench.params import compose_config
+from bench.recipe.init_from import apply_init_from
+from bench.sweep.execute import execute
 
 COMMON = ["model=tiny_bert", "method=lora", "train=quick", "train.max_train_samples=16", "train.max_eval_samples=16",
           "train.epochs=1", "isolate=false", "sweep_name=init", "train.threads=1"]
@@ -39,7 +39,7 @@ def sources(tmp_path_factory, glue_dir):
 
 
 def build_target(cfg):
-    """The build step of a cell (bench.run.run_cell), up to init_from."""
+    """The build step of a cell (bench.recipe.finetune.run_cell), up to init_from."""
     spec = T.task_spec(cfg.task)
     method = method_from_config(cfg)
     built = build_cell(cfg.model, method, spec.num_labels, int(cfg.train.seed), int(cfg.train.max_seq_len))

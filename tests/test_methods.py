@@ -1,6 +1,6 @@
 """Parameter counts against closed forms, and 'only what a method claims trains', on tiny BERT and
 RoBERTa configs built with random weights (real transformers models, real peft); the one cell builder
-(bench.cell.build_cell) and the method protocol's rules (identity, learning rate, declarations)."""
+(bench.models.build.build_cell) and the method protocol's rules (identity, learning rate, declarations)."""
 from __future__ import annotations
 
 import re
@@ -10,24 +10,21 @@ import pytest
 import torch
 import yaml
 from omegaconf import OmegaConf
+from tiny import ARCHS as TINY_ARCHS
 
-from bench.batching import Encoded
-from bench.cell import build_cell
+from bench.data.batching import Encoded
 from bench.errors import ConfigError
-from bench.measure import count_params, measure_storage
+from bench.measure.counts import count_params
+from bench.measure.storage import measure_storage
 from bench.methods import BUILT_IN, REGISTRY, Method, build_method, resolve_class
 from bench.methods.base import freeze
 from bench.methods.peft_methods import LoRA
-from bench.train import train_model
+from bench.models.build import build_cell
+from bench.training.loop import train_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
-ARCHS = {
-    "tiny-bert": {"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm",
-                  "pretrained": False, "pooling": "mean"},
-    "tiny-roberta": {"name": "tiny-roberta", "source": "local:tiny-roberta", "tokenizer": "bundled:minilm",
-                     "pretrained": False, "pooling": "mean"},
-}
+ARCHS = dict(TINY_ARCHS)  # the shipped tiny configs (tests/tiny.py)
 C = 2  # labels
 
 
@@ -242,7 +239,7 @@ def test_the_learning_rate_has_no_class_default():
 
 @pytest.mark.parametrize("path", _yamls(), ids=lambda p: p.stem)
 def test_resolved_lr_is_the_yaml_lr_unless_train_lr_is_given(path):
-    from bench.cell import method_from_config
+    from bench.models.build import method_from_config
     from bench.params import compose_config
 
     want = yaml.safe_load(path.read_text())["lr"]
@@ -296,9 +293,9 @@ def test_a_frozen_backbone_is_required_for_cached_features():
 
 @pytest.mark.parametrize("method", ["lora", "adapter", "prompt_tuning"])
 def test_params_counts_equal_the_runs_counts(method, glue_dir, tmp_path):
-    """`python -m bench.params` and a real run build through bench.cell.build_cell: same counts."""
+    """`python -m bench.params` and a real run build through bench.models.build.build_cell: same counts."""
     from bench.params import compose_config, measure
-    from bench.run import run_cell
+    from bench.recipe.finetune import run_cell
 
     ov = ["model=tiny_bert", f"method={method}", "task=stsb", "method.num_virtual_tokens=4"
           if method == "prompt_tuning" else "train.seed=0"]

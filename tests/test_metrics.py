@@ -11,7 +11,7 @@ from clitools import run_python
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from bench.metrics import MODULE_DIR, compute_metrics, load_metric_module
+from bench.data.metrics import MODULE_DIR, compute_metrics, load_metric_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def test_module_is_the_local_evaluate_module():
 
 def test_loads_offline_with_an_empty_cache(tmp_path):
     """A fresh HF_HOME and offline flags: the module must come from the repo, never the hub."""
-    code = ("from bench.metrics import compute_metrics; "
+    code = ("from bench.data.metrics import compute_metrics; "
             "print(compute_metrics(['accuracy', 'f1'], [1, 0, 1, 1], [1, 0, 0, 1]))")
     proc = run_python(["-c", code], cwd=tmp_path, timeout=120,
                       extra_env={"HF_HOME": tmp_path / "hf", "HF_EVALUATE_OFFLINE": "1", "PYTHONPATH": REPO})

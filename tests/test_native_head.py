@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bench.errors import ConfigError
-from bench.models import CONFIG_DIR, NativeHead, build_model
+from bench.models.backbones import CONFIG_DIR, NativeHead, build_model
 from bench.params import measure
 
 CASES = {

@@ -8,9 +8,9 @@ import torch
 from omegaconf import OmegaConf
 from test_grad_accum import MODEL, data
 
-from bench.cell import build_cell
 from bench.methods import build_method
-from bench.train import make_optimizer, train_model
+from bench.models.build import build_cell
+from bench.training.loop import make_optimizer, train_model
 
 
 def train(impl: str | None, method: str = "full"):

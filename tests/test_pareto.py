@@ -1,10 +1,10 @@
-"""bench.pareto: hand-made cases with known answers, plus a brute-force cross-check."""
+"""bench.analysis.pareto: hand-made cases with known answers, plus a brute-force cross-check."""
 from __future__ import annotations
 
 import math
 import random
 
-from bench.pareto import is_dominated, pareto_frontier
+from bench.analysis.pareto import is_dominated, pareto_frontier
 
 
 def brute_force(points, **kw):

@@ -12,6 +12,7 @@ import pytest
 import torch
 from clitools import run_python
 from omegaconf import OmegaConf
+from tiny import TINY_BERT
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "examples" / "plugins"
@@ -85,12 +86,11 @@ def test_compare_places_the_plugin(sweep):
 
 def test_delta_round_trip_and_bench_untouched(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGINS))
-    from bench.cell import build_cell
     from bench.methods import build_method
+    from bench.models.build import build_cell
 
     cfg = OmegaConf.load(PLUGINS / "conf" / "method" / "layernorm_tuning.yaml")
-    model_cfg = OmegaConf.create({"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm",
-                                  "pretrained": False, "pooling": "mean"})
+    model_cfg = OmegaConf.create(TINY_BERT)
     method = build_method(OmegaConf.to_container(cfg))
     model = build_cell(model_cfg, method, 2, seed=0, max_seq_len=64).model
     names = [n for n, _ in method.trainable_named_parameters(model)]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tiny import TINY_BERT
 
 from bench.errors import ConfigError
-from bench.models import build_model, pool
+from bench.models.backbones import build_model, pool
 
 
 def test_mean_pooling_ignores_padding():
@@ -26,7 +27,7 @@ def test_cls_is_first_real_token_after_virtual_tokens():
 
 
 def test_pooler_only_built_when_asked():
-    base = {"name": "tiny-bert", "source": "local:tiny-bert", "tokenizer": "bundled:minilm", "pretrained": False}
+    base = TINY_BERT
     mean = build_model(OmegaConf.create({**base, "pooling": "mean"}), 2, 0).model
     pooler = build_model(OmegaConf.create({**base, "pooling": "pooler"}), 2, 0).model
     assert getattr(mean.backbone, "pooler", None) is None

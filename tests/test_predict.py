@@ -9,11 +9,13 @@ import torch
 from clitools import REPO, TINY, records_in, run_bench, run_python
 from test_methods import ARCHS, TRAIN, _toy_data, build
 
-from bench import records as R
-from bench import tasks as T
+from bench.data import sampling
+from bench.data import tasks as T
 from bench.methods import REGISTRY, PeftTuner
-from bench.predict import load_delta, write_delta_info
-from bench.train import train_model
+from bench.models.delta import write_delta_info
+from bench.predict import load_delta
+from bench.records import schema as R
+from bench.training.loop import train_model
 
 TEXTS = ["a gripping, beautifully shot film", "dull and far too long", "it is what it is", "x"]
 TASK = {"name": "toy", "kind": "classification", "text_fields": ["sentence"], "labels": ["0", "1"],
@@ -72,7 +74,7 @@ def test_kept_delta_reproduces_the_records_predictions_and_metric(kept_deltas):
         spec = T.task_spec(rec["config"]["task"])
         rows = T.load_split(spec, "dev")
         saved = R.load_predictions(rec)
-        ids = saved["splits"]["dev"]["ids"] if saved else T.eval_subsample(len(rows), rec["config"]["train"]["max_eval_samples"], rec["seed"])
+        ids = saved["splits"]["dev"]["ids"] if saved else sampling.eval_subsample(len(rows), rec["config"]["train"]["max_eval_samples"], rec["seed"])
         data = clf.encode([rows[i].text_a for i in ids])
         preds = clf.predict_ids(data)
         if saved:

@@ -1,4 +1,4 @@
-"""Progress display (bench/progress.py): a bar on a terminal, periodic plain lines otherwise, a sweep
+"""Progress display (bench/training/progress.py): a bar on a terminal, periodic plain lines otherwise, a sweep
 line from what is on disk; and settings that never touch a cell's identity."""
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from bench import records as R
-from bench.confdir import conf_dir
+from bench.config.confdir import conf_dir
 from bench.errors import ConfigError
-from bench.progress import CellProgress, fmt_duration, sweep_line
-from bench.settings import check
+from bench.recipe.validate import check
+from bench.records import schema as R
+from bench.training.progress import CellProgress, fmt_duration, sweep_line
 
 
 class Terminal(io.StringIO):

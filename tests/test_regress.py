@@ -101,7 +101,7 @@ def test_baseline_stores_predictions_that_reproduce_the_metrics(sweep, own_basel
     predictions the records were scored on: recomputing each headline from them gives the record's
     number. With one seed per cell the paired test has no seed spread to judge by, so it is skipped
     (named in a note) and the per-cell rules gate alone, as before."""
-    from bench import records as R
+    from bench.records import schema as R
     from bench.regress.paired import metric_value
     from bench.regress.predictions import record_seed_data
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import records as R
+from bench.records import schema as R
 from bench.regress.__main__ import main
 from bench.regress.baseline import load_baseline
 from bench.regress.paired import components, fails, finish, holm, paired_test
@@ -26,7 +26,7 @@ N = 600
 
 def make_record(folder: Path, seed: int, preds, refs, ids=None, task="sst2", method="lora", metric="accuracy",
                 with_predictions=True) -> Path:
-    """One ok record (schema 2) and its predictions file, as bench.execute writes them."""
+    """One ok record (schema 2) and its predictions file, as bench.sweep.execute writes them."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = list(range(len(refs))) if ids is None else [int(i) for i in ids]
     preds, refs = [float(p) if metric in ("pearson", "spearmanr") else int(p) for p in preds], \

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from bench.records import load_records, write_record
+from bench.records.schema import load_records, write_record
 from bench.report import generate_report
 from bench.report.aggregate import build, cell_stats
 

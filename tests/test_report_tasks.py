@@ -1,5 +1,5 @@
 """Reports take task order, headline metric and caption from the task specs stored in the records
-(bench.results.TaskCatalog), not from a GLUE table: two user tasks in JSONL with their own field
+(bench.records.results.TaskCatalog), not from a GLUE table: two user tasks in JSONL with their own field
 names run through the real CLI, and the report shows them as their YAML files say.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from clitools import REPO, TINY, bench_env, records_in, run_bench
 
-from bench.records import config_hash
-from bench.results import TaskCatalog, fmt_count, newest_per_seed, sweep_dir
-from bench.tasks import task_spec
+from bench.data.tasks import task_spec
+from bench.records.results import TaskCatalog, fmt_count, newest_per_seed, sweep_dir
+from bench.records.schema import config_hash
 
 REVIEWS_CAPTION = "Star ratings of product reviews, 1 to 5"
 HELPFUL_CAPTION = "Whether a forum comment was voted helpful"

@@ -25,14 +25,14 @@ class _FakeProc:
 @pytest.fixture
 def launched(monkeypatch):
     """Every command the runner starts, none run; running a cell in this process fails the test."""
-    import bench.execute
+    import bench.sweep.execute
 
     def in_process(*args, **kwargs):
         raise AssertionError("bench.reproduce ran a cell in-process instead of through bench.reproduce.runner")
 
     _FakeProc.calls = []
     monkeypatch.setattr(runner.subprocess, "Popen", _FakeProc)
-    monkeypatch.setattr(bench.execute, "execute", in_process)
+    monkeypatch.setattr(bench.sweep.execute, "execute", in_process)
     return _FakeProc.calls
 
 
@@ -40,10 +40,10 @@ def launched(monkeypatch):
 def runnable(monkeypatch):
     """Pretend the presets' weights and every train split are here (so planning does not depend on
     this machine's cache and data)."""
-    import bench.tasks
+    import bench.data.tasks
 
     monkeypatch.setattr(presets, "weights_available", lambda model_cfg: (True, "pretend the weights are here"))
-    monkeypatch.setattr(bench.tasks, "has_split", lambda spec, split: True)
+    monkeypatch.setattr(bench.data.tasks, "has_split", lambda spec, split: True)
 
 
 def test_presets_and_scaled_launch_the_one_sweep_command(launched, runnable, tmp_path):
@@ -75,9 +75,9 @@ def test_dry_run_and_no_run_launch_nothing(launched, runnable, tmp_path):
 
 def test_task_whose_checkpoint_source_has_no_data_is_not_run(runnable, tmp_path, monkeypatch):
     """RTE starts from MNLI's checkpoint (train.init_from): without MNLI's train split neither runs."""
-    import bench.tasks
+    import bench.data.tasks
 
-    monkeypatch.setattr(bench.tasks, "has_split", lambda spec, split: spec.name != "mnli")
+    monkeypatch.setattr(bench.data.tasks, "has_split", lambda spec, split: spec.name != "mnli")
     plan = presets.plan_preset("lora_paper/roberta_base_lora", tmp_path, ["mnli", "rte", "qnli"], 1)
     assert plan["skip"]["mnli"].startswith("not run: no local train split")
     assert "train.init_from=mnli: that cell cannot run" in plan["skip"]["rte"]
@@ -95,10 +95,10 @@ def test_results_folder_with_a_comma_stays_one_value():
 @pytest.mark.slow
 def test_runner_writes_a_normal_sweeps_records_and_ledger_and_resumes(tmp_path, glue_dir, monkeypatch):
     """Through the real `python -m bench -m`: the record is where and what a hand-typed cell writes
-    (run id from bench.execute.identity), the invocation's ledger lists it, a rerun skips it."""
-    from bench.execute import identity
+    (run id from bench.sweep.execute.identity), the invocation's ledger lists it, a rerun skips it."""
     from bench.params import compose_config
-    from bench.results import sweep_dir
+    from bench.records.results import sweep_dir
+    from bench.sweep.execute import identity
 
     for var in ("BENCH_INVOCATION", "BENCH_RESULTS_DIR", "BENCH_PARALLEL_CELLS"):
         monkeypatch.delenv(var, raising=False)

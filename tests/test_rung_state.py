@@ -1,4 +1,4 @@
-"""A pruned study's promoted trial continues from its first rung (bench/rung_state.py): stopping after
+"""A pruned study's promoted trial continues from its first rung (bench/training/rung_state.py): stopping after
 epoch k, saving, and continuing in a fresh process-like setting (new model, new optimizer) must end
 bit for bit where the uninterrupted run ends: weights, loss, steps, per-epoch scores, best epoch.
 Dropout is on, so the torch RNG stream must be restored too; the real loop on a real tiny model."""
@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 from test_grad_accum import MODEL, data
 
-from bench.cell import build_cell
 from bench.methods import build_method
-from bench.train import train_model
+from bench.models.build import build_cell
+from bench.training.loop import train_model
 
 DROPOUT_MODEL = dict(MODEL, head_dropout=0.1, config_overrides={"hidden_dropout_prob": 0.1,
                                                                  "attention_probs_dropout_prob": 0.1})

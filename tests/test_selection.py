@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from clitools import TINY, records_in, run_bench, run_python
 
-from bench import records as R
-from bench import tasks as T
-from bench.readers import Example
-from bench.study import choose, lr_grid
+from bench.data import sampling
+from bench.data import tasks as T
+from bench.data.readers import Example
+from bench.records import schema as R
+from bench.sweep.study import choose, lr_grid
 
 
 def _examples(n: int, n_pos: int) -> list[Example]:
@@ -20,25 +21,25 @@ def _examples(n: int, n_pos: int) -> list[Example]:
 
 def test_selection_is_disjoint_seeded_and_stratified():
     ex = _examples(1000, 300)
-    sel, pool = T.carve_selection(ex, "classification", 0.1, 1000, seed=3)
+    sel, pool = sampling.carve_selection(ex, "classification", 0.1, 1000, seed=3)
     assert len(sel) == 100 and len(pool) == 900
     assert not set(sel) & set(pool) and sorted(sel + pool) == list(range(1000))
     counts = Counter(ex[i].label for i in sel)
     # class proportions of the file (30 % / 70 %) within one example per class
     assert abs(counts[1] - 30) <= 1 and abs(counts[0] - 70) <= 1
-    assert T.carve_selection(ex, "classification", 0.1, 1000, seed=3) == (sel, pool)
-    assert T.carve_selection(ex, "classification", 0.1, 1000, seed=4)[0] != sel
-    assert len(T.carve_selection(ex, "classification", 0.5, 40, seed=0)[0]) == 40  # the cap
-    assert T.carve_selection(ex, "classification", 0.0, 40, seed=0) == ([], list(range(1000)))
+    assert sampling.carve_selection(ex, "classification", 0.1, 1000, seed=3) == (sel, pool)
+    assert sampling.carve_selection(ex, "classification", 0.1, 1000, seed=4)[0] != sel
+    assert len(sampling.carve_selection(ex, "classification", 0.5, 40, seed=0)[0]) == 40  # the cap
+    assert sampling.carve_selection(ex, "classification", 0.0, 40, seed=0) == ([], list(range(1000)))
 
 
 def test_training_subsample_is_nested_and_outside_the_selection_split():
     ex = _examples(500, 250)
-    sel, pool = T.carve_selection(ex, "classification", 0.1, None, seed=1)
-    small, large = T.nested_subsample(pool, 50, 1), T.nested_subsample(pool, 200, 1)
+    sel, pool = sampling.carve_selection(ex, "classification", 0.1, None, seed=1)
+    small, large = sampling.nested_subsample(pool, 50, 1), sampling.nested_subsample(pool, 200, 1)
     assert set(small) <= set(large) and len(small) == 50 and len(large) == 200
     assert not set(large) & set(sel)
-    assert T.nested_subsample(pool, None, 1) == pool
+    assert sampling.nested_subsample(pool, None, 1) == pool
 
 
 def test_lr_grid_and_choice():

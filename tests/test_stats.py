@@ -1,4 +1,4 @@
-"""bench.stats against textbook values, hand-computed cases and the project's real metric code.
+"""bench.analysis.stats against textbook values, hand-computed cases and the project's real metric code.
 
 Expected numbers come from formulas or tables written out here (t-table values, binomial
 standard errors, Holm and order-statistics cases done by hand), not from the code under test.
@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from bench import stats
-from bench.metrics import compute_metrics
+from bench.analysis import stats
+from bench.data.metrics import compute_metrics
 
 
 def test_t_interval_equals_textbook_value():

@@ -1,4 +1,4 @@
-"""Pruned tuning (study.prune, bench/study.py): successive halving with one cut on a tiny model."""
+"""Pruned tuning (study.prune, bench/sweep/study.py): successive halving with one cut on a tiny model."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 from clitools import TINY, records_in, run_bench
 
-from bench.study import planned_cells, promote, survivors
+from bench.sweep.study import planned_cells, promote, survivors
 
 PRUNED_STUDY = ["experiment=study", *TINY, "task=sst2", "method=lora", "study.trials=4", "study.seeds=1",
                 "study.prune.enabled=true", "study.prune.eta=2", "study.prune.rung_epochs=1", "train.epochs=2",

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from bench.tasks import (
+from bench.data.tasks import (
     DataError,
     Example,
     evaluate_predictions,

@@ -1,4 +1,4 @@
-"""Experiment trackers (issue #28, bench/trackers.py), against the real packages: a tiny cell logs to
+"""Experiment trackers (issue #28, bench/recipe/trackers.py), against the real packages: a tiny cell logs to
 MLflow (SQLite store, read back through MlflowClient), TensorBoard (event files read back with
 tensorboard's EventAccumulator) and CSV; a failing tracker never fails the cell; a tracker whose
 package is missing is a configuration error naming the extra."""
@@ -55,7 +55,7 @@ def test_mlflow_run_read_back_through_its_client(tmp_path, glue_dir):
     assert final["cost/params.trainable"] == rec["params"]["trainable"]
     assert final["cost/throughput.train_samples_per_s"] == pytest.approx(rec["throughput"]["train_samples_per_s"])
     assert final["cost/memory.peak_rss_bytes"] == rec["memory"]["peak_rss_bytes"]
-    from bench.records import load_records
+    from bench.records.schema import load_records
 
     assert load_records(tmp_path) == ([rec], [])  # the artifact's copy under tracking/ is not a second record
     (art,) = client.list_artifacts(run.info.run_id, "record")
@@ -116,10 +116,10 @@ def test_per_step_tracker_work_is_outside_the_timed_steps(monkeypatch):
     from omegaconf import OmegaConf
     from test_methods import TRAIN, _toy_data, build
 
-    import bench.train
-    from bench.measure import StepTimer
-    from bench.progress import CellProgress
-    from bench.trackers import ProgressTee
+    import bench.training.loop
+    from bench.measure.timing import StepTimer
+    from bench.recipe.trackers import ProgressTee
+    from bench.training.progress import CellProgress
 
     timers = []
 
@@ -143,10 +143,10 @@ def test_per_step_tracker_work_is_outside_the_timed_steps(monkeypatch):
         def step(self, loss, lr):
             seen.append((timers[0].inside, timers[0].steps, loss, lr))
 
-    monkeypatch.setattr(bench.train, "StepTimer", Watched)
+    monkeypatch.setattr(bench.training.loop, "StepTimer", Watched)
     built, method = build("tiny-bert", {"_target_": "bitfit", "name": "bitfit", "lr": 1e-2})
     tcfg = OmegaConf.merge(TRAIN, {"epochs": 3, "warmup_ratio": 0.2})
-    res, timer = bench.train.train_model(built.model, method, _toy_data(), tcfg, torch.device("cpu"), pad_id=0,
+    res, timer = bench.training.loop.train_model(built.model, method, _toy_data(), tcfg, torch.device("cpu"), pad_id=0,
                                          progress=ProgressTee(CellProgress("t", mode="off"), Tracker()))
     assert timer is timers[0] and len(seen) == res.steps == 9
     assert [inside for inside, *_ in seen] == [False] * 9  # never inside a timed region

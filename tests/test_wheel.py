@@ -125,7 +125,7 @@ def test_installed_tool_runs_from_another_folder(venv, tmp_path, glue_dir):
     purelib = _purelib(venv)
 
     where = _run([venv / "bin" / "python", "-c",
-                  "import json, bench, bench.confdir as c; print(json.dumps([bench.__file__, str(c.conf_dir())]))"],
+                  "import json, bench, bench.config.confdir as c; print(json.dumps([bench.__file__, str(c.conf_dir())]))"],
                  "importing bench in the venv", cwd=work, env=env)
     bench_file, conf = (Path(p).resolve() for p in json.loads(where.stdout.strip().splitlines()[-1]))
     assert bench_file.is_relative_to(purelib), f"bench imported from {bench_file}, not the wheel in {purelib}"

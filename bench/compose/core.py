@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from bench import records as R
-from bench import tasks as T
+from bench.data import sampling
+from bench.data import tasks as T
+from bench.data.rows import cell_rows, eval_rows
 from bench.errors import BenchError
-from bench.results import delta_dir, kept_delta, record_of_delta
+from bench.records import build as envelope
+from bench.records import schema as R
+from bench.records.results import delta_dir, kept_delta, record_of_delta
 
 
 class ComposeError(BenchError):
@@ -103,10 +105,10 @@ def check_same_base(sources: list[Source], what: str) -> None:
 
 
 def build(src: Source, settings: dict | None = None, num_labels: int | None = None):
-    """A fresh cell (bench.cell.build_cell) for `src`'s config, with the method's settings replaced
+    """A fresh cell (bench.models.build.build_cell) for `src`'s config, with the method's settings replaced
     by `settings` where given (a merged LoRA's rank). Returns the Cell."""
-    from bench.cell import build_cell
-    from bench.predict import method_from_delta
+    from bench.models.build import build_cell
+    from bench.models.delta import method_from_delta
 
     info_file = src.delta / "bench_delta.json"
     mcfg = dict(json.loads(info_file.read_text())["method"]) if info_file.is_file() else dict(src.config["method"])
@@ -124,30 +126,24 @@ def build(src: Source, settings: dict | None = None, num_labels: int | None = No
 
 
 def rows_of(src: Source):
-    """(selection ids, training ids) of a source cell, recomputed as bench.run did and checked
-    against the record's fingerprints."""
-    cfg = OmegaConf.create(src.config)
-    spec = T.task_spec(cfg.task)
-    from bench.run import selection_settings
+    """(selection ids, training ids, the train file's rows) of a source cell, chosen again by the one
+    chooser the recipe uses (bench/data/rows.py) and checked against the record's fingerprints."""
 
-    sel = selection_settings(cfg)
-    train_all = T.load_split(spec, "train")
-    seed = int(src.record["seed"])
-    sel_ids, pool = T.carve_selection(train_all, spec.kind, sel["fraction"], sel["max_examples"], seed, sel["stratify"])
-    train_ids = T.nested_subsample(pool, cfg.train.max_train_samples, seed)
+    cfg = OmegaConf.create(src.config)
+    rows = cell_rows(cfg, T.task_spec(cfg.task), int(src.record["seed"]), with_eval=False)
     data = src.record.get("data") or {}
-    if data.get("train_fingerprint") and data["train_fingerprint"] != T.fingerprint(train_ids):
+    if data.get("train_fingerprint") and data["train_fingerprint"] != sampling.fingerprint(rows.train_ids):
         raise ComposeError(f"{src.path}: the training rows recomputed here differ from the record's "
                            "(train_fingerprint); was the train file changed?")
-    return sel_ids, train_ids, train_all
+    return rows.sel_ids, rows.train_ids, rows.train_all
 
 
 class Evaluator:
     """Evaluates a model on a task's eval splits (the same rows every cell scores) and on given
-    selection rows, batched as bench.run does."""
+    selection rows, batched as bench.recipe.finetune does."""
 
     def __init__(self, src: Source, selection_ids: list[int], train_all=None):
-        from bench.batching import encode
+        from bench.data.batching import encode
 
         cfg = OmegaConf.create(src.config)
         self.cfg, self.spec = cfg, T.task_spec(cfg.task)
@@ -157,11 +153,7 @@ class Evaluator:
         self.sel_ids = list(selection_ids)
         train_all = train_all if train_all is not None else T.load_split(self.spec, "train")
         self.sel_ex = [train_all[i] for i in self.sel_ids]
-        self.eval_ids, self.eval_ex = {}, {}
-        for s in self.spec.eval_splits:
-            rows = T.load_split(self.spec, s)
-            self.eval_ids[s] = T.eval_subsample(len(rows), cfg.train.max_eval_samples, 0)
-            self.eval_ex[s] = [rows[i] for i in self.eval_ids[s]]
+        self.eval_ids, self.eval_ex = eval_rows(cfg, self.spec)
         self._encode = encode
         self._cache: dict = {}
 
@@ -173,7 +165,7 @@ class Evaluator:
         return self._cache[key]
 
     def _predict(self, cell, data):
-        from bench.train import predict
+        from bench.training.forward import predict
 
         tok = cell.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -188,7 +180,7 @@ class Evaluator:
 
     def evaluate(self, cell) -> dict:
         """metrics, selection_metrics, predictions payload, eval seconds."""
-        from bench.run import prediction_payload
+        from bench.recipe.finetune import prediction_payload
 
         t0 = time.perf_counter()
         metrics, preds, datas = {}, {}, {}
@@ -210,7 +202,7 @@ class Evaluator:
 
 def save_composed(cell, src: Source, folder: Path, run_id: str, label: str) -> Path:
     """Save the composed model as a delta folder (method format + bench_delta.json)."""
-    from bench.predict import task_info, write_delta_info
+    from bench.models.delta import task_info, write_delta_info
 
     cfg = OmegaConf.create(src.config)
     folder.mkdir(parents=True, exist_ok=True)
@@ -232,9 +224,9 @@ def reload(src: Source, folder: Path, settings: dict | None = None):
 
 def write_composed_record(out: Path, src: Source, label: str, sources: list[Source], composition: dict,
                           cell, result: dict, folder: Path | None, started: str, t0: float) -> Path:
-    """A normal record (schema as bench.records) for a composed model; `composed_from` names the
+    """A normal record (schema as bench.records.schema) for a composed model; `composed_from` names the
     source records, each of which must exist when written."""
-    from bench.measure import measure_storage
+    from bench.measure.storage import measure_storage
 
     for s in sources:
         if not s.path.is_file():
@@ -243,19 +235,16 @@ def write_composed_record(out: Path, src: Source, label: str, sources: list[Sour
     config["sweep_name"] = out.name
     config["compose"] = {k: v for k, v in composition.items() if k not in ("ingredients", "retention")}
     config["compose"]["sources"] = [s.run_id for s in sources]
-    chash = R.config_hash(config)
-    model, task, seed = src.record["model"], src.record["task"], int(src.record["seed"])
-    run_id = R.record_stem(model, task, label, seed, chash)
+    ident = envelope.identity(model=src.record["model"], task=src.record["task"], method=src.record["method"],
+                           label=label, seed=int(src.record["seed"]), config=config, sweep=out.name)
+    run_id = ident["run_id"]
     path = out / f"{run_id}.json"
-    pred_name = path.name[: -len(".json")] + R.PREDICTIONS_SUFFIX
-    R.write_predictions(out / pred_name, dict(result["predictions"], run_id=run_id))
+    pred_name = envelope.write_predictions_beside(path, result["predictions"], run_id)
     storage = measure_storage(cell.method, cell.model, None)
     if folder is not None:
         storage["kept_at"] = str(folder)
     rec = {
-        "schema_version": R.SCHEMA_VERSION, "run_id": run_id, "sweep": out.name, "model": model, "task": task,
-        "method": src.record["method"], "method_label": label, "seed": seed, "config": config, "config_hash": chash,
-        "status": "ok", "error": None, "created_at": started,
+        **ident, "status": "ok", "error": None, "created_at": started,
         "composed_from": [{"run_id": s.run_id, "record": str(s.path), "task": s.record["task"],
                            "seed": int(s.record["seed"]), "delta": str(s.delta)} for s in sources],
         "composition": composition,
@@ -271,7 +260,7 @@ def write_composed_record(out: Path, src: Source, label: str, sources: list[Sour
         "memory": {}, "throughput": {"eval_samples_per_s": result["n_eval"] / result["eval_s"] if result["eval_s"] else None},
         "time": {"train_s": 0.0, "eval_s": result["eval_s"], "total_s": time.perf_counter() - t0},
         "storage": storage, "env": src.record.get("env"), "model_info": src.record.get("model_info"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished_at": envelope.now(),
     }
     if folder is not None:
         # the kept folder is named by the run_id, as a cell's kept delta is
@@ -287,7 +276,3 @@ def write_composed_record(out: Path, src: Source, label: str, sources: list[Sour
             (final / "bench_delta.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
             rec["storage"]["kept_at"] = str(final)
     return R.write_record(path, rec)
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -11,13 +11,13 @@ from bench.compose.core import (
     Evaluator,
     Source,
     check_same_base,
-    now,
     reload,
     rows_of,
     save_composed,
     write_composed_record,
 )
-from bench.tasks import fingerprint
+from bench.data.sampling import fingerprint
+from bench.records.build import now
 
 
 def _finish(out: Path, src0: Source, label: str, sources: list[Source], composition: dict, cell, settings: dict,
@@ -120,7 +120,7 @@ def merge(refs: list[Source], out: Path, combination: str, weights: list[float] 
         path = _finish(out, src, label, sources, composition, cell, settings, ev, started, t0)
         import json
 
-        from bench import records as R
+        from bench.records import schema as R
 
         rec = json.loads(path.read_text())
         own = src.record["metrics"].get(src.headline)

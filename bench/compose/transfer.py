@@ -1,4 +1,4 @@
-"""Transfer matrix through the existing `train.init_from` (bench/init_from.py): no new loading code.
+"""Transfer matrix through the existing `train.init_from` (bench/recipe/init_from.py): no new loading code.
 
 Three invocations of `python -m bench` into one sweep: (1) the sources, every task at the full
 budget with `save_delta=true`; (2) every task from scratch at the small budget (`train.max_train_samples`);

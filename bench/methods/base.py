@@ -138,7 +138,7 @@ class Method:
         """What a record says the method can do (the record's `capabilities`): its delta format, its
         peft type where peft provides it, which training-loop hooks it uses, whether it rewrites the
         base weights. Whether it merges is measured, not declared: the inference section's merge check
-        (bench/inference.py) fills `mergeable` beside this."""
+        (bench/inference/cost.py) fills `mergeable` beside this."""
         hooks = [h for h in ("build_optimizer", "before_training", "after_optimizer_step", "regularization")
                  if getattr(type(self), h) is not getattr(Method, h) and self.uses_hook(h)]
         return {"delta_format": self.delta_format, "peft_type": getattr(self, "peft_type_name", None),

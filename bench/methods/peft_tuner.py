@@ -168,7 +168,7 @@ class PeftTuner(PeftMethod):
             model.backbone.save_pretrained(self._initial_adapter.name)
         return model
 
-    # -- the training loop's hooks (bench/train.py) ---------------------------------------------
+    # -- the training loop's hooks (bench/training/loop.py) ---------------------------------------------
     def before_training(self, model: nn.Module, total_steps: int) -> None:
         if self.peft_type == "adalora":
             self._total_step = int(total_steps)
@@ -247,7 +247,7 @@ class PeftTuner(PeftMethod):
 
 
 def unknown_field_message(name: str, peft_type: str, field: str) -> str:
-    from bench.settings import nearest
+    from bench.config.schema import nearest
 
     valid = [*OWN_SETTINGS, *config_fields(peft_type)]
     return (f"method.{field}: not a setting of method {name} (peft {peft_type}: "

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import records as R
+from bench.records import schema as R
 
 from .baseline import (
     DEFAULT_DIR,

@@ -9,7 +9,7 @@ import math
 import re
 from pathlib import Path
 
-from bench import records as R
+from bench.records import schema as R
 from bench.report.aggregate import build
 
 #: Environment fields that must be equal before memory and throughput are compared.

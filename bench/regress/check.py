@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bench.chance import collapse_warnings
-from bench.results import fmt_count, text_table
+from bench.analysis.chance import collapse_warnings
+from bench.records.results import fmt_count, text_table
 
 from .cells import cell_id, env_diff, glob_match
 

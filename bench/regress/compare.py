@@ -1,6 +1,6 @@
 """Place one method against the other methods of the same sweep: headline metric per task, trainable
 parameters, memory, throughput, and whether it is on the Pareto frontier of (trainable parameters,
-headline) and of (peak memory, headline), per task and on the task average (bench.pareto).
+headline) and of (peak memory, headline), per task and on the task average (bench.analysis.pareto).
 """
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import math
 
 import pandas as pd
 
-from bench.pareto import pareto_frontier
+from bench.analysis.pareto import pareto_frontier
+from bench.records.results import fmt_count, text_table
 from bench.report.aggregate import build
-from bench.results import fmt_count, text_table
 
 from .cells import UnusableInput, glob_match
 

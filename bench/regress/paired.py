@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench import stats as S
+from bench.analysis import stats as S
 
 METRICS = S.METRICS
 DESIGNS = ("seeds+examples", "examples", "seeds")
 _CHUNK_CELLS = 2_000_000  # resampled example indices held at once (rows x examples), ~8 MB
 
 
-# The metrics on resamples come from bench.stats (batch_metric: one resample per row of an index
-# matrix), the same vectorised copies of bench/metrics/glue_metric that the report's paired tests
+# The metrics on resamples come from bench.analysis.stats (batch_metric: one resample per row of an index
+# matrix), the same vectorised copies of bench/data/metrics/glue_metric that the report's paired tests
 # use, so the gate and the report cannot disagree on what "accuracy on a resample" is.
 
 def metric_value(metric: str, predictions, references) -> float:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import records as R
+from bench.records import schema as R
 
 from .cells import UnusableInput
 from .paired import METRICS, PairedResult, holm, paired_test, stable_seed

@@ -1,6 +1,6 @@
 """Comparison reports from result records: tables, plots and one index.html per report.
 
-`generate_report` reads records only (bench.records.load_records) and never re-runs anything, so a
+`generate_report` reads records only (bench.records.schema.load_records) and never re-runs anything, so a
 report can be rebuilt at any time from any set of results, including results copied from other
 machines. The CLI is `python -m bench.report RESULTS_DIR [--out DIR] [--name NAME]`; docs/report.md
 says what a report holds and how its numbers are aggregated.
@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.records import BadRecord, bad_record_lines, load_records
-from bench.stats import DEFAULT_B
+from bench.analysis.stats import DEFAULT_B
+from bench.records.schema import BadRecord, bad_record_lines, load_records
 
 from .aggregate import Aggregation, build
 from .verdicts import add_verdicts

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.stats import DEFAULT_B
+from bench.analysis.stats import DEFAULT_B
 
 from . import UnusableResults, generate_report, summary_text
 

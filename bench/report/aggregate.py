@@ -7,14 +7,14 @@ this module formats, scales or draws: values stay on the records' own scale (met
 Pipeline (each step is a public function so that callers can stop where they need to):
 
     records_to_frame(records)  one row per record, nested fields flattened (`metrics.f1`, `memory.peak_rss_bytes`)
-    dedupe(frame, records)     one record per (model, method_label, task, seed) (bench.results); conflicts listed
+    dedupe(frame, records)     one record per (model, method_label, task, seed) (bench.records.results); conflicts listed
     cell_grid(kept)            every model x method_label x task x seed seen for that model, with status
     cell_stats(kept)           long form: (model, method_label, task, quantity) -> mean, std, n
     aggregate_cells(kept, grid)  wide form: one row per (model, method_label, task)
     summarize_methods(kept, cells)  one row per (model, method_label): the task average
     build(records)             all of the above in an `Aggregation`
 
-Task order and headline metrics come from the task specs in the records (bench.results.TaskCatalog):
+Task order and headline metrics come from the task specs in the records (bench.records.results.TaskCatalog):
 functions that order tasks take the catalog, and without one fall back to GLUE's order.
 
 Learning-rate trials of a tuning study (`study.role == "trial"`) are different learning rates under
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.results import SEED_KEY as _SEED_KEY
-from bench.results import TaskCatalog, newest_per_seed
-from bench.stats import t_bounds
+from bench.analysis.stats import t_bounds
+from bench.records.results import SEED_KEY as _SEED_KEY
+from bench.records.results import TaskCatalog, newest_per_seed
 
 from .frame import ERROR_FIELDS, MEASURE_SECTIONS, records_to_frame, value_columns
 
@@ -49,7 +49,7 @@ def avg_label(tasks, catalog: TaskCatalog | None = None) -> str:
 
 
 def dedupe(frame: pd.DataFrame, records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep one record per (model, method_label, task, seed): bench.results.newest_per_seed (newest
+    """Keep one record per (model, method_label, task, seed): bench.records.results.newest_per_seed (newest
     by finished_at; ties prefer an ok record, then the later path). Row i of `frame` is records[i].
 
     Several records for one seed cell happen when a cell is rerun with a changed config or in a
@@ -304,7 +304,7 @@ class Aggregation:
 
 
 def build(records: list[dict]) -> Aggregation:
-    """Run the whole pipeline on records as returned by bench.records.load_records."""
+    """Run the whole pipeline on records as returned by bench.records.schema.load_records."""
     frame = records_to_frame(records)
     catalog = TaskCatalog.from_records(records)
     is_trial = frame["study_role"].eq("trial") if "study_role" in frame else pd.Series(False, index=frame.index)

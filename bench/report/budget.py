@@ -4,7 +4,7 @@ From the records of `experiment=budget` (each names its training-set size K in `
 and carries it in its method label, `lora@k=300`), per (model, task):
 
 * the curve: headline metric versus K on a log axis, one line per method, mean over seeds with the
-  95 % t interval as a band (bench.stats.t_bounds, as the main tables);
+  95 % t interval as a band (bench.analysis.stats.t_bounds, as the main tables);
 * the paired tests at each K (bench.report.verdicts: paired bootstrap over the eval examples, seeds
   pooled, Holm over the pairs of that (model, task, K));
 * the crossover table: for every ordered pair (A, B), the smallest K from which A is significantly
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import stats
-from bench.results import newest_per_seed
+from bench.analysis import stats
+from bench.records.results import newest_per_seed
 
 KEY = ["model", "task", "method", "k_label"]
 POINT_COLUMNS = KEY + ["k", "n_seeds", "headline_metric", "mean", "std", "ci_low", "ci_high", "trainable_params",
@@ -382,7 +382,7 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from bench.records import load_records
+    from bench.records.schema import load_records
 
     ap = argparse.ArgumentParser(prog="python -m bench.report.budget", description=__doc__.split("\n")[0])
     ap.add_argument("results", help="results folder of experiment=budget")

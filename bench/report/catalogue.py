@@ -9,7 +9,7 @@ the pairs that contain the reference method, and Holm corrects over those pairs 
 
 Frontiers: trainable parameters excluding the head (how the method papers count) against the mean
 dev score; and the served inference overhead (merged where the method merges: what a deployed model
-costs) against the score. Both use bench.pareto's one definition of dominance.
+costs) against the score. Both use bench.analysis.pareto's one definition of dominance.
 
 `python -m bench.report.catalogue RESULTS_DIR --out DIR [--reference lora]` writes catalogue.csv,
 catalogue.md and prints the Markdown; it reads records only.
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import stats
-from bench.pareto import pareto_frontier
+from bench.analysis import stats
+from bench.analysis.pareto import pareto_frontier
 
 from .budget import kendall_tau
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     except UnusableResults as exc:
         print(f"bench.report.catalogue: error: {exc}", file=sys.stderr)
         return 2
-    from bench.records import load_records
+    from bench.records.schema import load_records
 
     table, agreement = catalogue_table(report.agg, load_records(Path(a.results))[0], a.reference)
     out = Path(a.out)

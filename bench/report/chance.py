@@ -3,7 +3,7 @@
 Why: a verdict among methods that learned nothing is not a verdict (issue #25). For every (model,
 task) this module derives, from the evaluation references the records' prediction files carry,
 
-* the trivial baselines of bench/chance.py as reference rows (`Aggregation.baselines`, table.csv
+* the trivial baselines of bench/analysis/chance.py as reference rows (`Aggregation.baselines`, table.csv
   rows with `row_type` "chance" and method `majority`, `label_prior`, ...);
 * a paired bootstrap of each method (seeds pooled, as the pairwise tests) against the best constant
   on the headline (`Aggregation.chance`; cells' `above_chance`, `chance_p`, `chance_p_adjusted`):
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench import chance, stats
+from bench.analysis import chance, stats
 
 from .aggregate import Aggregation
 

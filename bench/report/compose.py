@@ -11,7 +11,7 @@ reader cannot get from those tables is the comparison each of them exists for:
 * transfer: a target task trained from a source task's delta against the same method from scratch
   at the same budget, seeds paired (seed s of the transfer arm starts from seed s of the source).
 
-Every difference is a paired bootstrap over the shared dev examples (bench.stats.paired_bootstrap,
+Every difference is a paired bootstrap over the shared dev examples (bench.analysis.stats.paired_bootstrap,
 seeds pooled as in the main pairwise table) with a null-centred p; Holm is applied per family, and
 each table names its family. Source records are read through the paths in `composed_from`, so a
 report of a folder of composed records needs the source folders to still exist (a missing one is a
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import stats
-from bench.records import load_predictions, read_record
+from bench.analysis import stats
+from bench.records.schema import load_predictions, read_record
 
 BOOT_SEED = 0
 SOUP_COLUMNS = ["model", "task", "method", "kind", "n_ingredients", "n_used", "metric", "soup", "mean_of_seeds",

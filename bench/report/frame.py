@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.results import SEED_KEY, headline_of, record_selection_keys, selection_score
+from bench.records.results import SEED_KEY, headline_of, record_selection_keys, selection_score
 
 # Nested record sections whose numeric leaves are measurements (aggregated like metrics).
 MEASURE_SECTIONS = ("params", "memory", "throughput", "time", "storage", "train", "data")

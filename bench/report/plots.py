@@ -21,7 +21,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from bench.pareto import pareto_frontier
+from bench.analysis.pareto import pareto_frontier
 
 from .aggregate import Aggregation
 from .tables import METRIC_SHORT, MIB, method_order
@@ -68,7 +68,7 @@ def _text_size(fig, text: str, size: float) -> tuple[float, float]:
 def _fit(fig, ax, *, left_texts: list[str], bottom_lines: int = 1, top_extra: float = 0.0,
          right: float = 0.25) -> None:
     """Margins from measured label sizes. Replaces constrained layout, which measured every
-    artist on each save and doubled the cost of a figure (see scripts/bench_report.py)."""
+    artist on each save and doubled the cost of a figure (see benchmarks/bench_report.py)."""
     tick = plt.rcParams["font.size"]
     width, height = fig.get_size_inches()
     line = _text_size(fig, "Mg", tick)[1] * 1.45

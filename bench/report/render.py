@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from bench.results import text_table
+from bench.records.results import text_table
 
 
 @dataclass
@@ -73,5 +73,5 @@ def to_html(t: Table, table_id: str = "") -> str:
 
 
 def to_text(t: Table, max_width: int = 28) -> str:
-    """Fixed-width plain text for the terminal (bench.results.text_table): labels left, numbers right."""
+    """Fixed-width plain text for the terminal (bench.records.results.text_table): labels left, numbers right."""
     return text_table(t.header, t.rows, right=range(1, len(t.header)), max_width=max_width)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.results import fmt_count
+from bench.records.results import fmt_count
 
 from .aggregate import Aggregation
 from .chance_tables import (
@@ -114,7 +114,7 @@ def metric_cell(cell: pd.Series | None, q: str) -> tuple[str, str]:
 
 
 def task_captions(agg: Aggregation, model: str) -> str:
-    """Each task of the model as its spec describes it (bench.results.TaskCatalog), in table order:
+    """Each task of the model as its spec describes it (bench.records.results.TaskCatalog), in table order:
     `name: description (headline metric)`."""
     cells = agg.cells[agg.cells["model"] == model]
     parts = []

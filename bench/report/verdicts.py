@@ -7,11 +7,11 @@ This module adds, per model and task, what is needed to say so with a stated err
   from aggregate.py);
 * a paired bootstrap test for every pair of methods on the same examples, pooled over seeds,
   Holm-adjusted over the pairs of that (model, task), plus ASO ε_min when both have >= 3 seeds;
-* ranks with ties (bench.stats.rank_with_ties) and the methods tied with the best;
+* ranks with ties (bench.analysis.stats.rank_with_ties) and the methods tied with the best;
 * expected best selection score versus number of tuning trials, from the study's trial records.
 
 Records without predictions (schema 1) still get seed intervals; their pairs get no test and
-`Aggregation.notes` says so. Statistics live in bench/stats.py; docs/statistics.md explains them.
+`Aggregation.notes` says so. Statistics live in bench/analysis/stats.py; docs/statistics.md explains them.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from bench import chance, stats
-from bench.records import load_predictions
+from bench.analysis import chance, stats
+from bench.records.schema import load_predictions
 
 from .aggregate import Aggregation, is_metric
 
@@ -36,7 +36,7 @@ BUDGET_COLUMNS = ["model", "task", "method_label", "study", "n_trials", "k", "ex
 
 def _load(kept: pd.DataFrame, notes: list[str], collapse: dict | None = None) -> dict[str, dict]:
     """Predictions of every ok record that names a file: {record path: {suffix: (ids, preds, refs)}};
-    `collapse` (optional) is filled with {record path: bench.chance.collapse_section} of the same file."""
+    `collapse` (optional) is filled with {record path: bench.analysis.chance.collapse_section} of the same file."""
     out = {}
     ok = kept[(kept["status"] == "ok") & kept["predictions"].notna()] if "predictions" in kept else kept.iloc[:0]
     for r in ok.itertuples(index=False):

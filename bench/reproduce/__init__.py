@@ -15,7 +15,7 @@ Modules, each named for what it holds:
 Why one package: the published data (formerly bench/reference/) and the commands that use it
 (formerly bench/reproduce.py) changed together and ran cells two ways (the paper presets called
 bench.execute in this process, the scaled run launched `python -m bench -m`); kept apart, the two
-drifted. bench.reference remains as a deprecated forwarder for old imports.
+drifted. (The deprecated forwarder bench.reference was removed in #23.)
 
 The names below are re-exported, on first use, for callers of the former bench/reproduce.py module.
 """

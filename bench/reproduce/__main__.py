@@ -33,9 +33,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.records.results import sweep_dir
     from bench.reproduce import head_study, paramcheck, presets, scaled
     from bench.reproduce.published import ReferenceError
-    from bench.results import sweep_dir
 
     ap = argparse.ArgumentParser(prog="python -m bench.reproduce", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("bench.models", "transformers", "httpx", "huggingface_hub"):
+    for noisy in ("bench.models.backbones", "transformers", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     targets = []
     for t in args.targets:

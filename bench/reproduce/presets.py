@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.confdir import PACKAGED, find_conf_dir
+from bench.config.confdir import PACKAGED, find_conf_dir
+from bench.records.results import newest_per_seed, sweep_dir
 from bench.reproduce import published as P
 from bench.reproduce.report import table_from_frame, write_report
 from bench.reproduce.runner import exit_status, run_sweep
-from bench.results import newest_per_seed, sweep_dir
 
-CONF_DIR = find_conf_dir() or PACKAGED  # a clone's conf/ or the wheel's bench/conf/ (bench/confdir.py)
+CONF_DIR = find_conf_dir() or PACKAGED  # a clone's conf/ or the wheel's bench/conf/ (bench/config/confdir.py)
 PRESET_DIR = CONF_DIR / "experiment"
 PRESET_FOLDERS = ("lora_paper", "houlsby")  # paper folders under conf/experiment/
 PAPERS = PRESET_FOLDERS
@@ -117,7 +117,7 @@ def plan_preset(key: str, results: Path, tasks: list[str] | None, seeds: int | N
     overrides; `multirun` is the same cells as one multirun (the overrides bench.reproduce.runner
     runs; None when nothing runs), tasks in the preset's order so a task's train.init_from source
     (earlier in `reference.tasks`) runs before it, as the in-process loop this replaced did."""
-    from bench import tasks as T
+    from bench.data import tasks as T
 
     ref = preset_reference(key)
     wanted = [t for t in ref.get("tasks", []) if not tasks or t in tasks]
@@ -168,7 +168,7 @@ def measured_for(records: list[dict], task: str, metric: str, aggregate: str) ->
 
 
 def latest_per_seed(records: list[dict], n_seeds: int | None) -> list[dict]:
-    """One record per seed cell, the newest (bench.results.newest_per_seed: a rerun with a changed
+    """One record per seed cell, the newest (bench.records.results.newest_per_seed: a rerun with a changed
     preset replaces the old one); only the seeds the plan runs."""
     return newest_per_seed(r for r in records if n_seeds is None or int(r.get("seed", 0)) < n_seeds)[0]
 
@@ -214,7 +214,7 @@ def cmd_presets(name: str, keys: list[str], results: Path, out: Path, dry_run: b
                 extra: list[str] | None = None) -> int:
     """Run each preset's runnable cells (unless `dry_run`), then report published vs measured from
     the records of the preset's sweep folder. `extra`: the user's overrides for every cell."""
-    from bench.records import load_records
+    from bench.records.schema import load_records
 
     all_rows = P.load()
     lines, notes, rc, table_rows = [], [], 0, []

@@ -1,15 +1,15 @@
 """The one way `bench.reproduce` runs cells: the command a user types for a sweep,
 `python -m bench -m <overrides> results_dir=<results>`, in a child process.
 
-Why the normal command line and not `bench.execute.execute` called in this process (which the paper
+Why the normal command line and not `bench.sweep.execute.execute` called in this process (which the paper
 presets used to do, while the scaled run already launched `python -m bench -m`): a reproduction's
 records must be the records a normal sweep writes, so that reports, the regression gate, resume and
-`scripts/compare_records.py` read them unchanged. Going through bench.cli gives, with no second code
+`benchmarks/compare_records.py` read them unchanged. Going through bench.cli gives, with no second code
 path to keep in step:
 
 * the same composition (Hydra's own, with the launcher's settings), method labels and config hash,
   so a cell run here and the same cell run by hand are one cell (resume skips either);
-* resume and failure isolation (bench.execute: each cell forked, a failed cell writes a `failed`
+* resume and failure isolation (bench.sweep.execute: each cell forked, a failed cell writes a `failed`
   record and the sweep goes on);
 * the sweep ledger and the end-of-sweep summary table, keyed by the invocation id this module sets
   (`<results>/<sweep_name>/.ledger/<invocation>.jsonl`), and the usual exit status (0, 1 when a cell
@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-INVOCATION_ENV = "BENCH_INVOCATION"  # read by bench.cli (set if absent) and bench.execute (ledger file name)
+INVOCATION_ENV = "BENCH_INVOCATION"  # read by bench.cli (set if absent) and bench.sweep.execute (ledger file name)
 _PLAIN = re.compile(r"[\w./@:+~-]+")
 
 
@@ -91,8 +91,8 @@ def exit_status(returncode: int) -> int:
 
 def ledger_path(results: str | os.PathLike, sweep_name: str, run: SweepRun) -> Path:
     """Where the invocation's cells are listed (one JSON line a cell: status, record path, cell)."""
-    from bench.execute import LEDGER_DIR
-    from bench.results import sweep_dir
+    from bench.records.results import sweep_dir
+    from bench.sweep.execute import LEDGER_DIR
 
     return sweep_dir(results, sweep_name) / LEDGER_DIR / f"{run.invocation}.jsonl"
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.records.results import fmt_count, newest_per_seed, sweep_dir
 from bench.reproduce.presets import preset_path
 from bench.reproduce.published import Row, by_config, load, parse_counts
 from bench.reproduce.report import table_from_frame, to_text, write_report
 from bench.reproduce.runner import exit_status, run_sweep
-from bench.results import fmt_count, newest_per_seed, sweep_dir
 
 SPEC_PATH = Path(__file__).with_name("scaled_repro.yaml")
 
@@ -85,7 +85,7 @@ def metric_for_task(spec: Spec, pub: dict[str, dict[str, Row]]) -> dict[str, str
 
 
 def measured_values(records: list[dict], spec: Spec, metric: dict[str, str]) -> pd.DataFrame:
-    """One row per grid seed cell whose newest record (bench.results.newest_per_seed) is ok:
+    """One row per grid seed cell whose newest record (bench.records.results.newest_per_seed) is ok:
     method_label, task, seed, value (x100), trainable_excl_head, train_s."""
     rows = []
     grid = [r for r in records if r.get("task") in spec.tasks and r.get("method_label") in spec.methods]
@@ -272,7 +272,7 @@ def cmd_scaled(results: Path, out: Path, run: bool, seeds: str | None, extra: li
     replacing the preset's train.seed sweep, `extra` the user's overrides), then report from the
     records of its sweep folder."""
     from bench.params import compose_config
-    from bench.records import load_records
+    from bench.records.schema import load_records
 
     spec = load_spec()
     rc, wall = 0, None

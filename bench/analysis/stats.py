@@ -1,0 +1,305 @@
+"""Statistics behind the report's verdicts: intervals, paired tests, ASO, Holm, expected max, ranks.
+
+Why a module of its own: a benchmark's claims ("LoRA matches full finetuning") are only as good as
+the uncertainty attached to them. One seed and one dev split give a number, not a verdict; the
+functions here turn seeds and per-example predictions into intervals and tests, and are pure
+numpy/scipy (no torch, no pandas) so that the report, the regression gate and scripts share one
+definition of each. docs/statistics.md says what each function computes and cites the papers.
+
+Metrics are recomputed here with vectorised copies of the formulas in
+bench/data/metrics/glue_metric (one resample per row of an index matrix): a bootstrap needs ~1,000
+evaluations per cell, and calling the `evaluate` module that often would take minutes. The tests
+check these copies against bench.data.metrics.compute_metrics.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
+DEFAULT_B = 1000
+ALPHA = 0.05
+_CHUNK = 4_000_000  # index-matrix elements evaluated at once (~32 MB of float64 per array)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided interval and the words saying how it was computed."""
+
+    estimate: float
+    low: float
+    high: float
+    method: str
+
+
+# ------------------------------------------------------------------------------------------ intervals
+
+
+def t_bounds(mean, std, n, confidence: float = 0.95):
+    """Vectorised t interval mean ± t_{(1+c)/2, n-1} · std/√n; NaN where n < 2 or std is NaN.
+
+    Takes means/stds/counts already aggregated (a report has them per cell), so thousands of
+    cells cost one scipy call."""
+    mean, std, n = (np.asarray(x, dtype=float) for x in (mean, std, n))
+    ok = n >= 2
+    tq = sps.t.ppf(0.5 + confidence / 2, np.where(ok, n - 1, 1))
+    half = np.where(ok, tq * std / np.sqrt(np.where(ok, n, 1)), np.nan)
+    return mean - half, mean + half
+
+
+def t_interval(values, confidence: float = 0.95) -> Interval:
+    """Student-t interval of the mean over seeds; needs n >= 2 finite values (else ValueError)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        raise ValueError(f"a t interval needs at least 2 values, got {len(v)}")
+    lo, hi = t_bounds(v.mean(), v.std(ddof=1), len(v), confidence)
+    return Interval(float(v.mean()), float(lo), float(hi), f"t over seeds (n={len(v)})")
+
+
+# --------------------------------------------------------------------------- metrics on resamples
+
+
+def _check(name: str, pred: np.ndarray, ref: np.ndarray) -> None:
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    if pred.shape != ref.shape or pred.ndim != 1 or len(pred) == 0:
+        raise ValueError(f"{name}: predictions {pred.shape} and references {ref.shape} must be 1-d, "
+                         "non-empty and of equal length")
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson r; 0.0 for a constant row and NaN for non-finite input, as glue_metric."""
+    bad = ~(np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1))
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    den = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 0, np.clip((x * y).sum(axis=1) / np.where(den > 0, den, 1.0), -1.0, 1.0), 0.0)
+    return np.where(bad, np.nan, r)
+
+
+def _rows(name: str, p: np.ndarray, r: np.ndarray, k: int) -> np.ndarray:
+    """The metric of every row of p (predictions) against r (references), both (rows, n)."""
+    if name == "accuracy":
+        return (p == r).mean(axis=1)
+    if name == "f1":
+        tp = ((p == 1) & (r == 1)).sum(axis=1)
+        fp = ((p == 1) & (r != 1)).sum(axis=1)
+        fn = ((p != 1) & (r == 1)).sum(axis=1)
+        return np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    if name == "matthews_correlation":  # p, r hold class codes 0..k-1 (see batch_metric)
+        rows, n = p.shape
+        codes = (r * k + p + (np.arange(rows) * k * k)[:, None]).ravel()
+        cm = np.bincount(codes, minlength=rows * k * k).reshape(rows, k, k).astype(float)
+        t_sum, p_sum = cm.sum(axis=2), cm.sum(axis=1)
+        correct = np.trace(cm, axis1=1, axis2=2)
+        cov_tp = correct * n - (t_sum * p_sum).sum(axis=1)
+        cov_pp = n * n - (p_sum * p_sum).sum(axis=1)
+        cov_tt = n * n - (t_sum * t_sum).sum(axis=1)
+        den = cov_pp * cov_tt
+        return np.where(den > 0, cov_tp / np.sqrt(np.where(den > 0, den, 1.0)), 0.0)
+    if name == "pearson":
+        return _pearson_rows(p, r)
+    return _pearson_rows(sps.rankdata(p, axis=1), sps.rankdata(r, axis=1))  # spearmanr
+
+
+def batch_metric(name: str, pred, ref, idx: np.ndarray) -> np.ndarray:
+    """metric(pred[idx[b]], ref[idx[b]]) for every row b of the index matrix `idx` (B, n)."""
+    pred, ref = np.asarray(pred, dtype=float), np.asarray(ref, dtype=float)
+    _check(name, pred, ref)
+    k = 0
+    if name == "matthews_correlation":  # class values -> codes 0..k-1 for the confusion matrix
+        classes, inv = np.unique(np.concatenate([ref, pred]), return_inverse=True)
+        k = len(classes)
+        ref, pred = inv[: len(ref)], inv[len(ref):]
+    idx = np.atleast_2d(idx)
+    step = max(1, _CHUNK // max(idx.shape[1], 1))
+    return np.concatenate([_rows(name, pred[idx[i:i + step]], ref[idx[i:i + step]], k)
+                           for i in range(0, len(idx), step)])
+
+
+def metric_rows(name: str, preds, ref) -> np.ndarray:
+    """metric(preds[b], ref) for every row b of a prediction matrix (B, n) against one reference:
+    the score distribution of a randomised predictor (bench/analysis/chance.py), chunked like batch_metric."""
+    preds, ref = np.atleast_2d(np.asarray(preds, dtype=float)), np.asarray(ref, dtype=float)
+    _check(name, preds[0], ref)
+    k = 0
+    if name == "matthews_correlation":
+        classes, inv = np.unique(np.concatenate([ref, preds.ravel()]), return_inverse=True)
+        k = len(classes)
+        ref, preds = inv[: len(ref)], inv[len(ref):].reshape(preds.shape)
+    step = max(1, _CHUNK // max(preds.shape[1], 1))
+    return np.concatenate([_rows(name, preds[i:i + step], np.broadcast_to(ref, preds[i:i + step].shape), k)
+                           for i in range(0, len(preds), step)])
+
+
+def metric(name: str, pred, ref) -> float:
+    """The metric on all examples (same numbers as bench.data.metrics.compute_metrics)."""
+    return float(batch_metric(name, pred, ref, np.arange(len(np.asarray(pred)))[None, :])[0])
+
+
+def resample_indices(n: int, b: int = DEFAULT_B, seed: int = 0) -> np.ndarray:
+    """(b, n) example indices drawn with replacement; the same seed gives the same matrix, which
+    is what makes a bootstrap *paired* when two methods are scored on it."""
+    if n < 1:
+        raise ValueError("cannot resample zero examples")
+    return np.random.default_rng(seed).integers(0, n, size=(b, n), dtype=np.int32)
+
+
+def bootstrap_ci(name: str, pred, ref, b: int = DEFAULT_B, seed: int = 0, confidence: float = 0.95) -> Interval:
+    """Percentile bootstrap interval of a metric over the eval examples of one run."""
+    pred = np.asarray(pred, dtype=float)
+    samples = batch_metric(name, pred, ref, resample_indices(len(pred), b, seed))
+    lo, hi = np.nanquantile(samples, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return Interval(metric(name, pred, ref), float(lo), float(hi), f"bootstrap over examples (1 seed, B={b})")
+
+
+# ------------------------------------------------------------------------------ paired comparison
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A − B on the same examples, pooled over seeds: delta, its CI, two-sided p (null-centred)."""
+
+    delta: float
+    low: float
+    high: float
+    p: float
+    n_examples: int
+    b: int
+
+
+def seed_mean(name: str, runs, ref, idx: np.ndarray | None = None) -> np.ndarray:
+    """Mean over seeds of the metric, per resample row of `idx` (or on all examples if None).
+
+    `runs` holds one prediction array per seed, all aligned to `ref`."""
+    ref = np.asarray(ref, dtype=float)
+    if idx is None:
+        idx = np.arange(len(ref))[None, :]
+    return np.mean([batch_metric(name, r, ref, idx) for r in runs], axis=0)
+
+
+def paired_from_samples(observed: float, samples: np.ndarray, n_examples: int,
+                        confidence: float = 0.95) -> Paired:
+    """Interval and p-value from the observed delta and its paired bootstrap replicates.
+
+    p is the shifted (null-centred) bootstrap test (Berg-Kirkpatrick et al. 2012, two-sided):
+    the replicates centred on the observed delta approximate its sampling distribution under
+    H0: delta = 0, and p = (1 + #{|d* − d| >= |d|}) / (B + 1). The +1 keeps p > 0 with finite B."""
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    if not np.isfinite(observed) or len(samples) == 0:
+        return Paired(float("nan"), float("nan"), float("nan"), float("nan"), n_examples, len(samples))
+    lo, hi = np.quantile(samples, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    extreme = np.abs(samples - observed) >= abs(observed) - 1e-12
+    p = (1 + int(extreme.sum())) / (len(samples) + 1)
+    return Paired(float(observed), float(lo), float(hi), float(p), n_examples, len(samples))
+
+
+def paired_bootstrap(name: str, runs_a, runs_b, ref, b: int = DEFAULT_B, seed: int = 0,
+                     confidence: float = 0.95) -> Paired:
+    """Paired bootstrap of mean_seeds(metric(A)) − mean_seeds(metric(B)) over shared examples.
+
+    All runs must already be aligned to `ref` (same example order). Every replicate resamples
+    the example indices once and scores every seed of both methods on that same resample."""
+    ref = np.asarray(ref, dtype=float)
+    if not len(runs_a) or not len(runs_b):
+        raise ValueError("paired_bootstrap needs at least one run of each method")
+    idx = resample_indices(len(ref), b, seed)
+    observed = float(seed_mean(name, runs_a, ref)[0] - seed_mean(name, runs_b, ref)[0])
+    samples = seed_mean(name, runs_a, ref, idx) - seed_mean(name, runs_b, ref, idx)
+    return paired_from_samples(observed, samples, len(ref), confidence)
+
+
+# ------------------------------------------------------------------------- almost stochastic order
+
+
+def _violation_ratio(sa: np.ndarray, sb: np.ndarray, dt: float) -> np.ndarray:
+    """ε_W2 of Dror et al. (2019), eq. 4-5, per row of sorted score matrices sa (R, na), sb (R, nb):
+    the share of the squared Wasserstein-2 distance between the quantile functions where A's
+    quantile lies below B's (stochastic order A ≥ B violated). 0.5 when the distance is 0."""
+    t = np.arange(dt, 1.0, dt)
+    fa = sa[:, np.clip(np.ceil(sa.shape[1] * t).astype(int) - 1, 0, sa.shape[1] - 1)]
+    gb = sb[:, np.clip(np.ceil(sb.shape[1] * t).astype(int) - 1, 0, sb.shape[1] - 1)]
+    diff2 = (gb - fa) ** 2 * dt
+    total = diff2.sum(axis=1)
+    viol = np.where(fa < gb, diff2, 0.0).sum(axis=1)
+    return np.where(total > 0, viol / np.where(total > 0, total, 1.0), 0.5)
+
+
+def aso_eps_min(scores_a, scores_b, confidence: float = 0.95, b: int = DEFAULT_B, dt: float = 0.005,
+                seed: int = 0) -> float:
+    """ε_min of Almost Stochastic Order (Dror et al. 2019; del Barrio et al. 2018): an upper
+    confidence bound on how far A's score distribution violates dominating B's.
+
+    Same procedure as deepsig.aso (bootstrap of the empirical quantile functions to estimate σ of
+    the violation ratio, then ε_min = ε̂ − σ̂/√(nm/(n+m)) · Φ⁻¹(1−confidence), clipped to [0, 1]),
+    vectorised: deepsig needs ~2 s per call. ε_min < 0.5: A is better; near 0: A dominates."""
+    a = np.sort(np.asarray(scores_a, dtype=float))
+    bb = np.sort(np.asarray(scores_b, dtype=float))
+    if len(a) == 0 or len(bb) == 0 or not (np.isfinite(a).all() and np.isfinite(bb).all()):
+        raise ValueError("ASO needs non-empty, finite score lists for both methods")
+    observed = float(_violation_ratio(a[None, :], bb[None, :], dt)[0])
+    rng = np.random.default_rng(seed)
+    ra = np.sort(a[rng.integers(0, len(a), size=(b, len(a)))], axis=1)
+    rb = np.sort(bb[rng.integers(0, len(bb), size=(b, len(bb)))], axis=1)
+    const = math.sqrt(len(a) * len(bb) / (len(a) + len(bb)))
+    sigma = float(np.std(const * (_violation_ratio(ra, rb, dt) - observed)))
+    return float(np.clip(observed - sigma / const * sps.norm.ppf(1 - confidence), 0.0, 1.0))
+
+
+# --------------------------------------------------------------------------- multiple comparisons
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values: sort ascending, multiply the i-th (0-based) by
+    m − i, make the sequence non-decreasing (running max) and cap at 1. NaNs stay NaN and do
+    not count towards m. Controls the family-wise error rate without independence assumptions."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(np.isfinite(p))
+    m = len(valid)
+    if m == 0:
+        return out
+    order = valid[np.argsort(p[valid], kind="stable")]
+    adj = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def significant(p_adjusted: float, low: float, high: float, alpha: float = ALPHA) -> bool:
+    """A difference counts only when the adjusted p is below alpha AND its CI excludes 0."""
+    return bool(np.isfinite(p_adjusted) and p_adjusted < alpha and (low > 0 or high < 0))
+
+
+def rank_with_ties(methods, better_pairs) -> dict[str, int]:
+    """Rank = 1 + number of methods significantly better than this one (`better_pairs` holds
+    (winner, loser) tuples). The best method, and every method not significantly worse than any
+    other, gets rank 1: a method is only ranked below what it was shown to lose against."""
+    methods = list(methods)
+    return {m: 1 + sum(1 for w, loser in set(better_pairs) if loser == m and w in methods) for m in methods}
+
+
+# ----------------------------------------------------------------------------- tuning budget
+
+
+def expected_max(values) -> tuple[np.ndarray, np.ndarray]:
+    """Expected best score (and its std) of n trials drawn without replacement from the N observed
+    ones, for n = 1..N: the unbiased order-statistics estimator (Tang et al. 2020) of Dodge et
+    al.'s (2019) expected validation performance. With v_(1) <= ... <= v_(N),
+    P(max of n = v_(i)) = C(i−1, n−1) / C(N, n)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    if len(v) == 0 or not np.isfinite(v).all():
+        raise ValueError("expected_max needs a non-empty list of finite scores")
+    big_n = len(v)
+    means, stds = np.empty(big_n), np.empty(big_n)
+    for n in range(1, big_n + 1):
+        total = math.comb(big_n, n)
+        w = np.array([math.comb(i - 1, n - 1) / total for i in range(1, big_n + 1)])
+        means[n - 1] = float(w @ v)
+        stds[n - 1] = math.sqrt(max(float(w @ (v * v)) - means[n - 1] ** 2, 0.0))
+    return means, stds

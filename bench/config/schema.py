@@ -1,0 +1,334 @@
+"""Every setting of a composed config, checked once, before any work, against typed schemas.
+
+Why here and once: a typo or an out-of-range value used to surface wherever a module first read it
+(the runner, the model builder, the inference timer), sometimes after a model had loaded, and each
+module spelled its own check. Now `check(cfg)` runs in the CLI before any cell (a bad option exits
+2 with one line, no record, no folder) and again, cheaply, at the start of every cell that is run
+without the CLI (bench.recipe.finetune), so no path skips it. As torchtune's config validation does, a method's
+keys are checked against its class's constructor signature before the class is built.
+
+The schemas are dataclasses: one field per key, its type, and in `metadata["rule"]` what values are
+accepted. A field without a default is required. Modules that read a setting with a fallback
+(`pick_pad_multiple`, `grad_accum_steps`, `inference.settings_from`) call `check_value` with the
+same rule, so each rule is written once. Defaults stay in the YAML files (conf/), not here.
+
+Unknown keys in train, model, data, inference, study, debug, progress and claim are errors that name the nearest
+valid key (typos are the most common mistake). Unknown top-level keys are allowed: presets keep
+helper blocks there for interpolation (`reference`, `gate_lr`).
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from bench.errors import ConfigError
+
+# ------------------------------------------------------------------------------------------- rules
+
+@dataclass(frozen=True)
+class Rule:
+    """What one option accepts: a test and the words an error message uses for it."""
+
+    expected: str
+    test: Any  # Callable[[Any], bool]
+
+    def __call__(self, value) -> bool:
+        try:
+            return bool(self.test(value))
+        except (TypeError, ValueError):
+            return False
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def integer(lo: int) -> Rule:
+    return Rule(f"an integer >= {lo}", lambda v: _is_int(v) and v >= lo)
+
+
+def number(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: bool = True) -> Rule:
+    if hi is None:
+        text = f"a number {'>' if lo_open else '>='} {lo:g}"
+    else:
+        text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    return Rule(text, lambda v: _is_num(v) and (v > lo if lo_open else v >= lo)
+                and (hi is None or (v < hi if hi_open else v <= hi)))
+
+
+def choice(*words: str) -> Rule:
+    text = ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
+    return Rule(text, lambda v: isinstance(v, str) and v in words)
+
+
+def nullable(rule: Rule, meaning: str = "") -> Rule:
+    return Rule(f"null{f' ({meaning})' if meaning else ''} or {rule.expected}", lambda v: v is None or rule(v))
+
+
+def list_of(rule: Rule, text: str) -> Rule:
+    return Rule(text, lambda v: isinstance(v, list) and len(v) > 0 and all(rule(x) for x in v))
+
+
+BOOL = Rule("true or false", lambda v: isinstance(v, bool))
+TEXT = Rule("a non-empty string", lambda v: isinstance(v, str) and v != "")
+MAPPING = Rule("a mapping", lambda v: isinstance(v, dict))
+ANY = Rule("anything", lambda v: True)
+LR = number(0, lo_open=True)
+RANGE = Rule("[low, high] with 0 < low <= high",
+             lambda v: isinstance(v, list) and len(v) == 2 and all(_is_num(x) and x > 0 for x in v) and v[0] <= v[1])
+#: null means auto too (code reads a missing key as auto)
+AUTO_OR_INT = Rule("auto or an integer >= 1", lambda v: v is None or v == "auto" or (_is_int(v) and v >= 1))
+RANGES = Rule("a mapping of method name to [low, high] with 0 < low <= high",
+              lambda v: isinstance(v, dict) and all(RANGE(x) for x in v.values()))
+LENGTHS = list_of(integer(1), "a list of integers >= 1, e.g. [16, 64, 128]")
+DEVICE = Rule("auto, cpu, mps, cuda or cuda:N", lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v))
+#: a folder name below results_dir: relative, no `..` (a study writes <sweep_name>/trials)
+SWEEP = Rule("a relative folder name without '..' (records go to <results_dir>/<sweep_name>/)",
+             lambda v: isinstance(v, str) and v != "" and not v.startswith("/") and ".." not in v.split("/"))
+
+
+def opt(rule: Rule, default: Any = MISSING):
+    """A schema field: its rule, and a default only where code reads the key with a fallback."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"rule": rule})
+    return field(default=default, metadata={"rule": rule})
+
+
+# ------------------------------------------------------------------------------------------- schemas
+
+@dataclass(kw_only=True)
+class TrainSettings:
+    """`train` (conf/train/*.yaml)."""
+
+    epochs: int = opt(integer(1))
+    batch_size: int = opt(integer(1))
+    grad_accum_steps: int | None = opt(nullable(integer(1), "one micro-batch"), 1)
+    init_from: str | None = opt(nullable(TEXT, "start from scratch"), None)
+    eval_batch_size: int = opt(integer(1))
+    lr: float | None = opt(nullable(LR, "the method's rate, method.lr"), None)
+    weight_decay: float = opt(number(0))
+    warmup_ratio: float = opt(number(0, 1))
+    max_grad_norm: float | None = opt(nullable(number(0, lo_open=True), "no clipping"), None)
+    max_seq_len: int = opt(integer(8))
+    max_train_samples: int | None = opt(nullable(integer(1), "all"), None)
+    # Absent = off, so configs written before these keys keep their config hash (experiment=budget).
+    stratify_subsample: bool = opt(BOOL, False)
+    min_steps: int | None = opt(nullable(integer(1), "epochs as given"), None)
+    # Set by a pruned study on its first-rung trials (bench/sweep/study.py); absent = train every epoch.
+    stop_after_epochs: int | None = opt(nullable(integer(1), "train every epoch"), None)
+    # Set by the cost pass (bench/sweep/cost_pass.py) on its own copy of a record's config: time this many steps,
+    # on batches of the first epoch that represent its sizes (bench.data.batching.representative_batches).
+    max_steps: int | None = opt(nullable(integer(1), "every step"), None)
+    init_head: str = opt(choice("auto", "never"), "auto")  # with init_from: auto = when the label spaces match
+    max_eval_samples: int | None = opt(nullable(integer(1), "all"), None)
+    seed: int = opt(integer(0))
+    eval_every_epoch: bool = opt(BOOL)
+    select: str = opt(choice("last", "best_epoch"))
+    group_by_length: bool = opt(BOOL)
+    # batches per length-sorted group; absent = 50 (bench.data.batching.MEGA_BATCHES), so older configs keep their hash
+    group_mega_batches: int | None = opt(nullable(integer(1), "50 batches"), None)
+    # AdamW implementation; absent = foreach (bit-identical to the loop, faster on CPU; bench/training/loop.py)
+    optimizer_impl: str | None = opt(nullable(choice("loop", "foreach", "fused"), "foreach"), None)
+    threads: int | str = opt(AUTO_OR_INT, "auto")
+    deterministic: bool = opt(BOOL)
+    warmup_steps_excluded: int = opt(integer(0))
+    device: str = opt(DEVICE, "auto")
+    precision: str = opt(choice("auto", "fp32", "bf16", "fp16"), "auto")
+    pad_to_multiple_of: int | str | None = opt(AUTO_OR_INT, "auto")
+
+
+@dataclass(kw_only=True)
+class ModelSettings:
+    """`model` (conf/model/*.yaml)."""
+
+    name: str = opt(TEXT)
+    source: str = opt(TEXT)
+    tokenizer: str | None = opt(nullable(TEXT, "same as source"), None)
+    pretrained: bool = opt(BOOL, True)
+    pooling: str = opt(choice("mean", "cls", "pooler"), "mean")
+    head: str = opt(choice("uniform", "native"), "uniform")
+    head_dropout: float = opt(number(0, 1), 0.1)
+    config_overrides: dict = opt(MAPPING, None)  # noqa: RUF009 - opt() is a field()
+
+
+@dataclass(kw_only=True)
+class SelectionSettings:
+    """`data.selection`: the held-out part of the train file that choices are made on."""
+
+    fraction: float = opt(number(0, 1), 0.0)
+    max_examples: int | None = opt(nullable(integer(1), "no cap"), None)
+    stratify: bool = opt(BOOL, True)
+
+
+@dataclass(kw_only=True)
+class DataSettings:
+    """`data`."""
+
+    glue_dir: str | None = opt(nullable(TEXT, "the Hugging Face hub"), None)
+    selection: SelectionSettings = field(default_factory=SelectionSettings, metadata={"schema": SelectionSettings})
+
+
+@dataclass(kw_only=True)
+class InferenceSettings:
+    """`inference` (docs/inference.md); the defaults are the ones `bench.inference.cost.settings_from` fills in."""
+
+    enabled: bool = opt(BOOL, True)
+    lengths: list = opt(LENGTHS, [16, 64, 128])  # noqa: RUF009 - opt() is a field()
+    # stop when precise (bench/inference/rounds.py): rounds run until every ratio's 95 % interval has
+    # at most this half-width, between min_repeats and repeats (the cap); null = exactly `repeats`
+    target_halfwidth: float | None = opt(nullable(number(0, lo_open=True), "a fixed number of rounds: repeats"), 0.01)
+    min_repeats: int = opt(integer(2), 8)
+    repeats: int = opt(integer(3), 30)
+    warmup: int = opt(integer(1), 5)
+    batch_size: int = opt(integer(1), 32)
+    batch_length: int = opt(integer(1), 64)
+    batch_min_repeats: int = opt(integer(2), 3)
+    batch_repeats: int = opt(integer(3), 6)
+    batch_warmup: int = opt(integer(1), 1)
+    threads: int | None = opt(nullable(integer(1), "the cell's threads"), 1)
+    merge: bool = opt(BOOL, True)
+    merge_atol: float = opt(number(0, lo_open=True), 1e-4)
+    # one measurement per structure in a sweep (bench/inference/cache.py); not in conf/config.yaml so
+    # that configs keep their hash: `+inference.share=false` measures every cell
+    share: bool = opt(BOOL, True)
+    # ... and across sweeps: entries under <results_dir>/.inference_cache/ (false: per sweep folder)
+    cache: bool = opt(BOOL, True)
+
+
+@dataclass(kw_only=True)
+class PruneSettings:
+    """`study.prune`: successive halving over the learning-rate trials (docs/protocol.md)."""
+
+    enabled: bool = opt(BOOL, False)
+    eta: int = opt(integer(2), 3)
+    rung_epochs: int = opt(integer(1), 1)
+
+
+@dataclass(kw_only=True)
+class StudySettings:
+    """`study` (experiment=study, docs/protocol.md)."""
+
+    enabled: bool = opt(BOOL, False)
+    trials: int = opt(integer(1))
+    seeds: int = opt(integer(1))
+    trial_seed: int = opt(integer(0), 0)
+    lr_range: list | None = opt(nullable(RANGE, "per method, lr_ranges"), None)  # noqa: RUF009 - opt() is a field()
+    lr_ranges: dict = opt(RANGES, None)  # noqa: RUF009 - opt() is a field()
+    prune: PruneSettings = field(default_factory=PruneSettings, metadata={"schema": PruneSettings})
+
+
+@dataclass(kw_only=True)
+class ProgressSettings:
+    """`progress`: what a running cell and sweep print (bench/training/progress.py); not in the config hash."""
+
+    mode: str = opt(choice("auto", "bar", "log", "off"), "auto")
+    interval_s: float = opt(number(0, lo_open=True), 30.0)
+
+
+@dataclass(kw_only=True)
+class ClaimSettings:
+    """`claim`: one cell, one run across launches sharing a results folder (bench/sweep/claims.py); not in the hash."""
+
+    on_busy: str = opt(choice("skip", "wait"), "skip")
+    stale_after_s: float = opt(number(0, lo_open=True), 300.0)
+    heartbeat_s: float = opt(number(0, lo_open=True), 15.0)
+    poll_s: float = opt(number(0, lo_open=True), 10.0)
+
+
+@dataclass(kw_only=True)
+class DebugSettings:
+    """`debug`: fault injection for the reliability tests (docs/faults.md)."""
+
+    inject_nan_at_step: int | None = opt(nullable(integer(0), "off"), None)
+    inject_oom_at_step: int | None = opt(nullable(integer(0), "off"), None)
+    inject_kill_at_step: int | None = opt(nullable(integer(0), "off"), None)
+
+
+@dataclass(kw_only=True)
+class RunSettings:
+    """Top-level keys: paths and run control (conf/config.yaml)."""
+
+    results_dir: str = opt(TEXT)
+    sweep_name: str = opt(SWEEP)
+    cache_dir: str | None = opt(nullable(TEXT, "no cache"), None)
+    isolate: bool = opt(BOOL, True)
+    resume: bool = opt(BOOL, True)
+    label: str | None = opt(nullable(TEXT, "from the method's settings"), None)
+    save_delta: bool = opt(BOOL, False)
+
+
+#: the checked sections: config key -> schema (None: top-level keys of RunSettings)
+SECTIONS = {"train": TrainSettings, "model": ModelSettings, "data": DataSettings, "inference": InferenceSettings,
+            "study": StudySettings, "debug": DebugSettings, "progress": ProgressSettings, "claim": ClaimSettings}
+#: the method keys every method config has; the rest are checked against the class's signature
+METHOD_COMMON = ("_target_", "name", "lr")
+
+
+def with_defaults(cfg, section: str, defaults: dict) -> dict:
+    """`<section>.*` of a composed config over `defaults`, unset (null) keys keeping the default: for
+    the small run-control sections read where they are used (progress, claim), whose values the
+    section's schema below has already checked."""
+    out = dict(defaults)
+    node = cfg.get(section) if hasattr(cfg, "get") else None
+    if node:
+        out.update({k: v for k, v in dict(node).items() if v is not None})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- checking
+
+def schema_fields(schema) -> dict:
+    return {f.name: f for f in fields(schema)}
+
+
+def nearest(key: str, valid) -> str:
+    """`; did you mean X?` for an unknown key, or nothing when no valid key is close."""
+    valid = list(valid)
+    # a transposition (lroa -> lora) first: difflib alone ranks another name with more letters in order higher
+    close = [v for v in valid if sorted(v) == sorted(key)] or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _rule_of(path: str):
+    section, _, rest = path.partition(".")
+    schema = SECTIONS.get(section) if rest else RunSettings
+    key = rest if rest else section
+    while "." in key and schema is not None:
+        head, _, key = key.partition(".")
+        schema = schema_fields(schema)[head].metadata.get("schema")
+    return schema_fields(schema)[key].metadata["rule"]
+
+
+def check_value(path: str, value):
+    """Check one option (`train.threads`) against its schema rule; returns the value unchanged."""
+    rule = _rule_of(path)
+    if not rule(value):
+        raise ConfigError(f"{path}={value!r}: expected {rule.expected}")
+    return value
+
+
+def check_section(prefix: str, values, schema, required: bool = True) -> None:
+    """Check a mapping against a schema: unknown keys (with the nearest valid one), missing required
+    keys, and each value against its rule."""
+    known = schema_fields(schema)
+    for key, value in (values or {}).items():
+        f, path = known.get(key), f"{prefix}.{key}" if prefix else key
+        if f is None:
+            raise ConfigError(f"{path}: unknown setting{nearest(key, known)} (valid: {', '.join(known)})")
+        sub = f.metadata.get("schema")
+        if sub is not None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}={value!r}: expected a mapping with {', '.join(schema_fields(sub))}")
+            check_section(path, value, sub, required)
+        elif not f.metadata["rule"](value):
+            raise ConfigError(f"{path}={value!r}: expected {f.metadata['rule'].expected}")
+    if required:
+        for key, f in known.items():
+            if key not in (values or {}) and f.default is MISSING and f.default_factory is MISSING:
+                raise ConfigError(f"{f'{prefix}.{key}' if prefix else key}: missing (expected {f.metadata['rule'].expected})")

@@ -1,0 +1,77 @@
+"""Which rows a cell trains on, chooses on and is scored on: the one chooser.
+
+Why one: the recipe (bench/recipe/finetune.py) picks a cell's rows, and composition
+(bench/compose/core.py) must pick exactly the same ones again from a source's record to score a
+composed model on that source's selection split and never on its training rows; two copies of the
+rule had already drifted (one ignored `train.stratify_subsample`). Every choice is seeded by
+`train.seed` except the eval rows, which every run shares so that runs pair example by example.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.data import sampling
+from bench.data import tasks as T
+
+
+def selection_settings(cfg) -> dict:
+    """data.selection with its defaults (checked by bench.recipe.validate.check: ranges, and that
+    train.select=best_epoch has a selection split to choose on, never the reported split)."""
+    sel = dict((cfg.get("data") or {}).get("selection") or {})
+    fraction = sel.get("fraction", 0.0) or 0.0
+    cap = sel.get("max_examples")
+    # train.max_eval_samples bounds every evaluated split, the selection split included (quick runs).
+    limit = cfg.train.get("max_eval_samples")
+    if limit is not None:
+        cap = int(limit) if cap is None else min(int(cap), int(limit))
+    return {"fraction": float(fraction), "max_examples": cap, "stratify": bool(sel.get("stratify", True))}
+
+
+@dataclass
+class CellRows:
+    """A cell's rows: ids index the train file (`train_all`) or each eval split's file."""
+
+    train_all: list
+    selection: dict
+    sel_ids: list[int]
+    pool: list[int]
+    train_ids: list[int]
+    stratified: bool
+    eval_ids: dict = field(default_factory=dict)
+    eval_ex: dict = field(default_factory=dict)
+
+    @property
+    def train_ex(self) -> list:
+        return [self.train_all[i] for i in self.train_ids]
+
+    @property
+    def sel_ex(self) -> list:
+        return [self.train_all[i] for i in self.sel_ids]
+
+
+def cell_rows(cfg, spec, seed: int, with_eval: bool = True) -> CellRows:
+    """The selection split carved from the train file, the training subsample from the rest (nested:
+    each budget K of a seed contains every smaller K; stratified by label under
+    `train.stratify_subsample`, as experiment=budget sets), and the eval rows (not seeded)."""
+    t = cfg.train
+    sel = selection_settings(cfg)
+    train_all = T.load_split(spec, "train")
+    sel_ids, pool = sampling.carve_selection(train_all, spec.kind, sel["fraction"], sel["max_examples"], seed, sel["stratify"])
+    strat = bool(t.get("stratify_subsample", False)) and spec.kind == "classification"
+    train_ids = sampling.nested_subsample(pool, t.max_train_samples, seed,
+                                   labels=[train_all[i].label for i in pool] if strat else None)
+    rows = CellRows(train_all, sel, sel_ids, pool, train_ids, strat)
+    if with_eval:
+        rows.eval_ids, rows.eval_ex = eval_rows(cfg, spec)
+    return rows
+
+
+def eval_rows(cfg, spec) -> tuple[dict, dict]:
+    """({split: ids}, {split: rows}) of every eval split: `train.max_eval_samples` of them, not seeded
+    by train.seed, so every run of a task scores the same rows."""
+    ids, ex = {}, {}
+    for s in spec.eval_splits:
+        split = T.load_split(spec, s)
+        ids[s] = sampling.eval_subsample(len(split), cfg.train.get("max_eval_samples"), 0)
+        ex[s] = [split[i] for i in ids[s]]
+    return ids, ex

@@ -1,0 +1,418 @@
+"""Task layer: one YAML schema for GLUE and user tasks, strict data loading, seeded subsampling.
+
+A task is data plus a scoring rule, so both live in the task YAML (conf/task/*.yaml; the
+commented example is conf/task/example_csv.yaml). A new task needs a YAML file and data, no code.
+Loading is strict (see bench/data/readers.py): a benchmark number computed on silently misread data
+is worse than no number.
+
+Schema (keys beyond these are kept in TaskSpec.extra for other parts of the harness):
+  name, kind (classification|regression), text_fields (1 or 2), label_field,
+  labels (raw values in class-index order; classification only), label_names (optional),
+  metrics, headline, root (folder for split paths; null -> hub), eval_splits (first = main),
+  splits: {<split>: {path, format (tsv|csv|jsonl|parquet; default from the suffix),
+           header (default true), columns (required without header), text_fields, label_field}},
+  metric_suffix: {<eval split>: suffix} (optional; default "_<split>" for non-main splits),
+  select_metric (optional): the metric, or list of metrics whose mean, every choice on the selection
+  split is made on (best epoch, a study's rate); default the headline (bench.records.results.selection_keys),
+  hub: {path, name, splits: {<split>: <hub split>}, text_fields, label_field} (optional),
+  display_name, description, order (optional, display only: how reports name, caption and order the
+  task; left out of the config hash, see bench/records/results.py).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.data.metrics import KNOWN_METRICS, compute_metrics
+from bench.data.readers import FORMATS, DataError, Example, infer_format, read_records
+
+__all__ = ["DataError", "Example", "TaskSpec", "evaluate_predictions", "has_split", "load_split", "metric_keys",
+           "metric_suffix", "selection_keys", "selection_score", "task_spec"]
+
+KINDS = ("classification", "regression")
+METRICS_FOR_KIND = {"classification": ("accuracy", "f1", "matthews_correlation"),
+                    "regression": ("pearson", "spearmanr")}
+_KNOWN_KEYS = {"name", "kind", "text_fields", "label_field", "labels", "label_names", "metrics", "headline",
+               "root", "splits", "eval_splits", "hub", "metric_suffix", "display_name", "description", "order",
+               "select_metric"}
+_SPLIT_KEYS = {"path", "format", "header", "columns", "text_fields", "label_field"}
+_HUB_KEYS = {"path", "name", "splits", "text_fields", "label_field"}
+GLUE_HUBS = ("nyu-mll/glue", "glue")
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    kind: str
+    text_fields: list[str]
+    label_field: str
+    labels: list[str] | None
+    label_names: list[str] | None
+    metrics: list[str]
+    headline: str
+    eval_splits: list[str]
+    splits: dict
+    root: str | None
+    hub: dict | None
+    metric_suffix: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    display_name: str | None = None
+    description: str | None = None
+    order: float | None = None
+    select_metric: list[str] = field(default_factory=list)  # [] -> the headline
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.kind == "regression" else len(self.labels)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_fields) == 2
+
+
+# ----------------------------------------------------------------------------------------- validation
+
+def _bad(name: str, key: str, expected: str, got: Any = None) -> ValueError:
+    got_txt = "" if got is None else f", got {got!r}"
+    return ValueError(f"task {name}: field `{key}` must be {expected}{got_txt}")
+
+
+def _str_list(name: str, key: str, value: Any, n_min: int = 1, n_max: int | None = None) -> list[str]:
+    count = f"{n_min}" if n_max == n_min else (f"{n_min}-{n_max}" if n_max else f"at least {n_min}")
+    if not isinstance(value, (list, tuple)) or not (n_min <= len(value) <= (n_max or len(value))) \
+            or not all(isinstance(v, str) and v for v in value):
+        raise _bad(name, key, f"a list of {count} non-empty strings", value)
+    return list(value)
+
+
+def _to_plain(cfg: Any) -> dict:
+    try:
+        from omegaconf import OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        OmegaConf = None
+    if OmegaConf is not None and OmegaConf.is_config(cfg):
+        try:
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        except Exception as e:  # e.g. ${data.glue_dir} with no `data` section
+            raise ValueError(f"task config could not be resolved: {e}") from e
+    if not isinstance(cfg, dict):
+        raise ValueError(f"task config must be a mapping, got {type(cfg).__name__}")  # noqa: TRY004
+    return cfg
+
+
+def task_spec(cfg: Any) -> TaskSpec:
+    """Validate a task config (DictConfig or dict) so that mistakes surface before any training."""
+    c = _to_plain(cfg)
+    name = c.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"task config: field `name` must be a non-empty string, got {name!r}")
+    kind = c.get("kind")
+    if kind not in KINDS:
+        raise _bad(name, "kind", f"one of {list(KINDS)}", kind)
+    text_fields = _str_list(name, "text_fields", c.get("text_fields"), 1, 2)
+    label_field = c.get("label_field")
+    if not isinstance(label_field, str) or not label_field:
+        raise _bad(name, "label_field", "a non-empty string (the column holding the label)", label_field)
+    labels, label_names = c.get("labels"), c.get("label_names")
+    if kind == "classification":
+        if isinstance(labels, list) and all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in labels):
+            labels = [str(v) for v in labels]  # YAML `[0, 1]` means the same as `["0", "1"]`
+        labels = _str_list(name, "labels", labels, 2)
+        if len(set(labels)) != len(labels):
+            raise _bad(name, "labels", "a list of distinct raw label values", labels)
+        if label_names is not None:
+            label_names = _str_list(name, "label_names", label_names, len(labels), len(labels))
+    elif labels is not None or label_names is not None:
+        raise _bad(name, "labels", "absent (or null) for a regression task", labels)
+
+    splits_cfg = c.get("splits") or {}
+    if not isinstance(splits_cfg, dict):
+        raise _bad(name, "splits", "a mapping of split name -> {path, format, ...}", splits_cfg)
+    splits = {s: _split(name, s, v) for s, v in splits_cfg.items()}
+    hub = _hub(name, c.get("hub"))
+    root = c.get("root")
+    if root is not None and (not isinstance(root, (str, Path)) or not str(root)):
+        raise _bad(name, "root", "a folder path or null (null: read from the hub)", root)
+    root = None if root is None else str(root)
+    if root is None and hub is None:
+        raise ValueError(f"task {name}: `root` is null and no `hub` is configured; set root "
+                         f"(for GLUE: data.glue_dir / env BENCH_GLUE_DIR) or add a hub section")
+    if root is not None and not splits:
+        raise _bad(name, "splits", "a non-empty mapping when `root` is set", splits_cfg)
+
+    eval_splits = _str_list(name, "eval_splits", c.get("eval_splits"), 1)
+    for s in eval_splits:
+        if root is not None and s not in splits:
+            raise _bad(name, "eval_splits", f"names from `splits` {list(splits)}", s)
+        if root is None and s not in hub["splits"]:
+            raise _bad(name, "eval_splits", f"names from `hub.splits` {list(hub['splits'])}", s)
+    suffix = c.get("metric_suffix") or {}
+    if not isinstance(suffix, dict) or not all(k in eval_splits[1:] and isinstance(v, str) and v
+                                               for k, v in suffix.items()):
+        raise _bad(name, "metric_suffix", "a mapping {non-main eval split: suffix string}", suffix)
+    spec = TaskSpec(name, kind, text_fields, label_field, labels, label_names, [], "", eval_splits, splits,
+                    root, hub, dict(suffix), {k: v for k, v in c.items() if k not in _KNOWN_KEYS})
+
+    metrics = _str_list(name, "metrics", c.get("metrics"), 1)
+    reportable = {key for s in eval_splits for key in metric_keys(spec, s, METRICS_FOR_KIND[kind]).values()}
+    for m in metrics:
+        if m not in reportable:
+            raise _bad(name, "metrics", f"names from {list(METRICS_FOR_KIND[kind])} for a {kind} task"
+                       f" (known: {list(KNOWN_METRICS)}), optionally with the suffix of a non-main eval"
+                       f" split ({[metric_suffix(spec, s) for s in eval_splits[1:]]})", m)
+    if "f1" in metrics and len(labels) != 2:
+        raise ValueError(f"task {name}: field `metrics` has f1 (binary, class index 1 positive), which needs "
+                         f"exactly 2 labels; this task has {len(labels)}")
+    headline = c.get("headline")
+    if headline not in metrics:
+        raise _bad(name, "headline", f"one of `metrics` {metrics}", headline)
+    spec.metrics, spec.headline = metrics, headline
+    for key in ("display_name", "description"):
+        v = c.get(key)
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            raise _bad(name, key, "a non-empty string or absent (shown in reports)", v)
+        setattr(spec, key, v)
+    order = c.get("order")
+    if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float)) or not math.isfinite(order)):
+        raise _bad(name, "order", "a number or absent (reports list tasks by it, then alphabetically)", order)
+    spec.order = order
+    spec.select_metric = _select_metric(spec, c.get("select_metric"))
+    return spec
+
+
+def _select_metric(spec: TaskSpec, value: Any) -> list[str]:
+    """`select_metric`: absent, a metric name or a list of them, from the main split's metric keys
+    (the selection split is scored under those names)."""
+    if value is None:
+        return []
+    allowed = sorted(set(metric_keys(spec, spec.eval_splits[0]).values()))
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(v, str) and v in allowed for v in names) \
+            or len(set(names)) != len(names):
+        raise _bad(spec.name, "select_metric", f"absent, one of {allowed} or a list of distinct names from them "
+                   "(the selection score is their mean)", value)
+    return list(names)
+
+
+def selection_keys(spec: TaskSpec) -> list[str]:
+    """The metric(s) whose mean a choice on the selection split maximises (default: the headline)."""
+    return list(spec.select_metric) or [spec.headline]
+
+
+def selection_score(spec: TaskSpec, metrics: dict) -> float:
+    """The selection score of one evaluation's metrics (keys without a split suffix)."""
+    keys = selection_keys(spec)
+    return float(sum(metrics[k] for k in keys) / len(keys))
+
+
+def _split(name: str, split: str, v: Any) -> dict:
+    key = f"splits.{split}"
+    if not isinstance(v, dict) or not isinstance(v.get("path"), str) or not v["path"]:
+        raise _bad(name, key, "a mapping with a `path` (relative to `root`)", v)
+    unknown = set(v) - _SPLIT_KEYS
+    if unknown:
+        raise _bad(name, key, f"a mapping with keys from {sorted(_SPLIT_KEYS)}", sorted(unknown))
+    fmt = v.get("format") or infer_format(v["path"])
+    if fmt not in FORMATS:
+        raise _bad(name, f"{key}.format", f"one of {list(FORMATS)} (or a path ending in .tsv/.csv/.jsonl/.parquet)",
+                   v.get("format"))
+    header = v.get("header", True)
+    if not isinstance(header, bool):
+        raise _bad(name, f"{key}.header", "true or false", header)
+    columns = v.get("columns")
+    if columns is not None:
+        if fmt not in ("tsv", "csv"):
+            raise _bad(name, f"{key}.columns", "absent for jsonl/parquet (they name their own fields)", columns)
+        columns = _str_list(name, f"{key}.columns", columns, 1)
+    elif not header and fmt in ("tsv", "csv"):
+        raise _bad(name, f"{key}.columns", "the list of column names when `header: false`")
+    out = {"path": v["path"], "format": fmt, "header": header, "columns": columns}
+    if v.get("text_fields") is not None:
+        out["text_fields"] = _str_list(name, f"{key}.text_fields", v["text_fields"], 1, 2)
+    if v.get("label_field") is not None:
+        out["label_field"] = str(v["label_field"])
+    return out
+
+
+def _hub(name: str, v: Any) -> dict | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not isinstance(v.get("path"), str) or not isinstance(v.get("splits"), dict) \
+            or not v["splits"] or set(v) - _HUB_KEYS:
+        raise _bad(name, "hub", f"null or a mapping with `path`, `splits` and optional keys from "
+                   f"{sorted(_HUB_KEYS)}", v)
+    out = {"path": v["path"], "name": v.get("name"), "splits": {str(k): str(s) for k, s in v["splits"].items()}}
+    if v.get("text_fields") is not None:
+        out["text_fields"] = _str_list(name, "hub.text_fields", v["text_fields"], 1, 2)
+    if v.get("label_field") is not None:
+        out["label_field"] = str(v["label_field"])
+    return out
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+def _local_path(spec: TaskSpec, split: str) -> Path:
+    return Path(spec.root).expanduser() / spec.splits[split]["path"]
+
+
+def has_split(spec: TaskSpec, split: str) -> bool:
+    """True when the split can be loaded: its local file exists, or (root null) the hub lists it."""
+    if spec.root is None:
+        return split in spec.hub["splits"]
+    return split in spec.splits and _local_path(spec, split).is_file()
+
+
+def _missing_file(spec: TaskSpec, split: str, path: Path) -> DataError:
+    root = Path(spec.root).expanduser()
+    present = [s for s in spec.splits if s != split and _local_path(spec, s).is_file()]
+    if present:
+        msg = (f"task {spec.name} has no {split} split in {root} (only {', '.join(present)} "
+               f"{'is' if len(present) == 1 else 'are'} present): {path} does not exist.")
+    else:
+        msg = f"{path} not found (task {spec.name}, split {split})."
+        if not root.is_dir():
+            msg += f" The folder {root} does not exist."
+    msg += f" Split paths are relative to the task's `root` ({spec.root})"
+    if spec.hub and spec.hub["path"] in GLUE_HUBS:
+        rel, fmt = spec.splits[split]["path"], spec.splits[split]["format"]
+        msg += (", which for GLUE tasks is `data.glue_dir` (env BENCH_GLUE_DIR). GLUE is expected in the "
+                "layout of the original download (download_glue_data.py): <glue_dir>/<TASK>/train.tsv and "
+                f"dev.tsv; this task reads {rel}"
+                + (" (the split's parquet file from the Hugging Face nyu-mll/glue dataset)" if fmt == "parquet"
+                   else "") + f". Another file can be used with task.splits.{split}.path=...")
+    else:
+        msg += "; a relative root is taken from the current directory."
+    if spec.hub:
+        msg += (f" Or set the root to null (GLUE: data.glue_dir=null) to load {spec.hub['path']}"
+                f"{'/' + spec.hub['name'] if spec.hub.get('name') else ''} from the Hugging Face hub.")
+    return DataError(msg)
+
+
+def _convert(spec: TaskSpec, rows, n_text: int, path: str, unit: str, label_field: str) -> list[Example]:
+    index = {lab: i for i, lab in enumerate(spec.labels)} if spec.labels else None
+    out = []
+    for n, values in rows:
+        texts = values[:n_text]
+        for f, t in zip(spec.text_fields, texts):
+            if t is None:
+                raise DataError(f"text field {f!r} is missing (null)", path, n, unit)
+        raw = values[n_text]
+        if index is not None:
+            key = raw.strip() if isinstance(raw, str) else ("" if raw is None else str(raw))
+            label = index.get(key)
+            if label is None:
+                raise DataError(f"label {raw!r} in field {label_field!r} is not one of the task's labels "
+                                f"{spec.labels}", path, n, unit)
+        else:
+            try:
+                label = float(raw.strip() if isinstance(raw, str) else raw)
+            except (TypeError, ValueError):
+                label = None
+            if label is None or not math.isfinite(label):
+                raise DataError(f"score {raw!r} in field {label_field!r} is not a finite number", path, n, unit)
+        out.append(Example(str(texts[0]), str(texts[1]) if n_text == 2 else None, label))
+    if not out:
+        raise DataError(f"split has no data rows (task {spec.name}); expected at least one example", path)
+    return out
+
+
+def load_split(spec: TaskSpec, split: str) -> list[Example]:
+    """Read a split from the local file under spec.root, or from the hub when root is null."""
+    if spec.root is None:
+        return _load_hub(spec, split)
+    if split not in spec.splits:
+        raise DataError(f"task {spec.name} has no split {split!r}; configured splits: {list(spec.splits)}")
+    s = spec.splits[split]
+    path = _local_path(spec, split)
+    if not path.is_file():
+        raise _missing_file(spec, split, path)
+    text_fields = s.get("text_fields") or spec.text_fields
+    label_field = s.get("label_field") or spec.label_field
+    if len(text_fields) != len(spec.text_fields):
+        raise ValueError(f"task {spec.name}: splits.{split}.text_fields must have {len(spec.text_fields)} entries")
+    unit, rows = read_records(path, s["format"], s["header"], s["columns"], [*text_fields, label_field])
+    return _convert(spec, rows, len(text_fields), str(path), unit, label_field)
+
+
+def _load_hub(spec: TaskSpec, split: str) -> list[Example]:
+    hub = spec.hub
+    if split not in hub["splits"]:
+        raise DataError(f"task {spec.name} has no split {split!r} on the hub; hub.splits: {list(hub['splits'])}")
+    hub_split = hub["splits"][split]
+    where = f"hub {hub['path']}{'/' + hub['name'] if hub.get('name') else ''} split {hub_split}"
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(hub["path"], hub.get("name"), split=hub_split)
+    except Exception as e:  # offline, unknown dataset, auth ...: say what to do instead
+        raise DataError(f"task {spec.name}: could not load {where} ({type(e).__name__}: {e}). To use local "
+                        f"files instead, set the task root (GLUE: data.glue_dir / env BENCH_GLUE_DIR).") from e
+    text_fields = hub.get("text_fields") or spec.text_fields
+    label_field = hub.get("label_field") or spec.label_field
+    missing = [f for f in [*text_fields, label_field] if f not in ds.column_names]
+    if missing:
+        raise DataError(f"lacks column(s) {missing}; has {ds.column_names}", where)
+    cols = ds.select_columns([*text_fields, label_field]).to_dict()
+    values = [cols[f] for f in text_fields] + [_hub_labels(spec, cols[label_field], where)]
+    rows = ((n, list(v)) for n, v in enumerate(zip(*values), 1))
+    return _convert(spec, rows, len(text_fields), where, "row", label_field)
+
+
+def _hub_labels(spec: TaskSpec, labels: list, where: str) -> list:
+    """Hub ClassLabel ints are class indices (task labels are ordered to match); map them to raw values."""
+    if spec.kind != "classification":
+        return labels
+    out = []
+    for n, v in enumerate(labels, 1):
+        if isinstance(v, int) and not isinstance(v, bool):
+            if not 0 <= v < len(spec.labels):
+                raise DataError(f"label {v} is not a class index 0..{len(spec.labels) - 1} (-1 marks an "
+                                f"unlabelled test split)", where, n, "row")
+            v = spec.labels[v]
+        out.append(v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+def metric_suffix(spec: TaskSpec, split: str) -> str:
+    """The suffix of a split's metric keys: "" for the main eval split (MNLI mismatched: "_mm")."""
+    if split == spec.eval_splits[0]:
+        return ""
+    return spec.metric_suffix.get(split, f"_{split}")
+
+
+def metric_keys(spec: TaskSpec, split: str, base: Sequence[str] | None = None) -> dict[str, str]:
+    """{base metric: reported key} for a split; the main eval split has no suffix (MNLI: accuracy_mm)."""
+    if base is None:
+        base = []
+        for m in spec.metrics:
+            for s in spec.eval_splits[1:]:
+                if m.endswith(metric_suffix(spec, s)) and m[: -len(metric_suffix(spec, s))] in KNOWN_METRICS:
+                    m = m[: -len(metric_suffix(spec, s))]
+                    break
+            if m not in base:
+                base.append(m)
+    return {b: b + metric_suffix(spec, split) for b in base}
+
+
+def evaluate_predictions(spec: TaskSpec, split: str, predictions, references) -> dict[str, float]:
+    """Score one split with the task's metrics; keys carry the split's suffix (see metric_keys)."""
+    import numpy as np
+
+    preds = np.asarray(predictions, dtype=np.float64)
+    refs = np.asarray(references, dtype=np.float64)
+    if preds.ndim != 1 or preds.shape != refs.shape:
+        raise ValueError(f"task {spec.name} {split}: predictions {preds.shape} and references {refs.shape} must "
+                         f"be 1-d and of equal length")
+    if spec.kind == "classification":
+        for what, a in (("predictions", preds), ("references", refs)):
+            if not np.all((a == np.round(a)) & (a >= 0) & (a < spec.num_labels)):
+                raise ValueError(f"task {spec.name} {split}: {what} must be class indices 0..{spec.num_labels - 1}"
+                                 f" (argmax of the logits)")
+    keys = metric_keys(spec, split)
+    scores = compute_metrics(list(keys), preds, refs)
+    return {keys[m]: v for m, v in scores.items()}

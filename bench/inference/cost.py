@@ -1,0 +1,435 @@
+"""What a finetuned model costs after training (issue #14): latency, throughput, merging, extra length.
+
+Why measured this way (docs/inference.md):
+- The method's model and a *reference* (the same backbone freshly loaded + a head of the same shape)
+  are timed in the same process, **interleaved** call by call (the order rotates every repeat), and
+  the figure is the ratio of medians. Load drift on a shared machine then hits both alike; the
+  per-repeat ratio's quartiles say how stable the ratio was.
+- Warm-up calls (allocator growth, lazy init, first-call kernels) run before timing starts and are
+  never in the samples. On CUDA every timed call is bracketed by CUDA events and synchronised, so
+  asynchronous kernel launches are not mistaken for finished work; on CPU `time.perf_counter`.
+- Inputs are synthetic: random vocabulary ids of exact token lengths, all attended, no
+  token_type_ids, so every variant sees identical shapes (the record says so).
+- The extra length a method adds is read from the shapes that reach the transformers model (a
+  forward pre-hook), not from the config: prompt tuning lengthens the input (and so every
+  activation), prefix tuning lengthens only the attended keys/values.
+- Merging: peft methods that can merge (LoRA, IA3) are merged with `merge_and_unload` on a deep copy
+  and the merged model's logits are checked against the unmerged ones; methods that only change
+  existing weights (full, bitfit, head_only) are merged by nature; bottleneck adapters and prompt /
+  prefix tuning cannot merge, and the record says why.
+- The merged weights are then loaded into a *freshly built* model, as a saved merged checkpoint is
+  when it is served. Timing the deep copy itself measured the copy, not the merge: on minilm at batch
+  1 x 16 tokens (1 thread) a deep copy of the untouched reference ran 1.028x the reference, the merged
+  deep copy 1.022x, the same merged weights loaded into a fresh build 1.004x (docs/inference.md).
+- A/A floor: a second freshly built reference is timed as one more variant, so every record carries
+  the ratio two identical models give (`overhead.aa`): the resolution of the other ratios.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.config.schema import InferenceSettings, check_section
+from bench.device import autocast_for, sync
+from bench.inference.rounds import precision_section, protocol_text, ratio_interval, time_rounds
+from bench.measure.memory import current_rss, reset_hwm, status_kb
+
+INPUTS_NOTE = ("synthetic inputs: random vocabulary ids of exactly the stated token length, all attended, "
+               "no token_type_ids; same tensors for every variant")
+#: the settings and their defaults, from the one schema (bench.config.schema.InferenceSettings)
+DEFAULTS = {k: v for k, v in dataclasses.asdict(InferenceSettings()).items() if k != "enabled"}
+
+
+# ------------------------------------------------------------------------------------------- timing
+
+def _time_one(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call. CUDA: events around the call, then wait for the end event, so queued
+    kernels are counted; the device is synchronised first so earlier work is not counted."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                     device: torch.device) -> dict[str, list[float]]:
+    """`warmup` untimed rounds, then `repeats` timed rounds; each round calls every function once,
+    the starting function rotating per round (A,B,C / B,C,A / ...), so no variant always runs first
+    or always right after another. Returns the timed seconds per function, in round order (so
+    samples with the same index were taken at nearly the same moment)."""
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    sync(device)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            out[n].append(_time_one(fns[n], device))
+    return out
+
+
+def summarize(samples: list[float], ref: list[float] | None = None) -> dict:
+    """Median, p95 and IQR of one variant's seconds; with `ref`, the ratio of medians (the figure to
+    quote) and the quartiles of the per-round ratio (its run-to-run spread)."""
+    a = np.asarray(samples, float)
+    q25, med, q75, p95 = np.percentile(a, [25, 50, 75, 95])
+    out = {"median_ms": 1e3 * med, "p95_ms": 1e3 * p95, "iqr_ms": [1e3 * q25, 1e3 * q75], "n": len(a)}
+    if ref is not None:
+        r = np.asarray(ref, float)
+        per_round = a / r
+        out["ratio_vs_reference"] = float(med / np.median(r))
+        out["ratio_per_round_quartiles"] = [float(x) for x in np.percentile(per_round, [25, 50, 75])]
+        if len(a) >= 2:
+            out["ratio_ci95"] = ratio_interval(a, r)
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+def synthetic_inputs(batch: int, length: int, vocab_size: int, device: torch.device, seed: int = 0) -> dict:
+    """Random ids in [1000, vocab) (clear of special tokens in BERT-style vocabularies), all attended."""
+    g = torch.Generator().manual_seed(seed + 1000 * length + batch)
+    lo = 1000 if vocab_size > 2000 else 1
+    ids = torch.randint(lo, vocab_size, (batch, length), generator=g)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+
+
+def _forward(model: nn.Module, inputs: dict, device: torch.device, precision: str) -> torch.Tensor:
+    with torch.inference_mode(), autocast_for(device, precision):
+        return model(**inputs)
+
+
+def inner_transformer(model: nn.Module) -> nn.Module:
+    """The transformers model under any peft wrapper (what finally receives the inputs)."""
+    bb = model.backbone
+    return bb.get_base_model() if hasattr(bb, "get_base_model") else bb
+
+
+def added_length(model: nn.Module, vocab_size: int, device: torch.device, length: int = 16) -> dict:
+    """Extra positions the method adds, measured from the shapes the transformers model receives:
+    `input` = its input sequence length minus ours (prompt tuning: the virtual tokens, which every
+    layer then processes); `key_value` = its attention-mask width minus ours (prefix tuning: the
+    prefixes attended to in every layer, while the input keeps its length)."""
+    seen: dict = {}
+
+    def hook(_mod, args, kwargs):
+        x = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+        if x is None and args:
+            x = args[0]
+        mask = kwargs.get("attention_mask")
+        seen["input"] = int(x.shape[1])
+        seen["mask"] = int(mask.shape[1]) if mask is not None else int(x.shape[1])
+
+    handle = inner_transformer(model).register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        _forward(model, synthetic_inputs(1, length, vocab_size, device), device, "fp32")
+    finally:
+        handle.remove()
+    if not seen:  # the wrapper calls the inner model's .forward directly (peft AdaLoRA), so no hook fires:
+        # the backbone's output length is then what every layer processed
+        with torch.inference_mode():
+            out = model.backbone(**synthetic_inputs(1, length, vocab_size, device))
+        seen["input"] = seen["mask"] = int(out.last_hidden_state.shape[1])
+    extra_in, extra_kv = seen["input"] - length, seen["mask"] - length
+    where = ("input (prepended tokens: every layer processes them)" if extra_in else
+             "key/value only (attended prefixes; the input keeps its length)" if extra_kv else "none")
+    return {"input_tokens": extra_in, "key_value_tokens": extra_kv, "where": where,
+            "measured": f"shapes reaching {type(inner_transformer(model)).__name__}.forward for a {length}-token input"}
+
+
+# ------------------------------------------------------------------------------------------- merging
+
+def merged_variant(model: nn.Module, reference: nn.Module,
+                   fresh: Callable[[], nn.Module] | None = None) -> tuple[nn.Module | None, dict]:
+    """(merged model or None, how). Never changes `model`. With `fresh` (a builder of a model like
+    the reference), the merged weights are loaded into a fresh build: the memory layout a served
+    merged checkpoint has, and the reference's."""
+    bb = model.backbone
+    peft_cfg = getattr(bb, "active_peft_config", None)
+    if peft_cfg is not None:
+        kind = str(getattr(peft_cfg.peft_type, "value", peft_cfg.peft_type))
+        if peft_cfg.is_prompt_learning:
+            what = ("prefix tuning adds key/value positions in every layer" if "PREFIX" in kind.upper()
+                    else "prompt tuning prepends trainable input embeddings")
+            return None, {"status": "not_applicable",
+                          "why": f"{what}: extra sequence positions, not a weight change, so nothing can be folded into the weights"}
+        if not hasattr(bb, "merge_and_unload"):
+            return None, {"status": "not_applicable", "why": f"peft {kind} has no merge_and_unload"}
+        merged = copy.deepcopy(model)
+        try:
+            merged.backbone = merged.backbone.merge_and_unload()
+        except NotImplementedError as exc:  # a tuner that trains but cannot fold into the weights (Lily)
+            return None, {"status": "not_applicable", "why": f"peft {kind}: merge_and_unload is not implemented ({exc})"}
+        merged.pass_token_type_ids = True
+        how = f"peft {kind}: merge_and_unload on a deep copy"
+        if fresh is not None:
+            target = fresh()
+            try:
+                target.load_state_dict(merged.state_dict(), strict=True)
+            except RuntimeError as exc:  # a head or buffer the fresh build lacks: keep the copy, say so
+                how += f"; timed as the deep copy (its weights did not load into a fresh build: {str(exc)[:120]})"
+            else:
+                target.pass_token_type_ids = True
+                merged = target
+                how += "; merged weights loaded into a freshly built model (a served merged checkpoint's layout)"
+        return merged.eval(), {"status": "merged", "how": how}
+    own = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    ref = {n: tuple(p.shape) for n, p in reference.named_parameters()}
+    hooked = [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks]
+    if own == ref and not hooked:
+        return None, {"status": "native", "how": "the finetuned model has exactly the backbone's architecture "
+                                                  "(only existing weights changed): merged by nature, figures = unmerged"}
+    extra = sorted(set(own) - set(ref))
+    why = ("bottleneck adapters compute x + up(act(down(x))), a nonlinear function no weight matrix can absorb"
+           if any(".adapter." in n for n in extra) else
+           f"the model has modules the backbone lacks ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})"
+           f"{' and forward hooks' if hooked else ''}; no known way to fold them into the weights")
+    return None, {"status": "not_applicable", "why": why}
+
+
+def check_merged(model: nn.Module, merged: nn.Module, vocab_size: int, device, precision: str, atol: float) -> dict:
+    """Merged vs unmerged logits on synthetic batches (4 x 16 and 4 x 64 tokens)."""
+    worst, agree, n = 0.0, 0, 0
+    for length in (16, 64):
+        x = synthetic_inputs(4, length, vocab_size, device, seed=7)
+        a = _forward(model, x, device, precision).float()
+        b = _forward(merged, x, device, precision).float()
+        worst = max(worst, float((a - b).abs().max()))
+        if a.shape[-1] > 1:
+            agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+            n += a.shape[0]
+    return {"max_abs_logit_diff": worst, "atol": atol, "equal_within_atol": worst <= atol,
+            "argmax_agreement": (agree / n) if n else None, "inputs": "8 synthetic sequences (4 x 16, 4 x 64 tokens)"}
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+def _release_free_heap() -> bool:
+    """glibc `malloc_trim(0)`: hand freed heap pages back to the kernel, so the next forward's
+    activations show up as new resident memory instead of silently reusing pages kept from earlier
+    calls (without it the figure was 0 after the timing rounds; with it, MiniLM at 32 x 64 tokens
+    measured 56-60 MB three times running and 17 MB at batch 8). False where there is no glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def forward_memory(model: nn.Module, inputs: dict, device: torch.device, precision: str) -> dict:
+    """Extra memory one forward at the throughput batch needs beyond what is resident before it
+    (activations; weights excluded): kernel peak RSS reset before the call, and CUDA's allocator peak."""
+    out = {"rss_extra_bytes": None, "cuda_extra_allocated_bytes": None, "heap_trimmed": _release_free_heap()}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    rss0 = current_rss()
+    hwm = reset_hwm()
+    _forward(model, inputs, device, precision)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        out["cuda_extra_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device) - before)
+    if hwm:
+        out["rss_extra_bytes"] = int(max(0, (status_kb("VmHWM") or rss0) - rss0))
+    return out
+
+
+def memory_section(variants: dict[str, nn.Module], inputs: dict, device: torch.device, precision: str) -> dict:
+    """The record's `memory`: forward_memory of every variant at the throughput batch."""
+    memory = {n: forward_memory(m, inputs, device, precision) for n, m in variants.items()}
+    memory["process_rss_bytes"] = current_rss()
+    memory["note"] = ("extra resident memory of one forward at the throughput batch beyond the resident set before "
+                      "it (activations; freed heap returned to the kernel first with malloc_trim); the process "
+                      "holds the trained model, the reference and any merged copy")
+    return memory
+
+
+# ------------------------------------------------------------------------------------------- the cell
+
+def settings_from(icfg) -> dict:
+    """Resolved `inference.*` settings with their defaults; ConfigError names a bad option (the
+    rules are bench.config.schema.InferenceSettings', which the CLI checked before the cell)."""
+    from omegaconf import OmegaConf
+
+    given = OmegaConf.to_container(icfg, resolve=True) if OmegaConf.is_config(icfg) else dict(icfg or {})
+    check_section("inference", given, InferenceSettings)
+    s = dict(DEFAULTS)
+    s.update({k: v for k, v in given.items() if k != "enabled"})
+    s["lengths"] = list(s["lengths"])
+    return s
+
+
+def merged_and_checked(model: nn.Module, reference: nn.Module, fresh, settings: dict, vocab: int,
+                       device: torch.device, precision: str) -> tuple[nn.Module | None, dict]:
+    """The merged variant (on `device`) and its record entry with the logit check against `model`;
+    (None, why) when merging is off or not possible. One path for a measured and a shared section."""
+    if not settings["merge"]:
+        return None, {"status": "off", "why": "inference.merge=false"}
+    merged, merge = merged_variant(model, reference, fresh)
+    if merged is not None:
+        merged.to(device)
+        merge["check"] = check_merged(model, merged, vocab, device, precision, float(settings["merge_atol"]))
+    return merged, merge
+
+
+def overheads(variants: list[str], latency: dict, batched: dict, merge_status: str) -> dict:
+    """The section's `overhead`: each variant's latency ratios vs the reference (per length, their
+    mean, batched); a natively merged method's merged figures are its own."""
+    def overhead(variant):
+        if variant not in variants:
+            return None
+        r1 = [latency[k][variant]["ratio_vs_reference"] for k in latency]
+        return {"batch1_by_length": {k: latency[k][variant]["ratio_vs_reference"] for k in latency},
+                "batch1_mean": float(np.mean(r1)) if r1 else None,
+                "batched": batched[variant]["ratio_vs_reference"]}
+
+    summary = {"method": overhead("method"), "merged": overhead("merged"), "aa": overhead("aa")}
+    if merge_status == "native":
+        summary["merged"] = summary["method"]
+    return summary
+
+
+def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torch.device,
+            precision: str = "fp32", fresh: Callable[[], nn.Module] | None = None) -> dict:
+    """The record's `inference` section for a finetuned `model` against `reference` (same backbone,
+    fresh pretrained weights, same head shape). Both must already be on `device`. `fresh` builds
+    another model like the reference (on `device`): it holds the merged weights and is the A/A
+    control; without it neither is available (the record says so)."""
+    t0 = time.perf_counter()
+    s = settings
+    model.eval()
+    reference.eval()
+    config = inner_transformer(model).config
+    vocab, positions = int(config.vocab_size), int(getattr(config, "max_position_embeddings", 10**9))
+    extra = added_length(model, vocab, device)
+    merged, merge = merged_and_checked(model, reference, fresh, s, vocab, device, precision)
+    aa = fresh().eval() if fresh is not None else None
+    variants = {"reference": reference, "method": model, **({"merged": merged} if merged is not None else {}),
+                **({"aa": aa} if aa is not None else {})}
+    budget = positions - extra["input_tokens"]
+    t_setup = time.perf_counter() - t0
+
+    target, rounds = s.get("target_halfwidth"), {}
+
+    def timed(tag, batch, length, lo, cap, warmup):
+        x = synthetic_inputs(batch, length, vocab, device)
+        fns = {n: (lambda m=m: _forward(m, x, device, precision)) for n, m in variants.items()}
+        t_part = time.perf_counter()
+        times, rounds[tag] = time_rounds(fns, device, _time_one, warmup, lo, cap, target)
+        rounds[tag]["seconds"] = time.perf_counter() - t_part
+        return {n: summarize(times[n], None if n == "reference" else times["reference"]) for n in variants}
+
+    latency, skipped = {}, []
+    for length in s["lengths"]:
+        if length > budget:
+            skipped.append(length)
+            continue
+        latency[str(length)] = timed(str(length), 1, length, s["min_repeats"], s["repeats"], s["warmup"])
+    bl = min(s["batch_length"], budget)
+    # The memory forwards (one per variant at the throughput batch, the same tensors) are the first
+    # warm-up round of the throughput timing: each is a full untimed call at that shape, which is
+    # all a warm-up round is; a batched call is the measurement's most expensive (issue #26).
+    # With target_halfwidth=null the order is the fixed protocol's: timing first, memory after.
+    xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
+    first, t_mem = target is not None, time.perf_counter()
+    memory = memory_section(variants, xb, device, precision) if first else None
+    batched = timed("batched", s["batch_size"], bl, s["batch_min_repeats"], s["batch_repeats"], s["batch_warmup"] - first)
+    for v in batched.values():
+        v["samples_per_s"] = s["batch_size"] / (v["median_ms"] / 1e3)
+    memory = memory or memory_section(variants, xb, device, precision)
+    t_mem = time.perf_counter() - t_mem - rounds["batched"]["seconds"]
+
+    summary = overheads(list(variants), latency, batched, merge["status"])
+    del merged, aa
+    return {
+        "inputs": INPUTS_NOTE,
+        "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
+        "timer": ("CUDA events + synchronize per call" if device.type == "cuda" else "time.perf_counter per call"),
+        "protocol": protocol_text(s),
+        "precision_reached": precision_section(target, rounds),
+        "seconds_by_part": {"setup": t_setup, **{k: v["seconds"] for k, v in rounds.items()}, "memory": t_mem},
+        "reference": "the same backbone freshly loaded (pretrained weights) + a head of the same shape",
+        "aa_control": ("a second fresh build of the reference, timed like the others: overhead.aa is the ratio two "
+                       "identical models give (the measurement's floor)" if fresh is not None else "not measured (no builder given)"),
+        "settings": {k: s[k] for k in DEFAULTS},
+        "added_length": extra,
+        "merge": merge,
+        "latency_batch1": latency,
+        "lengths_skipped": skipped,
+        "throughput": {"batch_size": s["batch_size"], "length": bl, **batched},
+        "overhead": summary,
+        "memory": memory,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _lazy_reference(model: nn.Module, fresh: Callable[[], nn.Module]) -> nn.Module | None:
+    """A reference for merged_variant, built only where it is read: a peft model's merge never looks
+    at it (a reused measurement then costs one model build, the merge target, not two)."""
+    return None if getattr(model.backbone, "active_peft_config", None) is not None else fresh()
+
+
+def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torch.device, precision: str,
+                 run_id: str | None = None) -> dict:
+    """run.py's entry point: build the reference from the cell's own model config and measure, or
+    reuse the measurement of the same structure (bench/inference/cache.py)."""
+    from bench.models.backbones import build_model
+
+    settings = settings_from(cfg.get("inference"))
+    threads = torch.get_num_threads()
+    if settings["threads"] is not None and device.type == "cpu":
+        # One thread by default: per-core latency is what a CPU server with one request per core
+        # sees, and on a shared machine multi-threaded timings collapse under contention (measured:
+        # 2 threads at load 10 gave per-round ratio quartiles of 0.5-2.7, docs/inference.md).
+        torch.set_num_threads(int(settings["threads"]))
+
+    def fresh() -> nn.Module:
+        torch_state = torch.get_rng_state()
+        try:
+            return build_model(cfg.model, num_labels, seed).model.to(device)
+        finally:
+            torch.set_rng_state(torch_state)
+
+    try:
+        if not settings.get("share", True):
+            return measure(model, fresh(), settings, device, precision, fresh)
+        from bench.inference import cache as share
+
+        blob = share.structure_blob(cfg, num_labels, settings, device, precision)
+        key = share.structure_key(blob)
+        path = share.entry_path(cfg, key, settings)
+        entry = share.load(path, blob)
+        if entry is None:
+            section = measure(model, fresh(), settings, device, precision, fresh)
+            share.store(path, section, share.measured_by(cfg, seed, run_id), blob)
+            return dict(section, shared={"from": None, "key": key, "why": "measured here; later cells with the same "
+                                                                       "structure reuse it (bench/inference/cache.py)"})
+        t0 = time.perf_counter()
+        model.eval()
+        vocab = int(inner_transformer(model).config.vocab_size)
+        # Only the check runs here, so the merged deep copy is checked as it is (no fresh build to
+        # time); the reference is needed only to tell native from not-applicable methods (shapes).
+        _, merge = merged_and_checked(model, _lazy_reference(model, fresh), None, settings, vocab, device, precision)
+        if merge.get("status") == "merged":
+            merge["how"] += "; checked here on this cell's weights, timed (shared) as loaded into a fresh build"
+        return share.reuse(entry, merge, time.perf_counter() - t0, key)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,417 @@
+"""The recipe: one (model, task, method, seed) cell from config to record, in reading order.
+
+bench/recipe/finetune.py is the recipe (what a cell does); bench/sweep/execute.py is the isolation and record layer
+around it (identity, resume, a forked process per cell, failure records). `run_cell` reads as its
+steps (torchtune's recipe style), each a short method of `CellRecipe`:
+
+    setup:    _setup_runtime (bench.recipe.validate.check, device, seed, method) -> _setup_data (splits)
+              -> _setup_model (bench.models.build.build_cell, init_from, counts) -> _setup_encoding
+    train     (timed, memory-tracked)
+    evaluate  (the chosen epoch's weights, every eval split and the selection split)
+    save      (storage of the method's delta, inference cost, the kept delta's description)
+    record    (the measured parts of the record)
+
+Everything that can be rejected is rejected in setup, before training starts. The recipe never
+names a method: what differs between methods is read from the method's declarations
+(bench/methods/base.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bench.analysis.chance import collapse_section
+from bench.config.schema import check_value
+from bench.data import sampling
+from bench.data import tasks as T
+from bench.data.batching import encode_cached
+from bench.data.rows import cell_rows
+from bench.device import sync
+from bench.errors import ConfigError
+from bench.measure.flops import cell_flops
+from bench.measure.memory import PeakMemory
+from bench.measure.storage import measure_storage
+from bench.models.build import build_cell, method_from_config
+from bench.recipe.init_from import apply_init_from
+from bench.recipe.validate import check
+from bench.records.environment import environment, parallel_cells
+from bench.records.results import delta_dir, sweep_dir_of
+from bench.training.forward import predict
+from bench.training.loop import grad_accum_steps, throughput, train_model
+from bench.training.progress import CellProgress
+from bench.training.progress import settings_from as progress_settings
+
+log = logging.getLogger(__name__)
+
+
+class Phase:
+    """Tracks which phase a cell is in, so a failure record can say where it happened, and how long
+    each phase took (`seconds`: the record's `time.phases_s`, the breakdown of a cell's fixed costs
+    in docs/performance.md; a phase entered twice adds up)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._name, self._since = "validate", time.perf_counter()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        now = time.perf_counter()
+        self.seconds[self._name] = self.seconds.get(self._name, 0.0) + now - self._since
+        self._name, self._since = value, now
+
+    def durations(self) -> dict[str, float]:
+        """Seconds per phase so far, the running phase included up to now."""
+        out = dict(self.seconds)
+        out[self._name] = out.get(self._name, 0.0) + time.perf_counter() - self._since
+        return {k: round(v, 4) for k, v in out.items()}
+
+
+def preload_libraries() -> None:
+    """Import peft (and with it transformers' model code) in the process that forks the cells, so a
+    sweep's cells inherit it instead of each importing it again (issue #26: the cell's validate +
+    build phases went from 4.5 s to 0.7 s at ~70 % foreign CPU load; a single cell pays it once in
+    the parent instead, every later cell of a sweep not at all). Touches no device (CUDA stays
+    uninitialised)."""
+    try:
+        import peft  # noqa: F401
+    except ImportError:  # pragma: no cover - peft is a dependency; a cell without it fails later, clearly
+        pass
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r}: CUDA is not available on this machine; use auto or cpu")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    return check_value("train.precision", name)
+
+
+def pick_pad_multiple(setting, device: torch.device) -> int:
+    """`auto`: 8 on CUDA, 1 (no rounding) on CPU. On a GPU every new padded length costs a new
+    attention/matmul plan; measured on an H200 (docs/gpu.md), the first epoch of a cell ran several
+    times slower than later ones while those plans were built. On CPU extra padding is only cost."""
+    if check_value("train.pad_to_multiple_of", setting) in (None, "auto"):
+        return 8 if device.type == "cuda" else 1
+    return setting
+
+
+def resolve_threads(setting, parallel_cells) -> int:
+    """`auto`: split the cores between cells that run at the same time (joblib n_jobs), so parallel
+    cells never oversubscribe the CPU; an integer is taken as given."""
+    cores = os.cpu_count() or 1
+    if check_value("train.threads", setting) in (None, "auto"):
+        return max(1, cores // max(1, int(parallel_cells or 1)))
+    return setting
+
+
+def length_rule(epochs: int, min_steps: int | None, n_examples: int, effective_batch: int) -> dict | None:
+    """train.min_steps: at least this many optimizer steps, reached by raising the epoch count:
+    epochs = max(train.epochs, ceil(min_steps / steps per epoch)). Why: a fixed epoch count gives
+    K = 100 four steps at batch 32, which measures the warm-up, not the method; whole epochs keep
+    every example seen equally often. None when unset; else the rule as recorded (train.length_rule)."""
+    if not min_steps:
+        return None
+    per_epoch = max(1, -(-int(n_examples) // int(effective_batch)))
+    return {"rule": "epochs = max(train.epochs, ceil(train.min_steps / steps_per_epoch))",
+            "min_steps": int(min_steps), "configured_epochs": int(epochs),
+            "epochs": max(int(epochs), -(-int(min_steps) // per_epoch)), "steps_per_epoch": per_epoch}
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS is only deterministic with a fixed workspace; it reads this when it first starts,
+        # which in a cell is after this line (the cell runs in its own process).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
+
+
+def prediction_payload(spec, eval_ids, eval_data, eval_preds, sel_ids, sel_data, sel_preds) -> dict:
+    """Per-example predictions of every eval split and the selection split, with row ids, so that
+    intervals and paired tests never need a rerun (written beside the record by bench.sweep.execute)."""
+    splits = {}
+    for split, data in eval_data.items():
+        splits[split] = {"role": "eval", "metric_suffix": T.metric_suffix(spec, split),
+                         "ids": eval_ids[split], "predictions": eval_preds[split], "references": list(data.labels)}
+    if sel_data is not None:
+        splits["selection"] = {"role": "selection", "metric_suffix": "", "ids": sel_ids,
+                               "predictions": sel_preds, "references": list(sel_data.labels)}
+    return {"format": "peft-bench-predictions", "version": 1, "task": spec.name, "kind": spec.kind,
+            "num_labels": spec.num_labels, "splits": splits}
+
+
+def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None = None, trackers=None) -> dict:
+    """Run one cell and return the measured parts of its record (identity fields are added by
+    `bench.sweep.execute`). `partial` is filled as measurements arrive so a failure keeps them.
+    `trackers` (bench.recipe.trackers.Trackers) hear of each step and epoch."""
+    recipe = CellRecipe(cfg, phase or Phase(), partial if partial is not None else {}, trackers)
+    recipe.setup()
+    recipe.train()
+    recipe.evaluate()
+    recipe.save()
+    return recipe.record()
+
+
+class CellRecipe:
+    """One cell's steps; state passes between them on `self`. `phase.name` says which step runs."""
+
+    def __init__(self, cfg: DictConfig, phase: Phase, partial: dict, trackers=None):
+        self.cfg, self.t, self.phase, self.partial, self.trackers = cfg, cfg.train, phase, partial, trackers
+        self.t_cell = time.perf_counter()
+
+    # -- setup ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self._setup_runtime()
+        self._setup_data()
+        self._setup_model()
+        self._setup_encoding()
+
+    def _setup_runtime(self) -> None:
+        """Validate everything before any data or weights are loaded (bench.recipe.validate.check: the CLI
+        checked already, but a cell can be run without it); device, precision, seed, method."""
+        self.phase.name = "validate"
+        t = self.t
+        check(self.cfg, whole_job=False)
+        self.device = pick_device(str(t.device))
+        self.precision = pick_precision(str(t.precision), self.device)
+        self.pad_multiple = pick_pad_multiple(t.get("pad_to_multiple_of", "auto"), self.device)
+        torch.set_num_threads(resolve_threads(t.get("threads"), parallel_cells()))
+        self.seed = int(t.seed)
+        seed_everything(self.seed, bool(t.deterministic))
+        self.partial["env"] = environment(self.device)
+        self.spec = T.task_spec(self.cfg.task)
+        self.method = method_from_config(self.cfg)
+
+    def _setup_data(self) -> None:
+        """The selection split, the training subsample (both seeded) and the eval rows (not seeded)."""
+        self.phase.name = "data"
+        spec, seed = self.spec, self.seed
+        rows = cell_rows(self.cfg, spec, seed)
+        self.sel_cfg = sel_cfg = rows.selection
+        self.sel_ids, pool, train_ids, strat = rows.sel_ids, rows.pool, rows.train_ids, rows.stratified
+        self.train_ex, self.sel_ex = rows.train_ex, rows.sel_ex
+        self.eval_ids, self.eval_ex = rows.eval_ids, rows.eval_ex
+        self.partial["data"] = {
+            "train_examples": len(self.train_ex),
+            "train_pool_examples": len(pool),
+            "train_fingerprint": sampling.fingerprint(train_ids),
+            "train_subsample": "nested, stratified by label" if strat else "nested",
+            "eval_examples": {s: len(v) for s, v in self.eval_ex.items()},
+            "selection": dict(sel_cfg, examples=len(self.sel_ids), seed=seed, fingerprint=sampling.fingerprint(self.sel_ids)),
+            "subsample_seed": seed,
+            # What train.seed varies (Bouthillier et al. 2021 ask every source to vary); the eval rows do not.
+            "seeded_by_train_seed": ["selection split", "training subsample", "batch composition and order",
+                                     "head and method initialisation", "dropout"],
+            "source": f"local:{spec.root}" if spec.root else f"hub:{spec.hub.get('path') if spec.hub else None}",
+        }
+
+    def _setup_model(self) -> None:
+        """Model + method through the one cell builder, then train.init_from, then the device."""
+        self.phase.name = "build"
+        self.cell = build_cell(self.cfg.model, self.method, self.spec.num_labels, self.seed, int(self.t.max_seq_len))
+        self.model = self.cell.model
+        self.init_from = apply_init_from(self.cfg, self.spec, self.method, self.model)  # a saved delta of another cell
+        self.model.to(self.device)
+        self.partial["params"] = self.cell.params
+
+    def _setup_encoding(self) -> None:
+        """Tokenised splits (cached on disk under cache_dir)."""
+        self.phase.name = "encode"
+        tok, t, cache = self.cell.tokenizer, self.t, self.cfg.get("cache_dir")
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        is_reg, n = self.spec.kind == "regression", int(t.max_seq_len)
+        self.train_data, hit = encode_cached(self.train_ex, tok, n, is_reg, cache)
+        self.eval_data = {s: encode_cached(v, tok, n, is_reg, cache)[0] for s, v in self.eval_ex.items()}
+        self.sel_data = encode_cached(self.sel_ex, tok, n, is_reg, cache)[0] if self.sel_ex else None
+        self.partial["data"]["tokenized_cache_hit"] = hit
+        self.length_rule = self._apply_min_steps()
+
+    def _apply_min_steps(self) -> dict | None:
+        """train.min_steps (bench.recipe.finetune.length_rule); the effective epochs replace train.epochs."""
+        t = self.t
+        rule = length_rule(int(t.epochs), t.get("min_steps"), len(self.train_data),
+                           int(t.batch_size) * grad_accum_steps(t))
+        if rule and rule["epochs"] != int(t.epochs):
+            self.t = OmegaConf.create(OmegaConf.to_container(t, resolve=True))
+            self.t.epochs = rule["epochs"]
+        return rule
+
+    # -- train ----------------------------------------------------------------------------------
+    def train(self) -> None:
+        self.phase.name = "train"
+        t = self.t
+        shown = progress_settings(self.cfg)
+        progress = CellProgress(f"{self.spec.name} {self.method.name} s{self.seed}", shown["mode"], shown["interval_s"],
+                                parallel=parallel_cells())
+        if self.trackers is not None:
+            from bench.recipe.trackers import ProgressTee
+
+            progress = ProgressTee(progress, self.trackers)  # per-step loss and rate, after each timed step
+        # a pruned study's rung trial saves its state; the promoted trial continues from it (bench/sweep/study.py)
+        study_cell = self.cfg.get("study_cell") or {}
+        state_out = study_cell.get("rung_state") if t.get("stop_after_epochs") else None
+        state_in = study_cell.get("continue_from")
+        state_in = state_in if state_in and Path(str(state_in)).is_file() else None
+        try:
+            with PeakMemory(self.device) as mem:
+                self.result, self.timer = train_model(
+                    self.model, self.method, self.train_data, t, self.device, self.pad_id,
+                    evaluate_epoch=self._evaluate_epoch if t.eval_every_epoch else None, precision=self.precision,
+                    faults=dict(self.cfg.get("debug") or {}), pad_multiple=self.pad_multiple, progress=progress,
+                    state_in=state_in, state_out=state_out,
+                )
+        finally:
+            progress.close()
+        self.partial["memory"] = mem.as_dict()
+        self.throughput = throughput(self.result, self.timer, self.train_data, int(t.epochs))
+
+    def _predict(self, data):
+        return predict(self.model, data, int(self.t.eval_batch_size), self.pad_id, self.device, self.precision,
+                       self.method.uses_token_type_ids, self.pad_multiple)
+
+    def _evaluate_selection(self):
+        """Metrics on the selection split, under the main split's metric names (no suffix)."""
+        preds = self._predict(self.sel_data)
+        return T.evaluate_predictions(self.spec, self.spec.eval_splits[0], preds, self.sel_data.labels), preds
+
+    def _evaluate_epoch(self, epoch):
+        # The epoch is chosen on the selection split only: the reported split is never looked at here.
+        # Scored on the task's selection score (select_metric; MRPC: mean of F1 and accuracy), which a
+        # run collapsed onto one class cannot win the way it wins the F1 of that class.
+        m, _ = self._evaluate_selection()
+        if self.trackers is not None:
+            self.trackers.epoch(epoch, m)  # inside the evaluation time, which train_s leaves out
+        return m, T.selection_score(self.spec, m)
+
+    # -- evaluate -------------------------------------------------------------------------------
+    def evaluate(self) -> None:
+        self.phase.name = "eval"
+        result = self.result
+        if self.t.select == "best_epoch" and result.best_state is not None:
+            with torch.no_grad():
+                named = dict(self.model.named_parameters())
+                for n, v in result.best_state.items():
+                    named[n].copy_(v)
+        self.metrics, n_eval, self.eval_s, preds = {}, 0, 0.0, {}
+        for split, data in self.eval_data.items():
+            sync(self.device)
+            t0 = time.perf_counter()
+            preds[split] = self._predict(data)
+            sync(self.device)
+            self.eval_s += time.perf_counter() - t0
+            n_eval += len(data)
+            self.metrics.update(T.evaluate_predictions(self.spec, split, preds[split], data.labels))
+        self.throughput["eval_samples_per_s"] = n_eval / self.eval_s if self.eval_s > 0 else None
+        self.sel_metrics, sel_preds = self._evaluate_selection() if self.sel_data is not None else ({}, None)
+        self.predictions = prediction_payload(self.spec, self.eval_ids, self.eval_data, preds, self.sel_ids,
+                                              self.sel_data, sel_preds)
+
+    # -- save -----------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Storage of the method's delta; inference cost and a usable delta (issue #14: bench/inference/cost.py,
+        bench/predict.py) when asked."""
+        cfg, t = self.cfg, self.t
+        self.phase.name = "save"
+        keep = None
+        if cfg.get("save_delta"):
+            keep = str(delta_dir(sweep_dir_of(cfg), self.partial.get("run_id", "delta")))
+        self.storage = measure_storage(self.method, self.model, keep)
+        self.inference = None
+        if (cfg.get("inference") or {}).get("enabled", False):
+            self.phase.name = "inference"
+            from bench.inference.cost import measure_cell
+            self.inference = measure_cell(cfg, self.model, self.spec.num_labels, self.seed, self.device, self.precision,
+                                          run_id=self.partial.get("run_id"))
+        if keep:
+            from bench.models.delta import task_info, write_delta_info
+            write_delta_info(keep, model_cfg=OmegaConf.to_container(cfg.model, resolve=True), method=self.method,
+                             task=task_info(self.spec), seed=self.seed, max_seq_len=int(t.max_seq_len),
+                             eval_batch_size=int(t.eval_batch_size), pad_to_multiple_of=self.pad_multiple,
+                             run_id=self.partial.get("run_id"), metrics={k: float(v) for k, v in self.metrics.items()},
+                             headline=self.spec.headline, method_label=self.partial.get("method_label"),
+                             inference=self.inference)
+
+    def _flops(self) -> dict:
+        """Model FLOPs and MFU (bench/measure/flops.py); a failure there is logged and recorded, never the
+        cause of a failed cell whose training and evaluation succeeded."""
+        try:
+            return cell_flops(self.model, self.result.feature_s is not None, self.timer, self.train_data, self.eval_data,
+                              self.t, self.result.train_s, self.eval_s, self.device, self.precision, self.pad_multiple)
+        except Exception as exc:  # noqa: BLE001 - an extra measurement must not cost a finished cell
+            log.warning("flops: not counted (%s: %s)", type(exc).__name__, exc)
+            return {"train_flops": None, "mfu": None, "error": f"{type(exc).__name__}: {exc}"}
+
+    # -- record ---------------------------------------------------------------------------------
+    def record(self) -> dict:
+        t, result, cell = self.t, self.result, self.cell
+        best = t.select == "best_epoch"
+        self.phase.name = "flops"
+        flops = self._flops()
+        self.phase.name = "record"
+        return {
+            "inference": self.inference,
+            "headline_metric": self.spec.headline,
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "selection_metrics": {k: float(v) for k, v in self.sel_metrics.items()},
+            "_predictions": self.predictions,
+            # (#25, optional) eval/selection predictions (nearly) all one class or (nearly) constant
+            "collapse": collapse_section(self.predictions),
+            "metrics_per_epoch": result.metrics_per_epoch,
+            "selection": "best_epoch" if best else "last",
+            "best_epoch": result.best_epoch if best else None,
+            "data": self.partial["data"],
+            "train": {
+                "epochs": int(t.epochs), "steps": result.steps, "batch_size": int(t.batch_size), "lr": self.method.lr,
+                "warmup_steps": result.warmup_steps, "final_loss": result.final_loss,
+                "deterministic": bool(t.deterministic), "precision": self.precision,
+                "pad_to_multiple_of": self.pad_multiple,
+                "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
+                "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
+                "init_from": self.init_from, "length_rule": self.length_rule,
+                "stop_after_epochs": t.get("stop_after_epochs"), "optimizer": result.optimizer,
+                "continued_from_epoch": result.continued_from_epoch,
+            },
+            "params": self.partial["params"],
+            "memory": self.partial["memory"],
+            "throughput": self.throughput,
+            "flops": flops,
+            "time": {"train_s": result.train_s, "eval_s": self.eval_s, "total_s": time.perf_counter() - self.t_cell,
+                     "phases_s": self.phase.durations()},
+            "storage": self.storage,
+            "capabilities": dict(self.method.capabilities(), optimizer=result.optimizer,
+                                 mergeable=_mergeable(self.inference)),
+            "env": self.partial["env"],
+            "model_info": {"source": cell.source, "tokenizer": cell.tokenizer_source,
+                           "pretrained": bool(self.cfg.model.get("pretrained", True)), "pooling": self.model.pooling},
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+
+def _mergeable(inference: dict | None):
+    """From the inference section's measured merge: True (merged, logits checked), False (not
+    applicable, with peft's or the harness's reason in the section), None (not measured)."""
+    merge = (inference or {}).get("merge") or {}
+    status = merge.get("status")
+    return None if status is None else status in ("merged", "native")

@@ -1,0 +1,173 @@
+"""`train.init_from`: start a cell from the saved delta of another cell (e.g. MNLI -> RTE).
+
+Why: the LoRA paper's scripts start MRPC, RTE and STS-B from the MNLI-adapted LoRA checkpoint
+(`--lora_path`), so a preset that starts from the pretrained model is not the published setup.
+
+`train.init_from` is either a task name (`mnli`: the newest ok record of that task in the same
+sweep, with the same model, method and seed, whose delta was kept with `save_delta=true`), or a path
+to a kept delta folder (`<results_dir>/<sweep>/deltas/<run_id>`) or to a record (`<run_id>.json`).
+The source record is always found (the delta folder's name is its run_id) and checked: a delta of a
+different method, different method settings, a different base model or a different head kind is a
+ConfigError naming the option. The head is transferred only when the label spaces match (same
+number of labels and same task kind); otherwise it keeps its fresh initialisation and the record
+says why. What was loaded is written to the record's `train.init_from`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.errors import ConfigError
+from bench.records.results import kept_delta, recency, record_of_delta, sweep_dir_of
+
+#: method settings that may differ between source and target (they do not change the delta's shape)
+FREE_SETTINGS = ("lr",)
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"train.init_from: cannot read {path}: {exc}") from None
+
+
+def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
+    """(source record, delta folder) for `cfg.train.init_from`."""
+    want = str(cfg.train.init_from)
+    sweep = sweep_dir_of(cfg)
+    path = Path(want)
+    if path.is_dir():
+        rec_path = record_of_delta(path)
+        if not rec_path.is_file():
+            raise ConfigError(f"train.init_from={want!r}: no record {rec_path} for this delta folder (its name is the "
+                              "source record's run_id)")
+        return _load_json(rec_path), path
+    if path.suffix == ".json" and path.is_file():
+        rec = _load_json(path)
+        kept = kept_delta(rec, path)
+        if kept is None:
+            raise ConfigError(f"train.init_from={want!r}: that record kept no delta (run it with save_delta=true)")
+        return rec, kept
+    if "/" in want or want.endswith(".json"):
+        raise ConfigError(f"train.init_from={want!r}: no such delta folder or record file")
+    if want == spec_name:
+        raise ConfigError(f"train.init_from={want!r}: a cell cannot start from its own task")
+    found = []
+    for rec_path in sorted(sweep.glob("*.json")) if sweep.is_dir() else []:
+        try:
+            rec = json.loads(rec_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (rec.get("status") == "ok" and rec.get("task") == want and rec.get("model") == str(cfg.model.name)
+                and rec.get("method") == str(cfg.method.name) and int(rec.get("seed", -1)) == int(cfg.train.seed)):
+            kept = kept_delta(rec, rec_path)
+            if kept is not None:
+                found.append((rec, kept))
+    if not found:
+        raise ConfigError(
+            f"train.init_from={want!r}: no ok record of task {want} (model {cfg.model.name}, method {cfg.method.name}, "
+            f"seed {cfg.train.seed}) with a kept delta in {sweep}; run that cell first with save_delta=true")
+    return max(found, key=lambda rk: recency(rk[0]))  # the newest, as every reader of records picks (bench.records.results)
+
+
+def check_compatible(rec: dict, folder: Path, cfg, method, head_kind: str) -> None:
+    """A delta of another method, other method settings, another base model or head kind is an error."""
+    want = str(cfg.train.init_from)
+    src_method = _load_json(folder / "method.json") if (folder / "method.json").is_file() else {}
+    if src_method.get("method", rec.get("method")) != method.name:
+        raise ConfigError(f"train.init_from={want!r}: the delta is of method {src_method.get('method', rec.get('method'))!r}, "
+                          f"this cell runs method {method.name!r}; init_from needs the same method")
+    ours = json.loads(json.dumps(method.settings(), default=str))
+    diff = sorted(k for k in set(ours) | set(src_method) if k not in FREE_SETTINGS + ("method",)
+                  and ours.get(k) != src_method.get(k))
+    if diff:
+        raise ConfigError(f"train.init_from={want!r}: method settings differ from the source's: "
+                          + ", ".join(f"method.{k} {src_method.get(k)!r} (source) vs {ours.get(k)!r}" for k in diff))
+    src_model = (rec.get("config") or {}).get("model") or {}
+    ours_model = {"name": _plain(cfg.model.get("name")), "source": _plain(cfg.model.get("source")),
+                  "config_overrides": _shape_overrides(_plain(cfg.model.get("config_overrides")))}
+    theirs = {"name": src_model.get("name"), "source": src_model.get("source"),
+              "config_overrides": _shape_overrides(src_model.get("config_overrides"))}
+    for key, value in ours_model.items():
+        if theirs[key] != value:
+            raise ConfigError(f"train.init_from={want!r}: the source cell's base model differs (model.{key} "
+                              f"{theirs[key]!r} vs {value!r}); init_from needs the same base model")
+    src_head = src_model.get("head", "uniform")
+    if src_head != head_kind:
+        raise ConfigError(f"train.init_from={want!r}: the source cell used model.head={src_head}, this cell "
+                          f"model.head={head_kind}; use the same head")
+
+
+def _shape_overrides(overrides) -> dict:
+    """Config overrides that change the weights (dropout rates do not: DeBERTa's presets vary cls_dropout per task)."""
+    return {k: v for k, v in dict(overrides or {}).items() if "dropout" not in k}
+
+
+def _plain(v):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+
+
+def load_into(method, model, folder: Path, with_head: bool) -> None:
+    """Load the saved delta; without the head, everything but the head's tensors."""
+    from safetensors.torch import load_file
+
+    if with_head:
+        method.load_delta(model, folder)
+        return
+    if method.delta_format == "peft":
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(model.backbone, load_file(str(folder / "adapter_model.safetensors")))
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        if unexpected:
+            raise ConfigError(f"train.init_from: delta {folder} has tensors the model lacks: {unexpected[:5]}")
+        return
+    if not (folder / "delta.safetensors").is_file():
+        raise ConfigError(f"train.init_from: {folder} holds no delta.safetensors; method {method.name} saves its own "
+                          "format, which can only be loaded with the head (same label space)")
+    state = {k: v for k, v in load_file(str(folder / "delta.safetensors")).items() if not k.startswith("head.")}
+    missing = set(state) - set(dict(model.named_parameters()))
+    if missing:
+        raise ConfigError(f"train.init_from: delta {folder} has tensors the model lacks: {sorted(missing)[:5]}")
+    model.load_state_dict(state, strict=False)
+
+
+def apply_init_from(cfg, spec, method, model) -> dict | None:
+    """Load `cfg.train.init_from` into `model` (after the method is applied); the record's entry."""
+    if cfg.train.get("init_from") in (None, ""):
+        return None
+    rec, folder = find_source(cfg, spec.name)
+    head_kind = getattr(model, "head_kind", "uniform")
+    check_compatible(rec, folder, cfg, method, head_kind)
+    src_regression = rec.get("headline_metric") in ("pearson", "spearmanr")
+    same_space = (src_regression == (spec.kind == "regression")) and _head_shapes_match(folder, model, method)
+    # train.init_head=never: the backbone delta only. Same-shaped heads of different tasks (SST-2's
+    # negative/positive, MRPC's not/equivalent) share a shape but not a meaning; a transfer study that
+    # means to measure the delta starts every head fresh (absent = auto, so older configs keep their hash).
+    never = str(cfg.train.get("init_head", "auto")) == "never"
+    load_into(method, model, folder, with_head=same_space and not never)
+    why = ("head not transferred: train.init_head=never; the head starts fresh" if never else
+           "same label space: head transferred" if same_space else
+           f"head not transferred: label spaces differ ({rec.get('task')} -> {spec.name}); the head starts fresh")
+    same_space = same_space and not never
+    return {"from": str(cfg.train.init_from), "run_id": rec.get("run_id"), "task": rec.get("task"),
+            "delta": str(folder), "head_transferred": same_space, "why": why}
+
+
+def _head_shapes_match(folder: Path, model, method) -> bool:
+    """Whether the saved head has the shapes of this cell's head (number of labels)."""
+    from safetensors import safe_open
+
+    ours = {k: tuple(v.shape) for k, v in model.head.state_dict().items()}
+    if (folder / "head.safetensors").is_file():
+        with safe_open(str(folder / "head.safetensors"), "pt") as f:
+            theirs = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
+    elif (folder / "delta.safetensors").is_file():
+        with safe_open(str(folder / "delta.safetensors"), "pt") as f:
+            theirs = {k[5:]: tuple(f.get_slice(k).get_shape()) for k in f.keys()  # noqa: SIM118
+                      if k.startswith("head.")}
+    else:
+        return False
+    return ours == theirs

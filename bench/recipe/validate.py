@@ -1,0 +1,86 @@
+"""The whole composed config checked once, before any work: every section against its schema
+(bench/config/schema.py), the method against its class, the task file, the trackers, the study's rules.
+
+Why in the recipe layer: a check that binds settings to the method classes, task specs and trackers
+has to see all of them, so it sits above them (as torchtune's config validation does against the
+components' signatures); the CLI runs it before the first cell, the recipe again per cell."""
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from bench.config.schema import SECTIONS, RunSettings, SelectionSettings, check_section, schema_fields
+from bench.errors import ConfigError
+
+
+def _resolved(cfg, key: str):
+    node = cfg.get(key) if hasattr(cfg, "get") else None
+    if node is None:
+        return None
+    try:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    except Exception as exc:  # noqa: BLE001 - an interpolation that does not resolve names its key
+        raise ConfigError(f"{key}: a value does not resolve: {exc}") from None
+
+
+def check_study(cfg, study: dict, method_name: str) -> None:
+    """What experiment=study needs besides well-typed keys: a rate range for this method, no fixed
+    train.lr (the protocol chooses it), and a selection split to choose on."""
+    rng = study.get("lr_range") or (study.get("lr_ranges") or {}).get(method_name)
+    if rng is None:
+        raise ConfigError(f"study: no learning-rate range for method {method_name!r}: set "
+                          f"study.lr_ranges.{method_name}=[low,high] or study.lr_range=[low,high]")
+    if cfg.train.get("lr") is not None:
+        raise ConfigError(f"train.lr={cfg.train.lr!r} with experiment=study: the protocol chooses the rate; "
+                          f"set the search range instead (study.lr_ranges.{method_name} or study.lr_range)")
+    if not (((cfg.get("data") or {}).get("selection") or {}).get("fraction")):
+        raise ConfigError("experiment=study needs a selection split (data.selection.fraction > 0): the rate and "
+                          "epoch are chosen on it, never on the reported split")
+    prune = study.get("prune") or {}
+    if prune.get("enabled") and int(prune.get("rung_epochs", 1)) >= int(cfg.train.epochs):
+        raise ConfigError(f"study.prune.rung_epochs={prune.get('rung_epochs', 1)}: the first rung must be shorter "
+                          f"than the full run (train.epochs={cfg.train.epochs}); expected an integer < train.epochs")
+    if prune.get("enabled") and cfg.train.get("stop_after_epochs") is not None:
+        raise ConfigError("train.stop_after_epochs with study.prune.enabled=true: the study sets it on its "
+                          "first-rung trials; leave it unset")
+
+
+def check(cfg, *, whole_job: bool = True):
+    """Validate a composed config; raises ConfigError naming the first bad option. Returns the method
+    it built (callers may ignore it). `whole_job=False` for a cell derived from an already checked
+    job (a study's trials set train.lr, which the study-level rule forbids in the user's config)."""
+    from bench.data.tasks import task_spec
+    from bench.models.build import method_from_config, method_source
+
+    for section, schema in SECTIONS.items():
+        values = _resolved(cfg, section)
+        if values is not None:
+            check_section(section, values, schema)
+    for section in ("train", "model"):
+        if cfg.get(section) is None:
+            raise ConfigError(f"{section}: missing (choose one: {section}=<name>)")
+    run = {k: _resolved(cfg, k) for k in schema_fields(RunSettings) if k in cfg}
+    check_section("", run, RunSettings)
+    train = _resolved(cfg, "train")
+    sel = SelectionSettings(**(_resolved(cfg, "data") or {}).get("selection", {}) or {})
+    if train["select"] == "best_epoch" and not train["eval_every_epoch"]:
+        raise ConfigError("train.select=best_epoch needs train.eval_every_epoch=true")
+    if train["select"] == "best_epoch" and not sel.fraction:
+        raise ConfigError("train.select=best_epoch needs a selection split (data.selection.fraction > 0): the "
+                          "epoch is chosen on held-out train examples, never on the reported split")
+    if cfg.get("task") is None:
+        raise ConfigError("task: missing (choose one: task=<name>)")
+    try:
+        task_spec(cfg.task)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.get("method") is None:
+        raise ConfigError("method: missing (choose one: method=<name>)")
+    choice = OmegaConf.select(cfg, "hydra.runtime.choices.method", default=None)  # a sweep's job config
+    method = method_from_config(cfg, where=method_source(choice) if choice else None)
+    from bench.recipe.trackers import check_logger
+
+    check_logger(_resolved(cfg, "logger"))
+    study = _resolved(cfg, "study") or {}
+    if whole_job and study.get("enabled"):
+        check_study(cfg, study, method.name)
+    return method

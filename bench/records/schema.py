@@ -1,0 +1,295 @@
+"""Result records: the one file format every other part of peft-bench agrees on.
+
+Writing is atomic (temp file + fsync + rename in the same folder) so that a killed sweep never
+leaves a half-written record behind; reading never raises on a bad file but reports it, so one
+hand-edited record cannot take a report or a regression gate down with it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 3
+#: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection
+#: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
+#: a version-1 record simply lacks them, and every reader treats them as optional. Keys added since
+#: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
+#: 3 (issue wave of #24-#28) added `capabilities`, `collapse`, `trackers` and the inference section's
+#: precision fields; every one is optional to readers, so versions 1 and 2 read as before.
+READABLE_VERSIONS = (1, 2, 3)
+PREDICTIONS_SUFFIX = ".predictions.json.gz"
+TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/recipe/trackers.py)
+STATUSES = ("ok", "failed", "interrupted")
+REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed")
+
+# Settings that say where things live or how the run is driven, not what is measured:
+# changing them must not change a cell's identity.
+HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
+                 "study", "study_cell", "inference", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
+                 # after-training inference measurement (it measures the trained model; it does not change it)
+                 "task.display_name", "task.description", "task.order")  # how reports show a task (bench/records/results.py)
+
+
+def _drop(cfg: dict, dotted: str) -> None:
+    parts = dotted.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        node = node.get(p) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
+def config_hash(config: dict) -> str:
+    """sha256 of the canonical JSON of a resolved config without run-control settings."""
+    cfg = json.loads(json.dumps(config, default=str))
+    for key in HASH_EXCLUDED:
+        _drop(cfg, key)
+    if ((cfg.get("train") or {}) if isinstance(cfg.get("train"), dict) else {}).get("select") != "best_epoch":
+        # The selection score only chooses an epoch under best_epoch (a study's rate is chosen after the
+        # trials ran, from their stored selection metrics): elsewhere it changes nothing a cell measures,
+        # and leaving it out keeps every select=last cell (default sweep, gate) the cell it was (#25).
+        _drop(cfg, "task.select_metric")
+    blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def safe_label(text: str) -> str:
+    """File-name-safe version of a method label (`lora[r=16]` -> `lora[r=16]` minus odd chars)."""
+    keep = []
+    for ch in text:
+        keep.append(ch if ch.isalnum() or ch in "-_=.,[]+" else "_")
+    return "".join(keep)
+
+
+def record_stem(model: str, task: str, method_label: str, seed: int, chash: str) -> str:
+    return f"{safe_label(model)}__{safe_label(task)}__{safe_label(method_label)}__s{seed}__{chash[:8]}"
+
+
+def atomic_write(path: Path, mode: str, write) -> Path:
+    """Create `path` atomically: `write(fh)` fills a temporary file in the same folder (fsynced),
+    which then replaces `path`; a failure leaves no partial file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_record(path: str | os.PathLike, record: dict) -> Path:
+    """Write `record` as JSON to `path` atomically; returns the final path."""
+    def write(fh):
+        json.dump(record, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+
+    return atomic_write(Path(path), "w", write)
+
+
+def _json_default(obj: Any):
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+#: What is wrong with a bad record file, in the words reports and the gate print (BadRecord.kind).
+BAD_KINDS = ("truncated", "not valid JSON", "unknown schema_version", "not a record", "cannot read")
+#: A record's file name (bench.records.schema.record_stem + .json): such a file that holds no record is named as bad;
+#: any other JSON in a results folder (baselines, a delta folder's config files) is not a record and is skipped.
+RECORD_NAME = re.compile(r"__s-?\d+__[0-9a-f]{8}\.json$")
+
+
+@dataclass
+class BadRecord:
+    """A file that looks like a record but cannot be used; reported by file and reason, never fatal.
+    `kind`: one of BAD_KINDS, so a reader can count or group them."""
+
+    path: Path
+    reason: str
+    kind: str = "not a record"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def _json_problem(raw: str, exc: json.JSONDecodeError) -> tuple[str, str]:
+    """(kind, reason) of a file that does not parse: `truncated` when the parser ran out of text
+    (a write cut short, a full disk, a copy that stopped), else `not valid JSON` (a hand edit)."""
+    where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    if not raw.strip():
+        return "truncated", "truncated: the file is empty"
+    if exc.pos >= len(raw.rstrip()) or exc.msg.startswith("Unterminated string"):  # a string runs to the end
+        return "truncated", f"truncated: the JSON ends before it is complete ({where})"
+    return "not valid JSON", f"not valid JSON ({where})"
+
+
+def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
+    """Read and validate one record; raises ValueError with the file name and the problem.
+    `parsed`: the file's JSON when the caller has already parsed it."""
+    path = Path(path)
+    if parsed is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    rec = parsed
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")  # noqa: TRY004 - callers catch ValueError for any unreadable record
+    # the version first: a newer schema may name its fields differently, so its other checks would mislead
+    if "schema_version" in rec and rec["schema_version"] not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: unknown schema_version {rec['schema_version']!r}: this peft-bench reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer peft-bench? upgrade to read it)")
+    missing = [f for f in REQUIRED_FIELDS if f not in rec]
+    if missing:
+        raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
+    if isinstance(rec["seed"], bool) or not isinstance(rec["seed"], int):
+        raise ValueError(f"{path}: seed {rec['seed']!r}, expected an integer")  # noqa: TRY004 - as above
+    for key in ("model", "task", "method"):
+        if not isinstance(rec[key], str) or not rec[key]:
+            raise ValueError(f"{path}: {key} {rec[key]!r}, expected a non-empty string")
+    if rec["status"] not in STATUSES:
+        raise ValueError(f"{path}: status {rec['status']!r}, expected one of {', '.join(STATUSES)}")
+    if rec["status"] == "ok" and not isinstance(rec.get("metrics"), dict):
+        raise ValueError(f"{path}: status ok but no 'metrics' object")
+    return rec
+
+
+def iter_record_files(root: str | os.PathLike) -> Iterable[Path]:
+    root = Path(root)
+    if root.is_file():
+        yield root
+        return
+    for p in sorted(root.rglob("*.json")):  # predictions files end in .json.gz: not matched
+        parts = p.relative_to(root).parts
+        if p.name.startswith(".") or any(part.startswith(".") for part in parts[:-1]):
+            continue
+        if parts[0] == TRACKING_DIR and len(parts) > 1:  # trackers' copies of records (bench/recipe/trackers.py)
+            continue
+        yield p
+
+
+def load_records(root: str | os.PathLike) -> tuple[list[dict], list[BadRecord]]:
+    """All records under `root` (recursively). Each good record gets `_path` (its file).
+
+    JSON files that are not records (no `schema_version`, and not named like a record) are skipped
+    silently so that a results folder may also hold baselines, delta folders or other JSON; files
+    that claim to be records but are broken are returned as BadRecord with a kind and a reason
+    (truncated, not valid JSON, unknown schema_version, not a record), so that every reader can
+    name them and go on.
+    """
+    good: list[dict] = []
+    bad: list[BadRecord] = []
+    for p in iter_record_files(root):
+        try:
+            raw = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            bad.append(BadRecord(p, f"cannot read ({getattr(exc, 'strerror', None) or exc})", "cannot read"))
+            continue
+        try:
+            probe = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            kind, reason = _json_problem(raw, exc)
+            bad.append(BadRecord(p, reason, kind))
+            continue
+        if not isinstance(probe, dict) or "schema_version" not in probe:
+            if RECORD_NAME.search(p.name):
+                held = "a JSON object without schema_version" if isinstance(probe, dict) else f"a JSON {type(probe).__name__}"
+                bad.append(BadRecord(p, f"not a record: named like one but holds {held}", "not a record"))
+            continue
+        try:
+            rec = read_record(p, parsed=probe)
+        except ValueError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            if probe.get("schema_version") in READABLE_VERSIONS:
+                bad.append(BadRecord(p, f"not a record: {reason}", "not a record"))
+            else:
+                bad.append(BadRecord(p, reason, "unknown schema_version"))
+            continue
+        rec["_path"] = str(p)
+        good.append(rec)
+    return good, bad
+
+
+def bad_record_lines(bad: list[BadRecord], prefix: str = "unreadable record (ignored): ") -> list[str]:
+    """One line per bad record file, `<prefix><path>: <reason>`: what the report and the gate print,
+    so nobody has to hunt for the files behind "2 unreadable"."""
+    return [f"{prefix}{b}" for b in bad]
+
+
+# ------------------------------------------------------------------------------- per-example predictions
+
+def write_predictions(path: str | os.PathLike, payload: dict) -> Path:
+    """Write a predictions file (gzip JSON) atomically.
+
+    Layout: {"format": "peft-bench-predictions", "version": 1, "run_id", "task", "kind"
+    (classification|regression), "num_labels", "splits": {<split>: {"role": "eval"|"selection",
+    "metric_suffix": str, "ids": [row index in the split's file], "predictions": [class index or
+    float], "references": [...]}}}. Ids index the rows of the split as the task loader reads them,
+    so two runs on the same task can be paired example by example.
+    """
+    import gzip
+
+    blob = json.dumps(payload, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+    def write(fh):
+        with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
+            gz.write(blob)
+
+    return atomic_write(Path(path), "wb", write)
+
+
+def predictions_path(record: dict) -> Path | None:
+    """Where a record's predictions file is (None for records without one, e.g. schema 1)."""
+    name = record.get("predictions")
+    if not name:
+        return None
+    base = Path(record["_path"]).parent if record.get("_path") else Path(".")
+    return base / name
+
+
+def load_predictions(record: dict) -> dict | None:
+    """The record's per-example predictions, or None when it has none; ValueError naming the
+    file when the file is missing or unreadable."""
+    import gzip
+
+    path = predictions_path(record)
+    if path is None:
+        return None
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = json.loads(fh.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: predictions file named by record {record.get('run_id')} is missing") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read predictions ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("splits"), dict):
+        raise ValueError(f"{path}: not a peft-bench predictions file (no 'splits' object)")  # noqa: TRY004 - as above
+    return data

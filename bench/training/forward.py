@@ -1,0 +1,58 @@
+"""Forward passes over encoded data, shared by training, evaluation, inference cost and bench.predict.
+
+Why apart from the loop: the same batched, length-sorted forward pass serves four callers; those that
+only predict (the inference measurement, a saved delta's reload) need not depend on the training loop."""
+from __future__ import annotations
+
+import torch
+
+from bench.data.batching import Encoded, collate
+from bench.device import autocast_for
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def model_inputs(batch: dict, use_tt: bool) -> dict:
+    keys = ("input_ids", "attention_mask", "token_type_ids") if use_tt else ("input_ids", "attention_mask")
+    return {k: batch[k] for k in keys if k in batch}
+
+
+@torch.no_grad()
+def predict(model, data: Encoded, batch_size: int, pad_id: int, device, precision: str, use_tt: bool,
+            multiple: int = 1):
+    """Predictions in the original order; batches sorted by length for speed."""
+    model.eval()
+    lengths = data.lengths  # a property that builds a list: compute once, not per sort key
+    order = sorted(range(len(data)), key=lengths.__getitem__)
+    out = [None] * len(data)
+    for i in range(0, len(order), batch_size):
+        ids = order[i:i + batch_size]
+        batch = to_device(collate(data, ids, pad_id, multiple), device)
+        with autocast_for(device, precision):
+            logits = model(**model_inputs(batch, use_tt)).float()
+        preds = logits.squeeze(-1) if data.is_regression else logits.argmax(-1)
+        for j, v in zip(ids, preds.cpu().tolist()):
+            out[j] = v
+    return out
+
+
+@torch.no_grad()
+def pooled_features(model, data: Encoded, batch_size: int, pad_id: int, device, precision, use_tt,
+                    multiple: int = 1) -> torch.Tensor:
+    """Frozen-backbone features, computed once (`method.trains_on_cached_features`). Rows go through
+    the backbone sorted by length (far less padding than file order) and land back in file order."""
+    model.eval()
+    lengths = data.lengths
+    order = sorted(range(len(data)), key=lengths.__getitem__)
+    feats = None
+    for i in range(0, len(order), batch_size):
+        ids = order[i:i + batch_size]
+        batch = to_device(collate(data, ids, pad_id, multiple), device)
+        with autocast_for(device, precision):
+            f = model.features(**model_inputs(batch, use_tt)).float()
+        if feats is None:
+            feats = torch.empty(len(data), f.shape[-1], device=device)
+        feats[torch.tensor(ids, device=device)] = f
+    return feats

@@ -1,0 +1,322 @@
+"""The training loop and evaluation: a lean loop rather than the HF Trainer, so every timed region
+is ours to define (docs/performance.md compares it with a Trainer script).
+
+AdamW (no weight decay on biases and LayerNorm), linear warm-up then linear decay, gradient
+clipping, dynamic padding, evaluation only outside timed steps, and a check that stops a run at
+the first non-finite loss instead of training on NaN for hours.
+
+Gradient accumulation (`train.grad_accum_steps = k`, `train.batch_size = b`) recovers a published
+effective batch (per-device batch x GPUs) on one device: each optimizer step sees the same k*b
+examples that `batch_size=k*b` would give it (the epoch's batches are drawn at size k*b and split
+into k micro-batches of at most b), each micro-batch loss is scaled by its share of the step's
+examples (so the summed gradient is the gradient of the mean loss over all k*b examples, whatever
+the last batch's size), clipping happens once after accumulation, and the learning-rate schedule,
+`steps`, warm-up and the step timer count optimizer steps (a timed step includes all k forward and
+backward passes; samples/s counts examples, so it is comparable across k).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from bench.data.batching import Encoded, batch_order, collate, padded_width, representative_batches
+from bench.device import autocast_for, sync
+from bench.measure.timing import StepTimer
+from bench.training.forward import model_inputs, pooled_features, to_device
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or inf; the message names the step and what to change."""
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    final_loss: float | None = None
+    train_s: float = 0.0
+    warmup_steps: int = 0
+    metrics_per_epoch: list = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metrics: dict | None = None
+    best_state: dict | None = None
+    feature_s: float | None = None
+    optimizer: str = ""
+    continued_from_epoch: int | None = None  # bench/training/rung_state.py: epochs restored, not trained here
+
+
+# torch.optim.AdamW's implementations (train.optimizer_impl). torch picks the per-tensor loop on CPU
+# (foreach only for CUDA/XPU tensors); the foreach one updates every parameter with one multi-tensor
+# kernel per operation and gives bit-identical weights (docs/performance.md: same sha256 after training
+# MiniLM), so it is the default here; fused is faster still but rounds differently, so it is opt-in.
+OPTIMIZER_IMPLS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+
+
+def make_optimizer(named, tcfg, lr: float) -> tuple[torch.optim.Optimizer, str]:
+    """AdamW over `param_groups`, in `train.optimizer_impl` (absent: foreach, which keeps older configs'
+    hashes: the weights it produces are the loop's, bit for bit)."""
+    impl = str(_opt(tcfg, "optimizer_impl", None) or "foreach")
+    if impl not in OPTIMIZER_IMPLS:
+        raise ValueError(f"train.optimizer_impl: expected one of {', '.join(OPTIMIZER_IMPLS)}, got {impl!r}")
+    return torch.optim.AdamW(param_groups(named, float(tcfg.weight_decay)), lr=lr, **OPTIMIZER_IMPLS[impl]), impl
+
+
+def _optimizer(model, method, named, tcfg) -> tuple[torch.optim.Optimizer, str]:
+    """The method's own optimizer where it declares one (`Method.build_optimizer`), else AdamW."""
+    own = method.build_optimizer(model, named, tcfg)
+    if own is not None:
+        return own
+    opt, impl = make_optimizer(named, tcfg, method.lr)
+    return opt, f"AdamW ({impl})"
+
+
+def inject_fault(faults: dict, step: int, loss: torch.Tensor) -> torch.Tensor:
+    """Fault injection for the reliability tests (`debug.*` settings): a NaN loss, an
+    out-of-memory error as torch raises it, or the process killed as the OOM killer would."""
+    if faults.get("inject_nan_at_step") is not None and step >= int(faults["inject_nan_at_step"]):
+        return loss * float("nan")
+    if faults.get("inject_oom_at_step") is not None and step >= int(faults["inject_oom_at_step"]):
+        raise torch.OutOfMemoryError("injected out-of-memory error (debug.inject_oom_at_step)")
+    if faults.get("inject_kill_at_step") is not None and step >= int(faults["inject_kill_at_step"]):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    return loss
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    if regression:
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+def param_groups(named, weight_decay: float):
+    decay, no_decay = [], []
+    for n, p in named:
+        (no_decay if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n or p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def _opt(tcfg, key: str, default=None):
+    """An optional train setting: a DictConfig/dict (.get) or an attribute object (scripts' SimpleNamespace)."""
+    return tcfg.get(key, default) if hasattr(tcfg, "get") else getattr(tcfg, key, default)
+
+
+def grad_accum_steps(tcfg) -> int:
+    """`train.grad_accum_steps` (default 1), checked: micro-batches per optimizer step."""
+    k = _opt(tcfg, "grad_accum_steps", 1)
+    from bench.config.schema import check_value
+
+    return 1 if check_value("train.grad_accum_steps", k) is None else k
+
+
+def micro_batches(ids: list[int], micro: int) -> list[list[int]]:
+    """An optimizer step's examples split into consecutive micro-batches of at most `micro`."""
+    return [ids[i:i + micro] for i in range(0, len(ids), micro)]
+
+
+def step_shapes(ids: list[int], lengths, micro: int, pad_multiple: int) -> tuple[int, int, int]:
+    """(real tokens, padded tokens, sum of batch x width^2) of one optimizer step: each micro-batch
+    pads to its own longest row; the squared widths are for attention's FLOPs."""
+    shapes = [(len(part), padded_width(max(lengths[i] for i in part), pad_multiple))
+              for part in micro_batches(ids, micro)]
+    return sum(lengths[i] for i in ids), sum(b * w for b, w in shapes), sum(b * w * w for b, w in shapes)
+
+
+def epoch_order(lengths, bs: int, tcfg, epoch: int, max_steps) -> list[list[int]]:
+    """The epoch's batches; for a timing run (`train.max_steps`, the cost pass) batches whose sizes
+    represent the epoch, not its first ones."""
+    order = batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length),
+                        mega_batches=_opt(tcfg, "group_mega_batches"))
+    if max_steps:
+        order = representative_batches(order, lengths, int(max_steps), int(tcfg.warmup_steps_excluded))
+    return order
+
+
+def linear_schedule(opt, warmup: int, total: int):
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+@dataclass
+class _StepInputs:
+    """What one micro-batch's forward and backward need; `feats`/`labels` are set for a method that
+    trains on cached features (the head alone on pooled features computed once)."""
+
+    model: object
+    method: object
+    data: Encoded
+    device: torch.device
+    pad_id: int
+    pad_multiple: int
+    precision: str
+    use_tt: bool
+    faults: dict | None
+    feats: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+    def pool_once(self, batch_size: int) -> float:
+        """Compute the frozen backbone's pooled features of every training row once; returns seconds."""
+        t0 = time.perf_counter()
+        self.feats = pooled_features(self.model, self.data, batch_size, self.pad_id, self.device, self.precision,
+                                     self.use_tt, self.pad_multiple)
+        sync(self.device)
+        elapsed = time.perf_counter() - t0
+        self.labels = torch.tensor(self.data.labels, device=self.device,
+                                   dtype=torch.float32 if self.data.is_regression else torch.long)
+        return elapsed
+
+    def backward(self, part: list[int], step_rows: int, step: int, epoch: int) -> float:
+        """Forward and backward of one micro-batch, its loss scaled by its share of the step's rows
+        (the summed gradient is that of the step's mean loss); returns the scaled loss."""
+        if self.feats is not None:
+            idx = torch.tensor(part, device=self.device)
+            logits, labels = self.model.head(self.feats[idx]), self.labels[idx]
+        else:
+            batch = to_device(collate(self.data, part, self.pad_id, self.pad_multiple), self.device)
+            labels = batch["labels"]
+            with autocast_for(self.device, self.precision):
+                logits = self.model(**model_inputs(batch, self.use_tt))
+        loss = loss_fn(logits, labels, self.data.is_regression)
+        extra = self.method.regularization(self.model)
+        if extra is not None:
+            loss = loss + extra
+        if self.faults:
+            loss = inject_fault(self.faults, step, loss)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(
+                f"loss became {loss.item()} at step {step} (epoch {epoch}); "
+                f"lower the learning rate (method.lr / train.lr = {self.method.lr}) or check the data"
+            )
+        loss = loss * (len(part) / step_rows)  # this micro-batch's share of the step's mean loss
+        loss.backward()
+        return float(loss.detach())
+
+
+def _evaluate_and_keep_best(res: TrainResult, evaluate_epoch, epoch: int, named, device) -> float:
+    """Evaluate after `epoch` (outside the training time), keep the best epoch's metrics and weights
+    by selection score; returns the seconds it took."""
+    sync(device)
+    t0 = time.perf_counter()
+    metrics, score = evaluate_epoch(epoch)
+    sync(device)
+    elapsed = time.perf_counter() - t0
+    res.metrics_per_epoch.append({"epoch": epoch, "metrics": metrics})
+    if res.best_metrics is None or score > res.best_metrics["_headline"]:
+        res.best_epoch = epoch
+        res.best_metrics = dict(metrics, _headline=score)
+        res.best_state = {n: p.detach().clone() for n, p in named}
+    return elapsed
+
+
+def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
+                precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
+                progress=None, state_in=None, state_out=None) -> tuple[TrainResult, StepTimer]:
+    """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, score)` is
+    called after each epoch when per-epoch evaluation is on (score: the task's selection score on the
+    selection split; the best epoch maximises it); its time is not training time.
+    `progress` (bench.training.progress.CellProgress) hears of each step after the timed region closes.
+
+    `train.stop_after_epochs = k` (a tuning study's first rung, bench/sweep/study.py) stops after epoch k
+    of a schedule laid out for all `train.epochs`: the k epochs it trains are exactly the first k
+    epochs of the full-length run; with `state_out` it then saves its state there, and a later run of
+    the full length given that file as `state_in` continues from it (bench/training/rung_state.py) instead of
+    training those epochs again."""
+    if not method.trainable_named_parameters(model):
+        raise RuntimeError(f"method {method.name} left no trainable parameter")
+    micro = int(tcfg.batch_size)
+    bs = micro * grad_accum_steps(tcfg)  # examples per optimizer step (the effective batch)
+    steps_per_epoch = math.ceil(len(train_data) / bs)
+    total = steps_per_epoch * int(tcfg.epochs)
+    method.before_training(model, total)
+    opt, optimizer_name = _optimizer(model, method, method.trainable_named_parameters(model), tcfg)
+    named = method.trainable_named_parameters(model)  # an optimizer factory may freeze some (LoRA-FA's A)
+    params = [p for _, p in named]
+    warmup = round(float(tcfg.warmup_ratio) * total)
+    sched = linear_schedule(opt, warmup, total)
+    use_tt = method.uses_token_type_ids
+    timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
+    res = TrainResult(warmup_steps=warmup, optimizer=optimizer_name)
+    cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
+    stop = _opt(tcfg, "stop_after_epochs")
+    run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
+    first_epoch = _restore(state_in, total, named, opt, sched, res, device)
+    if progress is not None:
+        progress.start(steps_per_epoch * (run_epochs - first_epoch), run_epochs)
+    sync(device)
+    t_start = time.perf_counter()
+    inputs = _StepInputs(model, method, train_data, device, pad_id, pad_multiple, precision, use_tt, faults)
+    if cached:
+        res.feature_s = inputs.pool_once(int(tcfg.eval_batch_size))
+    eval_s = 0.0
+    lengths = train_data.lengths
+    max_steps = _opt(tcfg, "max_steps")  # set only by the cost pass (bench/sweep/cost_pass.py): time a few steps
+    for epoch in range(first_epoch, run_epochs):
+        if max_steps and res.steps >= int(max_steps):
+            break
+        model.train()
+        if method.frozen_backbone:
+            model.backbone.eval()
+        for ids in epoch_order(lengths, bs, tcfg, epoch, max_steps):
+            if max_steps and res.steps >= int(max_steps):
+                break
+            n_tok, padded, squares = step_shapes(ids, lengths, micro, pad_multiple)
+            step_lr = opt.param_groups[0]["lr"]  # the rate this step uses (for the trackers), read before the timer
+            with timer.step(len(ids), n_tok, padded, squares):
+                step_loss = sum(inputs.backward(part, len(ids), res.steps + 1, epoch + 1)
+                                for part in micro_batches(ids, micro))
+                if float(tcfg.max_grad_norm) > 0:
+                    # foreach: one multi-tensor norm/scale instead of a kernel per tensor (same result)
+                    torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm), foreach=True)
+                opt.step()
+                sched.step()
+                method.after_optimizer_step(model, res.steps + 1)
+                opt.zero_grad(set_to_none=True)
+            res.steps += 1
+            res.final_loss = step_loss
+            if progress is not None:
+                progress.step(len(ids), step_loss, epoch + 1, lr=step_lr)
+        if evaluate_epoch is not None:
+            eval_s += _evaluate_and_keep_best(res, evaluate_epoch, epoch + 1, named, device)
+    sync(device)
+    res.train_s = time.perf_counter() - t_start - eval_s
+    if state_out is not None and run_epochs < int(tcfg.epochs):
+        from bench.training.rung_state import save_state
+
+        save_state(state_out, epoch=run_epochs, total_steps=total, named=named, opt=opt, sched=sched, res=res,
+                   device=device)
+    return res, timer
+
+
+def _restore(state_in, total: int, named, opt, sched, res: TrainResult, device) -> int:
+    """The first epoch to train: 0, or the epoch after a first rung's saved state (bench/training/rung_state.py)."""
+    if state_in is None:
+        return 0
+    from bench.training.rung_state import load_state
+
+    return load_state(state_in, total_steps=total, named=named, opt=opt, sched=sched, res=res, device=device)
+
+
+def throughput(result: TrainResult, timer: StepTimer, train_data: Encoded, epochs: int) -> dict:
+    """The record's training throughput: the step timer's rates; with cached features the honest
+    rate is everything the head's training needed, the feature pass included."""
+    out = timer.as_dict()
+    if result.feature_s is not None:
+        n_done = len(train_data) * int(epochs)
+        out.update({
+            "train_samples_per_s": n_done / result.train_s,
+            "train_tokens_per_s": sum(train_data.lengths) * int(epochs) / result.train_s,
+            "train_padded_tokens_per_s": None, "warmup_steps_excluded": 0,
+            "mode": "cached features: one frozen-backbone pass over the train set + head steps",
+        })
+    return out

@@ -1,7 +1,0 @@
-"""How much of the CPU *other* processes used while a benchmark measured something: the benchmark
-scripts' name for bench.measure.ForeignCPU (which the peak-FLOP/s measurement also uses)."""
-from __future__ import annotations
-
-from bench.measure import ForeignCPU
-
-__all__ = ["ForeignCPU"]
