@@ -131,7 +131,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     """Counts for one configuration. Returns a JSON-able dict (see `format_text` for the fields)."""
     from omegaconf import OmegaConf
 
-    from bench.config.labels import method_label
+    from bench.config.method_labels import method_label
     from bench.data import tasks as T
     from bench.models.backbones import CONFIG_DIR, head_parts
     from bench.models.build import build_cell, method_from_config, method_source

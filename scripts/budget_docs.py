@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Markdown tables for docs/budget.md from a budget report folder (`python -m bench.report.budget`).
+"""Markdown tables for docs/budget.md from a budget report folder (`python -m bench.report.data_budget`).
 
     python -m scripts.budget_docs reports/budget_reuse_stsb [--task stsb]
 

@@ -11,7 +11,7 @@ import pytest
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from bench.config.labels import label_value, method_label
+from bench.config.method_labels import label_value, method_label
 from bench.params import compose_config
 
 METHODS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "method").glob("*.yaml"))

@@ -1,7 +1,7 @@
 """bench.report end to end on fixture records with known values.
 
 Expected numbers are recomputed here from the raw record files with the json and statistics
-modules only (no pandas), so the test does not share code, or bugs, with bench.report.aggregate.
+modules only (no pandas), so the test does not share code, or bugs, with bench.analysis.aggregate.
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from bench.analysis.aggregate import build, cell_stats
 from bench.records.schema import load_records, write_record
 from bench.report import generate_report
-from bench.report.aggregate import build, cell_stats
 
 sys.path.insert(0, str(Path(__file__).parent))
 import report_fixtures as fx

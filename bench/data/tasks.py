@@ -116,10 +116,27 @@ def task_spec(cfg: Any) -> TaskSpec:
     label_field = c.get("label_field")
     if not isinstance(label_field, str) or not label_field:
         raise _bad(name, "label_field", "a non-empty string (the column holding the label)", label_field)
-    labels, label_names = c.get("labels"), c.get("label_names")
+    labels, label_names = _labels(name, kind, c.get("labels"), c.get("label_names"))
+    splits, root, hub = _sources(name, c)
+    eval_splits = _eval_splits(name, c, splits, root, hub)
+    suffix = c.get("metric_suffix") or {}
+    if not isinstance(suffix, dict) or not all(k in eval_splits[1:] and isinstance(v, str) and v
+                                               for k, v in suffix.items()):
+        raise _bad(name, "metric_suffix", "a mapping {non-main eval split: suffix string}", suffix)
+    spec = TaskSpec(name, kind, text_fields, label_field, labels, label_names, [], "", eval_splits, splits,
+                    root, hub, dict(suffix), {k: v for k, v in c.items() if k not in _KNOWN_KEYS})
+    spec.metrics, spec.headline = _metrics(spec, c)
+    _display(spec, c)
+    spec.select_metric = _select_metric(spec, c.get("select_metric"))
+    return spec
+
+
+def _labels(name: str, kind: str, labels, label_names):
+    """Raw label values (as strings: YAML `[0, 1]` means `["0", "1"]`) and display names, for a
+    classification task; nothing for a regression task."""
     if kind == "classification":
         if isinstance(labels, list) and all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in labels):
-            labels = [str(v) for v in labels]  # YAML `[0, 1]` means the same as `["0", "1"]`
+            labels = [str(v) for v in labels]
         labels = _str_list(name, "labels", labels, 2)
         if len(set(labels)) != len(labels):
             raise _bad(name, "labels", "a list of distinct raw label values", labels)
@@ -127,7 +144,11 @@ def task_spec(cfg: Any) -> TaskSpec:
             label_names = _str_list(name, "label_names", label_names, len(labels), len(labels))
     elif labels is not None or label_names is not None:
         raise _bad(name, "labels", "absent (or null) for a regression task", labels)
+    return labels, label_names
 
+
+def _sources(name: str, c: dict):
+    """Where the rows come from: local split files under `root`, else the hub section."""
     splits_cfg = c.get("splits") or {}
     if not isinstance(splits_cfg, dict):
         raise _bad(name, "splits", "a mapping of split name -> {path, format, ...}", splits_cfg)
@@ -142,45 +163,49 @@ def task_spec(cfg: Any) -> TaskSpec:
                          f"(for GLUE: data.glue_dir / env BENCH_GLUE_DIR) or add a hub section")
     if root is not None and not splits:
         raise _bad(name, "splits", "a non-empty mapping when `root` is set", splits_cfg)
+    return splits, root, hub
 
+
+def _eval_splits(name: str, c: dict, splits: dict, root, hub) -> list[str]:
     eval_splits = _str_list(name, "eval_splits", c.get("eval_splits"), 1)
     for s in eval_splits:
         if root is not None and s not in splits:
             raise _bad(name, "eval_splits", f"names from `splits` {list(splits)}", s)
         if root is None and s not in hub["splits"]:
             raise _bad(name, "eval_splits", f"names from `hub.splits` {list(hub['splits'])}", s)
-    suffix = c.get("metric_suffix") or {}
-    if not isinstance(suffix, dict) or not all(k in eval_splits[1:] and isinstance(v, str) and v
-                                               for k, v in suffix.items()):
-        raise _bad(name, "metric_suffix", "a mapping {non-main eval split: suffix string}", suffix)
-    spec = TaskSpec(name, kind, text_fields, label_field, labels, label_names, [], "", eval_splits, splits,
-                    root, hub, dict(suffix), {k: v for k, v in c.items() if k not in _KNOWN_KEYS})
+    return eval_splits
 
+
+def _metrics(spec: TaskSpec, c: dict) -> tuple[list[str], str]:
+    """The reported metrics (each computable for the task's kind, on some eval split) and the headline."""
+    name, kind = spec.name, spec.kind
     metrics = _str_list(name, "metrics", c.get("metrics"), 1)
-    reportable = {key for s in eval_splits for key in metric_keys(spec, s, METRICS_FOR_KIND[kind]).values()}
+    reportable = {key for s in spec.eval_splits for key in metric_keys(spec, s, METRICS_FOR_KIND[kind]).values()}
     for m in metrics:
         if m not in reportable:
             raise _bad(name, "metrics", f"names from {list(METRICS_FOR_KIND[kind])} for a {kind} task"
                        f" (known: {list(KNOWN_METRICS)}), optionally with the suffix of a non-main eval"
-                       f" split ({[metric_suffix(spec, s) for s in eval_splits[1:]]})", m)
-    if "f1" in metrics and len(labels) != 2:
+                       f" split ({[metric_suffix(spec, s) for s in spec.eval_splits[1:]]})", m)
+    if "f1" in metrics and len(spec.labels) != 2:
         raise ValueError(f"task {name}: field `metrics` has f1 (binary, class index 1 positive), which needs "
-                         f"exactly 2 labels; this task has {len(labels)}")
+                         f"exactly 2 labels; this task has {len(spec.labels)}")
     headline = c.get("headline")
     if headline not in metrics:
         raise _bad(name, "headline", f"one of `metrics` {metrics}", headline)
-    spec.metrics, spec.headline = metrics, headline
+    return metrics, headline
+
+
+def _display(spec: TaskSpec, c: dict) -> None:
+    """What reports show of the task: its display name, description and place in the task order."""
     for key in ("display_name", "description"):
         v = c.get(key)
         if v is not None and (not isinstance(v, str) or not v.strip()):
-            raise _bad(name, key, "a non-empty string or absent (shown in reports)", v)
+            raise _bad(spec.name, key, "a non-empty string or absent (shown in reports)", v)
         setattr(spec, key, v)
     order = c.get("order")
     if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float)) or not math.isfinite(order)):
-        raise _bad(name, "order", "a number or absent (reports list tasks by it, then alphabetically)", order)
+        raise _bad(spec.name, "order", "a number or absent (reports list tasks by it, then alphabetically)", order)
     spec.order = order
-    spec.select_metric = _select_metric(spec, c.get("select_metric"))
-    return spec
 
 
 def _select_metric(spec: TaskSpec, value: Any) -> list[str]:

@@ -1,5 +1,5 @@
 """Records -> one summary per (model, method_label, task) cell, the unit that baselines store and
-the gate compares. The statistics come from bench.report.aggregate (one definition of "mean over
+the gate compares. The statistics come from bench.analysis.aggregate (one definition of "mean over
 seeds" for reports and the gate); this module only picks the quantities the gate needs and adds
 what the aggregation does not carry: each cell's environment and config hashes.
 """
@@ -9,8 +9,8 @@ import math
 import re
 from pathlib import Path
 
+from bench.analysis.aggregate import build
 from bench.records import schema as R
-from bench.report.aggregate import build
 
 #: Environment fields that must be equal before memory and throughput are compared.
 ENV_MATCH = ("device", "cuda_device_name", "cpu_model", "torch_threads", "torch")

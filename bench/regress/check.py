@@ -91,7 +91,20 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
         res.notes.append(f"{cand['n_ok']} ok seed(s) vs {base.get('n_ok')} in the baseline")
     for rec in cand.get("_records") or []:  # (#25) not gated: a collapsed run may be the baseline's state too
         res.notes += [f"WARNING seed {rec.get('seed')} {w}" for w in collapse_warnings(rec)]
-    # -- metrics ---------------------------------------------------------------------------------
+    _check_metrics(res, base, cand, st, hm)
+    _check_params(res, base, cand, st)
+    _check_perf(res, base, cand, st)
+    # -- config ----------------------------------------------------------------------------------
+    if base.get("portable_hashes") and cand.get("portable_hashes") and \
+            set(base["portable_hashes"]) != set(cand["portable_hashes"]):
+        res.notes.append("config differs from the baseline's (config hash, paths excluded)")
+    if res.problems:
+        res.verdict = "REGRESSED"
+    return res
+
+
+def _check_metrics(res: CellResult, base: dict, cand: dict, st: Settings, hm: str) -> None:
+    """Each baseline metric against the candidate's, within its tolerance (the headline first)."""
     for m, bs in sorted(base["metrics"].items(), key=lambda kv: kv[0] != hm):
         cs = cand["metrics"].get(m)
         if cs is None:
@@ -107,7 +120,10 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
                                 f"{', any direction' if st.direction == 'both' else ''})")
         elif delta > tol:
             res.notes.append(f"{m} improved {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f} > {tol:.4f})")
-    # -- parameters ------------------------------------------------------------------------------
+
+
+def _check_params(res: CellResult, base: dict, cand: dict, st: Settings) -> None:
+    """Trainable parameters must match exactly unless --allow-param-change names the method."""
     bt, ct = base["params"].get("trainable"), cand["params"].get("trainable")
     res.cols["params"] = fmt_count(ct, "-") + ("" if bt == ct else f" (was {fmt_count(bt, '-')})")
     if bt != ct:
@@ -119,7 +135,10 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
             res.problems.append(msg + f" (must match exactly; --allow-param-change {base['method_label']} accepts it)")
     if base["params"].get("total") != cand["params"].get("total"):
         res.notes.append(f"total parameters {base['params'].get('total')} -> {cand['params'].get('total')}")
-    # -- memory and throughput -------------------------------------------------------------------
+
+
+def _check_perf(res: CellResult, base: dict, cand: dict, st: Settings) -> None:
+    """Memory and throughput, gated only when the environments match."""
     diff = env_diff(base.get("env") or {}, cand.get("env") or {})
     if diff:
         res.notes.append("memory/throughput not gated: environment differs (" + "; ".join(diff) + ")")
@@ -134,13 +153,6 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
         if gated and sign * rel > st.rel_tol:
             res.problems.append(f"{q} {bq['mean']:.4g} -> {cq['mean']:.4g} ({rel:+.1%}, tolerance "
                                 f"{'+' if sign > 0 else '-'}{st.rel_tol:.0%}, same environment)")
-    # -- config ----------------------------------------------------------------------------------
-    if base.get("portable_hashes") and cand.get("portable_hashes") and \
-            set(base["portable_hashes"]) != set(cand["portable_hashes"]):
-        res.notes.append("config differs from the baseline's (config hash, paths excluded)")
-    if res.problems:
-        res.verdict = "REGRESSED"
-    return res
 
 
 def apply_paired(res: CellResult, pr, notes: list[str], st: Settings) -> None:

@@ -8,9 +8,9 @@ import math
 
 import pandas as pd
 
+from bench.analysis.aggregate import build
 from bench.analysis.pareto import pareto_frontier
 from bench.records.results import fmt_count, text_table
-from bench.report.aggregate import build
 
 from .cells import UnusableInput, glob_match
 

@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.analysis.aggregate import Aggregation, build
 from bench.analysis.stats import DEFAULT_B
 from bench.records.schema import BadRecord, bad_record_lines, load_records
 
-from .aggregate import Aggregation, build
 from .verdicts import add_verdicts
 
 
@@ -75,7 +75,9 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     plots = write_plots(agg, out)
     from .inference import write_inference  # inference cost (issue #14): own table + plot, own HTML section
     _inf_tables, inf_html = write_inference(records, out, plots)
-    from .budget import write_budget  # data-budget curves (issue #13): only when budget records are present
+    from .data_budget import (
+        write_budget,  # data-budget curves (issue #13): only when budget records are present
+    )
     _budget_tables, budget_html = write_budget(records, out, plots, bootstrap_samples)
     from .compose import (
         write_compose,  # soups, merges, transfer (issue #17): only when such records are present

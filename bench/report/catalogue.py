@@ -26,7 +26,7 @@ import pandas as pd
 from bench.analysis import stats
 from bench.analysis.pareto import pareto_frontier
 
-from .budget import kendall_tau
+from .data_budget import kendall_tau
 
 
 def _served_overhead(rec: dict) -> float:

@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import chance, stats
-
-from .aggregate import Aggregation
+from bench.analysis.aggregate import Aggregation
 
 BOOT_SEED = 0
 CHANCE_COLUMNS = ["model", "task", "method_label", "metric", "baseline", "score", "baseline_score", "delta",

@@ -11,7 +11,8 @@ import numbers
 
 import pandas as pd
 
-from .aggregate import Aggregation
+from bench.analysis.aggregate import Aggregation
+
 from .render import Table
 
 

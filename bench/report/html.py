@@ -21,7 +21,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from .aggregate import Aggregation
+from bench.analysis.aggregate import Aggregation
+
 from .plots import Plot
 from .tables import details_table, main_table, to_html, verdict_notes_markdown, verdict_tables
 

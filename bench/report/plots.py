@@ -21,9 +21,9 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
+from bench.analysis.aggregate import Aggregation
 from bench.analysis.pareto import pareto_frontier
 
-from .aggregate import Aggregation
 from .tables import METRIC_SHORT, MIB, method_order
 
 # Fixed metadata: SVGs and PNGs identical across runs (no creation date), so reports diff cleanly.
@@ -220,9 +220,9 @@ def plot_per_task(cells: pd.DataFrame, model: str, order: list[str], tasks: list
     return fig, ("failed or missing: " + ", ".join(notes)) if notes else ""
 
 
-def plot_budget(budget: pd.DataFrame, model: str, colors: dict, order) -> tuple[plt.Figure, str]:
+def plot_tuning_curves(budget: pd.DataFrame, model: str, colors: dict, order) -> tuple[plt.Figure, str]:
     """Expected best selection score vs number of learning-rate trials, one panel per task
-    (Dodge et al. 2019 with the unbiased estimator of Tang et al. 2020; verdicts.budget_curves); tasks
+    (Dodge et al. 2019 with the unbiased estimator of Tang et al. 2020; verdicts.tuning_curves); tasks
     in `order` (a TaskCatalog's sort)."""
     tasks = order(budget["task"].unique())
     ncol = min(len(tasks), 3)
@@ -299,9 +299,9 @@ def _model_plots(agg: Aggregation, model: str, mi: int, out: Path) -> list[Plot]
     add("time", f"{avg} vs training time",
         plot_tradeoff(summ, model, "time.train_s_sum", "training time summed over tasks (s, log scale)",
                       "task average vs training time", colors, frontier=False))
-    budget = agg.budget[agg.budget["model"] == model] if not agg.budget.empty else agg.budget
+    budget = agg.tuning_curves[agg.tuning_curves["model"] == model] if not agg.tuning_curves.empty else agg.tuning_curves
     if not budget.empty:  # only when the results hold learning-rate trial records
         extra = sorted(set(budget["method_label"]) - set(order))  # methods seen only in trials
         colors = _colors(order + extra)
-        add("budget_curves", "expected best selection score vs number of trials", plot_budget(budget, model, colors, agg.catalog.sort))
+        add("budget_curves", "expected best selection score vs number of trials", plot_tuning_curves(budget, model, colors, agg.catalog.sort))
     return plots

@@ -1,4 +1,4 @@
-"""Verdicts from per-example predictions: bootstrap intervals, pairwise tests, ranks, budget curves.
+"""Verdicts from per-example predictions: bootstrap intervals, pairwise tests, ranks, tuning curves.
 
 Why: a table of means invites "A beats B" from differences that one more seed would reverse.
 This module adds, per model and task, what is needed to say so with a stated error rate:
@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import chance, stats
+from bench.analysis.aggregate import Aggregation, is_metric
 from bench.records.schema import load_predictions
-
-from .aggregate import Aggregation, is_metric
 
 BOOT_SEED = 0  # one fixed resampling seed: reports are reproducible and pairs share resamples
 PAIR_COLUMNS = ["model", "task", "metric", "method_a", "method_b", "score_a", "score_b", "delta", "ci_low",
@@ -200,7 +199,7 @@ def pairwise_tests(agg: Aggregation, preds: dict, b: int, notes: list[str]) -> t
     return pd.DataFrame(rows, columns=PAIR_COLUMNS), pd.DataFrame(ranks, columns=RANK_COLUMNS)
 
 
-def budget_curves(trials: pd.DataFrame) -> pd.DataFrame:
+def tuning_curves(trials: pd.DataFrame) -> pd.DataFrame:
     """Expected best selection score vs number of trials, per (model, task, method_label, study)."""
     if trials.empty or "study_selection_score" not in trials:
         return pd.DataFrame(columns=BUDGET_COLUMNS)
@@ -221,11 +220,11 @@ def budget_curves(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_verdicts(agg: Aggregation, b: int = stats.DEFAULT_B) -> Aggregation:
-    """Compute everything above into `agg` (cells' CI columns, pairwise, ranks, budget, notes)."""
+    """Compute everything above into `agg` (cells' CI columns, pairwise, ranks, tuning curves, notes)."""
     notes: list[str] = []
     if agg.kept.empty:
         agg.pairwise, agg.ranks = pd.DataFrame(columns=PAIR_COLUMNS), pd.DataFrame(columns=RANK_COLUMNS)
-        agg.budget, agg.notes = budget_curves(agg.trials), notes
+        agg.tuning_curves, agg.notes = tuning_curves(agg.trials), notes
         return agg
     collapse: dict = {}
     preds = _load(agg.kept, notes, collapse)
@@ -235,6 +234,6 @@ def add_verdicts(agg: Aggregation, b: int = stats.DEFAULT_B) -> Aggregation:
     from .chance import add_chance  # trivial baselines, tests against chance, collapses (issue #25)
 
     add_chance(agg, preds, collapse, b, notes)
-    agg.budget = budget_curves(agg.trials)
+    agg.tuning_curves = tuning_curves(agg.trials)
     agg.notes = notes
     return agg

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.config.labels import method_label
+from bench.config.method_labels import method_label
 from bench.errors import BenchError
 from bench.records import build
 from bench.records import schema as R

@@ -19,7 +19,7 @@ functions that order tasks take the catalog, and without one fall back to GLUE's
 
 Learning-rate trials of a tuning study (`study.role == "trial"`) are different learning rates under
 one method label: they are split off before dedupe (`Aggregation.trials`) and feed only the
-budget curves; the study's `final` records are ordinary cells.
+tuning curves (expected best score vs number of trials); the study's `final` records are ordinary cells.
 """
 from __future__ import annotations
 
@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bench.analysis.frame import ERROR_FIELDS, MEASURE_SECTIONS, records_to_frame, value_columns
 from bench.analysis.stats import t_bounds
 from bench.records.results import SEED_KEY as _SEED_KEY
 from bench.records.results import TaskCatalog, newest_per_seed
-
-from .frame import ERROR_FIELDS, MEASURE_SECTIONS, records_to_frame, value_columns
 
 KEY = ["model", "method_label", "task"]
 SEED_KEY = list(_SEED_KEY)
@@ -276,12 +275,13 @@ class Aggregation:
     cells: pd.DataFrame
     summary: pd.DataFrame
     models: list[str] = field(default_factory=list)
-    #: learning-rate trial records (study.role == "trial"), kept out of every table; budget curves only
+    #: learning-rate trial records (study.role == "trial"), kept out of every table; tuning curves only
     trials: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: filled by bench.report.verdicts.add_verdicts: pairwise tests, ranks, budget curves, notes
+    #: filled by bench.report.verdicts.add_verdicts: pairwise tests, ranks, tuning curves, notes
     pairwise: pd.DataFrame = field(default_factory=pd.DataFrame)
     ranks: pd.DataFrame = field(default_factory=pd.DataFrame)
-    budget: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: expected best selection score vs number of learning-rate trials ("budget" elsewhere means data size)
+    tuning_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     #: filled by bench.report.chance.add_chance (issue #25): trivial-baseline rows (table.csv row_type
     #: "chance"), each method's test against chance, and {(model, task): why} for tasks with no verdict

@@ -1,4 +1,4 @@
-"""Records -> one flat DataFrame row per record: the first step of bench.report.aggregate.
+"""Records -> one flat DataFrame row per record: the first step of bench.analysis.aggregate.
 
 Kept apart from the statistics so that what a record contributes (identity, headline, every numeric
 leaf of its measurement sections) is defined in one short place. Values stay on the records' own

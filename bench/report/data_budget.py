@@ -14,7 +14,7 @@ and carries it in its method label, `lora@k=300`), per (model, task):
 
 Like every report part it reads records only. The plotted x is the number of examples actually
 trained on (`data.train_examples`; "full" is the train pool), the point's name is `budget_k`.
-`python -m bench.report.budget RESULTS [--compare OTHER] --out DIR` writes this part alone; with
+`python -m bench.report.data_budget RESULTS [--compare OTHER] --out DIR` writes this part alone; with
 --compare (e.g. a `study.enabled=false` run reusing each method's default rate) it adds what the
 per-K search changed (score and tuning time).
 """
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.records.schema import load_records
 
-    ap = argparse.ArgumentParser(prog="python -m bench.report.budget", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.report.data_budget", description=__doc__.split("\n")[0])
     ap.add_argument("results", help="results folder of experiment=budget")
     ap.add_argument("--compare", help="a second budget folder (e.g. reused rates) to compare the points with")
     ap.add_argument("--out", required=True, help="report folder")
