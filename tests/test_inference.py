@@ -209,7 +209,7 @@ def test_multi_adapter_script_counts_memory_exactly(tmp_path, one_thread):
 
     from clitools import REPO
 
-    spec = importlib.util.spec_from_file_location("bench_multi_adapter", REPO / "scripts" / "bench_multi_adapter.py")
+    spec = importlib.util.spec_from_file_location("bench_multi_adapter", REPO / "benchmarks" / "bench_multi_adapter.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "ma.json"

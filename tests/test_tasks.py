@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
+from bench.data.sampling import subsample
 from bench.data.tasks import (
     DataError,
     Example,
@@ -20,7 +21,6 @@ from bench.data.tasks import (
     has_split,
     load_split,
     metric_keys,
-    subsample,
     task_spec,
 )
 
