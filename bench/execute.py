@@ -236,6 +236,7 @@ def _child_main(cfg, ident, path, cell) -> None:
 
 def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     """Run one cell in this process and write its record; returns ok / failed / interrupted."""
+    from bench.distributed import nproc, run_distributed
     from bench.run import Phase, run_cell
 
     logfile = path.with_suffix(".log")
@@ -252,7 +253,10 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     if trackers is not None:
         record["trackers"] = trackers.status
     try:
-        measured = run_cell(cfg, phase, partial, trackers)
+        if nproc(cfg) > 1:  # data parallel (#27): the cell's N processes, this process writes the one record
+            measured = run_distributed(cfg, ident["run_id"])
+        else:
+            measured = run_cell(cfg, phase, partial, trackers)
         preds = measured.pop("_predictions", None)
         if preds is not None:
             # Written before the record, so an ok record never names a missing predictions file.
