@@ -3,10 +3,12 @@ same model. Dropout is off in the model, the head and LoRA, so both compute the 
 differs is how each step's rows are split (2 shares, each padded to its own longest row) and the
 order of the gradient sums (DDP's all-reduce), so the losses agree to float rounding, not bitwise.
 
-The tolerance: relative 1e-4 on the final loss (measured: see docs/scale.md; fp32 rounding of a
-summed gradient is ~1e-7 relative, and four AdamW steps of lr 1e-3 keep a difference of that order
-far below 1e-4). 33 training rows at batch 16 make steps of 16, 16 and 1 rows: the 1-row step leaves
-rank 1 an empty share (its zero-weight pass), and the 16-row steps give each rank 8.
+The tolerance: relative 1e-4 on the final loss. fp32 rounding of a gradient summed in another order
+is ~1e-7 relative, and three AdamW steps at lr 1e-3 keep a difference of that order far below 1e-4
+(measured 2026-12-02: 0.7070350646972656 on 1 process, 0.7070351243019104 on 2, relative 8.4e-08).
+33 training rows at batch 16 make steps of 16, 16 and 1 rows: the 1-row step leaves rank 1 an empty
+share (its zero-weight pass), and the 16-row steps give each rank 8. Marked slow: 114 s on the shared
+2-core machine at load ~11 (26 s of CPU; three processes start torch, transformers and peft).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ def _records(folder) -> dict[int, dict]:
     return out
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(glue_dir, tmp_path):
     proc = run_bench(["-m", *CELL, "train.nproc=1,2"], glue_dir, tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -50,8 +53,7 @@ def test_two_processes_train_like_one(glue_dir, tmp_path):
     assert all(r["memory"]["peak_rss_bytes"] > 0 for r in ranks)
     assert two["throughput"]["train_samples_per_s"] == pytest.approx(
         sum(r["throughput"]["train_samples_per_s"] for r in ranks))
-    # every row trained once per epoch across the ranks: 33 = 16 + 16 + 1 split between them
-    assert sum(r["throughput"]["timed_steps"] for r in ranks) == 6
+    assert [r["timed_steps"] for r in ranks] == [3, 3]  # every rank joins every step (rank 1's last share is empty)
     assert "distributed" not in one
     assert len(list((tmp_path / "adhoc").glob("*.json"))) == 2  # rank 1 wrote nothing of its own
     print(f"\nfinal loss: 1 process {one['train']['final_loss']!r}, 2 processes {two['train']['final_loss']!r}, "
@@ -61,7 +63,7 @@ def test_two_processes_train_like_one(glue_dir, tmp_path):
 class _Shards(DataParallel):
     """DataParallel's share rule without a process group."""
 
-    def __init__(self, rank: int, size: int):  # noqa: D107 - no DDP, only the rule under test
+    def __init__(self, rank: int, size: int):  # no DDP: only the rule under test
         self.rank, self.size = rank, size
 
 
