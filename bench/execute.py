@@ -254,6 +254,7 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
         record["trackers"] = trackers.status
     try:
         if nproc(cfg) > 1:  # data parallel (#27): the cell's N processes, this process writes the one record
+            phase.name = "data parallel"  # the ranks' own phase is in a failure's message
             measured = run_distributed(cfg, ident["run_id"])
         else:
             measured = run_cell(cfg, phase, partial, trackers)
