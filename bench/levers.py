@@ -145,6 +145,8 @@ def enable_checkpointing(model, method) -> None:
         raise ConfigError(f"train.gradient_checkpointing=true: {type(base).__name__} does not support activation "
                           "checkpointing in transformers; set it to false for this model")
     kwargs = {"use_reentrant": False}
+    if getattr(base.config, "use_cache", None):  # decoders: no key/value cache is used here, and it cannot be kept
+        base.config.use_cache = False            # under checkpointing (transformers warns and turns it off per call)
     if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name warns
         base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:  # pragma: no cover - older transformers
