@@ -74,3 +74,15 @@ def test_cli_refuses_a_4bit_base_without_cuda_before_any_work(glue_dir, tmp_path
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "train.weights_dtype=nf4 (a 4-bit base through bitsandbytes) runs on CUDA only" in proc.stderr + proc.stdout
     assert not (tmp_path / "adhoc").exists()  # no record, no folder
+
+
+def test_levers_at_their_defaults_leave_the_config_hash_as_before():
+    from bench.records import config_hash
+
+    before = {"train": {"epochs": 3, "batch_size": 32}, "model": {"name": "tiny-bert"}}
+    at_defaults = {"train": dict(before["train"], gradient_checkpointing=False, weights_dtype="fp32", nproc=1),
+                   "model": before["model"]}
+    assert config_hash(at_defaults) == config_hash(before)  # records written before #27 are still found
+    for key, value in (("gradient_checkpointing", True), ("weights_dtype", "bf16"), ("nproc", 2)):
+        changed = {"train": dict(at_defaults["train"], **{key: value}), "model": before["model"]}
+        assert config_hash(changed) != config_hash(before), key
