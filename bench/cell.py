@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
-from bench.levers import cast_frozen, prepare_kbit
+from bench.models.levers import cast_frozen, prepare_kbit
 from bench.measure import count_params
 from bench.methods import Method
 from bench.models import build_model, head_counting
@@ -39,7 +39,7 @@ class Cell:
     source: str              # where the backbone came from (bench.models.Built.source)
     tokenizer_source: str
     params: dict             # the record's `params`: count_params + head_kind + counting
-    weights: dict | None = None  # bench.levers.cast_frozen: the stored dtype of frozen / trainable weights
+    weights: dict | None = None  # bench.models.levers.cast_frozen: the stored dtype of frozen / trainable weights
 
 
 def method_source(choice: str | None = None) -> str:

@@ -236,7 +236,8 @@ def _child_main(cfg, ident, path, cell) -> None:
 
 def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     """Run one cell in this process and write its record; returns ok / failed / interrupted."""
-    from bench.distributed import nproc, run_distributed
+    from bench.training.data_parallel import nproc
+    from bench.sweep.distributed import run_distributed
     from bench.run import Phase, run_cell
 
     logfile = path.with_suffix(".log")

@@ -393,7 +393,7 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
                  run_id: str | None = None) -> dict:
     """run.py's entry point: build the reference from the cell's own model config and measure, or
     reuse the measurement of the same structure (bench/inference_share.py)."""
-    from bench.levers import weights_dtype
+    from bench.models.levers import weights_dtype
     from bench.models import build_model
 
     settings = settings_from(cfg.get("inference"))

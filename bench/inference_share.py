@@ -58,7 +58,7 @@ def structure_blob(cfg, num_labels: int, settings: dict, device: torch.device, p
 
     method = {k: v for k, v in dict(_plain(cfg.method)).items()
               if k not in TRAINING_ONLY and not str(k).startswith("lr_")}
-    from bench.levers import weights_dtype
+    from bench.models.levers import weights_dtype
 
     blob = {"protocol": PROTOCOL, "model": _plain(cfg.model), "method": method, "num_labels": int(num_labels),
             "max_seq_len": int(cfg.train.max_seq_len),

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.levers import check_4bit, quantization_kwargs, quantize_random
+from bench.models.levers import check_4bit, quantization_kwargs, quantize_random
 from bench.settings import check_value
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
     check_value("model.head", head_kind)  # the rules of bench.settings.ModelSettings, checked before the cell
     check_value("model.pooling", pooling)
     if weights_dtype == "nf4":
-        check_4bit("", "auto")  # CUDA and bitsandbytes, before anything is loaded (bench/levers.py)
+        check_4bit("", "auto")  # CUDA and bitsandbytes, before anything is loaded (bench/models/levers.py)
     overrides = dict(model_cfg.get("config_overrides") or {})
     shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
     try:

@@ -36,8 +36,8 @@ from bench.env import environment, parallel_cells
 from bench.errors import ConfigError
 from bench.flops import cell_flops
 from bench.init_from import apply_init_from
-from bench.levers import enable_checkpointing, resolve_precision, weights_dtype
-from bench.levers import record_section as levers_section
+from bench.models.levers import enable_checkpointing, resolve_precision, weights_dtype
+from bench.models.levers import record_section as levers_section
 from bench.measure import PeakMemory, measure_storage, sync
 from bench.progress import CellProgress
 from bench.progress import settings_from as progress_settings
@@ -256,7 +256,7 @@ class CellRecipe:
         self.model = self.cell.model
         self.init_from = apply_init_from(self.cfg, self.spec, self.method, self.model)  # a saved delta of another cell
         if self.t.get("gradient_checkpointing"):
-            enable_checkpointing(self.model, self.method)  # bench/levers.py (#27)
+            enable_checkpointing(self.model, self.method)  # bench/models/levers.py (#27)
         self.model.to(self.device)
         self.partial["params"] = self.cell.params
 

@@ -143,7 +143,7 @@ class TrainSettings:
     device: str = opt(DEVICE, "auto")
     precision: str = opt(choice("auto", "fp32", "bf16", "fp16"), "auto")
     pad_to_multiple_of: int | str | None = opt(AUTO_OR_INT, "auto")
-    # Issue #27, absent = off / one process (configs written before keep their hash): bench/levers.py, bench/distributed.py
+    # Issue #27, absent = off / one process (configs written before keep their hash): bench/models/levers.py, bench/training/data_parallel.py
     gradient_checkpointing: bool = opt(BOOL, False)
     weights_dtype: str = opt(choice("fp32", "bf16", "nf4"), "fp32")
     nproc: int = opt(integer(1), 1)
@@ -438,8 +438,8 @@ def check(cfg, *, whole_job: bool = True):
         raise ConfigError("method: missing (choose one: method=<name>)")
     choice = OmegaConf.select(cfg, "hydra.runtime.choices.method", default=None)  # a sweep's job config
     method = method_from_config(cfg, where=method_source(choice) if choice else None)
-    from bench.distributed import check_nproc
-    from bench.levers import check_levers
+    from bench.training.data_parallel import check_nproc
+    from bench.models.levers import check_levers
     from bench.trackers import check_logger
 
     check_levers(cfg, method.name)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.batching import Encoded, batch_order, collate, padded_width, representative_batches
-from bench.distributed import data_parallel
+from bench.training.data_parallel import data_parallel
 from bench.measure import StepTimer, sync
 
 
@@ -329,7 +329,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
         progress.start(steps_per_epoch * (run_epochs - first_epoch), run_epochs)
     sync(device)
     t_start = time.perf_counter()
-    dp = data_parallel(model, cached, int(tcfg.seed))  # None on one process (bench/distributed.py)
+    dp = data_parallel(model, cached, int(tcfg.seed))  # None on one process (bench/training/data_parallel.py)
     inputs = _StepInputs(model, method, train_data, device, pad_id, pad_multiple, precision, use_tt, faults,
                          forward=dp.module if dp else None)
     if cached:

@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from bench.distributed import DataParallel
+from bench.training.data_parallel import DataParallel
 from tests.clitools import TINY, run_bench
 
 NO_DROPOUT = ["model.head_dropout=0.0", "method.dropout=0.0",

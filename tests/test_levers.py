@@ -1,4 +1,4 @@
-"""Memory levers (issue #27, bench/levers.py) on the real training loop and a real tiny model:
+"""Memory levers (issue #27, bench/models/levers.py) on the real training loop and a real tiny model:
 activation checkpointing recomputes exactly what it dropped (same loss, same weights), bf16 weights
 keep the trainable parameters (and so AdamW's states) fp32, and the 4-bit base is refused with a
 message where it cannot run (this machine: no CUDA), before any work."""
@@ -10,11 +10,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bench.cell import build_cell
+from bench.models.build import build_cell
 from bench.errors import ConfigError
-from bench.levers import check_4bit, check_levers, enable_checkpointing
+from bench.models.levers import check_4bit, check_levers, enable_checkpointing
 from bench.methods import build_method
-from bench.train import train_model
+from bench.training.loop import train_model
 from tests.clitools import TINY, run_bench
 from tests.test_grad_accum import MODEL, data
 
@@ -77,7 +77,7 @@ def test_cli_refuses_a_4bit_base_without_cuda_before_any_work(glue_dir, tmp_path
 
 
 def test_levers_at_their_defaults_leave_the_config_hash_as_before():
-    from bench.records import config_hash
+    from bench.records.schema import config_hash
 
     before = {"train": {"epochs": 3, "batch_size": 32}, "model": {"name": "tiny-bert"}}
     at_defaults = {"train": dict(before["train"], gradient_checkpointing=False, weights_dtype="fp32", nproc=1),

@@ -4,9 +4,9 @@ fp32 and bf16 weights, with and without activation checkpointing.
 
 Every point is one cell's training as the harness runs it, in a fresh forked process (so its peak is
 its own): the decoder built from a transformers config with the published shape and random weights
-(written to a temporary folder and built by bench.cell.build_cell, the method applied by its
-bench.methods class), the levers of bench/levers.py, bench.train.train_model on random token ids
-of exactly `--length` tokens at `--batch` rows, inside bench.measure.PeakMemory, timed by the
+(written to a temporary folder and built by bench.models.build.build_cell, the method applied by its
+bench.methods class), the levers of bench/models/levers.py, bench.training.loop.train_model on random token ids
+of exactly `--length` tokens at `--batch` rows, inside bench.measure.memory.PeakMemory, timed by the
 loop's own StepTimer: the numbers are the ones a record's `memory.peak_rss_bytes` and throughput
 hold. Pooling is mean pooling (the decoders' last-token pooling costs the same).
 
@@ -82,12 +82,13 @@ def measure(point: dict, folder: str, args) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from bench.batching import Encoded
-    from bench.cell import build_cell
-    from bench.levers import enable_checkpointing, resolve_precision
-    from bench.measure import ForeignCPU, PeakMemory
+    from bench.data.batching import Encoded
+    from bench.models.build import build_cell
+    from bench.models.levers import enable_checkpointing, resolve_precision
+    from bench.measure.timing import ForeignCPU
+    from bench.measure.memory import PeakMemory
     from bench.methods import build_method
-    from bench.train import train_model
+    from bench.training.loop import train_model
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -10,7 +10,7 @@ them keep their hash):
   The layers' activations are recomputed in the backward: less memory, one more forward per step.
 - `train.weights_dtype=bf16`: the *frozen* weights are stored in bf16; the trainable ones stay fp32 master
   weights, so AdamW's states are fp32 and no update is lost to bf16's 8-bit mantissa (the reason
-  bench/models.py loads fp32). Computation is bf16 autocast (`train.precision=auto` resolves to bf16;
+  bench/models/backbones.py loads fp32). Computation is bf16 autocast (`train.precision=auto` resolves to bf16;
   an explicit fp32/fp16 is refused). Under full finetuning every weight trains, so bf16 weights
   change nothing stored: the cell is then bf16 autocast on fp32 weights, and the record says so.
 - `train.weights_dtype=nf4`: QLoRA (Dettmers et al. 2023): the base loaded 4-bit NormalFloat through
@@ -47,7 +47,7 @@ def weights_dtype(tcfg) -> str:
 
 
 def check_levers(cfg, method_name: str) -> None:
-    """The levers' rules, checked before any work (bench.settings.check): precision against bf16
+    """The levers' rules, checked before any work (bench.recipe.validate.check): precision against bf16
     weights, and whether a 4-bit base can run here at all."""
     t = cfg.get("train") or {}
     dtype = weights_dtype(t)
