@@ -141,6 +141,10 @@ class TrainSettings:
     device: str = opt(DEVICE, "auto")
     precision: str = opt(choice("auto", "fp32", "bf16", "fp16"), "auto")
     pad_to_multiple_of: int | str | None = opt(AUTO_OR_INT, "auto")
+    # Issue #27, absent = off / one process (configs written before keep their hash): bench/models/levers.py, bench/training/data_parallel.py
+    gradient_checkpointing: bool = opt(BOOL, False)
+    weights_dtype: str = opt(choice("fp32", "bf16", "nf4"), "fp32")
+    nproc: int = opt(integer(1), 1)
 
 
 @dataclass(kw_only=True)

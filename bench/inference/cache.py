@@ -58,12 +58,17 @@ def structure_blob(cfg, num_labels: int, settings: dict, device: torch.device, p
 
     method = {k: v for k, v in dict(_plain(cfg.method)).items()
               if k not in TRAINING_ONLY and not str(k).startswith("lr_")}
-    return {"protocol": PROTOCOL, "model": _plain(cfg.model), "method": method, "num_labels": int(num_labels),
+    from bench.models.levers import weights_dtype
+
+    blob = {"protocol": PROTOCOL, "model": _plain(cfg.model), "method": method, "num_labels": int(num_labels),
             "max_seq_len": int(cfg.train.max_seq_len),
             "settings": {k: v for k, v in settings.items() if k not in NOT_MEASURED},
             "device": device_name(device), "device_type": device.type, "cpu_count": os.cpu_count(),
             "precision": precision, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": package_version("transformers"), "peft": package_version("peft")}
+    if weights_dtype(cfg.train) != "fp32":  # (#27) bf16 / 4-bit weights time differently; fp32 keeps the old keys
+        blob["weights_dtype"] = weights_dtype(cfg.train)
+    return blob
 
 
 def structure_key(blob: dict) -> str:

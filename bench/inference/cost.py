@@ -137,7 +137,9 @@ def added_length(model: nn.Module, vocab_size: int, device: torch.device, length
 
     handle = inner_transformer(model).register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        _forward(model, synthetic_inputs(1, length, vocab_size, device), device, "fp32")
+        # a shape probe: fp32, or bf16 autocast where the weights are stored bf16 (train.weights_dtype, #27)
+        probe = "bf16" if any(p.dtype == torch.bfloat16 for p in model.parameters()) else "fp32"
+        _forward(model, synthetic_inputs(1, length, vocab_size, device), device, probe)
     finally:
         handle.remove()
     if not seen:  # the wrapper calls the inner model's .forward directly (peft AdaLoRA), so no hook fires:
@@ -392,8 +394,10 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
     """run.py's entry point: build the reference from the cell's own model config and measure, or
     reuse the measurement of the same structure (bench/inference/cache.py)."""
     from bench.models.backbones import build_model
+    from bench.models.levers import weights_dtype
 
     settings = settings_from(cfg.get("inference"))
+    dtype = weights_dtype(cfg.train)
     threads = torch.get_num_threads()
     if settings["threads"] is not None and device.type == "cpu":
         # One thread by default: per-core latency is what a CPU server with one request per core
@@ -404,7 +408,8 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
     def fresh() -> nn.Module:
         torch_state = torch.get_rng_state()
         try:
-            return build_model(cfg.model, num_labels, seed).model.to(device)
+            ref = build_model(cfg.model, num_labels, seed, dtype).model  # the base as the cell stores it (#27)
+            return (ref.to(torch.bfloat16) if dtype == "bf16" else ref).to(device)
         finally:
             torch.set_rng_state(torch_state)
 

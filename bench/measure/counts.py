@@ -22,9 +22,10 @@ def count_params(model: nn.Module) -> dict:
         if id(p) in seen:
             continue
         seen.add(id(p))
-        total += p.numel()
+        n = p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)  # 4-bit: two values per stored byte
+        total += n
         if p.requires_grad:
-            trainable += p.numel()
+            trainable += n
     head = sum(p.numel() for p in model.head.parameters())
     return {
         "trainable": trainable,

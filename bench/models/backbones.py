@@ -26,6 +26,7 @@ from torch import nn
 
 from bench.config.schema import check_value
 from bench.errors import ConfigError
+from bench.models.levers import check_4bit, quantization_kwargs, quantize_random
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ def _pooling_kwargs(config, add_pooler: bool) -> dict:
     return {"add_pooling_layer": add_pooler} if takes else {}
 
 
-def build_model(model_cfg, num_labels: int, seed: int) -> Built:
+def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp32") -> Built:
     """Build backbone + head. `model.pretrained=false` builds the architecture from its config with
     random weights: exact for parameter counts, memory and speed, meaningless for accuracy."""
     from transformers import AutoConfig, AutoModel
@@ -259,6 +260,8 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
     head_kind = str(model_cfg.get("head", "uniform"))
     check_value("model.head", head_kind)  # the rules of bench.config.schema.ModelSettings, checked before the cell
     check_value("model.pooling", pooling)
+    if weights_dtype == "nf4":
+        check_4bit("", "auto")  # CUDA and bitsandbytes, before anything is loaded (bench/models/levers.py)
     overrides = dict(model_cfg.get("config_overrides") or {})
     shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
     try:
@@ -287,7 +290,8 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
             # fp32 master weights whatever the checkpoint's dtype: transformers 5 loads a bf16/fp16
             # checkpoint in that dtype, and AdamW on half-precision weights silently loses updates.
             # Mixed precision is autocast's job (train.precision), not the storage dtype's.
-            backbone = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **pool_kwargs)
+            backbone = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **pool_kwargs,
+                                                 **quantization_kwargs(weights_dtype))  # train.weights_dtype=nf4 (#27)
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"model.source={model_cfg.source!r}: cannot load pretrained weights ({exc}). "
@@ -296,6 +300,8 @@ def build_model(model_cfg, num_labels: int, seed: int) -> Built:
             ) from None
     else:
         backbone = AutoModel.from_config(config, **pool_kwargs)
+        if weights_dtype == "nf4":
+            backbone = quantize_random(backbone, pool_kwargs)
     tok_name = str(model_cfg.get("tokenizer") or model_cfg.source)
     tok_path = resolve_source(tok_name)
     tokenizer, tok_source = _load_tokenizer(tok_path, fallback_ok=not model_cfg.get("pretrained", True))

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from bench.measure.counts import count_params
 from bench.methods import Method
 from bench.models.backbones import build_model, head_counting
+from bench.models.levers import cast_frozen, prepare_kbit
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Cell:
     source: str              # where the backbone came from (bench.models.backbones.Built.source)
     tokenizer_source: str
     params: dict             # the record's `params`: count_params + head_kind + counting
+    weights: dict | None = None  # bench.models.levers.cast_frozen: the stored dtype of frozen / trainable weights
 
 
 def method_source(choice: str | None = None) -> str:
@@ -64,7 +66,7 @@ def method_from_config(cfg, where: str | None = None) -> Method:
 
 
 def build_cell(model_cfg, method: Method, num_labels: int, seed: int, max_seq_len: int,
-               meta: bool = False) -> Cell:
+               meta: bool = False, weights_dtype: str = "fp32") -> Cell:
     """Build backbone + head (`bench.models.backbones.build_model`, seeded by `seed`) and apply `method` to it
     with validation; returns the model, the method and the parameter counts of the record."""
     ctx = contextlib.nullcontext()
@@ -73,11 +75,14 @@ def build_cell(model_cfg, method: Method, num_labels: int, seed: int, max_seq_le
 
         ctx = init_empty_weights(include_buffers=False)
     with ctx:
-        built = build_model(model_cfg, num_labels, seed)
+        built = build_model(model_cfg, num_labels, seed, weights_dtype)
         method.validate(built.backbone_config, int(max_seq_len))
+        prepare_kbit(built.model)  # a 4-bit base (train.weights_dtype=nf4): peft's preparation, before the method
         method.apply(built.model)
         method.finalize(built.model)
+        weights = cast_frozen(built.model, weights_dtype)  # train.weights_dtype=bf16: frozen weights in bf16
     model = built.model
     model.pass_token_type_ids = method.uses_token_type_ids
     params = dict(count_params(model), head_kind=model.head_kind, counting=head_counting(model))
-    return Cell(model, method, built.tokenizer, built.backbone_config, built.source, built.tokenizer_source, params)
+    return Cell(model, method, built.tokenizer, built.backbone_config, built.source, built.tokenizer_source, params,
+                weights)

@@ -40,6 +40,8 @@ from bench.measure.flops import cell_flops
 from bench.measure.memory import PeakMemory
 from bench.measure.storage import measure_storage
 from bench.models.build import build_cell, method_from_config
+from bench.models.levers import enable_checkpointing, resolve_precision, weights_dtype
+from bench.models.levers import record_section as levers_section
 from bench.recipe.init_from import apply_init_from
 from bench.recipe.validate import check
 from bench.records.environment import environment, parallel_cells
@@ -195,7 +197,7 @@ class CellRecipe:
         t = self.t
         check(self.cfg, whole_job=False)
         self.device = pick_device(str(t.device))
-        self.precision = pick_precision(str(t.precision), self.device)
+        self.precision = resolve_precision(weights_dtype(t), pick_precision(str(t.precision), self.device))
         self.pad_multiple = pick_pad_multiple(t.get("pad_to_multiple_of", "auto"), self.device)
         torch.set_num_threads(resolve_threads(t.get("threads"), parallel_cells()))
         self.seed = int(t.seed)
@@ -230,9 +232,12 @@ class CellRecipe:
     def _setup_model(self) -> None:
         """Model + method through the one cell builder, then train.init_from, then the device."""
         self.phase.name = "build"
-        self.cell = build_cell(self.cfg.model, self.method, self.spec.num_labels, self.seed, int(self.t.max_seq_len))
+        self.cell = build_cell(self.cfg.model, self.method, self.spec.num_labels, self.seed, int(self.t.max_seq_len),
+                               weights_dtype=weights_dtype(self.t))
         self.model = self.cell.model
         self.init_from = apply_init_from(self.cfg, self.spec, self.method, self.model)  # a saved delta of another cell
+        if self.t.get("gradient_checkpointing"):
+            enable_checkpointing(self.model, self.method)  # bench/models/levers.py (#27)
         self.model.to(self.device)
         self.partial["params"] = self.cell.params
 
@@ -392,6 +397,7 @@ class CellRecipe:
                 "init_from": self.init_from, "length_rule": self.length_rule,
                 "stop_after_epochs": t.get("stop_after_epochs"), "optimizer": result.optimizer,
                 "continued_from_epoch": result.continued_from_epoch,
+                "memory_levers": levers_section(t, cell.weights),  # (#27, optional)
             },
             "params": self.partial["params"],
             "memory": self.partial["memory"],

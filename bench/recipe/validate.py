@@ -77,8 +77,12 @@ def check(cfg, *, whole_job: bool = True):
         raise ConfigError("method: missing (choose one: method=<name>)")
     choice = OmegaConf.select(cfg, "hydra.runtime.choices.method", default=None)  # a sweep's job config
     method = method_from_config(cfg, where=method_source(choice) if choice else None)
+    from bench.models.levers import check_levers
     from bench.recipe.trackers import check_logger
+    from bench.training.data_parallel import check_nproc
 
+    check_levers(cfg, method.name)
+    check_nproc(cfg, method)
     check_logger(_resolved(cfg, "logger"))
     study = _resolved(cfg, "study") or {}
     if whole_job and study.get("enabled"):

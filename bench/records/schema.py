@@ -37,6 +37,11 @@ HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.r
                  "task.display_name", "task.description", "task.order")  # how reports show a task (bench/records/results.py)
 
 
+#: train keys added by issue #27 that leave the hash at their default, so every config written before
+#: them (records, resume) keeps its hash; set to anything else they are part of it
+AT_DEFAULT_UNHASHED = {"gradient_checkpointing": False, "weights_dtype": "fp32", "nproc": 1}
+
+
 def _drop(cfg: dict, dotted: str) -> None:
     parts = dotted.split(".")
     node = cfg
@@ -53,6 +58,10 @@ def config_hash(config: dict) -> str:
     cfg = json.loads(json.dumps(config, default=str))
     for key in HASH_EXCLUDED:
         _drop(cfg, key)
+    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
+    for key, default in AT_DEFAULT_UNHASHED.items():  # (#27) a lever at its default: the cell it was before the key
+        if key in train and train[key] == default:
+            del train[key]
     if ((cfg.get("train") or {}) if isinstance(cfg.get("train"), dict) else {}).get("select") != "best_epoch":
         # The selection score only chooses an epoch under best_epoch (a study's rate is chosen after the
         # trials ran, from their stored selection metrics): elsewhere it changes nothing a cell measures,

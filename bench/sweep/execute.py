@@ -221,6 +221,8 @@ def _child_main(cfg, ident, path, cell) -> None:
 def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     """Run one cell in this process and write its record; returns ok / failed / interrupted."""
     from bench.recipe.finetune import Phase, run_cell
+    from bench.sweep.distributed import run_distributed
+    from bench.training.data_parallel import nproc
 
     logfile = path.with_suffix(".log")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,7 +238,11 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     if trackers is not None:
         record["trackers"] = trackers.status
     try:
-        measured = run_cell(cfg, phase, partial, trackers)
+        if nproc(cfg) > 1:  # data parallel (#27): the cell's N processes, this process writes the one record
+            phase.name = "data parallel"  # the ranks' own phase is in a failure's message
+            measured = run_distributed(cfg, ident["run_id"])
+        else:
+            measured = run_cell(cfg, phase, partial, trackers)
         preds = measured.pop("_predictions", None)
         if preds is not None:
             measured["predictions"] = build.write_predictions_beside(path, preds, ident["run_id"])

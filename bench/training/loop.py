@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from bench.data.batching import Encoded, batch_order, collate, padded_width, representative_batches
 from bench.device import autocast_for, sync
 from bench.measure.timing import StepTimer
+from bench.training.data_parallel import data_parallel
 from bench.training.forward import model_inputs, pooled_features, to_device
 
 
@@ -164,6 +165,7 @@ class _StepInputs:
     faults: dict | None
     feats: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    forward: object = None  # data parallel (#27): the DDP wrapper to call instead of the model (or head)
 
     def pool_once(self, batch_size: int) -> float:
         """Compute the frozen backbone's pooled features of every training row once; returns seconds."""
@@ -181,12 +183,12 @@ class _StepInputs:
         (the summed gradient is that of the step's mean loss); returns the scaled loss."""
         if self.feats is not None:
             idx = torch.tensor(part, device=self.device)
-            logits, labels = self.model.head(self.feats[idx]), self.labels[idx]
+            logits, labels = (self.forward or self.model.head)(self.feats[idx]), self.labels[idx]
         else:
             batch = to_device(collate(self.data, part, self.pad_id, self.pad_multiple), self.device)
             labels = batch["labels"]
             with autocast_for(self.device, self.precision):
-                logits = self.model(**model_inputs(batch, self.use_tt))
+                logits = (self.forward or self.model)(**model_inputs(batch, self.use_tt))
         loss = loss_fn(logits, labels, self.data.is_regression)
         extra = self.method.regularization(self.model)
         if extra is not None:
@@ -201,6 +203,23 @@ class _StepInputs:
         loss = loss * (len(part) / step_rows)  # this micro-batch's share of the step's mean loss
         loss.backward()
         return float(loss.detach())
+
+
+def accumulate(inputs: _StepInputs, dp, ids: list[int], mine: list[int], micro: int, step: int, epoch: int) -> float:
+    """One optimizer step's forward and backward passes over this process's rows `mine` of the step's
+    `ids`, in micro-batches of at most `micro`; returns the sum of the scaled micro-batch losses. Data
+    parallel: each loss is scaled by N x its share, so DDP's mean of the ranks' gradients is the
+    gradient of the step's mean loss; gradients are reduced once, in the last backward; an empty
+    share runs one zero-weight pass so every rank joins the reduction."""
+    if dp is None:
+        return sum(inputs.backward(part, len(ids), step, epoch) for part in micro_batches(ids, micro))
+    parts = micro_batches(mine, micro) or [ids[:1]]
+    rows = len(ids) / dp.size if mine else float("inf")  # inf: weight 0
+    total = 0.0
+    for i, part in enumerate(parts):
+        with dp.no_sync(last=i == len(parts) - 1):
+            total += inputs.backward(part, rows, step, epoch)
+    return total
 
 
 def _evaluate_and_keep_best(res: TrainResult, evaluate_epoch, epoch: int, named, device) -> float:
@@ -255,7 +274,9 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
         progress.start(steps_per_epoch * (run_epochs - first_epoch), run_epochs)
     sync(device)
     t_start = time.perf_counter()
-    inputs = _StepInputs(model, method, train_data, device, pad_id, pad_multiple, precision, use_tt, faults)
+    dp = data_parallel(model, cached, int(tcfg.seed))  # None on one process (bench/training/data_parallel.py)
+    inputs = _StepInputs(model, method, train_data, device, pad_id, pad_multiple, precision, use_tt, faults,
+                         forward=dp.module if dp else None)
     if cached:
         res.feature_s = inputs.pool_once(int(tcfg.eval_batch_size))
     eval_s = 0.0
@@ -270,11 +291,11 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
         for ids in epoch_order(lengths, bs, tcfg, epoch, max_steps):
             if max_steps and res.steps >= int(max_steps):
                 break
-            n_tok, padded, squares = step_shapes(ids, lengths, micro, pad_multiple)
+            mine = dp.shard(ids) if dp else ids  # this process's share of the step (all of it on one)
+            n_tok, padded, squares = step_shapes(mine, lengths, micro, pad_multiple)
             step_lr = opt.param_groups[0]["lr"]  # the rate this step uses (for the trackers), read before the timer
-            with timer.step(len(ids), n_tok, padded, squares):
-                step_loss = sum(inputs.backward(part, len(ids), res.steps + 1, epoch + 1)
-                                for part in micro_batches(ids, micro))
+            with timer.step(len(mine), n_tok, padded, squares):
+                step_loss = accumulate(inputs, dp, ids, mine, micro, res.steps + 1, epoch + 1)
                 if float(tcfg.max_grad_norm) > 0:
                     # foreach: one multi-tensor norm/scale instead of a kernel per tensor (same result)
                     torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm), foreach=True)
@@ -283,14 +304,18 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
                 method.after_optimizer_step(model, res.steps + 1)
                 opt.zero_grad(set_to_none=True)
             res.steps += 1
-            res.final_loss = step_loss
+            res.final_loss = dp.mean(step_loss) if dp else step_loss
             if progress is not None:
-                progress.step(len(ids), step_loss, epoch + 1, lr=step_lr)
-        if evaluate_epoch is not None:
+                progress.step(len(ids), res.final_loss, epoch + 1, lr=step_lr)
+        if evaluate_epoch is not None and (dp is None or dp.rank == 0):  # one evaluation per cell: rank 0's
             eval_s += _evaluate_and_keep_best(res, evaluate_epoch, epoch + 1, named, device)
+        if evaluate_epoch is not None and dp is not None:  # the others wait for it, outside the training time
+            t_wait = time.perf_counter()
+            dp.barrier()
+            eval_s += time.perf_counter() - t_wait
     sync(device)
     res.train_s = time.perf_counter() - t_start - eval_s
-    if state_out is not None and run_epochs < int(tcfg.epochs):
+    if state_out is not None and run_epochs < int(tcfg.epochs) and (dp is None or dp.rank == 0):
         from bench.training.rung_state import save_state
 
         save_state(state_out, epoch=run_epochs, total_steps=total, named=named, opt=opt, sched=sched, res=res,
