@@ -10,6 +10,7 @@ import json
 
 import pytest
 import torch
+from clitools import REPO, run_bench
 from omegaconf import OmegaConf
 
 from bench.cell import build_cell
@@ -17,7 +18,6 @@ from bench.errors import UnsupportedError
 from bench.models import CONFIG_DIR, build_model, pool
 from bench.params import compose_config, measure
 from bench.settings import check, check_method
-from clitools import REPO, run_bench
 
 TINY = ("tiny_gpt2", "tiny_llama")
 METHODS = REPO / "conf" / "method"
@@ -173,6 +173,7 @@ def test_lora_cell_trains_end_to_end_on_each_tiny_decoder_and_a_sweep_lists_refu
     """STS-B (regression, num_labels=1) with the native `score` head on both tiny decoders, and BitFit
     on the Llama refused by name in the same sweep while the other cells run."""
     res = run_bench(["-m", "model=tiny_gpt2,tiny_llama", "method=lora,bitfit", "task=stsb", "train=quick",
+                     "train.max_train_samples=32", "train.max_eval_samples=32",
                      "model.head=native", "inference.enabled=false"], glue_dir, tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 2, out  # a refused cell: the configuration error's status, after the others ran
