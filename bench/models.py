@@ -9,7 +9,8 @@ count the same closed form for every architecture: `H * C + C`.
 
 `model.head=native`: the architecture's own sequence-classification head, as transformers builds it
 in `*ForSequenceClassification` (RoBERTa: dense + tanh + out_proj on <s>; BERT: the pretrained pooler
-+ dropout + linear; DistilBERT: pre_classifier + ReLU + linear; DeBERTa: ContextPooler + linear), so
++ dropout + linear; DistilBERT: pre_classifier + ReLU + linear; DeBERTa: ContextPooler + linear;
+decoders (bench/decoders.py): `score`, H*C without bias, on the last real token), so
 published setups run with the head they trained and the harness prints the trainable count that
 peft prints for them (`bench/params.py`, tests/test_native_head.py). The runner's interface is kept:
 `model.head` is the trainable head, `model.backbone` the encoder, `model.features` the head's input.

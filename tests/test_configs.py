@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from bench.confdir import conf_dir
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UnsupportedError
 from bench.settings import check, check_value
 from bench.trackers import BACKENDS
 
@@ -85,8 +85,11 @@ def test_every_preset_composes_and_checks(hydra_dir, preset):
                 check(cfg)
             refused += 1
         else:
-            check(cfg)
-            checked += 1
+            try:
+                check(cfg)
+                checked += 1
+            except UnsupportedError:  # a method its architecture cannot run, refused by name (#27: smoke_decoders)
+                refused += 1
     assert checked + refused == len(jobs) and (checked or tasks), (preset, jobs)
 
 
