@@ -6,7 +6,7 @@ records, and no caller can forget `validate` or `finalize`. Order (each step nee
 
     method from its config (train.lr replaces method.lr when set)   -> `method_from_config`
     model from its config, seeded                                    -> bench.models.build_model
-    method.unsupported_reason(backbone config)                       -> UnsupportedError (bench/support.py)
+    method.unsupported_reason(backbone config)                       -> UnsupportedError (bench/methods/support.py)
     method.validate(backbone config, max_seq_len)                    -> ConfigError before training
     method.apply, method.finalize (the head trains in every method)
     model.pass_token_type_ids = method.uses_token_type_ids           (the method's declaration)
@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from bench.measure import count_params
 from bench.methods import Method
 from bench.models import build_model, head_counting
-from bench.support import refuse_unsupported
+from bench.methods.support import refuse_unsupported
 
 
 @dataclass
@@ -76,7 +76,7 @@ def build_cell(model_cfg, method: Method, num_labels: int, seed: int, max_seq_le
         ctx = init_empty_weights(include_buffers=False)
     with ctx:
         built = build_model(model_cfg, num_labels, seed)
-        refuse_unsupported(method, built.backbone_config)  # the method's own declaration (bench/support.py)
+        refuse_unsupported(method, built.backbone_config)  # the method's own declaration (bench/methods/support.py)
         method.validate(built.backbone_config, int(max_seq_len))
         method.apply(built.model)
         method.finalize(built.model)

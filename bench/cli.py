@@ -132,10 +132,10 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
 
 
 def refused(cfg: DictConfig, overrides: list[str], exc) -> None:
-    """A cell whose method cannot run on its architecture (bench/support.py): said in the log and in
+    """A cell whose method cannot run on its architecture (bench/methods/support.py): said in the log and in
     this invocation's ledger, so the sweep's summary lists it; no record, no work (#27)."""
-    from bench.execute import _ledger
-    from bench.labels import method_label
+    from bench.sweep.execute import _ledger
+    from bench.config.method_labels import method_label
 
     cell = f"{cfg.model.name} / {cfg.task.name} / {method_label(cfg, overrides)} / seed {cfg.train.seed}"
     log.error("refused: %s: %s", cell, exc)

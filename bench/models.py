@@ -10,7 +10,7 @@ count the same closed form for every architecture: `H * C + C`.
 `model.head=native`: the architecture's own sequence-classification head, as transformers builds it
 in `*ForSequenceClassification` (RoBERTa: dense + tanh + out_proj on <s>; BERT: the pretrained pooler
 + dropout + linear; DistilBERT: pre_classifier + ReLU + linear; DeBERTa: ContextPooler + linear;
-decoders (bench/decoders.py): `score`, H*C without bias, on the last real token), so
+decoders (bench/methods/architectures.py): `score`, H*C without bias, on the last real token), so
 published setups run with the head they trained and the harness prints the trainable count that
 peft prints for them (`bench/params.py`, tests/test_native_head.py). The runner's interface is kept:
 `model.head` is the trainable head, `model.backbone` the encoder, `model.features` the head's input.
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.decoders import is_decoder, set_padding
+from bench.methods.architectures import is_decoder, set_padding
 from bench.errors import ConfigError
 from bench.settings import check_value
 
@@ -86,7 +86,7 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, poole
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
     if pooling == "cls":
         return hidden[:, max(extra, 0)]
-    if pooling == "last":  # decoders (bench/decoders.py): the rightmost attended position, the last real token
+    if pooling == "last":  # decoders (bench/methods/architectures.py): the rightmost attended position, the last real token
         positions = torch.arange(hidden.shape[1], device=hidden.device)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), (positions * attention_mask).argmax(1)]
     if pooling == "pooler":
@@ -218,7 +218,7 @@ class SequenceClassifier(nn.Module):
         self.head = head if head is not None else ClassificationHead(hidden_size, num_labels, dropout)
         self.head_kind = "native" if isinstance(self.head, NativeHead) else "uniform"
         self.pass_token_type_ids = True
-        self.takes_token_type_ids = True  # the architecture's: False for decoders (bench/decoders.py)
+        self.takes_token_type_ids = True  # the architecture's: False for decoders (bench/methods/architectures.py)
 
     def features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -11,7 +11,7 @@ trained here on the first 20,000 SST-2 training sentences, 512 tokens each:
 - tiny-llama behaves like a Llama tokenizer: `<unk>` 0, `<s>` 1, `</s>` 2, `<s>` is added before each
   text (pair: `<s> A <s> B`, as LlamaTokenizerFast builds it), and there is no pad token.
 
-Neither defines a pad token on purpose: the harness must set one (bench/decoders.py), as it must for
+Neither defines a pad token on purpose: the harness must set one (bench/methods/architectures.py), as it must for
 the real GPT-2 and SmolLM2. Rerun (`python scripts/make_tiny_tokenizers.py`) only to change them; the
 files it writes are the shipped ones (about 30 KB each).
 

@@ -13,11 +13,12 @@ import torch
 from clitools import REPO, run_bench
 from omegaconf import OmegaConf
 
-from bench.cell import build_cell
+from bench.models.build import build_cell
 from bench.errors import UnsupportedError
-from bench.models import CONFIG_DIR, build_model, pool
+from bench.models.backbones import CONFIG_DIR, build_model, pool
 from bench.params import compose_config, measure
-from bench.settings import check, check_method
+from bench.recipe.validate import check
+from bench.methods.validate import check_method
 
 TINY = ("tiny_gpt2", "tiny_llama")
 METHODS = REPO / "conf" / "method"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.decoders import is_decoder, layout, sublayer_outputs
+from bench.methods.architectures import is_decoder, layout, sublayer_outputs
 from bench.errors import ConfigError
 from bench.methods.base import Method, check_positive_int, freeze
 
@@ -100,7 +100,7 @@ class Adapter(Method):
 
     def _apply_to_decoder(self, model: nn.Module, hidden: int) -> nn.Module:
         """The same placement in a (pre-norm) decoder layer: on the attention output projection's and the
-        feed-forward output projection's outputs, before the residual add (bench/decoders.py names them
+        feed-forward output projection's outputs, before the residual add (bench/methods/architectures.py names them
         per architecture); `train_layernorm` trains the norm in front of each adapted sublayer."""
         config = model.backbone.config
         norms = dict(zip(("attention", "ffn"), layout(config).norms, strict=True))

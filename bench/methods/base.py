@@ -10,7 +10,7 @@ with defaults), never its name:
 - `uses_token_type_ids`: whether the (possibly wrapped) backbone takes segment ids;
 - `unsupported_reason(backbone_config)`: why the method cannot run on an architecture (a decoder
   without biases for BitFit, GPT-2's Conv1D layers for a tuner peft implements for nn.Linear only), or
-  None; read before any work (bench.settings.check, bench.cell.build_cell), so a refused cell names
+  None; read before any work (bench.recipe.validate.check, bench.models.build.build_cell), so a refused cell names
   the method and the architecture instead of failing inside peft (#27);
 - `delta_holds`: what `save_delta` writes, in words (the record's `storage.what`);
 - `delta_format`: "peft" (a peft adapter folder: `adapter_model.safetensors`, the backbone wrapped by
@@ -90,7 +90,7 @@ class Method:
     def unsupported_reason(self, backbone_config) -> str | None:
         """Why this method cannot run on the architecture of `backbone_config` (a transformers config),
         in words, or None (the default: it runs on every backbone the harness builds). Read before any
-        work; bench.cell.refuse_unsupported turns a reason into the user's error."""
+        work; bench.models.build.refuse_unsupported turns a reason into the user's error."""
         return None
 
     # -- settings -------------------------------------------------------------------------------

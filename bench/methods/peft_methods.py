@@ -51,7 +51,7 @@ class PeftMethod(Method):
         from peft import get_peft_model
 
         from bench.errors import UnsupportedError
-        from bench.support import architecture_name
+        from bench.methods.support import architecture_name
 
         config = self.peft_config(model.backbone.config)
         try:

@@ -147,7 +147,7 @@ class PeftTuner(PeftMethod):
     def unsupported_reason(self, backbone_config) -> str | None:
         """GPT-2's Conv1D projections for a tuner peft implements for nn.Linear only (CONV1D_UNSUPPORTED),
         then the default-target rule of every peft method."""
-        from bench.decoders import uses_conv1d
+        from bench.methods.architectures import uses_conv1d
 
         init = str(self.fields.get("init_lora_weights", "")).lower()
         if uses_conv1d(backbone_config) and (self.peft_type in CONV1D_UNSUPPORTED or

@@ -49,7 +49,7 @@ class BitFit(Method):
     def unsupported_reason(self, backbone_config) -> str | None:
         """Llama-style decoders (Llama, SmolLM2, Mistral) have no bias terms at all: BitFit would train
         the head alone, a head-only run under another name."""
-        from bench.support import bias_count
+        from bench.methods.support import bias_count
 
         if bias_count(backbone_config) == 0:
             return ("the backbone has no bias parameters (counted on a build from its config: 0; Llama-style decoders "

@@ -3,7 +3,7 @@
 What a decoder needs that an encoder does not, in one place:
 
 - **The last real token.** A causal model's only summary of the whole text is the state of its last
-  token, so decoders pool `last` (bench.models.pool): the rightmost position the attention mask
+  token, so decoders pool `last` (bench.models.backbones.pool): the rightmost position the attention mask
   marks, which with right padding is the last real token. transformers' `*ForSequenceClassification`
   finds it as the rightmost token whose id is not `config.pad_token_id`; the two agree whenever the
   pad id occurs only as padding (the tokenizers here never emit it inside a text).

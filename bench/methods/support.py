@@ -4,12 +4,12 @@ A method that cannot run on a backbone (BitFit on a Llama, which has no bias ter
 written for `nn.Linear` on GPT-2, whose projections are `Conv1D`) would otherwise fail somewhere
 inside peft, after the model was built, with peft's words. Each method class declares instead why it
 cannot run (`bench.methods.Method.unsupported_reason(backbone_config)`, None when it can), and the
-harness asks before any work: `bench.settings.check` (every job of a sweep, before the first one
-starts; `python -m bench` exits 2) and again in `bench.cell.build_cell` (every other caller). The
+harness asks before any work: `bench.recipe.validate.check` (every job of a sweep, before the first one
+starts; `python -m bench` exits 2) and again in `bench.models.build.build_cell` (every other caller). The
 error (bench.errors.UnsupportedError) names the method and the architecture. The runner never tests
 a method's name.
 
-The backbone config is read here the way bench.models.build_model reads it (shipped configs, local
+The backbone config is read here the way bench.models.backbones.build_model reads it (shipped configs, local
 folders, hub ids when online); when it cannot be read (a hub id offline with pretrained weights
 asked for), the check is left to the cell's build, which reports that problem itself.
 """
@@ -30,37 +30,6 @@ def refuse_unsupported(method, config) -> None:
     reason = method.unsupported_reason(config)
     if reason:
         raise UnsupportedError(f"method={method.name} cannot run on {architecture_name(config)}: {reason}")
-
-
-def backbone_config(model_cfg):
-    """The transformers config bench.models.build_model will build from, or None when it cannot be
-    read without weights or network (the cell's build then says why)."""
-    from transformers import AutoConfig
-
-    from bench.errors import ConfigError
-    from bench.models import CONFIG_DIR, resolve_source
-
-    overrides = dict(model_cfg.get("config_overrides") or {})
-    try:
-        source = resolve_source(str(model_cfg.source))
-    except ConfigError:
-        return None
-    shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
-    for where in (source, str(shipped) if not model_cfg.get("pretrained", True) else None):
-        if where is None or (where == str(shipped) and not (shipped / "config.json").exists()):
-            continue
-        try:
-            return AutoConfig.from_pretrained(where, **overrides)
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def check_supported(method, model_cfg) -> None:
-    """`refuse_unsupported` for a model config (bench.settings.check): before anything is built."""
-    config = backbone_config(model_cfg)
-    if config is not None:
-        refuse_unsupported(method, config)
 
 
 _BIASES: dict[str, int] = {}
