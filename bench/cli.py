@@ -51,6 +51,7 @@ class SummaryCallback(Callback):
         print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped'] - busy} skipped (already done)"
               + (f", {busy} skipped (running elsewhere)" if busy else "")
               + (f", {counts['interrupted']} interrupted" if counts.get("interrupted") else "")
+              + (f", {counts['refused']} refused (method and architecture named above)" if counts.get("refused") else "")
               + f"; records in {sweep_dir}")
         if counts["failed"] or counts.get("interrupted"):
             _STATE["exit"] = max(_STATE["exit"], 1)
@@ -88,7 +89,7 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from bench.errors import ConfigError
+    from bench.errors import ConfigError, UnsupportedError
     from bench.recipe.validate import check
     from bench.sweep.study import planned_cells
 
@@ -109,11 +110,24 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
             job_cfg = loader.load_sweep_config(config, list(job))
             check(job_cfg)
             cells += planned_cells(job_cfg)
+        except UnsupportedError:  # a method refused on this architecture: that job says so, the others run (#27)
+            continue
         except ConfigError as exc:
             errors.setdefault(str(exc), f"{exc} [job: {' '.join(job) or 'no overrides'}]")
         except Exception:  # noqa: BLE001 - a job that does not compose fails when it starts, as before
             return list(errors.values()), None
     return list(errors.values()), cells or None
+
+
+def refused(cfg: DictConfig, overrides: list[str], exc) -> None:
+    """A cell whose method cannot run on its architecture (bench/methods/support.py): said in the log and in
+    this invocation's ledger, so the sweep's summary lists it; no record, no work (#27)."""
+    from bench.config.method_labels import method_label
+    from bench.sweep.execute import _ledger
+
+    cell = f"{cfg.model.name} / {cfg.task.name} / {method_label(cfg, overrides)} / seed {cfg.train.seed}"
+    log.error("refused: %s: %s", cell, exc)
+    _ledger(cfg, {"status": "refused", "path": "", "cell": cell, "why": str(exc)})
 
 
 def _parallel_cells(hc) -> int:
@@ -147,11 +161,15 @@ def _hydra_main(cfg: DictConfig) -> str:
         overrides, parallel, multirun = [], 1, False
     # Set on every job (a joblib worker runs several), never inherited from an earlier invocation.
     os.environ[PARALLEL_CELLS_ENV] = str(parallel)
-    from bench.errors import ConfigError
+    from bench.errors import ConfigError, UnsupportedError
     from bench.recipe.validate import check
 
     try:
         check(cfg)  # before any work: a bad option writes no record and no folder
+    except UnsupportedError as exc:
+        refused(cfg, overrides, exc)
+        _STATE["exit"] = 2
+        return "refused"
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         _STATE["exit"] = 2

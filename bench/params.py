@@ -42,7 +42,7 @@ KINDS = (
     ("prompt/prefix", lambda n: "prompt_encoder" in n),
     ("ia3", lambda n: ".ia3_" in n),
     ("embeddings", lambda n: ".embeddings." in n and "LayerNorm" not in n),
-    ("layernorm", lambda n: "LayerNorm" in n or "layer_norm" in n or ".norm." in n),
+    ("layernorm", lambda n: "LayerNorm" in n or "layer_norm" in n or ".norm." in n or "layernorm" in n or ".ln_" in n),
     ("bias", lambda n: n.endswith(".bias")),
     ("weight", lambda n: True),
 )
@@ -86,7 +86,9 @@ def reference_quantities(model, config, num_labels: int) -> dict[str, int]:
     H*C+C), every LayerNorm of the backbone, and the position/token-type embedding tables."""
     H = int(config.hidden_size)
     backbone = model.backbone.get_base_model() if hasattr(model.backbone, "get_base_model") else model.backbone
-    norms = [p for n, p in backbone.named_parameters() if "LayerNorm" in n or "layer_norm" in n]
+    norms = [p for n, p in backbone.named_parameters()  # decoders (#27): ln_1/ln_f, *_layernorm, norm
+             if "LayerNorm" in n or "layer_norm" in n or "layernorm" in n or n.startswith(("ln_", "norm."))
+             or ".ln_" in n]
     pos = [p for n, p in backbone.named_parameters()
            if "position_embeddings" in n or "token_type_embeddings" in n]
     has_pooler_arch = getattr(config, "model_type", "") in ("bert", "roberta")

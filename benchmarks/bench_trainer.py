@@ -51,9 +51,11 @@ TASK = "sst2"
 
 
 def _conf(name: str) -> dict:
-    import yaml
+    """A config file as an encoder run resolves it (method/lora.yaml reads `model.peft_targets`: #27)."""
+    from omegaconf import OmegaConf
 
-    return yaml.safe_load((ROOT / "conf" / f"{name}.yaml").read_text(encoding="utf-8"))
+    node = OmegaConf.create({"model": {}, "it": OmegaConf.load(ROOT / "conf" / f"{name}.yaml")})
+    return OmegaConf.to_container(node.it, resolve=True)
 
 
 _TRAIN, _LORA = _conf("train/default"), _conf("method/lora")

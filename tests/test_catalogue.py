@@ -30,7 +30,9 @@ TASK = {"name": "toy", "kind": "classification", "text_fields": ["sentence"], "l
 
 
 def yaml_cfg(name: str, **over) -> dict:
-    return {**OmegaConf.to_container(OmegaConf.load(METHOD_DIR / f"{name}.yaml")), **over}
+    """The YAML as an encoder's run resolves it (osf, ln_tuning read `model.peft_targets`, absent here: #27)."""
+    node = OmegaConf.create({"model": {}, "method": OmegaConf.load(METHOD_DIR / f"{name}.yaml")})
+    return {**OmegaConf.to_container(node.method, resolve=True), **over}
 
 
 def build(name: str, arch: str = "tiny-bert", **over):

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from bench.config.confdir import conf_dir
 from bench.config.schema import check_value
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UnsupportedError
 from bench.recipe.trackers import BACKENDS
 from bench.recipe.validate import check
 
@@ -86,8 +86,11 @@ def test_every_preset_composes_and_checks(hydra_dir, preset):
                 check(cfg)
             refused += 1
         else:
-            check(cfg)
-            checked += 1
+            try:
+                check(cfg)
+                checked += 1
+            except UnsupportedError:  # a method its architecture cannot run, refused by name (#27: smoke_decoders)
+                refused += 1
     assert checked + refused == len(jobs) and (checked or tasks), (preset, jobs)
 
 

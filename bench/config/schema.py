@@ -155,10 +155,15 @@ class ModelSettings:
     source: str = opt(TEXT)
     tokenizer: str | None = opt(nullable(TEXT, "same as source"), None)
     pretrained: bool = opt(BOOL, True)
-    pooling: str = opt(choice("mean", "cls", "pooler"), "mean")
+    pooling: str = opt(choice("mean", "cls", "pooler", "last"), "mean")
     head: str = opt(choice("uniform", "native"), "uniform")
     head_dropout: float = opt(number(0, 1), 0.1)
     config_overrides: dict = opt(MAPPING, None)  # noqa: RUF009 - opt() is a field()
+    # present (null) on the decoders (#27): the method YAMLs that name encoder modules (lora, osf: query, value;
+    # ln_tuning: LayerNorm) read it, `${oc.select:model.peft_targets,<encoder names>}`, and so target peft's
+    # default for the architecture there; absent on the encoders, whose resolved configs (and hashes) stay as before
+    peft_targets: None = opt(Rule("null (peft's default targets for the architecture), or leave the key out",
+                                  lambda v: v is None), None)
 
 
 @dataclass(kw_only=True)

@@ -10,6 +10,11 @@ Each adapter is `x + up(act(down(x)))` with `up` initialised to zero, so the mod
 the pretrained function. Parameters per adapter: `2*H*m + H + m` (two weight matrices and biases).
 Houlsby et al. also train LayerNorm; that is `train_layernorm` (off by default so the count is the
 adapters alone; the record and `bench.params` show both).
+
+Decoders (#27: GPT-2, GPT-NeoX, Llama, Qwen2): the same two places in each decoder layer, the outputs
+of the attention output projection (`attn.c_proj`, `attention.dense`, `self_attn.o_proj`) and of the
+feed-forward output projection (`mlp.c_proj`, `mlp.dense_4h_to_h`, `mlp.down_proj`), before the
+residual add; these layers are pre-norm, so there is no LayerNorm after the add to place it before.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
+from bench.methods.architectures import is_decoder, layout, sublayer_outputs
 from bench.methods.base import Method, check_positive_int, freeze
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
@@ -72,6 +78,8 @@ class Adapter(Method):
     def apply(self, model: nn.Module) -> nn.Module:
         freeze(model.backbone)
         hidden = model.head.out.in_features
+        if is_decoder(model.backbone.config):
+            return self._apply_to_decoder(model, hidden)
         placed = 0
         for kind, _, mod in _sublayer_outputs(model.backbone):
             if kind not in self.placements:
@@ -88,6 +96,22 @@ class Adapter(Method):
                 f"method={self.name}: the backbone ({type(model.backbone).__name__}) has no BERT-style "
                 "*SelfOutput/*Output blocks (dense + LayerNorm) to place adapters after"
             )
+        return model
+
+    def _apply_to_decoder(self, model: nn.Module, hidden: int) -> nn.Module:
+        """The same placement in a (pre-norm) decoder layer: on the attention output projection's and the
+        feed-forward output projection's outputs, before the residual add (bench/methods/architectures.py names them
+        per architecture); `train_layernorm` trains the norm in front of each adapted sublayer."""
+        config = model.backbone.config
+        norms = dict(zip(("attention", "ffn"), layout(config).norms, strict=True))
+        for kind, layer, proj in sublayer_outputs(model.backbone, config):
+            if kind not in self.placements:
+                continue
+            proj.adapter = Bottleneck(hidden, self.size, self.activation)
+            proj.register_forward_hook(_apply_adapter(proj))
+            if self.train_layernorm:
+                for p in layer.get_submodule(norms[kind]).parameters():
+                    p.requires_grad_(True)
         return model
 
 

@@ -8,6 +8,10 @@ with defaults), never its name:
 - `frozen_backbone`: the backbone is frozen and unchanged, so it runs in eval mode (no dropout);
 - `trains_on_cached_features`: the head trains on pooled features computed once (needs a frozen backbone);
 - `uses_token_type_ids`: whether the (possibly wrapped) backbone takes segment ids;
+- `unsupported_reason(backbone_config)`: why the method cannot run on an architecture (a decoder
+  without biases for BitFit, GPT-2's Conv1D layers for a tuner peft implements for nn.Linear only), or
+  None; read before any work (bench.recipe.validate.check, bench.models.build.build_cell), so a refused cell names
+  the method and the architecture instead of failing inside peft (#27);
 - `delta_holds`: what `save_delta` writes, in words (the record's `storage.what`);
 - `delta_format`: "peft" (a peft adapter folder: `adapter_model.safetensors`, the backbone wrapped by
   peft) or "tensors" (`delta.safetensors` of the trainable tensors); readers that load part of a delta
@@ -82,6 +86,12 @@ class Method:
         """True when the runner may compute the pooled backbone features once and train the head on
         them: exact only for a frozen backbone in eval mode (`frozen_backbone`)."""
         return False
+
+    def unsupported_reason(self, backbone_config) -> str | None:
+        """Why this method cannot run on the architecture of `backbone_config` (a transformers config),
+        in words, or None (the default: it runs on every backbone the harness builds). Read before any
+        work; bench.models.build.refuse_unsupported turns a reason into the user's error."""
+        return None
 
     # -- settings -------------------------------------------------------------------------------
     @classmethod

@@ -29,14 +29,44 @@ class PeftMethod(Method):
     def peft_config(self, backbone_config):
         raise NotImplementedError
 
+    def unsupported_reason(self, backbone_config) -> str | None:
+        """A tuner left at peft's default targets on an architecture peft has no default for (BEFT on
+        GPT-2): peft would stop with "Please specify `target_modules`"."""
+        from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+
+        try:
+            cfg = self.peft_config(backbone_config)
+        except (TypeError, ValueError):  # impossible settings: validate() says which
+            return None
+        if cfg is None or getattr(cfg, "target_modules", "n/a") is not None:
+            return None
+        mapping = getattr(PEFT_TYPE_TO_TUNER_MAPPING.get(cfg.peft_type), "target_module_mapping", None)
+        model_type = str(getattr(backbone_config, "model_type", ""))
+        if mapping is not None and model_type not in mapping:
+            return (f"peft has no default target modules of {cfg.peft_type.value} for {model_type!r}; name them with "
+                    "method.target_modules=[...]")
+        return None
+
     def apply(self, model: nn.Module) -> nn.Module:
         from peft import get_peft_model
+
+        from bench.errors import UnsupportedError
+        from bench.methods.support import architecture_name
 
         config = self.peft_config(model.backbone.config)
         try:
             model.backbone = get_peft_model(model.backbone, config)
         except ValueError as exc:  # peft names missing target modules in its message
             raise ConfigError(f"method={self.name}: peft could not apply {type(config).__name__}: {exc}") from None
+        except (TypeError, NotImplementedError) as exc:  # a layer type the tuner does not implement (#27)
+            if any(p.is_meta for p in model.backbone.parameters()):
+                raise  # an initialisation that reads weights, on the meta device (bench.params retries on real ones)
+            raise UnsupportedError(f"method={self.name} cannot run on {architecture_name(model.backbone.config)}: "
+                                   f"peft's {type(config).__name__} does not support its layers: {exc}") from None
+        if not any(p.requires_grad for p in model.backbone.parameters()):  # a tuner that skipped every target
+            raise UnsupportedError(f"method={self.name} cannot run on {architecture_name(model.backbone.config)}: "
+                                   f"peft's {type(config).__name__} made no parameter of the backbone trainable "
+                                   "(it skips layer types it does not implement)")
         return model
 
     def delta_state_dict(self, model: nn.Module):

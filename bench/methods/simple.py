@@ -46,6 +46,16 @@ class BitFit(Method):
 
     name = "bitfit"
 
+    def unsupported_reason(self, backbone_config) -> str | None:
+        """Llama-style decoders (Llama, SmolLM2, Mistral) have no bias terms at all: BitFit would train
+        the head alone, a head-only run under another name."""
+        from bench.methods.support import bias_count
+
+        if bias_count(backbone_config) == 0:
+            return ("the backbone has no bias parameters (counted on a build from its config: 0; Llama-style decoders "
+                    "have none), so BitFit would train the head alone: use method=head_only for that")
+        return None
+
     def apply(self, model: nn.Module) -> nn.Module:
         for n, p in model.backbone.named_parameters():
             p.requires_grad_(n.endswith(".bias"))

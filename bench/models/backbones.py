@@ -9,7 +9,8 @@ count the same closed form for every architecture: `H * C + C`.
 
 `model.head=native`: the architecture's own sequence-classification head, as transformers builds it
 in `*ForSequenceClassification` (RoBERTa: dense + tanh + out_proj on <s>; BERT: the pretrained pooler
-+ dropout + linear; DistilBERT: pre_classifier + ReLU + linear; DeBERTa: ContextPooler + linear), so
++ dropout + linear; DistilBERT: pre_classifier + ReLU + linear; DeBERTa: ContextPooler + linear;
+decoders (bench/methods/architectures.py): `score`, H*C without bias, on the last real token), so
 published setups run with the head they trained and the harness prints the trainable count that
 peft prints for them (`bench/params.py`, tests/test_native_head.py). The runner's interface is kept:
 `model.head` is the trainable head, `model.backbone` the encoder, `model.features` the head's input.
@@ -26,11 +27,12 @@ from torch import nn
 
 from bench.config.schema import check_value
 from bench.errors import ConfigError
+from bench.methods.architectures import is_decoder, set_padding
 from bench.models.levers import check_4bit, quantization_kwargs, quantize_random
 
 log = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "cls", "pooler")
+POOLINGS = ("mean", "cls", "pooler", "last")
 HEADS = ("uniform", "native")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "model_configs"
 
@@ -85,6 +87,9 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, poole
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
     if pooling == "cls":
         return hidden[:, max(extra, 0)]
+    if pooling == "last":  # decoders (bench/methods/architectures.py): the rightmost attended position, the last real token
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), (positions * attention_mask).argmax(1)]
     if pooling == "pooler":
         if pooler_output is None:
             raise ConfigError("model.pooling=pooler: this backbone has no pooler output; use mean or cls")
@@ -100,6 +105,8 @@ NATIVE = {
     "roberta": ("roberta", "cls"), "xlm-roberta": ("roberta", "cls"), "camembert": ("roberta", "cls"),
     "distilbert": ("distilbert", "cls"),
     "deberta": ("deberta", "cls"), "deberta-v2": ("deberta", "cls"),
+    # decoders (#27): `score` (H*C, no bias) on the last real token, as GPT2/GPTNeoX/Llama/Qwen2ForSequenceClassification
+    **{t: ("decoder", "last") for t in ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3")},
 }
 
 
@@ -112,7 +119,10 @@ class NativeHead(nn.Module):
         super().__init__()
         self.family, _ = native_spec(config)
         parts = _sequence_classification_parts(config, num_labels)
-        self.classifier = parts["classifier"]
+        if self.family == "decoder":
+            self.score = parts["score"]
+        else:
+            self.classifier = parts["classifier"]
         if self.family in ("bert", "distilbert", "deberta"):
             self.dropout = parts["dropout"]
         if self.family == "distilbert":
@@ -124,9 +134,13 @@ class NativeHead(nn.Module):
     @property
     def out(self) -> nn.Linear:
         """The final linear layer (`in_features` = the width the head reads, as for the uniform head)."""
+        if self.family == "decoder":
+            return self.score
         return self.classifier.out_proj if self.family == "roberta" else self.classifier
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.family == "decoder":  # *ForSequenceClassification: score on the last real token's state
+            return self.score(pooled)
         if self.family == "roberta":  # RobertaClassificationHead reads features[:, 0, :]
             return self.classifier(pooled.unsqueeze(1))
         if self.family == "distilbert":
@@ -159,6 +173,10 @@ def _sequence_classification_parts(config, num_labels: int) -> dict:
         if hasattr(small, attr):
             setattr(small, attr, 0)
     small.vocab_size = int(getattr(small, "pad_token_id", None) or 0) + 2
+    if native_spec(config)[0] == "decoder":  # a pad id may be 150k (Qwen): a 2-row table, the head is the same
+        small.vocab_size, small.pad_token_id = 2, None
+        if getattr(small, "layer_types", None) is not None:  # Qwen2/Llama-style per-layer lists follow the layer count
+            small.layer_types = []
     cls_model = AutoModelForSequenceClassification.from_config(small)
     prefix = cls_model.base_model_prefix
     parts = {name: mod for name, mod in cls_model.named_children() if name != prefix}
@@ -201,10 +219,11 @@ class SequenceClassifier(nn.Module):
         self.head = head if head is not None else ClassificationHead(hidden_size, num_labels, dropout)
         self.head_kind = "native" if isinstance(self.head, NativeHead) else "uniform"
         self.pass_token_type_ids = True
+        self.takes_token_type_ids = True  # the architecture's: False for decoders (bench/methods/architectures.py)
 
     def features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None and self.pass_token_type_ids:
+        if token_type_ids is not None and self.pass_token_type_ids and self.takes_token_type_ids:
             kwargs["token_type_ids"] = token_type_ids
         out = self.backbone(**kwargs)
         return pool(out.last_hidden_state, attention_mask, self.pooling, getattr(out, "pooler_output", None))
@@ -310,8 +329,12 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
             f"model.tokenizer={tok_name!r} has {len(tokenizer)} tokens but the model's vocab_size is "
             f"{config.vocab_size}; pick a matching tokenizer"
         )
+    if is_decoder(config):  # right padding with a pad id the config knows, set after the backbone is built
+        log.info("%s: %s", config.model_type, set_padding(config, tokenizer))
+        backbone.config.pad_token_id = config.pad_token_id
     torch.manual_seed(seed + 1)
     head = NativeHead(config, num_labels) if head_kind == "native" else None
     model = SequenceClassifier(backbone, config.hidden_size, num_labels, pooling, float(model_cfg.get("head_dropout", 0.1)),
                                head=head)
+    model.takes_token_type_ids = not is_decoder(config)
     return Built(model, tokenizer, config, source, tok_source)

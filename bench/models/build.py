@@ -6,6 +6,7 @@ records, and no caller can forget `validate` or `finalize`. Order (each step nee
 
     method from its config (train.lr replaces method.lr when set)   -> `method_from_config`
     model from its config, seeded                                    -> bench.models.backbones.build_model
+    method.unsupported_reason(backbone config)                       -> UnsupportedError (bench/methods/support.py)
     method.validate(backbone config, max_seq_len)                    -> ConfigError before training
     method.apply, method.finalize (the head trains in every method)
     model.pass_token_type_ids = method.uses_token_type_ids           (the method's declaration)
@@ -24,6 +25,7 @@ from omegaconf import OmegaConf
 
 from bench.measure.counts import count_params
 from bench.methods import Method
+from bench.methods.support import refuse_unsupported
 from bench.models.backbones import build_model, head_counting
 from bench.models.levers import cast_frozen, prepare_kbit
 
@@ -76,6 +78,7 @@ def build_cell(model_cfg, method: Method, num_labels: int, seed: int, max_seq_le
         ctx = init_empty_weights(include_buffers=False)
     with ctx:
         built = build_model(model_cfg, num_labels, seed, weights_dtype)
+        refuse_unsupported(method, built.backbone_config)  # the method's own declaration (bench/methods/support.py)
         method.validate(built.backbone_config, int(max_seq_len))
         prepare_kbit(built.model)  # a 4-bit base (train.weights_dtype=nf4): peft's preparation, before the method
         method.apply(built.model)

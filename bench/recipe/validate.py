@@ -77,6 +77,9 @@ def check(cfg, *, whole_job: bool = True):
         raise ConfigError("method: missing (choose one: method=<name>)")
     choice = OmegaConf.select(cfg, "hydra.runtime.choices.method", default=None)  # a sweep's job config
     method = method_from_config(cfg, where=method_source(choice) if choice else None)
+    from bench.models.support import check_supported
+
+    check_supported(method, cfg.model)  # a method that cannot run on this architecture, refused by name (#27)
     from bench.models.levers import check_levers
     from bench.recipe.trackers import check_logger
     from bench.training.data_parallel import check_nproc

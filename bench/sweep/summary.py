@@ -41,6 +41,10 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             counts["running elsewhere"] = counts.get("running elsewhere", 0) + 1
             rows.append((e["cell"], "skipped (running elsewhere)", "-", "-", "-", "-", "-"))
             continue
+        if e["status"] == "refused":  # the method cannot run on this architecture (bench/methods/support.py, #27)
+            why = str(e.get("why", "")).partition(" cannot run on ")[2] or str(e.get("why", ""))
+            rows.append((e["cell"], "refused", why[:90], "-", "-", "-", "-"))
+            continue
         if rec is None:
             rows.append((e["cell"], e["status"], "-", "-", "-", "-", "-"))
             continue
