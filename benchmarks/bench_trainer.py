@@ -2,7 +2,7 @@
 """Benchmark: one `bench` cell end to end versus the transformers Trainer + peft script a user
 would write for the same cell.
 
-Same cell on both sides: SST-2, the same training rows (bench.data.tasks.subsample with the same seed,
+Same cell on both sides: SST-2, the same training rows (bench.data.sampling.subsample with the same seed,
 first N by that seeded choice), the whole dev split, bundled MiniLM, LoRA r=8 alpha=16 dropout 0.1
 on query,value, 3 epochs, batch 32 (eval 128), bench's LoRA default rate (read from
 conf/method/lora.yaml, as are the other settings from conf/train/default.yaml), warm-up 6 % then
@@ -187,7 +187,7 @@ def run_bench(samples: int, work: Path, tag: str, max_eval: int | None, variant:
 
 def run_trainer(samples: int, grouped: bool, work: Path, tag: str, max_eval: int | None) -> dict:
     out = work / f"{tag}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "trainer", "--samples", str(samples), "--out", str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.bench_trainer", "--child", "trainer", "--samples", str(samples), "--out", str(out)]
     if grouped:
         cmd.append("--grouped")
     if max_eval:
@@ -242,8 +242,9 @@ def summarize(results: dict[str, list[dict]], variants: list[str]) -> None:
     for g, m in med.items():
         print(f"{g:16s} {len(groups[g]):4d} {m['wall_s']:8.1f} {m['in_process_s']:10.1f} {m['train_s']:8.1f} {m['eval_s']:7.1f} "
               f"{m['accuracy']:9.4f} {groups[g][0]['trainable']:10d}")
-    for b in [g for g in med if g.startswith("bench") and g != "bench_noinf"]:
-        for v in [x for x in variants if not x.startswith("bench")] + (["bench_noinf"] if "bench_noinf" in med else []):
+    trainers = [x for x in variants if not x.startswith("bench")]
+    for b in [g for g in med if g.startswith("bench")]:  # bench_noinf too: like-for-like with a Trainer
+        for v in trainers + (["bench_noinf"] if "bench_noinf" in med and b != "bench_noinf" else []):
             print(f"{b} / {v}: wall {med[b]['wall_s'] / med[v]['wall_s']:.3f}, in-process "
                   f"{med[b]['in_process_s'] / med[v]['in_process_s']:.3f}, training loop "
                   f"{med[b]['train_s'] / med[v]['train_s']:.3f}, eval {med[b]['eval_s'] / med[v]['eval_s']:.3f}; "
@@ -279,7 +280,7 @@ def main(argv=None) -> int:
     variants = args.variants.split(",")
     print("== bench_trainer: a bench cell vs the transformers Trainer + peft script for the same cell")
     print(machine_line())
-    print(f"cell: {TASK}, lora r=8 alpha=16 on query,value, {args.samples} train rows (bench.data.tasks.subsample seed "
+    print(f"cell: {TASK}, lora r=8 alpha=16 on query,value, {args.samples} train rows (bench.data.sampling.subsample seed "
           f"{SEED}), {EPOCHS} epochs, batch {BATCH}, lr {LR}, warm-up {WARMUP}, wd {WD}, clip {CLIP}, max len {MAXLEN}; "
           f"{'whole dev split' if not args.max_eval else f'{args.max_eval} dev rows'}; {args.repeats} repeats, variants alternate (order rotates)")
     print("cmd: python -m benchmarks.bench_trainer " + " ".join(argv if argv is not None else sys.argv[1:]))
