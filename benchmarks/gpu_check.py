@@ -121,9 +121,8 @@ def minimal_loop(model, batches, data, pad_id, lr, wd, warmup_ratio, clip, dev, 
 
 
 def harness_vs_minimal(dev, model_overrides: list[str], label: str, methods=("full", "lora"), n=3200, warmup=5):
-    from benchmarks.bench_overhead import Setup
-
     from bench.training.loop import train_model
+    from benchmarks.bench_overhead import Setup
 
     for meth in methods:
         setup = Setup(meth, n, 32, warmup, [*model_overrides, "train.precision=bf16"])

@@ -40,12 +40,12 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: gpu_profile profiles CUDA runs, nothing to do here", file=sys.stderr)
         return 2
-    from benchmarks.bench_overhead import Setup
-    from benchmarks.gpu_check import minimal_loop
     from torch.profiler import ProfilerActivity, profile
 
     from bench.measure.memory import PeakMemory
     from bench.training.loop import train_model
+    from benchmarks.bench_overhead import Setup
+    from benchmarks.gpu_check import minimal_loop
 
     dev = torch.device("cuda")
     print(torch.__version__, torch.cuda.get_device_name(dev), "threads", torch.get_num_threads(), flush=True)

@@ -142,7 +142,7 @@ def test_bench_overhead_tiny_run(glue_dir):
 def test_bench_optimizer_tiny_run(glue_dir):
     out = _bench(["benchmarks.bench_optimizer", "--steps", "3", "--threads", "1"], glue_dir)
     rows = re.findall(r"^  (\w+) .*AdamW step\s+([\d.]+) ms\s+clip_grad_norm_\s+([\d.]+) ms\s+weights sha256 (\w+)",
-                      out, re.M)
+                      out, re.MULTILINE)
     assert [r[0] for r in rows] == ["loop", "foreach", "fused"], out
     assert all(float(r[1]) > 0 for r in rows)
     assert rows[0][3] == rows[1][3]  # foreach (the harness's default) trains bit-identically to the loop
@@ -153,7 +153,7 @@ def test_bench_trainer_tiny_run(glue_dir):
                   "--max-eval", "16", "--repeats", "1"], glue_dir)
     m = re.search(r"bench_noinf / trainer: wall ([\d.]+), in-process ([\d.]+), training loop ([\d.]+)", out)
     assert m and all(float(x) > 0 for x in m.groups()), out[-3000:]
-    trainable = dict(re.findall(r"^(bench_noinf|trainer)\s+1\s+(?:[\d.]+\s+){5}(\d+)$", out, re.M))
+    trainable = dict(re.findall(r"^(bench_noinf|trainer)\s+1\s+(?:[\d.]+\s+){5}(\d+)$", out, re.MULTILINE))
     assert set(trainable) == {"bench_noinf", "trainer"}, out[-3000:]
     assert trainable["bench_noinf"] == trainable["trainer"]  # both sides train the same parameters
 
