@@ -25,7 +25,7 @@ evaluation, imports excluded), the training-loop time (bench time.train_s; Train
 train_runtime), and the dev metric of each.
 
 Usage: python -m benchmarks.bench_trainer [--samples 1000] [--repeats 2] [--variants bench,bench_noinf,trainer,trainer_grouped]
-       [--cache shared|fresh|none] [--bench-root OTHER_CHECKOUT]
+       [--cache shared|fresh|none] [--threads N] [--bench-root OTHER_CHECKOUT]
 """
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def child_env() -> dict:
 # The Trainer side: what a user would write (run as a child process).
 
 
-def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = None) -> None:
+def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = None,
+                  threads: int | None = None) -> None:
     import numpy as np
     import torch
     from datasets import Dataset
@@ -97,6 +98,8 @@ def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = 
     from bench.models.backbones import bundled_model_path
 
     tlog.set_verbosity_error()
+    if threads:
+        torch.set_num_threads(threads)
     t0 = time.perf_counter()
     # the same rows as bench: its task file and loader, its seeded subsample
     import yaml
@@ -150,7 +153,7 @@ BENCH_VARIANTS = {"bench": [], "bench_noinf": ["inference.enabled=false"]}
 
 
 def run_bench(samples: int, work: Path, tag: str, max_eval: int | None, variant: str = "bench",
-              cache_dir: Path | None = None, root: Path = ROOT) -> dict:
+              cache_dir: Path | None = None, root: Path = ROOT, threads: int | None = None) -> dict:
     """One `python -m bench` cell as its own process. `cache_dir`: the tokenisation and inference
     caches (bench/data/batching.py, bench/inference/cache.py); None = none (`cache_dir=null`), so every
     run tokenises and measures anew. `root`: the checkout whose bench runs (another commit's tree for
@@ -160,6 +163,7 @@ def run_bench(samples: int, work: Path, tag: str, max_eval: int | None, variant:
     res_dir, sweep = (work / "results", tag) if cache_dir is not None and cache_dir.name == "cache" else (work / tag, "cmp")
     cmd = [sys.executable, "-m", "bench", f"task={TASK}", "method=lora", f"train.max_train_samples={samples}",
            *BENCH_VARIANTS[variant], *([f"train.max_eval_samples={max_eval}"] if max_eval else []),
+           *([f"train.threads={threads}"] if threads else []),
            f"cache_dir={cache_dir if cache_dir is not None else 'null'}",
            f"results_dir={res_dir}", f"sweep_name={sweep}", "hydra.run.dir=" + str(work / "hydra" / tag)]
     t0 = time.perf_counter()
@@ -185,13 +189,16 @@ def run_bench(samples: int, work: Path, tag: str, max_eval: int | None, variant:
             "cmd": "python " + " ".join(x for x in cmd[1:] if not x.startswith(("results_dir=", "hydra.run.dir=", "cache_dir=")))}
 
 
-def run_trainer(samples: int, grouped: bool, work: Path, tag: str, max_eval: int | None) -> dict:
+def run_trainer(samples: int, grouped: bool, work: Path, tag: str, max_eval: int | None,
+                threads: int | None = None) -> dict:
     out = work / f"{tag}.json"
     cmd = [sys.executable, "-m", "benchmarks.bench_trainer", "--child", "trainer", "--samples", str(samples), "--out", str(out)]
     if grouped:
         cmd.append("--grouped")
     if max_eval:
         cmd += ["--max-eval", str(max_eval)]
+    if threads:
+        cmd += ["--threads", str(threads)]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -268,6 +275,8 @@ def main(argv=None) -> int:
                          "it: cold; later runs reuse it: warm, as a user's repeated cells do); fresh = an empty one "
                          "per run (always cold); none = cache_dir=null")
     ap.add_argument("--max-eval", type=int, default=None, help="dev rows (default: all; smaller only for a smoke test)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads on both sides (default: bench's train.threads=auto, the Trainer's torch default)")
     ap.add_argument("--bench-root", default=str(ROOT),
                     help="checkout whose `python -m bench` runs the bench side (default: this one)")
     ap.add_argument("--child", choices=["trainer"], help=argparse.SUPPRESS)
@@ -275,7 +284,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        trainer_child(args.samples, args.grouped, args.out, args.max_eval)
+        trainer_child(args.samples, args.grouped, args.out, args.max_eval, args.threads)
         return 0
     variants = args.variants.split(",")
     print("== bench_trainer: a bench cell vs the transformers Trainer + peft script for the same cell")
@@ -295,9 +304,9 @@ def main(argv=None) -> int:
                 with ForeignCPU() as fc:
                     if v in BENCH_VARIANTS:
                         cache = (work / "cache" if args.cache == "shared" else work / f"cache-{tag}") if args.cache != "none" else None
-                        r = run_bench(args.samples, work, tag, args.max_eval, v, cache, Path(args.bench_root))
+                        r = run_bench(args.samples, work, tag, args.max_eval, v, cache, Path(args.bench_root), args.threads)
                     else:
-                        r = run_trainer(args.samples, v == "trainer_grouped", work, tag, args.max_eval)
+                        r = run_trainer(args.samples, v == "trainer_grouped", work, tag, args.max_eval, args.threads)
                 r["foreign"] = fc.frac
                 results[v].append(r)
                 print(f"  rep {rep} {v:16s} wall {r['wall_s']:6.1f} s, in-process {r['in_process_s']:6.1f} s, "
