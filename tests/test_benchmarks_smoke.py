@@ -150,18 +150,19 @@ def test_bench_optimizer_tiny_run(glue_dir):
 
 def test_bench_trainer_tiny_run(glue_dir):
     out = _bench(["benchmarks.bench_trainer", "--variants", "bench_noinf,trainer", "--samples", "16",
-                  "--max-eval", "16", "--repeats", "1"], glue_dir)
+                  "--max-eval", "16", "--repeats", "1", "--threads", "1"], glue_dir)
     m = re.search(r"bench_noinf / trainer: wall ([\d.]+), in-process ([\d.]+), training loop ([\d.]+)", out)
     assert m and all(float(x) > 0 for x in m.groups()), out[-3000:]
     trainable = dict(re.findall(r"^(bench_noinf|trainer)\s+1\s+(?:[\d.]+\s+){5}(\d+)$", out, re.MULTILINE))
     assert set(trainable) == {"bench_noinf", "trainer"}, out[-3000:]
     assert trainable["bench_noinf"] == trainable["trainer"]  # both sides train the same parameters
+    assert dict(re.findall(r"rep 0 (\w+)\s+wall .* threads (\d+),", out)) == {"bench_noinf": "1", "trainer": "1"}
 
 
 def test_bench_measurements_tiny_run(glue_dir):
     out = _bench(["benchmarks.bench_measurements", "--sections", "memory,known,throughput", "--samples", "48",
                   "--max-eval", "16", "--methods", "lora", "--override", "model=tiny_bert", "--override", "train=quick",
-                  "--override", "inference.enabled=false"], glue_dir)
+                  "--override", "inference.enabled=false", "--override", "train.threads=1"], glue_dir)
     m = re.search(r"sst2 lora n=48\s+(\d+) MiB\s+(\d+) MiB\s+(\d+) MiB\s+(\d+) MiB\s+([\d.]+)", out)
     assert m, out[-3000:]
     peak, baseline, time_v, outside, _ = map(float, m.groups())
@@ -178,7 +179,7 @@ def test_bench_measurements_tiny_run(glue_dir):
 def tiny_records(tmp_path_factory, glue_dir) -> Path:
     out = tmp_path_factory.mktemp("compare")
     proc = run_bench([*TINY, "task=sst2", "method=lora", "train.max_train_samples=16", "train.max_eval_samples=16",
-                      "inference.enabled=false", "sweep_name=one"], glue_dir, out)
+                      "inference.enabled=false", "train.threads=1", "sweep_name=one"], glue_dir, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "one"
 
