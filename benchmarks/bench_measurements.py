@@ -41,7 +41,7 @@ from benchmarks.machine_load import ForeignCPU
 
 MiB = 2 ** 20
 SECTIONS = ("memory", "known", "throughput", "optim")
-EXTRA: list[str] = []  # overrides added to every cell (--max-eval, for smoke tests only)
+EXTRA: list[str] = []  # overrides added to every cell (--max-eval, --override: for smoke tests only)
 
 
 def child_env() -> dict:
@@ -163,7 +163,7 @@ def child_breakdown(overrides: list[str], out: str) -> None:
     os.environ["BENCH_PARALLEL_CELLS"] = "1"  # the cell runs alone: train.threads=auto takes every core
     from hydra import compose, initialize_config_dir
 
-    import bench.measure as M
+    import bench.measure.memory as M
     import bench.sweep.execute as E
     from bench.logs import quiet_libraries
 
@@ -216,16 +216,16 @@ def kernel_check(work: Path) -> dict:
     return {"time_v": int(m.group(1)) * 1024 if m else None, "hwm_line": p.stdout.strip()}
 
 
-def section_memory(work: Path, samples: int, report: dict) -> None:
+def section_memory(work: Path, samples: int, report: dict, methods=("lora", "full")) -> None:
     print("\n== (a) peak memory: record vs /usr/bin/time -v vs an outside VmRSS sampler")
     rows = []
-    for method in ("lora", "full"):
+    for method in methods:
         ov = ["task=sst2", f"method={method}", f"train.max_train_samples={samples}", "cache_dir=null"]
         r = run_cell(ov, work, f"mem-{method}", time_v=True, sample=True)
         rec = r["records"][0]
         out = work / f"breakdown-{method}.json"
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, __file__, "--child-breakdown", str(out), "--",
+        p = subprocess.run([sys.executable, "-m", "benchmarks.bench_measurements", "--child-breakdown", str(out), "--",
                             *ov, *EXTRA, f"results_dir={work / ('bd-' + method)}", "sweep_name=m"],
                            cwd=ROOT, env=child_env(), capture_output=True, text=True, check=False)
         if p.returncode != 0:
@@ -260,7 +260,7 @@ def section_memory(work: Path, samples: int, report: dict) -> None:
 def section_known(report: dict) -> None:
     import torch
 
-    import bench.measure as M
+    import bench.measure.memory as M
 
     print("\n== (b) a known allocation inside PeakMemory: peak - baseline vs the allocation")
     cpu = torch.device("cpu")
@@ -340,6 +340,10 @@ def section_throughput(report: dict) -> None:
         n = d["train_examples"] * tr["epochs"]
         naive = n / tm["train_s"]
         sps = th["train_samples_per_s"]
+        if not sps:  # every step was a warm-up step (a smoke-sized cell): nothing timed to compare
+            print(f"  sst2 {rec['method']:5s}: no timed steps ({tr['steps']} steps, first "
+                  f"{th['warmup_steps_excluded']} excluded); use more --samples")
+            continue
         timed_s = (n - th["warmup_steps_excluded"] * tr["batch_size"]) / sps  # approx: warm-up batches are full
         print(f"  sst2 {rec['method']:5s}: {sps:7.1f} samples/s over {th['timed_steps']} of {tr['steps']} steps "
               f"(first {th['warmup_steps_excluded']} excluded) vs {naive:7.1f} = {n}/{tm['train_s']:.2f} s; "
@@ -472,10 +476,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--samples", type=int, default=500, help="train rows per cell")
+    ap.add_argument("--methods", default="lora,full", help="the memory section's cells (one per method)")
     ap.add_argument("--max-eval", type=int, default=None, help="dev rows per cell (default: all; smoke tests only)")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Hydra override added to every cell, repeatable (smoke tests: model=tiny_bert; the "
+                         "figures then describe that cell)")
     args = ap.parse_args(argv)
     if args.max_eval:
         EXTRA.append(f"train.max_eval_samples={args.max_eval}")
+    EXTRA.extend(args.override)
     sections = args.sections.split(",")
     print("== bench_measurements: accuracy of the harness's measurements; optimisations")
     print(machine_line())
@@ -485,7 +494,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-meas-") as tmp:
         work = Path(tmp)
         if "memory" in sections or "throughput" in sections:
-            section_memory(work, args.samples, report)
+            section_memory(work, args.samples, report, args.methods.split(","))
         if "known" in sections:
             section_known(report)
         if "throughput" in sections:

@@ -455,7 +455,7 @@ def main(argv=None) -> int:
     n_examples = n_steps * args.batch_size
     print("== bench_overhead: harness train_model vs a minimal PyTorch loop, step-interleaved (per optimizer step)")
     print(machine_line())
-    print(f"data: SST-2 train, bench.data.tasks.subsample(n={n_examples}, seed={args.seed}), bench's length-grouped "
+    print(f"data: SST-2 train, bench.data.sampling.subsample(n={n_examples}, seed={args.seed}), bench's length-grouped "
           f"batch order, batch {args.batch_size}; the two sides alternate step by step on the same batch, "
           f"{args.warmup} warm-up step pairs dropped, {args.steps} timed pairs; harness progress display: {args.progress}")
     print("cmd: python -m benchmarks.bench_overhead " + " ".join(argv if argv is not None else sys.argv[1:]))

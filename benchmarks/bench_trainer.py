@@ -2,7 +2,7 @@
 """Benchmark: one `bench` cell end to end versus the transformers Trainer + peft script a user
 would write for the same cell.
 
-Same cell on both sides: SST-2, the same training rows (bench.data.tasks.subsample with the same seed,
+Same cell on both sides: SST-2, the same training rows (bench.data.sampling.subsample with the same seed,
 first N by that seeded choice), the whole dev split, bundled MiniLM, LoRA r=8 alpha=16 dropout 0.1
 on query,value, 3 epochs, batch 32 (eval 128), bench's LoRA default rate (read from
 conf/method/lora.yaml, as are the other settings from conf/train/default.yaml), warm-up 6 % then
@@ -25,7 +25,7 @@ evaluation, imports excluded), the training-loop time (bench time.train_s; Train
 train_runtime), and the dev metric of each.
 
 Usage: python -m benchmarks.bench_trainer [--samples 1000] [--repeats 2] [--variants bench,bench_noinf,trainer,trainer_grouped]
-       [--cache shared|fresh|none] [--bench-root OTHER_CHECKOUT]
+       [--cache shared|fresh|none] [--threads N] [--bench-root OTHER_CHECKOUT]
 """
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def child_env() -> dict:
 # The Trainer side: what a user would write (run as a child process).
 
 
-def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = None) -> None:
+def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = None,
+                  threads: int | None = None) -> None:
     import numpy as np
     import torch
     from datasets import Dataset
@@ -99,6 +100,8 @@ def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = 
     from bench.models.backbones import bundled_model_path
 
     tlog.set_verbosity_error()
+    if threads:
+        torch.set_num_threads(threads)
     t0 = time.perf_counter()
     # the same rows as bench: its task file and loader, its seeded subsample
     import yaml
@@ -152,7 +155,7 @@ BENCH_VARIANTS = {"bench": [], "bench_noinf": ["inference.enabled=false"]}
 
 
 def run_bench(samples: int, work: Path, tag: str, max_eval: int | None, variant: str = "bench",
-              cache_dir: Path | None = None, root: Path = ROOT) -> dict:
+              cache_dir: Path | None = None, root: Path = ROOT, threads: int | None = None) -> dict:
     """One `python -m bench` cell as its own process. `cache_dir`: the tokenisation and inference
     caches (bench/data/batching.py, bench/inference/cache.py); None = none (`cache_dir=null`), so every
     run tokenises and measures anew. `root`: the checkout whose bench runs (another commit's tree for
@@ -162,6 +165,7 @@ def run_bench(samples: int, work: Path, tag: str, max_eval: int | None, variant:
     res_dir, sweep = (work / "results", tag) if cache_dir is not None and cache_dir.name == "cache" else (work / tag, "cmp")
     cmd = [sys.executable, "-m", "bench", f"task={TASK}", "method=lora", f"train.max_train_samples={samples}",
            *BENCH_VARIANTS[variant], *([f"train.max_eval_samples={max_eval}"] if max_eval else []),
+           *([f"train.threads={threads}"] if threads else []),
            f"cache_dir={cache_dir if cache_dir is not None else 'null'}",
            f"results_dir={res_dir}", f"sweep_name={sweep}", "hydra.run.dir=" + str(work / "hydra" / tag)]
     t0 = time.perf_counter()
@@ -187,13 +191,16 @@ def run_bench(samples: int, work: Path, tag: str, max_eval: int | None, variant:
             "cmd": "python " + " ".join(x for x in cmd[1:] if not x.startswith(("results_dir=", "hydra.run.dir=", "cache_dir=")))}
 
 
-def run_trainer(samples: int, grouped: bool, work: Path, tag: str, max_eval: int | None) -> dict:
+def run_trainer(samples: int, grouped: bool, work: Path, tag: str, max_eval: int | None,
+                threads: int | None = None) -> dict:
     out = work / f"{tag}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "trainer", "--samples", str(samples), "--out", str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.bench_trainer", "--child", "trainer", "--samples", str(samples), "--out", str(out)]
     if grouped:
         cmd.append("--grouped")
     if max_eval:
         cmd += ["--max-eval", str(max_eval)]
+    if threads:
+        cmd += ["--threads", str(threads)]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -244,8 +251,9 @@ def summarize(results: dict[str, list[dict]], variants: list[str]) -> None:
     for g, m in med.items():
         print(f"{g:16s} {len(groups[g]):4d} {m['wall_s']:8.1f} {m['in_process_s']:10.1f} {m['train_s']:8.1f} {m['eval_s']:7.1f} "
               f"{m['accuracy']:9.4f} {groups[g][0]['trainable']:10d}")
-    for b in [g for g in med if g.startswith("bench") and g != "bench_noinf"]:
-        for v in [x for x in variants if not x.startswith("bench")] + (["bench_noinf"] if "bench_noinf" in med else []):
+    trainers = [x for x in variants if not x.startswith("bench")]
+    for b in [g for g in med if g.startswith("bench")]:  # bench_noinf too: like-for-like with a Trainer
+        for v in trainers + (["bench_noinf"] if "bench_noinf" in med and b != "bench_noinf" else []):
             print(f"{b} / {v}: wall {med[b]['wall_s'] / med[v]['wall_s']:.3f}, in-process "
                   f"{med[b]['in_process_s'] / med[v]['in_process_s']:.3f}, training loop "
                   f"{med[b]['train_s'] / med[v]['train_s']:.3f}, eval {med[b]['eval_s'] / med[v]['eval_s']:.3f}; "
@@ -269,6 +277,8 @@ def main(argv=None) -> int:
                          "it: cold; later runs reuse it: warm, as a user's repeated cells do); fresh = an empty one "
                          "per run (always cold); none = cache_dir=null")
     ap.add_argument("--max-eval", type=int, default=None, help="dev rows (default: all; smaller only for a smoke test)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads on both sides (default: bench's train.threads=auto, the Trainer's torch default)")
     ap.add_argument("--bench-root", default=str(ROOT),
                     help="checkout whose `python -m bench` runs the bench side (default: this one)")
     ap.add_argument("--child", choices=["trainer"], help=argparse.SUPPRESS)
@@ -276,12 +286,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        trainer_child(args.samples, args.grouped, args.out, args.max_eval)
+        trainer_child(args.samples, args.grouped, args.out, args.max_eval, args.threads)
         return 0
     variants = args.variants.split(",")
     print("== bench_trainer: a bench cell vs the transformers Trainer + peft script for the same cell")
     print(machine_line())
-    print(f"cell: {TASK}, lora r=8 alpha=16 on query,value, {args.samples} train rows (bench.data.tasks.subsample seed "
+    print(f"cell: {TASK}, lora r=8 alpha=16 on query,value, {args.samples} train rows (bench.data.sampling.subsample seed "
           f"{SEED}), {EPOCHS} epochs, batch {BATCH}, lr {LR}, warm-up {WARMUP}, wd {WD}, clip {CLIP}, max len {MAXLEN}; "
           f"{'whole dev split' if not args.max_eval else f'{args.max_eval} dev rows'}; {args.repeats} repeats, variants alternate (order rotates)")
     print("cmd: python -m benchmarks.bench_trainer " + " ".join(argv if argv is not None else sys.argv[1:]))
@@ -296,9 +306,9 @@ def main(argv=None) -> int:
                 with ForeignCPU() as fc:
                     if v in BENCH_VARIANTS:
                         cache = (work / "cache" if args.cache == "shared" else work / f"cache-{tag}") if args.cache != "none" else None
-                        r = run_bench(args.samples, work, tag, args.max_eval, v, cache, Path(args.bench_root))
+                        r = run_bench(args.samples, work, tag, args.max_eval, v, cache, Path(args.bench_root), args.threads)
                     else:
-                        r = run_trainer(args.samples, v == "trainer_grouped", work, tag, args.max_eval)
+                        r = run_trainer(args.samples, v == "trainer_grouped", work, tag, args.max_eval, args.threads)
                 r["foreign"] = fc.frac
                 results[v].append(r)
                 print(f"  rep {rep} {v:16s} wall {r['wall_s']:6.1f} s, in-process {r['in_process_s']:6.1f} s, "

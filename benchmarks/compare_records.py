@@ -16,7 +16,7 @@ Timing, memory and environment are not compared (they vary run to run).
 
 Floats are compared exactly by default (`--rtol 0`: a deterministic CPU run reproduces bit for bit);
 `--rtol R` accepts |a - b| <= R * max(|a|, |b|). Exit status: 0 when every pair matches and no cell is
-missing on either side, 1 otherwise, 2 on a usage error.
+missing on either side, 1 otherwise, 2 on a usage error (a missing folder, one without records).
 """
 from __future__ import annotations
 
@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 2
             by_key[key] = rec
+        if not by_key:  # a wrong path must not pass as "0 cells, 0 differing"
+            print(f"compare_records: no run records (*.json with a schema_version) under {folder}", file=sys.stderr)
+            return 2
         sides[name] = by_key
     before, after = sides["before"], sides["after"]
     keys = sorted(set(before) | set(after), key=lambda k: tuple(str(x) for x in k))

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import beta
 
-from bench.regress.cells import load_results, summarize
+from bench.regress.cells import UnusableInput, load_results, summarize
 from bench.regress.check import Settings, metric_tolerance
 from bench.regress.paired import DESIGNS, components, fails, finish, holm, stable_seed
 from bench.regress.predictions import align, record_seed_data
@@ -115,7 +115,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     t0 = time.time()
     st = Settings(k=a.k, floor=a.floor, direction=a.direction, alpha=a.alpha, min_effect=a.min_effect)
-    cells = load_cells(a.results_dir, a.n_base + a.n_cand)
+    try:
+        cells = load_cells(a.results_dir, a.n_base + a.n_cand)
+    except UnusableInput as exc:
+        print(f"gate_aa: {exc}", file=sys.stderr)
+        return 2
     if not cells:
         print(f"no cell of {a.results_dir} has {a.n_base + a.n_cand} seeds with predictions", file=sys.stderr)
         return 2

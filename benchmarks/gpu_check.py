@@ -88,7 +88,7 @@ def check_timer(dev):
 
 def minimal_loop(model, batches, data, pad_id, lr, wd, warmup_ratio, clip, dev, warmup):
     """Hand-written bf16-autocast loop: own padding, no per-step sync, CUDA events for timing."""
-    from bench_overhead import minimal_optimizer, minimal_pad
+    from benchmarks.bench_overhead import minimal_optimizer, minimal_pad
 
     total = len(batches)
     opt, sched, params = minimal_optimizer(model, lr, wd, warmup_ratio, total)
@@ -121,9 +121,8 @@ def minimal_loop(model, batches, data, pad_id, lr, wd, warmup_ratio, clip, dev, 
 
 
 def harness_vs_minimal(dev, model_overrides: list[str], label: str, methods=("full", "lora"), n=3200, warmup=5):
-    from bench_overhead import Setup
-
     from bench.training.loop import train_model
+    from benchmarks.bench_overhead import Setup
 
     for meth in methods:
         setup = Setup(meth, n, 32, warmup, [*model_overrides, "train.precision=bf16"])

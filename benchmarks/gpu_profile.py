@@ -37,12 +37,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1600)
     args = ap.parse_args()
-    from bench_overhead import Setup
-    from gpu_check import minimal_loop
+    if not torch.cuda.is_available():
+        print("no CUDA device: gpu_profile profiles CUDA runs, nothing to do here", file=sys.stderr)
+        return 2
     from torch.profiler import ProfilerActivity, profile
 
     from bench.measure.memory import PeakMemory
     from bench.training.loop import train_model
+    from benchmarks.bench_overhead import Setup
+    from benchmarks.gpu_check import minimal_loop
 
     dev = torch.device("cuda")
     print(torch.__version__, torch.cuda.get_device_name(dev), "threads", torch.get_num_threads(), flush=True)

@@ -9,8 +9,9 @@ The delta must be a LoRA (or IA3) delta kept with `save_delta=true`; minilm only
 """
 from __future__ import annotations
 
+import argparse
 import copy
-import sys
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
@@ -18,15 +19,20 @@ from omegaconf import OmegaConf
 from bench.config.confdir import conf_dir
 from bench.inference.cost import _forward, merged_variant, summarize, synthetic_inputs, time_interleaved
 from bench.models.backbones import build_model
+from bench.models.delta import INFO_FILE
 from bench.predict import load_delta
 
 
-def main() -> None:
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 150
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("delta", type=Path, help="a LoRA (or IA3) delta folder kept with save_delta=true (minilm)")
+    ap.add_argument("rounds", type=int, nargs="?", default=150, help="interleaved timing rounds per length")
+    args = ap.parse_args(argv)
+    if not (args.delta / INFO_FILE).is_file():
+        ap.error(f"{args.delta}: no {INFO_FILE}; expected a delta folder kept with save_delta=true")
+    rounds = args.rounds
     torch.set_num_threads(1)
-    pred = load_delta(sys.argv[1])
+    pred = load_delta(str(args.delta))
     cfg = OmegaConf.load(conf_dir() / "model" / "minilm.yaml")
     labels = int(pred.task["num_labels"])
 
@@ -50,7 +56,8 @@ def main() -> None:
             q = s.get("ratio_per_round_quartiles")
             print(f"{length:4d} tokens  {n:36s} {s['median_ms']:8.3f} ms  ratio {s.get('ratio_vs_reference', 1.0):.3f}"
                   + (f"  [{q[0]:.3f}, {q[2]:.3f}]" if q else ""))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-# Shared by scripts/sweep_sitting*.sh (source it): `run NAME DIR bench-args...` runs `python -m bench` in
+# Shared by benchmarks/sweep_sitting*.sh (source it): `run NAME DIR bench-args...` runs `python -m bench` in
 # DIR with fresh results and cache folders under $OUT/NAME (CACHE=null: no tokenisation cache) and prints
 # one line: wall time, how busy the machine was, records ok, summed train / eval / inference minutes.
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
