@@ -157,3 +157,34 @@ def test_learned_record_reloads_and_predicts_the_same(sources, glue_dir, name):
                      glue_dir)
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert json.loads(cli.stdout) == clf.predict([rows[0].text_a], [rows[0].text_b])
+
+
+def test_report_table_has_every_arm_and_picks_the_transfer_on_selection(sources, glue_dir):
+    """scratch, two transfers, the static merge and the learned LoRA mixture on one target: one row,
+    the best transfer is the source with the higher selection score, three Holm-adjusted verdicts."""
+    from bench.report.compose_learned import learned_table, markdown
+
+    results, recs = sources
+    paths = _paths(recs, "lora")
+    base = [*CELL, "sweep_name=arms", "task=rte", "save_delta=false"]
+    runs = [["method=lora", "label=lora_n16"], ["method=lora_moe", f"method.sources=[{','.join(paths)}]", "label=moe"],
+            ["method=lora_moe", f"method.sources=[{','.join(paths)}]", "method.gate=uniform", "label=moe_uniform"]]
+    runs += [["method=lora", f"train.init_from={p}", "++train.init_head=never", f"label=lora_from_{t}"]
+             for p, t in zip(paths, ("sst2", "mrpc"))]
+    for extra in runs:
+        p = run_bench([*base, *extra], glue_dir, results, timeout=600)
+        assert p.returncode == 0, (extra, p.stderr[-2000:])
+    got = records_in(results / "arms")
+    frame = learned_table(got, 200, [])
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert (row["target"], row["K"], row["family"], row["combination"]) == ("rte", 16, "lora", "lora_moe")
+    transfers = [r for r in got if (r.get("train") or {}).get("init_from")]
+    from bench.report.compose_learned import _selection
+
+    best = max(transfers, key=_selection)
+    assert row["transfer"] == best["metrics"][best["headline_metric"]]
+    assert row["transfer_sources"] == f"s0:{best['train']['init_from']['task']}"
+    assert all(row[f"vs_{o}_verdict"] in ("tie", "a better", "b better") for o in ("scratch", "transfer", "merge"))
+    assert row["trainable_learned"] < row["trainable_scratch"]
+    assert "lora_moe" in "\n".join(markdown(frame))
