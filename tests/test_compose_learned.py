@@ -182,7 +182,7 @@ def test_report_table_has_every_arm_and_picks_the_transfer_on_selection(sources,
     transfers = [r for r in got if (r.get("train") or {}).get("init_from")]
     from bench.report.compose_learned import _selection
 
-    best = max(transfers, key=_selection)
+    best = max(sorted(transfers, key=lambda r: r["train"]["init_from"]["task"]), key=_selection)  # ties: first task
     assert row["transfer"] == best["metrics"][best["headline_metric"]]
     assert row["transfer_sources"] == f"s0:{best['train']['init_from']['task']}"
     assert all(row[f"vs_{o}_verdict"] in ("tie", "a better", "b better") for o in ("scratch", "transfer", "merge"))

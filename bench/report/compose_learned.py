@@ -82,11 +82,12 @@ def collect(records: list[dict]) -> dict:
 
 
 def best_transfer(arms: dict) -> tuple[dict, list[str]]:
-    """Per seed, the transfer record with the highest selection-split score."""
+    """Per seed, the transfer record with the highest selection-split score; a tie (e.g. two transfers
+    collapsed onto one class) goes to the source task first in alphabetical order."""
     out, chosen = {}, []
     seeds = set().union(*(set(v) for k, v in arms.items() if k.startswith("transfer:"))) if arms else set()
     for seed in sorted(seeds):
-        cands = [(k.split(":", 1)[1], v[seed]) for k, v in arms.items() if k.startswith("transfer:") and seed in v]
+        cands = sorted((k.split(":", 1)[1], v[seed]) for k, v in arms.items() if k.startswith("transfer:") and seed in v)
         src, rec = max(cands, key=lambda c: _selection(c[1]))
         out[seed] = rec
         chosen.append(f"s{seed}:{src}")
