@@ -20,12 +20,12 @@ import torch
 from clitools import records_in, run_bench, run_python
 from omegaconf import OmegaConf
 
-from bench.batching import collate, encode
-from bench.cell import build_cell
+from bench.data.batching import collate, encode
+from bench.models.build import build_cell
 from bench.errors import ConfigError
 from bench.methods import build_method
 from bench.predict import load_delta
-from bench.tasks import load_split, task_spec
+from bench.data.tasks import load_split, task_spec
 
 CELL = ["model=tiny_bert", "train=quick", "train.threads=1", "inference.enabled=false", "train.max_train_samples=16",
         "train.max_eval_samples=16"]

@@ -17,7 +17,7 @@ sources, so `bench.predict.load_delta` rebuilds the same model from the same sou
 The runner is not told about any of this: it reads `frozen_backbone` (the backbone runs in eval mode;
 the sources are frozen, so dropout inside them stays off) and, when nothing inside the backbone
 trains (uniform or forced), `trains_on_cached_features`; the record's `composed_from` and
-`composition` come from `composition_record()` (bench/run.py adds them when a method has them).
+`composition` come from `composition_record()` (bench/recipe/finetune.py adds them when a method has them).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class SourceModule:
 def read_source(ref: str, accepted: tuple[str, ...], option: str) -> SourceModule:
     """A source record that exists, is ok, kept its delta and is of an accepted method; else a
     ConfigError naming the file and what was expected."""
-    from bench.results import kept_delta
+    from bench.records.results import kept_delta
 
     path = Path(str(ref))
     if not (path.suffix == ".json" and path.is_file()):

@@ -5,7 +5,7 @@ Arms, told apart by what the records say (never by label):
 * scratch: the source method (lora, adapter, prompt_tuning) on K target examples, no `train.init_from`;
 * transfer: the same from one source's delta (`train.init_from`); the *best single transfer* is, per
   seed, the source whose transfer scores highest on that seed's **selection split** (the task's
-  selection score, bench.tasks.selection_score), never on dev;
+  selection score, bench.data.tasks.selection_score), never on dev;
 * merge: the combination with fixed weights 1/n (`composition.op == "static"`, gate uniform);
 * learned: the combination trained (`composition.op == "learned"`).
 Each arm: mean over seeds with a 95 % t interval. Each comparison (learned − scratch, − best transfer,
@@ -22,7 +22,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from bench import stats
+from bench.analysis import stats
 from bench.report.compose import _compare, _main_split, _verdict
 
 FAMILY_OF = {"lora_moe": "lora", "adapter_fusion": "adapter", "attempt": "prompt_tuning"}
@@ -54,7 +54,7 @@ def _arm(rec: dict) -> tuple[str, str, str | None] | None:
 def _selection(rec: dict) -> float:
     from omegaconf import OmegaConf
 
-    from bench.tasks import selection_score, task_spec
+    from bench.data.tasks import selection_score, task_spec
 
     try:
         return selection_score(task_spec(OmegaConf.create(rec["config"]["task"])), rec.get("selection_metrics") or {})
