@@ -14,7 +14,7 @@ SWEEP ?= default_sweep
 # faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
 SWEEP_ARGS ?=
 
-.PHONY: test-slow test-all setup sweep sweep-parallel study budget catalogue compose smoke test report reproduce reproduce-params baseline regress bench lint clean
+.PHONY: test-slow test-all setup sweep sweep-parallel study budget catalogue compose compose-learned smoke test report reproduce reproduce-params baseline regress bench lint clean
 
 setup: $(STAMP)
 
@@ -70,6 +70,12 @@ catalogue: setup
 ## DARE-TIES), the LoRA transfer matrix at 200 examples; reports in reports/compose_*.
 compose: setup
 	scripts/compose_track.sh $(RESULTS)
+
+## Learned composition (issue #29, docs/compose.md): AdapterFusion, ATTEMPT and a LoRA mixture over frozen
+## sources vs scratch, best transfer and the static merge; targets RTE, MRPC at K = 100, 300, 1,000, 3 seeds;
+## resumable; report in reports/compose_learned. A subset: FAMILIES=... TARGETS=... KS=... SEEDS=... make compose-learned
+compose-learned: setup
+	scripts/compose_learned.sh $(RESULTS)
 
 ## A seconds-long sweep of every method on a tiny random-weight model.
 smoke: setup

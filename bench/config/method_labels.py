@@ -51,6 +51,19 @@ def _lookup(cfg: Any, dotted: str) -> Any:
     return node
 
 
+#: a setting's text longer than this is shown as a hash in the label (a list of source records, #29):
+#: the label names a record file, which a file system limits to 255 bytes
+LONG_VALUE = 48
+
+
+def _short(text: str) -> str:
+    if len(text) <= LONG_VALUE:
+        return text
+    import hashlib
+
+    return "#" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def method_label(cfg: Any, overrides: list[str] | None) -> str:
     """`method` plus the method settings (and train.lr) set by `overrides`, with their values as
     resolved in `cfg`, e.g. `lora[r=16]`; `label=...` names a variant explicitly."""
@@ -68,5 +81,5 @@ def method_label(cfg: Any, overrides: list[str] | None) -> str:
         else:
             continue
         value = _lookup(cfg, key)
-        shown[short] = f"~{short}" if value is _ABSENT else f"{short}={label_value(value)}"
+        shown[short] = f"~{short}" if value is _ABSENT else f"{short}={_short(label_value(value))}"
     return f"{name}[{','.join(sorted(shown.values()))}]" if shown else name

@@ -11,12 +11,17 @@ import importlib
 
 from bench.errors import ConfigError
 from bench.methods.adapter import Adapter, PfeifferAdapter
+from bench.methods.attempt import Attempt
 from bench.methods.base import REGISTRY, Method
+from bench.methods.fusion import AdapterFusion
+from bench.methods.lora_moe import LoraMoE
 from bench.methods.peft_methods import IA3, LoRA, PrefixTuning, PromptTuning
 from bench.methods.peft_tuner import PeftTuner
 from bench.methods.simple import BitFit, Full, HeadOnly
 
 BUILT_IN = (Full, HeadOnly, Adapter, PfeifferAdapter, LoRA, PromptTuning, BitFit, IA3, PrefixTuning)
+#: learned combinations of frozen source modules (issue #29, bench/methods/composed.py)
+COMPOSED = (AdapterFusion, Attempt, LoraMoE)
 
 RESERVED_KEYS = ("_target_", "name")
 

@@ -155,6 +155,11 @@ class Method:
                 "loop_hooks": hooks, "rewrites_base": bool(getattr(self, "rewrites_base", False)),
                 "frozen_backbone": bool(self.frozen_backbone)}
 
+    def composition_record(self) -> dict | None:
+        """`{"composed_from": [...], "composition": {...}}` for a method that combines frozen source
+        modules (bench/methods/composed.py, issue #29): the runner adds both to the record; None here."""
+        return None
+
     def uses_hook(self, hook: str) -> bool:
         """Whether an overridden loop hook does anything for this instance (a generic class may
         override a hook for some configurations only)."""

@@ -375,7 +375,9 @@ class CellRecipe:
         self.phase.name = "flops"
         flops = self._flops()
         self.phase.name = "record"
+        composed = self.method.composition_record() or {}  # (#29, optional) composed_from, composition
         return {
+            **composed,
             "inference": self.inference,
             "headline_metric": self.spec.headline,
             "metrics": {k: float(v) for k, v in self.metrics.items()},

@@ -299,6 +299,10 @@ CAPTIONS = {
                       "{test}; Holm over the tasks of one merged model"),
     "compose_transfer": ("transfer: target trained from a source task's delta − the same method from scratch at "
                          "the same budget, seeds paired; {test}; Holm over the sources of one target"),
+    "compose_learned": ("learned composition of frozen sources vs scratch, the best single transfer (chosen per seed on "
+                        "the selection split) and the static merge (uniform weights), same target examples K; metric "
+                        "×100, mean [95 % t interval over seeds]; {test}; Holm over the three comparisons of one "
+                        "(target, K, combination)"),
 }
 
 
@@ -309,6 +313,9 @@ def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DE
     frames = {"compose_soups": soup_table(records, b, notes, cache),
               "compose_merge": merge_table(records, b, notes, cache),
               "compose_transfer": transfer_table(records, b, notes)}
+    from bench.report.compose_learned import learned_table, markdown
+
+    frames["compose_learned"] = learned_table(records, b, notes)  # issue #29
     frames = {k: v for k, v in frames.items() if len(v)}
     if not frames:
         return {}, ""
@@ -327,7 +334,7 @@ def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DE
              + ".</p>"]
     for name, df in frames.items():
         cap = CAPTIONS[name].format(test=test)
-        md += [cap + ":", ""] + _md(df)
+        md += [cap + ":", ""] + (markdown(df) if name == "compose_learned" else _md(df))
         parts.append(_html(df, cap))
     if "compose_merge" in frames:
         mean_ret = frames["compose_merge"].groupby(["model", "method", "kind", "tasks"])["retention"].mean().reset_index()
