@@ -141,7 +141,10 @@ def test_parameter_count_change_fails_unless_allowed(sweep, own_baseline, tmp_pa
     assert p.returncode == 1
     assert "trainable parameters 4161 -> 2113 (must match exactly" in p.stdout
     assert "regressed: tiny-bert/lora/stsb" in p.stdout
-    allowed = regress("check", "--baseline", own_baseline, cand, "--allow-param-change", "lora", "--floor", "1")
+    # the changed cell ran later, in its own process: its speed is not what this test is about (a 2-core CI
+    # machine timed it 28 % slower once), so throughput is reported, not gated
+    allowed = regress("check", "--baseline", own_baseline, cand, "--allow-param-change", "lora", "--floor", "1",
+                      "--report-only", "throughput")
     assert allowed.returncode == 0, allowed.stdout
     assert "trainable parameters 4161 -> 2113 (allowed by --allow-param-change)" in allowed.stdout
 
