@@ -269,11 +269,48 @@ def _pooling_kwargs(config, add_pooler: bool) -> dict:
     return {"add_pooling_layer": add_pooler} if takes else {}
 
 
+def _load_config(model_cfg, source: str):
+    """(source, config): the source's config, or, for a random-weight build whose source is not
+    reachable (a hub id offline), the shipped copy under bench/model_configs/."""
+    from transformers import AutoConfig
+
+    overrides = dict(model_cfg.get("config_overrides") or {})
+    shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
+    try:
+        return source, AutoConfig.from_pretrained(source, **overrides)
+    except (OSError, ValueError) as exc:
+        if not model_cfg.get("pretrained", True) and (shipped / "config.json").exists():
+            log.info("config of %s not reachable (%s); using the shipped copy %s", source, exc.__class__.__name__, shipped)
+            return str(shipped), AutoConfig.from_pretrained(str(shipped), **overrides)
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1 is set: only local folders and shipped configs load)" if offline else ""
+        raise ConfigError(f"model.source={model_cfg.source!r}: cannot load its config{hint}: {exc}") from None
+
+
+def _load_backbone(model_cfg, source: str, config, pool_kwargs: dict, weights_dtype: str):
+    """The pretrained weights (fp32 masters), or the architecture with random weights."""
+    from transformers import AutoModel
+
+    if not model_cfg.get("pretrained", True):
+        backbone = AutoModel.from_config(config, **pool_kwargs)
+        return quantize_random(backbone, pool_kwargs) if weights_dtype == "nf4" else backbone
+    try:
+        # fp32 master weights whatever the checkpoint's dtype: transformers 5 loads a bf16/fp16
+        # checkpoint in that dtype, and AdamW on half-precision weights silently loses updates.
+        # Mixed precision is autocast's job (train.precision), not the storage dtype's.
+        return AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **pool_kwargs,
+                                         **quantization_kwargs(weights_dtype))  # train.weights_dtype=nf4 (#27)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model.source={model_cfg.source!r}: cannot load pretrained weights ({exc}). "
+            "Set model.pretrained=false to build it with random weights (valid for parameter counts, "
+            "memory and speed, not accuracy)."
+        ) from None
+
+
 def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp32") -> Built:
     """Build backbone + head. `model.pretrained=false` builds the architecture from its config with
     random weights: exact for parameter counts, memory and speed, meaningless for accuracy."""
-    from transformers import AutoConfig, AutoModel
-
     source = resolve_source(str(model_cfg.source))
     pooling = str(model_cfg.get("pooling", "mean"))
     head_kind = str(model_cfg.get("head", "uniform"))
@@ -281,19 +318,7 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
     check_value("model.pooling", pooling)
     if weights_dtype == "nf4":
         check_4bit("", "auto")  # CUDA and bitsandbytes, before anything is loaded (bench/models/levers.py)
-    overrides = dict(model_cfg.get("config_overrides") or {})
-    shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
-    try:
-        config = AutoConfig.from_pretrained(source, **overrides)
-    except (OSError, ValueError) as exc:
-        if not model_cfg.get("pretrained", True) and (shipped / "config.json").exists():
-            log.info("config of %s not reachable (%s); using the shipped copy %s", source, exc.__class__.__name__, shipped)
-            source = str(shipped)
-            config = AutoConfig.from_pretrained(source, **overrides)
-        else:
-            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-            hint = " (HF_HUB_OFFLINE=1 is set: only local folders and shipped configs load)" if offline else ""
-            raise ConfigError(f"model.source={model_cfg.source!r}: cannot load its config{hint}: {exc}") from None
+    source, config = _load_config(model_cfg, source)
     if head_kind == "native":
         # The native head reads what its architecture reads (RoBERTa <s>, BERT's pooler output, ...),
         # whatever model.pooling says; the record's model_info.pooling shows the pooling used.
@@ -304,23 +329,7 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
     add_pooler = pooling == "pooler"
     pool_kwargs = _pooling_kwargs(config, add_pooler)
     torch.manual_seed(seed)
-    if model_cfg.get("pretrained", True):
-        try:
-            # fp32 master weights whatever the checkpoint's dtype: transformers 5 loads a bf16/fp16
-            # checkpoint in that dtype, and AdamW on half-precision weights silently loses updates.
-            # Mixed precision is autocast's job (train.precision), not the storage dtype's.
-            backbone = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **pool_kwargs,
-                                                 **quantization_kwargs(weights_dtype))  # train.weights_dtype=nf4 (#27)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"model.source={model_cfg.source!r}: cannot load pretrained weights ({exc}). "
-                "Set model.pretrained=false to build it with random weights (valid for parameter counts, "
-                "memory and speed, not accuracy)."
-            ) from None
-    else:
-        backbone = AutoModel.from_config(config, **pool_kwargs)
-        if weights_dtype == "nf4":
-            backbone = quantize_random(backbone, pool_kwargs)
+    backbone = _load_backbone(model_cfg, source, config, pool_kwargs, weights_dtype)
     tok_name = str(model_cfg.get("tokenizer") or model_cfg.source)
     tok_path = resolve_source(tok_name)
     tokenizer, tok_source = _load_tokenizer(tok_path, fallback_ok=not model_cfg.get("pretrained", True))
