@@ -197,6 +197,37 @@ def tasks_present(cells: pd.DataFrame, model: str, catalog: TaskCatalog | None =
     return sort_tasks(sub["task"].unique(), catalog)
 
 
+def _seed_average_spread(kept: pd.DataFrame, present: dict, index, keys) -> tuple[pd.Series, pd.Series]:
+    """Spread of the task average: per seed, the mean over the averaged tasks (seeds ok on all of
+    them); (sample std, n) per (model, method_label)."""
+    ok = kept[kept["status"] == "ok"]
+    std, n = pd.Series(np.nan, index=index), pd.Series(0, index=index)
+    for model, tasks in present.items():
+        sub = ok[(ok["model"] == model) & ok["task"].isin(tasks)]
+        wide = sub.pivot_table(index=["method_label", "seed"], columns="task", values="headline", aggfunc="mean")
+        seed_avg = wide.reindex(columns=tasks).dropna().mean(axis=1)
+        g = seed_avg.groupby(level="method_label")
+        idx = pd.MultiIndex.from_product([[model], g.size().index], names=keys)
+        std.loc[idx], n.loc[idx] = g.std(ddof=1).to_numpy(), g.size().to_numpy()
+    return std, n
+
+
+def _measure_columns(cells: pd.DataFrame, have: pd.DataFrame, index, keys, complete) -> pd.DataFrame | None:
+    """`<q>_mean/_min/_max` over the method's ok tasks of the cell means, and time.train_s_sum."""
+    measures = [c[:-5] for c in cells.columns if c.endswith("_mean") and c.split(".", 1)[0] in MEASURE_SECTIONS]
+    if not measures:
+        return None
+    g = have.groupby(keys)[[f"{q}_mean" for q in measures]]
+    stats = [g.mean(), g.min().rename(columns=lambda c: c[:-5] + "_min"),
+             g.max().rename(columns=lambda c: c[:-5] + "_max")]
+    wide = pd.concat(stats, axis=1).reindex(index)
+    wide = wide[[f"{q}_{s}" for q in measures for s in ("mean", "min", "max")]]
+    if "time.train_s_mean" in have:
+        total = have.groupby(keys)["time.train_s_mean"].sum().reindex(index)
+        wide["time.train_s_sum"] = total.where(complete)
+    return wide
+
+
 def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame, catalog: TaskCatalog | None = None) -> pd.DataFrame:
     """One row per (model, method_label): the task average and per-method measurements.
 
@@ -231,32 +262,15 @@ def summarize_methods(kept: pd.DataFrame, cells: pd.DataFrame, catalog: TaskCata
     base = base.set_index(keys)
     base["headline_mean"] = have.groupby(keys)["headline_mean"].mean().reindex(base.index)
     base.loc[~complete, "headline_mean"] = np.nan
-    # Spread of the average: per seed, the mean over the averaged tasks (seeds ok on all of them).
-    ok = kept[kept["status"] == "ok"]
-    std, n = pd.Series(np.nan, index=base.index), pd.Series(0, index=base.index)
-    for model, tasks in present.items():
-        sub = ok[(ok["model"] == model) & ok["task"].isin(tasks)]
-        wide = sub.pivot_table(index=["method_label", "seed"], columns="task", values="headline", aggfunc="mean")
-        seed_avg = wide.reindex(columns=tasks).dropna().mean(axis=1)
-        g = seed_avg.groupby(level="method_label")
-        idx = pd.MultiIndex.from_product([[model], g.size().index], names=keys)
-        std.loc[idx], n.loc[idx] = g.std(ddof=1).to_numpy(), g.size().to_numpy()
+    std, n = _seed_average_spread(kept, present, base.index, keys)
     base["headline_std"] = std.where(complete & (n > 1))
     base["headline_n"] = n.where(complete, 0).astype(int)
     base["headline_ci_low"], base["headline_ci_high"] = t_bounds(base["headline_mean"], base["headline_std"],
                                                                  base["headline_n"])
     base["ci_method"] = [f"t over seeds (n={k})" if k >= 2 and np.isfinite(s) else ""
                          for k, s in zip(base["headline_n"], base["headline_std"])]
-    measures = [c[:-5] for c in cells.columns if c.endswith("_mean") and c.split(".", 1)[0] in MEASURE_SECTIONS]
-    if measures:
-        g = have.groupby(keys)[[f"{q}_mean" for q in measures]]
-        stats = [g.mean(), g.min().rename(columns=lambda c: c[:-5] + "_min"),
-                 g.max().rename(columns=lambda c: c[:-5] + "_max")]
-        wide = pd.concat(stats, axis=1).reindex(base.index)
-        wide = wide[[f"{q}_{s}" for q in measures for s in ("mean", "min", "max")]]
-        if "time.train_s_mean" in have:
-            total = have.groupby(keys)["time.train_s_mean"].sum().reindex(base.index)
-            wide["time.train_s_sum"] = total.where(complete)
+    wide = _measure_columns(cells, have, base.index, keys, complete)
+    if wide is not None:
         base = pd.concat([base, wide], axis=1)
     head = ["row_type", "model", "method", "method_label", "task", "tasks", "n_tasks", "missing_tasks", "status",
             "headline_mean", "headline_std", "headline_n", "headline_ci_low", "headline_ci_high", "ci_method"]
