@@ -65,25 +65,39 @@ def compare(records: list[dict], method: str) -> tuple[str, dict]:
                 sub = mc[mc["task"] == task].copy()
                 hm = sub["headline_metric"].iloc[0]
                 title, y, x_p = f"[{model}] {task} ({hm})", "headline_mean", "params.trainable_mean"
-            x_m = _memory_col(sub, "_mean")
-            sub = sub.sort_values(y, ascending=False).reset_index(drop=True)
-            on_p, on_m = _frontier(sub, x_p, y), _frontier(sub, x_m, y)
+            rows = _frontier_rows(sub, y, x_p, new, targets, found, (model, task))
             header = ("", "method", "kind", "headline", "+-std", "trainable", "% of total", "peak mem", "train/s",
                       "pareto params", "pareto memory")
-            rows = []
-            for i, r in sub.iterrows():
-                lbl = r["method_label"]
-                builtin = targets.get(lbl, "").startswith("bench.methods.")
-                rows.append(("<-" if lbl in new else "", lbl, "built-in" if builtin else "external",
-                             _fmt(r[y], ".4f"), _fmt(r.get("headline_std"), ".4f"), fmt_count(r.get(x_p), "-"),
-                             _fmt(r.get("params.trainable_pct_mean"), ".3f"),
-                             _fmt(r.get(x_m, float("nan")) / 2**20, ".0f") + "MiB",
-                             _fmt(r.get("throughput.train_samples_per_s_mean"), ".1f"),
-                             "yes" if i in on_p else "no", "yes" if i in on_m else "no"))
-                if lbl in new:
-                    found[lbl][(model, task)] = {"pareto_params": i in on_p, "pareto_memory": i in on_m,
-                                        "rank": i + 1, "of": len(sub), "headline": float(r[y])}
             lines += [title, text_table(header, rows), ""]
+    lines += _summary_lines(found)
+    return "\n".join(lines), found
+
+
+def _frontier_rows(sub, y: str, x_p: str, new: list, targets: dict, found: dict, key: tuple) -> list:
+    """The table rows of one (model, task), best first, with each method's place on the params and
+    memory frontiers; the new method's places are recorded in `found`."""
+    x_m = _memory_col(sub, "_mean")
+    sub = sub.sort_values(y, ascending=False).reset_index(drop=True)
+    on_p, on_m = _frontier(sub, x_p, y), _frontier(sub, x_m, y)
+    rows = []
+    for i, r in sub.iterrows():
+        lbl = r["method_label"]
+        builtin = targets.get(lbl, "").startswith("bench.methods.")
+        rows.append(("<-" if lbl in new else "", lbl, "built-in" if builtin else "external",
+                     _fmt(r[y], ".4f"), _fmt(r.get("headline_std"), ".4f"), fmt_count(r.get(x_p), "-"),
+                     _fmt(r.get("params.trainable_pct_mean"), ".3f"),
+                     _fmt(r.get(x_m, float("nan")) / 2**20, ".0f") + "MiB",
+                     _fmt(r.get("throughput.train_samples_per_s_mean"), ".1f"),
+                     "yes" if i in on_p else "no", "yes" if i in on_m else "no"))
+        if lbl in new:
+            found[lbl][key] = {"pareto_params": i in on_p, "pareto_memory": i in on_m,
+                               "rank": i + 1, "of": len(sub), "headline": float(r[y])}
+    return rows
+
+
+def _summary_lines(found: dict) -> list[str]:
+    """One line per (new method label, model): on how many tasks' frontiers it sits."""
+    lines = []
     for lbl, per in found.items():
         for model in sorted({m for m, _ in per}):
             tasks = [t for m, t in per if m == model and t != "avg"]
@@ -95,4 +109,4 @@ def compare(records: list[dict], method: str) -> tuple[str, dict]:
             lines.append(f"{lbl} on {model}: on the params/quality frontier for {len(fp)} of {len(tasks)} task(s)"
                          f"{' (' + ', '.join(fp) + ')' if fp else ''}, on the memory/quality frontier for "
                          f"{len(fm)} of {len(tasks)}{avg_txt}")
-    return "\n".join(lines), found
+    return lines
