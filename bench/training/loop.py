@@ -238,6 +238,31 @@ def _evaluate_and_keep_best(res: TrainResult, evaluate_epoch, epoch: int, named,
     return elapsed
 
 
+def _optimizer_step(opt, sched, method, model, params, max_grad_norm: float, step: int) -> None:
+    """After the step's backward passes, inside its timed region: clip once, step the optimizer and the
+    schedule, the method's per-step hook (AdaLoRA's allocation), clear the gradients."""
+    if max_grad_norm > 0:
+        # foreach: one multi-tensor norm/scale instead of a kernel per tensor (same result)
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True)
+    opt.step()
+    sched.step()
+    method.after_optimizer_step(model, step)
+    opt.zero_grad(set_to_none=True)
+
+
+def _epoch_evaluation(res: TrainResult, evaluate_epoch, epoch: int, named, device, dp) -> float:
+    """The per-epoch evaluation, once per cell (rank 0's; the other ranks wait for it); returns its
+    seconds, which training time leaves out."""
+    seconds = 0.0
+    if dp is None or dp.rank == 0:
+        seconds += _evaluate_and_keep_best(res, evaluate_epoch, epoch, named, device)
+    if dp is not None:
+        t_wait = time.perf_counter()
+        dp.barrier()
+        seconds += time.perf_counter() - t_wait
+    return seconds
+
+
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
                 progress=None, state_in=None, state_out=None) -> tuple[TrainResult, StepTimer]:
@@ -296,23 +321,13 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
             step_lr = opt.param_groups[0]["lr"]  # the rate this step uses (for the trackers), read before the timer
             with timer.step(len(mine), n_tok, padded, squares):
                 step_loss = accumulate(inputs, dp, ids, mine, micro, res.steps + 1, epoch + 1)
-                if float(tcfg.max_grad_norm) > 0:
-                    # foreach: one multi-tensor norm/scale instead of a kernel per tensor (same result)
-                    torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm), foreach=True)
-                opt.step()
-                sched.step()
-                method.after_optimizer_step(model, res.steps + 1)
-                opt.zero_grad(set_to_none=True)
+                _optimizer_step(opt, sched, method, model, params, float(tcfg.max_grad_norm), res.steps + 1)
             res.steps += 1
             res.final_loss = dp.mean(step_loss) if dp else step_loss
             if progress is not None:
                 progress.step(len(ids), res.final_loss, epoch + 1, lr=step_lr)
-        if evaluate_epoch is not None and (dp is None or dp.rank == 0):  # one evaluation per cell: rank 0's
-            eval_s += _evaluate_and_keep_best(res, evaluate_epoch, epoch + 1, named, device)
-        if evaluate_epoch is not None and dp is not None:  # the others wait for it, outside the training time
-            t_wait = time.perf_counter()
-            dp.barrier()
-            eval_s += time.perf_counter() - t_wait
+        if evaluate_epoch is not None:
+            eval_s += _epoch_evaluation(res, evaluate_epoch, epoch + 1, named, device, dp)
     sync(device)
     res.train_s = time.perf_counter() - t_start - eval_s
     if state_out is not None and run_epochs < int(tcfg.epochs) and (dp is None or dp.rank == 0):
