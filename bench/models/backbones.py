@@ -269,9 +269,10 @@ def _pooling_kwargs(config, add_pooler: bool) -> dict:
     return {"add_pooling_layer": add_pooler} if takes else {}
 
 
-def _load_config(model_cfg, source: str):
+def load_config(model_cfg, source: str, say_fallback: bool = True):
     """(source, config): the source's config, or, for a random-weight build whose source is not
-    reachable (a hub id offline), the shipped copy under bench/model_configs/."""
+    reachable (a hub id offline), the shipped copy under bench/model_configs/. Used by the build and
+    by the check before any work (bench/models/support.py), so both read the same config."""
     from transformers import AutoConfig
 
     overrides = dict(model_cfg.get("config_overrides") or {})
@@ -280,7 +281,9 @@ def _load_config(model_cfg, source: str):
         return source, AutoConfig.from_pretrained(source, **overrides)
     except (OSError, ValueError) as exc:
         if not model_cfg.get("pretrained", True) and (shipped / "config.json").exists():
-            log.info("config of %s not reachable (%s); using the shipped copy %s", source, exc.__class__.__name__, shipped)
+            if say_fallback:
+                log.info("config of %s not reachable (%s); using the shipped copy %s", source,
+                         exc.__class__.__name__, shipped)
             return str(shipped), AutoConfig.from_pretrained(str(shipped), **overrides)
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " (HF_HUB_OFFLINE=1 is set: only local folders and shipped configs load)" if offline else ""
@@ -317,8 +320,8 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
     check_value("model.head", head_kind)  # the rules of bench.config.schema.ModelSettings, checked before the cell
     check_value("model.pooling", pooling)
     if weights_dtype == "nf4":
-        check_4bit("", "auto")  # CUDA and bitsandbytes, before anything is loaded (bench/models/levers.py)
-    source, config = _load_config(model_cfg, source)
+        check_4bit(None, "auto")  # CUDA and bitsandbytes, before anything is loaded (bench/models/levers.py)
+    source, config = load_config(model_cfg, source)
     if head_kind == "native":
         # The native head reads what its architecture reads (RoBERTa <s>, BERT's pooler output, ...),
         # whatever model.pooling says; the record's model_info.pooling shows the pooling used.

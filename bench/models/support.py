@@ -9,27 +9,16 @@ from bench.methods.support import refuse_unsupported
 
 
 def backbone_config(model_cfg):
-    """The transformers config bench.models.backbones.build_model will build from, or None when it cannot be
-    read without weights or network (the cell's build then says why)."""
-    from transformers import AutoConfig
-
+    """The transformers config bench.models.backbones.build_model will build from (its own
+    `load_config`), or None when it cannot be read without weights or network (the cell's build then
+    says why)."""
     from bench.errors import ConfigError
-    from bench.models.backbones import CONFIG_DIR, resolve_source
+    from bench.models.backbones import load_config, resolve_source
 
-    overrides = dict(model_cfg.get("config_overrides") or {})
     try:
-        source = resolve_source(str(model_cfg.source))
-    except ConfigError:
+        return load_config(model_cfg, resolve_source(str(model_cfg.source)), say_fallback=False)[1]
+    except (ConfigError, OSError, ValueError):
         return None
-    shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
-    for where in (source, str(shipped) if not model_cfg.get("pretrained", True) else None):
-        if where is None or (where == str(shipped) and not (shipped / "config.json").exists()):
-            continue
-        try:
-            return AutoConfig.from_pretrained(where, **overrides)
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def check_supported(method, model_cfg) -> None:
