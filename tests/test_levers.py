@@ -55,17 +55,20 @@ def test_bf16_weights_store_frozen_weights_in_bf16_and_train_fp32():
 
 
 def test_levers_refuse_what_cannot_run():
+    lora = build_method({"_target_": "lora", "name": "lora", "lr": 1e-3})
+    full = build_method({"_target_": "full", "name": "full", "lr": 1e-3})
+    assert full.trains_base_weights and not lora.trains_base_weights  # the declaration the check reads
     cfg = OmegaConf.create({"train": {"weights_dtype": "bf16", "precision": "fp32", "device": "auto"}})
     with pytest.raises(ConfigError, match=r"train.weights_dtype=bf16 computes in bf16.*train.precision=fp32"):
-        check_levers(cfg, "lora")
+        check_levers(cfg, lora)
     with pytest.raises(ConfigError, match="method=full: this method trains the base weights"):
-        check_4bit("full", "auto")
+        check_4bit(full, "auto")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="runs on CUDA only"):
-            check_4bit("lora", "auto")
+            check_4bit(lora, "auto")
     elif importlib.util.find_spec("bitsandbytes") is None:
         with pytest.raises(ConfigError, match=r"pip install 'peft-bench\[qlora\]'"):
-            check_4bit("lora", "auto")
+            check_4bit(lora, "auto")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine nf4 may run")

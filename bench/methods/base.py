@@ -7,6 +7,8 @@ with defaults), never its name:
 
 - `frozen_backbone`: the backbone is frozen and unchanged, so it runs in eval mode (no dropout);
 - `trains_on_cached_features`: the head trains on pooled features computed once (needs a frozen backbone);
+- `trains_base_weights`: the method trains the backbone's own weights (full, BitFit), so it cannot
+  train a 4-bit base (`train.weights_dtype=nf4`, bench/models/levers.py);
 - `uses_token_type_ids`: whether the (possibly wrapped) backbone takes segment ids;
 - `unsupported_reason(backbone_config)`: why the method cannot run on an architecture (a decoder
   without biases for BitFit, GPT-2's Conv1D layers for a tuner peft implements for nn.Linear only), or
@@ -55,6 +57,8 @@ class Method:
     name: str = "method"
     #: True when the backbone is frozen and unchanged: it runs in eval mode during training.
     frozen_backbone: bool = False
+    #: True when the method trains the backbone's own weights (not added ones): no 4-bit base for it.
+    trains_base_weights: bool = False
     #: False for methods whose wrapper cannot take token_type_ids (peft prompt learning drops them).
     uses_token_type_ids: bool = True
     #: What the saved delta holds, in words (the record's storage.what).

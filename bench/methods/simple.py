@@ -10,6 +10,7 @@ class Full(Method):
     """Every parameter trains; the delta is the whole model."""
 
     name = "full"
+    trains_base_weights = True
     delta_holds = "whole model (safetensors)"
 
     def apply(self, model: nn.Module) -> nn.Module:
@@ -45,6 +46,7 @@ class BitFit(Method):
     """Only the bias terms of the backbone train (Ben Zaken et al. 2022), plus the head."""
 
     name = "bitfit"
+    trains_base_weights = True
 
     def unsupported_reason(self, backbone_config) -> str | None:
         """Llama-style decoders (Llama, SmolLM2, Mistral) have no bias terms at all: BitFit would train

@@ -30,8 +30,6 @@ from bench.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "bf16", "nf4")
-#: methods that train the base model's own weights: they cannot train a 4-bit base
-TRAINS_BASE_WEIGHTS = ("full", "bitfit")
 
 
 def _get(node, key, default=None):
@@ -46,7 +44,7 @@ def weights_dtype(tcfg) -> str:
     return str(value)
 
 
-def check_levers(cfg, method_name: str) -> None:
+def check_levers(cfg, method) -> None:
     """The levers' rules, checked before any work (bench.recipe.validate.check): precision against bf16
     weights, and whether a 4-bit base can run here at all."""
     t = cfg.get("train") or {}
@@ -56,13 +54,14 @@ def check_levers(cfg, method_name: str) -> None:
         raise ConfigError(f"train.weights_dtype={dtype} computes in bf16: train.precision={precision} cannot run on it; "
                           "use train.precision=auto or bf16")
     if dtype == "nf4":
-        check_4bit(method_name, str(_get(t, "device", "auto")))
+        check_4bit(method, str(_get(t, "device", "auto")))
 
 
-def check_4bit(method_name: str, device: str) -> None:
-    """train.weights_dtype=nf4 needs CUDA, the bitsandbytes package and a method that leaves the base frozen."""
-    if method_name in TRAINS_BASE_WEIGHTS:
-        raise ConfigError(f"train.weights_dtype=nf4 with method={method_name}: this method trains the base weights, which "
+def check_4bit(method, device: str) -> None:
+    """train.weights_dtype=nf4 needs CUDA, the bitsandbytes package and a method that leaves the base
+    frozen (its `trains_base_weights` declaration; `method` None: the backbone alone is being built)."""
+    if method is not None and method.trains_base_weights:
+        raise ConfigError(f"train.weights_dtype=nf4 with method={method.name}: this method trains the base weights, which "
                           "a 4-bit base cannot store; use a method that freezes the base (lora, ia3, adapter, ...) "
                           "or train.weights_dtype=bf16")
     if device == "cpu" or device == "mps" or not torch.cuda.is_available():

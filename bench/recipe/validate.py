@@ -84,7 +84,7 @@ def check(cfg, *, whole_job: bool = True):
     from bench.recipe.trackers import check_logger
     from bench.training.data_parallel import check_nproc
 
-    check_levers(cfg, method.name)
+    check_levers(cfg, method)
     check_nproc(cfg, method)
     check_logger(_resolved(cfg, "logger"))
     study = _resolved(cfg, "study") or {}
