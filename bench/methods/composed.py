@@ -52,14 +52,15 @@ def read_source(ref: str, accepted: tuple[str, ...], option: str) -> SourceModul
     """A source record that exists, is ok, kept its delta and is of an accepted method; else a
     ConfigError naming the file and what was expected."""
     from bench.records.results import kept_delta
+    from bench.records.schema import read_record
 
     path = Path(str(ref))
     if not (path.suffix == ".json" and path.is_file()):
         raise ConfigError(f"{option}: {ref}: no such record file (expected a <sweep>/<run_id>.json of a cell run "
                           "with save_delta=true)")
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        rec = read_record(path)  # the one record reader: truncated JSON, unknown schema versions named
+    except ValueError as exc:
         raise ConfigError(f"{option}: cannot read {path}: {exc}") from None
     if rec.get("status") != "ok":
         raise ConfigError(f"{option}: {path} has status {rec.get('status')!r}; only ok records are sources")
