@@ -10,6 +10,7 @@ import torch
 from test_methods import TRAIN, _toy_data, build
 
 from bench.inference.cost import (
+    DEFAULTS,
     added_length,
     check_merged,
     measure,
@@ -171,7 +172,7 @@ def test_measure_writes_a_complete_section(one_thread):
     # stop when precise (issue #26): min_repeats (default 8) above the cap of 5 -> the cap; every
     # ratio carries its interval, the section the rounds spent and the half-width reached
     prec = sec["precision_reached"]
-    assert prec["rounds"] == {"8": 5, "16": 5, "batched": 3} and prec["target_halfwidth"] == 0.01
+    assert prec["rounds"] == {"8": 5, "16": 5, "batched": 3} and prec["target_halfwidth"] == DEFAULTS["target_halfwidth"]
     lo, hi = sec["latency_batch1"]["8"]["method"]["ratio_ci95"]
     assert lo <= sec["latency_batch1"]["8"]["method"]["ratio_vs_reference"] <= hi
     assert prec["halfwidth_max"] == max(prec["halfwidth"].values()) > 0
@@ -179,6 +180,28 @@ def test_measure_writes_a_complete_section(one_thread):
     assert fixed["precision_reached"]["rounds"]["8"] == 4 and fixed["precision_reached"]["met"] is None
     loose = measure(built.model, _reference(), dict(s, target_halfwidth=50.0, min_repeats=3, repeats=30), CPU)
     assert loose["precision_reached"]["rounds"]["8"] == 3 and loose["precision_reached"]["met"] is True
+
+
+def test_a_merged_fresh_build_is_timed_once_as_the_aa_control(one_thread):
+    """A LoRA model merged into a fresh build of the reference is a second reference build: it is
+    timed once and serves as the A/A floor (three variants a round, not four; issue #26)."""
+    built, _ = _trained("lora")
+    builds = []
+
+    def fresh_build():
+        builds.append(_reference())
+        return builds[-1]
+
+    s = settings_from({"lengths": [8], "repeats": 4, "min_repeats": 3, "warmup": 1, "batch_size": 2,
+                       "batch_length": 8, "batch_repeats": 3, "batch_warmup": 1})
+    sec = measure(built.model, _reference(), s, CPU, fresh=fresh_build)
+    assert sec["merge"]["status"] == "merged" and sec["merge"]["fresh_build"] is True
+    assert len(builds) == 1  # the merge target only: no separate A/A build
+    assert set(sec["latency_batch1"]["8"]) == {"reference", "method", "merged"}
+    assert sec["overhead"]["aa"] == sec["overhead"]["merged"] and "merged model" in sec["aa_control"]
+    # without a fresh build the merged model is a deep copy of the peft model: no A/A control then
+    copy_sec = measure(built.model, _reference(), s, CPU)
+    assert copy_sec["merge"]["fresh_build"] is False and copy_sec["overhead"]["aa"] is None
 
 
 @pytest.mark.parametrize("bad,option", [({"lengths": [0]}, "inference.lengths"), ({"repeats": 1}, "inference.repeats"),
