@@ -58,11 +58,14 @@ budget: setup
 
 ## The PEFT catalogue (docs/catalogue.md): 48 methods (every peft tuner that fits an encoder) x sst2, stsb under the
 ## tuning protocol (4 rates per method on the selection split, pruned, 3 seeds); resumes; then the catalogue report
-## (every method vs LoRA, Pareto frontiers, rank agreement). Two 1-thread cells at a time, inference timed after.
+## (every method vs LoRA, Pareto frontiers, rank agreement). Two 1-thread cells at a time; then the inference
+## cost and mergeability of each method's structure, measured alone (one record per task and method, cost pass).
 CATALOGUE_ARGS ?=
 catalogue: setup
 	$(BIN)/python -m bench experiment=catalogue results_dir=$(RESULTS) inference.enabled=false hydra/launcher=parallel \
 	  hydra.launcher.n_jobs=$$(nproc) train.threads=1 $(CATALOGUE_ARGS); status=$$?; \
+	  if [ $$status -eq 0 ]; then $(BIN)/python -m bench.sweep.cost_pass $(RESULTS)/catalogue --inference-only \
+	    --one-per-method --steps 5 --warmup 1; status=$$?; fi; \
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report.catalogue $(RESULTS)/catalogue --out reports/catalogue; fi; \
 	  exit $$status
 

@@ -40,3 +40,26 @@ def test_cost_pass_remeasures_speed_and_keeps_metrics(tmp_path, glue_dir):
     assert again.returncode == 0 and "nothing to measure" in again.stdout
     bad = run_python(["-m", "bench.sweep.cost_pass", tmp_path / "nosuch"], glue_dir, timeout=120)
     assert bad.returncode == 2 and "nosuch: no such folder" in bad.stderr
+
+
+@pytest.mark.slow
+def test_inference_only_pass_measures_one_record_per_method(tmp_path, glue_dir):
+    """The catalogue's cost pass: inference (and mergeability) for the lowest seed of each method
+    only; the run's throughput stays, the other seeds are untouched."""
+    proc = run_bench(["-m", *TINY, "task=sst2", "method=lora", "train.seed=0,1", "sweep_name=cat", "inference.enabled=false",
+                      "train.max_train_samples=64", "train.epochs=1"], glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = {r["seed"]: r for r in records_in(tmp_path / "cat")}
+    assert all(r["capabilities"]["mergeable"] is None for r in before.values())
+    proc = run_python(["-m", "bench.sweep.cost_pass", tmp_path / "cat", "--inference-only", "--one-per-method",
+                       "--steps", "2", "--warmup", "1"], glue_dir, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cost pass 1/1" in proc.stdout and "merge merged" in proc.stdout
+    after = {r["seed"]: r for r in records_in(tmp_path / "cat")}
+    measured, untouched = after[0], after[1]
+    assert measured["inference"]["merge"]["status"] == "merged" and measured["capabilities"]["mergeable"] is True
+    assert measured["inference"]["merge"]["check"]["equal_within_atol"]
+    assert measured["throughput"] == before[0]["throughput"] and measured["metrics"] == before[0]["metrics"]
+    assert measured["cost_pass"]["replaced"] == {"inference": None}
+    assert untouched["inference"] is None and "cost_pass" not in untouched
+    R.read_record(measured["_path"])

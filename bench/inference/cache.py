@@ -35,7 +35,7 @@ SHARED_PARTS = ("inputs", "device", "precision", "threads", "timer", "protocol",
                 "settings", "added_length", "latency_batch1", "lengths_skipped", "throughput", "overhead", "memory",
                 "precision_reached")
 #: bump when bench/inference/cost.py or bench/inference/rounds.py measure differently: old entries are then not read
-PROTOCOL = 2
+PROTOCOL = 3  # 3: a merged fresh build is timed once as the A/A control (issue #26)
 FORMAT = "peft-bench-inference-cache"
 #: method settings that change training only, never the trained model's structure
 TRAINING_ONLY = ("lr", "cache_features", "init", "init_text", "tokenizer_path", "name")

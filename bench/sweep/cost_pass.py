@@ -16,6 +16,15 @@ memory is a per-process figure that cells beside it do not change, and a short p
 peak of the run's longest batch, so the metric pass's reading is the better one.
 
     python -m bench.sweep.cost_pass results/default_sweep [--steps 20] [--warmup 5] [--threads N] [--force]
+    python -m bench.sweep.cost_pass results/catalogue --inference-only --one-per-method   # the catalogue's served cost
+
+`--inference-only` measures the inference section alone (and the mergeability it implies) and leaves
+throughput and MFU as the run measured them; the model still trains `warmup + steps` steps first, so
+the merged-logit check compares a merge of weights that moved away from their initialisation (a
+LoRA at init merges trivially). `--one-per-method`: one record per (model, task, method label), the
+lowest seed's final cell: latency, throughput and mergeability are properties of the structure
+(bench/inference/cache.py), the same for every seed, so a 48-method catalogue costs 96 measurements,
+not 288.
 """
 from __future__ import annotations
 
@@ -35,7 +44,8 @@ from bench.records import schema as R
 log = logging.getLogger("bench")
 
 
-def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, inference: bool = False) -> dict:
+def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, inference: bool = False,
+                   inference_only: bool = False) -> dict:
     """Rebuild the record's cell, time its steps, eval and inference alone; return the updated record.
     Training and evaluation go through the run's own recipe steps (bench.recipe.finetune.CellRecipe), so what is
     timed is what a run times; only the number of steps is cut."""
@@ -47,6 +57,7 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
     with open_dict(cfg):
         cfg.train.threads = threads or "auto"
         cfg.train.eval_every_epoch = False  # nothing is selected here; per-epoch evaluation is not timed work
+        cfg.train.select = "last"  # (a best_epoch cell's choice was the metric pass's; it needs per-epoch evaluation)
         cfg.progress = {"mode": "off"}
         if cfg.get("inference") is not None:
             # measured alone, in this pass: never a measurement another (parallel, loaded) run left in
@@ -63,6 +74,8 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
         t.warmup_steps_excluded = warmup
     recipe.t = t
     recipe.train()
+    if inference_only:
+        return _with_inference(rec, cfg, recipe, warmup)
     recipe.evaluate()  # times the eval splits as a run does (throughput.eval_samples_per_s, recipe.eval_s)
     timer, tp = recipe.timer, recipe.throughput
     flops = recipe._flops()
@@ -89,6 +102,41 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
     return out
 
 
+def _with_inference(rec: dict, cfg, recipe, warmup: int) -> dict:
+    """The record with only its inference section (and the capability it implies) measured again."""
+    from bench.inference.cost import measure_cell
+    from bench.records.environment import environment
+
+    section = measure_cell(cfg, recipe.model, recipe.spec.num_labels, recipe.seed, recipe.device, recipe.precision)
+    out = dict(rec)
+    out.pop("_path", None)
+    out["cost_pass"] = {
+        "what": "inference only, measured with this cell's work alone (bench/sweep/cost_pass.py --inference-only) "
+                f"on the cell's model after {recipe.timer.timed_steps + warmup} training steps; throughput, flops, "
+                "metrics, predictions and memory are the metric pass's",
+        "train_steps_timed": recipe.timer.timed_steps, "warmup_steps_excluded": warmup,
+        "threads": torch.get_num_threads(), "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "env": environment(recipe.device), "replaced": {"inference": rec.get("inference")},
+    }
+    out["inference"] = section
+    if isinstance(out.get("capabilities"), dict):
+        status = (section.get("merge") or {}).get("status")
+        out["capabilities"] = dict(out["capabilities"], mergeable=None if status is None else status in ("merged", "native"))
+    return out
+
+
+def one_per_method(recs: list[dict]) -> list[dict]:
+    """The lowest seed's final (not trial) record of each (model, task, method label)."""
+    best: dict[tuple, dict] = {}
+    for r in recs:
+        if (r.get("study") or {}).get("role") == "trial":
+            continue
+        key = (r.get("model"), r.get("task"), r.get("method_label") or r.get("method"))
+        if key not in best or (r.get("seed") or 0) < (best[key].get("seed") or 0):
+            best[key] = r
+    return list(best.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.sweep.cost_pass", description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="a sweep's results folder (records are found below it)")
@@ -98,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="measure again records that already had a cost pass")
     ap.add_argument("--inference", action="store_true",
                     help="measure inference cost also for cells that ran with inference.enabled=false")
+    ap.add_argument("--inference-only", action="store_true",
+                    help="measure only the inference section (and mergeability); keep the run's throughput and MFU")
+    ap.add_argument("--one-per-method", action="store_true",
+                    help="one record per (model, task, method): the lowest seed's final cell (structure properties)")
     args = ap.parse_args(argv)
     from bench.logs import quiet_libraries
 
@@ -107,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cost pass: {args.folder}: no such folder (expected a sweep's results folder)", file=sys.stderr)
         return 2
     recs, _ = R.load_records(args.folder)
-    todo = [r for r in recs if r.get("status") == "ok" and (args.force or not r.get("cost_pass"))]
+    todo = [r for r in recs if r.get("status") == "ok"]
+    if args.one_per_method:
+        todo = one_per_method(todo)
+    todo = [r for r in todo if args.force or not r.get("cost_pass")]
     if not todo:
         print(f"cost pass: nothing to measure in {args.folder} ({len(recs)} records; --force measures again)")
         return 0
@@ -116,12 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(rec["_path"])
         t0 = time.perf_counter()
         try:
-            updated = measure_record(rec, args.steps, args.warmup, args.threads, args.inference)
+            updated = measure_record(rec, args.steps, args.warmup, args.threads, args.inference, args.inference_only)
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not stop the pass; its record is untouched
             failed += 1
             print(f"cost pass {i}/{len(todo)}: {path.name}: not measured ({type(exc).__name__}: {exc})", file=sys.stderr)
             continue
         R.write_record(path, updated)
+        if args.inference_only:
+            over = ((updated["inference"] or {}).get("overhead") or {}).get("method") or {}
+            print(f"cost pass {i}/{len(todo)}: {rec.get('task')} / {rec.get('method_label') or rec.get('method')} / seed "
+                  f"{rec.get('seed')}: inference batch-1 x{over.get('batch1_mean') or float('nan'):.3f}, merge "
+                  f"{(updated['inference'].get('merge') or {}).get('status')}, {time.perf_counter() - t0:.0f} s", flush=True)
+            continue
         tp = updated["throughput"]
         print(f"cost pass {i}/{len(todo)}: {rec.get('task')} / {rec.get('method_label') or rec.get('method')} / seed "
               f"{rec.get('seed')}: {tp.get('train_samples_per_s') or 0:.1f} train samples/s alone (was "
