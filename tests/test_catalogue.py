@@ -241,3 +241,24 @@ def test_capabilities_say_what_the_loop_does_for_each_method():
     assert caps["loraplus"]["loop_hooks"] == ["build_optimizer"]
     assert caps["pissa"]["rewrites_base"] and not caps["lora"]["rewrites_base"]
     assert caps["adapter"]["delta_format"] == "tensors" and caps["adapter"]["peft_type"] is None
+
+
+def test_capabilities_say_which_composition_operations_apply():
+    """The record's capabilities.composition is the rule bench.compose follows: peft's combination
+    types for plain LoRA only, a parameter average for other deltas, nothing shared for head_only,
+    the learned combinations that read each family, none of it for a combination itself."""
+    from bench.compose.combine import LORA_TYPES
+
+    comp = {n: check_method(yaml_cfg(n)).capabilities()["composition"]
+            for n in ("lora", "dora", "adapter", "prompt_tuning", "head_only", "vera")}
+    assert comp["lora"]["merge"] == list(LORA_TYPES) and "ties" in comp["lora"]["merge"]
+    assert comp["lora"]["learned"] == ["lora_moe"] and comp["lora"]["soup"] and comp["lora"]["transfer"]
+    assert comp["adapter"]["learned"] == ["adapter_fusion"] and comp["adapter"]["merge"] == ["linear"]
+    assert comp["prompt_tuning"]["learned"] == ["attempt"]
+    assert comp["head_only"]["merge"] == [] and comp["head_only"]["soup"]
+    assert comp["dora"]["merge"] == ["linear"] and comp["vera"]["learned"] == []
+    from bench.methods import LoRA, LoraMoE
+
+    assert LoRA(lr=1e-3, use_rslora=True).composition()["merge"] == []  # compose refuses rsLoRA/DoRA LoRA deltas
+    assert LoraMoE(lr=1e-3, sources=["x.json"]).composition() == {"soup": False, "merge": [], "transfer": False,
+                                                                  "learned": []}

@@ -21,9 +21,8 @@ import torch
 from safetensors.torch import load_file
 
 from bench.compose.core import ComposeError, Source, build
+from bench.methods.peft_methods import LORA_COMBINATIONS as LORA_TYPES  # the method declares them
 
-LORA_TYPES = ("linear", "cat", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
-              "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd")
 #: peft's TIES-type merges average over agreeing signs themselves (disjoint mean): weight 1 each;
 #: the others are weighted sums: weight 1/n each, so n identical deltas give that delta.
 TIES_TYPES = ("ties", "dare_ties", "ties_svd", "dare_ties_svd")

@@ -157,7 +157,24 @@ class Method:
                  if getattr(type(self), h) is not getattr(Method, h) and self.uses_hook(h)]
         return {"delta_format": self.delta_format, "peft_type": getattr(self, "peft_type_name", None),
                 "loop_hooks": hooks, "rewrites_base": bool(getattr(self, "rewrites_base", False)),
-                "frozen_backbone": bool(self.frozen_backbone)}
+                "frozen_backbone": bool(self.frozen_backbone), "composition": self.composition()}
+
+    #: the multi-task merges bench.compose offers for this method's deltas: a weighted parameter
+    #: average ("linear") for any delta that changes the backbone; LoRA adds peft's combination types
+    merge_combinations: tuple[str, ...] = ("linear",)
+    #: whether the delta changes the backbone (head_only's does not: nothing shared to merge)
+    changes_backbone = True
+
+    def composition(self) -> dict:
+        """Which composition operations apply to this method's deltas (the record's
+        `capabilities.composition`, docs/compose.md): `soup` (a seed soup, bench.compose soup),
+        `merge` (the multi-task combinations bench.compose merge offers), `transfer` (train.init_from
+        from a delta of this method) and `learned` (the learned combinations over frozen modules of
+        this method, from each composed method's declared `source_methods`). Declared here, so that
+        the compose front end and the records read one rule."""
+        learned = sorted(c.name for c in REGISTRY.values() if self.name in getattr(c, "source_methods", ()))
+        return {"soup": True, "merge": list(self.merge_combinations) if self.changes_backbone else [],
+                "transfer": True, "learned": learned}
 
     def composition_record(self) -> dict | None:
         """`{"composed_from": [...], "composition": {...}}` for a method that combines frozen source

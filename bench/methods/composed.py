@@ -123,6 +123,11 @@ class ComposedMethod(Method):
             raise ConfigError(f"method.sources: the sources have different method settings ({sorted(names)}); "
                               "a combination takes deltas of one method with one set of settings")
 
+    def composition(self) -> dict:
+        """A combination's delta names its frozen sources and holds only its own parameters: the
+        compose operations (which rebuild a delta on its own) do not apply to it."""
+        return {"soup": False, "merge": [], "transfer": False, "learned": []}
+
     def loaded_sources(self) -> list[SourceModule]:
         if not self._loaded:
             self._loaded = [read_source(s, self.source_methods, "method.sources") for s in self.sources]

@@ -110,6 +110,11 @@ def _check_targets(option: str, targets, backbone_config) -> None:
         raise ConfigError(f"{option}={targets!r}: expected a non-empty list of module names, e.g. [query, value]")
 
 
+#: peft's `add_weighted_adapter` combination types, which bench.compose offers for LoRA deltas
+LORA_COMBINATIONS = ("linear", "cat", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
+                     "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd")
+
+
 class LoRA(PeftMethod):
     """Low-rank updates (Hu et al. 2021) on the named linear layers; default query and value as in
     the paper's GLUE experiments. Closed form on q,v: L * 2 * 2 * r * H."""
@@ -133,6 +138,14 @@ class LoRA(PeftMethod):
         _check_targets("method.target_modules", self.target_modules, backbone_config)
         if self.bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"method.bias={self.bias!r}: expected none, all or lora_only")
+
+    def composition(self) -> dict:
+        """peft's combinations for plain LoRA; none with rsLoRA, DoRA or trained biases, whose merged
+        adapter add_weighted_adapter cannot express (bench/compose/combine.py refuses them)."""
+        out = super().composition()
+        if self.use_rslora or self.use_dora or self.bias != "none":
+            return dict(out, soup=False, merge=[])
+        return dict(out, merge=list(LORA_COMBINATIONS))
 
     def peft_config(self, backbone_config):
         from peft import LoraConfig, TaskType

@@ -28,6 +28,7 @@ class HeadOnly(Method):
 
     name = "head_only"
     frozen_backbone = True
+    changes_backbone = False
 
     def __init__(self, lr: float | None = None, cache_features: bool = True, **settings):
         self.cache_features = bool(cache_features)
