@@ -35,7 +35,8 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 
-from bench.inference.cost import synthetic_inputs, time_interleaved
+from bench.inference.cost import time_interleaved
+from bench.inference.variants import synthetic_inputs
 from bench.measure.memory import current_rss
 
 

@@ -17,7 +17,8 @@ import torch
 from omegaconf import OmegaConf
 
 from bench.config.confdir import conf_dir
-from bench.inference.cost import _forward, merged_variant, summarize, synthetic_inputs, time_interleaved
+from bench.inference.cost import summarize, time_interleaved
+from bench.inference.variants import forward, merged_variant, synthetic_inputs
 from bench.models.backbones import build_model
 from bench.models.delta import INFO_FILE
 from bench.predict import load_delta
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     device = torch.device("cpu")
     for length in (16, 64):
         x = synthetic_inputs(1, length, int(ref.backbone.config.vocab_size), device)
-        fns = {n: (lambda m=m, x=x: _forward(m, x, device, "fp32")) for n, m in variants.items()}
+        fns = {n: (lambda m=m, x=x: forward(m, x, device, "fp32")) for n, m in variants.items()}
         times = time_interleaved(fns, rounds, 10, device)
         for n in variants:
             s = summarize(times[n], None if n == "reference" else times["reference"])

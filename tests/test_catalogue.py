@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from test_methods import ARCHS, TRAIN, _toy_data
 
 from bench.errors import ConfigError
-from bench.inference.cost import merged_variant
+from bench.inference.variants import merged_variant
 from bench.methods import build_method
 from bench.methods.validate import check_method
 from bench.models.build import build_cell

@@ -9,16 +9,8 @@ import pytest
 import torch
 from test_methods import TRAIN, _toy_data, build
 
-from bench.inference.cost import (
-    DEFAULTS,
-    added_length,
-    check_merged,
-    measure,
-    merged_variant,
-    settings_from,
-    summarize,
-    time_interleaved,
-)
+from bench.inference.cost import DEFAULTS, measure, settings_from, summarize, time_interleaved
+from bench.inference.variants import added_length, check_merged, merged_variant
 from bench.training.loop import train_model
 
 CPU = torch.device("cpu")
@@ -214,7 +206,8 @@ def test_bad_settings_name_the_option(bad, option):
 
 
 def test_forward_memory_grows_with_the_batch(one_thread):
-    from bench.inference.cost import forward_memory, synthetic_inputs
+    from bench.inference.cost import forward_memory
+    from bench.inference.variants import synthetic_inputs
 
     model = _reference()
     for b in (2, 128):  # warm-up: first calls also allocate caches and thread pools
@@ -247,7 +240,7 @@ def test_multi_adapter_script_counts_memory_exactly(tmp_path, one_thread):
         for name in ("reference", "lora_switch", "adapter_switch", "merged_models"):
             assert res[n]["latency"]["1"][name]["median_ms"] > 0
     # switching really switches: task 0 and task 1 give different outputs, and switching back reproduces task 0
-    from bench.inference.cost import synthetic_inputs
+    from bench.inference.variants import synthetic_inputs
     x = synthetic_inputs(2, 16, 30522, CPU)
     for build_fn, arg in ((mod.build_lora_switch, 8), (mod.build_adapter_switch, 16)):
         select, _ = build_fn(mod.load_model_cfg("tiny_bert"), 2, arg)

@@ -45,7 +45,7 @@ class PromptMixture(nn.Module):
             p.requires_grad_(self.learned)
 
     def get_base_model(self) -> nn.Module:
-        """The transformers model (bench.inference.cost.inner_transformer reads it, as it reads peft's)."""
+        """The transformers model (bench.inference.variants.inner_transformer reads it, as it reads peft's)."""
         return self.base
 
     def instance_prompt(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
