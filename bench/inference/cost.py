@@ -181,6 +181,31 @@ def overheads(variants: list[str], latency: dict, batched: dict, merge_status: s
     return summary
 
 
+def _variants(model: nn.Module, reference: nn.Module, fresh, s: dict, vocab: int, device: torch.device,
+              precision: str) -> tuple[dict[str, nn.Module], dict, bool]:
+    """The models timed side by side, the merge's record entry, and whether the merged model is the
+    A/A control. A merged model loaded strictly into a fresh build of the reference has the
+    reference's modules, shapes and layout: it is a second build of the reference, which is what the
+    A/A control is, so it is timed once as both (a fourth variant cost a quarter of every round; #26)."""
+    merged, merge = merged_and_checked(model, reference, fresh, s, vocab, device, precision)
+    merged_is_aa = merged is not None and merge.get("fresh_build", False)
+    aa = fresh().eval() if fresh is not None and not merged_is_aa else None
+    variants = {"reference": reference, "method": model, **({"merged": merged} if merged is not None else {}),
+                **({"aa": aa} if aa is not None else {})}
+    return variants, merge, merged_is_aa
+
+
+def _time_part(variants: dict[str, nn.Module], x: dict, device: torch.device, precision: str, rounds: dict,
+               tag: str, lo: int, cap: int, warmup: int, target: float | None) -> dict:
+    """One part (a batch-1 length, or the batched shape): interleaved rounds on the same inputs `x`;
+    the rounds spent go into `rounds[tag]`, the summaries (ratios vs the reference) are returned."""
+    fns = {n: (lambda m=m: forward(m, x, device, precision)) for n, m in variants.items()}
+    t_part = time.perf_counter()
+    times, rounds[tag] = time_rounds(fns, device, _time_one, warmup, lo, cap, target)
+    rounds[tag]["seconds"] = time.perf_counter() - t_part
+    return {n: summarize(times[n], None if n == "reference" else times["reference"]) for n in variants}
+
+
 def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torch.device,
             precision: str = "fp32", fresh: Callable[[], nn.Module] | None = None) -> dict:
     """The record's `inference` section for a finetuned `model` against `reference` (same backbone,
@@ -194,33 +219,18 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     config = inner_transformer(model).config
     vocab, positions = int(config.vocab_size), int(getattr(config, "max_position_embeddings", 10**9))
     extra = added_length(model, vocab, device)
-    merged, merge = merged_and_checked(model, reference, fresh, s, vocab, device, precision)
-    # A merged model loaded strictly into a fresh build of the reference has the reference's modules,
-    # shapes and layout: it is a second build of the reference, which is what the A/A control is, so
-    # it is timed once as both (a fourth variant cost a quarter of every round; issue #26).
-    merged_is_aa = merged is not None and merge.get("fresh_build", False)
-    aa = fresh().eval() if fresh is not None and not merged_is_aa else None
-    variants = {"reference": reference, "method": model, **({"merged": merged} if merged is not None else {}),
-                **({"aa": aa} if aa is not None else {})}
+    variants, merge, merged_is_aa = _variants(model, reference, fresh, s, vocab, device, precision)
     budget = positions - extra["input_tokens"]
     t_setup = time.perf_counter() - t0
 
     target, rounds = s.get("target_halfwidth"), {}
-
-    def timed(tag, batch, length, lo, cap, warmup):
-        x = synthetic_inputs(batch, length, vocab, device)
-        fns = {n: (lambda m=m: forward(m, x, device, precision)) for n, m in variants.items()}
-        t_part = time.perf_counter()
-        times, rounds[tag] = time_rounds(fns, device, _time_one, warmup, lo, cap, target)
-        rounds[tag]["seconds"] = time.perf_counter() - t_part
-        return {n: summarize(times[n], None if n == "reference" else times["reference"]) for n in variants}
-
     latency, skipped = {}, []
     for length in s["lengths"]:
         if length > budget:
             skipped.append(length)
             continue
-        latency[str(length)] = timed(str(length), 1, length, s["min_repeats"], s["repeats"], s["warmup"])
+        latency[str(length)] = _time_part(variants, synthetic_inputs(1, length, vocab, device), device, precision,
+                                          rounds, str(length), s["min_repeats"], s["repeats"], s["warmup"], target)
     bl = min(s["batch_length"], budget)
     # The memory forwards (one per variant at the throughput batch, the same tensors) are the first
     # warm-up round of the throughput timing: each is a full untimed call at that shape, which is
@@ -229,7 +239,8 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
     first, t_mem = target is not None, time.perf_counter()
     memory = memory_section(variants, xb, device, precision) if first else None
-    batched = timed("batched", s["batch_size"], bl, s["batch_min_repeats"], s["batch_repeats"], s["batch_warmup"] - first)
+    batched = _time_part(variants, xb, device, precision, rounds, "batched", s["batch_min_repeats"],
+                         s["batch_repeats"], s["batch_warmup"] - first, target)
     for v in batched.values():
         v["samples_per_s"] = s["batch_size"] / (v["median_ms"] / 1e3)
     memory = memory or memory_section(variants, xb, device, precision)
@@ -238,7 +249,7 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     summary = overheads(list(variants), latency, batched, merge["status"])
     if merged_is_aa:
         summary["aa"] = summary["merged"]
-    del merged, aa
+    del variants
     return {
         "inputs": INPUTS_NOTE,
         "device": str(device), "precision": precision, "threads": torch.get_num_threads(),
