@@ -10,6 +10,8 @@
 #   FAMILIES="lora adapter prompt_tuning" TARGETS="rte mrpc" KS="100 300 1000" SEEDS="0 1 2"
 #   TASKS="sst2 stsb mrpc" (source tasks; a target is never its own source) NICE=19
 #   TARGET_TRAIN="train.batch_size=8" (target arms: 38 optimizer steps at K=100 in 3 epochs; docs/decisions.md)
+#   JOBS=2 (cells in parallel, one thread each: the seeds of an arm are one multirun; inference timing is
+#   off in the cells and measured alone at the end by the cost pass, one record per target, K and arm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R="${1:-results}"
@@ -21,7 +23,10 @@ KS="${KS:-100 300 1000}"
 SEEDS="${SEEDS:-0 1 2}"
 TASKS="${TASKS:-sst2 stsb mrpc}"
 TARGET_TRAIN="${TARGET_TRAIN:-train.batch_size=8}"
+JOBS="${JOBS:-2}"
 RUN=(cell nice -n "${NICE:-19}" "$PY" -m bench)
+# the target arms: every seed in one invocation, JOBS cells at a time (1 thread each), no timing beside a neighbour
+PAR=(-m hydra/launcher=parallel "hydra.launcher.n_jobs=$JOBS" train.threads=1 inference.enabled=false)
 FAILED=0
 cell() {  # one invocation; a failed cell is recorded (status failed) and the grid goes on
   "$@" || { echo "compose_learned: failed (exit $?): ${*: -1}" >&2; FAILED=$((FAILED + 1)); }
@@ -45,19 +50,24 @@ for fam in $FAMILIES; do
     srcs=(); paths=()
     for s in $(sources_of "$tgt"); do srcs+=("$s"); paths+=("$(newest "$s" "$fam")"); done
     list=$(IFS=,; echo "${paths[*]}")
-    for k in $KS; do for seed in $SEEDS; do
-      base=(model=minilm "task=$tgt" "train.max_train_samples=$k" "train.seed=$seed" sweep_name=compose_learned
-            results_dir="$R" save_delta=false $TARGET_TRAIN)
+    seeds=$(echo $SEEDS | tr ' ' ',')
+    for k in $KS; do
+      base=("${PAR[@]}" model=minilm "task=$tgt" "train.max_train_samples=$k" "train.seed=$seeds"
+            sweep_name=compose_learned results_dir="$R" save_delta=false $TARGET_TRAIN)
       "${RUN[@]}" "${base[@]}" "method=$fam" "label=${fam}_n$k"
       for i in "${!srcs[@]}"; do
         "${RUN[@]}" "${base[@]}" "method=$fam" "train.init_from=${paths[$i]}" ++train.init_head=never \
-          inference.enabled=false "label=${fam}_n${k}_from_${srcs[$i]}"
+          "label=${fam}_n${k}_from_${srcs[$i]}"
       done
-      "${RUN[@]}" "${base[@]}" "method=$combo" "method.sources=[$list]" method.gate=uniform inference.enabled=false \
+      "${RUN[@]}" "${base[@]}" "method=$combo" "method.sources=[$list]" method.gate=uniform \
         "label=${combo}_n${k}_uniform"
       "${RUN[@]}" "${base[@]}" "method=$combo" "method.sources=[$list]" "label=${combo}_n$k"
-    done; done
+    done
   done
 done
+# inference cost (the learned combination runs every source) of the scratch and learned arms, alone:
+# one record per target, K and arm (a structure property; bench/sweep/cost_pass.py)
+cell nice -n "${NICE:-19}" "$PY" -m bench.sweep.cost_pass "$R/compose_learned" --inference-only --one-per-method \
+  --steps 5 --warmup 1
 "$PY" -m bench.report "$R/compose_learned" --out "$REPORTS"/compose_learned
 [ "$FAILED" -eq 0 ] || { echo "compose_learned: $FAILED invocation(s) failed; rerun to retry them" >&2; exit 1; }

@@ -49,13 +49,16 @@ def test_inference_only_pass_measures_one_record_per_method(tmp_path, glue_dir):
     proc = run_bench(["-m", *TINY, "task=sst2", "method=lora", "train.seed=0,1", "sweep_name=cat", "inference.enabled=false",
                       "train.max_train_samples=64", "train.epochs=1"], glue_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    before = {r["seed"]: r for r in records_in(tmp_path / "cat")}
+    moved = tmp_path / "shared_folder" / "cat"  # a results folder moved after the run (its configs name the old one)
+    moved.parent.mkdir()
+    (tmp_path / "cat").rename(moved)
+    before = {r["seed"]: r for r in records_in(moved)}
     assert all(r["capabilities"]["mergeable"] is None for r in before.values())
-    proc = run_python(["-m", "bench.sweep.cost_pass", tmp_path / "cat", "--inference-only", "--one-per-method",
+    proc = run_python(["-m", "bench.sweep.cost_pass", moved, "--inference-only", "--one-per-method",
                        "--steps", "2", "--warmup", "1"], glue_dir, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cost pass 1/1" in proc.stdout and "merge merged" in proc.stdout
-    after = {r["seed"]: r for r in records_in(tmp_path / "cat")}
+    after = {r["seed"]: r for r in records_in(moved)}
     measured, untouched = after[0], after[1]
     assert measured["inference"]["merge"]["status"] == "merged" and measured["capabilities"]["mergeable"] is True
     assert measured["inference"]["merge"]["check"]["equal_within_atol"]
@@ -63,3 +66,5 @@ def test_inference_only_pass_measures_one_record_per_method(tmp_path, glue_dir):
     assert measured["cost_pass"]["replaced"] == {"inference": None}
     assert untouched["inference"] is None and "cost_pass" not in untouched
     R.read_record(measured["_path"])
+    # the pass's shared measurements lie beside the records it measured (not where the config ran)
+    assert list((moved / ".inference_shared").glob("*.json")) and not (tmp_path / "cat").exists()

@@ -45,7 +45,7 @@ log = logging.getLogger("bench")
 
 
 def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, inference: bool = False,
-                   inference_only: bool = False) -> dict:
+                   inference_only: bool = False, folder: Path | None = None) -> dict:
     """Rebuild the record's cell, time its steps, eval and inference alone; return the updated record.
     Training and evaluation go through the run's own recipe steps (bench.recipe.finetune.CellRecipe), so what is
     timed is what a run times; only the number of steps is cut."""
@@ -59,6 +59,10 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
         cfg.train.eval_every_epoch = False  # nothing is selected here; per-epoch evaluation is not timed work
         cfg.train.select = "last"  # (a best_epoch cell's choice was the metric pass's; it needs per-epoch evaluation)
         cfg.progress = {"mode": "off"}
+        if folder is not None:
+            # the sweep is where its records are now (a moved or copied results folder), not where the
+            # config says it ran: the pass's shared measurements go beside the records it measures
+            cfg.results_dir, cfg.sweep_name = str(folder.resolve().parent), folder.resolve().name
         if cfg.get("inference") is not None:
             # measured alone, in this pass: never a measurement another (parallel, loaded) run left in
             # the results folder's cache (bench/inference/cache.py); cells of this pass still share
@@ -171,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(rec["_path"])
         t0 = time.perf_counter()
         try:
-            updated = measure_record(rec, args.steps, args.warmup, args.threads, args.inference, args.inference_only)
+            updated = measure_record(rec, args.steps, args.warmup, args.threads, args.inference, args.inference_only,
+                                     args.folder)
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not stop the pass; its record is untouched
             failed += 1
             print(f"cost pass {i}/{len(todo)}: {path.name}: not measured ({type(exc).__name__}: {exc})", file=sys.stderr)
