@@ -262,3 +262,20 @@ def test_capabilities_say_which_composition_operations_apply():
     assert LoRA(lr=1e-3, use_rslora=True).composition()["merge"] == []  # compose refuses rsLoRA/DoRA LoRA deltas
     assert LoraMoE(lr=1e-3, sources=["x.json"]).composition() == {"soup": False, "merge": [], "transfer": False,
                                                                   "learned": []}
+
+
+def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
+    import pandas as pd
+
+    from bench.report.catalogue import markdown
+
+    table = pd.DataFrame({
+        "task": ["stsb", "stsb"], "method_label": ["lora", "vera"], "metric": ["pearson", "pearson"],
+        "score": [0.555, 0.70], "ci_low": [-0.191, 0.65], "ci_high": [1.301, 0.75], "trainable_excl_head": [73728, 7680],
+        "storage_bytes": [3e5, 4e4], "mergeable": [True, True], "overhead": [float("nan")] * 2,
+        "verdict": ["reference", "tie"], "frontier_params": [False, True], "frontier_overhead": [False, False],
+        "peft_type": ["LORA", "VERA"], "above_chance": [True, True]})
+    text = markdown(table, {}, "lora")
+    assert "55.5 [-19.1, 100.0] ‡" in text and "70.0 [65.0, 75.0] |" in text
+    assert "reached past the metric's range" in text
+    assert "‡" not in markdown(table.iloc[1:], {}, "lora")

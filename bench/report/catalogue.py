@@ -117,6 +117,21 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora") -> tuple[
     return table.sort_values(["task", "score"], ascending=[True, False]).reset_index(drop=True), agreement
 
 
+#: the range a mean of each headline metric can take: a t interval over three seeds with one collapsed
+#: seed reaches past it (LoRA on STS-B: 55.5 [-19.1, 130.1] Pearson); the mean cannot, so the interval
+#: shown is its intersection with the range (coverage unchanged), marked
+METRIC_RANGE = {"accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "pearson": (-1.0, 1.0), "spearmanr": (-1.0, 1.0),
+                "matthews_correlation": (-1.0, 1.0)}
+
+
+def _score_cell(r) -> str:
+    lo, hi = float(r["ci_low"]), float(r["ci_high"])
+    low, high = METRIC_RANGE.get(str(r.get("metric")), (-float("inf"), float("inf")))
+    clipped = lo < low or hi > high
+    lo, hi = max(lo, low), min(hi, high)
+    return f"{100 * r['score']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]{' ‡' if clipped else ''}"
+
+
 def _fmt_count(v) -> str:
     return "" if pd.isna(v) else f"{round(float(v)):,}"
 
@@ -139,9 +154,13 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str) -> str:
             lines.append(f"| {r['method_label']}{mark} | {r.get('peft_type') or ''} | {_fmt_count(r['trainable_excl_head'])} | "
                          f"{_fmt_count(r['storage_bytes'])} B | {merge} | "
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
-                         f"{100 * r['score']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] | {delta} | "
+                         f"{_score_cell(r)} | {delta} | "
                          f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | {front} |")
         lines.append("")
+    if table.apply(lambda r: _score_cell(r).endswith("‡"), axis=1).any():
+        lines += [("‡ the t interval over seeds reached past the metric's range (a seed far from the others, "
+                   "often a collapsed one); shown is its part within the range. The verdict is the paired "
+                   "bootstrap over examples, not this interval."), ""]
     if agreement:
         lines.append(f"Rank agreement of {agreement['tasks'][0]} and {agreement['tasks'][1]} over "
                      f"{agreement['methods']} methods: Kendall tau-b {agreement['kendall_tau_b']:.2f} "
