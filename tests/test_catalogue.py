@@ -279,3 +279,52 @@ def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
     assert "55.5 [-19.1, 100.0] ‡" in text and "70.0 [65.0, 75.0] |" in text
     assert "reached past the metric's range" in text
     assert "‡" not in markdown(table.iloc[1:], {}, "lora")
+
+
+def test_a_data_pass_sees_the_training_rows_once_in_order_and_no_label(monkeypatch):
+    """The loop's data-pass hook (EVA's): every training row, in order, without labels; timed apart."""
+    from bench.methods import REGISTRY
+    from bench.methods.peft_methods import LoRA
+
+    seen = []
+
+    class Recording(LoRA):
+        name = "test_recording_lora"
+
+        def initialize_from_data(self, model, batches):
+            assert len(batches) == 3  # 24 rows in batches of 8: sized, as peft's EVA needs
+            for _ in range(2):  # re-iterable (EVA cycles until its SVDs converge)
+                seen.append([b for b in batches])
+
+    monkeypatch.delitem(REGISTRY, "test_recording_lora")  # keep the registry to the real methods
+    method = Recording(lr=1e-3)
+    assert method.has_hook("initialize_from_data") and "initialize_from_data" in method.capabilities()["loop_hooks"]
+    model = build_cell(OmegaConf.create(ARCHS["tiny-bert"]), method, 2, seed=0, max_seq_len=64).model
+    data = _toy_data()
+    res, _ = train_model(model, method, data, TRAIN, torch.device("cpu"), pad_id=0)
+    first, again = seen
+    rows = [ids[mask.bool()].tolist() for b in first for ids, mask in zip(b["input_ids"], b["attention_mask"])]
+    assert rows == data.input_ids and all("labels" not in b for b in first)
+    assert [b["input_ids"].tolist() for b in again] == [b["input_ids"].tolist() for b in first]
+    assert res.data_pass_s is not None and res.data_pass_s >= 0
+    plain, _ = train_model(build("lora")[0], build("lora")[1], data, TRAIN, torch.device("cpu"), pad_id=0)
+    assert plain.data_pass_s is None  # no hook, no pass, nothing recorded
+
+
+def test_eva_initialises_from_the_training_rows_and_reloads(glue_dir, tmp_path):
+    """EVA through the CLI: the record names the hook and the data pass's seconds; the kept delta
+    (peft's folder with EVA's rank pattern) reloads to the record's predictions."""
+    import gzip
+    import json
+
+    proc = run_bench(["model=tiny_bert", "train=quick", "method=eva", "task=sst2", "save_delta=true",
+                      "train.max_train_samples=96", "inference.enabled=false"], glue_dir, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec_path = next(p for p in (tmp_path / "adhoc").glob("*.json"))
+    rec = json.loads(rec_path.read_text())
+    assert rec["capabilities"]["loop_hooks"] == ["initialize_from_data"] and rec["train"]["data_pass_s"] > 0
+    delta = next((tmp_path / "adhoc" / "deltas").iterdir())
+    assert json.loads((delta / "adapter_config.json").read_text())["init_lora_weights"] == "eva"
+    clf = load_delta(delta)
+    stored = json.loads(gzip.open(rec_path.with_suffix(".predictions.json.gz")).read())
+    assert clf.method.name == "eva" and stored

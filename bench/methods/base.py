@@ -46,6 +46,9 @@ from bench.errors import ConfigError
 REGISTRY: dict[str, type[Method]] = {}
 
 
+#: the training loop's hooks a method may override (bench/training/loop.py calls them)
+LOOP_HOOKS = ("initialize_from_data", "build_optimizer", "before_training", "after_optimizer_step", "regularization")
+
 class Method:
     """Base class and protocol.
 
@@ -141,6 +144,12 @@ class Method:
         """Called once the cell's optimizer-step count is known, before the first step (AdaLoRA's
         budget schedule needs it)."""
 
+    def initialize_from_data(self, model: nn.Module, batches) -> None:
+        """A data-pass initialisation (EVA): called once before the optimizer is built, with an
+        iterable of model-input dicts over the cell's **training rows only** (never selection or dev
+        rows), in their order, without labels. The loop times it apart from training
+        (`train.data_pass_s`). Default: nothing."""
+
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         """Called after each optimizer step, before the gradients are cleared (AdaLoRA's rank allocation)."""
 
@@ -153,8 +162,7 @@ class Method:
         peft type where peft provides it, which training-loop hooks it uses, whether it rewrites the
         base weights. Whether it merges is measured, not declared: the inference section's merge check
         (bench/inference/cost.py) fills `mergeable` beside this."""
-        hooks = [h for h in ("build_optimizer", "before_training", "after_optimizer_step", "regularization")
-                 if getattr(type(self), h) is not getattr(Method, h) and self.uses_hook(h)]
+        hooks = [h for h in LOOP_HOOKS if self.has_hook(h)]
         return {"delta_format": self.delta_format, "peft_type": getattr(self, "peft_type_name", None),
                 "loop_hooks": hooks, "rewrites_base": bool(getattr(self, "rewrites_base", False)),
                 "frozen_backbone": bool(self.frozen_backbone), "composition": self.composition()}
@@ -180,6 +188,10 @@ class Method:
         """`{"composed_from": [...], "composition": {...}}` for a method that combines frozen source
         modules (bench/methods/composed.py, issue #29): the runner adds both to the record; None here."""
         return None
+
+    def has_hook(self, hook: str) -> bool:
+        """Whether this method overrides a loop hook and uses it in this configuration."""
+        return getattr(type(self), hook) is not getattr(Method, hook) and self.uses_hook(hook)
 
     def uses_hook(self, hook: str) -> bool:
         """Whether an overridden loop hook does anything for this instance (a generic class may

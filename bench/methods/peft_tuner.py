@@ -138,9 +138,17 @@ class PeftTuner(PeftMethod):
     def peft_type_name(self) -> str:
         return self.peft_type.upper()
 
+    @property
+    def is_eva(self) -> bool:
+        """EVA (Paischer et al. 2024): LoRA's A from an SVD of the training rows' activations, ranks
+        redistributed by explained variance: a data-pass initialisation (bench/training/loop.py)."""
+        return self.peft_type == "lora" and str(self.fields.get("init_lora_weights", "")).lower() == "eva"
+
     def uses_hook(self, hook: str) -> bool:
         if hook == "build_optimizer":
             return self.optimizer != "adamw"
+        if hook == "initialize_from_data":
+            return self.is_eva
         return self.peft_type == "adalora"
 
     # -- protocol -------------------------------------------------------------------------------
@@ -176,7 +184,12 @@ class PeftTuner(PeftMethod):
         from peft import TaskType
 
         extra = {"total_step": self._total_step or 10**9} if self.peft_type == "adalora" else {}
-        return self._config_class(task_type=TaskType.FEATURE_EXTRACTION, **self.fields, **extra)
+        fields = dict(self.fields)
+        if isinstance(fields.get("eva_config"), dict):  # YAML gives a mapping; peft wants its EvaConfig
+            from peft import EvaConfig
+
+            fields["eva_config"] = EvaConfig(**fields["eva_config"])
+        return self._config_class(task_type=TaskType.FEATURE_EXTRACTION, **fields, **extra)
 
     def apply(self, model: nn.Module) -> nn.Module:
         model = super().apply(model)
@@ -198,6 +211,15 @@ class PeftTuner(PeftMethod):
             if cfg.tinit >= cfg.total_step - cfg.tfinal:
                 raise ConfigError(f"method.tinit={cfg.tinit} + method.tfinal={cfg.tfinal} leave no budgeting phase in "
                                   f"this cell's {total_steps} steps; expected tinit + tfinal < {total_steps}")
+
+    def initialize_from_data(self, model: nn.Module, batches) -> None:
+        """EVA on the training rows the loop passes (never selection or dev rows); each process
+        computes it alone (no gathering across data-parallel ranks: they hold the same rows here)."""
+        if self.is_eva:
+            from peft import initialize_lora_eva_weights
+
+            initialize_lora_eva_weights(model.backbone, dataloader=batches, gather_distributed_inputs=False,
+                                        show_progress_bar=False)
 
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         if self.peft_type == "adalora":
@@ -253,6 +275,13 @@ class PeftTuner(PeftMethod):
             saved = json.loads((Path(folder) / "adapter_config.json").read_text())
             if saved.get("rank_pattern"):
                 model.backbone.base_model.resize_modules_by_rank_pattern(saved["rank_pattern"], "default")
+        if self.is_eva:  # EVA redistributed the ranks: rebuild the adapter as saved (rank_pattern), then load
+            from peft import PeftModel
+            from safetensors.torch import load_file
+
+            model.backbone = PeftModel.from_pretrained(model.backbone.unload(), str(folder), is_trainable=True)
+            model.head.load_state_dict(load_file(str(Path(folder) / "head.safetensors")))
+            return model
         if not self.rewrites_base:
             return super().load_delta(model, folder)
         from peft import PeftModel

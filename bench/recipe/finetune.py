@@ -395,6 +395,7 @@ class CellRecipe:
                 "deterministic": bool(t.deterministic), "precision": self.precision,
                 "pad_to_multiple_of": self.pad_multiple,
                 "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
+                **({"data_pass_s": result.data_pass_s} if result.data_pass_s is not None else {}),
                 "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
                 "init_from": self.init_from, "length_rule": self.length_rule,
                 "stop_after_epochs": t.get("stop_after_epochs"), "optimizer": result.optimizer,

@@ -45,6 +45,7 @@ class TrainResult:
     best_metrics: dict | None = None
     best_state: dict | None = None
     feature_s: float | None = None
+    data_pass_s: float | None = None  # a data-pass initialisation's seconds (EVA), outside train_s
     optimizer: str = ""
     continued_from_epoch: int | None = None  # bench/training/rung_state.py: epochs restored, not trained here
 
@@ -282,6 +283,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     bs = micro * grad_accum_steps(tcfg)  # examples per optimizer step (the effective batch)
     steps_per_epoch = math.ceil(len(train_data) / bs)
     total = steps_per_epoch * int(tcfg.epochs)
+    data_pass_s = _data_pass(model, method, train_data, micro, pad_id, pad_multiple, device)
     method.before_training(model, total)
     opt, optimizer_name = _optimizer(model, method, method.trainable_named_parameters(model), tcfg)
     named = method.trainable_named_parameters(model)  # an optimizer factory may freeze some (LoRA-FA's A)
@@ -290,7 +292,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     sched = linear_schedule(opt, warmup, total)
     use_tt = method.uses_token_type_ids
     timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
-    res = TrainResult(warmup_steps=warmup, optimizer=optimizer_name)
+    res = TrainResult(warmup_steps=warmup, optimizer=optimizer_name, data_pass_s=data_pass_s)
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
     stop = _opt(tcfg, "stop_after_epochs")
     run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
@@ -336,6 +338,41 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
         save_state(state_out, epoch=run_epochs, total_steps=total, named=named, opt=opt, sched=sched, res=res,
                    device=device)
     return res, timer
+
+
+class TrainingBatches:
+    """The training rows as model-input batches, re-iterable and sized (peft's EVA cycles over its
+    loader until its SVDs converge); labels are left out."""
+
+    def __init__(self, data: Encoded, batch_size: int, pad_id: int, pad_multiple: int, device, use_tt: bool):
+        self.data, self.batch_size, self.pad_id, self.pad_multiple = data, batch_size, pad_id, pad_multiple
+        self.device, self.use_tt = device, use_tt
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def __iter__(self):
+        for start in range(0, len(self.data), self.batch_size):
+            ids = list(range(start, min(start + self.batch_size, len(self.data))))
+            yield model_inputs(to_device(collate(self.data, ids, self.pad_id, self.pad_multiple), self.device),
+                               self.use_tt)
+
+
+def _data_pass(model, method, train_data: Encoded, batch_size: int, pad_id: int, pad_multiple: int,
+               device) -> float | None:
+    """The method's data-pass initialisation over the training rows (this cell's `train_data`, which
+    holds no selection or dev row), in file order, without labels; its seconds, or None when the
+    method has none. It runs before a continued rung's state is restored too: the same rows in the
+    same order give the same initialisation (and EVA's ranks, so the saved tensors' shapes), and the
+    restored weights then replace what it initialised."""
+    if not method.has_hook("initialize_from_data"):
+        return None
+    sync(device)
+    t0 = time.perf_counter()
+    method.initialize_from_data(model, TrainingBatches(train_data, batch_size, pad_id, pad_multiple, device,
+                                                       method.uses_token_type_ids))
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def _restore(state_in, total: int, named, opt, sched, res: TrainResult, device) -> int:
