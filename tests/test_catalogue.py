@@ -325,6 +325,12 @@ def test_eva_initialises_from_the_training_rows_and_reloads(glue_dir, tmp_path):
     assert rec["capabilities"]["loop_hooks"] == ["initialize_from_data"] and rec["train"]["data_pass_s"] > 0
     delta = next((tmp_path / "adhoc" / "deltas").iterdir())
     assert json.loads((delta / "adapter_config.json").read_text())["init_lora_weights"] == "eva"
+    from bench.data.batching import encode
+    from bench.data.tasks import load_split, task_spec
+
     clf = load_delta(delta)
-    stored = json.loads(gzip.open(rec_path.with_suffix(".predictions.json.gz")).read())
-    assert clf.method.name == "eva" and stored
+    with gzip.open(rec_path.parent / rec["predictions"]) as fh:
+        stored = json.loads(fh.read())["splits"]["dev"]
+    rows = load_split(task_spec(OmegaConf.create(rec["config"]["task"])), "dev")
+    data = encode([rows[i] for i in stored["ids"]], clf.tokenizer, 128, False)
+    assert clf.method.name == "eva" and clf.predict_ids(data) == stored["predictions"]
