@@ -311,6 +311,7 @@ def test_a_data_pass_sees_the_training_rows_once_in_order_and_no_label(monkeypat
     assert plain.data_pass_s is None  # no hook, no pass, nothing recorded
 
 
+@pytest.mark.slow
 def test_eva_initialises_from_the_training_rows_and_reloads(glue_dir, tmp_path):
     """EVA through the CLI: the record names the hook and the data pass's seconds; the kept delta
     (peft's folder with EVA's rank pattern) reloads to the record's predictions."""
