@@ -335,3 +335,19 @@ def test_eva_initialises_from_the_training_rows_and_reloads(glue_dir, tmp_path):
     rows = load_split(task_spec(OmegaConf.create(rec["config"]["task"])), "dev")
     data = encode([rows[i] for i in stored["ids"]], clf.tokenizer, 128, False)
     assert clf.method.name == "eva" and clf.predict_ids(data) == stored["predictions"]
+
+
+def test_the_study_cost_is_read_from_the_records():
+    from bench.report.catalogue import cost_line, study_cost
+
+    def rec(role, secs, start, end, status="ok"):
+        return {"status": status, "study": {"role": role}, "time": {"total_s": secs}, "env": {"parallel_cells": 2},
+                "created_at": start, "finished_at": end}
+
+    cost = study_cost([rec("trial", 1800, "2026-12-02T01:00:00+00:00", "2026-12-02T01:30:00+00:00"),
+                       rec("final", 5400, "2026-12-02T01:10:00+00:00", "2026-12-02T03:00:00+00:00"),
+                       rec("final", 99999, "2026-12-02T00:00:00+00:00", "2026-12-02T09:00:00+00:00", "failed")])
+    assert cost["cells"] == 2 and cost["roles"] == {"trial": 1, "final": 1} and cost["cell_hours"] == 2.0
+    assert cost["span_hours"] == 2.0 and cost["parallel_cells"] == [2]
+    assert "2.0 cell-hours" in cost_line(cost) and "1 final, 1 trial" in cost_line(cost)
+    assert study_cost([]) == {}

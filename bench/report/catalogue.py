@@ -57,6 +57,36 @@ def _method_facts(records: list[dict]) -> pd.DataFrame:
         peft_type=("peft_type", "first"), mergeable=("mergeable", "first"), overhead=("overhead", "mean"))
 
 
+def study_cost(records: list[dict]) -> dict:
+    """What the study cost, from its records: cells by role, the sum of their seconds (each record's
+    `time.total_s`, trials included), how many ran at a time, and the span of their timestamps (which
+    includes any time the study was stopped, so it is an upper bound of the wall time)."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not ok:
+        return {}
+    roles = pd.Series([(r.get("study") or {}).get("role") or "cell" for r in ok]).value_counts().to_dict()
+    seconds = sum(float((r.get("time") or {}).get("total_s") or 0.0) for r in ok)
+    parallel = sorted({int((r.get("env") or {}).get("parallel_cells") or 1) for r in ok})
+    starts = sorted(str(r["created_at"]) for r in ok if r.get("created_at"))
+    ends = sorted(str(r["finished_at"]) for r in ok if r.get("finished_at"))
+    span_h = None
+    if starts and ends:
+        span_h = (pd.Timestamp(ends[-1]) - pd.Timestamp(starts[0])).total_seconds() / 3600
+    return {"cells": len(ok), "roles": roles, "cell_hours": seconds / 3600, "parallel_cells": parallel,
+            "first_start": starts[0] if starts else None, "last_end": ends[-1] if ends else None, "span_hours": span_h}
+
+
+def cost_line(cost: dict) -> str:
+    if not cost:
+        return ""
+    roles = ", ".join(f"{n} {k}" for k, n in sorted(cost["roles"].items()))
+    par = "/".join(map(str, cost["parallel_cells"]))
+    span = f"; first start {cost['first_start']}, last end {cost['last_end']} ({cost['span_hours']:.1f} h between them, " \
+           "pauses included)" if cost["span_hours"] is not None else ""
+    return (f"Study cost, from the records: {cost['cells']} ok cells ({roles}), {cost['cell_hours']:.1f} cell-hours "
+            f"(sum of each cell's time.total_s), {par} cell(s) at a time{span}.")
+
+
 def versus_reference(pairwise: pd.DataFrame, reference: str) -> pd.DataFrame:
     """method − reference per task from the main report's paired tests, Holm over each task's pairs."""
     rows = []
@@ -136,7 +166,7 @@ def _fmt_count(v) -> str:
     return "" if pd.isna(v) else f"{round(float(v)):,}"
 
 
-def markdown(table: pd.DataFrame, agreement: dict, reference: str) -> str:
+def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | None = None) -> str:
     lines = []
     for task, sub in table.groupby("task"):
         metric = sub["metric"].iloc[0]
@@ -165,6 +195,8 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str) -> str:
         lines.append(f"Rank agreement of {agreement['tasks'][0]} and {agreement['tasks'][1]} over "
                      f"{agreement['methods']} methods: Kendall tau-b {agreement['kendall_tau_b']:.2f} "
                      f"(p = {agreement['p']:.3g}).")
+    if cost:
+        lines += ["", cost_line(cost)]
     return "\n".join(lines) + "\n"
 
 
@@ -184,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bench.records.schema import load_records
 
-    table, agreement = catalogue_table(report.agg, load_records(Path(a.results))[0], a.reference)
+    records = load_records(Path(a.results))[0]
+    table, agreement = catalogue_table(report.agg, records, a.reference)
     out = Path(a.out)
     table.to_csv(out / "catalogue.csv", index=False)
-    text = markdown(table, agreement, a.reference)
+    text = markdown(table, agreement, a.reference, study_cost(records))
     (out / "catalogue.md").write_text(text)
     print(text)
     return 0
