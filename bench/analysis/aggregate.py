@@ -161,12 +161,19 @@ def aggregate_cells(kept: pd.DataFrame, grid: pd.DataFrame, catalog: TaskCatalog
         stats = [g.mean().add_suffix("_mean"), g.std(ddof=1).add_suffix("_std"), g.count().add_suffix("_n")]
         parts.append(pd.concat(stats, axis=1))
     cells = pd.concat(parts, axis=1, join="outer").reindex(columns=list(counts.columns) + stat_cols)
-    for q in filter(is_metric, vals):
-        cells[f"{q}_ci_low"], cells[f"{q}_ci_high"] = t_bounds(cells[f"{q}_mean"], cells[f"{q}_std"],
-                                                               cells[f"{q}_n"].fillna(0))
+    bounds = {}
+    for q in filter(is_metric, vals):  # built apart and joined once (inserting hundreds of columns one by one
+        # fragments the frame: pandas' PerformanceWarning on every report of a wide catalogue)
+        bounds[f"{q}_ci_low"], bounds[f"{q}_ci_high"] = t_bounds(cells[f"{q}_mean"], cells[f"{q}_std"],
+                                                                 cells[f"{q}_n"].fillna(0))
+    if bounds:
+        cols = cells.columns
+        cells = pd.concat([cells.drop(columns=[c for c in bounds if c in cells]),
+                           pd.DataFrame(bounds, index=cells.index)], axis=1)[cols].copy()
     cells = cells[cells["n_seeds"].notna()].copy().reset_index()
     n_cols = [f"{q}_n" for q in vals]
     cells[n_cols] = cells[n_cols].fillna(0).astype(int)
+    cells = cells.copy()  # one block again after replacing hundreds of columns (no PerformanceWarning below)
     hm = kept.groupby(["task"])["headline_metric"].agg(lambda s: s.mode().iloc[0])
     cells["headline_metric"] = cells["task"].map(hm)
     cells["errors"] = [errors.get(tuple(k), "") for k in cells[KEY].itertuples(index=False)]

@@ -128,7 +128,7 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora") -> tuple[
     keep = {"task": "task", "method_label": "method_label", "headline_metric": "metric", "headline_mean": "score",
             "headline_ci_low": "ci_low", "headline_ci_high": "ci_high", "n_ok": "seeds",
             "params.trainable_excl_head_mean": "trainable_excl_head", "storage.bytes_mean": "storage_bytes",
-            "above_chance": "above_chance"}
+            "above_chance": "above_chance", "collapsed_seeds": "collapsed_seeds"}
     table = cells[[c for c in keep if c in cells]].rename(columns=keep)
     table = table.merge(_method_facts(records), on=["task", "method_label"], how="left")
     vs = versus_reference(agg.pairwise, reference) if len(agg.pairwise) else pd.DataFrame()
@@ -162,6 +162,16 @@ def _score_cell(r) -> str:
     return f"{100 * r['score']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]{' ‡' if clipped else ''}"
 
 
+def _collapsed(r) -> str:
+    """`k/n` seeds whose predictions collapsed (one class, or a near-constant score: bench.analysis.chance)."""
+    k = r.get("collapsed_seeds")
+    return "" if k is None or pd.isna(k) else f"{int(k)}/{int(r['seeds'])}"
+
+
+def _p(v) -> str:
+    return "" if v is None or pd.isna(v) else f"{float(v):.3g}"
+
+
 def _fmt_count(v) -> str:
     return "" if pd.isna(v) else f"{round(float(v)):,}"
 
@@ -172,8 +182,8 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
         metric = sub["metric"].iloc[0]
         lines += [f"### {task} ({metric}, mean over seeds [95 % CI]; verdict vs {reference}: paired bootstrap, Holm)", "",
                   ("| method | peft type | trainable (excl. head) | storage | mergeable | served latency | score | "
-                   f"Δ vs {reference} [95 % CI] | verdict | frontier |"),
-                  "|---|---|---:|---:|---|---:|---|---|---|---|"]
+                   f"collapsed seeds | Δ vs {reference} [95 % CI] | p (Holm) | verdict | frontier |"),
+                  "|---|---|---:|---:|---|---:|---|---:|---|---:|---|---|"]
         for _, r in sub.iterrows():
             delta = ("" if pd.isna(r.get("delta_vs_ref")) else
                      f"{100 * r['delta_vs_ref']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
@@ -184,7 +194,7 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
             lines.append(f"| {r['method_label']}{mark} | {r.get('peft_type') or ''} | {_fmt_count(r['trainable_excl_head'])} | "
                          f"{_fmt_count(r['storage_bytes'])} B | {merge} | "
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
-                         f"{_score_cell(r)} | {delta} | "
+                         f"{_score_cell(r)} | {_collapsed(r)} | {delta} | {_p(r.get('p_holm'))} | "
                          f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | {front} |")
         lines.append("")
     if table.apply(lambda r: _score_cell(r).endswith("‡"), axis=1).any():
