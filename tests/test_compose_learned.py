@@ -159,6 +159,7 @@ def test_learned_record_reloads_and_predicts_the_same(sources, glue_dir, name):
     assert json.loads(cli.stdout) == clf.predict([rows[0].text_a], [rows[0].text_b])
 
 
+@pytest.mark.slow  # 36 s of five CLI arms: the suite's budget (docs/decisions.md)
 def test_report_table_has_every_arm_and_picks_the_transfer_on_selection(sources, glue_dir):
     """scratch, two transfers, the static merge and the learned LoRA mixture on one target: one row,
     the best transfer is the source with the higher selection score, three Holm-adjusted verdicts."""
