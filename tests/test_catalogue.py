@@ -274,11 +274,13 @@ def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
         "score": [0.555, 0.70], "ci_low": [-0.191, 0.65], "ci_high": [1.301, 0.75], "trainable_excl_head": [73728, 7680],
         "storage_bytes": [3e5, 4e4], "mergeable": [True, True], "overhead": [float("nan")] * 2,
         "verdict": ["reference", "tie"], "frontier_params": [False, True], "frontier_overhead": [False, False],
-        "peft_type": ["LORA", "VERA"], "above_chance": [True, True]})
+        "peft_type": ["LORA", "VERA"], "above_chance": [True, True], "selected_lr": [0.00215, 0.1],
+        "lr_edge": ["inside", "top"], "collapsed_seeds": [1, 0], "seeds": [3, 3], "p_holm": [float("nan"), 0.5]})
     text = markdown(table, {}, "lora")
-    assert "55.5 [-19.1, 100.0] ‡" in text and "70.0 [65.0, 75.0] |" in text
+    assert "55.5 [-19.1, 100.0] ‡ | 1/3 | 0.00215 |" in text and "70.0 [65.0, 75.0] | 0/3 | 0.1 ↑ |" in text
+    assert "top / bottom of the method's range" in text and "stsb: vera" in text
     assert "reached past the metric's range" in text
-    assert "‡" not in markdown(table.iloc[1:], {}, "lora")
+    assert "‡" not in markdown(table.iloc[1:], {}, "lora") and "↑" not in markdown(table.iloc[:1], {}, "lora")
 
 
 def test_a_data_pass_sees_the_training_rows_once_in_order_and_no_label(monkeypatch):

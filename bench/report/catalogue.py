@@ -46,15 +46,23 @@ def _method_facts(records: list[dict]) -> pd.DataFrame:
             continue
         method = (rec.get("config") or {}).get("method") or {}
         merge = ((rec.get("inference") or {}).get("merge") or {}).get("status")
+        study = rec.get("study") or {}
+        grid, chosen = study.get("lr_grid") or [], study.get("selected_lr")
+        edge = None
+        if chosen is not None and len(grid) > 1:
+            edge = "top" if math.isclose(chosen, max(grid), rel_tol=1e-6) else (
+                "bottom" if math.isclose(chosen, min(grid), rel_tol=1e-6) else "inside")
         rows.append({"task": rec.get("task"), "method_label": rec.get("method_label") or rec.get("method"),
                      "peft_type": method.get("peft_type") or ("(built-in)" if method else None),
                      "mergeable": None if merge is None else merge in ("merged", "native"),
-                     "overhead": _served_overhead(rec)})
+                     "overhead": _served_overhead(rec), "selected_lr": chosen, "lr_edge": edge})
     if not rows:
-        return pd.DataFrame(columns=["task", "method_label", "peft_type", "mergeable", "overhead"])
+        return pd.DataFrame(columns=["task", "method_label", "peft_type", "mergeable", "overhead", "selected_lr",
+                                     "lr_edge"])
     frame = pd.DataFrame(rows)
     return frame.groupby(["task", "method_label"], as_index=False).agg(
-        peft_type=("peft_type", "first"), mergeable=("mergeable", "first"), overhead=("overhead", "mean"))
+        peft_type=("peft_type", "first"), mergeable=("mergeable", "first"), overhead=("overhead", "mean"),
+        selected_lr=("selected_lr", "first"), lr_edge=("lr_edge", "first"))
 
 
 def study_cost(records: list[dict]) -> dict:
@@ -168,6 +176,15 @@ def _collapsed(r) -> str:
     return "" if k is None or pd.isna(k) else f"{int(k)}/{int(r['seeds'])}"
 
 
+def _rate(r) -> str:
+    """The rate the study chose, marked where it is the edge of the method's range (the range may
+    not hold the best rate: widen `study.lr_ranges` for that method)."""
+    v = r.get("selected_lr")
+    if v is None or pd.isna(v):
+        return ""
+    return f"{float(v):.3g}" + {"top": " ↑", "bottom": " ↓"}.get(r.get("lr_edge"), "")
+
+
 def _p(v) -> str:
     return "" if v is None or pd.isna(v) else f"{float(v):.3g}"
 
@@ -182,8 +199,8 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
         metric = sub["metric"].iloc[0]
         lines += [f"### {task} ({metric}, mean over seeds [95 % CI]; verdict vs {reference}: paired bootstrap, Holm)", "",
                   ("| method | peft type | trainable (excl. head) | storage | mergeable | served latency | score | "
-                   f"collapsed seeds | Δ vs {reference} [95 % CI] | p (Holm) | verdict | frontier |"),
-                  "|---|---|---:|---:|---|---:|---|---:|---|---:|---|---|"]
+                   f"collapsed seeds | chosen rate | Δ vs {reference} [95 % CI] | p (Holm) | verdict | frontier |"),
+                  "|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---|---|"]
         for _, r in sub.iterrows():
             delta = ("" if pd.isna(r.get("delta_vs_ref")) else
                      f"{100 * r['delta_vs_ref']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
@@ -194,9 +211,14 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
             lines.append(f"| {r['method_label']}{mark} | {r.get('peft_type') or ''} | {_fmt_count(r['trainable_excl_head'])} | "
                          f"{_fmt_count(r['storage_bytes'])} B | {merge} | "
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
-                         f"{_score_cell(r)} | {_collapsed(r)} | {delta} | {_p(r.get('p_holm'))} | "
+                         f"{_score_cell(r)} | {_collapsed(r)} | {_rate(r)} | {delta} | {_p(r.get('p_holm'))} | "
                          f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | {front} |")
         lines.append("")
+    if "lr_edge" in table and table["lr_edge"].isin(["top", "bottom"]).any():
+        edge = table[table["lr_edge"].isin(["top", "bottom"])]
+        lines += [("↑ / ↓ the chosen rate is the top / bottom of the method's range (`study.lr_ranges`): the best "
+                   "rate may lie outside it, so that method's score is a lower bound of what tuning would give ("
+                   + ", ".join(f"{t}: {m}" for t, m in zip(edge["task"], edge["method_label"])) + ")."), ""]
     if table.apply(lambda r: _score_cell(r).endswith("‡"), axis=1).any():
         lines += [("‡ the t interval over seeds reached past the metric's range (a seed far from the others, "
                    "often a collapsed one); shown is its part within the range. The verdict is the paired "
