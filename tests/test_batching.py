@@ -12,7 +12,7 @@ from tiny import TINY_BERT
 from bench.data.batching import Encoded, collate, padded_width
 from bench.errors import ConfigError
 from bench.models.backbones import build_model
-from bench.recipe.finetune import pick_pad_multiple
+from bench.recipe.runtime import pick_pad_multiple
 from bench.training.forward import pooled_features
 
 

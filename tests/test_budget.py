@@ -16,7 +16,7 @@ import pytest
 from report_fixtures import T0, make_record
 
 from bench.data import sampling
-from bench.recipe.finetune import length_rule
+from bench.recipe.runtime import length_rule
 from bench.records.schema import load_records, record_stem, write_predictions, write_record
 from bench.report.data_budget import NEVER, budget_frame, crossover_k, kendall_tau, write_budget
 

@@ -50,7 +50,8 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
     Training and evaluation go through the run's own recipe steps (bench.recipe.finetune.CellRecipe), so what is
     timed is what a run times; only the number of steps is cut."""
     from bench.inference.cost import measure_cell
-    from bench.recipe.finetune import CellRecipe, Phase
+    from bench.recipe.finetune import CellRecipe
+    from bench.recipe.runtime import Phase
     from bench.records.environment import environment
 
     cfg = OmegaConf.create(rec["config"])

@@ -79,7 +79,8 @@ def _rank_main(config: dict, n: int, run_id: str | None) -> dict:
     import torch.distributed as dist
     from omegaconf import OmegaConf
 
-    from bench.recipe.finetune import CellRecipe, Phase, pick_device
+    from bench.recipe.finetune import CellRecipe
+    from bench.recipe.runtime import Phase, pick_device
 
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(asctime)s %(levelname)s %(name)s: %(message)s")

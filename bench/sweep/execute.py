@@ -75,8 +75,9 @@ def _ledger(cfg: DictConfig, line: dict) -> None:
 def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, Path]:
     """Run (or skip) one cell; returns (status, record path). Never raises except on Ctrl-C."""
     import bench.recipe.finetune  # heavy imports once, before forking, so every cell inherits them
+    import bench.recipe.runtime
 
-    bench.recipe.finetune.preload_libraries()
+    bench.recipe.runtime.preload_libraries()
 
     try:
         ident = identity(cfg, overrides)
@@ -220,7 +221,8 @@ def _child_main(cfg, ident, path, cell) -> None:
 
 def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     """Run one cell in this process and write its record; returns ok / failed / interrupted."""
-    from bench.recipe.finetune import Phase, run_cell
+    from bench.recipe.finetune import run_cell
+    from bench.recipe.runtime import Phase
     from bench.sweep.distributed import run_distributed
     from bench.training.data_parallel import nproc
 
