@@ -353,3 +353,14 @@ def test_the_study_cost_is_read_from_the_records():
     assert cost["span_hours"] == 2.0 and cost["parallel_cells"] == [2]
     assert "2.0 cell-hours" in cost_line(cost) and "1 final, 1 trial" in cost_line(cost)
     assert study_cost([]) == {}
+
+
+def test_capabilities_table_rows_come_from_the_methods():
+    """scripts/capabilities_docs.py (the docs/catalogue.md table): declarations and a measured merge."""
+    from scripts.capabilities_docs import catalogue_methods, row
+
+    assert "eva" in catalogue_methods() and len(catalogue_methods()) == len(set(catalogue_methods()))
+    lora, adapter, full = row("lora", "tiny_bert"), row("adapter", "tiny_bert"), row("full", "tiny_bert")
+    assert lora["merge"] == "yes" and lora["learned"] == "lora_moe" and lora["combos"].startswith("peft's 11")
+    assert adapter["merge"].startswith("no: bottleneck adapters") and adapter["delta"] == "tensors"
+    assert full["merge"] == "native" and full["hooks"] == "-"
