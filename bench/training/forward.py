@@ -4,6 +4,8 @@ Why apart from the loop: the same batched, length-sorted forward pass serves fou
 only predict (the inference measurement, a saved delta's reload) need not depend on the training loop."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from bench.data.batching import Encoded, collate
@@ -17,6 +19,24 @@ def to_device(batch: dict, device: torch.device) -> dict:
 def model_inputs(batch: dict, use_tt: bool) -> dict:
     keys = ("input_ids", "attention_mask", "token_type_ids") if use_tt else ("input_ids", "attention_mask")
     return {k: batch[k] for k in keys if k in batch}
+
+
+class TrainingBatches:
+    """The training rows as model-input batches, re-iterable and sized (peft's EVA cycles over its
+    loader until its SVDs converge); labels are left out."""
+
+    def __init__(self, data: Encoded, batch_size: int, pad_id: int, pad_multiple: int, device, use_tt: bool):
+        self.data, self.batch_size, self.pad_id, self.pad_multiple = data, batch_size, pad_id, pad_multiple
+        self.device, self.use_tt = device, use_tt
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def __iter__(self):
+        for start in range(0, len(self.data), self.batch_size):
+            ids = list(range(start, min(start + self.batch_size, len(self.data))))
+            yield model_inputs(to_device(collate(self.data, ids, self.pad_id, self.pad_multiple), self.device),
+                               self.use_tt)
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from bench.data.batching import Encoded, batch_order, collate, padded_width, rep
 from bench.device import autocast_for, sync
 from bench.measure.timing import StepTimer
 from bench.training.data_parallel import data_parallel
-from bench.training.forward import model_inputs, pooled_features, to_device
+from bench.training.forward import TrainingBatches, model_inputs, pooled_features, to_device
 
 
 class NonFiniteLoss(RuntimeError):
@@ -340,24 +340,6 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     return res, timer
 
 
-class TrainingBatches:
-    """The training rows as model-input batches, re-iterable and sized (peft's EVA cycles over its
-    loader until its SVDs converge); labels are left out."""
-
-    def __init__(self, data: Encoded, batch_size: int, pad_id: int, pad_multiple: int, device, use_tt: bool):
-        self.data, self.batch_size, self.pad_id, self.pad_multiple = data, batch_size, pad_id, pad_multiple
-        self.device, self.use_tt = device, use_tt
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
-
-    def __iter__(self):
-        for start in range(0, len(self.data), self.batch_size):
-            ids = list(range(start, min(start + self.batch_size, len(self.data))))
-            yield model_inputs(to_device(collate(self.data, ids, self.pad_id, self.pad_multiple), self.device),
-                               self.use_tt)
-
-
 def _data_pass(model, method, train_data: Encoded, batch_size: int, pad_id: int, pad_multiple: int,
                device) -> float | None:
     """The method's data-pass initialisation over the training rows (this cell's `train_data`, which
@@ -367,11 +349,14 @@ def _data_pass(model, method, train_data: Encoded, batch_size: int, pad_id: int,
     restored weights then replace what it initialised."""
     if not method.has_hook("initialize_from_data"):
         return None
+    was_training = model.training
+    model.eval()  # the activations the method reads, without dropout's noise
     sync(device)
     t0 = time.perf_counter()
     method.initialize_from_data(model, TrainingBatches(train_data, batch_size, pad_id, pad_multiple, device,
                                                        method.uses_token_type_ids))
     sync(device)
+    model.train(was_training)
     return time.perf_counter() - t0
 
 
