@@ -275,23 +275,18 @@ class PeftTuner(PeftMethod):
             saved = json.loads((Path(folder) / "adapter_config.json").read_text())
             if saved.get("rank_pattern"):
                 model.backbone.base_model.resize_modules_by_rank_pattern(saved["rank_pattern"], "default")
-        if self.is_eva:  # EVA redistributed the ranks: rebuild the adapter as saved (rank_pattern), then load
-            from peft import PeftModel
-            from safetensors.torch import load_file
-
-            model.backbone = PeftModel.from_pretrained(model.backbone.unload(), str(folder), is_trainable=True)
-            model.head.load_state_dict(load_file(str(Path(folder) / "head.safetensors")))
-            return model
-        if not self.rewrites_base:
+        if not (self.is_eva or self.rewrites_base):
             return super().load_delta(model, folder)
         from peft import PeftModel
         from safetensors.torch import load_file
 
-        # The built cell holds the rewritten base and the initial adapter; merging that untrained adapter
-        # back gives the original base (to float rounding), onto which peft's converted plain LoRA loads.
+        # Both reload peft's own saved folder onto the original base. PiSSA/OLoRA: the built cell holds the
+        # rewritten base and the initial adapter; merging that untrained adapter back gives the original base
+        # (to float rounding), onto which peft's converted plain LoRA loads. EVA: the base is untouched, but the
+        # saved ranks (rank_pattern) differ from the built ones, so the built adapter is dropped and rebuilt as saved.
         folder = Path(folder)
-        base = model.backbone.merge_and_unload()
-        model.backbone = PeftModel.from_pretrained(base, str(folder))
+        base = model.backbone.merge_and_unload() if self.rewrites_base else model.backbone.unload()
+        model.backbone = PeftModel.from_pretrained(base, str(folder), is_trainable=self.is_eva)
         model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
         return model
 
