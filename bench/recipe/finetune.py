@@ -318,7 +318,7 @@ class CellRecipe:
                      "phases_s": self.phase.durations()},
             "storage": self.storage,
             "capabilities": dict(self.method.capabilities(), optimizer=result.optimizer,
-                                 mergeable=_mergeable(self.inference)),
+                                 mergeable=mergeable(self.inference)),
             "env": self.partial["env"],
             "model_info": {"source": cell.source, "tokenizer": cell.tokenizer_source,
                            "pretrained": bool(self.cfg.model.get("pretrained", True)), "pooling": self.model.pooling},
@@ -326,7 +326,7 @@ class CellRecipe:
         }
 
 
-def _mergeable(inference: dict | None):
+def mergeable(inference: dict | None):
     """From the inference section's measured merge: True (merged, logits checked), False (not
     applicable, with peft's or the harness's reason in the section), None (not measured)."""
     merge = (inference or {}).get("merge") or {}

@@ -110,6 +110,7 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
 def _with_inference(rec: dict, cfg, recipe, warmup: int) -> dict:
     """The record with only its inference section (and the capability it implies) measured again."""
     from bench.inference.cost import measure_cell
+    from bench.recipe.finetune import mergeable
     from bench.records.environment import environment
 
     section = measure_cell(cfg, recipe.model, recipe.spec.num_labels, recipe.seed, recipe.device, recipe.precision)
@@ -125,8 +126,7 @@ def _with_inference(rec: dict, cfg, recipe, warmup: int) -> dict:
     }
     out["inference"] = section
     if isinstance(out.get("capabilities"), dict):
-        status = (section.get("merge") or {}).get("status")
-        out["capabilities"] = dict(out["capabilities"], mergeable=None if status is None else status in ("merged", "native"))
+        out["capabilities"] = dict(out["capabilities"], mergeable=mergeable(section))
     return out
 
 
