@@ -52,7 +52,6 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
     from bench.inference.cost import measure_cell
     from bench.recipe.finetune import CellRecipe
     from bench.recipe.runtime import Phase
-    from bench.records.environment import environment
 
     cfg = OmegaConf.create(rec["config"])
     with open_dict(cfg):
@@ -92,18 +91,24 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
     if inference or (cfg.get("inference") or {}).get("enabled", False):
         inf_section = measure_cell(cfg, recipe.model, recipe.spec.num_labels, recipe.seed, recipe.device,
                                    recipe.precision)
+    out = _measured_again(rec, recipe, warmup, ("throughput", "flops", "inference"),
+                          "throughput, flops and inference measured again with this cell's work alone "
+                          "(bench/sweep/cost_pass.py); metrics, predictions and memory are the metric pass's",
+                          eval_examples=sum(len(d) for d in recipe.eval_data.values()))
+    out.update(throughput=tp, flops=flops, inference=inf_section)
+    return out
+
+
+def _measured_again(rec: dict, recipe, warmup: int, replaced: tuple[str, ...], what: str, **extra) -> dict:
+    """A copy of the record with its `cost_pass` section: what was measured, how, and what it replaced."""
+    from bench.records.environment import environment
+
     out = dict(rec)
     out.pop("_path", None)
-    out["cost_pass"] = {
-        "what": "throughput, flops and inference measured again with this cell's work alone (bench/sweep/cost_pass.py); "
-                "metrics, predictions and memory are the metric pass's",
-        "train_steps_timed": timer.timed_steps, "warmup_steps_excluded": warmup,
-        "threads": torch.get_num_threads(), "eval_examples": sum(len(d) for d in recipe.eval_data.values()),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "env": environment(recipe.device),
-        "replaced": {k: rec.get(k) for k in ("throughput", "flops", "inference")},
-    }
-    out.update(throughput=tp, flops=flops, inference=inf_section)
+    out["cost_pass"] = {"what": what, "train_steps_timed": recipe.timer.timed_steps, "warmup_steps_excluded": warmup,
+                        "threads": torch.get_num_threads(), **extra,
+                        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "env": environment(recipe.device), "replaced": {k: rec.get(k) for k in replaced}}
     return out
 
 
@@ -111,19 +116,12 @@ def _with_inference(rec: dict, cfg, recipe, warmup: int) -> dict:
     """The record with only its inference section (and the capability it implies) measured again."""
     from bench.inference.cost import measure_cell
     from bench.recipe.finetune import mergeable
-    from bench.records.environment import environment
 
     section = measure_cell(cfg, recipe.model, recipe.spec.num_labels, recipe.seed, recipe.device, recipe.precision)
-    out = dict(rec)
-    out.pop("_path", None)
-    out["cost_pass"] = {
-        "what": "inference only, measured with this cell's work alone (bench/sweep/cost_pass.py --inference-only) "
-                f"on the cell's model after {recipe.timer.timed_steps + warmup} training steps; throughput, flops, "
-                "metrics, predictions and memory are the metric pass's",
-        "train_steps_timed": recipe.timer.timed_steps, "warmup_steps_excluded": warmup,
-        "threads": torch.get_num_threads(), "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "env": environment(recipe.device), "replaced": {"inference": rec.get("inference")},
-    }
+    out = _measured_again(rec, recipe, warmup, ("inference",),
+                          "inference only, measured with this cell's work alone (bench/sweep/cost_pass.py "
+                          f"--inference-only) on the cell's model after {recipe.timer.timed_steps + warmup} training "
+                          "steps; throughput, flops, metrics, predictions and memory are the metric pass's")
     out["inference"] = section
     if isinstance(out.get("capabilities"), dict):
         out["capabilities"] = dict(out["capabilities"], mergeable=mergeable(section))
