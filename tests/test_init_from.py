@@ -103,3 +103,37 @@ def test_other_method_base_model_or_missing_source_is_a_clear_error(sources, glu
         build_target(cfg_for(results, glue_dir, "task=rte", f"train.init_from={folder}", "method.r=4"))
     with pytest.raises(ConfigError, match="no ok record of task cola"):
         build_target(cfg_for(results, glue_dir, "task=rte", "train.init_from=cola"))
+
+
+def test_every_reader_of_a_source_path_accepts_and_refuses_the_same(sources, tmp_path, glue_dir):
+    """train.init_from, bench.compose and method.sources read a source path with one resolver
+    (bench.records.results.resolve_kept): the record file and its delta folder name the same source,
+    and a missing file, a failed record or a record without a kept delta is refused by all three."""
+    from bench.compose.core import ComposeError, load_source
+    from bench.methods.composed import read_source
+    from bench.records.results import SourceError, resolve_kept
+
+    results, recs = sources
+    rec = recs["mrpc"]
+    rec_path = results / "init" / f"{rec['run_id']}.json"
+    folder = Path(rec["storage"]["kept_at"])
+    a, b = resolve_kept(rec_path), resolve_kept(folder)
+    assert (a.path, a.delta) == (b.path, b.delta) == (rec_path.resolve(), folder.resolve())
+    assert a.settings["method"] == "lora" and a.record["run_id"] == rec["run_id"]
+    assert load_source(folder).path == read_source(str(rec_path), ("lora",), "method.sources").path == a.path
+
+    failed = tmp_path / "failed.json"
+    failed.write_text(json.dumps({**rec, "status": "failed", "run_id": "failed"}))
+    no_delta = tmp_path / "nodelta.json"
+    no_delta.write_text(json.dumps({**rec, "storage": {}, "run_id": "nodelta"}))
+    for bad, why in ((tmp_path / "gone.json", "no such record file"), (failed, "status 'failed'"),
+                     (no_delta, "kept no delta"), (tmp_path / "nowhere", "no such delta folder or record file")):
+        with pytest.raises(SourceError, match=why):
+            resolve_kept(bad)
+        with pytest.raises(ComposeError, match=why):
+            load_source(bad)
+        with pytest.raises(ConfigError, match=f"method.sources: .*{why}"):
+            read_source(str(bad), ("lora",), "method.sources")
+        cfg = cfg_for(results, glue_dir, "task=rte", f"train.init_from={bad}")
+        with pytest.raises(ConfigError, match=f"train.init_from=.*{why}"):
+            build_target(cfg)

@@ -23,7 +23,7 @@ from bench.data.rows import cell_rows, eval_rows
 from bench.errors import BenchError
 from bench.records import build as envelope
 from bench.records import schema as R
-from bench.records.results import delta_dir, kept_delta, record_of_delta
+from bench.records.results import SourceError, delta_dir, resolve_kept
 
 
 class ComposeError(BenchError):
@@ -50,32 +50,13 @@ class Source:
 
 
 def load_source(ref: str | Path) -> Source:
-    """A source from a record file or a kept delta folder; both must exist and agree."""
-    p = Path(ref)
-    if p.is_dir():
-        rec_path = record_of_delta(p)
-        if not rec_path.is_file():
-            raise ComposeError(f"{rec_path}: no such record for delta folder {p} (a kept delta's folder name is its "
-                               "record's run_id; composed models must reference existing source records)")
-    elif p.suffix == ".json":
-        rec_path = p
-        if not rec_path.is_file():
-            raise ComposeError(f"{rec_path}: no such source record")
-    else:
-        raise ComposeError(f"{p}: no such delta folder or record file")
+    """A source from a record file or a kept delta folder (bench.records.results.resolve_kept)."""
     try:
-        rec = R.read_record(rec_path)
-    except ValueError as exc:
+        kept = resolve_kept(ref)
+    except SourceError as exc:
         raise ComposeError(str(exc)) from None
-    if rec.get("status") != "ok":
-        raise ComposeError(f"{rec_path}: source record has status {rec.get('status')!r}; only ok records compose")
-    kept = p if p.is_dir() else kept_delta(rec, rec_path)
-    if kept is None:
-        raise ComposeError(f"{rec_path}: the record kept no delta (run the source cell with save_delta=true)")
-    if not (kept / "method.json").is_file():
-        raise ComposeError(f"{kept}: not a kept delta folder (no method.json)")
-    rec["_path"] = str(rec_path)
-    return Source(rec, rec_path.resolve(), kept.resolve())
+    kept.record["_path"] = str(kept.path)
+    return Source(kept.record, kept.path, kept.delta)
 
 
 def method_settings(src: Source) -> dict:

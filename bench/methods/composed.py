@@ -49,29 +49,19 @@ class SourceModule:
 
 
 def read_source(ref: str, accepted: tuple[str, ...], option: str) -> SourceModule:
-    """A source record that exists, is ok, kept its delta and is of an accepted method; else a
-    ConfigError naming the file and what was expected."""
-    from bench.records.results import kept_delta
-    from bench.records.schema import read_record
+    """A source (bench.records.results.resolve_kept) of an accepted method; else a ConfigError
+    naming the option, the file and what was expected."""
+    from bench.records.results import SourceError, resolve_kept
 
-    path = Path(str(ref))
-    if not (path.suffix == ".json" and path.is_file()):
-        raise ConfigError(f"{option}: {ref}: no such record file (expected a <sweep>/<run_id>.json of a cell run "
-                          "with save_delta=true)")
     try:
-        rec = read_record(path)  # the one record reader: truncated JSON, unknown schema versions named
-    except ValueError as exc:
-        raise ConfigError(f"{option}: cannot read {path}: {exc}") from None
-    if rec.get("status") != "ok":
-        raise ConfigError(f"{option}: {path} has status {rec.get('status')!r}; only ok records are sources")
-    kept = kept_delta(rec, path)
-    if kept is None or not (kept / "method.json").is_file():
-        raise ConfigError(f"{option}: {path} kept no delta folder (run the source cell with save_delta=true)")
-    settings = json.loads((kept / "method.json").read_text())
+        kept = resolve_kept(ref)
+    except SourceError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    settings = kept.settings
     if settings.get("method") not in accepted:
-        raise ConfigError(f"{option}: {path} is a delta of method {settings.get('method')!r}; this combination "
+        raise ConfigError(f"{option}: {kept.path} is a delta of method {settings.get('method')!r}; this combination "
                           f"takes {' or '.join(accepted)} deltas")
-    return SourceModule(rec, path.resolve(), kept.resolve(), settings)
+    return SourceModule(kept.record, kept.path, kept.delta, settings)
 
 
 def load_tensors(src: SourceModule, name: str) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from bench.errors import ConfigError
-from bench.records.results import kept_delta, recency, record_of_delta, sweep_dir_of
+from bench.records.results import SourceError, kept_delta, recency, resolve_kept, sweep_dir_of
 
 #: method settings that may differ between source and target (they do not change the delta's shape)
 FREE_SETTINGS = ("lr",)
@@ -35,21 +35,12 @@ def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
     """(source record, delta folder) for `cfg.train.init_from`."""
     want = str(cfg.train.init_from)
     sweep = sweep_dir_of(cfg)
-    path = Path(want)
-    if path.is_dir():
-        rec_path = record_of_delta(path)
-        if not rec_path.is_file():
-            raise ConfigError(f"train.init_from={want!r}: no record {rec_path} for this delta folder (its name is the "
-                              "source record's run_id)")
-        return _load_json(rec_path), path
-    if path.suffix == ".json" and path.is_file():
-        rec = _load_json(path)
-        kept = kept_delta(rec, path)
-        if kept is None:
-            raise ConfigError(f"train.init_from={want!r}: that record kept no delta (run it with save_delta=true)")
-        return rec, kept
-    if "/" in want or want.endswith(".json"):
-        raise ConfigError(f"train.init_from={want!r}: no such delta folder or record file")
+    if "/" in want or want.endswith(".json") or Path(want).is_dir():
+        try:
+            kept = resolve_kept(want)  # the one reading of a source path (bench.records.results)
+        except SourceError as exc:
+            raise ConfigError(f"train.init_from={want!r}: {exc}") from None
+        return kept.record, kept.delta
     if want == spec_name:
         raise ConfigError(f"train.init_from={want!r}: a cell cannot start from its own task")
     found = []

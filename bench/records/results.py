@@ -17,6 +17,7 @@ left out of the config hash (records.HASH_EXCLUDED), so records of schema 1 and 
 """
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -70,6 +71,59 @@ def kept_delta(record: dict, record_path: str | os.PathLike | None = None) -> Pa
         if beside.is_dir():
             return beside
     return None
+
+
+class SourceError(ValueError):
+    """A reference that does not name an ok record with a kept delta; the message names the file and
+    what was expected, and each caller prefixes the option it came from."""
+
+
+@dataclass(frozen=True)
+class KeptSource:
+    """An ok record and its kept delta folder, both resolved to absolute paths."""
+
+    record: dict
+    path: Path    # the record file
+    delta: Path   # the kept delta folder (holds method.json)
+
+    @property
+    def settings(self) -> dict:
+        """The delta's method settings as its run wrote them (method.json)."""
+        return json.loads((self.delta / "method.json").read_text(encoding="utf-8"))
+
+
+def resolve_kept(ref: str | os.PathLike) -> KeptSource:
+    """The one reading of a source reference, shared by `train.init_from`, `bench.compose` and the
+    learned combinations' `method.sources`, so that all three accept the same two spellings (the
+    record file `<sweep>/<run_id>.json` or its kept delta folder `<sweep>/deltas/<run_id>`) and
+    refuse the same things (a missing file, an unreadable or failed record, no kept delta)."""
+    from bench.records.schema import read_record
+
+    p = Path(str(ref))
+    if p.is_dir():
+        rec_path = record_of_delta(p)
+        if not rec_path.is_file():
+            raise SourceError(f"{rec_path}: no record for the delta folder {p} (a kept delta's folder name is its "
+                              "record's run_id)")
+    elif p.suffix == ".json":
+        if not p.is_file():
+            raise SourceError(f"{p}: no such record file (expected a <sweep>/<run_id>.json of a cell run with "
+                              "save_delta=true)")
+        rec_path = p
+    else:
+        raise SourceError(f"{p}: no such delta folder or record file (expected <sweep>/<run_id>.json or "
+                          "<sweep>/deltas/<run_id>)")
+    try:
+        rec = read_record(rec_path)  # the one record reader: truncated JSON, unknown schema versions named
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    if rec.get("status") != "ok":
+        raise SourceError(f"{rec_path}: the record has status {rec.get('status')!r}; only ok records are sources")
+    kept = p if p.is_dir() else kept_delta(rec, rec_path)
+    if kept is None or not (kept / "method.json").is_file():
+        raise SourceError(f"{rec_path}: the record kept no delta folder with a method.json (run the source cell "
+                          "with save_delta=true)")
+    return KeptSource(rec, rec_path.resolve(), kept.resolve())
 
 
 # ----------------------------------------------------------------------------------- which record
