@@ -137,3 +137,22 @@ def test_every_reader_of_a_source_path_accepts_and_refuses_the_same(sources, tmp
         cfg = cfg_for(results, glue_dir, "task=rte", f"train.init_from={bad}")
         with pytest.raises(ConfigError, match=f"train.init_from=.*{why}"):
             build_target(cfg)
+
+
+def test_a_source_spelled_another_way_is_the_same_cell(sources, glue_dir, monkeypatch):
+    """The source's identity is its run_id, not its path's spelling: a finished cell started from the
+    record file is found (skipped on resume) when the same source is named by its delta folder, by a
+    ./-relative path, or from a copy of the results in another folder."""
+    results, recs = sources
+    rec = recs["mrpc"]
+    rec_path = results / "init" / f"{rec['run_id']}.json"
+    first = ["task=rte", f"train.init_from={rec_path}"]
+    status, path = execute(cfg_for(results, glue_dir, *first), COMMON + first)
+    assert status == "ok"
+    monkeypatch.chdir(results)
+    for spelling in (f"init/deltas/{rec['run_id']}", f"./init/{rec['run_id']}.json"):
+        ov = ["task=rte", f"train.init_from={spelling}"]
+        again, same = execute(cfg_for(results, glue_dir, *ov), COMMON + ov)
+        assert (again, same) == ("skipped", path), spelling
+    other = ["task=rte", "train.init_from=init/deltas/another_run"]
+    assert execute(cfg_for(results, glue_dir, *other), COMMON + other)[0] == "failed"  # a different source: its own cell

@@ -53,6 +53,28 @@ def _drop(cfg: dict, dotted: str) -> None:
         node.pop(parts[-1], None)
 
 
+def _source_run_id(ref):
+    """A source path's identity: the run_id its file or folder is named by (`<sweep>/<run_id>.json`,
+    `<sweep>/deltas/<run_id>`; bench.records.results.resolve_kept). A task name (`train.init_from=mnli`)
+    is not a path and stays as it is."""
+    text = str(ref)
+    if "/" not in text and not text.endswith(".json"):
+        return ref
+    name = text.rstrip("/").rsplit("/", 1)[-1]
+    return name.removesuffix(".json")
+
+
+def _source_identity(cfg: dict) -> None:
+    """Sources enter the hash by what they are, not by how their path was spelled: `results/x.json`,
+    `./results/x.json`, an absolute path or the delta folder of the same record (and results moved to
+    another folder, as results_dir is excluded) name one source, so they name one cell."""
+    train, method = cfg.get("train"), cfg.get("method")
+    if isinstance(train, dict) and train.get("init_from") not in (None, ""):
+        train["init_from"] = _source_run_id(train["init_from"])
+    if isinstance(method, dict) and isinstance(method.get("sources"), list):
+        method["sources"] = [_source_run_id(s) for s in method["sources"]]
+
+
 def config_hash(config: dict) -> str:
     """sha256 of the canonical JSON of a resolved config without run-control settings."""
     cfg = json.loads(json.dumps(config, default=str))
@@ -67,6 +89,7 @@ def config_hash(config: dict) -> str:
         # trials ran, from their stored selection metrics): elsewhere it changes nothing a cell measures,
         # and leaving it out keeps every select=last cell (default sweep, gate) the cell it was (#25).
         _drop(cfg, "task.select_metric")
+    _source_identity(cfg)
     blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
