@@ -117,7 +117,7 @@ def peft_seq_cls_count(method, config, num_labels: int, meta: bool = True) -> di
 
     cfg = copy.deepcopy(config)
     cfg.num_labels = num_labels
-    peft_cfg = method.peft_config(cfg)
+    peft_cfg = method.wrap_config(cfg)  # CorDA/LoRA-GA: the same shapes without the data pass their init needs
     peft_cfg.task_type = TaskType.SEQ_CLS
     with init_empty_weights(include_buffers=False) if meta else contextlib.nullcontext():
         model = get_peft_model(AutoModelForSequenceClassification.from_config(cfg), peft_cfg)

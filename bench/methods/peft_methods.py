@@ -29,6 +29,11 @@ class PeftMethod(Method):
     def peft_config(self, backbone_config):
         raise NotImplementedError
 
+    def wrap_config(self, backbone_config):
+        """The config `apply` wraps the backbone with, and parameters are counted from: the method's own,
+        except where its initialisation needs data first (PeftTuner: CorDA, LoRA-GA)."""
+        return self.peft_config(backbone_config)
+
     def unsupported_reason(self, backbone_config) -> str | None:
         """A tuner left at peft's default targets on an architecture peft has no default for (BEFT on
         GPT-2): peft would stop with "Please specify `target_modules`"."""
@@ -53,7 +58,7 @@ class PeftMethod(Method):
         from bench.errors import UnsupportedError
         from bench.methods.support import architecture_name
 
-        config = self.peft_config(model.backbone.config)
+        config = self.wrap_config(model.backbone.config)
         try:
             model.backbone = get_peft_model(model.backbone, config)
         except ValueError as exc:  # peft names missing target modules in its message

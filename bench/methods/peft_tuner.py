@@ -15,7 +15,11 @@ declares it through the settings below, never by the runner testing the method's
   `update_and_allocate` runs after every optimizer step (`after_optimizer_step`) and its orthogonal
   regulariser is added to the loss (`regularization`): peft adds it only to a model output that
   carries a loss, which the harness's backbone-only wrapper never has;
-- initialisations that rewrite the base weights (`init_lora_weights: pissa*|olora`) save the delta
+- data-pass initialisations run on the cell's training rows before the optimizer is built
+  (`initialize_from_data`): EVA on the wrapped model; CorDA and LoRA-GA, whose peft preprocessing
+  (`preprocess_corda`, `preprocess_loraga`) must see the base before it is wrapped, unwrap the
+  untrained placeholder adapter `apply` built, preprocess, and wrap again;
+- initialisations that rewrite the base weights (`init_lora_weights: pissa*|olora|corda|lora_ga`) save the delta
   peft converts to a plain LoRA of rank 2r on the *original* base (what a user must publish, so its
   size is the honest storage), and reload it that way.
 
@@ -44,7 +48,9 @@ MANAGED_FIELDS = ("peft_type", "peft_version", "task_type", "base_model_name_or_
 OWN_SETTINGS = ("peft_type", "optimizer", "loraplus_lr_ratio")
 OPTIMIZERS = ("adamw", "loraplus", "lorafa")
 #: init_lora_weights values with which peft rewrites the base weights at initialisation
-REWRITES_BASE = ("pissa", "olora", "corda")
+REWRITES_BASE = ("pissa", "olora", "corda", "lora_ga")
+#: init_lora_weights values whose peft preprocessing reads the unwrapped base and data (before get_peft_model)
+DATA_BEFORE_WRAP = ("corda", "lora_ga")
 #: tuners peft 0.21 implements for nn.Linear (some also Conv2d/Embedding) but not for transformers' Conv1D, the
 #: layer of GPT-2's projections: get_peft_model raises on GPT-2 (measured on tiny_gpt2; tests/test_decoders.py
 #: checks each entry still fails there, so an entry peft has since fixed shows up). OLoRA is LoRA with
@@ -144,11 +150,19 @@ class PeftTuner(PeftMethod):
         redistributed by explained variance: a data-pass initialisation (bench/training/loop.py)."""
         return self.peft_type == "lora" and str(self.fields.get("init_lora_weights", "")).lower() == "eva"
 
+    @property
+    def data_before_wrap(self) -> str | None:
+        """CorDA (Yang et al. 2024: LoRA from the weights' SVD under the training rows' input covariance)
+        or LoRA-GA (Wang et al. 2024: LoRA from the SVD of the training rows' gradient): peft
+        preprocesses the *unwrapped* base with data, then `get_peft_model` reads what it attached."""
+        init = str(self.fields.get("init_lora_weights", "")).lower()
+        return init if self.peft_type == "lora" and init in DATA_BEFORE_WRAP else None
+
     def uses_hook(self, hook: str) -> bool:
         if hook == "build_optimizer":
             return self.optimizer != "adamw"
         if hook == "initialize_from_data":
-            return self.is_eva
+            return self.is_eva or self.data_before_wrap is not None
         return self.peft_type == "adalora"
 
     # -- protocol -------------------------------------------------------------------------------
@@ -189,18 +203,37 @@ class PeftTuner(PeftMethod):
             from peft import EvaConfig
 
             fields["eva_config"] = EvaConfig(**fields["eva_config"])
+        for key, cls_name in (("corda_config", "CordaConfig"), ("lora_ga_config", "LoraGAConfig")):
+            if isinstance(fields.get(key), dict):
+                from peft.tuners.lora import config as lora_config
+
+                fields[key] = getattr(lora_config, cls_name)(**fields[key])
         return self._config_class(task_type=TaskType.FEATURE_EXTRACTION, **fields, **extra)
 
+    def wrap_config(self, backbone_config):
+        """CorDA/LoRA-GA: a plain LoRA of the same shapes stands in until the data pass replaces it
+        (`initialize_from_data`). Its B = 0, so it leaves the base and the outputs as they are, a delta
+        loaded onto it later (bench.predict) sees the original base, and it has the real adapter's
+        parameter count (tests/test_catalogue.py checks that after the data pass)."""
+        cfg = self.peft_config(backbone_config)
+        if self.data_before_wrap is not None:
+            cfg.init_lora_weights, cfg.corda_config, cfg.lora_ga_config = True, None, None
+        return cfg
+
     def apply(self, model: nn.Module) -> nn.Module:
-        model = super().apply(model)
+        model = super().apply(model)  # CorDA/LoRA-GA: a placeholder until the data pass (wrap_config)
         if self.optimizer == "lorafa":  # A stays at its random init (peft's factory freezes it too): count it so
             for n, p in model.backbone.named_parameters():
                 if "lora_A" in n:
                     p.requires_grad_(False)
-        if self.rewrites_base:  # the initialised adapter, for peft's conversion to plain LoRA at save time
-            self._initial_adapter = tempfile.TemporaryDirectory(prefix="bench-init-adapter-")
-            model.backbone.save_pretrained(self._initial_adapter.name)
+        if self.rewrites_base and self.data_before_wrap is None:
+            self._keep_initial_adapter(model)
         return model
+
+    def _keep_initial_adapter(self, model: nn.Module) -> None:
+        """The initialised adapter, for peft's conversion to plain LoRA on the original base at save time."""
+        self._initial_adapter = tempfile.TemporaryDirectory(prefix="bench-init-adapter-")
+        model.backbone.save_pretrained(self._initial_adapter.name)
 
     # -- the training loop's hooks (bench/training/loop.py) ---------------------------------------------
     def before_training(self, model: nn.Module, total_steps: int) -> None:
@@ -220,6 +253,48 @@ class PeftTuner(PeftMethod):
 
             initialize_lora_eva_weights(model.backbone, dataloader=batches, gather_distributed_inputs=False,
                                         show_progress_bar=False)
+        elif self.data_before_wrap is not None:
+            self._initialize_before_wrap(model, batches)
+
+    def _initialize_before_wrap(self, model: nn.Module, batches) -> None:
+        """CorDA: one forward pass over the training rows, one unpadded row at a time (its hook reads one
+        sequence per call), collects each target layer's input covariance.
+        LoRA-GA: the task loss's gradient of each target weight, averaged over the training rows' batches
+        (peft's `estimate_gradients`, in train mode, with the cell's head). Then the real adapter."""
+        from peft import get_peft_model
+        from peft.tuners.lora import LoraModel
+
+        base = model.backbone.unload()  # the placeholder (B = 0) dropped: the original base
+        model.backbone = base
+        cfg = self.peft_config(base.config)
+        if cfg.target_modules is None:  # peft fills its default targets only inside get_peft_model
+            cfg.target_modules = set(LoraModel.target_module_mapping[base.config.model_type])
+        if self.data_before_wrap == "corda":
+            from peft.tuners.lora.corda import preprocess_corda
+
+            def run_model():
+                for inputs in batches.single_rows():
+                    base(**inputs)
+
+            preprocess_corda(base, cfg, run_model=run_model)
+        else:
+            from peft.tuners.lora.loraga import preprocess_loraga
+
+            head = [p for p in model.head.parameters() if p.requires_grad]
+            for p in head:  # only the target weights' gradients are read; the head's would be left behind
+                p.requires_grad_(False)
+
+            def train_step():
+                for inputs, labels in batches.labelled():
+                    batches.loss(model(**inputs), labels).backward()
+
+            try:
+                preprocess_loraga(base, cfg, train_step=train_step)
+            finally:
+                for p in head:
+                    p.requires_grad_(True)
+        model.backbone = get_peft_model(base, cfg)
+        self._keep_initial_adapter(model)
 
     def after_optimizer_step(self, model: nn.Module, step: int) -> None:
         if self.peft_type == "adalora":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from bench.data.batching import Encoded, collate
 from bench.device import autocast_for
@@ -21,9 +22,18 @@ def model_inputs(batch: dict, use_tt: bool) -> dict:
     return {k: batch[k] for k in keys if k in batch}
 
 
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    """The task loss every method trains on: cross-entropy, or mean squared error for regression."""
+    if regression:
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
 class TrainingBatches:
     """The training rows as model-input batches, re-iterable and sized (peft's EVA cycles over its
-    loader until its SVDs converge); labels are left out."""
+    loader until its SVDs converge); iterating leaves labels out. `labelled()` gives them with
+    their labels and `loss` the task loss, for an initialisation that estimates a gradient
+    (LoRA-GA): still the training rows only."""
 
     def __init__(self, data: Encoded, batch_size: int, pad_id: int, pad_multiple: int, device, use_tt: bool):
         self.data, self.batch_size, self.pad_id, self.pad_multiple = data, batch_size, pad_id, pad_multiple
@@ -32,11 +42,28 @@ class TrainingBatches:
     def __len__(self) -> int:
         return math.ceil(len(self.data) / self.batch_size)
 
-    def __iter__(self):
+    def _batches(self):
         for start in range(0, len(self.data), self.batch_size):
             ids = list(range(start, min(start + self.batch_size, len(self.data))))
-            yield model_inputs(to_device(collate(self.data, ids, self.pad_id, self.pad_multiple), self.device),
-                               self.use_tt)
+            yield to_device(collate(self.data, ids, self.pad_id, self.pad_multiple), self.device)
+
+    def __iter__(self):
+        for batch in self._batches():
+            yield model_inputs(batch, self.use_tt)
+
+    def single_rows(self):
+        """Each row alone, unpadded (peft's CorDA hook reads one sequence per call: padding would enter
+        its covariance)."""
+        for i in range(len(self.data)):
+            yield model_inputs(to_device(collate(self.data, [i], self.pad_id, 1), self.device), self.use_tt)
+
+    def labelled(self):
+        """(model inputs, labels) per batch, in file order."""
+        for batch in self._batches():
+            yield model_inputs(batch, self.use_tt), batch["labels"]
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return loss_fn(logits, labels, self.data.is_regression)
 
 
 @torch.no_grad()

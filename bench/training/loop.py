@@ -21,13 +21,12 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from bench.data.batching import Encoded, batch_order, collate, padded_width, representative_batches
 from bench.device import autocast_for, sync
 from bench.measure.timing import StepTimer
 from bench.training.data_parallel import data_parallel
-from bench.training.forward import TrainingBatches, model_inputs, pooled_features, to_device
+from bench.training.forward import TrainingBatches, loss_fn, model_inputs, pooled_features, to_device
 
 
 class NonFiniteLoss(RuntimeError):
@@ -88,12 +87,6 @@ def inject_fault(faults: dict, step: int, loss: torch.Tensor) -> torch.Tensor:
 
         os.kill(os.getpid(), signal.SIGKILL)
     return loss
-
-
-def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
-    if regression:
-        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
-    return F.cross_entropy(logits.float(), labels)
 
 
 def param_groups(named, weight_decay: float):
