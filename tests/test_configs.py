@@ -160,3 +160,18 @@ def test_cli_bad_option_exits_2_before_any_work(tmp_path, glue_dir, args, expect
     # only Hydra's own run folder (tests/clitools.py puts it under results_dir); no sweep folder, no record
     assert {p.name for p in results.iterdir()} <= {"_hydra"} if results.exists() else True
     assert records_in(tmp_path) == []
+
+
+def test_smoke_and_the_catalogue_cover_every_method_that_trains_alone(hydra_dir):
+    """A new method YAML must join experiment=smoke and experiment=catalogue with its own learning-rate
+    range; only the learned combinations (composed: they need trained sources) stay out."""
+    composed = {n for n in GROUPS["method"] if str(OmegaConf.load(CONF / "method" / f"{n}.yaml").get("_target_", ""))
+                .rsplit(".", 1)[-1] in ("LoraMoE", "Attempt", "AdapterFusion")}
+    assert composed == {"lora_moe", "attempt", "adapter_fusion"}, composed
+    alone = set(GROUPS["method"]) - composed
+    for preset in ("smoke", "catalogue"):
+        cfg = _compose([f"experiment={preset}"], hydra_config=True)
+        listed = str(OmegaConf.select(cfg, "hydra.sweeper.params.method")).split(",")
+        assert len(listed) == len(set(listed)) and set(listed) == alone, (preset, alone ^ set(listed))
+    ranges = _compose(["experiment=catalogue"]).study.lr_ranges
+    assert set(ranges) == alone and all(lo < hi for lo, hi in ranges.values())
