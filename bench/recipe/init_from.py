@@ -129,13 +129,16 @@ def apply_init_from(cfg, spec, method, model) -> dict | None:
     """Load `cfg.train.init_from` into `model` (after the method is applied); the record's entry."""
     if cfg.train.get("init_from") in (None, ""):
         return None
-    if method.has_hook("initialize_from_data") or getattr(method, "rewrites_base", False):
-        raise ConfigError(f"train.init_from={cfg.train.init_from!r}: method {method.name} "
-                          + ("initialises its adapter from a data pass, which would replace the loaded delta"
-                             if method.has_hook("initialize_from_data") else
-                             "rewrites the base weights at initialisation, and its saved delta is a plain LoRA on "
-                             "the original base of another shape")
-                          + "; start from a source with a method that does neither (lora, dora, ...)")
+    if method.has_hook("initialize_from_data"):
+        why = "initialises its adapter from a data pass, which would replace the loaded delta"
+    elif getattr(method, "rewrites_base", False):
+        why = ("rewrites the base weights at initialisation, and its saved delta is a plain LoRA on the original "
+               "base of another shape")
+    else:
+        why = None
+    if why:
+        raise ConfigError(f"train.init_from={cfg.train.init_from!r}: method {method.name} {why}; start from a "
+                          "source with a method that does neither (lora, dora, ...)")
     rec, folder = find_source(cfg, spec.name)
     head_kind = getattr(model, "head_kind", "uniform")
     check_compatible(rec, folder, cfg, method, head_kind)
