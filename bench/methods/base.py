@@ -68,6 +68,9 @@ class Method:
     delta_holds: str = "delta: trainable tensors incl. head"
     #: "peft" (peft adapter folder, backbone wrapped by peft) or "tensors" (delta.safetensors).
     delta_format: str = "tensors"
+    #: True when initialising the method rewrites the base weights (PiSSA, OLoRA: W - BA stays in the
+    #: base), so its delta is meaningful only on the rewritten base it was trained on.
+    rewrites_base: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -164,7 +167,7 @@ class Method:
         (bench/inference/cost.py) fills `mergeable` beside this."""
         hooks = [h for h in LOOP_HOOKS if self.has_hook(h)]
         return {"delta_format": self.delta_format, "peft_type": getattr(self, "peft_type_name", None),
-                "loop_hooks": hooks, "rewrites_base": bool(getattr(self, "rewrites_base", False)),
+                "loop_hooks": hooks, "rewrites_base": bool(self.rewrites_base),
                 "frozen_backbone": bool(self.frozen_backbone), "composition": self.composition()}
 
     #: the multi-task merges bench.compose offers for this method's deltas: a weighted parameter

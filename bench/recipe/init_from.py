@@ -110,8 +110,14 @@ def load_into(method, model, folder: Path, with_head: bool) -> None:
     if method.delta_format == "peft":
         from peft import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(model.backbone, load_file(str(folder / "adapter_model.safetensors")))
+        state = load_file(str(folder / "adapter_model.safetensors"))
+        result = set_peft_model_state_dict(model.backbone, state)
         unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        if _prompt_learning(model.backbone):
+            # peft loads a prompt's table into the prompt encoder itself, after a load_state_dict that
+            # still reports it as unexpected: check that it landed instead of trusting either
+            _check_prompt_loaded(model.backbone, state, folder)
+            unexpected = [k for k in unexpected if k != "prompt_embeddings"]
         if unexpected:
             raise ConfigError(f"train.init_from: delta {folder} has tensors the model lacks: {unexpected[:5]}")
         return
@@ -125,13 +131,30 @@ def load_into(method, model, folder: Path, with_head: bool) -> None:
     model.load_state_dict(state, strict=False)
 
 
+def _prompt_learning(peft_model) -> bool:
+    config = getattr(peft_model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
+def _check_prompt_loaded(peft_model, state: dict, folder: Path) -> None:
+    import torch
+
+    if "prompt_embeddings" not in state:
+        raise ConfigError(f"train.init_from: delta {folder} is a prompt-learning delta without 'prompt_embeddings'")
+    loaded = peft_model.get_prompt_embedding_to_save(peft_model.active_adapter)
+    if loaded.shape != state["prompt_embeddings"].shape or not torch.equal(
+            loaded.to(state["prompt_embeddings"].dtype), state["prompt_embeddings"]):
+        raise ConfigError(f"train.init_from: delta {folder}'s prompt ({tuple(state['prompt_embeddings'].shape)}) "
+                          f"did not load into this model's prompt encoder ({tuple(loaded.shape)})")
+
+
 def apply_init_from(cfg, spec, method, model) -> dict | None:
     """Load `cfg.train.init_from` into `model` (after the method is applied); the record's entry."""
     if cfg.train.get("init_from") in (None, ""):
         return None
     if method.has_hook("initialize_from_data"):
         why = "initialises its adapter from a data pass, which would replace the loaded delta"
-    elif getattr(method, "rewrites_base", False):
+    elif method.rewrites_base:
         why = ("rewrites the base weights at initialisation, and its saved delta is a plain LoRA on the original "
                "base of another shape")
     else:
