@@ -189,3 +189,23 @@ def test_report_table_has_every_arm_and_picks_the_transfer_on_selection(sources,
     assert all(row[f"vs_{o}_verdict"] in ("tie", "a better", "b better") for o in ("scratch", "transfer", "merge"))
     assert row["trainable_learned"] < row["trainable_scratch"]
     assert "lora_moe" in "\n".join(markdown(frame))
+
+
+def test_fusion_flops_count_every_source_adapter_and_the_attention(sources):
+    """The FLOP plan runs all n frozen adapters at each place, plus the fusion query (on the input) and
+    key (on each adapter's output); the uniform gate has no attention to count."""
+    from bench.measure.flops import Shapes, plan_for
+
+    _results, recs = sources
+    model_cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "model" / "tiny_bert.yaml")
+    adapter_node = OmegaConf.to_container(OmegaConf.load(
+        Path(__file__).resolve().parents[1] / "conf" / "method" / "adapter.yaml"))
+    one = plan_for(build_cell(model_cfg, build_method(adapter_node), 2, 0, 128).model)
+    learned, uniform = (plan_for(_cell(recs, "adapter_fusion", **kw).model) for kw in ({}, {"gate": "uniform"}))
+    s = Shapes(rows=2, tokens=10, squares=50)
+    fused = _cell(recs, "adapter_fusion").model
+    hidden, n = fused.backbone.config.hidden_size, 2
+    places = sum(1 for m in fused.modules() if type(m).__name__ == "FusedAdapters")
+    assert places > 0 and one.forward(s, ("method",)) > 0
+    assert uniform.forward(s, ("method",)) == n * one.forward(s, ("method",))
+    assert learned.forward(s, ("method",)) - uniform.forward(s, ("method",)) == places * (1 + n) * 2 * s.tokens * hidden ** 2

@@ -153,9 +153,27 @@ def _adapter(ops: list, name: str, block: nn.Module, grad_in: bool) -> bool:
     adapter = getattr(block, "adapter", None)
     if adapter is None:
         return grad_in
+    if isinstance(getattr(adapter, "adapters", None), nn.ModuleList):
+        return _fused(ops, name, adapter, grad_in)
     g = _linear(ops, f"{name}.adapter.down", adapter.down, grad_in, part="method")
     g = _linear(ops, f"{name}.adapter.up", adapter.up, g, part="method")
     return g
+
+
+def _fused(ops: list, name: str, fused: nn.Module, grad_in: bool) -> bool:
+    """AdapterFusion (bench/methods/fusion.py): every frozen source adapter on the same input, then, when
+    the attention is learned, the query on the input and the key on each source's output (the n-way
+    dot products and the weighted sum are not matrix products of the model's size: not counted)."""
+    n = len(fused.adapters)
+    outs = False
+    for j, a in enumerate(fused.adapters):
+        g = _linear(ops, f"{name}.adapter{j}.down", a.down, grad_in, part="method")
+        outs = _linear(ops, f"{name}.adapter{j}.up", a.up, g, part="method") or outs
+    if not fused.learned:
+        return outs
+    gq = _linear(ops, f"{name}.fusion.query", fused.query, grad_in, part="method")
+    gk = [_linear(ops, f"{name}.fusion.key{j}", fused.key, outs, part="method") for j in range(n)]  # all n added
+    return outs or gq or any(gk)
 
 
 def plan_for(model: nn.Module) -> Plan:
