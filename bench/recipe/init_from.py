@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.errors import ConfigError
 from bench.records.results import SourceError, kept_delta, recency, resolve_kept, sweep_dir_of
+from bench.records.schema import read_record
 
 #: method settings that may differ between source and target (they do not change the delta's shape)
 FREE_SETTINGS = ("lr",)
@@ -46,8 +47,8 @@ def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
     found = []
     for rec_path in sorted(sweep.glob("*.json")) if sweep.is_dir() else []:
         try:
-            rec = json.loads(rec_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            rec = read_record(rec_path)  # what every reader of a sweep folder reads: records only, validated
+        except ValueError:
             continue
         if (rec.get("status") == "ok" and rec.get("task") == want and rec.get("model") == str(cfg.model.name)
                 and rec.get("method") == str(cfg.method.name) and int(rec.get("seed", -1)) == int(cfg.train.seed)):
