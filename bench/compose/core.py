@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,30 +22,15 @@ from bench.data.rows import cell_rows, eval_rows
 from bench.errors import BenchError
 from bench.records import build as envelope
 from bench.records import schema as R
-from bench.records.results import SourceError, delta_dir, resolve_kept
+from bench.records.results import KeptSource, SourceError, delta_dir, resolve_kept
 
 
 class ComposeError(BenchError):
     """A composition that cannot be made (missing source, incompatible deltas); exit status 2."""
 
 
-@dataclass
-class Source:
-    record: dict
-    path: Path      # the record file
-    delta: Path     # the kept delta folder
-
-    @property
-    def run_id(self) -> str:
-        return str(self.record["run_id"])
-
-    @property
-    def config(self) -> dict:
-        return self.record["config"]
-
-    @property
-    def headline(self) -> str:
-        return self.record["headline_metric"]
+#: A source of a composition: an ok record and its kept delta (one type for every reader of a source).
+Source = KeptSource
 
 
 def load_source(ref: str | Path) -> Source:
@@ -56,13 +40,12 @@ def load_source(ref: str | Path) -> Source:
     except SourceError as exc:
         raise ComposeError(str(exc)) from None
     kept.record["_path"] = str(kept.path)
-    return Source(kept.record, kept.path, kept.delta)
+    return kept
 
 
 def method_settings(src: Source) -> dict:
     """The source's method settings (method.json) without the learning rate."""
-    s = json.loads((src.delta / "method.json").read_text())
-    return {k: v for k, v in s.items() if k != "lr"}
+    return {k: v for k, v in src.settings.items() if k != "lr"}
 
 
 def check_same_base(sources: list[Source], what: str) -> None:

@@ -22,37 +22,23 @@ trains (uniform or forced), `trains_on_cached_features`; the record's `composed_
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from bench.errors import ConfigError
 from bench.methods.base import Method, freeze
+from bench.records.results import KeptSource, SourceError, resolve_kept
 
 GATES = ("learned", "uniform")
 
 
-@dataclass
-class SourceModule:
-    """One frozen source: its record, kept delta folder and method settings (method.json)."""
-
-    record: dict
-    path: Path
-    delta: Path
-    settings: dict
-
-    def entry(self) -> dict:
-        """The record's `composed_from` entry (the shape bench/compose/core.py writes)."""
-        return {"run_id": self.record.get("run_id"), "record": str(self.path), "task": self.record.get("task"),
-                "seed": self.record.get("seed"), "delta": str(self.delta), "method": self.settings.get("method")}
+#: One frozen source: its record, kept delta folder and method settings (method.json).
+SourceModule = KeptSource
 
 
 def read_source(ref: str, accepted: tuple[str, ...], option: str) -> SourceModule:
     """A source (bench.records.results.resolve_kept) of an accepted method; else a ConfigError
     naming the option, the file and what was expected."""
-    from bench.records.results import SourceError, resolve_kept
-
     try:
         kept = resolve_kept(ref)
     except SourceError as exc:
@@ -61,7 +47,7 @@ def read_source(ref: str, accepted: tuple[str, ...], option: str) -> SourceModul
     if settings.get("method") not in accepted:
         raise ConfigError(f"{option}: {kept.path} is a delta of method {settings.get('method')!r}; this combination "
                           f"takes {' or '.join(accepted)} deltas")
-    return SourceModule(kept.record, kept.path, kept.delta, settings)
+    return kept
 
 
 def load_tensors(src: SourceModule, name: str) -> dict[str, torch.Tensor]:

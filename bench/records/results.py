@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 #: Identity of one seed cell: records agreeing on these are reruns of one another.
@@ -86,10 +87,27 @@ class KeptSource:
     path: Path    # the record file
     delta: Path   # the kept delta folder (holds method.json)
 
-    @property
+    @cached_property
     def settings(self) -> dict:
-        """The delta's method settings as its run wrote them (method.json)."""
+        """The delta's method settings as its run wrote them (method.json); read once."""
         return json.loads((self.delta / "method.json").read_text(encoding="utf-8"))
+
+    @property
+    def run_id(self) -> str:
+        return str(self.record["run_id"])
+
+    @property
+    def config(self) -> dict:
+        return self.record["config"]
+
+    @property
+    def headline(self) -> str:
+        return self.record["headline_metric"]
+
+    def entry(self) -> dict:
+        """A composed record's `composed_from` entry for this source (bench/methods/composed.py)."""
+        return {"run_id": self.record.get("run_id"), "record": str(self.path), "task": self.record.get("task"),
+                "seed": self.record.get("seed"), "delta": str(self.delta), "method": self.settings.get("method")}
 
 
 def resolve_kept(ref: str | os.PathLike) -> KeptSource:
