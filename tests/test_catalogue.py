@@ -299,6 +299,28 @@ def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
     assert "‡" not in markdown(table.iloc[1:], {}, "lora") and "↑" not in markdown(table.iloc[:1], {}, "lora")
 
 
+def test_the_summary_puts_each_method_on_one_row_with_both_tasks():
+    import pandas as pd
+
+    from bench.report.catalogue import summary_markdown
+
+    nan = float("nan")
+    table = pd.DataFrame({
+        "task": ["sst2", "sst2", "stsb", "stsb", "stsb"], "method_label": ["lora", "vera", "lora", "vera", "full"],
+        "metric": ["accuracy", "accuracy", "pearson", "pearson", "pearson"], "score": [0.78, 0.80, 0.55, 0.70, 0.77],
+        "ci_low": [0.70, 0.79, 0.40, 0.65, 0.73], "ci_high": [0.86, 0.81, 0.70, 0.75, 0.81],
+        "trainable_excl_head": [73728, 7680, 73728, 7680, 22565376], "storage_bytes": [3e5, 4e4, 3e5, 4e4, 9e7],
+        "mergeable": [True, True, True, True, nan], "overhead": [nan] * 5,
+        "verdict": ["reference", "better", "reference", "tie", "better"], "p_holm": [nan, 0.02, nan, 0.5, 0.01],
+        "frontier_params": [False, True, False, True, True], "frontier_overhead": [False] * 5})
+    text = summary_markdown(table, "lora")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert [r.split(" | ")[0] for r in rows] == ["| vera", "| lora", "| full"]  # fewest trainable first
+    assert rows[0].endswith("| 80.0 [79.0, 81.0], better (p 0.02) | 70.0 [65.0, 75.0], tie (p 0.5) | sst2: params; stsb: params |")
+    assert "(reference)" in rows[1] and rows[2].count("| – |") == 1  # full has no sst2 row
+    assert "sst2: 1 better, 0 tie, 0 worse; stsb: 1 better, 1 tie, 0 worse" in text
+
+
 def test_a_data_pass_sees_the_training_rows_once_in_order_and_no_label(monkeypatch):
     """The loop's data-pass hook (EVA's): every training row, in order, without labels; timed apart."""
     from bench.methods import REGISTRY

@@ -232,6 +232,46 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
     return "\n".join(lines) + "\n"
 
 
+def _verdict_mark(r) -> str:
+    v = r.get("verdict")
+    if not isinstance(v, str) or v == "reference":
+        return ""
+    return f", {v}" + ("" if pd.isna(r.get("p_holm")) else f" (p {_p(r['p_holm'])})")
+
+
+def summary_markdown(table: pd.DataFrame, reference: str) -> str:
+    """Every method on one row, its tasks side by side, fewest trainable parameters first: the table a
+    reader scans for "what does X buy at what size" (the per-task tables below it carry the deltas,
+    rates and seeds). Storage and served latency are the first task's: the head differs by task."""
+    tasks = sorted(table["task"].unique())
+    if not len(tasks):
+        return ""
+    by = {(r["task"], r["method_label"]): r for _, r in table.iterrows()}
+    order = (table.groupby("method_label")["trainable_excl_head"].min().sort_values(kind="stable").index.tolist())
+    head = ("| method | peft type | trainable (excl. head) | storage | mergeable | "
+            + " | ".join(f"{t} ({table[table.task == t]['metric'].iloc[0]}) [95 % CI], vs {reference}" for t in tasks)
+            + " | on the frontier |")
+    lines = [f"### All methods, fewest trainable parameters first (verdicts vs {reference}: paired bootstrap, Holm per task)",
+             "", head, "|---|---|---:|---:|---|" + "---|" * len(tasks) + "---|"]
+    for m in order:
+        rows = [by.get((t, m)) for t in tasks]
+        first = next(r for r in rows if r is not None)
+        merge = "" if pd.isna(first.get("mergeable")) else ("yes" if first["mergeable"] else "no")
+        scores = ["–" if r is None else _score_cell(r) + _verdict_mark(r) + (" (reference)" if m == reference else "")
+                  for r in rows]
+        front = "; ".join(f"{t}: " + ", ".join(k for k, f in (("params", r["frontier_params"]),
+                                                               ("latency", r["frontier_overhead"])) if f)
+                          for t, r in zip(tasks, rows) if r is not None and (r["frontier_params"] or r["frontier_overhead"]))
+        lines.append(f"| {m} | {first.get('peft_type') or ''} | {_fmt_count(first['trainable_excl_head'])} | "
+                     f"{_fmt_count(first['storage_bytes'])} B | {merge} | " + " | ".join(scores) + f" | {front} |")
+    counts = []
+    for t in tasks:
+        v = table[(table.task == t) & (table.method_label != reference)]["verdict"].value_counts()
+        counts.append(f"{t}: {int(v.get('better', 0))} better, {int(v.get('tie', 0))} tie, {int(v.get('worse', 0))} worse")
+    lines += ["", f"Against {reference}: " + "; ".join(counts) + ".", ""]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.report import UnusableResults, generate_report
 
@@ -252,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     table, agreement = catalogue_table(report.agg, records, a.reference)
     out = Path(a.out)
     table.to_csv(out / "catalogue.csv", index=False)
-    text = markdown(table, agreement, a.reference, study_cost(records))
+    text = summary_markdown(table, a.reference) + "\n" + markdown(table, agreement, a.reference, study_cost(records))
     (out / "catalogue.md").write_text(text)
     print(text)
     return 0
