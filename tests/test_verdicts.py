@@ -148,3 +148,21 @@ def test_broken_predictions_file_is_named_not_fatal(tmp_path):
     rep = generate_report(tmp_path / "results", tmp_path / "report", "broken")
     assert rep.agg.pairwise.empty
     assert any(rec["predictions"] in n and "cannot read predictions" in n for n in rep.agg.notes)
+
+
+def test_the_catalogue_report_reads_the_same_records(report):
+    """bench.report.catalogue on this folder's real record and prediction files (schema-1 and -2
+    records side by side): verdicts known by construction against chance as the reference (the oracle
+    is better on both tasks, the exact copy ties), trials out of the table, a schema-1 record whose
+    config names its method by a string read without error."""
+    from bench.records.schema import load_records
+    from bench.report.catalogue import catalogue_table, markdown, summary_markdown
+
+    table, agreement = catalogue_table(report["report"].agg, load_records(report["results"])[0], "chance")
+    assert sorted(table[table.task == "stsb"]["method_label"]) == ["chance", "chance_copy", "oracle"]
+    summary = summary_markdown(table, "chance")
+    line = {row.split(" | ")[0][2:]: row for row in summary.splitlines() if row.startswith("| ") and " | " in row}
+    assert line["oracle"].count("100.0 [100.0, 100.0], better") == 2  # both tasks
+    assert line["chance_copy"].count(", tie (p 1)") == 2 and "(reference)" in line["chance"]
+    assert "| legacy |" in summary and line["legacy"].endswith("| – |  |")  # sst2 only, no predictions: no verdict
+    assert agreement["methods"] == 3 and "Kendall tau-b" in markdown(table, agreement, "chance")

@@ -38,6 +38,16 @@ def _served_overhead(rec: dict) -> float:
     return float(v) if isinstance(v, (int, float)) else math.nan
 
 
+def _peft_type(rec: dict, method: dict) -> str | None:
+    """peft's name for the tuner, from the record's declared capabilities (schema 3) or its method
+    config; "(harness)" for the methods written here (adapters, BitFit, head-only, full); unknown
+    (None) for a record that declares neither."""
+    declared = (rec.get("capabilities") or {}).get("peft_type") or method.get("peft_type")
+    if declared:
+        return str(declared).lower()
+    return "(harness)" if rec.get("capabilities") or method else None
+
+
 def _method_facts(records: list[dict]) -> pd.DataFrame:
     """Per (task, method_label): peft type, mergeable, storage, served overhead (means over seeds)."""
     rows = []
@@ -45,6 +55,7 @@ def _method_facts(records: list[dict]) -> pd.DataFrame:
         if rec.get("status") != "ok" or (rec.get("study") or {}).get("role") == "trial":
             continue
         method = (rec.get("config") or {}).get("method") or {}
+        method = method if isinstance(method, dict) else {}  # a schema-1 record names its method by a string
         merge = ((rec.get("inference") or {}).get("merge") or {}).get("status")
         study = rec.get("study") or {}
         grid, chosen = study.get("lr_grid") or [], study.get("selected_lr")
@@ -53,7 +64,7 @@ def _method_facts(records: list[dict]) -> pd.DataFrame:
             edge = "top" if math.isclose(chosen, max(grid), rel_tol=1e-6) else (
                 "bottom" if math.isclose(chosen, min(grid), rel_tol=1e-6) else "inside")
         rows.append({"task": rec.get("task"), "method_label": rec.get("method_label") or rec.get("method"),
-                     "peft_type": method.get("peft_type") or ("(built-in)" if method else None),
+                     "peft_type": _peft_type(rec, method),
                      "mergeable": None if merge is None else merge in ("merged", "native"),
                      "overhead": _served_overhead(rec), "selected_lr": chosen, "lr_edge": edge})
     if not rows:
