@@ -402,4 +402,3 @@ def test_capabilities_table_rows_come_from_the_methods():
     assert lora["merge"] == "yes" and lora["learned"] == "lora_moe" and lora["combos"].startswith("peft's 11")
     assert adapter["merge"].startswith("no: bottleneck adapters") and adapter["delta"] == "tensors"
     assert full["merge"] == "native" and full["hooks"] == "-"
-

@@ -204,6 +204,15 @@ def _fmt_count(v) -> str:
     return "" if pd.isna(v) else f"{round(float(v)):,}"
 
 
+def _merge(r) -> str:
+    return "" if pd.isna(r.get("mergeable")) else ("yes" if r["mergeable"] else "no")
+
+
+def _frontiers(r) -> str:
+    """The frontiers a row is on: trainable parameters, served latency."""
+    return ", ".join(k for k, f in (("params", r["frontier_params"]), ("latency", r["frontier_overhead"])) if f)
+
+
 def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | None = None) -> str:
     lines = []
     for task, sub in table.groupby("task"):
@@ -215,15 +224,13 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
         for _, r in sub.iterrows():
             delta = ("" if pd.isna(r.get("delta_vs_ref")) else
                      f"{100 * r['delta_vs_ref']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
-            front = ", ".join(k for k, f in (("params", r["frontier_params"]), ("latency", r["frontier_overhead"])) if f)
-            merge = "" if pd.isna(r.get("mergeable")) else ("yes" if r["mergeable"] else "no")
             chance = r.get("above_chance")
             mark = " (not above chance)" if chance is not None and not pd.isna(chance) and not bool(chance) else ""
             lines.append(f"| {r['method_label']}{mark} | {r.get('peft_type') or ''} | {_fmt_count(r['trainable_excl_head'])} | "
-                         f"{_fmt_count(r['storage_bytes'])} B | {merge} | "
+                         f"{_fmt_count(r['storage_bytes'])} B | {_merge(r)} | "
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
                          f"{_score_cell(r)} | {_collapsed(r)} | {_rate(r)} | {delta} | {_p(r.get('p_holm'))} | "
-                         f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | {front} |")
+                         f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | {_frontiers(r)} |")
         lines.append("")
     if "lr_edge" in table and table["lr_edge"].isin(["top", "bottom"]).any():
         edge = table[table["lr_edge"].isin(["top", "bottom"])]
@@ -245,15 +252,17 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
 
 def _verdict_mark(r) -> str:
     v = r.get("verdict")
-    if not isinstance(v, str) or v == "reference":
+    if not isinstance(v, str):
         return ""
+    if v == "reference":
+        return " (reference)"
     return f", {v}" + ("" if pd.isna(r.get("p_holm")) else f" (p {_p(r['p_holm'])})")
 
 
 def summary_markdown(table: pd.DataFrame, reference: str) -> str:
     """Every method on one row, its tasks side by side, fewest trainable parameters first: the table a
     reader scans for "what does X buy at what size" (the per-task tables below it carry the deltas,
-    rates and seeds). Storage and served latency are the first task's: the head differs by task."""
+    rates and seeds). Storage and mergeable are the first task's: the head differs by task."""
     tasks = sorted(table["task"].unique())
     if not len(tasks):
         return ""
@@ -267,14 +276,10 @@ def summary_markdown(table: pd.DataFrame, reference: str) -> str:
     for m in order:
         rows = [by.get((t, m)) for t in tasks]
         first = next(r for r in rows if r is not None)
-        merge = "" if pd.isna(first.get("mergeable")) else ("yes" if first["mergeable"] else "no")
-        scores = ["–" if r is None else _score_cell(r) + _verdict_mark(r) + (" (reference)" if m == reference else "")
-                  for r in rows]
-        front = "; ".join(f"{t}: " + ", ".join(k for k, f in (("params", r["frontier_params"]),
-                                                               ("latency", r["frontier_overhead"])) if f)
-                          for t, r in zip(tasks, rows) if r is not None and (r["frontier_params"] or r["frontier_overhead"]))
+        scores = ["–" if r is None else _score_cell(r) + _verdict_mark(r) for r in rows]
+        front = "; ".join(f"{t}: {_frontiers(r)}" for t, r in zip(tasks, rows) if r is not None and _frontiers(r))
         lines.append(f"| {m} | {first.get('peft_type') or ''} | {_fmt_count(first['trainable_excl_head'])} | "
-                     f"{_fmt_count(first['storage_bytes'])} B | {merge} | " + " | ".join(scores) + f" | {front} |")
+                     f"{_fmt_count(first['storage_bytes'])} B | {_merge(first)} | " + " | ".join(scores) + f" | {front} |")
     counts = []
     for t in tasks:
         v = table[(table.task == t) & (table.method_label != reference)]["verdict"].value_counts()
