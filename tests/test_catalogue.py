@@ -250,6 +250,28 @@ def test_catalogue_report_compares_with_the_reference_and_flags_the_frontier():
     assert frontier_flags(table, "trainable_excl_head").tolist() == [True, False, True]
 
 
+def test_catalogue_resamples_follow_the_family_size():
+    """51 methods on a task make 50 comparisons with the reference: B=1,000 puts the Holm floor at
+    50/1,001 (about alpha itself); the report's default B is the one that lowers it to alpha/10, and
+    the table carries the floor it reached."""
+    import pandas as pd
+
+    from bench.analysis import stats
+    from bench.report.catalogue import resamples_for, versus_reference
+
+    recs = [{"status": "ok", "task": t, "method_label": f"m{i}", "study": {"role": "final"}}
+            for t in ("sst2", "stsb") for i in range(51 if t == "sst2" else 10)]
+    recs += [{"status": "ok", "task": "stsb", "method_label": f"x{i}", "study": {"role": "trial"}} for i in range(99)]
+    recs += [{"status": "failed", "task": "stsb", "method_label": f"y{i}"} for i in range(99)]
+    assert resamples_for(recs) == stats.min_resamples(50) == 10_000  # trials and failures do not count
+    pairwise = pd.DataFrame([{"task": "sst2", "method_a": f"m{i}", "method_b": "lora", "delta": 0.1,
+                              "ci_low": 0.05, "ci_high": 0.15, "p": 1 / 1001} for i in range(50)])
+    at_1000 = versus_reference(pairwise, "lora", 1000)
+    assert at_1000["holm_floor"].iloc[0] == pytest.approx(50 / 1001)
+    assert at_1000["p_holm"].min() == pytest.approx(50 / 1001)  # the floor, however large the effect
+    assert versus_reference(pairwise, "lora", 10_000)["holm_floor"].iloc[0] < stats.ALPHA / 10
+
+
 def test_capabilities_say_what_the_loop_does_for_each_method():
     caps = {n: check_method(yaml_cfg(n)).capabilities() for n in ("lora", "adalora", "loraplus", "pissa", "adapter")}
     assert caps["lora"]["peft_type"] == "LORA" and caps["lora"]["loop_hooks"] == []

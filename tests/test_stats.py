@@ -153,3 +153,21 @@ def test_rank_with_ties_rule():
     assert stats.rank_with_ties(["A", "B", "C"], {("A", "B"), ("A", "C"), ("B", "C")}) == {"A": 1, "B": 2, "C": 3}
     assert stats.significant(0.01, 0.1, 0.3) and not stats.significant(0.01, -0.1, 0.3)
     assert not stats.significant(0.2, 0.1, 0.3) and not stats.significant(float("nan"), 0.1, 0.3)
+
+
+def test_holm_floor_decides_whether_a_family_can_be_significant():
+    """A bootstrap p is at least 1/(B+1), so Holm over m comparisons cannot go below m/(B+1): with
+    120 comparisons and B=1,000 a perfect method against a chance one still reads tie. min_resamples
+    gives a B where the same data is significant (10·m/alpha, rounded up to thousands)."""
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 2, 400)
+    perfect, chance = ref.copy(), rng.integers(0, 2, 400)
+    small = stats.paired_bootstrap("accuracy", [perfect], [chance], ref, b=1000)
+    assert small.p == pytest.approx(1 / 1001)  # no resample comes near 0
+    assert stats.holm([small.p] * 120).min() == pytest.approx(120 / 1001) == stats.holm_floor(120, 1000)
+    assert stats.holm_floor(120, 1000) > stats.ALPHA
+    assert stats.min_resamples(50) == 10_000 and stats.min_resamples(120) == 24_000 and stats.min_resamples(1) == 1000
+    b = stats.min_resamples(120)
+    assert stats.holm_floor(120, b) <= stats.ALPHA / 10
+    big = stats.paired_bootstrap("accuracy", [perfect], [chance], ref, b=b)
+    assert stats.holm([big.p] * 120).max() < stats.ALPHA

@@ -82,6 +82,19 @@ def test_holm_is_over_the_pairs_of_one_task(report):
     assert not any("legacy" in (r["method_a"], r["method_b"]) for r in pw)
 
 
+def test_too_few_resamples_for_the_family_is_said_not_hidden(report, tmp_path):
+    """With B=100 the 6 sst2 pairs cannot go below Holm p 6/101 > 0.05: the oracle, better than chance
+    on every example, reads tie, and the notes say so and name the B that would test it. The default
+    B=1,000 report on the same records has no such note and calls the oracle better."""
+    low = generate_report(report["results"], tmp_path / "low", "low", bootstrap_samples=100)
+    notes = " ".join(low.agg.notes)
+    assert "sst2: Holm over 6 pairs with B=100 resamples cannot reach p < 0.05" in notes
+    assert "--bootstrap-samples 2000" in notes  # stats.min_resamples(6)
+    assert "stsb: Holm over 3 pairs with B=100 resamples leaves little room" in notes  # 3/101 >= 0.025
+    assert pair(rows(low.out / "pairwise.csv"), "sst2", "oracle", "chance")["verdict"] == "tie"
+    assert not any("resamples cannot reach" in n or "leaves little room" in n for n in report["report"].agg.notes)
+
+
 def test_ci_columns_hold_t_and_bootstrap_intervals(report):
     cells = {(r["method_label"], r["task"]): r for r in rows(report["out"] / "table.csv") if r["row_type"] == "cell"}
     c = cells[("legacy", "sst2")]  # schema 1, 3 seeds: t interval from the records' values
@@ -166,3 +179,5 @@ def test_the_catalogue_report_reads_the_same_records(report):
     assert line["chance_copy"].count(", tie (p 1)") == 2 and "(reference)" in line["chance"]
     assert "| legacy |" in summary and line["legacy"].endswith("| – |  |")  # sst2 only, no predictions: no verdict
     assert agreement["methods"] == 3 and "Kendall tau-b" in markdown(table, agreement, "chance")
+    with_b, _ = catalogue_table(report["report"].agg, load_records(report["results"])[0], "chance", 100)
+    assert "lifts that to a floor of 0.0297 (sst2)" in markdown(with_b, agreement, "chance")  # 3 comparisons, 3/101

@@ -271,6 +271,23 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
+def holm_floor(m: int, b: int) -> float:
+    """The smallest Holm-adjusted p that m bootstrap p-values with B resamples can reach: each raw p
+    is at least 1/(B+1) (paired_from_samples), and Holm multiplies the smallest by m. When it is not
+    below alpha, no comparison of the family can be significant however large the effect."""
+    return min(1.0, m / (b + 1)) if m > 0 else float("nan")
+
+
+def min_resamples(m: int, alpha: float = ALPHA, margin: float = 10.0) -> int:
+    """Smallest B whose Holm floor over m comparisons is at most alpha/margin, rounded up to a
+    multiple of 1,000 and never below DEFAULT_B. margin 10 leaves a clear effect room to reach
+    p < alpha after the step-down (a floor just under alpha still loses most of the power)."""
+    if m <= 0:
+        return DEFAULT_B
+    need = math.ceil(margin * m / alpha) - 1
+    return max(DEFAULT_B, 1000 * math.ceil(need / 1000))
+
+
 def significant(p_adjusted: float, low: float, high: float, alpha: float = ALPHA) -> bool:
     """A difference counts only when the adjusted p is below alpha AND its CI excludes 0."""
     return bool(np.isfinite(p_adjusted) and p_adjusted < alpha and (low > 0 or high < 0))

@@ -106,8 +106,11 @@ def cost_line(cost: dict) -> str:
             f"(sum of each cell's time.total_s), {par} cell(s) at a time{span}.")
 
 
-def versus_reference(pairwise: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """method − reference per task from the main report's paired tests, Holm over each task's pairs."""
+def versus_reference(pairwise: pd.DataFrame, reference: str, b: int | None = None) -> pd.DataFrame:
+    """method − reference per task from the main report's paired tests, Holm over each task's pairs.
+
+    With `b` (the report's resamples) each row carries `holm_floor`, the smallest adjusted p its
+    family can reach: 50 comparisons with B=1,000 give 50/1,001 ≈ 0.05, where nothing is significant."""
     rows = []
     for task, sub in pairwise.groupby("task"):
         mine = sub[(sub["method_a"] == reference) | (sub["method_b"] == reference)]
@@ -123,6 +126,7 @@ def versus_reference(pairwise: pd.DataFrame, reference: str) -> pd.DataFrame:
         for p, pa in zip(part, adj):
             sig = stats.significant(pa, p["delta_ci_low"], p["delta_ci_high"])
             p["p_holm"] = pa
+            p["holm_floor"] = stats.holm_floor(len(part), b) if b else float("nan")
             p["verdict"] = "tie" if not sig else ("better" if p["delta_vs_ref"] > 0 else "worse")
             p["test"] = (f"paired bootstrap over examples, seeds pooled; Holm over the {len(part)} "
                          f"comparisons with {reference} on {task}")
@@ -140,7 +144,8 @@ def frontier_flags(table: pd.DataFrame, cost: str) -> pd.Series:
     return flags
 
 
-def catalogue_table(agg, records: list[dict], reference: str = "lora") -> tuple[pd.DataFrame, dict]:
+def catalogue_table(agg, records: list[dict], reference: str = "lora",
+                    b: int | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per (task, method): score with its interval, counts, storage, capabilities, verdict vs
     the reference, frontier membership; and the rank agreement of the tasks."""
     cells = agg.cells[agg.cells["row_type"] == "cell"] if "row_type" in agg.cells else agg.cells
@@ -150,7 +155,7 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora") -> tuple[
             "above_chance": "above_chance", "collapsed_seeds": "collapsed_seeds"}
     table = cells[[c for c in keep if c in cells]].rename(columns=keep)
     table = table.merge(_method_facts(records), on=["task", "method_label"], how="left")
-    vs = versus_reference(agg.pairwise, reference) if len(agg.pairwise) else pd.DataFrame()
+    vs = versus_reference(agg.pairwise, reference, b) if len(agg.pairwise) else pd.DataFrame()
     if len(vs):
         table = table.merge(vs, on=["task", "method_label"], how="left")
         table.loc[table["method_label"] == reference, "verdict"] = "reference"
@@ -241,6 +246,14 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
         lines += [("‡ the t interval over seeds reached past the metric's range (a seed far from the others, "
                    "often a collapsed one); shown is its part within the range. The verdict is the paired "
                    "bootstrap over examples, not this interval."), ""]
+    if "holm_floor" in table and table["holm_floor"].notna().any():
+        worst = table.loc[table["holm_floor"].idxmax()]
+        floor, where = float(worst["holm_floor"]), worst["task"]
+        lines += [(f"Resolution: each p comes from the paired bootstrap and is at least 1/(B+1); Holm over a "
+                   f"task's comparisons lifts that to a floor of {floor:.3g} ({where}), below alpha {stats.ALPHA}."
+                   if floor < stats.ALPHA else
+                   f"Resolution: the Holm floor is {floor:.3g} ({where}), not below alpha {stats.ALPHA}: no "
+                   "verdict here can read better or worse; rerun with a larger --bootstrap."), ""]
     if agreement:
         lines.append(f"Rank agreement of {agreement['tasks'][0]} and {agreement['tasks'][1]} over "
                      f"{agreement['methods']} methods: Kendall tau-b {agreement['kendall_tau_b']:.2f} "
@@ -288,6 +301,17 @@ def summary_markdown(table: pd.DataFrame, reference: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def resamples_for(records: list[dict]) -> int:
+    """B for a catalogue: the family of a task is every other method against the reference, so the
+    largest per-task method count minus one sets the Holm floor (stats.min_resamples)."""
+    per_task: dict[str, set] = {}
+    for r in records:
+        if r.get("status") == "ok" and (r.get("study") or {}).get("role") != "trial":
+            per_task.setdefault(str(r.get("task")), set()).add(r.get("method_label") or r.get("method"))
+    m = max((len(v) for v in per_task.values()), default=1) - 1
+    return stats.min_resamples(m)
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.report import UnusableResults, generate_report
 
@@ -295,17 +319,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", help="results folder of experiment=catalogue (or any sweep)")
     ap.add_argument("--out", required=True, help="report folder (the main report is written there too)")
     ap.add_argument("--reference", default="lora", help="the method every other is compared with (default lora)")
-    ap.add_argument("--bootstrap", type=int, default=stats.DEFAULT_B, help="bootstrap resamples")
+    ap.add_argument("--bootstrap", type=int, default=None,
+                    help="bootstrap resamples (default: enough that Holm over the comparisons with the "
+                         "reference can reach p < alpha/10, see bench.analysis.stats.min_resamples)")
     a = ap.parse_args(argv)
+    from bench.records.schema import load_records
+
+    if a.bootstrap is not None and a.bootstrap < 100:
+        ap.error(f"--bootstrap {a.bootstrap}: use at least 100 (percentile intervals need them)")
+    records = load_records(Path(a.results))[0] if Path(a.results).is_dir() else []
+    b = a.bootstrap or resamples_for(records)
     try:
-        report = generate_report(a.results, a.out, bootstrap_samples=a.bootstrap)
+        report = generate_report(a.results, a.out, bootstrap_samples=b)
     except UnusableResults as exc:
         print(f"bench.report.catalogue: error: {exc}", file=sys.stderr)
         return 2
-    from bench.records.schema import load_records
-
-    records = load_records(Path(a.results))[0]
-    table, agreement = catalogue_table(report.agg, records, a.reference)
+    records = records or load_records(Path(a.results))[0]
+    table, agreement = catalogue_table(report.agg, records, a.reference, b)
     out = Path(a.out)
     table.to_csv(out / "catalogue.csv", index=False)
     text = summary_markdown(table, a.reference) + "\n" + markdown(table, agreement, a.reference, study_cost(records))
