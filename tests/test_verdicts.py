@@ -88,11 +88,14 @@ def test_too_few_resamples_for_the_family_is_said_not_hidden(report, tmp_path):
     B=1,000 report on the same records has no such note and calls the oracle better."""
     low = generate_report(report["results"], tmp_path / "low", "low", bootstrap_samples=100)
     notes = " ".join(low.agg.notes)
-    assert "sst2: Holm over 6 pairs with B=100 resamples cannot reach p < 0.05" in notes
+    assert "sst2 pairwise tests: Holm over 6 comparisons with B=100 resamples cannot reach p < 0.05" in notes
     assert "--bootstrap-samples 2000" in notes  # stats.min_resamples(6)
-    assert "stsb: Holm over 3 pairs with B=100 resamples leaves little room" in notes  # 3/101 >= 0.025
+    assert "stsb pairwise tests: Holm over 3 comparisons with B=100 resamples leaves little room" in notes  # 3/101
+    assert "sst2 tests against chance: Holm over 4 comparisons with B=100 resamples leaves little" in notes  # 4 methods with predictions
     assert pair(rows(low.out / "pairwise.csv"), "sst2", "oracle", "chance")["verdict"] == "tie"
     assert not any("resamples cannot reach" in n or "leaves little room" in n for n in report["report"].agg.notes)
+    ch = low.agg.chance
+    assert ch[ch.task == "sst2"]["p_adjusted"].min() == pytest.approx(4 / 101)  # the floor, not the data
 
 
 def test_ci_columns_hold_t_and_bootstrap_intervals(report):

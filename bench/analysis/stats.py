@@ -288,6 +288,18 @@ def min_resamples(m: int, alpha: float = ALPHA, margin: float = 10.0) -> int:
     return max(DEFAULT_B, 1000 * math.ceil(need / 1000))
 
 
+def resolution_warning(m: int, b: int, alpha: float = ALPHA) -> str | None:
+    """Words for a report's notes when B, not the data, limits a Holm family of m bootstrap tests
+    (floor at least alpha/2); None when the floor leaves room."""
+    floor = holm_floor(m, b)
+    if m <= 0 or floor < alpha / 2:
+        return None
+    what = (f"cannot reach p < {alpha}, so none can be significant" if floor >= alpha else
+            "leaves little room below alpha: only comparisons that no resample reverses can be significant")
+    return (f"Holm over {m} comparisons with B={b} resamples {what} (smallest adjusted p {floor:.3g}); "
+            f"rerun the report with --bootstrap-samples {min_resamples(m, alpha)} for full power")
+
+
 def significant(p_adjusted: float, low: float, high: float, alpha: float = ALPHA) -> bool:
     """A difference counts only when the adjusted p is below alpha AND its CI excludes 0."""
     return bool(np.isfinite(p_adjusted) and p_adjusted < alpha and (low > 0 or high < 0))

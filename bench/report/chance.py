@@ -168,7 +168,11 @@ def add_chance(agg: Aggregation, preds: dict, collapse: dict, b: int, notes: lis
         rows += baseline_rows(model, task, kind, hm, base, len(ref))
         const = chance.chance_constant(base, hm) if hm in stats.METRICS else None
         if const is not None:
-            tests += test_against(model, task, hm, runs, ref_ids, ref, const, b)
+            mine = test_against(model, task, hm, runs, ref_ids, ref, const, b)
+            warn = stats.resolution_warning(len(mine), b)
+            if warn:
+                notes.append(f"{model}/{task} tests against chance: {warn}")
+            tests += mine
     agg.baselines = pd.DataFrame(rows)
     agg.chance = pd.DataFrame(tests, columns=CHANCE_COLUMNS)
     _collapse_cells(agg, collapse, notes)

@@ -149,13 +149,9 @@ def _pairs_for_task(model: str, task: str, hm: str, runs: dict[str, list], score
                      "test": f"paired bootstrap over examples, seeds pooled (B={b}, null-centred p)",
                      "n_seeds_a": len(runs[a]), "n_seeds_b": len(runs[bm]), "n_examples": len(ids), "aso_eps": aso})
     p_adj = stats.holm([r["p"] for r in rows])
-    floor = stats.holm_floor(len(rows), b)
-    if rows and floor >= stats.ALPHA / 2:  # resolution, not the data, would decide the verdicts
-        what = (f"cannot reach p < {stats.ALPHA}, so every pair reads tie" if floor >= stats.ALPHA else
-                "leaves little room below alpha: only pairs that no resample reverses can be significant")
-        notes.append(f"{model}/{task}: Holm over {len(rows)} pairs with B={b} resamples {what} (smallest "
-                     f"adjusted p {floor:.3g}); rerun the report with --bootstrap-samples "
-                     f"{stats.min_resamples(len(rows))} for full power")
+    warn = stats.resolution_warning(len(rows), b)
+    if rows and warn:
+        notes.append(f"{model}/{task} pairwise tests: {warn}")
     for r, pa in zip(rows, p_adj):
         r["p_adjusted"] = pa
         r["correction"] = f"Holm over the {len(rows)} pair(s) of {model}/{task}"
