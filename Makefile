@@ -56,7 +56,7 @@ budget: setup
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/budget --out reports/budget; fi; \
 	  exit $$status
 
-## The PEFT catalogue (docs/catalogue.md): 49 methods (every peft tuner that fits an encoder) x sst2, stsb under the
+## The PEFT catalogue (docs/catalogue.md): 51 methods (every peft tuner that fits an encoder) x sst2, stsb under the
 ## tuning protocol (4 rates per method on the selection split, pruned, 3 seeds); resumes; then the catalogue report
 ## (every method vs LoRA, Pareto frontiers, rank agreement). Two 1-thread cells at a time; then the inference
 ## cost and mergeability of each method's structure, measured alone (one record per task and method, cost pass).
