@@ -6,7 +6,8 @@ Three levels, cheapest first:
   module would spend a minute importing torch 19 times); bad input to the scripts that read a
   folder is a clear message, not a traceback; the GPU-only scripts say there is no CUDA device;
 * the benchmarks `make bench` runs (bench_overhead, bench_optimizer, bench_trainer,
-  bench_measurements) each do a real run at their smallest sizes and print their figures, which
+  bench_measurements; the last two, 55 s together, in `make test-slow`) each do a real run at their
+  smallest sizes and print their figures, which
   the tests read back (and check the claims each benchmark makes: identical losses, bit-identical
   weights, equal trainable counts, a known allocation measured as such);
 * compare_records on two folders of real records: identical, then one metric changed.
@@ -148,6 +149,7 @@ def test_bench_optimizer_tiny_run(glue_dir):
     assert rows[0][3] == rows[1][3]  # foreach (the harness's default) trains bit-identically to the loop
 
 
+@pytest.mark.slow  # 24 s; its import and --help stay in make test, make bench runs it (docs/decisions.md)
 def test_bench_trainer_tiny_run(glue_dir):
     out = _bench(["benchmarks.bench_trainer", "--variants", "bench_noinf,trainer", "--samples", "16",
                   "--max-eval", "16", "--repeats", "1", "--threads", "1"], glue_dir)
@@ -159,6 +161,7 @@ def test_bench_trainer_tiny_run(glue_dir):
     assert dict(re.findall(r"rep 0 (\w+)\s+wall .* threads (\d+),", out)) == {"bench_noinf": "1", "trainer": "1"}
 
 
+@pytest.mark.slow  # 31 s; its import and --help stay in make test, make bench runs it (docs/decisions.md)
 def test_bench_measurements_tiny_run(glue_dir):
     out = _bench(["benchmarks.bench_measurements", "--sections", "memory,known,throughput", "--samples", "48",
                   "--max-eval", "16", "--methods", "lora", "--override", "model=tiny_bert", "--override", "train=quick",

@@ -49,6 +49,7 @@ class _Lines:
             time.sleep(0.1)
 
 
+@pytest.mark.slow  # three launches and a SIGKILL, 34 s; the staleness rules are tested below (docs/decisions.md)
 def test_two_identical_launches_train_once_and_a_waiter_takes_over_a_killed_claim(tmp_path, glue_dir):
     a, b = (_Lines(start_bench([*CELL, *HELD], glue_dir, tmp_path)) for _ in range(2))  # launched together
     deadline = time.monotonic() + 240

@@ -141,6 +141,7 @@ def test_learned_record_reloads_and_predicts_the_same(sources, glue_dir, name):
     assert p.returncode == 0, p.stderr[-3000:]
     rec = next(r for r in records_in(results / "tgt") if r["method"] == name)
     assert rec["status"] == "ok" and rec["composition"]["op"] == "learned"
+    assert rec["inference"] is None  # CELL has inference.enabled=false: the phase is skipped, the record says so
     assert [Path(c["record"]).is_file() for c in rec["composed_from"]] == [True, True]
     assert {c["task"] for c in rec["composed_from"]} == {"sst2", "mrpc"}
     assert rec["params"]["trainable"] < rec["params"]["total"] / 10

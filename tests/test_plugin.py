@@ -51,6 +51,7 @@ def test_plugin_runs_via_config_dir(sweep):
     assert 0 <= rec["metrics"]["accuracy"] <= 1 and rec["train"]["lr"] == 1e-3
 
 
+@pytest.mark.slow  # 14 s; the plugin loading path is the config-dir test's (docs/decisions.md)
 def test_plugin_runs_via_target_override(tmp_path, glue_dir):
     """No config file at all: remove the method group and give _target_ and settings directly."""
     p = bench(["~method", "+method._target_=bench_plugins.layernorm_tuning.LNTuning", "+method.name=layernorm_tuning",

@@ -114,14 +114,6 @@ def test_predict_cli(kept_deltas, glue_dir, tmp_path):
     assert bad.returncode == 2 and "bench_delta.json" in bad.stderr
 
 
-def test_inference_can_be_turned_off(glue_dir, tmp_path):
-    proc = run_bench([*TINY, "task=sst2", "method=head_only", "inference.enabled=false", "sweep_name=off"],
-                     glue_dir, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (rec,) = records_in(tmp_path / "off")
-    assert rec["status"] == "ok" and rec["inference"] is None
-
-
 def test_report_has_the_inference_table_and_plot(kept_deltas, tmp_path):
     from bench.report import generate_report
 
