@@ -123,10 +123,11 @@ def versus_reference(pairwise: pd.DataFrame, reference: str, b: int | None = Non
             part.append({"task": task, "method_label": other, "delta_vs_ref": sign * r["delta"],
                          "delta_ci_low": lo, "delta_ci_high": hi, "p": r["p"]})
         adj = stats.holm([p["p"] for p in part])
+        floor = stats.holm_floor(len(part), b) if b else float("nan")
         for p, pa in zip(part, adj):
             sig = stats.significant(pa, p["delta_ci_low"], p["delta_ci_high"])
             p["p_holm"] = pa
-            p["holm_floor"] = stats.holm_floor(len(part), b) if b else float("nan")
+            p["holm_floor"] = floor
             p["verdict"] = "tie" if not sig else ("better" if p["delta_vs_ref"] > 0 else "worse")
             p["test"] = (f"paired bootstrap over examples, seeds pooled; Holm over the {len(part)} "
                          f"comparisons with {reference} on {task}")
@@ -303,13 +304,10 @@ def summary_markdown(table: pd.DataFrame, reference: str) -> str:
 
 def resamples_for(records: list[dict]) -> int:
     """B for a catalogue: the family of a task is every other method against the reference, so the
-    largest per-task method count minus one sets the Holm floor (stats.min_resamples)."""
-    per_task: dict[str, set] = {}
-    for r in records:
-        if r.get("status") == "ok" and (r.get("study") or {}).get("role") != "trial":
-            per_task.setdefault(str(r.get("task")), set()).add(r.get("method_label") or r.get("method"))
-    m = max((len(v) for v in per_task.values()), default=1) - 1
-    return stats.min_resamples(m)
+    largest per-task method count minus one sets the Holm floor (stats.min_resamples). The methods are
+    the table's own rows (_method_facts: ok records, trials left out)."""
+    per_task = _method_facts(records).groupby("task")["method_label"].nunique()
+    return stats.min_resamples(int(per_task.max()) - 1 if len(per_task) else 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", help="results folder of experiment=catalogue (or any sweep)")
     ap.add_argument("--out", required=True, help="report folder (the main report is written there too)")
     ap.add_argument("--reference", default="lora", help="the method every other is compared with (default lora)")
-    ap.add_argument("--bootstrap", type=int, default=None,
+    ap.add_argument("--bootstrap", "--bootstrap-samples", dest="bootstrap", type=int, default=None,
                     help="bootstrap resamples (default: enough that Holm over the comparisons with the "
                          "reference can reach p < alpha/10, see bench.analysis.stats.min_resamples)")
     a = ap.parse_args(argv)
@@ -327,14 +325,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.bootstrap is not None and a.bootstrap < 100:
         ap.error(f"--bootstrap {a.bootstrap}: use at least 100 (percentile intervals need them)")
-    records = load_records(Path(a.results))[0] if Path(a.results).is_dir() else []
+    records = load_records(Path(a.results))[0]  # a missing folder: none, and generate_report says so
     b = a.bootstrap or resamples_for(records)
     try:
         report = generate_report(a.results, a.out, bootstrap_samples=b)
     except UnusableResults as exc:
         print(f"bench.report.catalogue: error: {exc}", file=sys.stderr)
         return 2
-    records = records or load_records(Path(a.results))[0]
     table, agreement = catalogue_table(report.agg, records, a.reference, b)
     out = Path(a.out)
     table.to_csv(out / "catalogue.csv", index=False)

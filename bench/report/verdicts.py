@@ -150,7 +150,7 @@ def _pairs_for_task(model: str, task: str, hm: str, runs: dict[str, list], score
                      "n_seeds_a": len(runs[a]), "n_seeds_b": len(runs[bm]), "n_examples": len(ids), "aso_eps": aso})
     p_adj = stats.holm([r["p"] for r in rows])
     warn = stats.resolution_warning(len(rows), b)
-    if rows and warn:
+    if warn:
         notes.append(f"{model}/{task} pairwise tests: {warn}")
     for r, pa in zip(rows, p_adj):
         r["p_adjusted"] = pa
