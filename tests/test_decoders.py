@@ -147,16 +147,18 @@ def test_refused_before_any_work_naming_method_and_architecture(key, method, wor
 
 
 def test_conv1d_declarations_still_hold_in_peft():
-    """Every tuner declared unable to handle GPT-2's Conv1D really fails there (or trains nothing) when
-    the declaration is bypassed, so a peft release that adds the support shows up here."""
+    """Every tuner declared unable to handle GPT-2's Conv1D in the installed peft really fails there (or trains
+    nothing) when the declaration is bypassed, so a peft release that adds the support shows up here; and every
+    initialisation declared supported from an earlier release than the installed one really runs and trains.
+    Holds for peft 0.21.2 (constraints.txt) and 0.22.0 (olora supported from 0.22.0)."""
     from peft import get_peft_model
 
-    from bench.methods.peft_tuner import CONV1D_UNSUPPORTED, CONV1D_UNSUPPORTED_INITS
+    from bench.methods.peft_tuner import CONV1D_INITS_SUPPORTED_FROM, CONV1D_UNSUPPORTED, conv1d_unsupported_inits
 
     built = build_model(model_cfg("tiny_gpt2"), 2, seed=0)
     ids = built.tokenizer(TEXTS[:1], return_tensors="pt")["input_ids"]
-    still_fine = []
-    for name in [*CONV1D_UNSUPPORTED, *CONV1D_UNSUPPORTED_INITS]:
+
+    def runs_and_trains(name):
         # the YAML as a decoder resolves it (model.peft_targets: null), without composing all of Hydra's config
         node = OmegaConf.create({"model": {"peft_targets": None}, "method": OmegaConf.load(METHODS / f"{name}.yaml")})
         method = check_method(OmegaConf.to_container(node.method, resolve=True), where=name)
@@ -164,10 +166,17 @@ def test_conv1d_declarations_still_hold_in_peft():
             wrapped = get_peft_model(copy.deepcopy(built.model.backbone), method.peft_config(built.backbone_config))
             if any(p.requires_grad for p in wrapped.parameters()):
                 wrapped(input_ids=ids)
-                still_fine.append(name)
+                return True
         except (TypeError, ValueError, NotImplementedError, RuntimeError):
             pass
-    assert not still_fine, f"peft now handles Conv1D for {still_fine}: drop them from CONV1D_UNSUPPORTED*"
+        return False
+
+    unsupported = [*CONV1D_UNSUPPORTED, *conv1d_unsupported_inits()]
+    still_fine = [name for name in unsupported if runs_and_trains(name)]
+    assert not still_fine, f"peft now handles Conv1D for {still_fine}: declare the release in CONV1D_*"
+    supported = [init for init in CONV1D_INITS_SUPPORTED_FROM if init not in unsupported]
+    broken = [init for init in supported if not runs_and_trains(init)]
+    assert not broken, f"declared supported on Conv1D by the installed peft but failing: {broken}"
 
 
 def test_lora_cell_trains_end_to_end_on_each_tiny_decoder_and_a_sweep_lists_refusals(glue_dir, tmp_path):

@@ -51,14 +51,26 @@ OPTIMIZERS = ("adamw", "loraplus", "lorafa")
 REWRITES_BASE = ("pissa", "olora", "corda", "lora_ga")
 #: init_lora_weights values whose peft preprocessing reads the unwrapped base and data (before get_peft_model)
 DATA_BEFORE_WRAP = ("corda", "lora_ga")
-#: tuners peft 0.21 implements for nn.Linear (some also Conv2d/Embedding) but not for transformers' Conv1D, the
-#: layer of GPT-2's projections: get_peft_model raises on GPT-2 (measured on tiny_gpt2; tests/test_decoders.py
-#: checks each entry still fails there, so an entry peft has since fixed shows up). OLoRA is LoRA with
-#: init_lora_weights=olora: its QR initialisation ignores Conv1D's transposed weight (the forward fails). OSF
+#: tuners peft implements for nn.Linear (some also Conv2d/Embedding) but not for transformers' Conv1D, the layer
+#: of GPT-2's projections: get_peft_model raises on GPT-2 (measured on tiny_gpt2 with peft 0.21.2 and 0.22.0;
+#: tests/test_decoders.py checks each entry still fails there, so an entry a peft release fixes shows up). OSF
 #: skips a layer it does not implement without a word, so on GPT-2 nothing of the backbone would train.
 CONV1D_UNSUPPORTED = ("adamss", "boft", "c3a", "delora", "glora", "hra", "lily", "loha", "lokr", "miss", "oft",
                       "osf", "peanut", "psoft", "road", "shira", "supertuning")
-CONV1D_UNSUPPORTED_INITS = ("olora",)
+#: init_lora_weights values whose initialisation ignores Conv1D's transposed weight (the forward fails), each with
+#: the first peft release that handles Conv1D for it: OLoRA's QR initialisation does from peft 0.22.0 on
+#: (measured on tiny_gpt2; tests/test_decoders.py checks both sides of the version line it can see).
+CONV1D_INITS_SUPPORTED_FROM = {"olora": "0.22.0"}
+
+
+def conv1d_unsupported_inits(peft_version: str | None = None) -> tuple[str, ...]:
+    """The init_lora_weights values the installed peft (or `peft_version`) cannot apply to Conv1D layers."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    installed = Version(peft_version or version("peft"))
+    return tuple(init for init, since in CONV1D_INITS_SUPPORTED_FROM.items() if installed < Version(since))
 
 
 def peft_config_class(peft_type: str, where: str = "method.peft_type"):
@@ -173,10 +185,10 @@ class PeftTuner(PeftMethod):
 
         init = str(self.fields.get("init_lora_weights", "")).lower()
         if uses_conv1d(backbone_config) and (self.peft_type in CONV1D_UNSUPPORTED or
-                                             (self.peft_type == "lora" and init in CONV1D_UNSUPPORTED_INITS)):
+                                             (self.peft_type == "lora" and init in conv1d_unsupported_inits())):
             what = f"init_lora_weights={init}" if self.peft_type == "lora" else f"peft's {self.peft_type}"
             return (f"{what} supports nn.Linear layers, not the Conv1D layers of GPT-2's attention and feed-forward "
-                    "projections (peft 0.21)")
+                    "projections (in the installed peft)")
         return super().unsupported_reason(backbone_config)
 
     def validate(self, backbone_config, max_seq_len):
