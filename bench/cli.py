@@ -1,4 +1,5 @@
-"""`python -m bench [overrides]` runs one cell; `python -m bench -m ...` runs a Hydra multirun.
+"""`python -m bench [overrides]` runs one cell; `python -m bench -m ...` runs a Hydra multirun;
+`python -m bench ls [methods|tasks|models|experiments]` lists what the config groups hold.
 
 Resume, failure isolation and the summary live here and in bench.sweep.execute, because Hydra has none.
 Exit status: 0 when every cell is ok or skipped, 1 when any failed, 2 on a configuration error,
@@ -269,6 +270,10 @@ def main() -> None:
 
     try:
         root = conf_dir()
+        if sys.argv[1:2] == ["ls"]:
+            from bench.config.listing import main as ls
+
+            sys.exit(ls(sys.argv[2:]))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)

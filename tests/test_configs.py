@@ -186,16 +186,17 @@ def test_cli_bad_option_exits_2_before_any_work(tmp_path, glue_dir, args, expect
     assert records_in(tmp_path) == []
 
 
-def test_smoke_and_the_catalogue_cover_every_method_that_trains_alone(hydra_dir):
-    """A new method YAML must join experiment=smoke and experiment=catalogue with its own learning-rate
-    range; only the learned combinations (composed: they need trained sources) stay out."""
-    composed = {n for n in GROUPS["method"] if str(OmegaConf.load(CONF / "method" / f"{n}.yaml").get("_target_", ""))
-                .rsplit(".", 1)[-1] in ("LoraMoE", "Attempt", "AdapterFusion")}
-    assert composed == {"lora_moe", "attempt", "adapter_fusion"}, composed
-    alone = set(GROUPS["method"]) - composed
-    for preset in ("smoke", "catalogue"):
+def test_experiments_run_the_methods_that_declare_their_tag(hydra_dir):
+    """experiment=smoke and experiment=catalogue run exactly the methods whose YAML declares `tags: [catalogue]`,
+    smoke_decoders those declaring `decoders`, each once; a catalogue method declares a search range; only the
+    learned combinations (composed: they need trained sources) declare no group."""
+    declared = {n: OmegaConf.load(CONF / "method" / f"{n}.yaml") for n in GROUPS["method"]}
+    tagged = {tag: {n for n, c in declared.items() if tag in (c.get("tags") or [])} for tag in ("catalogue", "decoders")}
+    untagged = {n for n, c in declared.items() if not c.get("tags")}
+    assert untagged == {"lora_moe", "attempt", "adapter_fusion"}, untagged
+    for preset, tag in (("smoke", "catalogue"), ("catalogue", "catalogue"), ("smoke_decoders", "decoders")):
         cfg = _compose([f"experiment={preset}"], hydra_config=True)
         listed = str(OmegaConf.select(cfg, "hydra.sweeper.params.method")).split(",")
-        assert len(listed) == len(set(listed)) and set(listed) == alone, (preset, alone ^ set(listed))
-    ranges = _compose(["experiment=catalogue"]).study.lr_ranges
-    assert set(ranges) == alone and all(lo < hi for lo, hi in ranges.values())
+        assert len(listed) == len(set(listed)) and set(listed) == tagged[tag], (preset, tagged[tag] ^ set(listed))
+    ranges = {n: list(declared[n].lr_range) for n in tagged["catalogue"]}
+    assert all(0 < lo < hi for lo, hi in ranges.values()), ranges

@@ -153,7 +153,11 @@ def test_conv1d_declarations_still_hold_in_peft():
     Holds for peft 0.21.2 (constraints.txt) and 0.22.0 (olora supported from 0.22.0)."""
     from peft import get_peft_model
 
-    from bench.methods.peft_tuner import CONV1D_INITS_SUPPORTED_FROM, CONV1D_UNSUPPORTED, conv1d_unsupported_inits
+    from bench.methods.peft_tuner import (
+        CONV1D_INITS_SUPPORTED_FROM,
+        CONV1D_UNSUPPORTED,
+        conv1d_unsupported_inits,
+    )
 
     built = build_model(model_cfg("tiny_gpt2"), 2, seed=0)
     ids = built.tokenizer(TEXTS[:1], return_tensors="pt")["input_ids"]

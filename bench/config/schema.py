@@ -236,6 +236,13 @@ class StudySettings:
     prune: PruneSettings = field(default_factory=PruneSettings, metadata={"schema": PruneSettings})
 
 
+def lr_search_range(study: dict, method: dict) -> list | None:
+    """The learning-rate range a study searches for `method`: `study.lr_range` (one range for any method),
+    else the experiment's `study.lr_ranges.<name>`, else the range the method's YAML declares (`lr_range`)."""
+    name = str(method.get("name") or "")
+    return study.get("lr_range") or (study.get("lr_ranges") or {}).get(name) or method.get("lr_range")
+
+
 @dataclass(kw_only=True)
 class ProgressSettings:
     """`progress`: what a running cell and sweep print (bench/training/progress.py); not in the config hash."""
@@ -279,8 +286,13 @@ class RunSettings:
 #: the checked sections: config key -> schema (None: top-level keys of RunSettings)
 SECTIONS = {"train": TrainSettings, "model": ModelSettings, "data": DataSettings, "inference": InferenceSettings,
             "study": StudySettings, "debug": DebugSettings, "progress": ProgressSettings, "claim": ClaimSettings}
-#: the method keys every method config has; the rest are checked against the class's signature
-METHOD_COMMON = ("_target_", "name", "lr")
+#: what a method's YAML declares about itself for experiments, not settings of a cell: its learning-rate search
+#: range (`lr_range: [low, high]`, the tuning protocol's default for the method) and the groups it belongs to
+#: (`tags: [catalogue, decoders]`; an experiment selects methods by tag). Neither is passed to the method's
+#: class nor enters a run's identity (bench/records/schema.py HASH_EXCLUDED).
+METHOD_DECLARATIONS = ("lr_range", "tags")
+#: the method keys every method config may have; the rest are checked against the class's signature
+METHOD_COMMON = ("_target_", "name", "lr", *METHOD_DECLARATIONS)
 
 
 def with_defaults(cfg, section: str, defaults: dict) -> dict:

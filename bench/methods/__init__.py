@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from bench.config.schema import METHOD_DECLARATIONS
 from bench.errors import ConfigError
 from bench.methods.adapter import Adapter, PfeifferAdapter
 from bench.methods.attempt import Attempt
@@ -23,7 +24,7 @@ BUILT_IN = (Full, HeadOnly, Adapter, PfeifferAdapter, LoRA, PromptTuning, BitFit
 #: learned combinations of frozen source modules (issue #29, bench/methods/composed.py)
 COMPOSED = (AdapterFusion, Attempt, LoraMoE)
 
-RESERVED_KEYS = ("_target_", "name")
+RESERVED_KEYS = ("_target_", "name", *METHOD_DECLARATIONS)
 
 
 def resolve_class(target: str) -> type[Method]:

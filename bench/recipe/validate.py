@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from bench.config.schema import SECTIONS, RunSettings, SelectionSettings, check_section, schema_fields
+from bench.config.schema import (
+    SECTIONS,
+    RunSettings,
+    SelectionSettings,
+    check_section,
+    lr_search_range,
+    schema_fields,
+)
 from bench.errors import ConfigError
 
 
@@ -25,10 +32,11 @@ def _resolved(cfg, key: str):
 def check_study(cfg, study: dict, method_name: str) -> None:
     """What experiment=study needs besides well-typed keys: a rate range for this method, no fixed
     train.lr (the protocol chooses it), and a selection split to choose on."""
-    rng = study.get("lr_range") or (study.get("lr_ranges") or {}).get(method_name)
-    if rng is None:
-        raise ConfigError(f"study: no learning-rate range for method {method_name!r}: set "
-                          f"study.lr_ranges.{method_name}=[low,high] or study.lr_range=[low,high]")
+    method = _resolved(cfg, "method") or {}
+    if lr_search_range(study, dict(method, name=method_name)) is None:
+        raise ConfigError(f"study: no learning-rate range for method {method_name!r}: declare `lr_range: [low, high]` "
+                          f"in its YAML (method/{method_name}.yaml), or set study.lr_ranges.{method_name}=[low,high] "
+                          "or study.lr_range=[low,high]")
     if cfg.train.get("lr") is not None:
         raise ConfigError(f"train.lr={cfg.train.lr!r} with experiment=study: the protocol chooses the rate; "
                           f"set the search range instead (study.lr_ranges.{method_name} or study.lr_range)")

@@ -34,7 +34,8 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
                  "study", "study_cell", "inference", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
                  # after-training inference measurement (it measures the trained model; it does not change it)
-                 "task.display_name", "task.description", "task.order")  # how reports show a task (bench/records/results.py)
+                 "task.display_name", "task.description", "task.order",  # how reports show a task (bench/records/results.py)
+                 "method.lr_range", "method.tags")  # what a method declares for experiments (bench.config.schema)
 
 
 #: train keys added by issue #27 that leave the hash at their default, so every config written before
