@@ -14,8 +14,15 @@ SWEEP ?= default_sweep
 # faster wall time, but each cell's throughput is then measured beside another cell; docs/performance.md)
 SWEEP_ARGS ?=
 
-.PHONY: test-slow test-all setup sweep sweep-parallel study budget catalogue compose compose-learned smoke test report reproduce reproduce-params baseline regress bench lint clean
+.PHONY: help test-slow test-all setup sweep sweep-parallel study budget catalogue compose compose-learned smoke test report reproduce reproduce-params baseline regress bench lint clean
 
+## The targets and what each does (from the `## ` comment above each target in this Makefile).
+help:
+	@awk '/^## /{doc = doc (doc ? " " : "") substr($$0, 4); next} /^([A-Z_]+ \?=|#)/{next} \
+	  /^[a-z][a-z-]*:/{if (doc) {split($$0, t, ":"); n = index(doc, ". "); if (n) doc = substr(doc, 1, n); \
+	  printf "  make %-16s %s\n", t[1], doc}; doc = ""; next} {doc = ""}' $(MAKEFILE_LIST)
+
+## Create .venv and install peft-bench with the versions CI tested (constraints.txt; docs/install.md).
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -56,7 +63,7 @@ budget: setup
 	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report $(RESULTS)/budget --out reports/budget; fi; \
 	  exit $$status
 
-## The PEFT catalogue (docs/catalogue.md): 51 methods (every peft tuner that fits an encoder) x sst2, stsb under the
+## The PEFT catalogue (docs/catalogue.md): every method whose YAML declares tags: [catalogue] x sst2, stsb under the
 ## tuning protocol (4 rates per method on the selection split, pruned, 3 seeds); resumes; then the catalogue report
 ## (every method vs LoRA, Pareto frontiers, rank agreement). Two 1-thread cells at a time; then the inference
 ## cost and mergeability of each method's structure, measured alone (one record per task and method, cost pass).
@@ -84,14 +91,16 @@ compose-learned: setup
 smoke: setup
 	$(BIN)/python -m bench experiment=smoke results_dir=$(RESULTS)
 
-# Two workers (one per core; a module's tests stay on one worker, so module fixtures are built once) and
-# the slow tests left out: under 8 minutes on 2 cores. `make test-slow` / `make test-all` run the rest.
+## The test suite without the slow tests, on two workers: under 8 minutes on 2 cores (what CI runs).
+# A module's tests stay on one worker, so module fixtures are built once.
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
 
+## The slow tests alone (whole sweeps in subprocesses, fault tolerance, tuning studies): minutes each.
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
+## Every test, slow ones included.
 test-all: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
@@ -100,6 +109,7 @@ lint: setup
 	$(BIN)/ruff check bench tests
 	$(BIN)/lint-imports
 
+## Remove Hydra's and pytest's scratch folders (logs, outputs, multirun, .pytest_cache).
 clean:
 	rm -rf logs outputs multirun .pytest_cache
 
