@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "decisions.md")]
 TOP = ("bench", "conf", "docs", "tests", "scripts", "benchmarks", "examples", ".ci")
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
-REPO_PATH = re.compile(r"(?<![\w./-])((?:%s)/[\w./-]*[\w/])(?![\w./*<{-])" % "|".join(re.escape(t) for t in TOP))
+REPO_PATH = re.compile(r"(?<![\w./-])((?:{})/[\w./-]*[\w/])(?![\w./*<{{-])".format("|".join(re.escape(t) for t in TOP)))
 BARE_FILE = re.compile(r"(?<![\w./-])([A-Za-z_][\w-]*\.(?:py|sh|yaml|toml))\b")
 MODULE = re.compile(r"(?<![\w./-])(bench(?:\.[A-Za-z_]\w*)+)")
 SKIP = re.compile(r"[<>*{}$]|^(results|reports|outputs|multirun|logs)/")
@@ -29,7 +29,7 @@ FILE_NAMES = {p.name for p in ROOT.rglob("*") if ".git" not in p.parts and ".ven
 def _defines(module_file: Path, name: str) -> bool:
     text = module_file.read_text()
     return re.search(rf"(^|\W)(def|class)\s+{name}\b|^{name}\s*[:=]|\bimport\b.*\b{name}\b|^\s+{name}\s*[:=]",
-                     text, re.M) is not None
+                     text, re.MULTILINE) is not None
 
 
 def module_exists(dotted: str) -> bool:
