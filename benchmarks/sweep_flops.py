@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from hydra import compose, initialize_config_dir
     from transformers.utils import logging as hf_logging
 
-    from bench.data import sampling, tasks
+    from bench.data import loading, sampling, tasks
     from bench.data.batching import batch_order, encode
     from bench.measure.flops import Shapes, eval_shapes, plan_for
     from bench.models.build import build_cell, method_from_config
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
                 t = cfg.train
                 spec = tasks.task_spec(cfg.task)
                 built = build_cell(cfg.model, method_from_config(cfg), spec.num_labels, int(t.seed), int(t.max_seq_len))
-                ex = sampling.subsample(tasks.load_split(spec, "train"), t.max_train_samples, int(t.seed))
+                ex = sampling.subsample(loading.load_split(spec, "train"), t.max_train_samples, int(t.seed))
                 lengths = encode(ex, built.tokenizer, int(t.max_seq_len), spec.kind == "regression").lengths
                 s = Shapes()
                 for epoch in range(int(t.epochs)):

@@ -402,7 +402,8 @@ def test_eva_initialises_from_the_training_rows_and_reloads(glue_dir, tmp_path):
     delta = next((tmp_path / "adhoc" / "deltas").iterdir())
     assert json.loads((delta / "adapter_config.json").read_text())["init_lora_weights"] == "eva"
     from bench.data.batching import encode
-    from bench.data.tasks import load_split, task_spec
+    from bench.data.loading import load_split
+    from bench.data.tasks import task_spec
 
     clf = load_delta(delta)
     with gzip.open(rec_path.parent / rec["predictions"]) as fh:

@@ -21,7 +21,8 @@ from clitools import records_in, run_bench, run_python
 from omegaconf import OmegaConf
 
 from bench.data.batching import collate, encode
-from bench.data.tasks import load_split, task_spec
+from bench.data.loading import load_split
+from bench.data.tasks import task_spec
 from bench.errors import ConfigError
 from bench.methods import build_method
 from bench.models.build import build_cell

@@ -13,13 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
+from bench.data.loading import has_split, load_split
 from bench.data.sampling import subsample
 from bench.data.tasks import (
     DataError,
     Example,
     evaluate_predictions,
-    has_split,
-    load_split,
     metric_keys,
     task_spec,
 )

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from bench.data import sampling
 from bench.data import tasks as T
+from bench.data.loading import load_split
 from bench.data.rows import cell_rows, eval_rows
 from bench.errors import BenchError
 from bench.records import build as envelope
@@ -115,7 +116,7 @@ class Evaluator:
         self.batch = int(cfg.train.eval_batch_size)
         self.pad_multiple = int((src.record.get("train") or {}).get("pad_to_multiple_of") or 1)
         self.sel_ids = list(selection_ids)
-        train_all = train_all if train_all is not None else T.load_split(self.spec, "train")
+        train_all = train_all if train_all is not None else load_split(self.spec, "train")
         self.sel_ex = [train_all[i] for i in self.sel_ids]
         self.eval_ids, self.eval_ex = eval_rows(cfg, self.spec)
         self._encode = encode

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.data import sampling
-from bench.data import tasks as T
+from bench.data.loading import load_split
 
 
 def selection_settings(cfg) -> dict:
@@ -55,7 +55,7 @@ def cell_rows(cfg, spec, seed: int, with_eval: bool = True) -> CellRows:
     `train.stratify_subsample`, as experiment=budget sets), and the eval rows (not seeded)."""
     t = cfg.train
     sel = selection_settings(cfg)
-    train_all = T.load_split(spec, "train")
+    train_all = load_split(spec, "train")
     sel_ids, pool = sampling.carve_selection(train_all, spec.kind, sel["fraction"], sel["max_examples"], seed, sel["stratify"])
     strat = bool(t.get("stratify_subsample", False)) and spec.kind == "classification"
     train_ids = sampling.nested_subsample(pool, t.max_train_samples, seed,
@@ -71,7 +71,7 @@ def eval_rows(cfg, spec) -> tuple[dict, dict]:
     by train.seed, so every run of a task scores the same rows."""
     ids, ex = {}, {}
     for s in spec.eval_splits:
-        split = T.load_split(spec, s)
+        split = load_split(spec, s)
         ids[s] = sampling.eval_subsample(len(split), cfg.train.get("max_eval_samples"), 0)
         ex[s] = [split[i] for i in ids[s]]
     return ids, ex

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.data.loading import has_split, load_split  # reading a split, named here too
 from bench.data.metrics import KNOWN_METRICS, compute_metrics
 from bench.data.readers import FORMATS, DataError, Example, infer_format
 
-__all__ = ["DataError", "Example", "TaskSpec", "evaluate_predictions", "has_split", "load_split", "metric_keys",
+__all__ = ["DataError", "Example", "TaskSpec", "evaluate_predictions", "metric_keys",
            "metric_suffix", "selection_keys", "selection_score", "task_spec"]
 
 KINDS = ("classification", "regression")

@@ -118,6 +118,7 @@ def plan_preset(key: str, results: Path, tasks: list[str] | None, seeds: int | N
     runs; None when nothing runs), tasks in the preset's order so a task's train.init_from source
     (earlier in `reference.tasks`) runs before it, as the in-process loop this replaced did."""
     from bench.data import tasks as T
+    from bench.data.loading import has_split
 
     ref = preset_reference(key)
     wanted = [t for t in ref.get("tasks", []) if not tasks or t in tasks]
@@ -145,7 +146,7 @@ def plan_preset(key: str, results: Path, tasks: list[str] | None, seeds: int | N
                 f" (hyperparameters for {task} are known)")
         elif missing:
             plan["skip"][task] = f"not run: {', '.join(missing)} unknown for {task} (not in the stored sources)"
-        elif not T.has_split(spec, "train"):
+        elif not has_split(spec, "train"):
             blocked.add(task)  # a task starting from this one's checkpoint cannot run either
             plan["skip"][task] = f"not run: no local train split for {task}"
         else:
