@@ -36,11 +36,19 @@ def main(argv=None) -> int:
     from benchmarks.bench_scale import METHODS, config_folder
 
     rows = [json.loads(line) for line in Path(a.scale).read_text().splitlines() if line.strip()]
-    out = open(a.out, "w") if a.out else None  # noqa: SIM115
+    key = ("size", "method", "weights", "checkpointing", "batch", "length")
+    done = [json.loads(x) for x in Path(a.out).read_text().splitlines()] if a.out and Path(a.out).exists() else []
+    seen = {tuple(d[k] for k in key) for d in done}
+    out = open(a.out, "a") if a.out else None  # noqa: SIM115 - rows appended: a rerun resumes
     print("| shape | method | weights | ckpt | measured above baseline (MiB) | predicted (MiB) | error |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
+        for d in done:
+            print(f"| {d['size']} | {d['method']} | {d['weights']} | {'on' if d['checkpointing'] else 'off'} | "
+                  f"{d['measured_above_baseline'] / MIB:.0f} | {d['predicted_above_resident'] / MIB:.0f} | {d['error']:+.0%} |")
         for r in rows:
+            if tuple(r[k] for k in key) in seen:
+                continue
             folder = config_folder(r["size"], Path(tmp))
             model_cfg = OmegaConf.create({"name": r["size"], "source": folder, "tokenizer": "bundled:minilm",
                                           "pretrained": False, "pooling": "mean", "head_dropout": 0.0})

@@ -147,7 +147,7 @@ def test_peft_file_bad_input_exit_2(tmp_path):
 
 def test_peft_file_unknown_override_and_refusals(tmp_path):
     path = adapter(tmp_path, LORA_FILE)
-    with pytest.raises(ConfigError, match=r"method.rank: not a setting of method peft \(peft lora: LoraConfig\); valid: .*method.lora_alpha"):
+    with pytest.raises(ConfigError, match=r"method.rank: not a setting of method peft \(peft lora: LoraConfig\)"):
         measure(["model=tiny_bert", "method=peft", f"method.config_file={path}", "method.rank=2"])
     with pytest.raises(ConfigError, match=r"expected int"):
         measure(["model=tiny_bert", "method=peft", f"method.config_file={path}", "method.r=two"])
@@ -157,7 +157,7 @@ def test_peft_file_unknown_override_and_refusals(tmp_path):
     boft = adapter(tmp_path, {"peft_type": "BOFT", "boft_block_size": 4, "target_modules": ["c_attn"]}, "boft.json")
     with pytest.raises(UnsupportedError, match="cannot run on gpt2.*Conv1D"):
         measure(["model=tiny_gpt2", "method=peft", f"method.config_file={boft}"])
-    with pytest.raises(ConfigError, match="method.config_file=PATH"):
+    with pytest.raises(ConfigError, match="no method.config_file"):
         measure(["model=tiny_bert", "method=peft"])
 
 

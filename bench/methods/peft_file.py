@@ -66,14 +66,19 @@ def _is_instance(value, tp) -> bool:
 
 
 def _type_name(tp) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
     return str(tp).replace("typing.", "").replace("NoneType", "None")
 
 
 def check_field_types(config_class, values: dict, where: str) -> None:
     """ConfigError naming `where` and the first field whose value does not fit its declared type."""
     hints = typing.get_type_hints(config_class)
+    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
     for key, value in values.items():
         tp = hints.get(key)
+        if value is None and defaults.get(key, dataclasses.MISSING) is None:
+            continue  # the field's own default (peft annotates some optional fields without Optional)
         if tp is not None and not _is_instance(value, tp):
             raise ConfigError(f"{where}: field {key!r} = {value!r} ({type(value).__name__}): expected "
                               f"{_type_name(tp)} (peft's {config_class.__name__}.{key})")

@@ -110,7 +110,7 @@ class PeftTuner(PeftMethod):
             if peft_type is not None and str(peft_type).lower() != file_type:
                 raise ConfigError(f"method.peft_type={peft_type!r}: {where} is a {file_type} config; "
                                   "leave method.peft_type unset (the file names the tuner)")
-            peft_type, fields = file_type, {**file_fields, **fields}
+            peft_type, overrides, fields = file_type, dict(fields), {**file_fields, **fields}
         if peft_type is None:
             hint = " or method.config_file=PATH (a peft adapter_config.json)" if self.name == PeftTuner.name else ""
             raise ConfigError(f"method {self.name}: no method.peft_type (the peft tuner to build, e.g. vera){hint}")
@@ -122,7 +122,8 @@ class PeftTuner(PeftMethod):
         if adapter_config is not None:
             from bench.methods.peft_file import check_field_types
 
-            check_field_types(self._config_class, fields, "method.<field>= on the command line")
+            for key in overrides:  # the command line's method.<field>= values, named as typed
+                check_field_types(self._config_class, {key: fields[key]}, f"method.{key} (an override of the file)")
         self.optimizer, self.loraplus_lr_ratio = str(optimizer), float(loraplus_lr_ratio)
         self.fields = {k: _plain(v) for k, v in fields.items()}
         self._total_step: int | None = None
