@@ -240,7 +240,7 @@ def test_auto_model_peft_file_cell_and_predict(tmp_path, glue_dir):
     path = adapter(tmp_path, dict(LORA_FILE, target_modules=["q_proj", "v_proj"]))
     proc = run_bench(["model=auto", f"model.source={src}", "model.pretrained=false", "method=peft",
                       f"method.config_file={path}", "train=quick", "task=sst2", "sweep_name=auto", "save_delta=true",
-                      "inference.repeats=3", "inference.lengths=[16]", "inference.batch_repeats=2"],
+                      "inference.repeats=3", "inference.lengths=[16]", "inference.batch_repeats=3"],
                      glue_dir, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (rec,) = records_in(tmp_path / "out" / "auto")
@@ -251,6 +251,7 @@ def test_auto_model_peft_file_cell_and_predict(tmp_path, glue_dir):
     delta = tmp_path / "out" / "auto" / "deltas" / rec["run_id"]
     path.unlink()  # the delta and the record hold the file's content: nothing reads the file any more
     pred = run_python(["-m", "bench.predict", delta, "--text", "a fine film"])
+    assert pred.returncode == 2 and "--base FOLDER" in pred.stderr  # the local folder's path is not in the delta
+    pred = run_python(["-m", "bench.predict", delta, "--base", src, "--text", "a fine film", "--json"])
     assert pred.returncode == 0, pred.stderr[-2000:]
-    assert pred.stdout.strip().split()[-1] in ("negative", "positive", "0", "1") or "positive" in pred.stdout \
-        or "negative" in pred.stdout
+    assert json.loads(pred.stdout)[0] in ("negative", "positive")
