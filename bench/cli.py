@@ -226,42 +226,10 @@ def unknown_group_choice(argv: list[str], root) -> str | None:
 
 
 def method_field_overrides(argv: list[str], root) -> tuple[list[str], str | None]:
-    """`method.FIELD=V` for a generic peft tuner (bench/methods/peft_tuner.py): any field of the tuner's
-    peft config may be set as peft names it, listed in the YAML or not. Hydra would refuse a field the
-    YAML does not list ("not in struct") and exit 1, so such an override gets the `+` Hydra needs, and
-    a name that is no field exits 2 here, naming the valid ones. Only a single `method=` choice (or the
-    default) is judged; sweeps over several methods are left to the per-job check."""
-    from pathlib import Path
+    """`method.FIELD=V` for peft-based methods: bench.methods.overrides.method_field_overrides."""
+    from bench.methods.overrides import method_field_overrides as rewrite
 
-    from omegaconf import OmegaConf
-
-    from bench.errors import ConfigError
-
-    choices = [a.split("=", 1)[1] for a in argv if a.startswith("method=")]
-    choice = choices[-1] if choices else "lora"
-    path = Path(root) / "method" / f"{choice}.yaml"
-    if "," in choice or not path.is_file():
-        return argv, None
-    node = OmegaConf.to_container(OmegaConf.load(path))
-    if not (isinstance(node, dict) and str(node.get("_target_", "")).endswith("PeftTuner") and node.get("peft_type")):
-        return argv, None
-    from bench.methods.peft_tuner import OWN_SETTINGS, config_fields, unknown_field_message
-
-    try:
-        valid = set(OWN_SETTINGS) | set(config_fields(str(node["peft_type"])))
-    except ConfigError as exc:
-        return argv, f"{path.name}: {exc}"
-    out = []
-    for arg in argv:
-        key = arg.split("=", 1)[0]
-        if key.startswith("method.") and "=" in arg and key.count(".") == 1:
-            field = key.split(".", 1)[1]
-            if field not in node and field not in ("lr", "name", "_target_"):
-                if field not in valid:
-                    return argv, unknown_field_message(str(node.get("name", choice)), str(node["peft_type"]), field)
-                arg = "+" + arg
-        out.append(arg)
-    return out, None
+    return rewrite(argv, root)
 
 
 def main() -> None:

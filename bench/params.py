@@ -54,6 +54,12 @@ def compose_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from bench.errors import ConfigError
+    from bench.methods.overrides import method_field_overrides
+
+    overrides, bad = method_field_overrides(list(overrides), CONF_DIR)  # peft's field names, `+` where Hydra needs it
+    if bad:
+        raise ConfigError(bad)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
@@ -135,10 +141,12 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
 
     from bench.config.method_labels import method_label
     from bench.data import tasks as T
+    from bench.methods.overrides import method_field_overrides
     from bench.models.backbones import CONFIG_DIR, head_parts
     from bench.models.build import build_cell, method_from_config, method_source
 
     requested_materialize = materialize
+    overrides = method_field_overrides(list(overrides), CONF_DIR)[0]  # the spelling the label shows (peft's names)
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)

@@ -28,7 +28,7 @@ from bench.models.delta import FORMAT, INFO_FILE, method_from_delta
 class Predictor:
     """A finetuned model rebuilt from a delta folder, with its tokenizer and label names."""
 
-    def __init__(self, folder: str | Path, device: str = "cpu"):
+    def __init__(self, folder: str | Path, device: str = "cpu", base: str | None = None):
         from omegaconf import OmegaConf
 
         from bench.models.build import build_cell
@@ -44,7 +44,8 @@ class Predictor:
         self.task = info["task"]
         self.device = torch.device(device)
         method = method_from_delta(info["method"], where=str(path))
-        built = build_cell(OmegaConf.create(info["model"]), method, int(self.task["num_labels"]), int(info["seed"]),
+        built = build_cell(OmegaConf.create(base_model(info["model"], base, path)), method, int(self.task["num_labels"]),
+                           int(info["seed"]),
                            int(info["max_seq_len"]))
         method.load_delta(built.model, folder)
         self.model, self.tokenizer, self.method = built.model.to(self.device).eval(), built.tokenizer, method
@@ -79,8 +80,27 @@ class Predictor:
         return [names[i] for i in out]
 
 
-def load_delta(folder: str | Path, device: str = "cpu") -> Predictor:
-    return Predictor(folder, device)
+def base_model(model: dict, base: str | None, where) -> dict:
+    """The delta's model config, its source (and a tokenizer recorded as the same folder) replaced by `base`
+    when given. A base that was a local folder is not recorded in the delta (bench.models.delta.public_source:
+    paths are machine-specific), so such a delta needs `base`; refused, saying so, without it."""
+    from bench.models.delta import LOCAL_FOLDER
+
+    model = dict(model)
+    if base is not None:
+        for key in ("source", "tokenizer"):
+            if key == "source" or (model.get(key) and LOCAL_FOLDER in str(model[key])):
+                model[key] = str(base)
+    elif LOCAL_FOLDER in str(model.get("source", "")):
+        raise ValueError(f"{where}: the base model was a local folder ({model['source']}): give that folder with "
+                         "--base FOLDER (python -m bench.predict) or load_delta(folder, base=FOLDER)")
+    return model
+
+
+def load_delta(folder: str | Path, device: str = "cpu", base: str | None = None) -> Predictor:
+    """A delta folder as a classifier; `base`: the base model's folder or hub id, for a delta trained on a
+    local folder (whose path the delta does not record)."""
+    return Predictor(folder, device, base)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text-b", action="append", help="the second text of a pair (sentence-pair tasks), one per --text")
     ap.add_argument("--file", help="one input per line; a tab separates the two texts of a pair")
     ap.add_argument("--json", action="store_true", help="print one JSON list instead of one line per input")
+    ap.add_argument("--base", help="the base model's folder (or hub id), for a delta trained on a local folder")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
@@ -110,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print("give --text TEXT (repeatable) or --file FILE", file=sys.stderr)
         return 2
     try:
-        clf = load_delta(args.delta_dir)
+        clf = load_delta(args.delta_dir, base=args.base)
         preds = clf.predict(texts, texts_b)
     except (FileNotFoundError, ValueError) as exc:
         print(f"{exc}", file=sys.stderr)

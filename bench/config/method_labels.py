@@ -42,6 +42,16 @@ def label_value(value: Any) -> str:
     return str(value)
 
 
+def file_label(path: str) -> str:
+    """A peft file's short name: the folder of an `adapter_config.json` (peft's experiments and saved
+    adapters are named by their folder), else the file's stem."""
+    parts = str(path).rstrip("/").replace("\\", "/").split("/")
+    name = parts[-1]
+    if name == "adapter_config.json" and len(parts) > 1:
+        return parts[-2]
+    return name.removesuffix(".json")
+
+
 def _lookup(cfg: Any, dotted: str) -> Any:
     node = cfg
     for part in dotted.split("."):
@@ -81,5 +91,8 @@ def method_label(cfg: Any, overrides: list[str] | None) -> str:
         else:
             continue
         value = _lookup(cfg, key)
+        if key == "method.config_file" and isinstance(value, str):  # method=peft: the file by its name, not its path
+            shown["file"] = f"file={_short(file_label(value))}"
+            continue
         shown[short] = f"~{short}" if value is _ABSENT else f"{short}={_short(label_value(value))}"
     return f"{name}[{','.join(sorted(shown.values()))}]" if shown else name

@@ -155,7 +155,9 @@ class ModelSettings:
     source: str = opt(TEXT)
     tokenizer: str | None = opt(nullable(TEXT, "same as source"), None)
     pretrained: bool = opt(BOOL, True)
-    pooling: str = opt(choice("mean", "cls", "pooler", "last"), "mean")
+    pooling: str = opt(choice("mean", "cls", "pooler", "last", "auto"), "mean")  # auto: as detected (model=auto)
+    # model=auto (conf/model/auto.yaml): the architecture read from config.json, unsupported ones refused
+    detect: bool = opt(BOOL, False)
     head: str = opt(choice("uniform", "native"), "uniform")
     head_dropout: float = opt(number(0, 1), 0.1)
     config_overrides: dict = opt(MAPPING, None)  # noqa: RUF009 - opt() is a field()

@@ -60,7 +60,8 @@ def build_method(method_cfg, where: str = "the method config") -> Method:
         from bench.methods.peft_tuner import tuner_class
 
         name = cfg.get("name")
-        if not name or name == PeftTuner.name:
+        from_file = cfg.get("config_file") is not None or cfg.get("adapter_config") is not None
+        if not name or (name == PeftTuner.name and not from_file):
             raise ConfigError(f"method: {where} builds a generic peft tuner ({target!r}) but has no `name:` of its "
                               "own; name it as peft names the tuner, in lower case (e.g. name: vera)")
         settings = {k: v for k, v in cfg.items() if k not in RESERVED_KEYS}

@@ -105,7 +105,7 @@ class LoraMoE(ComposedMethod):
             raise ConfigError("method.sources: the LoRA experts adapt different layers (target_modules differ)")
         scales = []
         for s in sources:
-            r, alpha = float(s.settings["r"]), float(s.settings["alpha"])
+            r, alpha = float(s.settings["r"]), float(s.settings.get("lora_alpha", s.settings.get("alpha")))
             scales.append(alpha / r ** 0.5 if s.settings.get("use_rslora") else alpha / r)
         box: dict = {}
         model.backbone.register_forward_pre_hook(lambda _m, _a, kw: box.update(mask=kw.get("attention_mask")),

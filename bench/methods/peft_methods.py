@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 from torch import nn
 
@@ -120,26 +121,83 @@ LORA_COMBINATIONS = ("linear", "cat", "svd", "ties", "ties_svd", "dare_linear", 
                      "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd")
 
 
-class LoRA(PeftMethod):
+class _PeftFields:
+    """Shipped peft methods take their peft config's fields as peft spells them (`method.lora_alpha`,
+    `method.layers_to_transform`): the named settings below, and any other field of `peft_fields_of`'s config
+    class, passed through to it (checked against the class: unknown names and wrong types exit 2)."""
+
+    peft_fields_of: str = ""
+    #: old setting names -> peft's (accepted with a deprecation message; configs hash in the old spelling,
+    #: bench.records.schema.config_hash, so earlier records keep their run ids)
+    DEPRECATED: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def accepted_settings(cls, method_cfg: dict) -> list[str]:
+        from bench.methods.peft_tuner import config_fields
+
+        return [*[k for k in cls.setting_names() if k != "lr"], *config_fields(cls.peft_fields_of)]
+
+    @classmethod
+    def unknown_setting_message(cls, key: str) -> str:
+        from bench.methods.peft_tuner import unknown_field_message
+
+        own = [k for k in cls.setting_names() if k != "lr" and k not in cls.DEPRECATED]
+        return unknown_field_message(cls.name, cls.peft_fields_of, key, own=own)
+
+    def _take_extra(self, extra: dict) -> dict:
+        """The other peft fields (not named in the constructor), checked against peft's config class."""
+        from bench.methods.peft_file import check_field_types
+        from bench.methods.peft_tuner import config_fields, peft_config_class
+
+        valid = config_fields(self.peft_fields_of)
+        for key in extra:
+            if key not in valid:
+                raise ConfigError(self.unknown_setting_message(key))
+        check_field_types(peft_config_class(self.peft_fields_of), extra, f"method {self.name}")
+        return dict(extra)
+
+
+def deprecated_name(method: str, old: str, new: str, value) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning("method.%s is deprecated for method %s: use peft's name method.%s "
+                                        "(method.%s=%s used)", old, method, new, new, value)
+
+
+class LoRA(_PeftFields, PeftMethod):
     """Low-rank updates (Hu et al. 2021) on the named linear layers; default query and value as in
-    the paper's GLUE experiments. Closed form on q,v: L * 2 * 2 * r * H."""
+    the paper's GLUE experiments. Closed form on q,v: L * 2 * 2 * r * H. Settings as peft's LoraConfig
+    names them (`lora_alpha`, `lora_dropout`, and any other LoraConfig field); `alpha` and `dropout`,
+    the names before, still work with a deprecation message."""
 
     name = "lora"
+    peft_fields_of = "lora"
+    DEPRECATED: ClassVar[dict[str, str]] = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
 
-    def __init__(self, lr=None, r: int = 8, alpha: int = 16, dropout: float = 0.1,
+    def __init__(self, lr=None, r: int = 8, lora_alpha: float = 16, lora_dropout: float = 0.1,
                  target_modules=("query", "value"), bias: str = "none", use_rslora: bool = False,
-                 use_dora: bool = False, **settings):
-        self.r, self.alpha, self.dropout = r, alpha, dropout
+                 use_dora: bool = False, alpha=None, dropout=None, **fields):
+        if alpha is not None:
+            deprecated_name(self.name, "alpha", "lora_alpha", alpha)
+            lora_alpha = alpha
+        if dropout is not None:
+            deprecated_name(self.name, "dropout", "lora_dropout", dropout)
+            lora_dropout = dropout
+        self.r, self.lora_alpha, self.lora_dropout = r, lora_alpha, lora_dropout
         self.target_modules = list(target_modules) if target_modules is not None else None
         self.bias, self.use_rslora, self.use_dora = bias, bool(use_rslora), bool(use_dora)
-        super().__init__(lr=lr, **settings)
+        self.fields = self._take_extra(fields)
+        super().__init__(lr=lr)
+
+    def settings(self) -> dict:
+        return {**super().settings(), **self.fields}
 
     def validate(self, backbone_config, max_seq_len):
         super().validate(backbone_config, max_seq_len)
         check_positive_int("method.r", self.r)
-        if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
-            raise ConfigError(f"method.alpha={self.alpha!r}: expected a number > 0")
-        check_unit_interval("method.dropout", self.dropout)
+        if not isinstance(self.lora_alpha, (int, float)) or self.lora_alpha <= 0:
+            raise ConfigError(f"method.lora_alpha={self.lora_alpha!r}: expected a number > 0")
+        check_unit_interval("method.lora_dropout", self.lora_dropout)
         _check_targets("method.target_modules", self.target_modules, backbone_config)
         if self.bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"method.bias={self.bias!r}: expected none, all or lora_only")
@@ -155,21 +213,27 @@ class LoRA(PeftMethod):
     def peft_config(self, backbone_config):
         from peft import LoraConfig, TaskType
 
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+        return LoraConfig(r=self.r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
                           target_modules=self.target_modules, bias=self.bias, use_rslora=self.use_rslora,
-                          use_dora=self.use_dora, task_type=TaskType.FEATURE_EXTRACTION)
+                          use_dora=self.use_dora, task_type=TaskType.FEATURE_EXTRACTION, **self.fields)
 
 
-class IA3(PeftMethod):
+class IA3(_PeftFields, PeftMethod):
     """(IA)^3 (Liu et al. 2022): learned rescaling vectors. Targets default to peft's mapping for
-    the architecture (BERT/RoBERTa: key, value, output.dense; feed-forward: output.dense)."""
+    the architecture (BERT/RoBERTa: key, value, output.dense; feed-forward: output.dense). Any other
+    field of peft's IA3Config is accepted as peft names it."""
 
     name = "ia3"
+    peft_fields_of = "ia3"
 
-    def __init__(self, lr=None, target_modules=None, feedforward_modules=None, **settings):
+    def __init__(self, lr=None, target_modules=None, feedforward_modules=None, **fields):
         self.target_modules = list(target_modules) if target_modules is not None else None
         self.feedforward_modules = list(feedforward_modules) if feedforward_modules is not None else None
-        super().__init__(lr=lr, **settings)
+        self.fields = self._take_extra(fields)
+        super().__init__(lr=lr)
+
+    def settings(self) -> dict:
+        return {**super().settings(), **self.fields}
 
     def validate(self, backbone_config, max_seq_len):
         super().validate(backbone_config, max_seq_len)
@@ -179,7 +243,7 @@ class IA3(PeftMethod):
         from peft import IA3Config, TaskType
 
         return IA3Config(target_modules=self.target_modules, feedforward_modules=self.feedforward_modules,
-                         task_type=TaskType.FEATURE_EXTRACTION)
+                         task_type=TaskType.FEATURE_EXTRACTION, **self.fields)
 
 
 class _PromptLearning(PeftMethod):

@@ -46,6 +46,8 @@ MANAGED_FIELDS = ("peft_type", "peft_version", "task_type", "base_model_name_or_
                   "auto_mapping", "total_step")
 #: settings of the harness's own, beside the peft config's fields
 OWN_SETTINGS = ("peft_type", "optimizer", "loraplus_lr_ratio")
+#: method=peft (conf/method/peft.yaml): the file's path and its content (bench.config.resolvers)
+FILE_SETTINGS = ("config_file", "adapter_config")
 OPTIMIZERS = ("adamw", "loraplus", "lorafa")
 #: init_lora_weights values with which peft rewrites the base weights at initialisation
 REWRITES_BASE = ("pissa", "olora", "corda", "lora_ga")
@@ -105,33 +107,66 @@ class PeftTuner(PeftMethod):
     named_by_config = True
 
     def __init__(self, lr=None, peft_type: str | None = None, optimizer: str = "adamw",
-                 loraplus_lr_ratio: float = 16.0, **fields):
+                 loraplus_lr_ratio: float = 16.0, config_file: str | None = None, adapter_config: dict | None = None,
+                 **fields):
+        self.config_file, self.file_notes, self._adapter_config = config_file, None, adapter_config
+        if adapter_config is None and config_file is not None:  # built outside Hydra (tests, the API)
+            from bench.config.resolvers import read_adapter_config
+
+            adapter_config = self._adapter_config = read_adapter_config(config_file)
+        if adapter_config is not None:  # method=peft: the file's tuner and fields, command-line fields on top
+            from bench.methods.peft_file import fields_from_file
+
+            where = f"method.config_file={config_file}" if config_file else "method.adapter_config"
+            file_type, file_fields, self.file_notes = fields_from_file(dict(adapter_config), where)
+            if peft_type is not None and str(peft_type).lower() != file_type:
+                raise ConfigError(f"method.peft_type={peft_type!r}: {where} is a {file_type} config; "
+                                  "leave method.peft_type unset (the file names the tuner)")
+            peft_type, overrides, fields = file_type, dict(fields), {**file_fields, **fields}
         if peft_type is None:
-            raise ConfigError(f"method {self.name}: no method.peft_type (the peft tuner to build, e.g. vera)")
+            hint = " or method.config_file=PATH (a peft adapter_config.json)" if self.name == PeftTuner.name else ""
+            raise ConfigError(f"method {self.name}: no method.peft_type (the peft tuner to build, e.g. vera){hint}")
         self.peft_type = str(peft_type).lower()
         valid = config_fields(self.peft_type)
         unknown = [k for k in fields if k not in valid]
         if unknown:
             raise ConfigError(unknown_field_message(self.name, self.peft_type, unknown[0]))
+        if adapter_config is not None:
+            from bench.methods.peft_file import check_field_types
+
+            for key in overrides:  # the command line's method.<field>= values, named as typed
+                check_field_types(self._config_class, {key: fields[key]}, f"method.{key} (an override of the file)")
         self.optimizer, self.loraplus_lr_ratio = str(optimizer), float(loraplus_lr_ratio)
         self.fields = {k: _plain(v) for k, v in fields.items()}
         self._total_step: int | None = None
         self._initial_adapter: tempfile.TemporaryDirectory | None = None
         super().__init__(lr=lr)
 
+    def file_record(self) -> dict | None:
+        """The record's `method_file` section (method=peft): where the file was, its sha256, what of it
+        was ignored, dropped or replaced (bench.methods.peft_file); None for a YAML-defined tuner."""
+        if self.file_notes is None:
+            return None
+        notes = dict(self.file_notes, path=str(self.config_file) if self.config_file else None)
+        if self._total_step is not None and notes["replaced_by_harness"].get("total_step"):
+            notes["replaced_by_harness"]["total_step"]["now"] = self._total_step
+        return notes
+
     # -- settings -------------------------------------------------------------------------------
     @classmethod
     def accepted_settings(cls, method_cfg: dict) -> list[str]:
-        """What a config may set: the harness's own settings and the chosen tuner's config fields."""
-        peft_type = method_cfg.get("peft_type")
+        """What a config may set: the harness's own settings and the chosen tuner's config fields (the
+        tuner named by `peft_type`, or by the peft file's content for method=peft)."""
+        peft_type = tuner_type(method_cfg)
         if peft_type is None:
-            raise ConfigError(f"method {method_cfg.get('name', cls.name)}: no method.peft_type "
-                              "(the peft tuner to build, e.g. vera)")
-        return [*OWN_SETTINGS, *config_fields(str(peft_type))]
+            raise ConfigError(f"method {method_cfg.get('name', cls.name)}: no method.peft_type (the peft tuner to "
+                              "build, e.g. vera) and no method.config_file (a peft adapter_config.json)")
+        return [*OWN_SETTINGS, *FILE_SETTINGS, *config_fields(str(peft_type))]
 
     def settings(self) -> dict:
+        own = {"adapter_config": self._adapter_config} if self.file_notes is not None else {}
         return {"lr": self.lr, "peft_type": self.peft_type, "optimizer": self.optimizer,
-                "loraplus_lr_ratio": self.loraplus_lr_ratio, **self.fields}
+                "loraplus_lr_ratio": self.loraplus_lr_ratio, **own, **self.fields}
 
     @property
     def _config_class(self):
@@ -378,13 +413,32 @@ class PeftTuner(PeftMethod):
         return model
 
 
-def unknown_field_message(name: str, peft_type: str, field: str) -> str:
+def unknown_field_message(name: str, peft_type: str, field: str, own=OWN_SETTINGS) -> str:
     from bench.config.schema import nearest
 
-    valid = [*OWN_SETTINGS, *config_fields(peft_type)]
+    valid = list(dict.fromkeys([*own, *config_fields(peft_type)]))
     return (f"method.{field}: not a setting of method {name} (peft {peft_type}: "
             f"{peft_config_class(peft_type).__name__}){nearest(field, valid)}; valid: "
             f"{', '.join('method.' + k for k in valid)}")
+
+
+def tuner_type(method_cfg: dict) -> str | None:
+    """The peft type a method config builds: its `peft_type`, else its peft file's (method=peft)."""
+    if method_cfg.get("peft_type"):
+        return str(method_cfg["peft_type"]).lower()
+    content = method_cfg.get("adapter_config")
+    if content is None and method_cfg.get("config_file"):
+        from bench.config.resolvers import read_adapter_config
+
+        content = read_adapter_config(method_cfg["config_file"])
+    if isinstance(content, dict):
+        if not isinstance(content.get("peft_type"), str) or not content["peft_type"]:
+            where = f"method.config_file={method_cfg.get('config_file')}" if method_cfg.get("config_file") else \
+                "method.adapter_config"
+            raise ConfigError(f"{where}: field 'peft_type': expected the tuner's name as a string (e.g. \"LORA\"), "
+                              f"got {content.get('peft_type')!r}")
+        return content["peft_type"].lower()
+    return None
 
 
 def tuner_class(name: str) -> type[PeftTuner]:

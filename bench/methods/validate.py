@@ -22,12 +22,14 @@ def check_method(method: dict, train_lr=None, where: str = "the method config"):
         raise ConfigError(f"method: {where} has neither _target_ nor name")
     cls = resolve_class(str(target))
     if hasattr(cls, "accepted_settings"):  # the generic peft tuner: its tuner's config fields
-        from bench.methods.peft_tuner import unknown_field_message
+        from bench.methods.peft_tuner import tuner_type, unknown_field_message
 
         accepted = cls.accepted_settings(method)
         for key in method:
             if key not in METHOD_COMMON and key not in accepted:
-                raise ConfigError(unknown_field_message(str(method.get("name", cls.name)), str(method["peft_type"]), key))
+                if hasattr(cls, "unknown_setting_message"):  # a shipped peft method (LoRA, IA3): its peft config
+                    raise ConfigError(cls.unknown_setting_message(key))
+                raise ConfigError(unknown_field_message(str(method.get("name", cls.name)), str(tuner_type(method)), key))
     accepted = [k for k in cls.setting_names() if k != "lr"] if not hasattr(cls, "accepted_settings") else accepted
     for key in method:
         if key not in METHOD_COMMON and key not in accepted:

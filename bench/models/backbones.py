@@ -17,6 +17,7 @@ peft prints for them (`bench/params.py`, tests/test_native_head.py). The runner'
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -269,12 +270,61 @@ def _pooling_kwargs(config, add_pooler: bool) -> dict:
     return {"add_pooling_layer": add_pooler} if takes else {}
 
 
+def check_local_config(model_cfg, source: str) -> None:
+    """A local folder as model.source must hold a readable config.json (a JSON object): named in the
+    error otherwise. Hub ids and shipped configs are left to transformers' own loading."""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        if folder.is_file() and folder.name == "config.json":
+            raise ConfigError(f"model.source={model_cfg.source!r}: give the folder holding config.json, not the file")
+        return
+    file = folder / "config.json"
+    if not file.is_file():
+        raise ConfigError(f"model.source={model_cfg.source!r}: the folder has no config.json (expected a Hugging Face "
+                          "model folder: config.json, and the weights unless model.pretrained=false)")
+    try:
+        content = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"model.source={model_cfg.source!r}: {file} is not valid JSON ({exc})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"model.source={model_cfg.source!r}: {file} is not a JSON object")
+    if not isinstance(content.get("model_type"), str):
+        raise ConfigError(f"model.source={model_cfg.source!r}: {file} has no field 'model_type' (a string naming "
+                          f"the architecture, e.g. \"llama\"); supported: {supported_text()}")
+
+
+def supported_text() -> str:
+    enc = sorted(t for t, (family, _) in NATIVE.items() if family != "decoder")
+    dec = sorted(t for t, (family, _) in NATIVE.items() if family == "decoder")
+    return f"encoders {', '.join(enc)}; decoders {', '.join(dec)}"
+
+
+def detect_architecture(config, source) -> str:
+    """model=auto: the pooling its architecture is run with (decoders `last`, as the shipped decoders;
+    encoders `mean`, as the shipped encoders' default), or ConfigError naming an architecture the harness
+    does not build (the model types with a known family: NATIVE)."""
+    from bench.methods.support import architecture_name
+
+    if model_type_of(config) not in NATIVE:
+        raise ConfigError(f"model.source={source!r}: architecture {architecture_name(config)} is not supported by "
+                          f"model=auto; supported model types: {supported_text()}")
+    return "last" if is_decoder(config) else "mean"
+
+
+def model_type_of(config) -> str:
+    return str(getattr(config, "model_type", "") or "")
+
+
 def load_config(model_cfg, source: str, say_fallback: bool = True):
     """(source, config): the source's config, or, for a random-weight build whose source is not
     reachable (a hub id offline), the shipped copy under bench/model_configs/. Used by the build and
     by the check before any work (bench/models/support.py), so both read the same config."""
     from transformers import AutoConfig
 
+    if model_cfg.get("source") in (None, ""):
+        raise ConfigError("model.source: not set; model=auto needs model.source=HUB_ID_OR_FOLDER (a hub id such as "
+                          "meta-llama/Llama-3.2-1B, or a local folder with config.json)")
+    check_local_config(model_cfg, source)
     overrides = dict(model_cfg.get("config_overrides") or {})
     shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
     try:
@@ -322,6 +372,9 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
     if weights_dtype == "nf4":
         check_4bit(None, "auto")  # CUDA and bitsandbytes, before anything is loaded (bench/models/levers.py)
     source, config = load_config(model_cfg, source)
+    if model_cfg.get("detect") or pooling == "auto":  # model=auto: the architecture decides (refused if unknown)
+        detected = detect_architecture(config, model_cfg.source)
+        pooling = detected if pooling == "auto" else pooling
     if head_kind == "native":
         # The native head reads what its architecture reads (RoBERTa <s>, BERT's pooler output, ...),
         # whatever model.pooling says; the record's model_info.pooling shows the pooling used.

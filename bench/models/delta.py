@@ -15,11 +15,15 @@ INFO_FILE = "bench_delta.json"
 FORMAT = "peft-bench-delta"
 
 
+#: what a card says instead of a local folder's path (bench.predict asks for `--base` when it reads it)
+LOCAL_FOLDER = "(a local folder; path not recorded)"
+
+
 def public_source(source: str, name: str) -> str:
     """A model source fit for a card: config names (`bundled:minilm`, `local:tiny-bert`) and hub ids
     as they are; a local absolute folder is replaced by the config name (paths are machine-specific)."""
     if os.path.isabs(source) or source.startswith(("./", "../", "~")):
-        return f"{name} (a local folder; path not recorded)"
+        return f"{name} {LOCAL_FOLDER}"
     return source
 
 

@@ -23,6 +23,12 @@ def backbone_config(model_cfg):
 
 def check_supported(method, model_cfg) -> None:
     """`refuse_unsupported` for a model config (bench.recipe.validate.check): before anything is built."""
-    config = backbone_config(model_cfg)
+    if model_cfg.get("detect"):  # model=auto: its config must be readable and of a supported architecture
+        from bench.models.backbones import detect_architecture, load_config, resolve_source
+
+        config = load_config(model_cfg, resolve_source(str(model_cfg.source)), say_fallback=False)[1]
+        detect_architecture(config, model_cfg.source)
+    else:
+        config = backbone_config(model_cfg)
     if config is not None:
         refuse_unsupported(method, config)

@@ -319,6 +319,7 @@ class CellRecipe:
             "storage": self.storage,
             "capabilities": dict(self.method.capabilities(), optimizer=result.optimizer,
                                  mergeable=mergeable(self.inference)),
+            **({"method_file": note} if (note := getattr(self.method, "file_record", lambda: None)()) else {}),
             "env": self.partial["env"],
             "model_info": {"source": cell.source, "tokenizer": cell.tokenizer_source,
                            "pretrained": bool(self.cfg.model.get("pretrained", True)), "pooling": self.model.pooling},

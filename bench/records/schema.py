@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection
 #: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
 #: a version-1 record simply lacks them, and every reader treats them as optional. Keys added since
 #: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
 #: 3 (issue wave of #24-#28) added `capabilities`, `collapse`, `trackers` and the inference section's
 #: precision fields; every one is optional to readers, so versions 1 and 2 read as before.
-READABLE_VERSIONS = (1, 2, 3)
+#: 4 added `method_file` (method=peft: the peft file's path, sha256 and what of it was ignored, dropped or
+#: replaced), optional to readers.
+READABLE_VERSIONS = (1, 2, 3, 4)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
 TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/recipe/trackers.py)
 STATUSES = ("ok", "failed", "interrupted")
@@ -35,12 +37,27 @@ HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.r
                  "study", "study_cell", "inference", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
                  # after-training inference measurement (it measures the trained model; it does not change it)
                  "task.display_name", "task.description", "task.order",  # how reports show a task (bench/records/results.py)
-                 "method.lr_range", "method.tags")  # what a method declares for experiments (bench.config.schema)
+                 "method.lr_range", "method.tags",  # what a method declares for experiments (bench.config.schema)
+                 "method.config_file")  # method=peft: where its file was; its content (method.adapter_config) is hashed
 
 
 #: train keys added by issue #27 that leave the hash at their default, so every config written before
 #: them (records, resume) keeps its hash; set to anything else they are part of it
 AT_DEFAULT_UNHASHED = {"gradient_checkpointing": False, "weights_dtype": "fp32", "nproc": 1}
+
+
+#: method settings renamed to peft's spelling, hashed in the spelling before (per method class), so a
+#: config written either way is one cell and every earlier record keeps its run id
+HASHED_AS = {"bench.methods.LoRA": {"lora_alpha": "alpha", "lora_dropout": "dropout"}}
+
+
+def _old_spelling(cfg: dict) -> None:
+    method = cfg.get("method")
+    if not isinstance(method, dict):
+        return
+    for new, old in HASHED_AS.get(str(method.get("_target_")), {}).items():
+        if new in method and old not in method:
+            method[old] = method.pop(new)
 
 
 def _drop(cfg: dict, dotted: str) -> None:
@@ -91,6 +108,7 @@ def config_hash(config: dict) -> str:
         # and leaving it out keeps every select=last cell (default sweep, gate) the cell it was (#25).
         _drop(cfg, "task.select_metric")
     _source_identity(cfg)
+    _old_spelling(cfg)
     blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

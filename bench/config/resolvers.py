@@ -1,0 +1,60 @@
+"""OmegaConf resolvers the shipped configs use: `bench_peft_file` (method=peft) and `bench_model_name` (model=auto).
+
+`method=peft method.config_file=PATH`: a peft `adapter_config.json` read into the config itself.
+
+conf/method/peft.yaml sets `adapter_config: ${bench_peft_file:${.config_file}}`: this resolver reads
+the file when the config is resolved, so the resolved config (what a record stores and what its run id
+is hashed from) holds the file's *content*. The path is left out of the hash
+(bench.records.schema.HASH_EXCLUDED), so the same content under another path is the same cell, and a
+record reproduces without the file. What the content means (peft type, fields, types) is judged by the
+method (bench.methods.peft_file), which knows peft's config classes; here only "is it a JSON object".
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from bench.errors import ConfigError
+
+RESOLVER = "bench_peft_file"
+MODEL_NAME_RESOLVER = "bench_model_name"
+
+
+def model_name(source) -> str:
+    """model=auto's name (records, reports, file names): the last part of the hub id or folder
+    (`meta-llama/Llama-3.2-3B` -> `Llama-3.2-3B`); `auto` while no source is given."""
+    text = str(source or "").rstrip("/\\")
+    return text.replace("\\", "/").rsplit("/", 1)[-1] or "auto"
+
+
+def read_adapter_config(path) -> dict | None:
+    """The JSON object in `path` (None for no path). Raises ConfigError naming the file when it is
+    missing, unreadable, not JSON or not an object."""
+    if path in (None, "", "None"):
+        return None
+    file = Path(str(path)).expanduser()
+    if file.is_dir():
+        file = file / "adapter_config.json"
+    if not file.is_file():
+        raise ConfigError(f"method.config_file={path!r}: no such file (expected a peft adapter_config.json, "
+                          "or the folder holding one)")
+    try:
+        content = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"method.config_file={str(file)!r}: not a JSON file ({exc})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"method.config_file={str(file)!r}: expected a JSON object (a peft adapter_config.json), "
+                          f"got a {type(content).__name__}")
+    return content
+
+
+def register() -> None:
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, read_adapter_config)
+    if not OmegaConf.has_resolver(MODEL_NAME_RESOLVER):
+        OmegaConf.register_new_resolver(MODEL_NAME_RESOLVER, model_name)
+
+
+register()
