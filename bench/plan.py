@@ -216,6 +216,44 @@ def plan_cell(model_cfg, method, tcfg, num_labels: int, regression: bool, target
             "delta_bytes": int(delta)}
 
 
+def plan_by_depth(model_cfg, make_method, tcfg, num_labels: int, regression: bool, target: str = "cuda",
+                  batch: int | None = None, at: tuple[int, int] = (2, 4)) -> dict:
+    """`plan_cell` at `at` layers and the line through the two to the model's depth: every figure (peak, its
+    split, weights, counts) of a stack of identical layers is affine in the number of layers as long as the
+    peak falls in the same phase of the step, so two shallow runs give the deep one in a fraction of the time
+    (the fake step's cost grows with depth). docs/scale.md compares it with full-depth runs."""
+    from omegaconf import OmegaConf
+
+    from bench.models.backbones import load_config, resolve_source
+
+    config = load_config(model_cfg, resolve_source(str(model_cfg.source)), say_fallback=False)[1]
+    depth = int(getattr(config, "num_hidden_layers", 0) or 0)
+    if depth <= at[1]:
+        return dict(plan_cell(model_cfg, make_method(), tcfg, num_labels, regression, target, batch),
+                    depth={"layers": depth, "extrapolated_from": None})
+    runs = []
+    for k in at:
+        over = dict(model_cfg.get("config_overrides") or {}, num_hidden_layers=k)
+        if getattr(config, "layer_types", None):
+            over["layer_types"] = list(config.layer_types[:k])
+        cfg_k = OmegaConf.merge(model_cfg, {"config_overrides": over})
+        runs.append(plan_cell(cfg_k, make_method(), tcfg, num_labels, regression, target, batch))
+    a, b = runs
+    f = (depth - at[0]) / (at[1] - at[0])
+
+    def ext(x, y):
+        return round(x + (y - x) * f)
+
+    out = dict(b, depth={"layers": depth, "extrapolated_from": list(at)})
+    for key in ("peak_bytes", "resident_before_bytes", "delta_bytes"):
+        out[key] = ext(a[key], b[key])
+    out["split_at_peak"] = {k: ext(a["split_at_peak"][k], v) for k, v in b["split_at_peak"].items()}
+    out["params"] = {k: ext(a["params"][k], v) if isinstance(v, int) and not isinstance(v, bool) else v
+                     for k, v in b["params"].items()}
+    out["params"]["trainable_pct"] = 100 * out["params"]["trainable"] / max(1, out["params"]["total"])
+    return out
+
+
 def fit_devices(overrides: list[str], base: dict, devices: list[int], target: str) -> list[dict]:
     """Per device: fits at the given batch, and the largest batch that fits (`fit_line`)."""
     second = predict(overrides, target, batch=2 * base["batch_size"])
@@ -223,8 +261,9 @@ def fit_devices(overrides: list[str], base: dict, devices: list[int], target: st
 
 
 def fit_cell(model_cfg, make_method, tcfg, base: dict, devices: list[int], target: str = "cuda") -> list[dict]:
-    """`fit_devices` for a model config and a method factory (scripts that do not compose overrides)."""
-    second = plan_cell(model_cfg, make_method(), tcfg, 2, False, target, batch=2 * base["batch_size"])
+    """`fit_devices` for a model config and a method factory (scripts that do not compose overrides), the
+    second batch size planned by depth (`plan_by_depth`) as the first was."""
+    second = plan_by_depth(model_cfg, make_method, tcfg, 2, False, target, batch=2 * base["batch_size"])
     return fit_line(base, second, devices)
 
 
