@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     jobs = [] if a.grid_only else [("llama-3.1-8b", "lora", "bf16", 8, 512, ck, [24 * GIB, 40 * GIB, 80 * GIB])
                                    for ck in (False, True)]
     # full: fp32 master weights under bf16 autocast (every weight trains); LoRA: bf16 frozen weights (the lever)
-    jobs += [(s, m, w, 4, 64, False, None) for s in SHAPES for m, w in (("full", "fp32"), ("lora", "bf16"))]
+    order = sorted(SHAPES, key=lambda s: (not s.startswith("llama"), s))
+    jobs += [(s, m, w, 4, 64, False, None) for s in order for m, w in (("lora", "bf16"), ("full", "fp32"))]
     with tempfile.TemporaryDirectory() as tmp:
         for job in jobs:
             if a.only and a.only not in job[0]:
