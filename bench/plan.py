@@ -18,6 +18,10 @@ the CUDA context and library workspaces, the process's own baseline (Python, tor
 is resident before training (weights and buffers). The delta's storage is the trainable tensors at their
 dtype (what `save_delta` writes, less file headers and peft's adapter_config).
 
+By default the step runs at 2 and 4 layers and every figure is carried along the line through them to the
+model's depth (`plan_by_depth`; `--full-depth` runs every layer: the same figures for a stack of identical
+layers, docs/scale.md compares them, in minutes instead of seconds for a 30-layer model on a loaded CPU).
+
 `--devices` lists device sizes; for each it says whether the step fits and the largest batch that fits,
 from the peak at two batch sizes (a straight line in the batch, which is how activations grow; labelled
 as such). `train.precision=auto` is read as on a CUDA device (bf16 autocast where supported) unless
@@ -163,8 +167,9 @@ def _fake_step(model, method, tcfg, batch: int, length: int, regression: bool, p
     return total, split
 
 
-def predict(overrides: list[str], target: str = "cuda", batch: int | None = None) -> dict:
-    """One configuration's predicted peak (the overrides of `python -m bench`). Returns a JSON-able dict."""
+def predict(overrides: list[str], target: str = "cuda", batch: int | None = None, full_depth: bool = False) -> dict:
+    """One configuration's predicted peak (the overrides of `python -m bench`). Returns a JSON-able dict.
+    By depth (`plan_by_depth`: 2 and 4 layers, carried to the model's depth) unless `full_depth`."""
     from bench.config.method_labels import method_label
     from bench.data import tasks as T
     from bench.models.build import method_from_config, method_source
@@ -174,8 +179,12 @@ def predict(overrides: list[str], target: str = "cuda", batch: int | None = None
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
     choice = next((o.partition("=")[2] for o in overrides if o.startswith("method=")), None)
-    method = method_from_config(cfg, where=method_source(choice))
-    out = plan_cell(cfg.model, method, cfg.train, spec.num_labels, spec.kind == "regression", target, batch)
+    if full_depth:
+        method = method_from_config(cfg, where=method_source(choice))
+        out = plan_cell(cfg.model, method, cfg.train, spec.num_labels, spec.kind == "regression", target, batch)
+    else:
+        out = plan_by_depth(cfg.model, lambda: method_from_config(cfg, where=method_source(choice)), cfg.train,
+                            spec.num_labels, spec.kind == "regression", target, batch)
     return {"model": str(cfg.model.name), "method": method_label(cfg, list(overrides)), "task": spec.name, **out,
             "seconds": round(time.perf_counter() - t0, 1)}
 
@@ -216,15 +225,56 @@ def plan_cell(model_cfg, method, tcfg, num_labels: int, regression: bool, target
             "delta_bytes": int(delta)}
 
 
-def fit_devices(overrides: list[str], base: dict, devices: list[int], target: str) -> list[dict]:
+def plan_by_depth(model_cfg, make_method, tcfg, num_labels: int, regression: bool, target: str = "cuda",
+                  batch: int | None = None, at: tuple[int, int] = (2, 4)) -> dict:
+    """`plan_cell` at `at` layers and the line through the two to the model's depth: every figure (peak, its
+    split, weights, counts) of a stack of identical layers is affine in the number of layers as long as the
+    peak falls in the same phase of the step, so two shallow runs give the deep one in a fraction of the time
+    (the fake step's cost grows with depth). docs/scale.md compares it with full-depth runs."""
+    from omegaconf import OmegaConf
+
+    from bench.models.backbones import load_config, resolve_source
+
+    config = load_config(model_cfg, resolve_source(str(model_cfg.source)), say_fallback=False)[1]
+    depth = int(getattr(config, "num_hidden_layers", 0) or 0)
+    if depth <= at[1]:
+        return dict(plan_cell(model_cfg, make_method(), tcfg, num_labels, regression, target, batch),
+                    depth={"layers": depth, "extrapolated_from": None})
+    runs = []
+    for k in at:
+        over = dict(model_cfg.get("config_overrides") or {}, num_hidden_layers=k)
+        if getattr(config, "layer_types", None):
+            over["layer_types"] = list(config.layer_types[:k])
+        plain = OmegaConf.to_container(model_cfg, resolve=True) if OmegaConf.is_config(model_cfg) else dict(model_cfg)
+        cfg_k = OmegaConf.create(dict(plain, config_overrides=over))  # a composed config is struct: a plain copy
+        runs.append(plan_cell(cfg_k, make_method(), tcfg, num_labels, regression, target, batch))
+    a, b = runs
+    f = (depth - at[0]) / (at[1] - at[0])
+
+    def ext(x, y):
+        return round(x + (y - x) * f)
+
+    out = dict(b, depth={"layers": depth, "extrapolated_from": list(at)})
+    for key in ("peak_bytes", "resident_before_bytes", "delta_bytes"):
+        out[key] = ext(a[key], b[key])
+    out["split_at_peak"] = {k: ext(a["split_at_peak"][k], v) for k, v in b["split_at_peak"].items()}
+    out["params"] = {k: ext(a["params"][k], v) if isinstance(v, int) and not isinstance(v, bool) else v
+                     for k, v in b["params"].items()}
+    out["params"]["trainable_pct"] = 100 * out["params"]["trainable"] / max(1, out["params"]["total"])
+    return out
+
+
+def fit_devices(overrides: list[str], base: dict, devices: list[int], target: str,
+                full_depth: bool = False) -> list[dict]:
     """Per device: fits at the given batch, and the largest batch that fits (`fit_line`)."""
-    second = predict(overrides, target, batch=2 * base["batch_size"])
+    second = predict(overrides, target, batch=2 * base["batch_size"], full_depth=full_depth)
     return fit_line(base, second, devices)
 
 
 def fit_cell(model_cfg, make_method, tcfg, base: dict, devices: list[int], target: str = "cuda") -> list[dict]:
-    """`fit_devices` for a model config and a method factory (scripts that do not compose overrides)."""
-    second = plan_cell(model_cfg, make_method(), tcfg, 2, False, target, batch=2 * base["batch_size"])
+    """`fit_devices` for a model config and a method factory (scripts that do not compose overrides), the
+    second batch size planned by depth (`plan_by_depth`) as the first was."""
+    second = plan_by_depth(model_cfg, make_method, tcfg, 2, False, target, batch=2 * base["batch_size"])
     return fit_line(base, second, devices)
 
 
@@ -258,6 +308,8 @@ def format_text(r: dict) -> str:
              f"    activations (+ temporaries)       {_g(s['activations']):>12}",
              f"  delta storage (trainable tensors)   {r['delta_bytes'] / 2**20:>9.2f} MiB",
              f"  trainable {r['params']['trainable']:,} of {r['params']['total']:,} parameters",
+             (f"  depth: {r['depth']['layers']} layers, carried from runs at {r['depth']['extrapolated_from']} layers"
+              if (r.get("depth") or {}).get("extrapolated_from") else "  depth: every layer run"),
              ("  not included: allocator rounding/caching, the CUDA context and library workspaces, "
               "the process baseline")]
     for d in r.get("devices", []):
@@ -274,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", choices=("cuda", "cpu"), default="cuda",
                     help="how train.precision=auto resolves (cuda: bf16 autocast; cpu: fp32)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--full-depth", action="store_true", help="run every layer instead of 2 and 4 layers carried to "
+                    "the model's depth (the same figures for a stack of identical layers; slower)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
@@ -288,9 +342,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         devices = [parse_size(x) for x in args.devices.split(",")] if args.devices else []
-        result = predict(args.overrides, args.target)
+        result = predict(args.overrides, args.target, full_depth=args.full_depth)
         if devices:
-            result["devices"] = fit_devices(args.overrides, result, devices, args.target)
+            result["devices"] = fit_devices(args.overrides, result, devices, args.target, args.full_depth)
     except (ConfigError, HydraException, OmegaConfBaseException, ValueError) as exc:
         print(f"bench.plan: error: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@ predicted as `model=auto model.source=FOLDER` would run it (pooling last, the un
 labels); methods: full finetuning (AdamW, fp32 master weights, bf16 autocast) and LoRA (r 16, alpha 32,
 peft's default targets for llama/qwen2: q_proj, v_proj; bf16 frozen weights), batch 4 x 64 tokens (the
 measured table's shape), then Llama-3.1-8B LoRA r 16 bf16 at batch 8 x 512 with and without checkpointing, with
-`--devices 24GiB,40GiB,80GiB`. Prints markdown rows.
+`--devices 24GiB,40GiB,80GiB`. Prints markdown rows. Each prediction runs at 2 and 4 layers and is carried to
+the model's depth by bench.plan.plan_by_depth (docs/scale.md checks that against full-depth runs).
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def one(name, method, weights, batch, length, ckpt, root, devices=None) -> dict:
     from omegaconf import OmegaConf
 
     from bench.methods import build_method
-    from bench.plan import fit_cell, plan_cell
+    from bench.plan import fit_cell, plan_by_depth
 
     model_cfg = OmegaConf.create({"name": name, "source": folder_for(name, root), "tokenizer": "bundled:minilm",
                                   "pretrained": False, "pooling": "auto", "detect": True, "head_dropout": 0.1,
@@ -78,7 +79,7 @@ def one(name, method, weights, batch, length, ckpt, root, devices=None) -> dict:
     tcfg = OmegaConf.create({"batch_size": batch, "max_seq_len": length, "weight_decay": 0.01, "max_grad_norm": 1.0,
                              "seed": 0, "weights_dtype": weights, "precision": "bf16",
                              "gradient_checkpointing": ckpt})
-    p = plan_cell(model_cfg, build_method(dict(METHODS[method])), tcfg, 2, False)
+    p = plan_by_depth(model_cfg, lambda: build_method(dict(METHODS[method])), tcfg, 2, False)
     if devices:
         p["devices"] = fit_cell(model_cfg, lambda: build_method(dict(METHODS[method])), tcfg, p, devices)
     return dict(shape=name, method=method, **{k: v for k, v in p.items()})
@@ -107,7 +108,8 @@ def main(argv=None) -> int:
     jobs = [] if a.grid_only else [("llama-3.1-8b", "lora", "bf16", 8, 512, ck, [24 * GIB, 40 * GIB, 80 * GIB])
                                    for ck in (False, True)]
     # full: fp32 master weights under bf16 autocast (every weight trains); LoRA: bf16 frozen weights (the lever)
-    jobs += [(s, m, w, 4, 64, False, None) for s in SHAPES for m, w in (("full", "fp32"), ("lora", "bf16"))]
+    order = sorted(SHAPES, key=lambda s: (not s.startswith("llama"), s))
+    jobs += [(s, m, w, 4, 64, False, None) for s in order for m, w in (("lora", "bf16"), ("full", "fp32"))]
     with tempfile.TemporaryDirectory() as tmp:
         for job in jobs:
             if a.only and a.only not in job[0]:

@@ -26,13 +26,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default=str(ROOT / "docs" / "scale" / "scale.jsonl"))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--by-depth", action="store_true", help="bench.plan.plan_by_depth (2 and 4 layers) instead of "
+                    "the full depth: minutes instead of hours on a loaded machine")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.ERROR)
     from omegaconf import OmegaConf
 
     from bench.methods import build_method
-    from bench.plan import plan_cell
+    from bench.plan import plan_by_depth, plan_cell
     from benchmarks.bench_scale import METHODS, config_folder
 
     rows = [json.loads(line) for line in Path(a.scale).read_text().splitlines() if line.strip()]
@@ -55,12 +57,16 @@ def main(argv=None) -> int:
             tcfg = OmegaConf.create({"batch_size": r["batch"], "max_seq_len": r["length"], "weight_decay": 0.01,
                                      "max_grad_norm": 1.0, "seed": 0, "weights_dtype": r["weights"],
                                      "precision": r["precision"], "gradient_checkpointing": r["checkpointing"]})
-            p = plan_cell(model_cfg, build_method(dict(METHODS[r["method"]])), tcfg, 2, False, target="cpu")
+            if a.by_depth:
+                p = plan_by_depth(model_cfg, lambda r=r: build_method(dict(METHODS[r["method"]])), tcfg, 2, False,
+                                  target="cpu")
+            else:
+                p = plan_cell(model_cfg, build_method(dict(METHODS[r["method"]])), tcfg, 2, False, target="cpu")
             measured = r["peak_rss_bytes"] - r["baseline_rss_bytes"]
             predicted = p["peak_bytes"] - p["resident_before_bytes"]
             err = (predicted - measured) / measured
             row = {k: r[k] for k in ("size", "method", "weights", "checkpointing", "batch", "length")}
-            row.update(measured_above_baseline=measured, predicted_above_resident=predicted, error=err,
+            row.update(depth=p.get("depth", {"extrapolated_from": None}), measured_above_baseline=measured, predicted_above_resident=predicted, error=err,
                        predicted_peak=p["peak_bytes"], resident=p["resident_before_bytes"], split=p["split_at_peak"])
             print(f"| {r['size']} | {r['method']} | {r['weights']} | {'on' if r['checkpointing'] else 'off'} | "
                   f"{measured / MIB:.0f} | {predicted / MIB:.0f} | {err:+.0%} |", flush=True)

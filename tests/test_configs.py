@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from clitools import TINY, records_in, run_bench
+from clitools import REPO, TINY, records_in, run_bench
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -26,6 +26,9 @@ PRESETS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p i
 GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("model", "task", "method", "train",
                                                                           "hparams_search", "hydra/launcher", "logger")}
 CHOICES = [(g, c) for g, cs in GROUPS.items() for c in cs]
+#: choices that are a front door for the user's own input (tests/test_any_model.py tests them without it)
+NEEDS_INPUT = {"model=auto": [f"model.source={REPO / 'tests/data/llama-3.2-3b'}", "model.pretrained=false"],
+               "method=peft": [f"method.config_file={REPO / 'tests/data/peft_method_comparison/lora--llama-3.2-3B-rank32'}"]}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,8 @@ def test_every_config_file_is_covered():
 
 @pytest.mark.parametrize("group,choice", CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
 def test_every_group_choice_composes_and_checks(hydra_dir, group, choice):
-    cfg = _compose([f"{group}={choice}"], hydra_config=group.startswith("hydra"))
+    cfg = _compose([f"{group}={choice}", *NEEDS_INPUT.get(f"{group}={choice}", [])],
+                   hydra_config=group.startswith("hydra"))
     missing = [n for n in (cfg.get("logger") or {}) if (BACKENDS[n][0] and importlib.util.find_spec(BACKENDS[n][0]) is None)]
     if missing:  # a tracker whose package is not installed here: the error names the extra (bench/recipe/trackers.py)
         with pytest.raises(ConfigError, match=rf"pip install 'peft-bench\[{BACKENDS[missing[0]][1]}\]'"):
@@ -189,11 +193,11 @@ def test_cli_bad_option_exits_2_before_any_work(tmp_path, glue_dir, args, expect
 def test_experiments_run_the_methods_that_declare_their_tag(hydra_dir):
     """experiment=smoke and experiment=catalogue run exactly the methods whose YAML declares `tags: [catalogue]`,
     smoke_decoders those declaring `decoders`, each once; a catalogue method declares a search range; only the
-    learned combinations (composed: they need trained sources) declare no group."""
+    learned combinations (composed: they need trained sources) and method=peft (a user's file) declare no group."""
     declared = {n: OmegaConf.load(CONF / "method" / f"{n}.yaml") for n in GROUPS["method"]}
     tagged = {tag: {n for n, c in declared.items() if tag in (c.get("tags") or [])} for tag in ("catalogue", "decoders")}
     untagged = {n for n, c in declared.items() if not c.get("tags")}
-    assert untagged == {"lora_moe", "attempt", "adapter_fusion"}, untagged
+    assert untagged == {"lora_moe", "attempt", "adapter_fusion", "peft"}, untagged  # peft: the user's file
     for preset, tag in (("smoke", "catalogue"), ("catalogue", "catalogue"), ("smoke_decoders", "decoders")):
         cfg = _compose([f"experiment={preset}"], hydra_config=True)
         listed = str(OmegaConf.select(cfg, "hydra.sweeper.params.method")).split(",")

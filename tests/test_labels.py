@@ -37,10 +37,10 @@ def test_typed_and_swept_learning_rate_give_one_label(lr):
 
 
 def test_method_settings_are_shown_resolved():
-    typed = ["method=lora", "method.r=16", "method.dropout=.05", "method.target_modules=[query, value]"]
-    assert label(typed) == label(swept(typed)) == "lora[dropout=0.05,r=16,target_modules=[query,value]]"
+    typed = ["method=lora", "method.r=16", "method.lora_dropout=.05", "method.target_modules=[query, value]"]
+    assert label(typed) == label(swept(typed)) == "lora[lora_dropout=0.05,r=16,target_modules=[query,value]]"
     assert label(["method=lora", "method.r=16.0"]) == "lora[r=16]"
-    assert label(["method=lora", "~method.dropout"]) == "lora[~dropout]"
+    assert label(["method=lora", "~method.lora_dropout"]) == "lora[~lora_dropout]"
 
 
 @pytest.mark.parametrize("method", METHODS)

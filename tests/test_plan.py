@@ -67,3 +67,18 @@ def test_cli_devices_and_bad_input():
     assert bad.returncode == 2 and "--devices" in bad.stderr and "Traceback" not in bad.stderr
     nf4 = run_python(["-m", "bench.plan", "model=tiny_llama", "train.weights_dtype=nf4"])
     assert nf4.returncode == 2 and "nf4" in nf4.stderr
+
+
+def test_by_depth_equals_every_layer(tmp_path):
+    """2 and 4 layers carried to 6 give what running all 6 gives (a stack of identical layers)."""
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 32000,
+        "tie_word_embeddings": True}))
+    ov = ["model=auto", f"model.source={tmp_path}", "method=lora", "train.batch_size=4", "train.max_seq_len=64"]
+    fast, full = predict(ov, target="cpu"), predict(ov, target="cpu", full_depth=True)
+    assert fast["depth"]["extrapolated_from"] == [2, 4] and full.get("depth") is None
+    assert fast["params"]["total"] == full["params"]["total"] and fast["delta_bytes"] == full["delta_bytes"]
+    assert abs(fast["peak_bytes"] - full["peak_bytes"]) <= 0.01 * full["peak_bytes"], (fast, full)

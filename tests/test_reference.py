@@ -112,7 +112,7 @@ def test_presets_compose_with_the_published_settings():
     from bench.params import compose_config
 
     cfg = compose_config(["experiment=lora_paper/roberta_base_lora", "task=rte"])
-    assert (cfg.model.name, cfg.method.name, cfg.method.r, cfg.method.alpha) == ("roberta-base", "lora", 8, 16)
+    assert (cfg.model.name, cfg.method.name, cfg.method.r, cfg.method.lora_alpha) == ("roberta-base", "lora", 8, 16)
     assert list(cfg.method.target_modules) == ["query", "value"]
     assert (cfg.train.lr, cfg.train.epochs, cfg.train.batch_size, cfg.train.max_seq_len) == (5e-4, 80, 32, 512)
     unknown = compose_config(["experiment=lora_paper/roberta_base_lora", "task=cola"])

@@ -17,8 +17,9 @@ from pathlib import Path
 from bench.errors import ConfigError
 
 
-def _peft_type(node: dict, argv: list[str]) -> tuple[str | None, dict]:
-    """(the peft type whose fields the method takes, the old -> new names it still accepts)."""
+def _peft_type(node: dict, argv: list[str]) -> tuple[str | None, dict, object]:
+    """(the peft type whose fields the method takes, the old -> new names it still accepts, the class's own
+    message for an unknown name or None)."""
     from bench.methods import resolve_class
     from bench.methods.peft_tuner import tuner_type
 
@@ -27,12 +28,13 @@ def _peft_type(node: dict, argv: list[str]) -> tuple[str | None, dict]:
         files = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("method.config_file=")]
         cfg = dict(node, config_file=files[-1]) if files else node
         cfg.pop("adapter_config", None)
-        return tuner_type(cfg), {}
+        return tuner_type(cfg), {}, None
     try:
         cls = resolve_class(target)
     except ConfigError:
-        return None, {}
-    return (getattr(cls, "peft_fields_of", None) or None), dict(getattr(cls, "DEPRECATED", {}))
+        return None, {}, None
+    return ((getattr(cls, "peft_fields_of", None) or None), dict(getattr(cls, "DEPRECATED", {})),
+            getattr(cls, "unknown_setting_message", None))
 
 
 def method_field_overrides(argv: list[str], root) -> tuple[list[str], str | None]:
@@ -50,7 +52,7 @@ def method_field_overrides(argv: list[str], root) -> tuple[list[str], str | None
     if not isinstance(node, dict):
         return argv, None
     try:
-        peft_type, renamed = _peft_type(node, argv)
+        peft_type, renamed, message = _peft_type(node, argv)
         if peft_type is None:
             return argv, None
         valid = set(OWN_SETTINGS) | set(FILE_SETTINGS) | set(config_fields(peft_type))
@@ -67,7 +69,9 @@ def method_field_overrides(argv: list[str], root) -> tuple[list[str], str | None
                       f"method.{new} (taken as method.{new}={arg.split('=', 1)[1]})", file=sys.stderr)
                 field, arg = new, f"method.{new}={arg.split('=', 1)[1]}"
             if field not in node and field not in ("lr", "name", "_target_"):
-                if field not in valid:
+                if field not in valid or (message is not None and field in (*OWN_SETTINGS, *FILE_SETTINGS)):
+                    if message is not None:  # a shipped peft method (LoRA, IA3): its own settings and its peft fields
+                        return argv, message(field)
                     return argv, unknown_field_message(str(node.get("name", choice)), peft_type, field)
                 arg = "+" + arg
         out.append(arg)

@@ -325,7 +325,12 @@ def load_config(model_cfg, source: str, say_fallback: bool = True):
         raise ConfigError("model.source: not set; model=auto needs model.source=HUB_ID_OR_FOLDER (a hub id such as "
                           "meta-llama/Llama-3.2-1B, or a local folder with config.json)")
     check_local_config(model_cfg, source)
-    overrides = dict(model_cfg.get("config_overrides") or {})
+    overrides = model_cfg.get("config_overrides") or {}
+    if hasattr(overrides, "_content"):  # an OmegaConf node: plain lists and dicts for transformers' strict checks
+        from omegaconf import OmegaConf
+
+        overrides = OmegaConf.to_container(overrides, resolve=True)
+    overrides = dict(overrides)
     shipped = CONFIG_DIR / str(model_cfg.get("name", ""))
     try:
         return source, AutoConfig.from_pretrained(source, **overrides)

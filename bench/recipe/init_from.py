@@ -69,6 +69,9 @@ def check_compatible(rec: dict, folder: Path, cfg, method, head_kind: str) -> No
     if src_method.get("method", rec.get("method")) != method.name:
         raise ConfigError(f"train.init_from={want!r}: the delta is of method {src_method.get('method', rec.get('method'))!r}, "
                           f"this cell runs method {method.name!r}; init_from needs the same method")
+    for old, new in getattr(type(method), "DEPRECATED", {}).items():  # a delta saved under a setting's old name
+        if old in src_method and new not in src_method:
+            src_method[new] = src_method.pop(old)
     ours = json.loads(json.dumps(method.settings(), default=str))
     diff = sorted(k for k in set(ours) | set(src_method) if k not in FREE_SETTINGS + ("method",)
                   and ours.get(k) != src_method.get(k))
