@@ -87,7 +87,7 @@ def check_field_types(config_class, values: dict, where: str) -> None:
 def fields_from_file(content: dict, where: str) -> tuple[str, dict, dict]:
     """(peft type, the fields to build its config with, notes for the record) from an adapter_config's
     content. `where` names the file in errors and warnings."""
-    from bench.methods.peft_tuner import MANAGED_FIELDS, config_fields, peft_config_class
+    from bench.methods.peft_fields import MANAGED_FIELDS, config_fields, peft_config_class
 
     peft_type = content.get("peft_type")
     if not isinstance(peft_type, str) or not peft_type:

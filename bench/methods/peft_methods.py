@@ -133,21 +133,21 @@ class _PeftFields:
 
     @classmethod
     def accepted_settings(cls, method_cfg: dict) -> list[str]:
-        from bench.methods.peft_tuner import config_fields
+        from bench.methods.peft_fields import config_fields
 
         return [*[k for k in cls.setting_names() if k != "lr"], *config_fields(cls.peft_fields_of)]
 
     @classmethod
     def unknown_setting_message(cls, key: str) -> str:
-        from bench.methods.peft_tuner import unknown_field_message
+        from bench.methods.peft_fields import unknown_field_message
 
         own = [k for k in cls.setting_names() if k != "lr" and k not in cls.DEPRECATED]
         return unknown_field_message(cls.name, cls.peft_fields_of, key, own=own)
 
     def _take_extra(self, extra: dict) -> dict:
         """The other peft fields (not named in the constructor), checked against peft's config class."""
+        from bench.methods.peft_fields import config_fields, peft_config_class
         from bench.methods.peft_file import check_field_types
-        from bench.methods.peft_tuner import config_fields, peft_config_class
 
         valid = config_fields(self.peft_fields_of)
         for key in extra:

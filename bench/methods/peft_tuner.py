@@ -29,7 +29,6 @@ a config of that name is built, so records, labels and deltas name it like any b
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -39,15 +38,16 @@ from torch import nn
 
 from bench.errors import ConfigError
 from bench.methods.base import REGISTRY
+from bench.methods.peft_fields import (  # noqa: F401 - the tuner's vocabulary, named here too
+    FILE_SETTINGS,
+    MANAGED_FIELDS,
+    OWN_SETTINGS,
+    config_fields,
+    peft_config_class,
+    unknown_field_message,
+)
 from bench.methods.peft_methods import PeftMethod
 
-#: config fields the harness sets itself (the backbone is wrapped for feature extraction; the head is ours)
-MANAGED_FIELDS = ("peft_type", "peft_version", "task_type", "base_model_name_or_path", "revision", "inference_mode",
-                  "auto_mapping", "total_step")
-#: settings of the harness's own, beside the peft config's fields
-OWN_SETTINGS = ("peft_type", "optimizer", "loraplus_lr_ratio")
-#: method=peft (conf/method/peft.yaml): the file's path and its content (bench.config.resolvers)
-FILE_SETTINGS = ("config_file", "adapter_config")
 OPTIMIZERS = ("adamw", "loraplus", "lorafa")
 #: init_lora_weights values with which peft rewrites the base weights at initialisation
 REWRITES_BASE = ("pissa", "olora", "corda", "lora_ga")
@@ -73,22 +73,6 @@ def conv1d_unsupported_inits(peft_version: str | None = None) -> tuple[str, ...]
 
     installed = Version(peft_version or version("peft"))
     return tuple(init for init, since in CONV1D_INITS_SUPPORTED_FROM.items() if installed < Version(since))
-
-
-def peft_config_class(peft_type: str, where: str = "method.peft_type"):
-    from peft import PeftType
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-
-    key = str(peft_type).upper()
-    if key not in PeftType.__members__:
-        raise ConfigError(f"{where}={peft_type!r}: not a peft tuner type; expected one of "
-                          f"{', '.join(t.lower() for t in PeftType.__members__)}")
-    return PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[key]]
-
-
-def config_fields(peft_type: str) -> list[str]:
-    """The settable fields of a tuner's peft config class, in the class's order."""
-    return [f.name for f in dataclasses.fields(peft_config_class(peft_type)) if f.name not in MANAGED_FIELDS]
 
 
 def _plain(value):
@@ -411,15 +395,6 @@ class PeftTuner(PeftMethod):
         model.backbone = PeftModel.from_pretrained(base, str(folder), is_trainable=self.is_eva)
         model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
         return model
-
-
-def unknown_field_message(name: str, peft_type: str, field: str, own=OWN_SETTINGS) -> str:
-    from bench.config.schema import nearest
-
-    valid = list(dict.fromkeys([*own, *config_fields(peft_type)]))
-    return (f"method.{field}: not a setting of method {name} (peft {peft_type}: "
-            f"{peft_config_class(peft_type).__name__}){nearest(field, valid)}; valid: "
-            f"{', '.join('method.' + k for k in valid)}")
 
 
 def tuner_type(method_cfg: dict) -> str | None:
