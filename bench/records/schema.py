@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection
 #: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
 #: a version-1 record simply lacks them, and every reader treats them as optional. Keys added since
 #: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
 #: 3 (issue wave of #24-#28) added `capabilities`, `collapse`, `trackers` and the inference section's
 #: precision fields; every one is optional to readers, so versions 1 and 2 read as before.
-READABLE_VERSIONS = (1, 2, 3)
+#: 4 added `retention` (docs/retention.md), optional to readers like the rest.
+READABLE_VERSIONS = (1, 2, 3, 4)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
 TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/recipe/trackers.py)
 STATUSES = ("ok", "failed", "interrupted")
@@ -32,7 +33,7 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
 HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
-                 "study", "study_cell", "inference", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
+                 "study", "study_cell", "inference", "retention", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
                  # after-training inference measurement (it measures the trained model; it does not change it)
                  "task.display_name", "task.description", "task.order")  # how reports show a task (bench/records/results.py)
 
