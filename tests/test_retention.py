@@ -220,3 +220,20 @@ def test_gate_fails_on_more_forgetting_when_asked(tmp_path):
     gated = {r.cid: r.verdict for r in run_check(doc, cells, Settings(gate_on=["retention.forgetting"]))}
     plain = {r.cid: r.verdict for r in run_check(doc, cells, Settings())}
     assert set(gated.values()) == {"REGRESSED"} and set(plain.values()) == {"ok"}
+
+
+@pytest.mark.parametrize("model", ["tiny_gpt2", "tiny_llama"])
+def test_decoders_measure_language_model_loss_where_the_output_layer_is_tied(model, glue_dir, tmp_path):
+    from bench.models.build import build_cell, method_from_config
+    from bench.retention import Retention
+
+    cfg = _cfg(glue_dir, tmp_path, f"model={model}", "method=head_only", "retention.pairs=20")
+    cell = build_cell(cfg.model, method_from_config(cfg), 2, 0, 64)
+    r = Retention(cfg, cell.model, cell.tokenizer, cell.backbone_config, 0, torch.device("cpu"), "fp32")
+    r.snapshot()
+    ret = r.measure()
+    assert ret["skill"]["kind"] == "lm_loss" and ret["drift"]["cka"] == pytest.approx(1.0, abs=1e-6)
+    if model == "tiny_gpt2":  # tied: the loss of an unchanged model is the base's, > 0
+        assert ret["skill"]["before"] > 0 and ret["skill"]["forgetting"] == pytest.approx(0.0, abs=1e-6)
+    else:  # untied output layer: no loss, and the record says why
+        assert ret["skill"]["forgetting"] is None and "untied" in ret["skill"]["why_none"]
