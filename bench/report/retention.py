@@ -144,7 +144,7 @@ def _plot(table: pd.DataFrame, model: str, out: Path, stem: str):
 
     sub = table[table["model"] == model]
     tasks = list(dict.fromkeys(sub["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.0, 4.8 * len(tasks)), 4.6), squeeze=False)
     cmap = plt.get_cmap("tab10")
     labels = sorted(sub["method_label"].unique())
     for ax, task in zip(axes[0], tasks):
@@ -167,7 +167,7 @@ def _plot(table: pd.DataFrame, model: str, out: Path, stem: str):
         ax.set_ylabel(f"{task} {metric} ×100")
         ax.set_title(f"{model} / {task}", fontsize=10)
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"{model}: task metric vs forgetting (95% t intervals over seeds; dashed = frontier)", fontsize=10)
+    fig.suptitle(f"{model}: task metric vs forgetting\n(95% t intervals over seeds; dashed: frontier)", fontsize=10)
     fig.tight_layout()
     png, svg = _save(fig, out, stem)
     return Plot(model, "retention", f"{model}: task metric vs forgetting", png, svg,
