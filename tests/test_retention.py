@@ -1,5 +1,6 @@
 """Retention (bench/retention, docs/retention.md): forgetting, representation drift and intruder
 dimensions, measured on real models and real data; the report's and the gate's side on records."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def test_intruders_zero_for_an_unchanged_matrix_and_found_for_a_planted_orthogon
     # a direction orthogonal to the base's top 10 left singular vectors, spread over the rest
     d = u0[:, 10:].sum(1)
     d = d / d.norm()
-    planted = w0 + 8.0 * torch.outer(d, _orthonormal(48, 3)[:, 0])  # rank 1, larger than the top singular value
+    planted = w0 + 8.0 * torch.outer(
+        d, _orthonormal(48, 3)[:, 0]
+    )  # rank 1, larger than the top singular value
     n, low = intruder_count(w0, planted, k=10, epsilon=0.5)
     assert n >= 1 and low < 0.5
     # the same update along the base's own top direction is no intruder
@@ -75,10 +78,24 @@ def test_cka_and_spearman_on_known_cases():
 def _cfg(glue_dir, tmp_path, *extra):
     from bench.params import compose_config
 
-    return compose_config(["model=tiny_bert", "task=sst2", "method=lora", "train=quick", "train.max_train_samples=16",
-                           "train.max_eval_samples=16", "train.threads=1", "inference.enabled=false",
-                           "retention.enabled=true", "retention.pairs=60", f"data.glue_dir={glue_dir}", f"results_dir={tmp_path}",
-                           "cache_dir=null", *extra])
+    return compose_config(
+        [
+            "model=tiny_bert",
+            "task=sst2",
+            "method=lora",
+            "train=quick",
+            "train.max_train_samples=16",
+            "train.max_eval_samples=16",
+            "train.threads=1",
+            "inference.enabled=false",
+            "retention.enabled=true",
+            "retention.pairs=60",
+            f"data.glue_dir={glue_dir}",
+            f"results_dir={tmp_path}",
+            "cache_dir=null",
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -170,6 +187,7 @@ def test_a_bad_retention_setting_names_the_option(glue_dir, tmp_path):
 
 # -- the report and the gate -------------------------------------------------------------------------
 
+
 def _records(folder):
     from report_fixtures import make_record
 
@@ -179,9 +197,11 @@ def _records(folder):
     for method, values in forgetting.items():
         for seed, f in zip((1, 2, 3), values):
             rec = make_record("tiny-bert", method, "sst2", seed)
-            rec["retention"] = {"skill": {"before": 0.8, "after": 0.8 - f, "forgetting": f},
-                                "drift": {"cka": 1 - f}, "intruders": {"total": 0 if method == "full" else 4,
-                                                                         "mean_per_matrix": 0.0}}
+            rec["retention"] = {
+                "skill": {"before": 0.8, "after": 0.8 - f, "forgetting": f},
+                "drift": {"cka": 1 - f},
+                "intruders": {"total": 0 if method == "full" else 4, "mean_per_matrix": 0.0},
+            }
             write_record(folder / f"{rec['run_id']}.json", rec)
 
 

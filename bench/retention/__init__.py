@@ -7,6 +7,7 @@ loss for decoders) and the forgetting between them, the representation drift (li
 features) and the intruder dimensions of the adapted matrices, with the sample it read and where the
 "before" side came from (measured now, or the per-backbone cache).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,8 +58,9 @@ class Retention:
         from bench.retention.measure import forward_sample
 
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return forward_sample(model, ids, pad, self.device, self.precision, int(self.s["batch_size"]),
-                              lm=self._decoder()[1])
+        return forward_sample(
+            model, ids, pad, self.device, self.precision, int(self.s["batch_size"]), lm=self._decoder()[1]
+        )
 
     def _skill(self, measured: dict, gold: list) -> float | None:
         from bench.retention.measure import similarity_skill
@@ -70,15 +72,19 @@ class Retention:
         """(base features, base skill, where they came from): the cache, or a fresh base build now."""
         from bench.retention import cache
 
-        blob = cache.key_blob(self.cfg, sample.info, self.seed, self.precision, self.device.type,
-                              self.model.pooling)
+        blob = cache.key_blob(
+            self.cfg, sample.info, self.seed, self.precision, self.device.type, self.model.pooling
+        )
         key = cache.key_of(blob)
         path = cache.entry_path(self.cfg, key)
         if self.s["cache"]:
             entry = cache.load(path, blob)
             if entry is not None:
-                return entry, entry["meta"]["values"]["skill"], {"cached": True, "key": key,
-                                                                 "measured_by": entry["meta"]["measured_by"]}
+                return (
+                    entry,
+                    entry["meta"]["values"]["skill"],
+                    {"cached": True, "key": key, "measured_by": entry["meta"]["measured_by"]},
+                )
         from datetime import UTC, datetime
 
         from bench.models.backbones import build_model
@@ -87,8 +93,13 @@ class Retention:
         measured = self._forward(base, ids)
         del base
         skill = self._skill(measured, sample.gold)
-        who = {"sweep": str(self.cfg.get("sweep_name")), "task": str(self.cfg.task.name), "seed": self.seed,
-               "run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        who = {
+            "sweep": str(self.cfg.get("sweep_name")),
+            "task": str(self.cfg.task.name),
+            "seed": self.seed,
+            "run_id": run_id,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         if self.s["cache"]:
             cache.store(path, blob, measured, {"skill": skill}, who)
         return measured, skill, {"cached": False, "key": key, "measured_by": who}
@@ -105,8 +116,12 @@ class Retention:
         after = self._forward(self.model, ids)
         skill_after = self._skill(after, sample.gold)
         decoder, tied = self._decoder()
-        skill = {"kind": "lm_loss" if decoder else "zero_shot_similarity", "before": skill_before,
-                 "after": skill_after, "forgetting": None}
+        skill = {
+            "kind": "lm_loss" if decoder else "zero_shot_similarity",
+            "before": skill_before,
+            "after": skill_after,
+            "forgetting": None,
+        }
         if decoder:
             skill["metric"] = "mean next-token cross-entropy (nats), input embedding as output layer"
             if not tied:
@@ -116,9 +131,25 @@ class Retention:
         else:
             skill["metric"] = "Spearman of cosine similarities of mean-pooled embeddings with the gold scores"
             skill["forgetting"] = skill_before - skill_after  # similarity skill down = forgot
-        drift = {"kind": "linear_cka", "cka": linear_cka(before["pooled"], after["pooled"]),
-                 "features": f"pooled ({self.model.pooling}), the head's input", "sentences": len(ids)}
-        weights = intruders(self.model.backbone, self.before_weights, self.s["intruder_modules"],
-                            int(self.s["intruder_k"]), float(self.s["intruder_epsilon"]))
-        return {"skill": skill, "drift": drift, "intruders": weights, "data": dict(sample.info, sentences=len(ids)),
-                "reference": reference, "settings": dict(self.s), "seconds": time.perf_counter() - t0}
+        drift = {
+            "kind": "linear_cka",
+            "cka": linear_cka(before["pooled"], after["pooled"]),
+            "features": f"pooled ({self.model.pooling}), the head's input",
+            "sentences": len(ids),
+        }
+        weights = intruders(
+            self.model.backbone,
+            self.before_weights,
+            self.s["intruder_modules"],
+            int(self.s["intruder_k"]),
+            float(self.s["intruder_epsilon"]),
+        )
+        return {
+            "skill": skill,
+            "drift": drift,
+            "intruders": weights,
+            "data": dict(sample.info, sentences=len(ids)),
+            "reference": reference,
+            "settings": dict(self.s),
+            "seconds": time.perf_counter() - t0,
+        }

@@ -8,6 +8,7 @@ the head reads, the torch and transformers versions and this protocol's version.
 with the base's skill and who measured it, read with `allow_pickle=False`; an entry that does not
 load or whose key inputs differ is a miss, measured again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,12 +31,21 @@ def key_blob(cfg, sample_info: dict, seed: int, precision: str, device_type: str
     from bench.records.environment import package_version
 
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    blob = {"protocol": PROTOCOL, "model": model, "pooling": pooling,
-            "sample": {k: sample_info[k] for k in ("task", "split", "rows", "fingerprint")},
-            "max_seq_len": int(cfg.train.max_seq_len), "precision": precision, "device_type": device_type,
-            "torch": torch.__version__, "transformers": package_version("transformers")}
+    blob = {
+        "protocol": PROTOCOL,
+        "model": model,
+        "pooling": pooling,
+        "sample": {k: sample_info[k] for k in ("task", "split", "rows", "fingerprint")},
+        "max_seq_len": int(cfg.train.max_seq_len),
+        "precision": precision,
+        "device_type": device_type,
+        "torch": torch.__version__,
+        "transformers": package_version("transformers"),
+    }
     if not model.get("pretrained", True):
-        blob["seed"] = int(seed)  # random weights are drawn from the seed (bench.models.backbones.build_model)
+        blob["seed"] = int(
+            seed
+        )  # random weights are drawn from the seed (bench.models.backbones.build_model)
     return blob
 
 
@@ -62,10 +72,18 @@ def load(path: Path, blob: dict) -> dict | None:
 
 def store(path: Path, blob: dict, measured: dict, values: dict, who: dict) -> None:
     """Write an entry atomically; a failure to write is not a failure of the cell."""
-    meta = {"format": FORMAT, "protocol": PROTOCOL, "key_inputs": json.loads(json.dumps(blob, default=str)),
-            "values": values, "measured_by": who}
-    arrays = {"meta": np.array(json.dumps(meta)), "mean": measured["mean"].astype(np.float32),
-              "pooled": measured["pooled"].astype(np.float32)}
+    meta = {
+        "format": FORMAT,
+        "protocol": PROTOCOL,
+        "key_inputs": json.loads(json.dumps(blob, default=str)),
+        "values": values,
+        "measured_by": who,
+    }
+    arrays = {
+        "meta": np.array(json.dumps(meta)),
+        "mean": measured["mean"].astype(np.float32),
+        "pooled": measured["pooled"].astype(np.float32),
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, "wb", lambda fh: np.savez(fh, **arrays))

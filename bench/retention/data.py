@@ -7,6 +7,7 @@ correlation with a binary label) stands in (docs/decisions.md). The rows are a s
 fixed seed (not train.seed), so every cell of a backbone reads the same rows and the "before" side
 is measured once per backbone (bench/retention/cache.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,11 +57,21 @@ def load_sample(cfg, pairs: int) -> Sample:
     rows = load_split(spec, split)
     ids = sorted(sampling.eval_subsample(len(rows), pairs, SAMPLE_SEED))
     chosen = [rows[i] for i in ids]
-    where = f"{spec.root}/{spec.splits[split]['path']}" if spec.root else f"hub:{(spec.hub or {}).get('path')}"
-    info = {"task": name, "split": split, "file": where, "rows": len(ids), "rows_in_split": len(rows),
-            "fingerprint": sampling.fingerprint(ids), "sample_seed": SAMPLE_SEED,
-            "gold": "similarity score 0-5" if spec.kind == "regression" else "paraphrase label 0/1",
-            "why": f"the cell trains and selects on {cfg.task.name}'s train file and is scored on its own "
-                   f"eval split; {name} {split} is neither"}
-    return Sample([e.text_a for e in chosen], [e.text_b or "" for e in chosen],
-                  [float(e.label) for e in chosen], info)
+    where = (
+        f"{spec.root}/{spec.splits[split]['path']}" if spec.root else f"hub:{(spec.hub or {}).get('path')}"
+    )
+    info = {
+        "task": name,
+        "split": split,
+        "file": where,
+        "rows": len(ids),
+        "rows_in_split": len(rows),
+        "fingerprint": sampling.fingerprint(ids),
+        "sample_seed": SAMPLE_SEED,
+        "gold": "similarity score 0-5" if spec.kind == "regression" else "paraphrase label 0/1",
+        "why": f"the cell trains and selects on {cfg.task.name}'s train file and is scored on its own "
+        f"eval split; {name} {split} is neither",
+    }
+    return Sample(
+        [e.text_a for e in chosen], [e.text_b or "" for e in chosen], [float(e.label) for e in chosen], info
+    )

@@ -12,6 +12,7 @@ linear CKA against the base's is the representation drift.
   features (the pooling the cell's head reads) on every sentence of the sample: 1 = unchanged up to
   rotation and scale.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,24 +32,28 @@ def _batch(ids: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, tor
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for i, row in enumerate(ids):
-        input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
+        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
     return input_ids.to(device), mask.to(device)
 
 
-def _lm_loss_sum(backbone, hidden: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[float, int]:
+def _lm_loss_sum(
+    backbone, hidden: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[float, int]:
     """(summed next-token cross-entropy, predicted tokens) with the input embedding as output layer."""
     emb = backbone.get_input_embeddings().weight
     logits = hidden[:, :-1].float() @ emb.float().T
     target = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
-                           reduction="sum")
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+    )
     return float(loss), int((target != -100).sum())
 
 
 @torch.no_grad()
-def forward_sample(model, ids: list[list[int]], pad_id: int, device, precision: str, batch_size: int,
-                   lm: bool) -> dict:
+def forward_sample(
+    model, ids: list[list[int]], pad_id: int, device, precision: str, batch_size: int, lm: bool
+) -> dict:
     """Mean-pooled and head-pooled features of every sentence (file order) and, with `lm`, the mean
     language-model loss. Sentences go through sorted by length (less padding)."""
     model.eval()
@@ -56,7 +61,7 @@ def forward_sample(model, ids: list[list[int]], pad_id: int, device, precision: 
     mean_f, head_f = [None] * len(ids), [None] * len(ids)
     loss_sum, tokens = 0.0, 0
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        rows = order[start : start + batch_size]
         input_ids, mask = _batch([ids[i] for i in rows], pad_id, device)
         with autocast_for(device, precision):
             out = model.backbone(input_ids=input_ids, attention_mask=mask)
@@ -69,8 +74,11 @@ def forward_sample(model, ids: list[list[int]], pad_id: int, device, precision: 
             extra = hidden.shape[1] - mask.shape[1]  # prompt tuning's virtual tokens come first
             s, n = _lm_loss_sum(model.backbone, hidden[:, extra:], input_ids, mask)
             loss_sum, tokens = loss_sum + s, tokens + n
-    return {"mean": torch.stack(mean_f).numpy(), "pooled": torch.stack(head_f).numpy(),
-            "lm_loss": loss_sum / tokens if lm and tokens else None}
+    return {
+        "mean": torch.stack(mean_f).numpy(),
+        "pooled": torch.stack(head_f).numpy(),
+        "lm_loss": loss_sum / tokens if lm and tokens else None,
+    }
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -93,7 +101,7 @@ def similarity_skill(mean_features: np.ndarray, gold: list[float]) -> float:
     """Spearman of the pairs' cosine similarities with the gold scores (rows: all first sentences, then
     all second ones, as bench.retention.data.Sample.sentences)."""
     n = len(gold)
-    a, b = mean_features[:n].astype(np.float64), mean_features[n:2 * n].astype(np.float64)
+    a, b = mean_features[:n].astype(np.float64), mean_features[n : 2 * n].astype(np.float64)
     cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
     return spearman(cos, gold)
 

@@ -12,6 +12,7 @@ and value, LoRA's default targets), for every method alike, so LoRA's merged mat
 finetuning's whole matrix are compared on the same weights. A peft tuner layer's finetuned matrix is
 its merged weight (a copy of the layer merged by peft), a plain layer's is its weight.
 """
+
 from __future__ import annotations
 
 import copy
@@ -70,8 +71,10 @@ def intruder_count(w0: torch.Tensor, wt: torch.Tensor, k: int, epsilon: float) -
 
 def intruders(backbone: nn.Module, before: dict[str, torch.Tensor], names, k: int, epsilon: float) -> dict:
     """The record's `retention.intruders`: per-matrix counts over the matrices the method changed."""
-    definition = ("left singular vectors among the finetuned matrix's top k whose largest |cosine| with any "
-                  "of the pretrained matrix's left singular vectors is below epsilon (Shuttleworth et al. 2024)")
+    definition = (
+        "left singular vectors among the finetuned matrix's top k whose largest |cosine| with any "
+        "of the pretrained matrix's left singular vectors is below epsilon (Shuttleworth et al. 2024)"
+    )
     per, low, unchanged, unmergeable = {}, {}, 0, []
     for name, module in target_modules(backbone, names).items():
         if name not in before:
@@ -86,11 +89,23 @@ def intruders(backbone: nn.Module, before: dict[str, torch.Tensor], names, k: in
         per[name], low[name] = intruder_count(before[name], wt, k, epsilon)
     base = {"k": k, "epsilon": epsilon, "modules": list(names), "definition": definition}
     if not per:
-        why = ("peft cannot merge these layers" if unmergeable else
-               f"the method left all {unchanged} matching matrices unchanged" if unchanged else
-               f"no module named {', '.join(names)} in this backbone")
+        why = (
+            "peft cannot merge these layers"
+            if unmergeable
+            else f"the method left all {unchanged} matching matrices unchanged"
+            if unchanged
+            else f"no module named {', '.join(names)} in this backbone"
+        )
         return dict(base, status="not_applicable", why=why, matrices=0, total=None, mean_per_matrix=None)
     total = sum(per.values())
-    return dict(base, status="measured", matrices=len(per), unchanged_matrices=unchanged, total=total,
-                mean_per_matrix=total / len(per), matrices_with_intruders=sum(1 for v in per.values() if v),
-                per_matrix=per, min_best_cosine={n: round(v, 4) for n, v in low.items()})
+    return dict(
+        base,
+        status="measured",
+        matrices=len(per),
+        unchanged_matrices=unchanged,
+        total=total,
+        mean_per_matrix=total / len(per),
+        matrices_with_intruders=sum(1 for v in per.values() if v),
+        per_matrix=per,
+        min_best_cosine={n: round(v, 4) for n, v in low.items()},
+    )
