@@ -44,9 +44,15 @@ class Retention:
         self.before_weights: dict = {}
 
     def snapshot(self) -> None:
+        """Keep the adapted matrices as they are before training; a failure (weights that are not plain
+        float matrices, e.g. 4-bit) leaves the intruder view unmeasured, never fails the cell."""
         from bench.retention.weights import snapshot
 
-        self.before_weights = snapshot(self.model.backbone, self.s["intruder_modules"])
+        self.snapshot_error = None
+        try:
+            self.before_weights = snapshot(self.model.backbone, self.s["intruder_modules"])
+        except Exception as exc:  # noqa: BLE001 - an extra measurement must not cost the cell
+            self.before_weights, self.snapshot_error = {}, f"{type(exc).__name__}: {exc}"
 
     def _decoder(self) -> tuple[bool, bool]:
         from bench.methods.architectures import is_decoder
@@ -144,6 +150,8 @@ class Retention:
             int(self.s["intruder_k"]),
             float(self.s["intruder_epsilon"]),
         )
+        if getattr(self, "snapshot_error", None):
+            weights = dict(weights, status="not_measured", why=f"snapshot failed: {self.snapshot_error}")
         return {
             "skill": skill,
             "drift": drift,
