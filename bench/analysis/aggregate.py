@@ -194,8 +194,9 @@ CI_SUFFIXES = ("ci_low", "ci_high")
 
 
 def is_metric(q: str) -> bool:
-    """Quantities that get confidence intervals: the headline and every task metric."""
-    return q == "headline" or q.startswith("metrics.")
+    """Quantities that get confidence intervals: the headline, every task metric and the retention
+    measurements (forgetting, drift, intruder dimensions: a per-seed outcome like the metric)."""
+    return q == "headline" or q.startswith(("metrics.", "retention."))
 
 
 def tasks_present(cells: pd.DataFrame, model: str, catalog: TaskCatalog | None = None) -> list[str]:

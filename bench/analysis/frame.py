@@ -17,6 +17,15 @@ ERROR_FIELDS = ("type", "message", "phase", "where", "log")
 STUDY_FIELDS = ("name", "role", "trial_index", "n_trials", "lr", "selected_lr", "selection_score", "trial_seed")
 # Quantities the tables and plots always show: present as columns (NaN) even when no record has
 # them, so that a results folder from an older or partial runner still gives a report.
+#: the record's `retention` section as columns (docs/retention.md): column -> path in the section.
+#: forgetting: skill lost (positive = worse; encoders: similarity Spearman before - after, decoders: LM
+#: loss after - before); drift: 1 - linear CKA of pooled features (0 = unchanged); intruders: intruder
+#: dimensions summed over the adapted matrices, and per matrix.
+RETENTION_COLUMNS = {"retention.forgetting": ("skill", "forgetting"), "retention.skill_before": ("skill", "before"),
+                     "retention.skill_after": ("skill", "after"), "retention.cka": ("drift", "cka"),
+                     "retention.intruders": ("intruders", "total"),
+                     "retention.intruders_per_matrix": ("intruders", "mean_per_matrix"),
+                     "retention.seconds": ("seconds",)}
 CORE_QUANTITIES = ("params.trainable", "params.total", "params.head", "params.trainable_pct",
                    "memory.peak_rss_bytes", "memory.cuda_peak_allocated_bytes",
                    "throughput.train_samples_per_s", "time.train_s", "storage.bytes")
@@ -36,6 +45,22 @@ def _flatten(prefix: str, node: dict, out: dict) -> None:
             _flatten(f"{prefix}.{k}", v, out)
         elif t is not bool and _is_number(v):
             out[f"{prefix}.{k}"] = float(v)
+
+
+def retention_values(rec: dict) -> dict:
+    """The retention columns of one record (absent where the record has no retention section)."""
+    section, out = rec.get("retention"), {}
+    if not isinstance(section, dict):
+        return out
+    for col, path in RETENTION_COLUMNS.items():
+        node = section
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if _is_number(node):
+            out[col] = float(node)
+    if "retention.cka" in out:
+        out["retention.drift"] = 1.0 - out["retention.cka"]
+    return out
 
 
 def records_to_frame(records: list[dict]) -> pd.DataFrame:
@@ -86,6 +111,7 @@ def records_to_frame(records: list[dict]) -> pd.DataFrame:
         for section in MEASURE_SECTIONS:
             if isinstance(rec.get(section), dict):
                 _flatten(section, rec[section], row)
+        row.update(retention_values(rec))
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -103,5 +129,5 @@ def records_to_frame(records: list[dict]) -> pd.DataFrame:
 def value_columns(frame: pd.DataFrame) -> list[str]:
     """The aggregated quantities: headline first, then metrics, then measurements (sorted)."""
     metric = sorted(c for c in frame.columns if c.startswith("metrics."))
-    measure = sorted(c for c in frame.columns if c.split(".", 1)[0] in MEASURE_SECTIONS and "." in c)
+    measure = sorted(c for c in frame.columns if c.split(".", 1)[0] in (*MEASURE_SECTIONS, "retention") and "." in c)
     return (["headline"] if "headline" in frame.columns else []) + metric + measure

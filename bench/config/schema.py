@@ -246,6 +246,25 @@ def lr_search_range(study: dict, method: dict) -> list | None:
 
 
 @dataclass(kw_only=True)
+class RetentionSettings:
+    """`retention` (docs/retention.md): what a cell costs the backbone, measured after training on data the
+    cell never trained or selected on; it measures the trained model and does not change it (not in the hash)."""
+
+    # auto: on for pretrained backbones, off for random-weight builds (model.pretrained=false, the tiny
+    # test models), whose "skill" is no pretrained capability to lose
+    enabled: bool | str = opt(Rule("true, false or auto", lambda v: isinstance(v, bool) or v == "auto"), "auto")
+    # rows of the similarity set (STS-B dev; MRPC dev when the task is STS-B), a fixed sample; both
+    # sentences of each row make the drift (CKA) sample and, for decoders, the language-model text
+    pairs: int = opt(integer(10), 300)
+    batch_size: int = opt(integer(1), 64)
+    intruder_k: int = opt(integer(1), 10)  # top-k singular vectors of each finetuned matrix examined
+    intruder_epsilon: float = opt(number(0, 1, lo_open=True), 0.5)  # below this best |cosine|: an intruder
+    intruder_modules: list = opt(list_of(TEXT, "a list of module names, e.g. [query, value]"),  # noqa: RUF009
+                                 ["query", "value"])
+    cache: bool = opt(BOOL, True)  # the "before" side once per backbone: <results_dir>/.retention_cache/
+
+
+@dataclass(kw_only=True)
 class ProgressSettings:
     """`progress`: what a running cell and sweep print (bench/training/progress.py); not in the config hash."""
 
@@ -287,6 +306,7 @@ class RunSettings:
 
 #: the checked sections: config key -> schema (None: top-level keys of RunSettings)
 SECTIONS = {"train": TrainSettings, "model": ModelSettings, "data": DataSettings, "inference": InferenceSettings,
+            "retention": RetentionSettings,
             "study": StudySettings, "debug": DebugSettings, "progress": ProgressSettings, "claim": ClaimSettings}
 #: what a method's YAML declares about itself for experiments, not settings of a cell: its learning-rate search
 #: range (`lr_range: [low, high]`, the tuning protocol's default for the method) and the groups it belongs to

@@ -9,6 +9,7 @@ steps (torchtune's recipe style), each a short method of `CellRecipe`:
     train     (timed, memory-tracked)
     evaluate  (the chosen epoch's weights, every eval split and the selection split)
     save      (storage of the method's delta, inference cost, the kept delta's description)
+    retain    (what the cell cost the backbone: bench/retention, docs/retention.md)
     record    (the measured parts of the record)
 
 Everything that can be rejected is rejected in setup, before training starts. The recipe never
@@ -50,6 +51,7 @@ from bench.recipe.runtime import (
 from bench.recipe.validate import check
 from bench.records.environment import environment, parallel_cells
 from bench.records.results import delta_dir, sweep_dir_of
+from bench.retention import Retention, wanted
 from bench.training.forward import predict
 from bench.training.loop import grad_accum_steps, throughput, train_model
 from bench.training.progress import CellProgress
@@ -81,6 +83,7 @@ def run_cell(cfg: DictConfig, phase: Phase | None = None, partial: dict | None =
     recipe.train()
     recipe.evaluate()
     recipe.save()
+    recipe.retain()
     return recipe.record()
 
 
@@ -143,6 +146,11 @@ class CellRecipe:
         self.cell = build_cell(self.cfg.model, self.method, self.spec.num_labels, self.seed, int(self.t.max_seq_len),
                                weights_dtype=weights_dtype(self.t))
         self.model = self.cell.model
+        self.retention = None
+        if wanted(self.cfg):  # the adapted matrices as pretrained, before init_from and training
+            self.retention = Retention(self.cfg, self.model, self.cell.tokenizer, self.cell.backbone_config,
+                                       self.seed, self.device, self.precision)
+            self.retention.snapshot()
         self.init_from = apply_init_from(self.cfg, self.spec, self.method, self.model)  # a saved delta of another cell
         if self.t.get("gradient_checkpointing"):
             enable_checkpointing(self.model, self.method)  # bench/models/levers.py (#27)
@@ -266,6 +274,20 @@ class CellRecipe:
                              headline=self.spec.headline, method_label=self.partial.get("method_label"),
                              inference=self.inference)
 
+    def retain(self) -> None:
+        """The retention section (bench/retention) on the chosen weights; a failure there is logged and
+        recorded, never the cause of a failed cell whose training and evaluation succeeded."""
+        self.retention_section = None
+        if self.retention is None:
+            return
+        self.phase.name = "retention"
+        try:
+            self.retention_section = self.retention.measure(run_id=self.partial.get("run_id"))
+        except Exception as exc:  # noqa: BLE001 - an extra measurement must not cost a finished cell
+            log.warning("retention: not measured (%s: %s)", type(exc).__name__, exc)
+            self.retention_section = {"error": f"{type(exc).__name__}: {exc}"}
+        self.retention.before_weights = {}
+
     def _flops(self) -> dict:
         """Model FLOPs and MFU (bench/measure/flops.py); a failure there is logged and recorded, never the
         cause of a failed cell whose training and evaluation succeeded."""
@@ -287,6 +309,7 @@ class CellRecipe:
         return {
             **composed,
             "inference": self.inference,
+            "retention": self.retention_section,  # (optional) forgetting, drift, intruder dimensions
             "headline_metric": self.spec.headline,
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "selection_metrics": {k: float(v) for k, v in self.sel_metrics.items()},

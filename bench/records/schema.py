@@ -24,7 +24,7 @@ SCHEMA_VERSION = 4
 #: 3 (issue wave of #24-#28) added `capabilities`, `collapse`, `trackers` and the inference section's
 #: precision fields; every one is optional to readers, so versions 1 and 2 read as before.
 #: 4 added `method_file` (method=peft: the peft file's path, sha256 and what of it was ignored, dropped or
-#: replaced), optional to readers.
+#: replaced) and `retention` (docs/retention.md), both optional to readers like the rest.
 READABLE_VERSIONS = (1, 2, 3, 4)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
 TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/recipe/trackers.py)
@@ -34,7 +34,7 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
 HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
-                 "study", "study_cell", "inference", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
+                 "study", "study_cell", "inference", "retention", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
                  # after-training inference measurement (it measures the trained model; it does not change it)
                  "task.display_name", "task.description", "task.order",  # how reports show a task (bench/records/results.py)
                  "method.lr_range", "method.tags",  # what a method declares for experiments (bench.config.schema)

@@ -19,7 +19,7 @@ from .baseline import (
     make_baseline,
     write_baseline,
 )
-from .cells import UnusableInput, load_results, summarize
+from .cells import RETENTION, UnusableInput, load_results, summarize
 from .check import Settings, format_details, format_table, run_check
 from .paired import DESIGNS
 from .predictions import load_side_file, run_paired
@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--min-effect", type=float, default=0.005,
                    help="paired test: smallest headline change that can fail, 0-1 scale (default 0.005)")
     c.add_argument("--no-paired", action="store_true", help="skip the paired per-example test")
+    c.add_argument("--gate-on", action="append", default=[], choices=RETENTION, metavar="QUANTITY",
+                   help="also gate this retention quantity (lower is better), with the metric tolerance: "
+                        f"{', '.join(RETENTION)}; repeatable (docs/retention.md)")
     c.add_argument("--n-boot", type=int, default=2000, help="paired test: bootstrap resamples (default 2000)")
     c.add_argument("--paired-design", choices=DESIGNS, default="seeds+examples",
                    help="paired test's standard error: seeds+examples (default), seeds (more power, no "
@@ -106,7 +109,7 @@ def cmd_check(a) -> int:
     st = Settings(k=a.k, floor=a.floor, rel_tol=a.rel_tol, direction=a.direction or baseline["direction"],
                   exclude=a.exclude, allow_param_change=a.allow_param_change, report_only=a.report_only,
                   alpha=a.alpha, min_effect=a.min_effect, n_boot=a.n_boot,
-                  design=a.paired_design)
+                  design=a.paired_design, gate_on=a.gate_on)
     paired = run_paired(baseline, stored, cells, st)
     results = run_check(baseline, cells, st, paired)
     src = baseline.get("source") or {}

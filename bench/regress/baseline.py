@@ -45,6 +45,8 @@ def make_baseline(records: list[dict], name: str, results_dir: str, direction: s
         out_cells.append({k: c[k] for k in ("model", "method", "method_label", "task", "headline_metric", "n_ok",
                                              "seeds", "metrics", "params", "perf", "env", "config_hashes",
                                              "portable_hashes")})
+        if c.get("retention"):  # (optional) only where the records measured it: older baselines read the same
+            out_cells[-1]["retention"] = c["retention"]
         key = tuple(c["env"].get(f) for f in ENV_MATCH)
         envs[key] = envs.get(key, 0) + 1
     doc = {

@@ -16,6 +16,9 @@ from bench.records import schema as R
 ENV_MATCH = ("device", "cuda_device_name", "cpu_model", "torch_threads", "torch")
 #: Measurements kept per cell besides the metrics: (section, leaf).
 PERF = (("memory", "peak_rss_bytes"), ("memory", "cuda_peak_allocated_bytes"), ("throughput", "train_samples_per_s"))
+#: Retention quantities a gate can be asked to check (`check --gate-on`); lower is better for each
+#: (docs/retention.md): forgetting (skill lost), drift (1 - CKA), intruder dimensions (summed).
+RETENTION = ("retention.forgetting", "retention.drift", "retention.intruders")
 MIXED = "(mixed)"
 
 
@@ -93,12 +96,13 @@ def summarize(records: list[dict]) -> tuple[dict[str, dict], dict]:
             if s is not None:
                 params[leaf] = round(s["mean"])
         perf = {f"{sec}.{leaf}": s for sec, leaf in PERF if (s := _stat(row, f"{sec}.{leaf}")) is not None}
+        retention = {q: s for q in RETENTION if (s := _stat(row, q)) is not None}
         cells[cid] = {
             "model": row["model"], "method": row["method"], "method_label": row["method_label"], "task": row["task"],
             "headline_metric": row["headline_metric"], "status": row["status"], "n_ok": int(row["n_ok"]),
             "n_failed": int(row["n_failed"]), "errors": row["errors"] or "",
             "seeds": sorted(int(s) for s in sub["seed"]),
-            "metrics": metrics, "params": params, "perf": perf,
+            "metrics": metrics, "params": params, "perf": perf, "retention": retention,
             "env": _env_of([r.get("env") or {} for r in recs]) if recs else {},
             "config_hashes": sorted({str(r.get("config_hash")) for r in recs}),
             "portable_hashes": sorted({R.config_hash(r["config"]) for r in recs if isinstance(r.get("config"), dict)}),

@@ -33,6 +33,7 @@ class Settings:
     min_effect: float = 0.005    # smallest change of the headline metric the paired test fails on
     design: str = "seeds+examples"  # variance of the paired test (paired.DESIGNS); the others are for measuring
     n_boot: int = 2000           # bootstrap resamples of the examples
+    gate_on: list[str] = field(default_factory=list)  # retention quantities gated like metrics (cells.RETENTION)
 
 
 @dataclass
@@ -92,6 +93,7 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
     for rec in cand.get("_records") or []:  # (#25) not gated: a collapsed run may be the baseline's state too
         res.notes += [f"WARNING seed {rec.get('seed')} {w}" for w in collapse_warnings(rec)]
     _check_metrics(res, base, cand, st, hm)
+    _check_retention(res, base, cand, st)
     _check_params(res, base, cand, st)
     _check_perf(res, base, cand, st)
     # -- config ----------------------------------------------------------------------------------
@@ -120,6 +122,24 @@ def _check_metrics(res: CellResult, base: dict, cand: dict, st: Settings, hm: st
                                 f"{', any direction' if st.direction == 'both' else ''})")
         elif delta > tol:
             res.notes.append(f"{m} improved {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f} > {tol:.4f})")
+
+
+def _check_retention(res: CellResult, base: dict, cand: dict, st: Settings) -> None:
+    """Each `--gate-on` retention quantity within the metric tolerance; lower is better, so a rise
+    regresses (direction `both`: any change)."""
+    for q in st.gate_on:
+        bs, cs = (base.get("retention") or {}).get(q), (cand.get("retention") or {}).get(q)
+        if bs is None:
+            res.notes.append(f"{q}: not in the baseline, not gated (baseline saved without retention records)")
+            continue
+        if cs is None:
+            res.problems.append(f"{q}: missing in the candidate (retention.enabled=false, or records before schema 4)")
+            continue
+        delta = cs["mean"] - bs["mean"]
+        tol, how = metric_tolerance(bs, cs, st)
+        if delta > tol or (st.direction == "both" and delta < -tol):
+            res.problems.append(f"{q} {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f}, tolerance {tol:.4f} = "
+                                f"{how}; lower is better)")
 
 
 def _check_params(res: CellResult, base: dict, cand: dict, st: Settings) -> None:

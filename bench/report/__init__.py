@@ -83,9 +83,14 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
         write_compose,  # soups, merges, transfer (issue #17): only when such records are present
     )
     compose_tables, compose_html = write_compose(records, out, plots, bootstrap_samples)
-    tables = {**tables, **compose_tables}
+    from .retention import (
+        write_retention,  # forgetting, drift, intruder dimensions: only when records have them
+    )
+    retention_tables, retention_html = write_retention(agg, out, plots)
+    tables = {**tables, **compose_tables, **retention_tables}
     lap("plots")
-    index = write_index(out, name, agg, records, bad, results_dir, plots, tables, extra_html=inf_html + budget_html + compose_html)
+    index = write_index(out, name, agg, records, bad, results_dir, plots, tables,
+                        extra_html=inf_html + retention_html + budget_html + compose_html)
     lap("html")
     return Report(out, name, agg, bad, index, tables, plots)
 

@@ -153,7 +153,10 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora",
     keep = {"task": "task", "method_label": "method_label", "headline_metric": "metric", "headline_mean": "score",
             "headline_ci_low": "ci_low", "headline_ci_high": "ci_high", "n_ok": "seeds",
             "params.trainable_excl_head_mean": "trainable_excl_head", "storage.bytes_mean": "storage_bytes",
-            "above_chance": "above_chance", "collapsed_seeds": "collapsed_seeds"}
+            "above_chance": "above_chance", "collapsed_seeds": "collapsed_seeds",
+            "retention.forgetting_mean": "forgetting", "retention.forgetting_ci_low": "forgetting_ci_low",
+            "retention.forgetting_ci_high": "forgetting_ci_high", "retention.drift_mean": "drift",
+            "retention.intruders_mean": "intruders"}
     table = cells[[c for c in keep if c in cells]].rename(columns=keep)
     table = table.merge(_method_facts(records), on=["task", "method_label"], how="left")
     vs = versus_reference(agg.pairwise, reference, b) if len(agg.pairwise) else pd.DataFrame()
@@ -163,6 +166,10 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora",
     table = table[table["score"].notna()].reset_index(drop=True)
     table["frontier_params"] = frontier_flags(table, "trainable_excl_head")
     table["frontier_overhead"] = frontier_flags(table, "overhead") if table["overhead"].notna().any() else False
+    has_forgetting = "forgetting" in table and table["forgetting"].notna().any()
+    table["frontier_forgetting"] = frontier_flags(table, "forgetting") if has_forgetting else False
+    if has_forgetting:
+        table = table.merge(_forgetting_vs(agg, reference), on=["task", "method_label"], how="left")
     tasks = sorted(table["task"].unique())
     agreement = {}
     if len(tasks) == 2:
@@ -170,6 +177,29 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora",
         tau, p = kendall_tau(wide[tasks[0]].tolist(), wide[tasks[1]].tolist())
         agreement = {"tasks": tasks, "kendall_tau_b": tau, "p": p, "methods": len(wide)}
     return table.sort_values(["task", "score"], ascending=[True, False]).reset_index(drop=True), agreement
+
+
+def _forgetting_vs(agg, reference: str) -> pd.DataFrame:
+    """Each method's forgetting verdict against the reference (bench.report.retention, over seeds)."""
+    from .retention import retention_verdicts
+
+    v = retention_verdicts(agg)
+    v = v[(v["quantity"] == "retention.forgetting") & ((v["method_a"] == reference) | (v["method_b"] == reference))]
+    rows = [{"task": r["task"], "method_label": r["method_b"] if r["method_a"] == reference else r["method_a"],
+             "forgetting_verdict": r["verdict"]} for _, r in v.iterrows()]
+    return pd.DataFrame(rows, columns=["task", "method_label", "forgetting_verdict"])
+
+
+def _forgetting_cell(r) -> str:
+    """Forgetting x100 with its interval over seeds and the verdict vs the reference; '' when unmeasured."""
+    f = r.get("forgetting")
+    if f is None or pd.isna(f):
+        return ""
+    text = f"{100 * f:.2f}"
+    if not pd.isna(r.get("forgetting_ci_low")):
+        text += f" [{100 * r['forgetting_ci_low']:.2f}, {100 * r['forgetting_ci_high']:.2f}]"
+    verdict = r.get("forgetting_verdict")
+    return text + (f" ({verdict})" if isinstance(verdict, str) and verdict != "tie" else "")
 
 
 #: the range a mean of each headline metric can take: a t interval over three seeds with one collapsed
@@ -216,17 +246,21 @@ def _merge(r) -> str:
 
 def _frontiers(r) -> str:
     """The frontiers a row is on: trainable parameters, served latency."""
-    return ", ".join(k for k, f in (("params", r["frontier_params"]), ("latency", r["frontier_overhead"])) if f)
+    flags = (("params", r["frontier_params"]), ("latency", r["frontier_overhead"]),
+             ("forgetting", r.get("frontier_forgetting", False)))
+    return ", ".join(k for k, f in flags if f)
 
 
 def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | None = None) -> str:
     lines = []
+    retention = "forgetting" in table and table["forgetting"].notna().any()  # a column only where measured
     for task, sub in table.groupby("task"):
         metric = sub["metric"].iloc[0]
         lines += [f"### {task} ({metric}, mean over seeds [95 % CI]; verdict vs {reference}: paired bootstrap, Holm)", "",
                   ("| method | peft type | trainable (excl. head) | storage | mergeable | served latency | score | "
-                   f"collapsed seeds | chosen rate | Δ vs {reference} [95 % CI] | p (Holm) | verdict | frontier |"),
-                  "|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---|---|"]
+                   f"collapsed seeds | chosen rate | Δ vs {reference} [95 % CI] | p (Holm) | verdict | "
+                   + ("forgetting ×100 [95 % CI] | " if retention else "") + "frontier |"),
+                  "|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---|" + ("---|" if retention else "") + "---|"]
         for _, r in sub.iterrows():
             delta = ("" if pd.isna(r.get("delta_vs_ref")) else
                      f"{100 * r['delta_vs_ref']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
@@ -236,7 +270,8 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
                          f"{_fmt_count(r['storage_bytes'])} B | {_merge(r)} | "
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
                          f"{_score_cell(r)} | {_collapsed(r)} | {_rate(r)} | {delta} | {_p(r.get('p_holm'))} | "
-                         f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | {_frontiers(r)} |")
+                         f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | "
+                         + (f"{_forgetting_cell(r)} | " if retention else "") + f"{_frontiers(r)} |")
         lines.append("")
     if "lr_edge" in table and table["lr_edge"].isin(["top", "bottom"]).any():
         edge = table[table["lr_edge"].isin(["top", "bottom"])]
