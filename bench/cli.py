@@ -281,9 +281,9 @@ def main() -> None:
         sys.exit(2)
     try:
         _hydra_main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or bench.training.stop.Stopped (SIGTERM, SIGUSR1 ...): 128 + signal
         print("\ninterrupted: finished records are kept; run the same command again to resume", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(getattr(exc, "exit_code", 130))
     sys.exit(_STATE["exit"])
 
 
