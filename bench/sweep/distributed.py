@@ -50,6 +50,8 @@ def run_distributed(cfg, run_id: str | None = None, launch_facts: dict | None = 
             rank, failure = exc.get_first_failure()
             msg = failure.message.get("message", "") if isinstance(failure.message, dict) else str(failure.message)
             raise RuntimeError(f"data-parallel rank {rank} failed: {msg.strip().splitlines()[0] if msg else exc}") from None
+    if "stopped" in out[0]:  # the ranks agreed on a stop at one step and saved the checkpoint
+        raise Stopped(out[0]["stopped"], out[0]["checkpoint"])
     return merge_ranks(out, n)
 
 
@@ -120,6 +122,8 @@ def _rank_main(config: dict, n: int, run_id: str | None, agent_pid: int | None =
         recipe.evaluate()
         recipe.save()
         return dict(recipe.record(), rank_figures=mine)
+    except Stopped as stop:  # returned, not raised: the agent tells a stop from a failed rank
+        return {"stopped": stop.signum, "checkpoint": stop.checkpoint}
     except Exception as exc:
         raise RuntimeError(f"phase {phase.name}: {type(exc).__name__}: {exc}") from exc
     finally:

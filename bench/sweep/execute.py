@@ -371,6 +371,7 @@ def _write_interrupted(record, partial, path, exc: KeyboardInterrupt, phase: str
     """The `interrupted` record: which signal, where the training state was saved (resume: not done)."""
     _drop_internal(partial)
     signum = getattr(exc, "signum", None) or STOP.signum or signal.SIGINT
+    STOP.signum = STOP.signum or signum  # this process's stop (a data-parallel agent's comes from its workers)
     saved = getattr(exc, "checkpoint", None) or (str(CK.path_for(path)) if CK.path_for(path).is_file() else None)
     how = "interrupted by the user (Ctrl-C)" if signum == signal.SIGINT else f"stopped by {signal_name(signum)}"
     kept = f"training state kept in {Path(saved).name}" if saved else "no training state kept"

@@ -136,7 +136,9 @@ class CellCheckpoint:
             self.path.unlink(missing_ok=True)
             return None
         lost = None
-        if self.last_seen is not None:
+        if str(state["reason"]).startswith("stop signal"):
+            lost = 0.0  # saved at the stop: only the step under way when the signal came is trained again
+        elif self.last_seen is not None:
             saved = datetime.fromisoformat(state["saved_at"]).timestamp()
             lost = round(max(0.0, self.last_seen - saved), 1)
         self.resumes = list(state.get("resumes") or []) + [{

@@ -385,6 +385,7 @@ class _Saver:
         res.best_epoch, res.best_metrics = r["best_epoch"], r["best_metrics"]
         res.best_state = {n: v.to(self.device) for n, v in r["best_state"].items()} if r["best_state"] else None
         self.timer.restore(state["timer"])
+        self.ck.interval.mark_saved(res.steps, time.monotonic(), 0.0)  # the next interval counts from here
         self.prior_s, self.rng, self.resumed = float(r["train_s"]), state["rng"], True
         return int(state["epoch"]), int(state["step_in_epoch"])
 
