@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clitools import TINY, bench_env, kill_leftovers, records_in, run_bench, start_bench
+from clitools import TINY, bench_env, kill_leftovers, records_in, start_bench
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
