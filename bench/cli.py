@@ -263,6 +263,19 @@ def method_field_overrides(argv: list[str], root) -> tuple[list[str], str | None
     return out, None
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM between cells stops the sweep as Ctrl-C does (the message, exit 143); while a cell runs,
+    bench/sweep/requeue.py passes it on to the cell first."""
+    import signal
+
+    from bench.training.stop import Stopped
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
     os.environ.setdefault("BENCH_INVOCATION", uuid.uuid4().hex[:12])
     from bench.errors import ConfigError
@@ -279,6 +292,7 @@ def main() -> None:
     if bad:
         print(f"configuration error: {bad}", file=sys.stderr)
         sys.exit(2)
+    _stop_on_sigterm()
     try:
         _hydra_main()
     except KeyboardInterrupt as exc:  # Ctrl-C, or bench.training.stop.Stopped (SIGTERM, SIGUSR1 ...): 128 + signal

@@ -171,7 +171,6 @@ class CellCheckpoint:
         took = time.perf_counter() - t0
         self.saves += 1
         self.save_s += took
-        self.interval.mark_saved(int(state["steps"]), time.monotonic(), took)
         log.info("checkpoint %s: saved at step %d (%s, %.2f s)", self.path.name, state["steps"], reason, took)
         return took
 

@@ -366,6 +366,7 @@ class _Saver:
         self.opt, self.sched, self.res, self.timer, self.device = opt, sched, res, timer, device
         self.on, self.resumed, self.rng, self.dp = checkpoint is not None, False, None, None
         self.eval_s = self.save_s = self.prior_s = 0.0
+        self.saved = 0  # checkpoints this launch saved (on every rank, so the ranks decide alike)
 
     def restore(self, total: int) -> tuple[int, int]:
         """(first epoch, optimizer steps of it already done); restores everything but the RNG streams."""
@@ -430,7 +431,12 @@ class _Saver:
         """The training seconds; the trained state kept when this cell checkpoints at all (a long cell)."""
         sync(self.device)
         self.res.train_s = self.train_s()
-        if self.on and (self.ck.saves or self.resumed or STOP.requested):
+        if not self.on:
+            return
+        keep = bool(self.saved or self.resumed or STOP.requested)
+        if self.dp is not None:
+            keep = self.dp.step_sync(0.0, keep)[1]
+        if keep:
             self._save(run_epochs, 0, "end of training")
 
     def train_s(self) -> float:
@@ -453,7 +459,10 @@ class _Saver:
             self.ck.save(state, reason)
         if self.dp is not None:
             self.dp.barrier()
-        self.save_s += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        self.save_s += took
+        self.saved += 1
+        self.ck.interval.mark_saved(self.res.steps, time.monotonic(), took)
 
 
 def _reason(stop: bool) -> str:
