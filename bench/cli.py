@@ -295,7 +295,7 @@ def main() -> None:
     _stop_on_sigterm()
     try:
         _hydra_main()
-    except KeyboardInterrupt as exc:  # Ctrl-C, or bench.training.stop.Stopped (SIGTERM, SIGUSR1 ...): 128 + signal
+    except KeyboardInterrupt as exc:  # Ctrl-C, or bench.training.stop.Stopped (SIGTERM ...): 128 + signal
         print("\ninterrupted: finished records are kept; run the same command again to resume", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 130))
     sys.exit(_STATE["exit"])

@@ -5,6 +5,7 @@ the details (commands, records, ps) after the table.
 
     PYTHONPATH=. .venv/bin/python -m scripts.preemption_faults [--only NAME ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,14 +20,30 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 GLUE = Path(os.environ.get("BENCH_GLUE_DIR", REPO.parent / "shared" / "data" / "glue"))
-CELL = ["model=tiny_bert", "train=quick", "task=sst2", "method=lora", "sweep_name=s", "inference.enabled=false",
-        "progress.mode=log", "progress.interval_s=1", "train.max_train_samples=320", "train.epochs=2",
-        "train.checkpoint_every=5"]
+CELL = [
+    "model=tiny_bert",
+    "train=quick",
+    "task=sst2",
+    "method=lora",
+    "sweep_name=s",
+    "inference.enabled=false",
+    "progress.mode=log",
+    "progress.interval_s=1",
+    "train.max_train_samples=320",
+    "train.epochs=2",
+    "train.checkpoint_every=5",
+]
 
 
 def env(extra=None):
-    e = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-             BENCH_GLUE_DIR=str(GLUE), PYTHONUNBUFFERED="1")
+    e = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        BENCH_GLUE_DIR=str(GLUE),
+        PYTHONUNBUFFERED="1",
+    )
     e.pop("BENCH_INVOCATION", None)
     e.update(extra or {})
     return e
@@ -37,13 +54,22 @@ def cmd(out, extra=()):
 
 
 def start(out, extra_env=None):
-    return subprocess.Popen(cmd(out), cwd=REPO, env=env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        cmd(out),
+        cwd=REPO,
+        env=env(extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def ps(out) -> list[str]:
     """`ps` lines of every process whose command line names this results folder."""
-    lines = subprocess.run(["ps", "-eo", "pid,ppid,stat,args"], capture_output=True, text=True, check=False).stdout.splitlines()
+    lines = subprocess.run(
+        ["ps", "-eo", "pid,ppid,stat,args"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
     return [ln[:160] for ln in lines if str(out) in ln and "ps -eo" not in ln]
 
 
@@ -57,9 +83,12 @@ def wait_gone(out, timeout=90) -> list[str]:
 def folder(out) -> dict:
     s = Path(out) / "s"
     recs = [json.loads(p.read_text()) for p in s.glob("*.json")]
-    return {"records": [(r["status"], (r.get("error") or {}).get("message", "")[:110]) for r in recs],
-            "claims": len(list(s.glob("*.claim"))), "ckpt": len(list(s.glob("*.ckpt"))),
-            "tmp": len(list(s.glob(".*.tmp")))}
+    return {
+        "records": [(r["status"], (r.get("error") or {}).get("message", "")[:110]) for r in recs],
+        "claims": len(list(s.glob("*.claim"))),
+        "ckpt": len(list(s.glob("*.ckpt"))),
+        "tmp": len(list(s.glob(".*.tmp"))),
+    }
 
 
 def wait_ckpt(out, proc, n=1, timeout=400) -> None:
@@ -81,12 +110,22 @@ def cell_pid(out) -> int:
 
 
 def relaunch(out, extra_env=None) -> dict:
-    done = subprocess.run(cmd(out), cwd=REPO, env=env(extra_env), capture_output=True, text=True, timeout=1200, check=False)
+    done = subprocess.run(
+        cmd(out), cwd=REPO, env=env(extra_env), capture_output=True, text=True, timeout=1200, check=False
+    )
     s = Path(out) / "s"
     rec = next(json.loads(p.read_text()) for p in s.glob("*.json"))
-    return {"rc": done.returncode, "status": rec["status"], "checkpoint": rec.get("checkpoint"),
-            "steps": (rec.get("train") or {}).get("steps"), "after": folder(out), "ps": wait_gone(out),
-            "tail": [ln for ln in (done.stdout + done.stderr).splitlines() if "checkpoint" in ln or "ok:" in ln][:4]}
+    return {
+        "rc": done.returncode,
+        "status": rec["status"],
+        "checkpoint": rec.get("checkpoint"),
+        "steps": (rec.get("train") or {}).get("steps"),
+        "after": folder(out),
+        "ps": wait_gone(out),
+        "tail": [ln for ln in (done.stdout + done.stderr).splitlines() if "checkpoint" in ln or "ok:" in ln][
+            :4
+        ],
+    }
 
 
 def scenario(name: str, out: Path) -> dict:
@@ -94,7 +133,7 @@ def scenario(name: str, out: Path) -> dict:
     if name == "requeue (SIGUSR1, SLURM simulated)":
         fake = out / "bin"
         fake.mkdir(parents=True)
-        (fake / "scontrol").write_text(f"#!/bin/sh\necho \"scontrol $@\" >> {out}/scontrol.calls\n")
+        (fake / "scontrol").write_text(f'#!/bin/sh\necho "scontrol $@" >> {out}/scontrol.calls\n')
         (fake / "scontrol").chmod(0o755)
         extra_env = {"PATH": f"{fake}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
     proc = start(out, extra_env)
@@ -121,28 +160,53 @@ def scenario(name: str, out: Path) -> dict:
     elif name == "two relaunches racing for the checkpoint":
         os.kill(proc.pid, signal.SIGTERM)
     text = proc.communicate(timeout=300)[0]
-    stopped = {"rc": proc.returncode, "terminal": [ln[:170] for ln in text.splitlines()
-                                                  if "stopped" in ln or "interrupted" in ln or "FAILED" in ln][:3],
-               "after": folder(out), "ps": wait_gone(out)}
+    stopped = {
+        "rc": proc.returncode,
+        "terminal": [
+            ln[:170] for ln in text.splitlines() if "stopped" in ln or "interrupted" in ln or "FAILED" in ln
+        ][:3],
+        "after": folder(out),
+        "ps": wait_gone(out),
+    }
     if name == "requeue (SIGUSR1, SLURM simulated)":
-        stopped["scontrol"] = (out / "scontrol.calls").read_text().strip() if (out / "scontrol.calls").exists() else None
+        stopped["scontrol"] = (
+            (out / "scontrol.calls").read_text().strip() if (out / "scontrol.calls").exists() else None
+        )
     if name == "two relaunches racing for the checkpoint":
-        a, b = (subprocess.Popen(cmd(out), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True) for _ in range(2))
+        a, b = (
+            subprocess.Popen(
+                cmd(out), cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            for _ in range(2)
+        )
         outs = [p.communicate(timeout=1200)[0] for p in (a, b)]
-        detail["race"] = [next((ln[:150] for ln in o.splitlines() if "skip (running" in ln or "resuming at" in ln), "")
-                          for o in outs]
+        detail["race"] = [
+            next((ln[:150] for ln in o.splitlines() if "skip (running" in ln or "resuming at" in ln), "")
+            for o in outs
+        ]
         rec = next(json.loads(p.read_text()) for p in (Path(out) / "s").glob("*.json"))
-        again = {"rc": [a.returncode, b.returncode], "status": rec["status"], "checkpoint": rec.get("checkpoint"),
-                 "steps": rec["train"]["steps"], "after": folder(out), "ps": wait_gone(out)}
+        again = {
+            "rc": [a.returncode, b.returncode],
+            "status": rec["status"],
+            "checkpoint": rec.get("checkpoint"),
+            "steps": rec["train"]["steps"],
+            "after": folder(out),
+            "ps": wait_gone(out),
+        }
     else:
         again = relaunch(out, extra_env)
     return {"name": name, "stopped": stopped, "relaunch": again, **detail}
 
 
-NAMES = ["SIGTERM to the sweep (kill PID)", "SIGINT to the process group (Ctrl-C)", "SIGKILL of the sweep (kill -9 PID)",
-         "SIGKILL of the cell", "requeue (SIGUSR1, SLURM simulated)", "SIGKILL of the cell during a checkpoint write",
-         "two relaunches racing for the checkpoint"]
+NAMES = [
+    "SIGTERM to the sweep (kill PID)",
+    "SIGINT to the process group (Ctrl-C)",
+    "SIGKILL of the sweep (kill -9 PID)",
+    "SIGKILL of the cell",
+    "requeue (SIGUSR1, SLURM simulated)",
+    "SIGKILL of the cell during a checkpoint write",
+    "two relaunches racing for the checkpoint",
+]
 
 
 def row(r: dict) -> str:
@@ -152,9 +216,11 @@ def row(r: dict) -> str:
     kept = f"resumed from step {last.get('from_step')} ({last.get('reason')})" if last else "no checkpoint"
     lost = f"~{last.get('lost_s')} s" if last.get("lost_s") is not None else "?"
     after = st["after"]
-    return (f"| {r['name']} | {st['rc']} | {', '.join(s for s, _ in after['records']) or 'none'} | "
-            f"{after['claims']} | {len(st['ps'])} | {kept} | {lost} | {ag['status']} ({ag['steps']} steps), "
-            f"claims {ag['after']['claims']}, checkpoints {ag['after']['ckpt']}, orphans {len(ag['ps'])} |")
+    return (
+        f"| {r['name']} | {st['rc']} | {', '.join(s for s, _ in after['records']) or 'none'} | "
+        f"{after['claims']} | {len(st['ps'])} | {kept} | {lost} | {ag['status']} ({ag['steps']} steps), "
+        f"claims {ag['after']['claims']}, checkpoints {ag['after']['ckpt']}, orphans {len(ag['ps'])} |"
+    )
 
 
 def main() -> None:
@@ -168,8 +234,10 @@ def main() -> None:
         out = Path(tempfile.mkdtemp(prefix="preempt-"))
         results.append(scenario(name, out))
         print(json.dumps(results[-1], indent=1), flush=True)
-    print("\n| fault | exit | record left | claims left | processes left | the relaunch kept | "
-          "training lost | relaunch: final record |")
+    print(
+        "\n| fault | exit | record left | claims left | processes left | the relaunch kept | "
+        "training lost | relaunch: final record |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(row(r))

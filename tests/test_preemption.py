@@ -4,6 +4,7 @@ its relaunch resumes from the checkpoint and ends bit for bit where the uninterr
 a cell never outlives its sweep; files in a results folder get the umask's mode.
 
 Real parts throughout: the tiny BERT, the GLUE rows, Hydra's config, real signals to real processes."""
+
 from __future__ import annotations
 
 import gzip
@@ -31,8 +32,18 @@ from bench.training.checkpoint import CellCheckpoint, parse_every
 from bench.training.loop import train_model
 from bench.training.stop import STOP, Stopped, install_cell_handlers
 
-CELL = ["task=sst2", "method=lora", "train.epochs=2", "train.max_train_samples=32", "train.batch_size=8", "train.eval_every_epoch=true", "train.select=best_epoch",
-        "inference.enabled=false", "progress.mode=off", "sweep_name=s"]
+CELL = [
+    "task=sst2",
+    "method=lora",
+    "train.epochs=2",
+    "train.max_train_samples=32",
+    "train.batch_size=8",
+    "train.eval_every_epoch=true",
+    "train.select=best_epoch",
+    "inference.enabled=false",
+    "progress.mode=off",
+    "sweep_name=s",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -73,10 +84,14 @@ def _same_result(a: dict, b: dict, pa: dict, pb: dict) -> None:
     assert pa == pb  # every prediction of every split
 
 
-@pytest.mark.parametrize("where", [["debug.signal_at_step=3"],
-                                   pytest.param(["debug.signal_at_phase=epoch_eval"], marks=pytest.mark.slow),
-                                   pytest.param(["debug.signal_at_phase=eval", "train.checkpoint_every=2"],
-                                                marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "where",
+    [
+        ["debug.signal_at_step=3"],
+        pytest.param(["debug.signal_at_phase=epoch_eval"], marks=pytest.mark.slow),
+        pytest.param(["debug.signal_at_phase=eval", "train.checkpoint_every=2"], marks=pytest.mark.slow),
+    ],
+)
 def test_a_stopped_cell_resumes_to_the_uninterrupted_result(composed, tmp_path, glue_dir, where):
     from bench.sweep.execute import execute
 
@@ -107,8 +122,17 @@ def test_a_stopped_cell_resumes_to_the_uninterrupted_result(composed, tmp_path, 
 
 def _train(method: str, checkpoint, signal_at: int | None = None):
     built = build_cell(OmegaConf.create(DROPOUT_MODEL), _method(method), 2, seed=0, max_seq_len=128)
-    t = {"batch_size": 8, "epochs": 2, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0, "seed": 3,
-         "group_by_length": True, "warmup_steps_excluded": 0, "eval_batch_size": 64}
+    t = {
+        "batch_size": 8,
+        "epochs": 2,
+        "weight_decay": 0.01,
+        "warmup_ratio": 0.1,
+        "max_grad_norm": 1.0,
+        "seed": 3,
+        "group_by_length": True,
+        "warmup_steps_excluded": 0,
+        "eval_batch_size": 64,
+    }
     head = built.model.head.out.weight
 
     def evaluate(epoch):
@@ -116,9 +140,17 @@ def _train(method: str, checkpoint, signal_at: int | None = None):
         return {"norm": score}, score
 
     torch.manual_seed(11)
-    res, _ = train_model(built.model, built.method, data(), OmegaConf.create(t), torch.device("cpu"), pad_id=0,
-                         evaluate_epoch=evaluate, checkpoint=checkpoint,
-                         faults={"signal_at_step": signal_at} if signal_at else None)
+    res, _ = train_model(
+        built.model,
+        built.method,
+        data(),
+        OmegaConf.create(t),
+        torch.device("cpu"),
+        pad_id=0,
+        evaluate_epoch=evaluate,
+        checkpoint=checkpoint,
+        faults={"signal_at_step": signal_at} if signal_at else None,
+    )
     return {n: p.detach().clone() for n, p in built.model.named_parameters()}, res
 
 
@@ -135,16 +167,29 @@ def test_loop_hooks_resume_bit_for_bit(tmp_path, method):
     STOP.reset()
     cont, res_cont = _train(method, CellCheckpoint(ck, "c", "h", "off"))
     assert all(torch.equal(cont[n], whole[n]) for n in whole)
-    assert res_cont.final_loss == res_whole.final_loss and res_cont.metrics_per_epoch == res_whole.metrics_per_epoch
+    assert (
+        res_cont.final_loss == res_whole.final_loss
+        and res_cont.metrics_per_epoch == res_whole.metrics_per_epoch
+    )
 
 
 def test_checkpoint_settings_leave_the_run_id_alone(composed):
     base = OmegaConf.to_container(composed([*TINY]), resolve=True)
-    for extra in (["train.checkpoint_every=off"], ["train.checkpoint_every=30s"], ["train.checkpoint_every=50"],
-                  ["debug.signal_at_step=2", "debug.signal=SIGUSR1"]):
-        assert R.config_hash(OmegaConf.to_container(composed([*TINY, *extra]), resolve=True)) == R.config_hash(base)
+    for extra in (
+        ["train.checkpoint_every=off"],
+        ["train.checkpoint_every=30s"],
+        ["train.checkpoint_every=50"],
+        ["debug.signal_at_step=2", "debug.signal=SIGUSR1"],
+    ):
+        assert R.config_hash(
+            OmegaConf.to_container(composed([*TINY, *extra]), resolve=True)
+        ) == R.config_hash(base)
     assert parse_every("10m") == {"steps": None, "seconds": 600.0, "auto": False}
-    assert parse_every(25)["steps"] == 25 and parse_every("auto")["auto"] and parse_every("off")["seconds"] is None
+    assert (
+        parse_every(25)["steps"] == 25
+        and parse_every("auto")["auto"]
+        and parse_every("off")["seconds"] is None
+    )
     with pytest.raises(ValueError, match="train.checkpoint_every='soon'"):
         parse_every("soon")
 
@@ -165,8 +210,12 @@ open(out / "plain.txt", "w").close()
 
 @pytest.mark.parametrize("umask,mode", [("022", 0o644), ("002", 0o664)])
 def test_results_files_get_the_mode_of_a_plain_open(tmp_path, umask, mode):
-    subprocess.run([sys.executable, "-c", _WRITER, str(tmp_path), umask], check=True, env=bench_env(),
-                   cwd=Path(__file__).resolve().parents[1])
+    subprocess.run(
+        [sys.executable, "-c", _WRITER, str(tmp_path), umask],
+        check=True,
+        env=bench_env(),
+        cwd=Path(__file__).resolve().parents[1],
+    )
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"r.json": mode, "r.predictions.json.gz": mode, "r.claim": mode, "plain.txt": mode}, modes
 
@@ -181,8 +230,16 @@ def test_a_checkpoint_of_another_run_is_set_aside(tmp_path):
 
 # ------------------------------------------------------------------------------ whole processes (slow)
 
-HOLD = ["task=sst2", "method=lora", "sweep_name=s", "inference.enabled=false", "progress.mode=off",
-        "train.max_train_samples=2000", "train.epochs=50", "train.checkpoint_every=5"]
+HOLD = [
+    "task=sst2",
+    "method=lora",
+    "sweep_name=s",
+    "inference.enabled=false",
+    "progress.mode=off",
+    "train.max_train_samples=2000",
+    "train.epochs=50",
+    "train.checkpoint_every=5",
+]
 
 
 def _started(glue_dir, out, args=HOLD):
@@ -255,14 +312,20 @@ def test_a_cell_stops_when_its_sweep_is_killed(tmp_path, glue_dir, _cleanup):
 def test_sigusr1_checkpoints_and_asks_slurm_to_requeue(tmp_path, glue_dir, _cleanup):
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/scontrol.args\n")
+    (fake / "scontrol").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/scontrol.args\n')
     (fake / "scontrol").chmod(0o755)
     env = bench_env(glue_dir, {"PATH": f"{fake}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"})
     from clitools import _bench_args
 
-    proc = subprocess.Popen([sys.executable, *_bench_args([*TINY, *HOLD], tmp_path, "bench")],
-                            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, *_bench_args([*TINY, *HOLD], tmp_path, "bench")],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     while not list((tmp_path / "s").glob("*.ckpt")):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -273,4 +336,7 @@ def test_sigusr1_checkpoints_and_asks_slurm_to_requeue(tmp_path, glue_dir, _clea
     assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
     (rec,) = records_in(tmp_path / "s")
     assert rec["status"] == "interrupted" and rec["error"]["signal"] == "SIGUSR1"
-    assert "stop signal SIGUSR1" in torch.load(next((tmp_path / "s").glob("*.ckpt")), weights_only=True)["reason"]
+    assert (
+        "stop signal SIGUSR1"
+        in torch.load(next((tmp_path / "s").glob("*.ckpt")), weights_only=True)["reason"]
+    )

@@ -308,7 +308,8 @@ class PeftTuner(PeftMethod):
         if self.peft_type != "adalora":
             return None
         alloc = model.backbone.base_model.rankallocator
-        state = {k: {n: v.detach().cpu().clone() for n, v in getattr(alloc, k).items()} for k in self.ADALORA_STATE}
+        state = {k: {n: v.detach().cpu().clone() for n, v in getattr(alloc, k).items()}
+                 for k in self.ADALORA_STATE}
         pattern = model.backbone.peft_config["default"].rank_pattern
         state["rank_pattern"] = {n: [bool(b) for b in v] for n, v in pattern.items()} if pattern else None
         return state

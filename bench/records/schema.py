@@ -33,9 +33,9 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
-HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads",
-                 "train.checkpoint_every",  # when a cell saves its state: a resumed cell ends bit for bit as one run
-                 "debug.signal_at_step", "debug.signal_at_phase", "debug.signal",  # a stop the relaunch resumes from "_parallel_cells", "cache_dir", "isolate",
+HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
+                 # when a cell saves its state, a test stop signal: a resumed cell ends as one run, bit for bit
+                 "train.checkpoint_every", "debug.signal_at_step", "debug.signal_at_phase", "debug.signal",
                  "study", "study_cell", "inference", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
                  # after-training inference measurement (it measures the trained model; it does not change it)
                  "task.display_name", "task.description", "task.order")  # how reports show a task (bench/records/results.py)

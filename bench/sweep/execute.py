@@ -200,7 +200,8 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str, claim=Non
         while child.is_alive():  # the parent only waits: it keeps the claim's heartbeat (bench/sweep/claims.py)
             child.join(min(every, 1.0) if stops.signum else every)
             if stops.signum and child.is_alive() and time.monotonic() - stops.at > STOP_GRACE_S:
-                log.error("the cell did not stop within %g s of %s: killing it", STOP_GRACE_S, signal_name(stops.signum))
+                log.error("the cell did not stop within %g s of %s: killing it", STOP_GRACE_S,
+                          signal_name(stops.signum))
                 child.kill()
             if claim and child.is_alive():
                 claim.heartbeat()
@@ -211,13 +212,14 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str, claim=Non
         raise Stopped(stops.signum, previous=stops.previous.get(stops.signum))
     if code in EXIT_CODES:
         status = EXIT_CODES[code]
-        if status == "interrupted":  # the cell itself was signalled (by a batch system, by hand): the sweep stops too
+        if status == "interrupted":  # the cell was signalled itself (a batch system, by hand): the sweep stops
             raise Stopped(code - 128)
         return status
     return _died(cfg, ident, path, cell, code)
 
 
-def _died(cfg, ident: dict, path: Path, cell: str, code, status: str = "failed", stop: int | None = None) -> str:
+def _died(cfg, ident: dict, path: Path, cell: str, code, status: str = "failed",
+          stop: int | None = None) -> str:
     """The record of a cell whose process ended without writing one (killed, crashed)."""
     sig = -code if code is not None and code < 0 else None
     name = _signal_name(sig) if sig else f"exit code {code}"
@@ -283,7 +285,8 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     try:
         if nproc(cfg) > 1:  # data parallel (#27): the cell's N processes, this process writes the one record
             phase.name = "data parallel"  # the ranks' own phase is in a failure's message
-            measured = run_distributed(cfg, ident["run_id"], {k: partial[k] for k in ("last_seen", "first_launch")})
+            facts = {k: partial[k] for k in ("last_seen", "first_launch")}
+            measured = run_distributed(cfg, ident["run_id"], facts)
         else:
             measured = run_cell(cfg, phase, partial, trackers)
         preds = measured.pop("_predictions", None)
@@ -371,9 +374,11 @@ def _write_interrupted(record, partial, path, exc: KeyboardInterrupt, phase: str
     """The `interrupted` record: which signal, where the training state was saved (resume: not done)."""
     _drop_internal(partial)
     signum = getattr(exc, "signum", None) or STOP.signum or signal.SIGINT
-    STOP.signum = STOP.signum or signum  # this process's stop (a data-parallel agent's comes from its workers)
-    saved = getattr(exc, "checkpoint", None) or (str(CK.path_for(path)) if CK.path_for(path).is_file() else None)
-    how = "interrupted by the user (Ctrl-C)" if signum == signal.SIGINT else f"stopped by {signal_name(signum)}"
+    STOP.signum = STOP.signum or signum  # this process's stop (a data-parallel agent's: its workers')
+    on_disk = CK.path_for(path)
+    saved = getattr(exc, "checkpoint", None) or (str(on_disk) if on_disk.is_file() else None)
+    how = "interrupted by the user (Ctrl-C)" if signum == signal.SIGINT else \
+        f"stopped by {signal_name(signum)}"
     kept = f"training state kept in {Path(saved).name}" if saved else "no training state kept"
     rec = build.failed(record, partial, status="interrupted", etype=type(exc).__name__,
                        message=f"{how}; {kept}; rerun the same command to resume", phase=phase, where="?",

@@ -13,6 +13,7 @@ warning signal ends in a requeued job that resumes from the cell's checkpoint.
   through hydra-submitit-launcher's `checkpoint`), else, inside a SLURM job, `scontrol requeue
   $SLURM_JOB_ID`. docs/cluster.md has the launcher settings.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,10 @@ class ForwardStops:
     def _handle(self, signum, frame=None) -> None:
         if self.signum is None:
             self.signum, self.at = int(signum), time.monotonic()
-            log.warning("%s received: stopping the running cell (it saves its training state first)",
-                        signal_name(signum))
+            log.warning(
+                "%s received: stopping the running cell (it saves its training state first)",
+                signal_name(signum),
+            )
         if self.child.pid is not None:
             try:
                 os.kill(self.child.pid, signum)
@@ -88,8 +91,11 @@ def after_stop(stop: Stopped) -> None:
         return
     previous = stop.previous
     if callable(previous):
-        log.info("%s: handing over to the job's own handler (%s) to requeue", signal_name(stop.signum),
-                 getattr(previous, "__qualname__", previous))
+        log.info(
+            "%s: handing over to the job's own handler (%s) to requeue",
+            signal_name(stop.signum),
+            getattr(previous, "__qualname__", previous),
+        )
         previous(stop.signum, None)
         return
     job = os.environ.get("SLURM_JOB_ID")
@@ -103,4 +109,6 @@ def after_stop(stop: Stopped) -> None:
     if done.returncode == 0:
         log.warning("SLURM job %s requeued (scontrol requeue): it resumes from the cell's checkpoint", job)
     else:
-        log.error("SLURM job %s: scontrol requeue failed (%s)", job, (done.stderr or done.stdout).strip()[:200])
+        log.error(
+            "SLURM job %s: scontrol requeue failed (%s)", job, (done.stderr or done.stdout).strip()[:200]
+        )

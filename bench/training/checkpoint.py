@@ -28,6 +28,7 @@ what is measured):
   writes one at the next step boundary, and a cell that wrote any keeps one at the end of training
   too, so a stop during the final evaluation or the inference measurement does not retrain.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,7 +54,11 @@ AUTO_OVERHEAD = 0.01  # auto: at most this share of training spent writing check
 def parse_every(setting) -> dict:
     """`train.checkpoint_every` as {"steps": int|None, "seconds": float|None, "auto": bool}; ValueError
     naming the setting and what is accepted."""
-    if setting is None or setting is False or str(setting).strip().lower() in ("off", "none", "null", "false"):
+    if (
+        setting is None
+        or setting is False
+        or str(setting).strip().lower() in ("off", "none", "null", "false")
+    ):
         return {"steps": None, "seconds": None, "auto": False}
     if str(setting).strip().lower() == "auto":
         return {"steps": None, "seconds": AUTO_EVERY_S, "auto": True}
@@ -61,9 +66,15 @@ def parse_every(setting) -> dict:
         return {"steps": int(setting), "seconds": None, "auto": False}
     m = CHECKPOINT_TIME.match(str(setting))
     if m and float(m.group(1)) > 0:
-        return {"steps": None, "seconds": float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)], "auto": False}
-    raise ValueError(f"train.checkpoint_every={setting!r}: expected auto, off, an integer >= 1 (optimizer steps) "
-                     "or a time such as 90s, 10m, 2h")
+        return {
+            "steps": None,
+            "seconds": float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)],
+            "auto": False,
+        }
+    raise ValueError(
+        f"train.checkpoint_every={setting!r}: expected auto, off, an integer >= 1 (optimizer steps) "
+        "or a time such as 90s, 10m, 2h"
+    )
 
 
 class Interval:
@@ -93,11 +104,20 @@ def path_for(record_path) -> Path:
 def rng_state() -> dict:
     """This process's random streams as tensors and plain values (torch.load(weights_only) reads them)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
-            "python": random.getstate(),
-            "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized()
+        else None,
+        "python": random.getstate(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -107,7 +127,9 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
 
 
 class CellCheckpoint:
@@ -141,12 +163,27 @@ class CellCheckpoint:
         elif self.last_seen is not None:
             saved = datetime.fromisoformat(state["saved_at"]).timestamp()
             lost = round(max(0.0, self.last_seen - saved), 1)
-        self.resumes = list(state.get("resumes") or []) + [{
-            "from_step": int(state["steps"]), "epoch": int(state["epoch"]), "step_in_epoch": int(state["step_in_epoch"]),
-            "saved_at": state["saved_at"], "reason": state["reason"], "lost_s": lost}]
-        log.info("checkpoint %s: resuming at step %d of %d (epoch %d, step %d in it; saved %s on %s)%s",
-                 self.path.name, state["steps"], total_steps, state["epoch"] + 1, state["step_in_epoch"],
-                 state["saved_at"], state["reason"], f"; about {lost:g} s of training lost" if lost else "")
+        self.resumes = list(state.get("resumes") or []) + [
+            {
+                "from_step": int(state["steps"]),
+                "epoch": int(state["epoch"]),
+                "step_in_epoch": int(state["step_in_epoch"]),
+                "saved_at": state["saved_at"],
+                "reason": state["reason"],
+                "lost_s": lost,
+            }
+        ]
+        log.info(
+            "checkpoint %s: resuming at step %d of %d (epoch %d, step %d in it; saved %s on %s)%s",
+            self.path.name,
+            state["steps"],
+            total_steps,
+            state["epoch"] + 1,
+            state["step_in_epoch"],
+            state["saved_at"],
+            state["reason"],
+            f"; about {lost:g} s of training lost" if lost else "",
+        )
         return state
 
     def _mismatch(self, state, total_steps: int, names: list[str]) -> str | None:
@@ -164,9 +201,16 @@ class CellCheckpoint:
     def save(self, state: dict, reason: str) -> float:
         """Write `state` (the loop's, see bench/training/loop.py) atomically; returns the seconds it took."""
         t0 = time.perf_counter()
-        full = dict(state, format=FORMAT, version=1, run_id=self.run_id, config_hash=self.config_hash,
-                    reason=reason, saved_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    resumes=self.resumes)
+        full = dict(
+            state,
+            format=FORMAT,
+            version=1,
+            run_id=self.run_id,
+            config_hash=self.config_hash,
+            reason=reason,
+            saved_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            resumes=self.resumes,
+        )
         atomic_write(self.path, "wb", lambda fh: torch.save(full, fh))
         took = time.perf_counter() - t0
         self.saves += 1
@@ -176,8 +220,13 @@ class CellCheckpoint:
 
     def section(self) -> dict:
         """The record's `checkpoint` section."""
-        return {"every": str(self.interval.setting), "saves": self.saves, "save_s": round(self.save_s, 4),
-                "resumed": len(self.resumes), "resumes": self.resumes}
+        return {
+            "every": str(self.interval.setting),
+            "saves": self.saves,
+            "save_s": round(self.save_s, 4),
+            "resumed": len(self.resumes),
+            "resumes": self.resumes,
+        }
 
 
 def remove(record_path) -> None:

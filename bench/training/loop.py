@@ -272,7 +272,8 @@ def _epoch_evaluation(res: TrainResult, evaluate_epoch, epoch: int, named, devic
 
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
-                progress=None, state_in=None, state_out=None, checkpoint=None) -> tuple[TrainResult, StepTimer]:
+                progress=None, state_in=None, state_out=None,
+                checkpoint=None) -> tuple[TrainResult, StepTimer]:
     """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, score)` is
     called after each epoch when per-epoch evaluation is on (score: the task's selection score on the
     selection split; the best epoch maximises it); its time is not training time.
@@ -305,8 +306,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
     stop = _opt(tcfg, "stop_after_epochs")
     run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
-    max_steps = _opt(tcfg, "max_steps")  # set only by the cost pass (bench/sweep/cost_pass.py): time a few steps
-    saver = _Saver(checkpoint if not max_steps else None, model, method, named, opt, sched, res, timer, device)
+    max_steps = _opt(tcfg, "max_steps")  # set by the cost pass only (bench/sweep/cost_pass.py): few steps
+    saver = _Saver(None if max_steps else checkpoint, model, method, named, opt, sched, res, timer, device)
     first_epoch, skip = saver.restore(total) if saver.on else (0, 0)
     if not saver.resumed:
         first_epoch = _restore(state_in, total, named, opt, sched, res, device)
@@ -327,16 +328,17 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
             model.train()
             if method.frozen_backbone:
                 model.backbone.eval()
-            order = epoch_order(lengths, bs, tcfg, epoch, max_steps)
-            for k, ids in enumerate(order[skip:] if epoch == first_epoch else order, skip if epoch == first_epoch else 0):
+            done = skip if epoch == first_epoch else 0  # steps of this epoch a checkpoint already holds
+            for k, ids in enumerate(epoch_order(lengths, bs, tcfg, epoch, max_steps)[done:], done):
                 if max_steps and res.steps >= int(max_steps):
                     break
                 mine = dp.shard(ids) if dp else ids  # this process's share of the step (all of it on one)
                 n_tok, padded, squares = step_shapes(mine, lengths, micro, pad_multiple)
-                step_lr = opt.param_groups[0]["lr"]  # the rate this step uses (for the trackers), read before the timer
+                step_lr = opt.param_groups[0]["lr"]  # this step's rate (trackers), read before the timer
                 with timer.step(len(mine), n_tok, padded, squares):
                     step_loss = accumulate(inputs, dp, ids, mine, micro, res.steps + 1, epoch + 1)
-                    _optimizer_step(opt, sched, method, model, params, float(tcfg.max_grad_norm), res.steps + 1)
+                    _optimizer_step(opt, sched, method, model, params, float(tcfg.max_grad_norm),
+                                    res.steps + 1)
                 res.steps += 1
                 send_test_signal(faults, "step", res.steps)
                 res.final_loss = saver.after_step(step_loss, epoch, k + 1)
@@ -382,9 +384,11 @@ class _Saver:
         if state.get("method_state") is not None:
             self.method.load_loop_state(self.model, state["method_state"])
         r, res = state["result"], self.res
-        res.steps, res.final_loss, res.metrics_per_epoch = r["steps"], r["final_loss"], list(r["metrics_per_epoch"])
+        res.steps, res.final_loss = r["steps"], r["final_loss"]
+        res.metrics_per_epoch = list(r["metrics_per_epoch"])
         res.best_epoch, res.best_metrics = r["best_epoch"], r["best_metrics"]
-        res.best_state = {n: v.to(self.device) for n, v in r["best_state"].items()} if r["best_state"] else None
+        best = r["best_state"] or {}
+        res.best_state = {n: v.to(self.device) for n, v in best.items()} or None
         self.timer.restore(state["timer"])
         self.ck.interval.mark_saved(res.steps, time.monotonic(), 0.0)  # the next interval counts from here
         self.prior_s, self.rng, self.resumed = float(r["train_s"]), state["rng"], True
@@ -448,14 +452,16 @@ class _Saver:
         rngs = self.dp.gather(rng) if self.dp is not None else [rng]
         if self.dp is None or self.dp.rank == 0:
             res = self.res
-            state = {"epoch": epoch, "step_in_epoch": step_in_epoch, "steps": res.steps, "total_steps": self.total,
+            best = {n: v.cpu() for n, v in (res.best_state or {}).items()} or None
+            state = {"epoch": epoch, "step_in_epoch": step_in_epoch, "steps": res.steps,
+                     "total_steps": self.total,
                      "params": {n: p.detach().cpu().clone() for n, p in self.named},
                      "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                     "method_state": self.method.loop_state(self.model), "rng": rngs, "timer": self.timer.state(),
+                     "method_state": self.method.loop_state(self.model), "rng": rngs,
+                     "timer": self.timer.state(),
                      "result": {"steps": res.steps, "final_loss": res.final_loss, "train_s": self.train_s(),
                                 "metrics_per_epoch": res.metrics_per_epoch, "best_epoch": res.best_epoch,
-                                "best_metrics": res.best_metrics,
-                                "best_state": {n: v.cpu() for n, v in (res.best_state or {}).items()} or None}}
+                                "best_metrics": res.best_metrics, "best_state": best}}
             self.ck.save(state, reason)
         if self.dp is not None:
             self.dp.barrier()

@@ -16,6 +16,7 @@ and SIGUSR2 (a batch system's warning before a time limit or preemption: SLURM `
 USR2). The exit code of a stopped process is the shell's convention, 128 + the signal number
 (130 for SIGINT, 143 for SIGTERM).
 """
+
 from __future__ import annotations
 
 import ctypes
