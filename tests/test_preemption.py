@@ -1,4 +1,4 @@
-"""Cells that survive a cluster (bench/training/checkpoint.py, bench/training/stop.py, bench/sweep/requeue.py):
+"""Cells that survive a cluster (bench/training/checkpoint.py, training/stop.py, sweep/requeue.py):
 a cell stopped by a signal saves its training state, writes an `interrupted` record and leaves no claim;
 its relaunch resumes from the checkpoint and ends bit for bit where the uninterrupted cell ends (CPU);
 a cell never outlives its sweep; files in a results folder get the umask's mode.

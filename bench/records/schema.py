@@ -34,7 +34,7 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
 HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
-                 # when a cell saves its state, a test stop signal: a resumed cell ends as one run, bit for bit
+                 # when a cell saves its state, a test stop signal: a resumed cell ends as one run would
                  "train.checkpoint_every", "debug.signal_at_step", "debug.signal_at_phase", "debug.signal",
                  "study", "study_cell", "inference", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
                  # after-training inference measurement (it measures the trained model; it does not change it)

@@ -212,7 +212,7 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str, claim=Non
         raise Stopped(stops.signum, previous=stops.previous.get(stops.signum))
     if code in EXIT_CODES:
         status = EXIT_CODES[code]
-        if status == "interrupted":  # the cell was signalled itself (a batch system, by hand): the sweep stops
+        if status == "interrupted":  # the cell was signalled itself (batch system, by hand): the sweep stops
             raise Stopped(code - 128)
         return status
     return _died(cfg, ident, path, cell, code)
