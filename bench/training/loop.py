@@ -285,9 +285,8 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     the full length given that file as `state_in` continues from it (bench/training/rung_state.py) instead of
     training those epochs again.
 
-    `checkpoint` (bench.training.checkpoint.CellCheckpoint): the cell's checkpoint; the run continues
-    from it when it exists, saves it on its interval and, on a stop signal (bench/training/stop.py), at
-    the next step boundary before raising `Stopped`."""
+    `checkpoint` (bench.training.checkpoint.CellCheckpoint): continued from when it exists, saved on its
+    interval and on a stop signal (bench/training/stop.py), at a step's end, before `Stopped` is raised."""
     if not method.trainable_named_parameters(model):
         raise RuntimeError(f"method {method.name} left no trainable parameter")
     micro = int(tcfg.batch_size)
@@ -299,8 +298,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     opt, optimizer_name = _optimizer(model, method, method.trainable_named_parameters(model), tcfg)
     named = method.trainable_named_parameters(model)  # an optimizer factory may freeze some (LoRA-FA's A)
     params = [p for _, p in named]
-    warmup = round(float(tcfg.warmup_ratio) * total)
-    sched = linear_schedule(opt, warmup, total)
+    sched = linear_schedule(opt, warmup := round(float(tcfg.warmup_ratio) * total), total)
     timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
     res = TrainResult(warmup_steps=warmup, optimizer=optimizer_name, data_pass_s=data_pass_s)
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
@@ -309,8 +307,7 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     max_steps = _opt(tcfg, "max_steps")  # set by the cost pass only (bench/sweep/cost_pass.py): few steps
     saver = _Saver(None if max_steps else checkpoint, model, method, named, opt, sched, res, timer, device)
     first_epoch, skip = saver.restore(total) if saver.on else (0, 0)
-    if not saver.resumed:
-        first_epoch = _restore(state_in, total, named, opt, sched, res, device)
+    first_epoch = first_epoch if saver.resumed else _restore(state_in, total, named, opt, sched, res, device)
     if progress is not None:
         progress.start(steps_per_epoch * (run_epochs - first_epoch) - skip, run_epochs)
     saver.start_clock()
@@ -351,11 +348,15 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     if STOP.requested:  # asked during the last moments of training: stop before the evaluation
         raise Stopped(STOP.signum, str(checkpoint.path) if saver.on else None)
     if state_out is not None and run_epochs < int(tcfg.epochs) and (dp is None or dp.rank == 0):
-        from bench.training.rung_state import save_state
-
-        save_state(state_out, epoch=run_epochs, total_steps=total, named=named, opt=opt, sched=sched, res=res,
-                   device=device)
+        _save_rung(state_out, run_epochs, total, named, opt, sched, res, device)
     return res, timer
+
+
+def _save_rung(state_out, epoch: int, total: int, named, opt, sched, res: TrainResult, device) -> None:
+    """A first rung's state at its last epoch (bench/training/rung_state.py)."""
+    from bench.training.rung_state import save_state
+
+    save_state(state_out, epoch=epoch, total_steps=total, named=named, opt=opt, sched=sched, res=res, device=device)
 
 
 class _Saver:
