@@ -119,8 +119,8 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
         if claim:
             claim.release()
             claim = None
-        log.error("stopped by %s: %s; its checkpoint and the finished records are kept: run the same command "
-                  "again to resume", signal_name(stop.signum), cell)
+        log.error("stopped by %s: %s; finished records and the training state saved so far are kept: run the "
+                  "same command again to resume", signal_name(stop.signum), cell)
         after_stop(stop)  # a batch system's warning signal: requeue the job (bench/sweep/requeue.py)
         raise
     finally:
