@@ -205,6 +205,12 @@ R.write_record(out / "r.json", {"a": 1})
 R.write_predictions(out / "r.predictions.json.gz", {"splits": {}})
 C.acquire(out / "r.claim", 300.0)
 open(out / "plain.txt", "w").close()
+from safetensors.torch import save_file
+from bench.measure.storage import open_like_plain_files
+import torch
+(out / "delta").mkdir()
+save_file({"w": torch.zeros(2)}, str(out / "delta" / "adapter_model.safetensors"))
+open_like_plain_files(out / "delta")
 """
 
 
@@ -216,8 +222,9 @@ def test_results_files_get_the_mode_of_a_plain_open(tmp_path, umask, mode):
         env=bench_env(),
         cwd=Path(__file__).resolve().parents[1],
     )
-    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
-    assert modes == {"r.json": mode, "r.predictions.json.gz": mode, "r.claim": mode, "plain.txt": mode}, modes
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.rglob("*") if p.is_file()}
+    assert modes == {"r.json": mode, "r.predictions.json.gz": mode, "r.claim": mode, "plain.txt": mode,
+                     "adapter_model.safetensors": mode}, modes
 
 
 def test_a_checkpoint_of_another_run_is_set_aside(tmp_path):
