@@ -102,18 +102,10 @@ class DataParallel:
         """Gradients are reduced once per optimizer step, in the last micro-batch's backward."""
         return nullcontext() if last else self.module.no_sync()
 
-    def mean(self, value: float) -> float:
-        """The mean over ranks of a per-rank value (the step's loss: each rank holds N x its share)."""
-        import torch.distributed as dist
-
-        t = torch.tensor([float(value)], dtype=torch.float64,
-                         device="cuda" if dist.get_backend() == "nccl" else "cpu")
-        dist.all_reduce(t)
-        return float(t.item()) / self.size
-
     def step_sync(self, value: float, *flags: bool) -> tuple:
-        """One all-reduce per step: the mean over ranks of `value` (as `mean`) and, for each flag,
-        whether any rank raised it (a stop signal, a checkpoint due), so every rank acts at one step."""
+        """One all-reduce per step: the mean over ranks of `value` (the step's loss: each rank holds N x its
+        share) and, for each flag, whether any rank raised it (a stop signal, a checkpoint due), so every
+        rank acts at the same step."""
         import torch.distributed as dist
 
         t = torch.tensor([float(value), *(1.0 if f else 0.0 for f in flags)], dtype=torch.float64,
