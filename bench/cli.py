@@ -232,6 +232,19 @@ def method_field_overrides(argv: list[str], root) -> tuple[list[str], str | None
     return rewrite(argv, root)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM between cells stops the sweep as Ctrl-C does (the message, exit 143); while a cell runs,
+    bench/sweep/requeue.py passes it on to the cell first."""
+    import signal
+
+    from bench.training.stop import Stopped
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
     os.environ.setdefault("BENCH_INVOCATION", uuid.uuid4().hex[:12])
     from bench.errors import ConfigError
@@ -252,11 +265,12 @@ def main() -> None:
     if bad:
         print(f"configuration error: {bad}", file=sys.stderr)
         sys.exit(2)
+    _stop_on_sigterm()
     try:
         _hydra_main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or bench.training.stop.Stopped (SIGTERM ...): 128 + signal
         print("\ninterrupted: finished records are kept; run the same command again to resume", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(getattr(exc, "exit_code", 130))
     sys.exit(_STATE["exit"])
 
 

@@ -92,6 +92,13 @@ DEVICE = Rule("auto, cpu, mps, cuda or cuda:N", lambda v: isinstance(v, str) and
 SWEEP = Rule("a relative folder name without '..' (records go to <results_dir>/<sweep_name>/)",
              lambda v: isinstance(v, str) and v != "" and not v.startswith("/") and ".." not in v.split("/"))
 
+#: a time interval such as 90s, 10m, 2h (train.checkpoint_every; bench/training/checkpoint.py reads it)
+CHECKPOINT_TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)\s*$")
+CHECKPOINT_EVERY = Rule("auto, off, an integer >= 1 (optimizer steps) or a time such as 90s, 10m, 2h",
+                        lambda v: v is None or v is False or v in ("auto", "off") or (_is_int(v) and v >= 1)
+                        or (isinstance(v, str) and bool(CHECKPOINT_TIME.match(v))
+                            and float(CHECKPOINT_TIME.match(v).group(1)) > 0))
+
 
 def opt(rule: Rule, default: Any = MISSING):
     """A schema field: its rule, and a default only where code reads the key with a fallback."""
@@ -145,6 +152,8 @@ class TrainSettings:
     gradient_checkpointing: bool = opt(BOOL, False)
     weights_dtype: str = opt(choice("fp32", "bf16", "nf4"), "fp32")
     nproc: int = opt(integer(1), 1)
+    # when a cell saves its training state (bench/training/checkpoint.py); not part of the config hash
+    checkpoint_every: int | str | None = opt(CHECKPOINT_EVERY, "auto")
 
 
 @dataclass(kw_only=True)
@@ -289,6 +298,11 @@ class DebugSettings:
     inject_nan_at_step: int | None = opt(nullable(integer(0), "off"), None)
     inject_oom_at_step: int | None = opt(nullable(integer(0), "off"), None)
     inject_kill_at_step: int | None = opt(nullable(integer(0), "off"), None)
+    # a stop signal sent to the cell's own process, in a launch of the cell that is not a relaunch
+    # (no record of it yet), after this optimizer step or when this phase starts (tests/test_preemption.py)
+    signal_at_step: int | None = opt(nullable(integer(1), "off"), None)
+    signal_at_phase: str | None = opt(nullable(choice("epoch_eval", "eval", "inference"), "off"), None)
+    signal: str = opt(choice("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"), "SIGTERM")
 
 
 @dataclass(kw_only=True)

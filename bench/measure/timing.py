@@ -53,13 +53,27 @@ class StepTimer:
             self.padded_tokens += padded_tokens
             self.padded_squares += padded_squares
 
+    COUNTS = ("steps", "timed_steps", "seconds", "samples", "tokens", "padded_tokens", "padded_squares",
+              "all_samples", "all_padded_tokens", "all_padded_squares")
+
+    def state(self) -> dict:
+        """The counts so far (a cell's checkpoint, bench/training/checkpoint.py)."""
+        return {k: getattr(self, k) for k in self.COUNTS}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a checkpoint's counts; the next `skip` steps are a new warm-up (a fresh process:
+        allocator, lazy init, first-call kernels again), left out of the timing like the first ones."""
+        for k in self.COUNTS:
+            setattr(self, k, state[k])
+        self.skip = self.steps + self.skip
+
     def as_dict(self) -> dict:
         s = self.seconds
         return {
             "train_samples_per_s": self.samples / s if s > 0 else None,
             "train_tokens_per_s": self.tokens / s if s > 0 else None,
             "train_padded_tokens_per_s": self.padded_tokens / s if s > 0 else None,
-            "warmup_steps_excluded": min(self.skip, self.steps),
+            "warmup_steps_excluded": self.steps - self.timed_steps,
             "timed_steps": self.timed_steps,
         }
 

@@ -160,6 +160,15 @@ class Method:
         """A term added to each micro-batch's loss, or None (AdaLoRA's orthogonality penalty)."""
         return
 
+    def loop_state(self, model: nn.Module) -> dict | None:
+        """What the method's loop hooks carry from step to step outside the trainable weights (AdaLoRA's
+        importance scores and rank pattern), as tensors and plain containers, for a cell's checkpoint
+        (bench/training/checkpoint.py); None: nothing (the default)."""
+        return None
+
+    def load_loop_state(self, model: nn.Module, state: dict) -> None:
+        """Restore what `loop_state` returned, into a freshly built cell after `before_training`."""
+
     def capabilities(self) -> dict:
         """What a record says the method can do (the record's `capabilities`): its delta format, its
         peft type where peft provides it, which training-loop hooks it uses, whether it rewrites the

@@ -331,6 +331,29 @@ class PeftTuner(PeftMethod):
         if self.peft_type == "adalora":
             model.backbone.base_model.update_and_allocate(step)
 
+    ADALORA_STATE = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+    def loop_state(self, model: nn.Module) -> dict | None:
+        """AdaLoRA: the rank allocator's running importance scores and the rank pattern chosen so far
+        (the budget's masks on lora_E are in the weights)."""
+        if self.peft_type != "adalora":
+            return None
+        alloc = model.backbone.base_model.rankallocator
+        state = {k: {n: v.detach().cpu().clone() for n, v in getattr(alloc, k).items()}
+                 for k in self.ADALORA_STATE}
+        pattern = model.backbone.peft_config["default"].rank_pattern
+        state["rank_pattern"] = {n: [bool(b) for b in v] for n, v in pattern.items()} if pattern else None
+        return state
+
+    def load_loop_state(self, model: nn.Module, state: dict) -> None:
+        if self.peft_type != "adalora":
+            return
+        alloc = model.backbone.base_model.rankallocator
+        device = next(model.parameters()).device
+        for k in self.ADALORA_STATE:
+            setattr(alloc, k, {n: v.to(device) for n, v in state[k].items()})
+        model.backbone.peft_config["default"].rank_pattern = state["rank_pattern"]
+
     def regularization(self, model: nn.Module):
         if self.peft_type != "adalora":
             return None

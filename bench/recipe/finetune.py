@@ -51,9 +51,12 @@ from bench.recipe.runtime import (
 from bench.recipe.validate import check
 from bench.records.environment import environment, parallel_cells
 from bench.records.results import delta_dir, sweep_dir_of
+from bench.records.schema import config_hash
 from bench.retention import Retention, wanted
+from bench.training.checkpoint import SUFFIX as CHECKPOINT_SUFFIX
+from bench.training.checkpoint import CellCheckpoint
 from bench.training.forward import predict
-from bench.training.loop import grad_accum_steps, throughput, train_model
+from bench.training.loop import grad_accum_steps, send_test_signal, throughput, train_model
 from bench.training.progress import CellProgress
 from bench.training.progress import settings_from as progress_settings
 
@@ -169,6 +172,16 @@ class CellRecipe:
         self.partial["data"]["tokenized_cache_hit"] = hit
         self.length_rule = self._apply_min_steps()
 
+    @property
+    def faults(self) -> dict:
+        """`debug.*` fault injection; the test stop signals only for a cell's first launch (no record yet:
+        its relaunch resumes instead of being stopped again)."""
+        faults = dict(self.cfg.get("debug") or {})
+        if not self.partial.get("first_launch", True):
+            faults.pop("signal_at_step", None)
+            faults.pop("signal_at_phase", None)
+        return faults
+
     def _apply_min_steps(self) -> dict | None:
         """train.min_steps (bench.recipe.finetune.length_rule); the effective epochs replace train.epochs."""
         t = self.t
@@ -195,18 +208,32 @@ class CellRecipe:
         state_out = study_cell.get("rung_state") if t.get("stop_after_epochs") else None
         state_in = study_cell.get("continue_from")
         state_in = state_in if state_in and Path(str(state_in)).is_file() else None
+        self.checkpoint = self._checkpoint()
         try:
             with PeakMemory(self.device) as mem:
                 self.result, self.timer = train_model(
                     self.model, self.method, self.train_data, t, self.device, self.pad_id,
                     evaluate_epoch=self._evaluate_epoch if t.eval_every_epoch else None, precision=self.precision,
-                    faults=dict(self.cfg.get("debug") or {}), pad_multiple=self.pad_multiple, progress=progress,
-                    state_in=state_in, state_out=state_out,
+                    faults=self.faults, pad_multiple=self.pad_multiple, progress=progress,
+                    state_in=state_in, state_out=state_out, checkpoint=self.checkpoint,
                 )
         finally:
             progress.close()
+            if self.checkpoint is not None:
+                self.partial["checkpoint"] = self.checkpoint.section()
         self.partial["memory"] = mem.as_dict()
         self.throughput = throughput(self.result, self.timer, self.train_data, int(t.epochs))
+
+    def _checkpoint(self) -> CellCheckpoint | None:
+        """The cell's checkpoint beside its record (bench/training/checkpoint.py); None for a cell run
+        without a record (no run id: a script's own call of run_cell)."""
+        run_id = self.partial.get("run_id")
+        if not run_id:
+            return None
+        chash = config_hash(OmegaConf.to_container(self.cfg, resolve=True))
+        path = sweep_dir_of(self.cfg) / f"{run_id}{CHECKPOINT_SUFFIX}"
+        return CellCheckpoint(path, run_id, chash, self.t.get("checkpoint_every", "auto"),
+                              last_seen=self.partial.pop("last_seen", None))
 
     def _predict(self, data):
         return predict(self.model, data, int(self.t.eval_batch_size), self.pad_id, self.device, self.precision,
@@ -221,6 +248,7 @@ class CellRecipe:
         # The epoch is chosen on the selection split only: the reported split is never looked at here.
         # Scored on the task's selection score (select_metric; MRPC: mean of F1 and accuracy), which a
         # run collapsed onto one class cannot win the way it wins the F1 of that class.
+        send_test_signal(self.faults, "epoch_eval")
         m, _ = self._evaluate_selection()
         if self.trackers is not None:
             self.trackers.epoch(epoch, m)  # inside the evaluation time, which train_s leaves out
@@ -229,6 +257,7 @@ class CellRecipe:
     # -- evaluate -------------------------------------------------------------------------------
     def evaluate(self) -> None:
         self.phase.name = "eval"
+        send_test_signal(self.faults, "eval")
         result = self.result
         if self.t.select == "best_epoch" and result.best_state is not None:
             with torch.no_grad():
@@ -262,6 +291,7 @@ class CellRecipe:
         self.inference = None
         if (cfg.get("inference") or {}).get("enabled", False):
             self.phase.name = "inference"
+            send_test_signal(self.faults, "inference")
             from bench.inference.cost import measure_cell
             self.inference = measure_cell(cfg, self.model, self.spec.num_labels, self.seed, self.device, self.precision,
                                           run_id=self.partial.get("run_id"))
@@ -340,6 +370,7 @@ class CellRecipe:
             "time": {"train_s": result.train_s, "eval_s": self.eval_s, "total_s": time.perf_counter() - self.t_cell,
                      "phases_s": self.phase.durations()},
             "storage": self.storage,
+            "checkpoint": self.partial.get("checkpoint"),  # (schema 4) saves, resumes, what a stop lost
             "capabilities": dict(self.method.capabilities(), optimizer=result.optimizer,
                                  mergeable=mergeable(self.inference)),
             **({"method_file": note} if (note := getattr(self.method, "file_record", lambda: None)()) else {}),

@@ -24,7 +24,8 @@ SCHEMA_VERSION = 4
 #: 3 (issue wave of #24-#28) added `capabilities`, `collapse`, `trackers` and the inference section's
 #: precision fields; every one is optional to readers, so versions 1 and 2 read as before.
 #: 4 added `method_file` (method=peft: the peft file's path, sha256 and what of it was ignored, dropped or
-#: replaced) and `retention` (docs/retention.md), both optional to readers like the rest.
+#: replaced), `retention` (docs/retention.md), `checkpoint` (a cell's checkpoint saves and resumes,
+#: bench/training/checkpoint.py) and the `interrupted` record's `error.signal`; all optional to readers.
 READABLE_VERSIONS = (1, 2, 3, 4)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
 TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/recipe/trackers.py)
@@ -34,6 +35,8 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
 HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
+                 # when a cell saves its state, a test stop signal: a resumed cell ends as one run would
+                 "train.checkpoint_every", "debug.signal_at_step", "debug.signal_at_phase", "debug.signal",
                  "study", "study_cell", "inference", "retention", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
                  # after-training inference measurement (it measures the trained model; it does not change it)
                  "task.display_name", "task.description", "task.order",  # how reports show a task (bench/records/results.py)
@@ -125,12 +128,36 @@ def record_stem(model: str, task: str, method_label: str, seed: int, chash: str)
     return f"{safe_label(model)}__{safe_label(task)}__{safe_label(method_label)}__s{seed}__{chash[:8]}"
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux says it (/proc/self/status, no
+    race with other threads); elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode() -> int:
+    """The mode a plain open() gives a new file: 0o666 less the umask (group-readable on a shared
+    results folder where the umask allows it)."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write(path: Path, mode: str, write) -> Path:
     """Create `path` atomically: `write(fh)` fills a temporary file in the same folder (fsynced),
-    which then replaces `path`; a failure leaves no partial file behind."""
+    which then replaces `path`; a failure leaves no partial file behind. The file gets the mode a
+    plain open() would give it (mkstemp's private 0600 would survive the rename and keep a shared
+    results folder's records from the group)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, plain_mode())
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
             write(fh)
             fh.flush()

@@ -155,7 +155,7 @@ def _create(path: Path) -> Claim | None:
             "invocation": os.environ.get("BENCH_INVOCATION"), "token": uuid.uuid4().hex}
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # less the umask, as a plain open()
     except FileExistsError:
         return None
     try:

@@ -15,15 +15,17 @@ import uuid
 import torch
 
 from bench.training.data_parallel import ADDRESS, SUMMED, nproc
+from bench.training.stop import STOP, Stopped, die_with_parent, install_cell_handlers
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------- launch
 
-def run_distributed(cfg, run_id: str | None = None) -> dict:
+def run_distributed(cfg, run_id: str | None = None, launch_facts: dict | None = None) -> dict:
     """Run the cell on `train.nproc` processes and return the measured parts of its one record
-    (as bench.recipe.finetune.run_cell does), with the `distributed` section; raises on a failed rank."""
+    (as bench.recipe.finetune.run_cell does), with the `distributed` section; raises on a failed rank.
+    `launch_facts`: what the isolation layer tells the recipe of this launch (`last_seen`, `first_launch`)."""
     from omegaconf import OmegaConf
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -36,14 +38,20 @@ def run_distributed(cfg, run_id: str | None = None) -> dict:
         launch = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=str(uuid.uuid4()),
                               rdzv_backend="c10d", rdzv_endpoint=f"{ADDRESS}:0", local_addr=ADDRESS, max_restarts=0,
                               monitor_interval=0.2, start_method="spawn", logs_specs=DefaultLogsSpecs(log_dir=logs))
+        STOP.forward_to_children = True  # SIGUSR1 / SIGUSR2 to this agent reach the workers
         try:
-            out = elastic_launch(launch, _rank_main)(config, n, run_id)
-        except SignalException as exc:
-            raise KeyboardInterrupt from exc
+            with STOP.deferring():  # the workers stop and save; this process only waits for them
+                out = elastic_launch(launch, _rank_main)(config, n, run_id, os.getpid(), launch_facts)
+        except SignalException as exc:  # SIGTERM / SIGINT: torchrun's agent stopped the workers with it
+            raise Stopped(int(exc.sigval)) from None
         except ChildFailedError as exc:
+            if STOP.requested:
+                raise Stopped(STOP.signum) from None
             rank, failure = exc.get_first_failure()
             msg = failure.message.get("message", "") if isinstance(failure.message, dict) else str(failure.message)
             raise RuntimeError(f"data-parallel rank {rank} failed: {msg.strip().splitlines()[0] if msg else exc}") from None
+    if "stopped" in out[0]:  # the ranks agreed on a stop at one step and saved the checkpoint
+        raise Stopped(out[0]["stopped"], out[0]["checkpoint"])
     return merge_ranks(out, n)
 
 
@@ -74,14 +82,19 @@ def merge_ranks(out: dict, n: int) -> dict:
     return measured
 
 
-def _rank_main(config: dict, n: int, run_id: str | None) -> dict:
-    """One worker: join the group, run the recipe; rank 0 also evaluates and returns the record's content."""
+def _rank_main(config: dict, n: int, run_id: str | None, agent_pid: int | None = None,
+               launch_facts: dict | None = None) -> dict:
+    """One worker: join the group, run the recipe; rank 0 also evaluates and returns the record's content.
+    It stops with its agent (whatever kills it) and saves its share of the checkpoint on a stop signal."""
     import torch.distributed as dist
     from omegaconf import OmegaConf
 
     from bench.recipe.finetune import CellRecipe
     from bench.recipe.runtime import Phase, pick_device
 
+    if agent_pid is not None:
+        die_with_parent(agent_pid)
+    install_cell_handlers()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = OmegaConf.create(config)
@@ -93,7 +106,7 @@ def _rank_main(config: dict, n: int, run_id: str | None) -> dict:
         cfg.progress.mode = "off"
     phase = Phase()
     try:
-        recipe = CellRecipe(cfg, phase, {"run_id": run_id}, None)
+        recipe = CellRecipe(cfg, phase, {"run_id": run_id, **(launch_facts or {})}, None)
         recipe._setup_runtime()
         torch.set_num_threads(max(1, torch.get_num_threads() // n))  # the cell's threads, split between its processes
         recipe.partial["env"]["torch_threads"] = torch.get_num_threads()
@@ -109,6 +122,8 @@ def _rank_main(config: dict, n: int, run_id: str | None) -> dict:
         recipe.evaluate()
         recipe.save()
         return dict(recipe.record(), rank_figures=mine)
+    except Stopped as stop:  # returned, not raised: the agent tells a stop from a failed rank
+        return {"stopped": stop.signum, "checkpoint": stop.checkpoint}
     except Exception as exc:
         raise RuntimeError(f"phase {phase.name}: {type(exc).__name__}: {exc}") from exc
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 import traceback
 from contextlib import nullcontext
@@ -25,7 +26,17 @@ from bench.records import build
 from bench.records import schema as R
 from bench.records.results import sweep_dir_of
 from bench.sweep import claims as C
+from bench.sweep.requeue import ForwardStops, after_stop, cell_signals
+from bench.training import checkpoint as CK
 from bench.training.progress import cell_finished
+from bench.training.stop import (
+    STOP,
+    STOP_SIGNALS,
+    Stopped,
+    die_with_parent,
+    install_cell_handlers,
+    signal_name,
+)
 
 log = logging.getLogger("bench")
 
@@ -97,12 +108,21 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
         log.info("run: %s", cell)
         t0 = time.monotonic()
         if not cfg.get("isolate", True):
-            with C.Heartbeat(claim, C.settings_from(cfg)["heartbeat_s"]) if claim else nullcontext():
+            with C.Heartbeat(claim, C.settings_from(cfg)["heartbeat_s"]) if claim else nullcontext(), \
+                    cell_signals():
                 status = _run_and_record(cfg, ident, path, cell)
             if status == "interrupted":
-                raise KeyboardInterrupt
+                raise Stopped(STOP.signum or signal.SIGINT)
         else:
             status = _run_isolated(cfg, ident, path, cell, claim)
+    except Stopped as stop:
+        if claim:
+            claim.release()
+            claim = None
+        log.error("stopped by %s: %s; finished records and the training state saved so far are kept: run the "
+                  "same command again to resume", signal_name(stop.signum), cell)
+        after_stop(stop)  # a batch system's warning signal: requeue the job (bench/sweep/requeue.py)
+        raise
     finally:
         if claim:
             claim.release()
@@ -149,7 +169,8 @@ def _claim(cfg: DictConfig, path: Path, ident: dict, cell: str):
             return False
 
 
-EXIT_CODES = {0: "ok", 1: "failed", 130: "interrupted"}
+EXIT_CODES = {0: "ok", 1: "failed", **{128 + int(sig): "interrupted" for sig in STOP_SIGNALS}}
+STOP_GRACE_S = 60.0  # how long a stopped cell may take to checkpoint and write its record before it is killed
 
 
 def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str, claim=None) -> str:
@@ -168,40 +189,51 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str, claim=Non
     import torch
 
     ctx = mp.get_context("spawn" if torch.cuda.is_initialized() else "fork")
-    child = ctx.Process(target=_child_main, args=(cfg, ident, path, cell), name=f"cell:{ident['run_id']}")
-    child.start()
+    token = claim.info["token"] if claim else None
+    child = ctx.Process(target=_child_main, args=(cfg, ident, path, cell, os.getpid(), token),
+                        name=f"cell:{ident['run_id']}")
     every = float(C.settings_from(cfg)["heartbeat_s"])
-    try:
+    with ForwardStops(child) as stops:  # SIGTERM / SIGINT / SIGUSR1 / SIGUSR2 of the sweep reach the cell
+        child.start()
         if claim:
             claim.add_cell_pid(child.pid)
         while child.is_alive():  # the parent only waits: it keeps the claim's heartbeat (bench/sweep/claims.py)
-            child.join(every)
+            child.join(min(every, 1.0) if stops.signum else every)
+            if stops.signum and child.is_alive() and time.monotonic() - stops.at > STOP_GRACE_S:
+                log.error("the cell did not stop within %g s of %s: killing it", STOP_GRACE_S,
+                          signal_name(stops.signum))
+                child.kill()
             if claim and child.is_alive():
                 claim.heartbeat()
-    except KeyboardInterrupt:
-        # Ctrl-C reaches the whole process group: let the child write its `interrupted` record.
-        child.join(60)
-        if child.is_alive():
-            child.terminate()
-            child.join()
-        raise
     code = child.exitcode
+    if stops.signum and EXIT_CODES.get(code) != "ok":
+        if EXIT_CODES.get(code) != "interrupted":  # killed before it could write its own record
+            _died(cfg, ident, path, cell, code, status="interrupted", stop=stops.signum)
+        raise Stopped(stops.signum, previous=stops.previous.get(stops.signum))
     if code in EXIT_CODES:
         status = EXIT_CODES[code]
-        if status == "interrupted":
-            raise KeyboardInterrupt
+        if status == "interrupted":  # the cell was signalled itself (batch system, by hand): the sweep stops
+            raise Stopped(code - 128)
         return status
+    return _died(cfg, ident, path, cell, code)
+
+
+def _died(cfg, ident: dict, path: Path, cell: str, code, status: str = "failed",
+          stop: int | None = None) -> str:
+    """The record of a cell whose process ended without writing one (killed, crashed)."""
     sig = -code if code is not None and code < 0 else None
     name = _signal_name(sig) if sig else f"exit code {code}"
     hint = " (SIGKILL usually means the out-of-memory killer: lower train.batch_size or train.max_seq_len)" \
         if sig == 9 else ""
     message = f"the cell's process died: {name}{hint}"
-    record = dict(ident, status="failed", error=None, created_at=build.now())
+    if stop:
+        message = f"stopped by {signal_name(stop)}; the cell did not stop by itself and was killed ({name})"
+    record = dict(ident, status=status, error=None, created_at=build.now())
     logfile = path.with_suffix(".log")
-    _write_failure(record, {}, path, "failed", "CellProcessDied", message, "unknown", "?", logfile)
-    log.error("FAILED: %s %s  (log: %s)", cell, message, logfile)
-    _ledger(cfg, {"status": "failed", "path": str(path), "cell": cell})
-    return "failed"
+    _write_failure(record, {}, path, status, "CellProcessDied", message, "unknown", "?", logfile)
+    log.error("%s: %s %s  (log: %s)", "FAILED" if status == "failed" else status, cell, message, logfile)
+    _ledger(cfg, {"status": status, "path": str(path), "cell": cell})
+    return status
 
 
 def _signal_name(sig: int) -> str:
@@ -213,10 +245,18 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def _child_main(cfg, ident, path, cell) -> None:
+def _child_main(cfg, ident, path, cell, parent_pid: int, claim_token: str | None) -> None:
+    """The forked cell: it stops when its parent dies (any signal, SIGKILL included) as on `kill`:
+    checkpoint, `interrupted` record, and the claim its dead parent can no longer remove."""
+    die_with_parent(parent_pid)
+    install_cell_handlers()
     status = _run_and_record(cfg, ident, path, cell)
+    orphaned = os.getppid() != parent_pid
+    if orphaned and claim_token:
+        C.Claim(C.claim_path(path), {"token": claim_token}).release()
     logging.shutdown()
-    os._exit({v: k for k, v in EXIT_CODES.items()}[status])
+    os._exit(128 + (STOP.signum or signal.SIGINT) if status == "interrupted"
+             else {"ok": 0, "failed": 1}[status])
 
 
 def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
@@ -228,13 +268,16 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
 
     logfile = path.with_suffix(".log")
     path.parent.mkdir(parents=True, exist_ok=True)
-    logfile.write_text("", encoding="utf-8")
+    resuming = CK.path_for(path).is_file()
+    last_seen = _last_seen(path, logfile) if resuming else None
+    if not resuming:  # a resumed cell's log goes on after the stopped run's lines
+        logfile.write_text("", encoding="utf-8")
     handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")  # append: the traceback lands after
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     started = build.now()
     phase = Phase()
-    partial: dict = {"run_id": ident["run_id"]}
+    partial: dict = {"run_id": ident["run_id"], "last_seen": last_seen, "first_launch": not path.exists()}
     record = dict(ident, status="ok", error=None, created_at=started)
     trackers = _start_trackers(cfg, ident)
     if trackers is not None:
@@ -242,7 +285,8 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     try:
         if nproc(cfg) > 1:  # data parallel (#27): the cell's N processes, this process writes the one record
             phase.name = "data parallel"  # the ranks' own phase is in a failure's message
-            measured = run_distributed(cfg, ident["run_id"])
+            facts = {k: partial[k] for k in ("last_seen", "first_launch")}
+            measured = run_distributed(cfg, ident["run_id"], facts)
         else:
             measured = run_cell(cfg, phase, partial, trackers)
         preds = measured.pop("_predictions", None)
@@ -250,20 +294,22 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
             measured["predictions"] = build.write_predictions_beside(path, preds, ident["run_id"])
         record.update(measured)
         R.write_record(path, record)
+        CK.remove(path)  # the record holds what the checkpoint was for
         status = "ok"
         m = measured["metrics"]
         log.info("ok: %s  %s=%.4f  (%s)", cell, measured["headline_metric"], m[measured["headline_metric"]], path.name)
         for warning in (measured.get("collapse") or {}).get("warnings") or []:  # (#25) a run that learned nothing
             log.warning("%s: %s", cell, warning)
-    except KeyboardInterrupt:
-        _write_failure(record, partial, path, "interrupted", "KeyboardInterrupt",
-                       "interrupted by the user (Ctrl-C); rerun the same command to resume", phase.name, "?", logfile)
+    except KeyboardInterrupt as exc:
+        _write_interrupted(record, partial, path, exc, phase.name, logfile)
         log.error("interrupted: %s (phase %s); finished records are kept; rerun to resume", cell, phase.name)
         status = "interrupted"
     except Exception as exc:  # noqa: BLE001 - isolation is the point: one bad cell must not end the sweep
         with open(logfile, "a", encoding="utf-8") as fh:
             fh.write("".join(traceback.format_exception(exc)))
+        _drop_internal(partial)
         _write_failure(record, partial, path, "failed", type(exc).__name__, str(exc), phase.name, _where(exc), logfile)
+        CK.remove(path)  # a failed cell reruns from the start (its checkpoint would fail the same way)
         kind = "" if isinstance(exc, BenchError) or type(exc).__name__ == "DataError" else f"{type(exc).__name__}: "
         log.error("FAILED: %s [%s] %s%s  (traceback: %s)", cell, phase.name, kind, exc, logfile)
         status = "failed"
@@ -309,3 +355,33 @@ def _finish_trackers(trackers, record: dict, path: Path) -> None:
 def _write_failure(record, partial, path, status, etype, message, phase, where, logfile) -> None:
     R.write_record(path, build.failed(record, partial, status=status, etype=etype, message=message, phase=phase,
                                       where=where, log_name=logfile.name))
+
+
+def _drop_internal(partial: dict) -> None:
+    """What the recipe was told, not what it measured: kept out of a failure record."""
+    partial.pop("last_seen", None)
+    partial.pop("first_launch", None)
+
+
+def _last_seen(path: Path, logfile: Path) -> float | None:
+    """When the stopped run of this cell last wrote anything (its log, its record): the end of the
+    training a relaunch loses after the checkpoint (the record's `checkpoint.resumes[].lost_s`)."""
+    times = [p.stat().st_mtime for p in (logfile, path) if p.is_file()]
+    return max(times) if times else None
+
+
+def _write_interrupted(record, partial, path, exc: KeyboardInterrupt, phase: str, logfile) -> None:
+    """The `interrupted` record: which signal, where the training state was saved (resume: not done)."""
+    _drop_internal(partial)
+    signum = getattr(exc, "signum", None) or STOP.signum or signal.SIGINT
+    STOP.signum = STOP.signum or signum  # this process's stop (a data-parallel agent's: its workers')
+    on_disk = CK.path_for(path)
+    saved = getattr(exc, "checkpoint", None) or (str(on_disk) if on_disk.is_file() else None)
+    how = "interrupted by the user (Ctrl-C)" if signum == signal.SIGINT else \
+        f"stopped by {signal_name(signum)}"
+    kept = f"training state kept in {Path(saved).name}" if saved else "no training state kept"
+    rec = build.failed(record, partial, status="interrupted", etype=type(exc).__name__,
+                       message=f"{how}; {kept}; rerun the same command to resume", phase=phase, where="?",
+                       log_name=logfile.name)
+    rec["error"].update(signal=signal_name(signum), checkpoint=Path(saved).name if saved else None)
+    R.write_record(path, rec)

@@ -102,14 +102,25 @@ class DataParallel:
         """Gradients are reduced once per optimizer step, in the last micro-batch's backward."""
         return nullcontext() if last else self.module.no_sync()
 
-    def mean(self, value: float) -> float:
-        """The mean over ranks of a per-rank value (the step's loss: each rank holds N x its share)."""
+    def step_sync(self, value: float, *flags: bool) -> tuple:
+        """One all-reduce per step: the mean over ranks of `value` (the step's loss: each rank holds N x its
+        share) and, for each flag, whether any rank raised it (a stop signal, a checkpoint due), so every
+        rank acts at the same step."""
         import torch.distributed as dist
 
-        t = torch.tensor([float(value)], dtype=torch.float64,
+        t = torch.tensor([float(value), *(1.0 if f else 0.0 for f in flags)], dtype=torch.float64,
                          device="cuda" if dist.get_backend() == "nccl" else "cpu")
         dist.all_reduce(t)
-        return float(t.item()) / self.size
+        out = t.tolist()
+        return (out[0] / self.size, *(v > 0 for v in out[1:]))
+
+    def gather(self, obj) -> list:
+        """Every rank's `obj`, in rank order (the ranks' RNG streams for a checkpoint)."""
+        import torch.distributed as dist
+
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
 
     def barrier(self) -> None:
         import torch.distributed as dist

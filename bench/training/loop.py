@@ -17,6 +17,7 @@ backward passes; samples/s counts examples, so it is comparable across k).
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -25,8 +26,10 @@ import torch
 from bench.data.batching import Encoded, batch_order, collate, padded_width, representative_batches
 from bench.device import autocast_for, sync
 from bench.measure.timing import StepTimer
+from bench.training.checkpoint import rng_state, set_rng_state
 from bench.training.data_parallel import data_parallel
 from bench.training.forward import TrainingBatches, loss_fn, model_inputs, pooled_features, to_device
+from bench.training.stop import STOP, Stopped, signal_name
 
 
 class NonFiniteLoss(RuntimeError):
@@ -87,6 +90,16 @@ def inject_fault(faults: dict, step: int, loss: torch.Tensor) -> torch.Tensor:
 
         os.kill(os.getpid(), signal.SIGKILL)
     return loss
+
+
+def send_test_signal(faults: dict | None, where: str, step: int | None = None) -> None:
+    """`debug.signal_at_step` / `debug.signal_at_phase`: a real stop signal (`debug.signal`) to this
+    process, as a preemption or `kill` would send it (the recipe passes these only to a first launch)."""
+    import os
+
+    faults = faults or {}
+    if (where == "step" and faults.get("signal_at_step") == step) or faults.get("signal_at_phase") == where:
+        os.kill(os.getpid(), getattr(signal, str(faults.get("signal") or "SIGTERM")))
 
 
 def param_groups(named, weight_decay: float):
@@ -259,7 +272,8 @@ def _epoch_evaluation(res: TrainResult, evaluate_epoch, epoch: int, named, devic
 
 def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, evaluate_epoch=None,
                 precision: str = "fp32", faults: dict | None = None, pad_multiple: int = 1,
-                progress=None, state_in=None, state_out=None) -> tuple[TrainResult, StepTimer]:
+                progress=None, state_in=None, state_out=None,
+                checkpoint=None) -> tuple[TrainResult, StepTimer]:
     """Train the parameters that require grad. `evaluate_epoch(epoch) -> (metrics, score)` is
     called after each epoch when per-epoch evaluation is on (score: the task's selection score on the
     selection split; the best epoch maximises it); its time is not training time.
@@ -269,7 +283,10 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     of a schedule laid out for all `train.epochs`: the k epochs it trains are exactly the first k
     epochs of the full-length run; with `state_out` it then saves its state there, and a later run of
     the full length given that file as `state_in` continues from it (bench/training/rung_state.py) instead of
-    training those epochs again."""
+    training those epochs again.
+
+    `checkpoint` (bench.training.checkpoint.CellCheckpoint): continued from when it exists, saved on its
+    interval and on a stop signal (bench/training/stop.py), at a step's end, before `Stopped` is raised."""
     if not method.trainable_named_parameters(model):
         raise RuntimeError(f"method {method.name} left no trainable parameter")
     micro = int(tcfg.batch_size)
@@ -281,56 +298,182 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     opt, optimizer_name = _optimizer(model, method, method.trainable_named_parameters(model), tcfg)
     named = method.trainable_named_parameters(model)  # an optimizer factory may freeze some (LoRA-FA's A)
     params = [p for _, p in named]
-    warmup = round(float(tcfg.warmup_ratio) * total)
-    sched = linear_schedule(opt, warmup, total)
-    use_tt = method.uses_token_type_ids
+    sched = linear_schedule(opt, warmup := round(float(tcfg.warmup_ratio) * total), total)
     timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
     res = TrainResult(warmup_steps=warmup, optimizer=optimizer_name, data_pass_s=data_pass_s)
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
     stop = _opt(tcfg, "stop_after_epochs")
     run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
-    first_epoch = _restore(state_in, total, named, opt, sched, res, device)
+    max_steps = _opt(tcfg, "max_steps")  # set by the cost pass only (bench/sweep/cost_pass.py): few steps
+    saver = _Saver(None if max_steps else checkpoint, model, method, named, opt, sched, res, timer, device)
+    first_epoch, skip = saver.restore(total) if saver.on else (0, 0)
+    first_epoch = first_epoch if saver.resumed else _restore(state_in, total, named, opt, sched, res, device)
     if progress is not None:
-        progress.start(steps_per_epoch * (run_epochs - first_epoch), run_epochs)
-    sync(device)
-    t_start = time.perf_counter()
+        progress.start(steps_per_epoch * (run_epochs - first_epoch) - skip, run_epochs)
+    saver.start_clock()
     dp = data_parallel(model, cached, int(tcfg.seed))  # None on one process (bench/training/data_parallel.py)
-    inputs = _StepInputs(model, method, train_data, device, pad_id, pad_multiple, precision, use_tt, faults,
-                         forward=dp.module if dp else None)
+    saver.set_parallel(dp)  # the restored RNG streams: after DDP's reseeding of ranks > 0
+    inputs = _StepInputs(model, method, train_data, device, pad_id, pad_multiple, precision,
+                         method.uses_token_type_ids, faults, forward=dp.module if dp else None)
     if cached:
         res.feature_s = inputs.pool_once(int(tcfg.eval_batch_size))
-    eval_s = 0.0
     lengths = train_data.lengths
-    max_steps = _opt(tcfg, "max_steps")  # set only by the cost pass (bench/sweep/cost_pass.py): time a few steps
-    for epoch in range(first_epoch, run_epochs):
-        if max_steps and res.steps >= int(max_steps):
-            break
-        model.train()
-        if method.frozen_backbone:
-            model.backbone.eval()
-        for ids in epoch_order(lengths, bs, tcfg, epoch, max_steps):
+    with STOP.deferring():  # a stop signal waits for the step's end: the state saved is a step's
+        for epoch in range(first_epoch, run_epochs):
             if max_steps and res.steps >= int(max_steps):
                 break
-            mine = dp.shard(ids) if dp else ids  # this process's share of the step (all of it on one)
-            n_tok, padded, squares = step_shapes(mine, lengths, micro, pad_multiple)
-            step_lr = opt.param_groups[0]["lr"]  # the rate this step uses (for the trackers), read before the timer
-            with timer.step(len(mine), n_tok, padded, squares):
-                step_loss = accumulate(inputs, dp, ids, mine, micro, res.steps + 1, epoch + 1)
-                _optimizer_step(opt, sched, method, model, params, float(tcfg.max_grad_norm), res.steps + 1)
-            res.steps += 1
-            res.final_loss = dp.mean(step_loss) if dp else step_loss
-            if progress is not None:
-                progress.step(len(ids), res.final_loss, epoch + 1, lr=step_lr)
-        if evaluate_epoch is not None:
-            eval_s += _epoch_evaluation(res, evaluate_epoch, epoch + 1, named, device, dp)
-    sync(device)
-    res.train_s = time.perf_counter() - t_start - eval_s
+            model.train()
+            if method.frozen_backbone:
+                model.backbone.eval()
+            done = skip if epoch == first_epoch else 0  # steps of this epoch a checkpoint already holds
+            for k, ids in enumerate(epoch_order(lengths, bs, tcfg, epoch, max_steps)[done:], done):
+                if max_steps and res.steps >= int(max_steps):
+                    break
+                mine = dp.shard(ids) if dp else ids  # this process's share of the step (all of it on one)
+                n_tok, padded, squares = step_shapes(mine, lengths, micro, pad_multiple)
+                step_lr = opt.param_groups[0]["lr"]  # this step's rate (trackers), read before the timer
+                with timer.step(len(mine), n_tok, padded, squares):
+                    step_loss = accumulate(inputs, dp, ids, mine, micro, res.steps + 1, epoch + 1)
+                    _optimizer_step(opt, sched, method, model, params, float(tcfg.max_grad_norm),
+                                    res.steps + 1)
+                res.steps += 1
+                send_test_signal(faults, "step", res.steps)
+                res.final_loss = saver.after_step(step_loss, epoch, k + 1)
+                if progress is not None:
+                    progress.step(len(ids), res.final_loss, epoch + 1, lr=step_lr)
+            if evaluate_epoch is not None:
+                saver.eval_s += _epoch_evaluation(res, evaluate_epoch, epoch + 1, named, device, dp)
+            saver.after_epoch(epoch + 1)
+        saver.finish(run_epochs)
+    if STOP.requested:  # asked during the last moments of training: stop before the evaluation
+        raise Stopped(STOP.signum, str(checkpoint.path) if saver.on else None)
     if state_out is not None and run_epochs < int(tcfg.epochs) and (dp is None or dp.rank == 0):
-        from bench.training.rung_state import save_state
-
-        save_state(state_out, epoch=run_epochs, total_steps=total, named=named, opt=opt, sched=sched, res=res,
-                   device=device)
+        _save_rung(state_out, run_epochs, total, named, opt, sched, res, device)
     return res, timer
+
+
+def _save_rung(state_out, epoch: int, total: int, named, opt, sched, res: TrainResult, device) -> None:
+    """A first rung's state at its last epoch (bench/training/rung_state.py)."""
+    from bench.training.rung_state import save_state
+
+    save_state(state_out, epoch=epoch, total_steps=total, named=named, opt=opt, sched=sched, res=res, device=device)
+
+
+class _Saver:
+    """The loop's side of a cell checkpoint (bench/training/checkpoint.py): restore at the start, save
+    at step boundaries when due or asked to stop (every rank agrees on when, so ranks save one state),
+    and the training seconds, checkpoint writes and per-epoch evaluations left out."""
+
+    def __init__(self, checkpoint, model, method, named, opt, sched, res, timer, device):
+        self.ck, self.model, self.method, self.named = checkpoint, model, method, named
+        self.opt, self.sched, self.res, self.timer, self.device = opt, sched, res, timer, device
+        self.on, self.resumed, self.rng, self.dp = checkpoint is not None, False, None, None
+        self.eval_s = self.save_s = self.prior_s = 0.0
+        self.saved = 0  # checkpoints this launch saved (on every rank, so the ranks decide alike)
+
+    def restore(self, total: int) -> tuple[int, int]:
+        """(first epoch, optimizer steps of it already done); restores everything but the RNG streams."""
+        self.total = total
+        state = self.ck.load(total, [n for n, _ in self.named])
+        if state is None:
+            return 0, 0
+        with torch.no_grad():
+            for n, p in self.named:
+                p.copy_(state["params"][n].to(p.device))
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if state.get("method_state") is not None:
+            self.method.load_loop_state(self.model, state["method_state"])
+        r, res = state["result"], self.res
+        res.steps, res.final_loss = r["steps"], r["final_loss"]
+        res.metrics_per_epoch = list(r["metrics_per_epoch"])
+        res.best_epoch, res.best_metrics = r["best_epoch"], r["best_metrics"]
+        best = r["best_state"] or {}
+        res.best_state = {n: v.to(self.device) for n, v in best.items()} or None
+        self.timer.restore(state["timer"])
+        self.ck.interval.mark_saved(res.steps, time.monotonic(), 0.0)  # the next interval counts from here
+        self.prior_s, self.rng, self.resumed = float(r["train_s"]), state["rng"], True
+        return int(state["epoch"]), int(state["step_in_epoch"])
+
+    def start_clock(self) -> None:
+        sync(self.device)
+        self.t_start = time.perf_counter()
+
+    def set_parallel(self, dp) -> None:
+        self.dp = dp
+        if self.rng is not None:
+            set_rng_state(self.rng[dp.rank if dp else 0])
+
+    def after_step(self, step_loss: float, epoch: int, done_in_epoch: int) -> float:
+        """The step's loss (the mean over ranks); saves and stops when due or asked to."""
+        due = self.on and self.ck.interval.due(self.res.steps, time.monotonic())
+        if self.dp is None:
+            loss, stop = step_loss, STOP.requested
+        else:
+            loss, stop, due = self.dp.step_sync(step_loss, STOP.requested, due)
+        if self.on and (stop or due):
+            self.res.final_loss = loss
+            self._save(epoch, done_in_epoch, _reason(stop))
+        if stop:
+            self._stop()
+        return loss
+
+    def after_epoch(self, epochs_done: int) -> None:
+        """A stop during the epoch's evaluation: save with the evaluation kept."""
+        stop = STOP.requested
+        if self.dp is not None:
+            stop = self.dp.step_sync(0.0, stop)[1]
+        if stop:
+            if self.on:
+                self._save(epochs_done, 0, _reason(True))
+            self._stop()
+
+    def _stop(self):
+        """Stopped, with where the state was saved; a rank that did not get the signal itself stops too."""
+        raise Stopped(STOP.signum or signal.SIGTERM, str(self.ck.path) if self.on else None)
+
+    def finish(self, run_epochs: int) -> None:
+        """The training seconds; the trained state kept when this cell checkpoints at all (a long cell)."""
+        sync(self.device)
+        self.res.train_s = self.train_s()
+        if not self.on:
+            return
+        keep = bool(self.saved or self.resumed or STOP.requested)
+        if self.dp is not None:
+            keep = self.dp.step_sync(0.0, keep)[1]
+        if keep:
+            self._save(run_epochs, 0, "end of training")
+
+    def train_s(self) -> float:
+        return self.prior_s + time.perf_counter() - self.t_start - self.eval_s - self.save_s
+
+    def _save(self, epoch: int, step_in_epoch: int, reason: str) -> None:
+        t0 = time.perf_counter()
+        rng = rng_state()
+        rngs = self.dp.gather(rng) if self.dp is not None else [rng]
+        if self.dp is None or self.dp.rank == 0:
+            res = self.res
+            best = {n: v.cpu() for n, v in (res.best_state or {}).items()} or None
+            state = {"epoch": epoch, "step_in_epoch": step_in_epoch, "steps": res.steps,
+                     "total_steps": self.total,
+                     "params": {n: p.detach().cpu().clone() for n, p in self.named},
+                     "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                     "method_state": self.method.loop_state(self.model), "rng": rngs,
+                     "timer": self.timer.state(),
+                     "result": {"steps": res.steps, "final_loss": res.final_loss, "train_s": self.train_s(),
+                                "metrics_per_epoch": res.metrics_per_epoch, "best_epoch": res.best_epoch,
+                                "best_metrics": res.best_metrics, "best_state": best}}
+            self.ck.save(state, reason)
+        if self.dp is not None:
+            self.dp.barrier()
+        took = time.perf_counter() - t0
+        self.save_s += took
+        self.saved += 1
+        self.ck.interval.mark_saved(self.res.steps, time.monotonic(), took)
+
+
+def _reason(stop: bool) -> str:
+    return f"stop signal {signal_name(STOP.signum)}" if stop and STOP.signum else "interval"
 
 
 def _data_pass(model, method, train_data: Encoded, batch_size: int, pad_id: int, pad_multiple: int,
