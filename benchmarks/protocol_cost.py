@@ -160,18 +160,22 @@ def main(argv=None) -> int:
     table = pd.DataFrame(out)
     n = len(table)
     print(f"\nrows: {n}; at an edge of the declared range under the recorded protocol: {edges} of {n} "
-          f"({sum(table['old_side'] == 'high')} at the top); first-rung scores still rising toward it: {rising}")
-    print(f"first rung replayed with the no-cut rule (z = {args.noise_z}, keep {max(1, args.initial // args.eta)}): "
-          f"trials kept per row: median {statistics.median(kept_counts)}, mean {statistics.mean(kept_counts):.2f}; "
+          f"({sum(table['old_side'] == 'high')} at the top); first-rung scores still rising toward it: "
+          f"{rising}")
+    print(f"first rung replayed with the no-cut rule (z = {args.noise_z}, keep "
+          f"{max(1, args.initial // args.eta)}): trials kept per row: median {statistics.median(kept_counts)}, "
+          f"mean {statistics.mean(kept_counts):.2f}; "
           f"rows that cut nothing: {sum(k == args.initial for k in kept_counts)}; rows that keep 1: "
           f"{sum(k == 1 for k in kept_counts)}")
     meas, proj = table["measured_s"].sum() / 3600, table["projected_s"].sum() / 3600
     parts = {p: table[p].sum() / 3600 for p in ("first_rung", "continued", "search", "seeds")}
     print(f"protocol: {args.trials} trials ({args.initial} initial + {args.trials - args.initial} placed), "
           f"{args.seeds} seeds, no reported-split evaluation on the first rung, selection reused from the "
-          f"best epoch:\n  measured (recorded protocol) {meas:.2f} cell-h = {meas / PARALLEL:.2f} h; projected "
+          f"best epoch:\n  measured (recorded protocol) {meas:.2f} cell-h = {meas / PARALLEL:.2f} h; "
+          f"projected "
           f"{proj:.2f} cell-h = {proj / PARALLEL:.2f} h wall at {PARALLEL} cells a time ("
-          + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()) + f" cell-h; {int(table['cells'].sum())} cells)")
+          + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+          + f" cell-h; {int(table['cells'].sum())} cells)")
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")

@@ -51,8 +51,8 @@ def test_best_at_the_top_edge_moves_past_it_within_the_budget():
 def test_best_at_the_bottom_edge_moves_below_it():
     rates, scores, limits, whys = search(lambda lr: -math.log(lr), trials=5)
     assert rates[4] == pytest.approx(2.15e-5) and rates[4] < LOW and "below the lowest" in whys[0]
-    assert position(rates, scores, limits) == {"position": "edge", "side": "low",
-                                               "reason": "the trial budget ran out before the search passed this edge"}
+    why = "the trial budget ran out before the search passed this edge"
+    assert position(rates, scores, limits) == {"position": "edge", "side": "low", "reason": why}
 
 
 def test_the_search_stops_at_the_hard_limit_and_spends_the_rest_beside_the_best():
@@ -160,3 +160,38 @@ def test_protocol_cost_on_committed_records(tmp_path, capsys):
     assert row["old_position"] == "edge" and row["old_side"] == "high" and row["cells"] == 4 + row[
         "kept_after_rung"] + 2 + 4
     assert row["projected_s"] > row["measured_s"]  # 5 seeds and 2 more trials cost more than they save
+
+
+def test_the_new_catalogue_preset_keeps_the_committed_cells_hashes():
+    """experiment=catalogue (6 trials, 5 seeds, the search, the no-cut rule) builds its first-rung and
+    seed cells with the config hashes of the 3-seed protocol's committed records: the study settings
+    stay out of the hash, and the initial rates are that protocol's grid."""
+    import json
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from bench.config.confdir import conf_dir
+    from bench.records.schema import config_hash
+    from bench.sweep.execute import identity
+    from bench.sweep.study import _cell, study_settings
+
+    src = Path(__file__).resolve().parents[1] / "results" / "catalogue"
+    committed = {}
+    files = [*src.glob("trials/minilm__stsb__lora__s0__*.json"), *src.glob("minilm__stsb__lora__s1__*.json")]
+    for f in files:
+        rec = json.loads(f.read_text())
+        assert config_hash(rec["config"]) == rec["config_hash"]  # a committed record re-hashes to itself
+        committed[(rec["study"].get("rung"), rec["train"]["lr"], rec["seed"])] = rec["config_hash"]
+    assert len(committed) == 6  # 4 first-rung trials, the promoted trial's full run, seed 1
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=catalogue", "method=lora", "task=stsb"])
+    with open_dict(cfg):
+        cfg.hydra = None  # outside a run, as execute sees the job's config
+    s = study_settings(cfg)
+    assert s["trials"] == 6 and s["seeds"] == 5 and s["grid"] == [1e-4, 4.64e-4, 2.15e-3, 1e-2]
+    for (rung, lr, seed), chash in committed.items():
+        c = _cell(cfg, lr, seed, "catalogue_v2/trials", {"role": "trial"},
+                  stop_after=1 if rung == 1 else None)
+        assert identity(c, [])["config_hash"] == chash, (rung, lr, seed)

@@ -27,7 +27,8 @@ def test_search_trial_and_added_seeds_train_only_the_new_cells(tmp_path, glue_di
     proc = run_bench([*STUDY, "study.seeds=2"], glue_dir, tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = records_in(tmp_path / "study")
-    trials = sorted((r for r in recs if r["study"]["role"] == "trial"), key=lambda r: r["study"]["trial_index"])
+    trials = sorted((r for r in recs if r["study"]["role"] == "trial"),
+                    key=lambda r: r["study"]["trial_index"])
     assert len(trials) == 3  # the budget: 2 rates over the range + 1 placed by the search
     rates = [r["train"]["lr"] for r in trials]
     scores = [r["selection_metrics"]["accuracy"] for r in trials]

@@ -118,7 +118,8 @@ def position(rates: list[float], scores: list[float | None], limits: tuple[float
         return {"position": None, "side": None, "reason": "every trial failed"}
     best = rates[b]
     if min(rates) < best < max(rates):
-        return {"position": "interior", "side": None, "reason": "tried rates on both sides score lower or failed"}
+        return {"position": "interior", "side": None,
+                "reason": "tried rates on both sides score lower or failed"}
     side = "low" if best == min(rates) else "high"
     if len(rates) == 1:
         side = None

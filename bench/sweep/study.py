@@ -3,10 +3,13 @@ then rerun with several seeds. `python -m bench experiment=study` (docs/protocol
 
 Why a protocol and not a fixed rate: a shared or hand-picked rate decides rankings by itself (peft's
 own comparison lost prompt tuning 17.7 points to one), and a rate picked on the reported split
-inflates what is reported (Chen et al. 2022). Here every method gets `study.trials` rates, log-spaced
-over its documented range, trained with one seed; the rate with the best *selection-split* score
-(carved from train, `data.selection`) wins; that rate is rerun with `study.seeds` seeds, and only
-those runs are reported. The reported split never feeds a choice, and every trial is kept so the
+inflates what is reported (Chen et al. 2022). Here every method gets `study.trials` rates, trained
+with one seed: `study.search.initial` log-spaced over its documented range, the rest placed by the
+search (bench/sweep/search.py: past the edge where the best score sits, up to a hard limit, else
+beside the best); the rate with the best *selection-split* score (carved from train,
+`data.selection`) wins, and the records say whether it is interior, at the hard limit or at an edge;
+that rate is rerun with `study.seeds` seeds, and only those runs are reported. Raising `study.seeds`
+on a finished study trains only the new seeds (every other cell is found by its config hash). The reported split never feeds a choice, and every trial is kept so the
 report can draw expected-best-score-versus-budget curves (Dodge et al. 2019).
 
 One Hydra job = one (model, task, method) protocol; a multirun over methods x tasks is the grid.
@@ -19,7 +22,8 @@ schedule, stopped early, so these epochs are exactly the full run's first ones);
 `trials // eta` by selection-split score go on to the full length, continuing from the state their
 first rung saved (weights, AdamW moments, schedule, RNG: bench/training/rung_state.py), so the promoted run is
 bit for bit the trial an exhaustive study trains and the first rung's epochs are not trained twice;
-the rate is chosen among those full-length runs, on the selection split as always.
+the rate is chosen among those full-length runs, on the selection split as always. The cut keeps
+every trial within noise of the best and cuts nothing when the best is near chance (`first_rung_cut`).
 `benchmarks/prune_replay.py` replays the rule on an exhaustive study's records (what it would select,
 what it would save).
 """
@@ -57,11 +61,12 @@ def study_settings(cfg: DictConfig) -> dict:
     trials, seeds, trial_seed = st["trials"], st["seeds"], st.get("trial_seed", 0)
     prune = dict({"enabled": False, "eta": 3, "rung_epochs": 1, "noise_z": 2.0}, **(st.get("prune") or {}))
     search = dict({"initial": None, "max_factor": 10.0}, **(st.get("search") or {}))
-    initial = min(int(search["initial"] or trials), trials)  # fewer trials than that: all on the declared range
+    initial = min(int(search["initial"] or trials), trials)  # fewer trials: all on the declared range
     low, high = float(rng[0]), float(rng[1])
     return {"method": method, "trials": trials, "seeds": seeds, "trial_seed": trial_seed, "prune": prune,
             "initial": initial, "grid": lr_grid(low, high, initial), "range": [low, high],
-            "ratio": step_ratio(low, high, initial), "limits": list(hard_limits(low, high, float(search["max_factor"]))),
+            "ratio": step_ratio(low, high, initial),
+            "limits": list(hard_limits(low, high, float(search["max_factor"]))),
             "max_factor": float(search["max_factor"])}
 
 
@@ -145,7 +150,8 @@ def _selection_split(path: Path) -> tuple | None:
             record_selection_keys(rec))
 
 
-def first_rung_cut(rung_paths: list, rung_scores: list[float | None], keep: int, z: float) -> tuple[list[int], str, dict]:
+def first_rung_cut(rung_paths: list, rung_scores: list[float | None], keep: int,
+                   z: float) -> tuple[list[int], str, dict]:
     """The first rung's cut (bench.sweep.search.cut_plan) with its noise measured on the trials' own
     selection-split predictions; z = 0: the best `keep` by rank alone. Returns (kept, why, noise)."""
     if z <= 0:
@@ -175,8 +181,8 @@ def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: di
     state_of = [states / f"{cfg.model.name}__{cfg.task.name}__{s['method']}__t{i}__e{k}.pt" for i in range(len(s["grid"]))]
     rung_paths, statuses = [], []
     for i, lr in enumerate(s["grid"]):
-        block = dict(base, role="trial", trial_index=i, lr=lr, rung=1, rung_epochs=k, rung_state=str(state_of[i]),
-                     score_reported=False)
+        block = dict(base, role="trial", trial_index=i, lr=lr, rung=1, rung_epochs=k,
+                     rung_state=str(state_of[i]), score_reported=False)
         status, path = execute(_cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", block, stop_after=k), own)
         statuses.append(status)
         rung_paths.append(path)
@@ -318,12 +324,12 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
         return "failed"
     extended = s["trials"] > s["initial"]
     where = position(rates, scores, tuple(s["limits"]) if extended else None, extended)
-    log.info("study %s / %s: selected lr %g, %s (selection %s %s; rates %s)", cfg.task.name, s["method"], best_lr,
-             where["position"], headline.get("key"), " ".join("-" if v is None else f"{v:.4f}" for v in scores),
-             " ".join(f"{g:g}" for g in rates))
+    log.info("study %s / %s: selected lr %g, %s (selection %s %s; rates %s)", cfg.task.name, s["method"],
+             best_lr, where["position"], headline.get("key"),
+             " ".join("-" if v is None else f"{v:.4f}" for v in scores), " ".join(f"{g:g}" for g in rates))
     if pruning:
-        log.info("study %s / %s: first rung of %d epoch(s): %s; pruned %s (scores %s)", cfg.task.name, s["method"],
-                 pruning["rung_epochs"], pruning["cut"], pruning["pruned"],
+        log.info("study %s / %s: first rung of %d epoch(s): %s; pruned %s (scores %s)", cfg.task.name,
+                 s["method"], pruning["rung_epochs"], pruning["cut"], pruning["pruned"],
                  " ".join("-" if v is None else f"{v:.4f}" for v in pruning["rung_scores"]))
     searched = {"lr_tried": rates, "search_steps": steps} if extended else {}
     final_block = dict(base, role="final", lr=best_lr, selected_lr=best_lr, selected_trial=best_i,
