@@ -64,16 +64,17 @@ budget: setup
 	  exit $$status
 
 ## The PEFT catalogue (docs/catalogue.md): every method whose YAML declares tags: [catalogue] x sst2, stsb under the
-## tuning protocol (4 rates per method on the selection split, pruned, 3 seeds); resumes; then the catalogue report
+## tuning protocol (6 rates per method on the selection split: 4 over the range, 2 placed by the search; pruned; 5 seeds)
+## into $(RESULTS)/catalogue_v2 (results/catalogue: the 3-seed protocol's records); resumes; then the catalogue report
 ## (every method vs LoRA, Pareto frontiers, rank agreement). Two 1-thread cells at a time; then the inference
 ## cost and mergeability of each method's structure, measured alone (one record per task and method, cost pass).
 CATALOGUE_ARGS ?=
 catalogue: setup
 	$(BIN)/python -m bench experiment=catalogue results_dir=$(RESULTS) inference.enabled=false hydra/launcher=parallel \
 	  hydra.launcher.n_jobs=$$(nproc) train.threads=1 $(CATALOGUE_ARGS); status=$$?; \
-	  if [ $$status -eq 0 ]; then $(BIN)/python -m bench.sweep.cost_pass $(RESULTS)/catalogue --inference-only \
+	  if [ $$status -eq 0 ]; then $(BIN)/python -m bench.sweep.cost_pass $(RESULTS)/catalogue_v2 --inference-only \
 	    --one-per-method --steps 5 --warmup 1; status=$$?; fi; \
-	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report.catalogue $(RESULTS)/catalogue --out reports/catalogue; fi; \
+	  if [ $$status -ne 130 ]; then $(BIN)/python -m bench.report.catalogue $(RESULTS)/catalogue_v2 --out reports/catalogue; fi; \
 	  exit $$status
 
 ## Composition track (docs/compose.md): soups of LoRA/adapter seeds, a 3-task LoRA merge (linear, TIES,

@@ -28,7 +28,7 @@ MODULES = sorted(p.stem for p in BENCH_DIR.glob("*.py") if p.stem != "__init__")
 # what the suite must cover at least: a module that leaves benchmarks/ must leave this list too
 NAMED = {"bench_compile", "bench_measurements", "bench_multi_adapter", "bench_optimizer", "bench_overhead",
          "bench_report", "bench_trainer", "compare_records", "cost_pass_check", "gate_aa", "gpu_check",
-         "gpu_profile", "inference_aa", "inference_precision", "machine_load", "paired_arms", "prune_replay",
+         "gpu_profile", "inference_aa", "inference_precision", "machine_load", "paired_arms", "protocol_cost", "prune_replay",
          "remeasure_inference", "sweep_flops"}
 LIBRARY_ONLY = {"machine_load"}  # no command line: the others import it
 GPU_ONLY = {"gpu_check": ["--out", "{tmp}/gpu_check"], "gpu_profile": []}
@@ -40,6 +40,7 @@ EMPTY_FOLDER = {
     "inference_aa": (["{tmp}/empty"], "no bench_delta.json"),
     "paired_arms": (["{tmp}/empty", "{tmp}/empty"], "no cell in both folders"),
     "prune_replay": (["{tmp}/empty"], "no exhaustive study protocols"),
+    "protocol_cost": (["{tmp}/empty"], "no timed study records"),
     "remeasure_inference": (["{tmp}/empty"], "no ok record with an inference section"),
 }
 

@@ -141,6 +141,8 @@ BAD = [
     (["experiment=study", "train.lr=0.1"], "with experiment=study"),
     (["experiment=study", "study.trials=0"], "study.trials=0"),
     (["experiment=study", "study.prune.eta=1"], "study.prune.eta=1: expected an integer >= 2"),
+    (["experiment=study", "study.search.max_factor=0.5"], "study.search.max_factor=0.5"),
+    (["experiment=study", "study.prune.noise_z=-1"], "study.prune.noise_z=-1"),
     (["experiment=study", "study.prune.enabled=true", "study.prune.rung_epochs=3"],
      "study.prune.rung_epochs=3: the first rung must be shorter than the full run (train.epochs=3)"),
     (["progress.mode=blink"], "progress.mode='blink'"),

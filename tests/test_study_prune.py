@@ -10,6 +10,7 @@ from bench.sweep.study import planned_cells, promote, survivors
 
 PRUNED_STUDY = ["experiment=study", *TINY, "task=sst2", "method=lora", "study.trials=4", "study.seeds=1",
                 "study.prune.enabled=true", "study.prune.eta=2", "study.prune.rung_epochs=1", "train.epochs=2",
+                "study.prune.noise_z=0",  # the cut by rank alone (the no-cut rule: tests/test_study_search.py)
                 "train.max_train_samples=256", "train.eval_every_epoch=true", "inference.enabled=false",
                 "study.lr_range=[1e-4,1e-1]"]
 
@@ -72,7 +73,8 @@ def test_pruned_study_stops_the_worst_trials_and_chooses_among_the_survivors(tmp
         {r["_path"]: (r["study"], r["finished_at"]) for r in recs}
 
 
-@pytest.mark.parametrize("prune,expected", [(None, 4 + 2), ({"enabled": True, "eta": 2}, 4 + 2 + 2)])
+@pytest.mark.parametrize("prune,expected", [(None, 4 + 2), ({"enabled": True, "eta": 2, "noise_z": 0}, 4 + 2 + 2),
+                                                 ({"enabled": True, "eta": 2}, 4 + 4 + 2)])
 def test_planned_cells(prune, expected):
     study = {"enabled": True, "trials": 4, "seeds": 3, "trial_seed": 0, **({"prune": prune} if prune else {})}
     assert planned_cells({"study": study}) == expected

@@ -232,6 +232,17 @@ class PruneSettings:
     enabled: bool = opt(BOOL, False)
     eta: int = opt(integer(2), 3)
     rung_epochs: int = opt(integer(1), 1)
+    # a trial within noise_z x the paired-bootstrap SD of the best first-rung score is not cut, and
+    # nothing is cut when the best is within noise of chance; 0: cut by rank alone
+    noise_z: float = opt(number(0), 2.0)
+
+
+@dataclass(kw_only=True)
+class SearchSettings:
+    """`study.search`: where the trials of the budget go (bench/sweep/search.py, docs/protocol.md)."""
+
+    initial: int | None = opt(nullable(integer(1), "all of study.trials on the declared range"), None)
+    max_factor: float = opt(number(1), 10.0)  # the hard limit: the declared range widened this much each way
 
 
 @dataclass(kw_only=True)
@@ -245,6 +256,7 @@ class StudySettings:
     lr_range: list | None = opt(nullable(RANGE, "per method, lr_ranges"), None)  # noqa: RUF009 - opt() is a field()
     lr_ranges: dict = opt(RANGES, None)  # noqa: RUF009 - opt() is a field()
     prune: PruneSettings = field(default_factory=PruneSettings, metadata={"schema": PruneSettings})
+    search: SearchSettings = field(default_factory=SearchSettings, metadata={"schema": SearchSettings})
 
 
 def lr_search_range(study: dict, method: dict) -> list | None:

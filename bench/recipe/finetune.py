@@ -249,7 +249,10 @@ class CellRecipe:
         # Scored on the task's selection score (select_metric; MRPC: mean of F1 and accuracy), which a
         # run collapsed onto one class cannot win the way it wins the F1 of that class.
         send_test_signal(self.faults, "epoch_eval")
-        m, _ = self._evaluate_selection()
+        m, preds = self._evaluate_selection()
+        if self.t.select == "best_epoch":  # the best epoch's selection scores are the final ones (evaluate)
+            self.epoch_selection = getattr(self, "epoch_selection", {})
+            self.epoch_selection[epoch] = (m, preds)
         if self.trackers is not None:
             self.trackers.epoch(epoch, m)  # inside the evaluation time, which train_s leaves out
         return m, T.selection_score(self.spec, m)
@@ -265,6 +268,10 @@ class CellRecipe:
                 for n, v in result.best_state.items():
                     named[n].copy_(v)
         self.metrics, n_eval, self.eval_s, preds = {}, 0, 0.0, {}
+        if (self.cfg.get("study_cell") or {}).get("score_reported") is False:
+            # a study's first-rung trial: only its selection score is ever read (the cut), and it can
+            # never become a reported run (bench/sweep/study.py), so the reported splits are not scored
+            self.eval_data = {}
         for split, data in self.eval_data.items():
             sync(self.device)
             t0 = time.perf_counter()
@@ -274,7 +281,14 @@ class CellRecipe:
             n_eval += len(data)
             self.metrics.update(T.evaluate_predictions(self.spec, split, preds[split], data.labels))
         self.throughput["eval_samples_per_s"] = n_eval / self.eval_s if self.eval_s > 0 else None
-        self.sel_metrics, sel_preds = self._evaluate_selection() if self.sel_data is not None else ({}, None)
+        # Under best_epoch the restored weights are the ones that epoch's evaluation scored, so its
+        # selection metrics and predictions are reused rather than computed again (equal in every one of
+        # the 816 catalogue records that recomputed them; docs/protocol.md, "What a cell's time buys").
+        kept = getattr(self, "epoch_selection", {}).get(result.best_epoch) if result.best_state is not None else None
+        if kept is not None:
+            self.sel_metrics, sel_preds = kept
+        else:
+            self.sel_metrics, sel_preds = self._evaluate_selection() if self.sel_data is not None else ({}, None)
         self.predictions = prediction_payload(self.spec, self.eval_ids, self.eval_data, preds, self.sel_ids,
                                               self.sel_data, sel_preds)
 

@@ -296,8 +296,9 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
         R.write_record(path, record)
         CK.remove(path)  # the record holds what the checkpoint was for
         status = "ok"
-        m = measured["metrics"]
-        log.info("ok: %s  %s=%.4f  (%s)", cell, measured["headline_metric"], m[measured["headline_metric"]], path.name)
+        head = measured["headline_metric"]
+        value = measured["metrics"].get(head)  # absent where the reported split was not scored (a first rung)
+        log.info("ok: %s  %s=%s  (%s)", cell, head, "-" if value is None else f"{value:.4f}", path.name)
         for warning in (measured.get("collapse") or {}).get("warnings") or []:  # (#25) a run that learned nothing
             log.warning("%s: %s", cell, warning)
     except KeyboardInterrupt as exc:

@@ -3,10 +3,13 @@ then rerun with several seeds. `python -m bench experiment=study` (docs/protocol
 
 Why a protocol and not a fixed rate: a shared or hand-picked rate decides rankings by itself (peft's
 own comparison lost prompt tuning 17.7 points to one), and a rate picked on the reported split
-inflates what is reported (Chen et al. 2022). Here every method gets `study.trials` rates, log-spaced
-over its documented range, trained with one seed; the rate with the best *selection-split* score
-(carved from train, `data.selection`) wins; that rate is rerun with `study.seeds` seeds, and only
-those runs are reported. The reported split never feeds a choice, and every trial is kept so the
+inflates what is reported (Chen et al. 2022). Here every method gets `study.trials` rates, trained
+with one seed: `study.search.initial` log-spaced over its documented range, the rest placed by the
+search (bench/sweep/search.py: past the edge where the best score sits, up to a hard limit, else
+beside the best); the rate with the best *selection-split* score (carved from train,
+`data.selection`) wins, and the records say whether it is interior, at the hard limit or at an edge;
+that rate is rerun with `study.seeds` seeds, and only those runs are reported. Raising `study.seeds`
+on a finished study trains only the new seeds (every other cell is found by its config hash). The reported split never feeds a choice, and every trial is kept so the
 report can draw expected-best-score-versus-budget curves (Dodge et al. 2019).
 
 One Hydra job = one (model, task, method) protocol; a multirun over methods x tasks is the grid.
@@ -19,7 +22,8 @@ schedule, stopped early, so these epochs are exactly the full run's first ones);
 `trials // eta` by selection-split score go on to the full length, continuing from the state their
 first rung saved (weights, AdamW moments, schedule, RNG: bench/training/rung_state.py), so the promoted run is
 bit for bit the trial an exhaustive study trains and the first rung's epochs are not trained twice;
-the rate is chosen among those full-length runs, on the selection split as always.
+the rate is chosen among those full-length runs, on the selection split as always. The cut keeps
+every trial within noise of the best and cuts nothing when the best is near chance (`first_rung_cut`).
 `benchmarks/prune_replay.py` replays the rule on an exhaustive study's records (what it would select,
 what it would save).
 """
@@ -35,21 +39,17 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench.records import schema as R
+from bench.sweep.search import cut_plan, hard_limits, lr_grid, position, propose, step_ratio
+
+__all__ = ["choose", "lr_grid", "planned_cells", "promote", "run_study", "study_settings", "survivors"]
 
 log = logging.getLogger("bench")
 
 
-def lr_grid(low: float, high: float, n: int) -> list[float]:
-    """n rates evenly spaced on a log scale from low to high inclusive, to 3 significant digits."""
-    if n == 1:
-        return [float(f"{math.sqrt(low * high):.3g}")]
-    return [float(f"{low * (high / low) ** (i / (n - 1)):.3g}") for i in range(n)]
-
-
 def study_settings(cfg: DictConfig) -> dict:
-    """study.* and the rate grid. The rules (types and ranges, a range for this method, no fixed
-    train.lr, a selection split) are bench.config.schema' (StudySettings, check_study), which the CLI ran
-    before any cell; checked again here because run_study may be called without the CLI."""
+    """study.* and the search's initial rates. The rules (types and ranges, a range for this method, no
+    fixed train.lr, a selection split) are bench.config.schema' (StudySettings, check_study), which the
+    CLI ran before any cell; checked again here because run_study may be called without the CLI."""
     from bench.config.schema import StudySettings, check_section, lr_search_range
     from bench.recipe.validate import check_study
 
@@ -59,9 +59,15 @@ def study_settings(cfg: DictConfig) -> dict:
     check_study(cfg, st, method)
     rng = list(lr_search_range(st, dict(OmegaConf.to_container(cfg.method, resolve=True), name=method)))
     trials, seeds, trial_seed = st["trials"], st["seeds"], st.get("trial_seed", 0)
-    prune = dict({"enabled": False, "eta": 3, "rung_epochs": 1}, **(st.get("prune") or {}))
+    prune = dict({"enabled": False, "eta": 3, "rung_epochs": 1, "noise_z": 2.0}, **(st.get("prune") or {}))
+    search = dict({"initial": None, "max_factor": 10.0}, **(st.get("search") or {}))
+    initial = min(int(search["initial"] or trials), trials)  # fewer trials: all on the declared range
+    low, high = float(rng[0]), float(rng[1])
     return {"method": method, "trials": trials, "seeds": seeds, "trial_seed": trial_seed, "prune": prune,
-            "grid": lr_grid(float(rng[0]), float(rng[1]), trials), "range": [float(rng[0]), float(rng[1])]}
+            "initial": initial, "grid": lr_grid(low, high, initial), "range": [low, high],
+            "ratio": step_ratio(low, high, initial),
+            "limits": list(hard_limits(low, high, float(search["max_factor"]))),
+            "max_factor": float(search["max_factor"])}
 
 
 def survivors(trials: int, eta: int) -> int:
@@ -77,14 +83,19 @@ def promote(scores: list[float | None], keep: int) -> list[int]:
 
 
 def planned_cells(cfg) -> int:
-    """Cells one job runs through bench.sweep.execute (the sweep line's total, bench/training/progress.py): 1; for
-    a study, its trials (+ the survivors' full runs when pruned) and the seeds besides the trial seed."""
+    """Cells one job runs through bench.sweep.execute (the sweep line's total, bench/training/progress.py): 1;
+    for a study, its trials (+ the survivors' full runs when pruned) and the seeds besides the trial seed.
+    With the no-cut rule (prune.noise_z > 0) the survivors are counted as at most every initial trial."""
     st = cfg.get("study") or {}
     if not st.get("enabled"):
         return 1
     trials, seeds, trial_seed = int(st.get("trials")), int(st.get("seeds")), int(st.get("trial_seed", 0) or 0)
+    initial = min(int((st.get("search") or {}).get("initial") or trials), trials)
     prune = st.get("prune") or {}
-    kept = survivors(trials, int(prune.get("eta", 3))) if prune.get("enabled") else 0
+    kept = 0
+    if prune.get("enabled"):
+        no_cut = float(prune.get("noise_z", 2.0)) > 0
+        kept = initial if no_cut else survivors(initial, int(prune.get("eta", 3)))
     return trials + kept + seeds - (1 if trial_seed < seeds else 0)
 
 
@@ -112,14 +123,57 @@ def _mark(path: Path, **fields) -> None:
     except ValueError:
         return
     rec.pop("_path", None)
-    rec["study"] = dict(rec.get("study") or {}, **fields)
-    R.write_record(path, rec)
+    study = dict(rec.get("study") or {}, **fields)
+    if study != rec.get("study"):  # a resumed study makes the same marks: the file is left as it was
+        rec["study"] = study
+        R.write_record(path, rec)
+
+
+def _selection_split(path: Path) -> tuple | None:
+    """(predictions, references, task kind, selection keys) of a trial's selection split; None if absent."""
+    import numpy as np
+
+    from bench.records.results import record_selection_keys
+
+    try:
+        rec = dict(R.read_record(path), _path=str(path))  # the predictions file lies beside the record
+        data = R.load_predictions(rec) if rec.get("status") == "ok" else None
+    except ValueError:
+        return None
+    sp = next((v for v in ((data or {}).get("splits") or {}).values()
+               if isinstance(v, dict) and v.get("role") == "selection"), None)
+    if sp is None:
+        return None
+    order = np.argsort(np.asarray(sp["ids"]), kind="stable")
+    kind = str(((rec.get("config") or {}).get("task") or {}).get("kind", "classification"))
+    return (np.asarray(sp["predictions"], float)[order], np.asarray(sp["references"], float)[order], kind,
+            record_selection_keys(rec))
+
+
+def first_rung_cut(rung_paths: list, rung_scores: list[float | None], keep: int,
+                   z: float) -> tuple[list[int], str, dict]:
+    """The first rung's cut (bench.sweep.search.cut_plan) with its noise measured on the trials' own
+    selection-split predictions; z = 0: the best `keep` by rank alone. Returns (kept, why, noise)."""
+    if z <= 0:
+        return promote(rung_scores, keep), f"cut by rank: the best {keep}", {}
+    from bench.sweep.search import chance_score, selection_noise
+
+    splits = [_selection_split(p) if v is not None else None for p, v in zip(rung_paths, rung_scores)]
+    first = next((x for x in splits if x is not None), None)
+    if first is None:
+        return promote(rung_scores, keep), "cut by rank: no selection predictions to measure noise on", {}
+    _, ref, kind, keys = first
+    noise, best_noise = selection_noise(keys, [None if x is None else x[0] for x in splits], ref, z)
+    chance = chance_score(keys, kind, ref)
+    kept, why = cut_plan(rung_scores, keep, noise, chance, best_noise)
+    return kept, why, {"z": z, "noise": [None if math.isinf(v) else round(v, 6) for v in noise],
+                       "chance": round(chance, 6), "best_noise": round(best_noise, 6)}
 
 
 def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: dict):
-    """Successive halving with one cut: every rate for `rung_epochs`, the best `trials // eta` to the
-    full length. Returns (full-length record paths, their scores (None where pruned), statuses, what
-    the cut decided)."""
+    """Successive halving with one cut over the initial rates: every rate for `rung_epochs`, then those
+    the cut keeps (first_rung_cut) to the full length. Returns (full-length record paths, their scores
+    (None where pruned), statuses, what the cut decided)."""
     from bench.sweep.execute import execute
 
     k, eta = int(s["prune"]["rung_epochs"]), int(s["prune"]["eta"])
@@ -127,12 +181,14 @@ def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: di
     state_of = [states / f"{cfg.model.name}__{cfg.task.name}__{s['method']}__t{i}__e{k}.pt" for i in range(len(s["grid"]))]
     rung_paths, statuses = [], []
     for i, lr in enumerate(s["grid"]):
-        block = dict(base, role="trial", trial_index=i, lr=lr, rung=1, rung_epochs=k, rung_state=str(state_of[i]))
+        block = dict(base, role="trial", trial_index=i, lr=lr, rung=1, rung_epochs=k,
+                     rung_state=str(state_of[i]), score_reported=False)
         status, path = execute(_cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", block, stop_after=k), own)
         statuses.append(status)
         rung_paths.append(path)
     rung_scores = [_score(p, headline) for p in rung_paths]
-    kept = promote(rung_scores, survivors(len(s["grid"]), eta))
+    kept, why, noise = first_rung_cut(rung_paths, rung_scores, survivors(len(s["grid"]), eta),
+                                      float(s["prune"].get("noise_z", 0) or 0))
     paths: list = [None] * len(s["grid"])
     for i in kept:
         # continues from its rung's saved state (bit for bit the uninterrupted trial, same config hash);
@@ -149,7 +205,7 @@ def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: di
         _mark(p, pruned=i not in kept, promoted=i in kept, **({} if i in kept else {"pruned_at_rung": 1}))
     scores = [_score(paths[i], headline) if i in kept else None for i in range(len(s["grid"]))]
     decided = {"rung_epochs": k, "eta": eta, "rung_scores": rung_scores, "promoted": kept,
-               "pruned": [i for i in range(len(s["grid"])) if i not in kept]}
+               "pruned": [i for i in range(len(s["grid"])) if i not in kept], "cut": why, **noise}
     return paths, scores, statuses, decided
 
 
@@ -179,11 +235,11 @@ def _select_text(cfg: DictConfig) -> str:
 
 
 def choose(grid: list[float], scores: list[float | None]) -> tuple[float, int]:
-    """Best selection score wins; a failed trial (e.g. a diverged loss) never does; ties go to the
-    smaller rate (the first in the grid). Raises when every trial failed."""
+    """Best selection score wins; a failed or pruned trial (None) never does; ties go to the smaller
+    rate. Raises when every trial failed."""
     best = None
-    for i, s in enumerate(scores):
-        if s is not None and (best is None or s > scores[best]):
+    for i in sorted(range(len(grid)), key=lambda i: grid[i]):
+        if scores[i] is not None and (best is None or scores[i] > scores[best]):
             best = i
     if best is None:
         raise RuntimeError("every learning-rate trial failed; see the trial records' errors")
@@ -202,6 +258,49 @@ def _copy_as_final(src: Path, dst: Path, block: dict, sweep: str) -> None:
     R.write_record(dst, rec)
 
 
+def _extend(cfg, s: dict, base: dict, sweep: str, own: list, headline: dict, rates: list, scores: list,
+            paths: list, statuses: list, side: list) -> list[dict]:
+    """The rest of the trial budget (study.trials - search.initial), one trial at a time where
+    bench.sweep.search.propose puts it (past the edge the best score sits at, up to the hard limit;
+    else beside the best), each trained to the full length. Extends the lists in place; returns the
+    proposals made, in order."""
+    from bench.sweep.execute import execute
+
+    steps = []
+    for step in range(s["trials"] - s["initial"]):
+        nxt = propose(rates, scores, tuple(s["limits"]), s["ratio"], side)
+        if nxt is None:
+            log.info("study %s / %s: no untried rate left near the best; %d trial(s) of the budget unused",
+                     cfg.task.name, s["method"], s["trials"] - s["initial"] - step)
+            break
+        lr, why = nxt
+        i = len(rates)
+        block = dict(base, role="trial", trial_index=i, lr=lr, search_step=step + 1, proposed=why)
+        status, path = execute(_cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", block), own)
+        statuses.append(status)
+        rates.append(lr)
+        paths.append(path)
+        scores.append(_score(path, headline))
+        side.append(None)
+        steps.append({"trial_index": i, "lr": lr, "why": why})
+    return steps
+
+
+def _initial_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: dict):
+    """The initial rates: pruned (first rung, cut, survivors to the full length) or all at full length."""
+    from bench.sweep.execute import execute
+
+    if s["prune"]["enabled"]:
+        return _pruned_trials(cfg, s, base, sweep, own, headline)
+    paths, statuses = [], []
+    for i, lr in enumerate(s["grid"]):
+        c = _cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", dict(base, role="trial", trial_index=i, lr=lr))
+        status, path = execute(c, own)
+        statuses.append(status)
+        paths.append(path)
+    return paths, [_score(p, headline) for p in paths], statuses, None
+
+
 def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     """Run (or resume) the protocol for this job's (model, task, method); returns ok / failed."""
     from bench.sweep.execute import execute, identity, record_path
@@ -211,32 +310,31 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     own = [o for o in (overrides or []) if not o.lstrip("+~").startswith(("train.lr=", "train.seed="))]
     base = {"name": sweep, "n_trials": s["trials"], "lr_grid": s["grid"], "lr_range": s["range"],
             "trial_seed": s["trial_seed"], "selection": f"selection split, {_select_text(cfg)}"}
+    if s["trials"] > s["initial"]:
+        base["search"] = {"initial": s["initial"], "max_factor": s["max_factor"], "limits": s["limits"]}
     headline: dict = {}
-    pruning = None
-    if s["prune"]["enabled"]:
-        paths, scores, statuses, pruning = _pruned_trials(cfg, s, base, sweep, own, headline)
-    else:
-        paths, statuses = [], []
-        for i, lr in enumerate(s["grid"]):
-            c = _cell(cfg, lr, s["trial_seed"], f"{sweep}/trials", dict(base, role="trial", trial_index=i, lr=lr))
-            status, path = execute(c, own)
-            statuses.append(status)
-            paths.append(path)
-        scores = [_score(p, headline) for p in paths]
+    paths, scores, statuses, pruning = _initial_trials(cfg, s, base, sweep, own, headline)
+    rates = list(s["grid"])
+    side = list(pruning["rung_scores"]) if pruning else [None] * len(rates)
+    steps = _extend(cfg, s, base, sweep, own, headline, rates, scores, paths, statuses, side)
     try:
-        best_lr, best_i = choose(s["grid"], scores)
+        best_lr, best_i = choose(rates, scores)
     except RuntimeError as exc:
         log.error("study %s / %s: %s", cfg.task.name, s["method"], exc)
         return "failed"
-    log.info("study %s / %s: selected lr %g (selection %s %s; grid %s)", cfg.task.name, s["method"], best_lr,
-             headline.get("key"), " ".join("-" if v is None else f"{v:.4f}" for v in scores),
-             " ".join(f"{g:g}" for g in s["grid"]))
+    extended = s["trials"] > s["initial"]
+    where = position(rates, scores, tuple(s["limits"]) if extended else None, extended)
+    log.info("study %s / %s: selected lr %g, %s (selection %s %s; rates %s)", cfg.task.name, s["method"],
+             best_lr, where["position"], headline.get("key"),
+             " ".join("-" if v is None else f"{v:.4f}" for v in scores), " ".join(f"{g:g}" for g in rates))
     if pruning:
-        log.info("study %s / %s: pruned after %d epoch(s): trials %s (first-rung scores %s)", cfg.task.name,
-                 s["method"], pruning["rung_epochs"], pruning["pruned"],
+        log.info("study %s / %s: first rung of %d epoch(s): %s; pruned %s (scores %s)", cfg.task.name,
+                 s["method"], pruning["rung_epochs"], pruning["cut"], pruning["pruned"],
                  " ".join("-" if v is None else f"{v:.4f}" for v in pruning["rung_scores"]))
+    searched = {"lr_tried": rates, "search_steps": steps} if extended else {}
     final_block = dict(base, role="final", lr=best_lr, selected_lr=best_lr, selected_trial=best_i,
-                       trial_scores=scores, **({"pruning": pruning} if pruning else {}))
+                       trial_scores=scores, selected_position=where, **searched,
+                       **({"pruning": pruning} if pruning else {}))
     for seed in range(s["seeds"]):
         c = _cell(cfg, best_lr, seed, sweep, dict(final_block, seed=seed))
         if seed == s["trial_seed"]:
@@ -251,6 +349,7 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(json.dumps({"model": str(cfg.model.name), "task": str(cfg.task.name), "method": s["method"],
                                    "headline": headline.get("key"), "grid": s["grid"], "scores": scores,
+                                   "rates": rates, "search_steps": steps, "position": where,
                                    "selected_lr": best_lr, "seeds": s["seeds"], "pruning": pruning,
                                    "config": OmegaConf.to_container(cfg.study, resolve=True)}, indent=2))
     return "failed" if "failed" in statuses else "ok"

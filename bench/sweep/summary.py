@@ -55,7 +55,8 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             collapsed = " collapsed" if collapse_warnings(rec) else ""  # (#25) bench.analysis.chance
             rows.append((
                 f"{rec['model']} {rec['task']:>5} {rec['method_label']}", e["status"],
-                f"{h}={rec['metrics'][h]:.3f}{collapsed}", fmt_count(rec["params"]["trainable"], "-"),
+                f"{h}={rec['metrics'][h]:.3f}{collapsed}" if h in rec["metrics"] else "selection split only",
+                fmt_count(rec["params"]["trainable"], "-"),
                 f"{cuda / 2**20:.0f}MiB CUDA" if cuda else f"{rec['memory']['peak_rss_bytes'] / 2**20:.0f}MiB",
                 # None when every step was a warm-up step (too few steps to time)
                 f"{sps:.1f}/s" if sps is not None else "n/a", f"{rec['time']['total_s']:.0f}s",
