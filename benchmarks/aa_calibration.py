@@ -21,6 +21,15 @@ one. Per group:
 - n >= 2 seeds: every disjoint pair of single seeds (1 vs 1) under the pooled test: how often two
   trained models of one method are called different (the seed-aware test gives no verdict there).
 
+- `--simulate R` (groups with >= 3 seeds, e.g. the 3-seed catalogue): R simulated A/A comparisons of
+  k vs k seeds (k = the group's seed count), every seed drawn afresh from one generator built on the
+  real predictions: a real seed picked at random, with `--jitter` (default 5 %) of its examples
+  replaced by another real seed's predictions on them. Both labels draw from the same generator, so
+  the null holds exactly *for that generator*; its seed population is the real seeds (clustered
+  around them, bimodal where the real seeds are), not the method's. This is a check of the
+  procedure at the real example sizes, metric and seed spread, not an A/A of the method: a
+  disjoint A/A of a method needs >= 4 real seeds (above), and with 3 there is none.
+
 A directional verdict is the report's rule for one comparison: p < alpha and the 95 % interval
 excludes 0 (no Holm: one comparison per split). Rates come with Clopper-Pearson 95 % intervals; the
 splits of one group share seeds, so they are not independent trials and the intervals are too narrow:
@@ -122,11 +131,36 @@ def judge_split(metric: str, ref: np.ndarray, preds: dict, full: dict, mat: dict
         r = stats.seed_aware(metric, a, sb, fa, fb, ma, mb, n, seed=0, rescale=rescale)
         out[col] = directional(r.p, r.low, r.high)
     c = components(metric, ref, {s: preds[s] for s in a}, {s: preds[s] for s in b}, n_boot=n_boot,
-                   rng_seed=hash((tuple(a), tuple(b))) % 2**31)
+                   rng_seed=hash((tuple(a), tuple(b))) % 2**31, two_level=True)
     for design in ("seeds+examples", "two-level"):
         res = finish(c, design, "higher") if not isinstance(c, str) else c
         out[f"gate {design}"] = (not isinstance(res, str)) and fails(res, ALPHA, 0.005, "higher")
     return out
+
+
+def simulate(metric: str, ref: np.ndarray, preds: dict, reps: int, jitter: float, b: int,
+             rng: np.random.Generator) -> dict[str, int]:
+    """False directional verdicts of the pooled and seed-aware tests over `reps` simulated A/A splits."""
+    real = np.array([preds[s] for s in sorted(preds)])
+    k, n = real.shape
+    idx = stats.resample_indices(n, b, 0)
+    hits = defaultdict(int)
+    for _ in range(reps):
+        sims = []
+        for _ in range(2 * k):
+            base, other = rng.choice(k, 2, replace=False)
+            p = real[base].copy()
+            swap = rng.random(n) < jitter
+            p[swap] = real[other][swap]
+            sims.append(p)
+        full, mat = stats.seed_matrix(metric, sims, ref, idx)
+        fa, fb, ma, mb = full[:k], full[k:], mat[:k], mat[k:]
+        pooled = stats.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), n)
+        hits["pooled"] += directional(pooled.p, pooled.low, pooled.high)
+        for col, sb in (("seed-aware", list(range(k, 2 * k))), ("seed-aware paired", list(range(k)))):
+            r = stats.seed_aware(metric, list(range(k)), sb, fa, fb, ma, mb, n)
+            hits[col] += directional(r.p, r.low, r.high)
+    return hits
 
 
 def main(argv=None) -> int:
@@ -134,9 +168,15 @@ def main(argv=None) -> int:
     ap.add_argument("results", type=Path, nargs="+", help="results folder(s), searched recursively")
     ap.add_argument("--b", type=int, default=2000, help="bootstrap resamples (default 2000)")
     ap.add_argument("--min-seeds", type=int, default=4, help="seeds a group needs for the split-half A/A")
+    ap.add_argument("--simulate", type=int, default=0, help="simulated A/A comparisons per group (0: none)")
+    ap.add_argument("--jitter", type=float, default=0.05, help="share of examples a simulated seed takes from "
+                    "another real seed")
+    ap.add_argument("--methods", default="", help="comma-separated methods to keep (default: all)")
     a = ap.parse_args(argv)
     t0 = time.time()
     found = groups(a.results)
+    keep = {m for m in a.methods.split(",") if m}
+    found = {k: v for k, v in found.items() if not keep or k[2] in keep}
     if not found:
         print(f"aa_calibration: no readable result records with predictions under {', '.join(map(str, a.results))}")
         return 2
@@ -169,6 +209,25 @@ def main(argv=None) -> int:
               + " |")
     for task in sorted({t for t, _ in totals}):
         print(f"| **{task}** | all | | | " + " | ".join(rate(*totals[(task, c)]) for c in COLUMNS) + " |")
+    if a.simulate:
+        print(f"\nSimulated A/A (k vs k seeds from the real seeds, {100 * a.jitter:g} % jitter, B={a.b}):")
+        print("| task | method | seeds | comparisons | pooled | seed-aware | seed-aware paired |")
+        print("|---|---|---:|---:|---|---|---|")
+        sim_tot = defaultdict(lambda: [0, 0])
+        rng = np.random.default_rng(0)
+        for (model, task, method, _), by_seed in sorted(found.items()):
+            if len(by_seed) < 3:
+                continue
+            metric, ref, preds = aligned(by_seed)
+            hits = simulate(metric, ref, preds, a.simulate, a.jitter, a.b, rng)
+            for col in ("pooled", "seed-aware", "seed-aware paired"):
+                sim_tot[(task, col)][0] += hits[col]
+                sim_tot[(task, col)][1] += a.simulate
+            print(f"| {task} | {method} | {len(preds)} | {a.simulate} | " + " | ".join(
+                rate(hits[c], a.simulate) for c in ("pooled", "seed-aware", "seed-aware paired")) + " |")
+        for task in sorted({t for t, _ in sim_tot}):
+            print(f"| **{task}** | all | | | " + " | ".join(
+                rate(*sim_tot[(task, c)]) for c in ("pooled", "seed-aware", "seed-aware paired")) + " |")
     print("\nPooled test, one seed against one other seed of the same method and settings (disjoint):")
     for task, (k, n) in sorted(one_v_one.items()):
         print(f"  {task}: {rate(k, n)} called different")

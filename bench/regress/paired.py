@@ -115,8 +115,10 @@ class Components:
 
 
 def components(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping[int, np.ndarray],
-               n_boot: int = 2000, rng_seed: int = 0, bootstrap: bool = True) -> Components | str:
-    """D and its variance parts (module docstring); a string says why there is nothing to test."""
+               n_boot: int = 2000, rng_seed: int = 0, bootstrap: bool = True,
+               two_level: bool = False) -> Components | str:
+    """D and its variance parts (module docstring); a string says why there is nothing to test.
+    `two_level` also draws the two-level replicates (design two-level; >= 2 seeds per side)."""
     if metric not in METRICS:
         return f"metric {metric} has no paired form"
     refs = np.asarray(refs, float)
@@ -146,7 +148,7 @@ def components(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping[
         boots = bootstrap_deltas(metric, refs, base, cand, n_boot, np.random.default_rng(rng_seed),
                                  common if pairing == "matched" else None)
         var_ex = float(np.var(boots, ddof=1))
-        if len(sb) >= 2 and len(sc) >= 2:
+        if two_level and len(sb) >= 2 and len(sc) >= 2:
             two = _two_level(metric, refs, base, cand, sb, sc, n_boot, rng_seed)
     return Components(metric, pairing, len(refs), sb, sc, delta, var_seeds, df_seeds, var_ex,
                       {s: vb[s] for s in sb}, {s: vc[s] for s in sc}, two)
@@ -215,7 +217,8 @@ def paired_test(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping
     `base`/`cand`: {seed: predictions aligned with `refs`}. Returns a PairedResult, or a string
     saying why the test cannot run (designs with a seed term need 2 matched seeds, or 3 seeds in all).
     """
-    c = components(metric, refs, base, cand, n_boot, rng_seed, bootstrap=design != "seeds")
+    c = components(metric, refs, base, cand, n_boot, rng_seed, bootstrap=design != "seeds",
+                   two_level=design == "two-level")
     return c if isinstance(c, str) else finish(c, design, direction)
 
 
