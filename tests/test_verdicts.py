@@ -228,3 +228,40 @@ def test_one_bad_seed_is_not_a_method_verdict(tmp_path):
     assert float(r["seeds_to_decide"]) >= 2  # or inf: never a blank for an undecided pair
     ranks = agg.ranks.set_index("method_label")["rank"]
     assert ranks["steady"] == ranks["one_bad"] == 1  # not shown worse: both tied with the best
+
+
+def test_split_half_replication(tmp_path, capsys):
+    """python -m bench.report.replicate on real record files: 4 seeds per method, halves {1, 3} and
+    {2, 4}. `good` is right on 90 % of examples on every seed and `poor` on 60 %: both halves call it
+    better (replicated, no contradiction). `flip` beats `poor` on seeds 1 and 3 and loses on 2 and 4
+    by the same margin: each half is decided the other way, and the command names it."""
+    import numpy as np
+
+    from bench.report import replicate
+
+    n = 400
+    refs = fx.pred_references("sst2", n)
+
+    def acc(share, seed):
+        pred = 1 - refs
+        right = np.random.default_rng(seed).permutation(n)[: round(share * n)]
+        pred[right] = refs[right]
+        return pred
+
+    for seed in (1, 2, 3, 4):
+        fx.write_prediction_record(tmp_path / "res", "m", "good", "sst2", seed, acc(0.9, seed), refs)
+        fx.write_prediction_record(tmp_path / "res", "m", "poor", "sst2", seed, acc(0.6, 10 + seed), refs)
+        fx.write_prediction_record(tmp_path / "res", "m", "flip", "sst2", seed,
+                                   acc(0.8 if seed % 2 else 0.4, 20 + seed), refs)
+    assert replicate.halves([4, 1, 3, 2, 1]) == ([1, 3], [2, 4])
+    assert replicate.main([str(tmp_path / "res"), "--reference", "poor", "--bootstrap", "500",
+                           "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    got = {frozenset((r["method_a"], r["method_b"])): r for r in rows(tmp_path / "rep" / "replicate.csv")}
+    good = got[frozenset(("good", "poor"))]
+    assert good["agreement"] == "replicated" and good["seeds_1"] == "1 3" and good["seeds_2"] == "2 4"
+    assert got[frozenset(("flip", "poor"))]["agreement"] == "contradicting"
+    summary = rows(tmp_path / "rep" / "replicate_summary.csv")[0]
+    assert (summary["pairs"], summary["replicated"], summary["contradicting"]) == ("2", "1", "1")
+    assert float(summary["agreement"]) == 0.5
+    assert "contradicting directional verdicts: 1" in out and ("flip vs poor" in out or "poor vs flip" in out)
