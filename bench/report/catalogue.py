@@ -112,7 +112,8 @@ def cost_line(cost: dict) -> str:
 VS_COLUMNS = ["task", "method_label", "delta_vs_ref", "delta_ci_low", "delta_ci_high", "p", "p_holm", "eq_low",
               "eq_high", "margin", "p_equiv_holm", "verdict", "seeds_to_decide", "pairing", "pooled_ci_low",
               "pooled_ci_high", "pooled_p_holm", "pooled_verdict", "holm_floor", "test"]
-_WORDS = {"better": "better", "worse": "worse"}
+_FROM_PAIRWISE = ("delta", "ci_low", "ci_high", "eq_low", "eq_high", "pooled_ci_low", "pooled_ci_high", "p", "p_equiv",
+                  "pooled_p", "pooled_p_equiv", "var_seeds", "var_examples", "margin", "pairing")
 
 
 def versus_reference(pairwise: pd.DataFrame, reference: str, b: int | None = None) -> pd.DataFrame:
@@ -126,21 +127,22 @@ def versus_reference(pairwise: pd.DataFrame, reference: str, b: int | None = Non
     for task, sub in pairwise.groupby("task"):
         mine = sub[(sub["method_a"] == reference) | (sub["method_b"] == reference)]
         part = []
-        for _, r in mine.iterrows():
-            flip = r["method_a"] == reference  # the frame holds a - b with a ranked first
+        for _, row in mine.iterrows():
+            r = {k: row.get(k, np.nan) for k in _FROM_PAIRWISE}  # older or hand-made frames lack some columns
+            flip = row["method_a"] == reference  # the frame holds a - b with a ranked first
             sign = -1.0 if flip else 1.0
 
             def ci(lo: str, hi: str, r=r, flip=flip, sign=sign) -> tuple[float, float]:
                 return (sign * r[hi], sign * r[lo]) if flip else (r[lo], r[hi])
 
-            part.append({"task": task, "method_label": r["method_b"] if flip else r["method_a"],
+            part.append({"task": task, "method_label": row["method_b"] if flip else row["method_a"],
                          "delta_vs_ref": sign * r["delta"], **dict(zip(("delta_ci_low", "delta_ci_high"),
                                                                        ci("ci_low", "ci_high"))),
                          **dict(zip(("eq_low", "eq_high"), ci("eq_low", "eq_high"))),
                          **dict(zip(("pooled_ci_low", "pooled_ci_high"), ci("pooled_ci_low", "pooled_ci_high"))),
-                         "p": r["p"], "p_equiv": r["p_equiv"], "pooled_p": r["pooled_p"],
-                         "pooled_p_equiv": r["pooled_p_equiv"], "margin": r["margin"], "pairing": r["pairing"],
-                         "var_seeds": r["var_seeds"], "var_examples": r["var_examples"]})
+                         **{k: r[k] for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv", "var_seeds",
+                                              "var_examples")},
+                         "margin": r["margin"], "pairing": r["pairing"] if isinstance(r["pairing"], str) else ""})
         adj = {k: stats.holm([p[k] for p in part]) for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv")}
         tested = sum(1 for p in part if np.isfinite(p["p"]))
         floor = stats.holm_floor(tested, b) if b and tested else float("nan")
