@@ -162,7 +162,7 @@ def main(argv=None) -> int:
                     if metric in ("pearson", "spearmanr"):
                         continue
                     cand = {s: degrade(p, refs, drop, rng) for s, p in cand.items()}
-                comp = components(metric, refs, base, cand, a.n_boot, stable_seed(cid))
+                comp = components(metric, refs, base, cand, a.n_boot, stable_seed(cid), two_level=True)
                 res = {d: finish(comp, d, a.direction) for d in DESIGNS}
                 tested[cid] = (comp, res)
                 ses[cid].append((comp.var_seeds, comp.var_examples))

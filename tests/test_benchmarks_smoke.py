@@ -26,7 +26,7 @@ from clitools import REPO, TINY, records_in, run_bench, run_python
 BENCH_DIR = REPO / "benchmarks"
 MODULES = sorted(p.stem for p in BENCH_DIR.glob("*.py") if p.stem != "__init__")
 # what the suite must cover at least: a module that leaves benchmarks/ must leave this list too
-NAMED = {"bench_compile", "bench_measurements", "bench_multi_adapter", "bench_optimizer", "bench_overhead",
+NAMED = {"aa_calibration", "bench_compile", "bench_measurements", "bench_multi_adapter", "bench_optimizer", "bench_overhead",
          "bench_report", "bench_trainer", "compare_records", "cost_pass_check", "gate_aa", "gpu_check",
          "gpu_profile", "inference_aa", "inference_precision", "machine_load", "paired_arms", "protocol_cost", "prune_replay",
          "remeasure_inference", "sweep_flops"}
@@ -34,6 +34,7 @@ LIBRARY_ONLY = {"machine_load"}  # no command line: the others import it
 GPU_ONLY = {"gpu_check": ["--out", "{tmp}/gpu_check"], "gpu_profile": []}
 # scripts that read a folder, given an empty one: (argv, what the message must say)
 EMPTY_FOLDER = {
+    "aa_calibration": (["{tmp}/empty"], "no readable result records"),
     "compare_records": (["{tmp}/empty", "{tmp}/empty"], "no run records"),
     "cost_pass_check": (["{tmp}/empty", "{tmp}/empty"], "no cell of"),
     "gate_aa": (["{tmp}/empty"], "no readable result records"),
@@ -201,3 +202,33 @@ def test_compare_records_tiny_run(tiny_records, tmp_path, glue_dir):
     path.write_text(json.dumps(rec))
     proc = run_python(["-m", "benchmarks.compare_records", before, after], glue_dir)
     assert proc.returncode == 1 and "DIFFERS" in proc.stdout and "metrics.accuracy" in proc.stdout, proc.stdout
+
+
+def test_aa_calibration_on_real_prediction_files(tmp_path, capsys):
+    """Five seeds of one method (record and predictions files as the harness writes them): every split
+    of 2 vs 2 seeds is an A/A comparison, and a method whose seeds are near copies of each other (the
+    same 85 % of examples right, a few flipped per seed) must not be called better or worse by the
+    seed-aware test; the table names the method and counts the splits (15 for 5 seeds)."""
+    import sys as _sys
+
+    import numpy as np
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    import report_fixtures as fx
+
+    from benchmarks import aa_calibration
+
+    refs = fx.pred_references("sst2", 300)
+    base = np.where(np.random.default_rng(1).random(300) < 0.85, refs, 1 - refs)
+    for seed in range(5):
+        p = base.copy()
+        flip = np.random.default_rng(100 + seed).choice(300, 6, replace=False)
+        p[flip] = 1 - p[flip]
+        fx.write_prediction_record(tmp_path / "res", "m", "lora", "sst2", seed, p, refs)
+    assert aa_calibration.main([str(tmp_path / "res"), "--b", "300"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| sst2 | lora |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:4] == ["5", "15"]
+    assert cells[5].startswith("0/15 = 0 %")  # seed-aware: no false verdict
+    assert "one seed against one other seed" in out and "sst2: " in out

@@ -256,7 +256,8 @@ def test_catalogue_report_compares_with_the_reference_and_flags_the_frontier():
     vs = versus_reference(pairwise, "lora").set_index("method_label")
     assert set(vs.index) == {"vera", "ia3"}  # only the pairs with the reference
     assert vs.loc["ia3", "delta_vs_ref"] == -0.01 and (vs.loc["ia3", "delta_ci_low"], vs.loc["ia3", "delta_ci_high"]) == (-0.02, 0.01)
-    assert vs.loc["vera", "verdict"] == "better" and vs.loc["ia3", "verdict"] == "tie"
+    # ia3: p 0.4 and no equivalence test in this frame: undecided (never "tie")
+    assert vs.loc["vera", "verdict"] == "better" and vs.loc["ia3", "verdict"] == "undecided"
     assert vs.loc["vera", "p_holm"] == pytest.approx(0.002)  # Holm over the two comparisons with lora
     table = pd.DataFrame({"task": ["sst2"] * 3, "method_label": ["vera", "lora", "full"],
                           "trainable_excl_head": [1e4, 3e5, 2e7], "score": [0.80, 0.79, 0.85]})
@@ -346,14 +347,17 @@ def test_the_summary_puts_each_method_on_one_row_with_both_tasks():
         "ci_low": [0.70, 0.79, 0.40, 0.65, 0.73], "ci_high": [0.86, 0.81, 0.70, 0.75, 0.81],
         "trainable_excl_head": [73728, 7680, 73728, 7680, 22565376], "storage_bytes": [3e5, 4e4, 3e5, 4e4, 9e7],
         "mergeable": [True, True, True, True, nan], "overhead": [nan] * 5,
-        "verdict": ["reference", "better", "reference", "tie", "better"], "p_holm": [nan, 0.02, nan, 0.5, 0.01],
+        "verdict": ["reference", "better", "reference", "undecided", "better"], "p_holm": [nan, 0.02, nan, 0.5, 0.01],
+        "seeds_to_decide": [nan, nan, nan, 12.0, nan],
         "frontier_params": [False, True, False, True, True], "frontier_overhead": [False] * 5})
     text = summary_markdown(table, "lora")
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| method")]
     assert [r.split(" | ")[0] for r in rows] == ["| vera", "| lora", "| full"]  # fewest trainable first
-    assert rows[0].endswith("| 80.0 [79.0, 81.0], better (p 0.02) | 70.0 [65.0, 75.0], tie (p 0.5) | sst2: params; stsb: params |")
+    assert rows[0].endswith("| 80.0 [79.0, 81.0], better (p 0.02) | 70.0 [65.0, 75.0], undecided (n≈12) (p 0.5) | "
+                            "sst2: params; stsb: params |")
     assert "(reference)" in rows[1] and rows[2].count("| – |") == 1  # full has no sst2 row
-    assert "sst2: 1 better, 0 tie, 0 worse; stsb: 1 better, 1 tie, 0 worse" in text
+    assert "sst2: 1 better, 0 worse, 0 equivalent, 0 undecided" in text
+    assert "stsb: 1 better, 0 worse, 0 equivalent, 1 undecided" in text
 
 
 def test_a_data_pass_sees_the_training_rows_once_in_order_and_no_label(monkeypatch):

@@ -90,12 +90,12 @@ def test_uniform_soup_of_identical_deltas_equals_the_delta(sources, glue_dir, tm
                 assert torch.allclose(a[k], b[k], rtol=RTOL, atol=ATOL), k
         assert preds(rec) == preds(src)
         assert rec["metrics"] == src["metrics"]
-        if method == "lora":  # the report's soup table: soup == every ingredient, so a zero difference and a tie
+        if method == "lora":  # the report's soup table: soup == every ingredient: a zero difference, equivalent
             p = run_python(["-m", "bench.report", out, "--out", tmp_path / "report"], glue_dir)
             assert p.returncode == 0, p.stderr[-3000:]
             (row,) = read_csv(tmp_path / "report" / "compose_soups.csv")
             assert row["task"] == "sst2" and row["kind"] == "uniform" and int(row["n_ingredients"]) == 3
-            assert float(row["vs_mean_delta"]) == 0.0 and row["vs_mean_verdict"] == "tie"
+            assert float(row["vs_mean_delta"]) == 0.0 and row["vs_mean_verdict"] == "equivalent"
             assert float(row["soup"]) == pytest.approx(float(row["mean_of_seeds"]))
 
 

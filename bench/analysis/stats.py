@@ -215,6 +215,172 @@ def paired_bootstrap(name: str, runs_a, runs_b, ref, b: int = DEFAULT_B, seed: i
     return paired_from_samples(observed, samples, len(ref), confidence)
 
 
+# ------------------------------------------------------------------ seed-aware (two-level) comparison
+
+#: equivalence margin per headline metric, on the metric's own scale (0.01 = 1 point of the ×100 tables);
+#: why these values: docs/decisions.md; a report CLI's --margin overrides them
+MARGINS = {"accuracy": 0.01, "f1": 0.01, "matthews_correlation": 0.01, "pearson": 0.01, "spearmanr": 0.01}
+POWER = 0.8          # the chance of deciding that `seeds_to_decide` aims for
+MAX_SEEDS = 1000     # seeds_to_decide above this reads "not within 1000 seeds" (inf)
+OUTCOMES = ("better", "worse", "equivalent", "undecided")
+
+
+def margin_for(name: str, override: float | None = None) -> float:
+    """The equivalence margin of a metric: the override when given, else MARGINS (0.01 for unknown names)."""
+    if override is not None:
+        if not override > 0:
+            raise ValueError(f"equivalence margin must be > 0, got {override}")
+        return float(override)
+    return MARGINS.get(name, 0.01)
+
+
+@dataclass(frozen=True)
+class SeedAware:
+    """A − B as a statement about the *methods*: seeds and examples resampled (module docs).
+
+    `delta` is the difference of the means over seeds on all examples; `low`/`high` its 95 %
+    percentile interval, `p` the two-sided null-centred p, `eq_low`/`eq_high` the 90 % interval
+    and `p_equiv` the bootstrap TOST p of |A − B| >= margin (module docs). `var_seeds` is the
+    between-seed variance of one seed's difference, `var_examples` the variance from example
+    resampling with the seeds held fixed: the inputs of `seeds_to_decide`."""
+
+    delta: float
+    low: float
+    high: float
+    p: float
+    eq_low: float
+    eq_high: float
+    p_equiv: float
+    margin: float
+    pairing: str          # "paired seeds" | "unpaired seeds"
+    n_seeds_a: int
+    n_seeds_b: int
+    n_examples: int
+    b: int
+    var_seeds: float
+    var_examples: float
+
+
+def _draw_means(m: np.ndarray, draws: np.ndarray, rescale: bool) -> np.ndarray:
+    """Per replicate b, the mean over the drawn seeds draws[b] of m[:, b] (m: (k, B) per-seed metric on
+    replicate b's example resample). With `rescale` the seed deviations are widened by sqrt(k/(k−1)),
+    so the seed part of the variance is s²/k (ddof 1) instead of the plug-in (k−1)/k · s²/k."""
+    k, nb = m.shape
+    drawn = m[draws, np.arange(nb)[:, None]].mean(axis=1)
+    if not rescale or k < 2:
+        return drawn
+    centre = m.mean(axis=0)
+    return centre + math.sqrt(k / (k - 1)) * (drawn - centre)
+
+
+def _tost_p(samples: np.ndarray, margin: float) -> float:
+    """Bootstrap TOST p of H0 |delta| >= margin: the larger of the shares of replicates at or beyond
+    +margin and at or beyond −margin (+1 smoothed). Below alpha ⇔ the (1 − 2·alpha) percentile
+    interval lies inside ±margin."""
+    n = len(samples)
+    return max((1 + int((samples >= margin).sum())) / (n + 1), (1 + int((samples <= -margin).sum())) / (n + 1))
+
+
+def seed_aware(name: str, seeds_a, seeds_b, scores_a: np.ndarray, scores_b: np.ndarray, mat_a: np.ndarray,
+               mat_b: np.ndarray, n_examples: int, seed: int = 0, margin: float | None = None,
+               rescale: bool = True, confidence: float = 0.95) -> SeedAware:
+    """Paired two-level bootstrap from per-seed metrics (see `seed_matrix`).
+
+    `scores_*` (k,): each seed's metric on all examples; `mat_*` (k, B): each seed's metric on the
+    B example resamples shared by every seed of both methods. Replicate b draws seeds with
+    replacement (the same seed numbers for both methods when both ran the same seed set, as blocks;
+    independently otherwise) and takes the difference of the drawn seeds' means on resample b.
+    Needs >= 2 seeds on each side (ValueError otherwise: one seed gives no method verdict)."""
+    sa, sb = [int(s) for s in seeds_a], [int(s) for s in seeds_b]
+    ka, kb = len(sa), len(sb)
+    if ka < 2 or kb < 2:
+        raise ValueError(f"a seed-aware test needs >= 2 seeds per method, got {ka} and {kb}")
+    if mat_b.shape[1] != mat_a.shape[1]:
+        raise ValueError("both methods must be scored on the same example resamples")
+    samples, paired = seed_replicates(sa, sb, mat_a, mat_b, np.random.default_rng(seed), rescale)
+    if paired:
+        oa, ob = np.argsort(sa), np.argsort(sb)
+        var_seeds = float(np.var(scores_a[oa] - scores_b[ob], ddof=1))
+    else:
+        var_seeds = float(np.var(scores_a, ddof=1) + np.var(scores_b, ddof=1))
+    observed = float(scores_a.mean() - scores_b.mean())
+    res = paired_from_samples(observed, samples, n_examples, confidence)
+    ok = samples[np.isfinite(samples)]
+    mg = margin_for(name, margin)
+    eq = np.quantile(ok, [0.05, 0.95]) if len(ok) else (np.nan, np.nan)
+    var_ex = float(np.nanvar(mat_a.mean(axis=0) - mat_b.mean(axis=0), ddof=1))
+    return SeedAware(res.delta, res.low, res.high, res.p, float(eq[0]), float(eq[1]),
+                     _tost_p(ok, mg) if len(ok) else float("nan"), mg, "paired seeds" if paired else "unpaired seeds",
+                     ka, kb, n_examples, len(ok), var_seeds, var_ex)
+
+
+def seed_replicates(seeds_a, seeds_b, mat_a: np.ndarray, mat_b: np.ndarray, rng: np.random.Generator,
+                    rescale: bool = True) -> tuple[np.ndarray, bool]:
+    """The two-level replicates of mean(A) − mean(B) (one per column of mat_*, (k, B): each seed's metric on
+    the example resamples shared by both sides) and whether the seeds were paired: the same seed set
+    on both sides draws the same seed numbers for both (blocks), otherwise each side draws its own."""
+    sa, sb = list(seeds_a), list(seeds_b)
+    ka, kb, nb = len(sa), len(sb), mat_a.shape[1]
+    if sorted(sa) == sorted(sb) and len(set(sa)) == ka:
+        oa, ob = np.argsort(sa), np.argsort(sb)
+        return _draw_means(mat_a[oa] - mat_b[ob], rng.integers(0, ka, size=(nb, ka)), rescale), True
+    return (_draw_means(mat_a, rng.integers(0, ka, size=(nb, ka)), rescale)
+            - _draw_means(mat_b, rng.integers(0, kb, size=(nb, kb)), rescale)), False
+
+
+def seed_matrix(name: str, runs, ref, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each seed's metric on all examples (k,), each seed's metric on every resample row of idx (k, B))."""
+    ref = np.asarray(ref, dtype=float)
+    full = np.arange(len(ref))[None, :]
+    return (np.array([batch_metric(name, r, ref, full)[0] for r in runs]),
+            np.array([batch_metric(name, r, ref, idx) for r in runs]))
+
+
+def pooled_equiv(samples: np.ndarray, margin: float) -> tuple[float, float, float]:
+    """(90 % interval low, high, TOST p) of the pooled test's replicates, as for the seed-aware test."""
+    ok = np.asarray(samples, dtype=float)
+    ok = ok[np.isfinite(ok)]
+    if not len(ok):
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = np.quantile(ok, [0.05, 0.95])
+    return float(lo), float(hi), _tost_p(ok, margin)
+
+
+def outcome(p_adjusted: float, low: float, high: float, delta: float, p_equiv_adjusted: float,
+            alpha: float = ALPHA) -> str:
+    """better / worse (adjusted p < alpha and the 95 % interval excludes 0, the sign of delta),
+    equivalent (adjusted TOST p < alpha: the 90 % interval inside ±margin), else undecided."""
+    if significant(p_adjusted, low, high, alpha):
+        return "better" if delta > 0 else "worse"
+    if np.isfinite(p_equiv_adjusted) and p_equiv_adjusted < alpha:
+        return "equivalent"
+    return "undecided"
+
+
+def seeds_to_decide(delta: float, var_seeds: float, var_examples: float, margin: float, m: int = 1,
+                    alpha: float = ALPHA, power: float = POWER) -> float:
+    """Seeds per method at which an undecided difference would likely be decided (normal approximation,
+    the observed delta taken as the true one): the standard error with n seeds is
+    sqrt(var_seeds/n + var_examples) (the example part held at its observed size); a directional verdict
+    needs |delta| >= (z_{1−a/2} + z_power) · se and equivalence needs margin − |delta| >= (z_{1−a} + z_power) · se,
+    with a = alpha/m (what Holm asks of the first of m comparisons). The smaller n of the two, rounded
+    up; inf when neither is reached by seeds alone (the example part alone is too wide) or n > MAX_SEEDS."""
+    if not (np.isfinite(delta) and np.isfinite(var_seeds) and np.isfinite(var_examples)):
+        return float("nan")
+    a = alpha / max(m, 1)
+    zp = sps.norm.ppf(power)
+    best = math.inf
+    for gap, z in ((abs(delta), sps.norm.ppf(1 - a / 2)), (margin - abs(delta), sps.norm.ppf(1 - a))):
+        if gap <= 0:
+            continue
+        room = (gap / (z + zp)) ** 2 - var_examples
+        if room <= 0:
+            continue
+        best = min(best, var_seeds / room if var_seeds > 0 else 1.0)
+    n = max(2, math.ceil(best)) if math.isfinite(best) else math.inf
+    return float(n) if n <= MAX_SEEDS else math.inf
+
+
 # ------------------------------------------------------------------------- almost stochastic order
 
 

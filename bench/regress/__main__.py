@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--n-boot", type=int, default=2000, help="paired test: bootstrap resamples (default 2000)")
     c.add_argument("--paired-design", choices=DESIGNS, default="seeds+examples",
                    help="paired test's standard error: seeds+examples (default), seeds (more power, no "
-                        "example term), examples (ignores seed spread: for measurement only, see docs/regress.md)")
+                        "example term), examples (ignores seed spread: for measurement only, see docs/regress.md), "
+                        "two-level (the report's seed-aware bootstrap: seeds, then examples)")
     m = sub.add_parser("compare", help="place a new method against the other methods of the same sweep")
     m.add_argument("results_dir", type=Path)
     m.add_argument("--method", required=True, help="method name or method_label (glob) of the new method")

@@ -18,6 +18,11 @@ code (measured: docs/regress.md). So the standard error of the difference has tw
 t = D / sqrt(V_seeds + V_examples) against a t distribution with Satterthwaite's degrees of freedom
 (V_examples counted as exactly known), one-sided in the direction of harm (direction `higher`) or
 two-sided (`both`). Holm's step-down correction runs across the gated cells.
+
+Design `two-level` is the report's seed-aware test (bench.analysis.stats.seed_replicates): per
+replicate the seeds are drawn with replacement (the matched seeds as blocks, otherwise each side its
+own), then one example resample is shared by both sides; p is the null-centred bootstrap p, one-sided
+(1 + #{d* − D <= D}) / (B + 1) for `higher`, two-sided for `both`.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ import numpy as np
 from bench.analysis import stats as S
 
 METRICS = S.METRICS
-DESIGNS = ("seeds+examples", "examples", "seeds")
+DESIGNS = ("seeds+examples", "examples", "seeds", "two-level")
 _CHUNK_CELLS = 2_000_000  # resampled example indices held at once (rows x examples), ~8 MB
 
 
@@ -106,11 +111,14 @@ class Components:
     var_examples: float    # nan when not bootstrapped
     per_seed_base: dict
     per_seed_cand: dict
+    two_level: np.ndarray | None = None  # the two-level replicates of D (design two-level)
 
 
 def components(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping[int, np.ndarray],
-               n_boot: int = 2000, rng_seed: int = 0, bootstrap: bool = True) -> Components | str:
-    """D and its variance parts (module docstring); a string says why there is nothing to test."""
+               n_boot: int = 2000, rng_seed: int = 0, bootstrap: bool = True,
+               two_level: bool = False) -> Components | str:
+    """D and its variance parts (module docstring); a string says why there is nothing to test.
+    `two_level` also draws the two-level replicates (design two-level; >= 2 seeds per side)."""
     if metric not in METRICS:
         return f"metric {metric} has no paired form"
     refs = np.asarray(refs, float)
@@ -135,13 +143,42 @@ def components(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping[
     if var_seeds < 1e-24:  # equal per-seed differences up to rounding: no seed spread at all
         var_seeds = 0.0
     delta = float(np.mean([vc[s] for s in sc]) - np.mean([vb[s] for s in sb]))
-    var_ex = float("nan")
+    var_ex, two = float("nan"), None
     if bootstrap:
         boots = bootstrap_deltas(metric, refs, base, cand, n_boot, np.random.default_rng(rng_seed),
                                  common if pairing == "matched" else None)
         var_ex = float(np.var(boots, ddof=1))
+        if two_level and len(sb) >= 2 and len(sc) >= 2:
+            two = _two_level(metric, refs, base, cand, sb, sc, n_boot, rng_seed)
     return Components(metric, pairing, len(refs), sb, sc, delta, var_seeds, df_seeds, var_ex,
-                      {s: vb[s] for s in sb}, {s: vc[s] for s in sc})
+                      {s: vb[s] for s in sb}, {s: vc[s] for s in sc}, two)
+
+
+def _two_level(metric: str, refs: np.ndarray, base: Mapping[int, np.ndarray], cand: Mapping[int, np.ndarray],
+               sb: list[int], sc: list[int], n_boot: int, rng_seed: int) -> np.ndarray:
+    """Replicates of D (candidate − baseline) with seeds and examples resampled (module docstring)."""
+    idx = np.random.default_rng(rng_seed + 1).integers(0, len(refs), size=(n_boot, len(refs)), dtype=np.int32)
+    mat_b = np.array([S.batch_metric(metric, base[s], refs, idx) for s in sb])
+    mat_c = np.array([S.batch_metric(metric, cand[s], refs, idx) for s in sc])
+    return S.seed_replicates(sc, sb, mat_c, mat_b, np.random.default_rng(rng_seed + 2))[0]
+
+
+def _finish_two_level(c: Components, direction: str) -> PairedResult | str:
+    """The two-level design's p from its replicates (module docstring)."""
+    if c.two_level is None:
+        return (f"{len(c.seeds_base)} baseline and {len(c.seeds_cand)} candidate seed(s): the two-level test needs "
+                "2 seeds on each side")
+    d = c.two_level[np.isfinite(c.two_level)]
+    if not math.isfinite(c.delta) or not len(d):
+        p = 0.0
+    elif direction == "higher":
+        p = (1 + int(((d - c.delta) <= c.delta + 1e-12).sum())) / (len(d) + 1) if c.delta < 0 else 1.0
+    else:
+        p = S.paired_from_samples(c.delta, d, c.n_examples).p
+    se = float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
+    return PairedResult(c.metric, "two-level", c.pairing, c.n_examples, c.seeds_base, c.seeds_cand, c.delta,
+                        math.sqrt(max(c.var_seeds, 0.0)) if math.isfinite(c.var_seeds) else float("nan"),
+                        math.sqrt(c.var_examples), se, float("nan"), p, c.per_seed_base, c.per_seed_cand)
 
 
 def finish(c: Components, design: str = "seeds+examples", direction: str = "higher") -> PairedResult | str:
@@ -149,6 +186,8 @@ def finish(c: Components, design: str = "seeds+examples", direction: str = "high
     (direction `higher`: small p = a drop) or two-sided (`both`)."""
     if design not in DESIGNS:
         raise ValueError(f"design {design!r}: expected one of {', '.join(DESIGNS)}")
+    if design == "two-level":
+        return _finish_two_level(c, direction)
     v_s, df_s = (0.0, math.inf) if design == "examples" else (c.var_seeds, c.df_seeds)
     v_e = 0.0 if design == "seeds" else c.var_examples
     if not df_s > 0 or math.isnan(v_s):
@@ -178,7 +217,8 @@ def paired_test(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping
     `base`/`cand`: {seed: predictions aligned with `refs`}. Returns a PairedResult, or a string
     saying why the test cannot run (designs with a seed term need 2 matched seeds, or 3 seeds in all).
     """
-    c = components(metric, refs, base, cand, n_boot, rng_seed, bootstrap=design != "seeds")
+    c = components(metric, refs, base, cand, n_boot, rng_seed, bootstrap=design != "seeds",
+                   two_level=design == "two-level")
     return c if isinstance(c, str) else finish(c, design, direction)
 
 

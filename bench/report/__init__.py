@@ -15,7 +15,7 @@ from bench.analysis.aggregate import Aggregation, build
 from bench.analysis.stats import DEFAULT_B
 from bench.records.schema import BadRecord, bad_record_lines, load_records
 
-from .verdicts import add_verdicts
+from .verdicts import ONE_SEED, add_verdicts
 
 
 class UnusableResults(ValueError):
@@ -34,13 +34,15 @@ class Report:
 
 
 def generate_report(results_dir: str | Path, out: str | Path, name: str | None = None,
-                    timings: dict[str, float] | None = None, bootstrap_samples: int = DEFAULT_B) -> Report:
+                    timings: dict[str, float] | None = None, bootstrap_samples: int = DEFAULT_B,
+                    margin: float | None = None) -> Report:
     """Build the report for every record under `results_dir` into folder `out`.
 
     Raises UnusableResults when the folder is missing or has no readable record (bad files alone
     are not a report). Existing files in `out` with the same names are replaced. If `timings` is a
     dict, the seconds spent per phase (load, aggregate, verdicts, tables, plots, html) are stored in
-    it. `bootstrap_samples` is B of every bootstrap (intervals, paired tests, ASO; docs/statistics.md).
+    it. `bootstrap_samples` is B of every bootstrap (intervals, paired tests, ASO; docs/statistics.md);
+    `margin` overrides the equivalence margin of every headline metric (default: stats.MARGINS).
     """
     timings = {} if timings is None else timings
     clock = time.perf_counter()
@@ -68,7 +70,7 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     out.mkdir(parents=True, exist_ok=True)
     agg = build(records)
     lap("aggregate")
-    add_verdicts(agg, bootstrap_samples)
+    add_verdicts(agg, bootstrap_samples, margin)
     lap("verdicts")
     tables = write_tables(agg, out)
     lap("tables")
@@ -78,11 +80,11 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     from .data_budget import (
         write_budget,  # data-budget curves (issue #13): only when budget records are present
     )
-    _budget_tables, budget_html = write_budget(records, out, plots, bootstrap_samples)
+    _budget_tables, budget_html = write_budget(records, out, plots, bootstrap_samples, margin=margin)
     from .compose import (
         write_compose,  # soups, merges, transfer (issue #17): only when such records are present
     )
-    compose_tables, compose_html = write_compose(records, out, plots, bootstrap_samples)
+    compose_tables, compose_html = write_compose(records, out, plots, bootstrap_samples, margin=margin)
     from .retention import (
         write_retention,  # forgetting, drift, intruder dimensions: only when records have them
     )
@@ -100,9 +102,11 @@ def pairwise_line(agg: Aggregation) -> str:
     pw = agg.pairwise
     if pw.empty:
         return "pairwise tests: none (no two methods with per-example predictions on one task)"
-    n_sig = int((pw["verdict"] != "tie").sum())
-    return (f"pairwise tests: {len(pw)} pair(s), {n_sig} significant after Holm (alpha 0.05), "
-            f"{len(pw) - n_sig} tie(s); see pairwise.csv")
+    v = pw["verdict"].value_counts()
+    n_sig = int(v.get("a better", 0) + v.get("b better", 0))
+    return (f"pairwise tests (seed-aware): {len(pw)} pair(s), {n_sig} better/worse after Holm (alpha 0.05), "
+            f"{int(v.get('equivalent', 0))} equivalent, {int(v.get('undecided', 0))} undecided, "
+            f"{int(v.get(ONE_SEED, 0))} with one seed on a side (no method verdict); see pairwise.csv")
 
 
 def chance_line(agg: Aggregation) -> str:

@@ -4,8 +4,9 @@ paired verdict, the Pareto frontiers, and whether the two tasks rank the methods
 Why its own part rather than the main report's verdict matrix: with 48 methods the main report
 tests all 1,128 pairs per task and corrects over all of them, which is the right question for a
 handful of methods but buries "is X better than LoRA" under a correction for comparisons nobody
-asked. Here the paired bootstrap is the main report's own (same resamples, seeds pooled), read for
-the pairs that contain the reference method, and Holm corrects over those pairs of each task only.
+asked. Here the tests are the main report's own (the seed-aware two-level bootstrap for the verdict,
+the seeds-pooled one beside it; same resamples), read for the pairs that contain the reference
+method, and Holm corrects over those pairs of each task only.
 
 Frontiers: trainable parameters excluding the head (how the method papers count) against the mean
 dev score; and the served inference overhead (merged where the method merges: what a deployed model
@@ -21,12 +22,14 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.analysis import stats
 from bench.analysis.pareto import pareto_frontier
 
 from .data_budget import kendall_tau
+from .verdicts import ONE_SEED
 
 
 def _served_overhead(rec: dict) -> float:
@@ -106,33 +109,60 @@ def cost_line(cost: dict) -> str:
             f"(sum of each cell's time.total_s), {par} cell(s) at a time{span}.")
 
 
+VS_COLUMNS = ["task", "method_label", "delta_vs_ref", "delta_ci_low", "delta_ci_high", "p", "p_holm", "eq_low",
+              "eq_high", "margin", "p_equiv_holm", "verdict", "seeds_to_decide", "pairing", "pooled_ci_low",
+              "pooled_ci_high", "pooled_p_holm", "pooled_verdict", "holm_floor", "test"]
+_FROM_PAIRWISE = ("delta", "ci_low", "ci_high", "eq_low", "eq_high", "pooled_ci_low", "pooled_ci_high", "p", "p_equiv",
+                  "pooled_p", "pooled_p_equiv", "var_seeds", "var_examples", "margin", "pairing")
+
+
 def versus_reference(pairwise: pd.DataFrame, reference: str, b: int | None = None) -> pd.DataFrame:
     """method − reference per task from the main report's paired tests, Holm over each task's pairs.
 
-    With `b` (the report's resamples) each row carries `holm_floor`, the smallest adjusted p its
-    family can reach: 50 comparisons with B=1,000 give 50/1,001 ≈ 0.05, where nothing is significant."""
+    The verdict is the seed-aware test's (better / worse / equivalent / undecided, or "one seed: no
+    method verdict"); the seeds-pooled test stays beside it as `pooled_*` (these trained models). With
+    `b` (the report's resamples) each row carries `holm_floor`, the smallest adjusted p its family can
+    reach: 50 comparisons with B=1,000 give 50/1,001 ≈ 0.05, where nothing is significant."""
     rows = []
     for task, sub in pairwise.groupby("task"):
         mine = sub[(sub["method_a"] == reference) | (sub["method_b"] == reference)]
         part = []
-        for _, r in mine.iterrows():
-            flip = r["method_a"] == reference  # the frame holds a - b with a ranked first
-            other = r["method_b"] if flip else r["method_a"]
+        for _, row in mine.iterrows():
+            r = {k: row.get(k, np.nan) for k in _FROM_PAIRWISE}  # older or hand-made frames lack some columns
+            flip = row["method_a"] == reference  # the frame holds a - b with a ranked first
             sign = -1.0 if flip else 1.0
-            lo, hi = (sign * r["ci_high"], sign * r["ci_low"]) if flip else (r["ci_low"], r["ci_high"])
-            part.append({"task": task, "method_label": other, "delta_vs_ref": sign * r["delta"],
-                         "delta_ci_low": lo, "delta_ci_high": hi, "p": r["p"]})
-        adj = stats.holm([p["p"] for p in part])
-        floor = stats.holm_floor(len(part), b) if b else float("nan")
-        for p, pa in zip(part, adj):
-            sig = stats.significant(pa, p["delta_ci_low"], p["delta_ci_high"])
-            p["p_holm"] = pa
+
+            def ci(lo: str, hi: str, r=r, flip=flip, sign=sign) -> tuple[float, float]:
+                return (sign * r[hi], sign * r[lo]) if flip else (r[lo], r[hi])
+
+            part.append({"task": task, "method_label": row["method_b"] if flip else row["method_a"],
+                         "delta_vs_ref": sign * r["delta"], **dict(zip(("delta_ci_low", "delta_ci_high"),
+                                                                       ci("ci_low", "ci_high"))),
+                         **dict(zip(("eq_low", "eq_high"), ci("eq_low", "eq_high"))),
+                         **dict(zip(("pooled_ci_low", "pooled_ci_high"), ci("pooled_ci_low", "pooled_ci_high"))),
+                         **{k: r[k] for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv", "var_seeds",
+                                              "var_examples")},
+                         "margin": r["margin"], "pairing": r["pairing"] if isinstance(r["pairing"], str) else ""})
+        adj = {k: stats.holm([p[k] for p in part]) for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv")}
+        tested = sum(1 for p in part if np.isfinite(p["p"]))
+        floor = stats.holm_floor(tested, b) if b and tested else float("nan")
+        for i, p in enumerate(part):
+            p["p_holm"], p["p_equiv_holm"], p["pooled_p_holm"] = adj["p"][i], adj["p_equiv"][i], adj["pooled_p"][i]
             p["holm_floor"] = floor
-            p["verdict"] = "tie" if not sig else ("better" if p["delta_vs_ref"] > 0 else "worse")
-            p["test"] = (f"paired bootstrap over examples, seeds pooled; Holm over the {len(part)} "
-                         f"comparisons with {reference} on {task}")
+            p["pooled_verdict"] = stats.outcome(adj["pooled_p"][i], p["pooled_ci_low"], p["pooled_ci_high"],
+                                                p["delta_vs_ref"], adj["pooled_p_equiv"][i])
+            if np.isfinite(p["p"]):
+                p["verdict"] = stats.outcome(p["p_holm"], p["delta_ci_low"], p["delta_ci_high"], p["delta_vs_ref"],
+                                             p["p_equiv_holm"])
+                p["seeds_to_decide"] = (stats.seeds_to_decide(p["delta_vs_ref"], p["var_seeds"], p["var_examples"],
+                                                              p["margin"], m=tested)
+                                        if p["verdict"] == "undecided" else np.nan)
+            else:
+                p["verdict"], p["seeds_to_decide"] = ONE_SEED, np.nan
+            p["test"] = (f"seed-aware paired bootstrap (seeds, then examples); Holm over the {tested} comparisons "
+                         f"with {reference} on {task}")
         rows += part
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=VS_COLUMNS)
 
 
 def frontier_flags(table: pd.DataFrame, cost: str) -> pd.Series:
@@ -256,7 +286,8 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
     retention = "forgetting" in table and table["forgetting"].notna().any()  # a column only where measured
     for task, sub in table.groupby("task"):
         metric = sub["metric"].iloc[0]
-        lines += [f"### {task} ({metric}, mean over seeds [95 % CI]; verdict vs {reference}: paired bootstrap, Holm)", "",
+        lines += [(f"### {task} ({metric}, mean over seeds [95 % CI]; verdict vs {reference}: seed-aware paired "
+                   "bootstrap, Holm)"), "",
                   ("| method | peft type | trainable (excl. head) | storage | mergeable | served latency | score | "
                    f"collapsed seeds | chosen rate | Δ vs {reference} [95 % CI] | p (Holm) | verdict | "
                    + ("forgetting ×100 [95 % CI] | " if retention else "") + "frontier |"),
@@ -270,7 +301,7 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
                          f"{_fmt_count(r['storage_bytes'])} B | {_merge(r)} | "
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
                          f"{_score_cell(r)} | {_collapsed(r)} | {_rate(r)} | {delta} | {_p(r.get('p_holm'))} | "
-                         f"{r.get('verdict') if isinstance(r.get('verdict'), str) else ''} | "
+                         f"{_verdict_text(r)} | "
                          + (f"{_forgetting_cell(r)} | " if retention else "") + f"{_frontiers(r)} |")
         lines.append("")
     if "lr_edge" in table and table["lr_edge"].isin(["top", "bottom"]).any():
@@ -280,8 +311,8 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
                    + ", ".join(f"{t}: {m}" for t, m in zip(edge["task"], edge["method_label"])) + ")."), ""]
     if table.apply(lambda r: _score_cell(r).endswith("‡"), axis=1).any():
         lines += [("‡ the t interval over seeds reached past the metric's range (a seed far from the others, "
-                   "often a collapsed one); shown is its part within the range. The verdict is the paired "
-                   "bootstrap over examples, not this interval."), ""]
+                   "often a collapsed one); shown is its part within the range. The verdict is the seed-aware "
+                   "paired bootstrap, not this interval."), ""]
     if "holm_floor" in table and table["holm_floor"].notna().any():
         worst = table.loc[table["holm_floor"].idxmax()]
         floor, where = float(worst["holm_floor"]), worst["task"]
@@ -299,13 +330,24 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
     return "\n".join(lines) + "\n"
 
 
+def _verdict_text(r) -> str:
+    """The verdict word, with the seeds per method that would likely decide an undecided pair."""
+    v = r.get("verdict")
+    if not isinstance(v, str):
+        return ""
+    need = r.get("seeds_to_decide")
+    if v == "undecided" and need is not None and not pd.isna(need):
+        return f"undecided (n≈{int(need)})" if np.isfinite(need) else "undecided (n>1000)"
+    return v
+
+
 def _verdict_mark(r) -> str:
     v = r.get("verdict")
     if not isinstance(v, str):
         return ""
     if v == "reference":
         return " (reference)"
-    return f", {v}" + ("" if pd.isna(r.get("p_holm")) else f" (p {_p(r['p_holm'])})")
+    return f", {_verdict_text(r)}" + ("" if pd.isna(r.get("p_holm")) else f" (p {_p(r['p_holm'])})")
 
 
 def summary_markdown(table: pd.DataFrame, reference: str) -> str:
@@ -320,7 +362,8 @@ def summary_markdown(table: pd.DataFrame, reference: str) -> str:
     head = ("| method | peft type | trainable (excl. head) | storage | mergeable | "
             + " | ".join(f"{t} ({table[table.task == t]['metric'].iloc[0]}) [95 % CI], vs {reference}" for t in tasks)
             + " | on the frontier |")
-    lines = [f"### All methods, fewest trainable parameters first (verdicts vs {reference}: paired bootstrap, Holm per task)",
+    lines = [(f"### All methods, fewest trainable parameters first (verdicts vs {reference}: seed-aware paired "
+              "bootstrap, Holm per task)"),
              "", head, "|---|---|---:|---:|---|" + "---|" * len(tasks) + "---|"]
     for m in order:
         rows = [by.get((t, m)) for t in tasks]
@@ -331,8 +374,12 @@ def summary_markdown(table: pd.DataFrame, reference: str) -> str:
                      f"{_fmt_count(first['storage_bytes'])} B | {_merge(first)} | " + " | ".join(scores) + f" | {front} |")
     counts = []
     for t in tasks:
-        v = table[(table.task == t) & (table.method_label != reference)]["verdict"].value_counts()
-        counts.append(f"{t}: {int(v.get('better', 0))} better, {int(v.get('tie', 0))} tie, {int(v.get('worse', 0))} worse")
+        sub = table[(table.task == t) & (table.method_label != reference)]
+        v, pv = sub["verdict"].value_counts(), sub["pooled_verdict"].value_counts() if "pooled_verdict" in sub else {}
+        counts.append(f"{t}: " + ", ".join(f"{int(v.get(o, 0))} {o}" for o in stats.OUTCOMES)
+                      + (f", {int(v.get(ONE_SEED, 0))} with one seed (no method verdict)" if v.get(ONE_SEED, 0) else "")
+                      + " (seeds pooled, these trained models: "
+                      + ", ".join(f"{int(pv.get(o, 0))} {o}" for o in stats.OUTCOMES) + ")")
     lines += ["", f"Against {reference}: " + "; ".join(counts) + ".", ""]
     return "\n".join(lines) + "\n"
 
@@ -352,18 +399,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", help="results folder of experiment=catalogue (or any sweep)")
     ap.add_argument("--out", required=True, help="report folder (the main report is written there too)")
     ap.add_argument("--reference", default="lora", help="the method every other is compared with (default lora)")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="equivalence margin on the metric's scale (default per metric: bench.analysis.stats.MARGINS)")
     ap.add_argument("--bootstrap", "--bootstrap-samples", dest="bootstrap", type=int, default=None,
                     help="bootstrap resamples (default: enough that Holm over the comparisons with the "
                          "reference can reach p < alpha/10, see bench.analysis.stats.min_resamples)")
     a = ap.parse_args(argv)
     from bench.records.schema import load_records
 
+    if a.margin is not None and not a.margin > 0:
+        ap.error(f"--margin {a.margin}: must be > 0 (e.g. 0.01 for 1 point of accuracy)")
     if a.bootstrap is not None and a.bootstrap < 100:
         ap.error(f"--bootstrap {a.bootstrap}: use at least 100 (percentile intervals need them)")
     records = load_records(Path(a.results))[0]  # a missing folder: none, and generate_report says so
     b = a.bootstrap or resamples_for(records)
     try:
-        report = generate_report(a.results, a.out, bootstrap_samples=b)
+        report = generate_report(a.results, a.out, bootstrap_samples=b, margin=a.margin)
     except UnusableResults as exc:
         print(f"bench.report.catalogue: error: {exc}", file=sys.stderr)
         return 2

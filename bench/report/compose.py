@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +37,12 @@ SOUP_COLUMNS = ["model", "task", "method", "kind", "n_ingredients", "n_used", "m
                 "vs_mean_p_adj", "vs_mean_verdict", "vs_best_delta", "vs_best_ci_low", "vs_best_ci_high",
                 "vs_best_p_adj", "vs_best_verdict", "n_examples"]
 MERGE_COLUMNS = ["model", "method", "kind", "tasks", "task", "metric", "own", "merged", "retention", "delta",
-                 "ci_low", "ci_high", "p", "p_adjusted", "verdict", "n_examples"]
+                 "ci_low", "ci_high", "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "verdict", "test", "n_examples"]
 TRANSFER_COLUMNS = ["model", "method", "budget", "target", "source", "metric", "n_seeds", "transfer", "scratch",
-                    "delta", "ci_low", "ci_high", "p", "p_adjusted", "verdict", "head_transferred", "n_examples"]
-TEST = "paired bootstrap over dev examples, seeds pooled (B={b}, null-centred p)"
+                    "delta", "ci_low", "ci_high", "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "verdict", "test",
+                    "head_transferred", "n_examples"]
+TEST = "paired bootstrap over dev examples, seeds pooled: these trained models (B={b}, null-centred p)"
+SEED_TEST = "seed-aware paired bootstrap, seed k with seed k, then dev examples (B={b}, null-centred p)"
 
 
 def _main_split(rec: dict, notes: list[str]):
@@ -55,8 +58,25 @@ def _main_split(rec: dict, notes: list[str]):
     return None
 
 
-def _compare(metric: str, runs_a: list, runs_b: list, b: int):
-    """Paired bootstrap of A's seed mean minus B's on the examples all runs share."""
+@dataclass(frozen=True)
+class Compared:
+    """One composition comparison: delta (A − B, means over seeds), 95 % interval, p, TOST p, which test."""
+
+    delta: float
+    low: float
+    high: float
+    p: float
+    p_equiv: float
+    n_examples: int
+    test: str
+
+
+def _compare(metric: str, runs_a: list, runs_b: list, b: int, seeds: list | None = None,
+             margin: float | None = None) -> Compared | None:
+    """A's seed mean minus B's on the examples all runs share. With `seeds` (the seed number of each
+    run, the same list for both sides, >= 2 of them) the seed-aware test (seed k of A with seed k of B,
+    then examples: bench.analysis.stats.seed_aware); otherwise the seeds-pooled bootstrap over examples,
+    a statement about these trained models (a soup or a merged model is one model)."""
     ids = np.asarray(sorted(set.intersection(*(set(r[0].tolist()) for r in runs_a + runs_b))))
     if not len(ids):
         return None
@@ -74,13 +94,23 @@ def _compare(metric: str, runs_a: list, runs_b: list, b: int):
     bb, ref_b = aligned(runs_b)
     if not np.array_equal(ref, ref_b):
         return None
-    return stats.paired_bootstrap(metric, a, bb, ref, b=b, seed=BOOT_SEED)
+    mg = stats.margin_for(metric, margin)
+    idx = stats.resample_indices(len(ids), b, BOOT_SEED)
+    full_a, mat_a = stats.seed_matrix(metric, a, ref, idx)
+    full_b, mat_b = stats.seed_matrix(metric, bb, ref, idx)
+    if seeds is not None and len(seeds) >= 2 and len(a) == len(bb) == len(seeds):
+        r = stats.seed_aware(metric, seeds, seeds, full_a, full_b, mat_a, mat_b, len(ids), BOOT_SEED, mg)
+        return Compared(r.delta, r.low, r.high, r.p, r.p_equiv, len(ids), SEED_TEST.format(b=b))
+    samples = mat_a.mean(axis=0) - mat_b.mean(axis=0)
+    r = stats.paired_from_samples(float(full_a.mean() - full_b.mean()), samples, len(ids))
+    return Compared(r.delta, r.low, r.high, r.p, stats.pooled_equiv(samples, mg)[2], len(ids), TEST.format(b=b))
 
 
-def _verdict(p_adj: float, low: float, high: float, delta: float) -> str:
-    if not math.isfinite(p_adj) or not stats.significant(p_adj, low, high):
-        return "tie"
-    return "a better" if delta > 0 else "b better"
+def _verdict(p_adj: float, low: float, high: float, delta: float, p_equiv_adj: float = float("nan")) -> str:
+    """a better / b better / equivalent / undecided (bench.analysis.stats.outcome)."""
+    if not math.isfinite(p_adj):
+        return "not tested"
+    return {"better": "a better", "worse": "b better"}.get(o := stats.outcome(p_adj, low, high, delta, p_equiv_adj), o)
 
 
 def _sources(rec: dict, cache: dict, notes: list[str]) -> list[dict]:
@@ -101,7 +131,7 @@ def _sources(rec: dict, cache: dict, notes: list[str]) -> list[dict]:
     return out
 
 
-def soup_table(records: list[dict], b: int, notes: list[str], cache: dict) -> pd.DataFrame:
+def soup_table(records: list[dict], b: int, notes: list[str], cache: dict, margin: float | None = None) -> pd.DataFrame:
     rows = []
     for rec in records:
         comp = rec.get("composition") or {}
@@ -119,8 +149,8 @@ def soup_table(records: list[dict], b: int, notes: list[str], cache: dict) -> pd
         iv = stats.t_interval(seeds)
         best_id = (comp.get("baselines") or {}).get("best_seed_by_selection")
         best = [p for s, p in ing if s["run_id"] == best_id]
-        vs_mean = _compare(hm, [own], [p for _, p in ing], b)
-        vs_best = _compare(hm, [own], best, b) if best else None
+        vs_mean = _compare(hm, [own], [p for _, p in ing], b, margin=margin)
+        vs_best = _compare(hm, [own], best, b, margin=margin) if best else None
         label = str(rec.get("method_label") or rec["method"]).split("+soup[")[0]
         rows.append({"model": rec["model"], "task": rec["task"], "method": label, "kind": comp.get("kind"),
                      "n_ingredients": len(comp.get("ingredients") or ing), "n_used": len(comp.get("used") or []),
@@ -129,15 +159,16 @@ def soup_table(records: list[dict], b: int, notes: list[str], cache: dict) -> pd
                      "best_seed": (comp.get("baselines") or {}).get("best_seed_by_selection_dev", np.nan),
                      **_paired_cols("vs_mean", vs_mean), **_paired_cols("vs_best", vs_best),
                      "n_examples": vs_mean.n_examples if vs_mean else 0})
-    frame = pd.DataFrame(rows, columns=SOUP_COLUMNS + ["vs_mean_p", "vs_best_p"])
+    frame = pd.DataFrame(rows, columns=SOUP_COLUMNS + ["vs_mean_p", "vs_best_p", "vs_mean_p_equiv", "vs_best_p_equiv"])
     # Holm over every soup test of one (model, task): both comparisons of each soup kind and method
     for idx in frame.groupby(["model", "task"]).groups.values():
         ps = [(i, c) for i in idx for c in ("vs_mean", "vs_best") if math.isfinite(frame.at[i, f"{c}_p"])]
         adj = stats.holm([frame.at[i, f"{c}_p"] for i, c in ps]) if ps else []
-        for (i, c), pa in zip(ps, adj):
+        adj_eq = stats.holm([frame.at[i, f"{c}_p_equiv"] for i, c in ps]) if ps else []
+        for (i, c), pa, pe in zip(ps, adj, adj_eq):
             frame.at[i, f"{c}_p_adj"] = pa
             frame.at[i, f"{c}_verdict"] = _verdict(pa, frame.at[i, f"{c}_ci_low"], frame.at[i, f"{c}_ci_high"],
-                                                   frame.at[i, f"{c}_delta"])
+                                                   frame.at[i, f"{c}_delta"], pe)
     return frame[SOUP_COLUMNS].sort_values(["model", "task", "method", "kind"], ignore_index=True)
 
 
@@ -145,16 +176,19 @@ def _paired_cols(prefix: str, res) -> dict:
     nan = float("nan")
     if res is None:
         return {f"{prefix}_delta": nan, f"{prefix}_ci_low": nan, f"{prefix}_ci_high": nan, f"{prefix}_p": nan,
-                f"{prefix}_p_adj": nan, f"{prefix}_verdict": "not tested"}
+                f"{prefix}_p_equiv": nan, f"{prefix}_p_adj": nan, f"{prefix}_verdict": "not tested"}
     return {f"{prefix}_delta": res.delta, f"{prefix}_ci_low": res.low, f"{prefix}_ci_high": res.high,
-            f"{prefix}_p": res.p, f"{prefix}_p_adj": nan, f"{prefix}_verdict": "tie"}
+            f"{prefix}_p": res.p, f"{prefix}_p_equiv": res.p_equiv, f"{prefix}_p_adj": nan,
+            f"{prefix}_verdict": "not tested"}
 
 
 def _test_cols(res) -> dict:
     """delta, interval, p and example count of one paired test (NaN when it could not be run)."""
     if res is None:
-        return {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "n_examples": 0}
-    return {"delta": res.delta, "ci_low": res.low, "ci_high": res.high, "p": res.p, "n_examples": res.n_examples}
+        return {"delta": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "p_equiv": np.nan, "n_examples": 0,
+                "test": ""}
+    return {"delta": res.delta, "ci_low": res.low, "ci_high": res.high, "p": res.p, "p_equiv": res.p_equiv,
+            "n_examples": res.n_examples, "test": res.test}
 
 
 def _holm_within(frame: pd.DataFrame, family: list[str]) -> pd.DataFrame:
@@ -162,13 +196,14 @@ def _holm_within(frame: pd.DataFrame, family: list[str]) -> pd.DataFrame:
     frame["verdict"] = "not tested"
     for idx in frame.groupby(family).groups.values():
         idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
-        for i, pa in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else []):
-            frame.at[i, "p_adjusted"] = pa
-            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"])
+        adj_eq = stats.holm([frame.at[i, "p_equiv"] for i in idx]) if idx else []
+        for i, pa, pe in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else [], adj_eq):
+            frame.at[i, "p_adjusted"], frame.at[i, "p_equiv_adjusted"] = pa, pe
+            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"], pe)
     return frame
 
 
-def merge_table(records: list[dict], b: int, notes: list[str], cache: dict) -> pd.DataFrame:
+def merge_table(records: list[dict], b: int, notes: list[str], cache: dict, margin: float | None = None) -> pd.DataFrame:
     rows = []
     for rec in records:
         comp = rec.get("composition") or {}
@@ -177,7 +212,7 @@ def merge_table(records: list[dict], b: int, notes: list[str], cache: dict) -> p
         hm = rec["headline_metric"]
         own_rec = next((s for s in _sources(rec, cache, notes) if s["run_id"] == comp.get("own_run_id")), None)
         mine, theirs = _main_split(rec, notes), own_rec and _main_split(own_rec, notes)
-        res = _compare(hm, [mine], [theirs], b) if mine is not None and theirs is not None else None
+        res = _compare(hm, [mine], [theirs], b, margin=margin) if mine is not None and theirs is not None else None
         ret = comp.get("retention") or {}
         rows.append({"model": rec["model"], "method": rec["method"], "kind": comp.get("kind"),
                      "tasks": "+".join(comp.get("tasks") or []), "task": rec["task"], "metric": hm,
@@ -189,7 +224,7 @@ def merge_table(records: list[dict], b: int, notes: list[str], cache: dict) -> p
     return frame.sort_values(["model", "method", "kind", "task"], ignore_index=True)
 
 
-def transfer_table(records: list[dict], b: int, notes: list[str]) -> pd.DataFrame:
+def transfer_table(records: list[dict], b: int, notes: list[str], margin: float | None = None) -> pd.DataFrame:
     """Transfer (`train.init_from` set) against scratch: same model, method, target, training-set size."""
     arms: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for rec in records:
@@ -212,9 +247,10 @@ def transfer_table(records: list[dict], b: int, notes: list[str]) -> pd.DataFram
             continue
         seeds = sorted(set(by_seed) & set(scratch))  # paired by seed: same subsample, same selection split
         hm = by_seed[seeds[0]]["headline_metric"] if seeds else None
-        a = [p for s in seeds if (p := _main_split(by_seed[s], notes)) is not None]
-        z = [p for s in seeds if (p := _main_split(scratch[s], notes)) is not None]
-        res = _compare(hm, a, z, b) if a and z and hm in stats.METRICS else None
+        both = [(s, pa, pz) for s in seeds if (pa := _main_split(by_seed[s], notes)) is not None
+                and (pz := _main_split(scratch[s], notes)) is not None]
+        a, z, used = [x[1] for x in both], [x[2] for x in both], [x[0] for x in both]
+        res = _compare(hm, a, z, b, used, margin) if a and z and hm in stats.METRICS else None
         head = {str((by_seed[s]["train"]["init_from"] or {}).get("head_transferred")) for s in seeds}
         rows.append({"model": model, "method": method, "budget": budget, "target": target, "source": source,
                      "metric": hm, "n_seeds": len(seeds),
@@ -306,16 +342,17 @@ CAPTIONS = {
 }
 
 
-def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DEFAULT_B) -> tuple[dict[str, Path], str]:
+def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DEFAULT_B,
+                  margin: float | None = None) -> tuple[dict[str, Path], str]:
     """compose_*.csv, compose.md and the transfer heatmaps; ({}, "") when nothing is composed."""
     notes: list[str] = []
     cache: dict = {}
-    frames = {"compose_soups": soup_table(records, b, notes, cache),
-              "compose_merge": merge_table(records, b, notes, cache),
-              "compose_transfer": transfer_table(records, b, notes)}
+    frames = {"compose_soups": soup_table(records, b, notes, cache, margin),
+              "compose_merge": merge_table(records, b, notes, cache, margin),
+              "compose_transfer": transfer_table(records, b, notes, margin)}
     from bench.report.compose_learned import learned_table, markdown
 
-    frames["compose_learned"] = learned_table(records, b, notes)  # issue #29
+    frames["compose_learned"] = learned_table(records, b, notes, margin)  # issue #29
     frames = {k: v for k, v in frames.items() if len(v)}
     if not frames:
         return {}, ""
@@ -333,7 +370,8 @@ def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DE
              "<p>docs/compose.md; downloads: " + ", ".join(f'<a href="{p.name}">{p.name}</a>' for p in tables.values())
              + ".</p>"]
     for name, df in frames.items():
-        cap = CAPTIONS[name].format(test=test)
+        cap = CAPTIONS[name].format(test=(SEED_TEST if name in ("compose_transfer", "compose_learned") else test)
+                                    .format(b=b) + " (the seeds-pooled test where a side has one seed)")
         md += [cap + ":", ""] + (markdown(df) if name == "compose_learned" else _md(df))
         parts.append(_html(df, cap))
     if "compose_merge" in frames:

@@ -32,7 +32,8 @@ VERSUS = ("scratch", "transfer", "merge")
 COLUMNS = (["model", "target", "K", "family", "combination", "metric", "n_seeds"]
            + [f"{a}{s}" for a in ARMS for s in ("", "_ci_low", "_ci_high")]
            + ["transfer_sources"]
-           + [f"vs_{a}{s}" for a in VERSUS for s in ("_delta", "_ci_low", "_ci_high", "_p", "_p_adj", "_verdict")]
+           + [f"vs_{a}{s}" for a in VERSUS for s in ("_delta", "_ci_low", "_ci_high", "_p", "_p_equiv", "_p_adj",
+                                                      "_verdict")]
            + ["trainable_learned", "trainable_scratch", "latency_ratio_learned", "batched_ratio_learned",
               "latency_ratio_scratch", "batched_ratio_scratch", "n_examples"])
 
@@ -99,7 +100,7 @@ def _overhead(by_seed: dict) -> tuple[float, float]:
     return np.nan, np.nan
 
 
-def _row(key, arms: dict, b: int, notes: list[str]) -> dict | None:
+def _row(key, arms: dict, b: int, notes: list[str], margin: float | None = None) -> dict | None:
     model, target, k, family = key
     learned = arms.get("learned") or {}
     if not learned:
@@ -119,11 +120,13 @@ def _row(key, arms: dict, b: int, notes: list[str]) -> dict | None:
     n_ex = 0
     for other in VERSUS:
         seeds = sorted(set(learned) & set(by_arm[other]))  # paired by seed: same subsample, same selection split
-        a = [p for s in seeds if (p := _main_split(learned[s], notes)) is not None]
-        z = [p for s in seeds if (p := _main_split(by_arm[other][s], notes)) is not None]
-        res = _compare(hm, a, z, b) if a and z and len(a) == len(z) and hm in stats.METRICS else None
+        both = [(s, pa, pz) for s in seeds if (pa := _main_split(learned[s], notes)) is not None
+                and (pz := _main_split(by_arm[other][s], notes)) is not None]
+        a, z = [x[1] for x in both], [x[2] for x in both]
+        res = _compare(hm, a, z, b, [x[0] for x in both], margin) if a and hm in stats.METRICS else None
         row.update({f"vs_{other}_delta": res.delta if res else np.nan, f"vs_{other}_ci_low": res.low if res else np.nan,
                     f"vs_{other}_ci_high": res.high if res else np.nan, f"vs_{other}_p": res.p if res else np.nan,
+                    f"vs_{other}_p_equiv": res.p_equiv if res else np.nan,
                     f"vs_{other}_p_adj": np.nan, f"vs_{other}_verdict": "not tested"})
         n_ex = max(n_ex, res.n_examples if res else 0)
     row["n_examples"] = n_ex
@@ -134,15 +137,16 @@ def _row(key, arms: dict, b: int, notes: list[str]) -> dict | None:
     return row
 
 
-def learned_table(records: list[dict], b: int, notes: list[str]) -> pd.DataFrame:
-    rows = [r for key, arms in sorted(collect(records).items()) if (r := _row(key, arms, b, notes))]
+def learned_table(records: list[dict], b: int, notes: list[str], margin: float | None = None) -> pd.DataFrame:
+    rows = [r for key, arms in sorted(collect(records).items()) if (r := _row(key, arms, b, notes, margin))]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     for i in frame.index:  # Holm over the three comparisons of one (model, target, K, family)
         tested = [o for o in VERSUS if math.isfinite(frame.at[i, f"vs_{o}_p"])]
-        for o, pa in zip(tested, stats.holm([frame.at[i, f"vs_{o}_p"] for o in tested]) if tested else []):
+        adj_eq = stats.holm([frame.at[i, f"vs_{o}_p_equiv"] for o in tested]) if tested else []
+        for o, pa, pe in zip(tested, stats.holm([frame.at[i, f"vs_{o}_p"] for o in tested]) if tested else [], adj_eq):
             frame.at[i, f"vs_{o}_p_adj"] = pa
             frame.at[i, f"vs_{o}_verdict"] = _verdict(pa, frame.at[i, f"vs_{o}_ci_low"], frame.at[i, f"vs_{o}_ci_high"],
-                                                      frame.at[i, f"vs_{o}_delta"])
+                                                      frame.at[i, f"vs_{o}_delta"], pe)
     return frame
 
 

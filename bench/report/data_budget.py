@@ -5,8 +5,8 @@ and carries it in its method label, `lora@k=300`), per (model, task):
 
 * the curve: headline metric versus K on a log axis, one line per method, mean over seeds with the
   95 % t interval as a band (bench.analysis.stats.t_bounds, as the main tables);
-* the paired tests at each K (bench.report.verdicts: paired bootstrap over the eval examples, seeds
-  pooled, Holm over the pairs of that (model, task, K));
+* the paired tests at each K (bench.report.verdicts: the seed-aware two-level bootstrap, seeds then
+  eval examples, Holm over the pairs of that (model, task, K); the seeds-pooled test beside it);
 * the crossover table: for every ordered pair (A, B), the smallest K from which A is significantly
   better than B at that K and at every larger K measured, or "never in range";
 * trainable parameters, train time, steps, epochs (the training-length rule) and rates per point;
@@ -30,6 +30,8 @@ import pandas as pd
 
 from bench.analysis import stats
 from bench.records.results import newest_per_seed
+
+from .verdicts import DIRECTIONAL, ONE_SEED
 
 KEY = ["model", "task", "method", "k_label"]
 POINT_COLUMNS = KEY + ["k", "n_seeds", "headline_metric", "mean", "std", "ci_low", "ci_high", "trainable_params",
@@ -111,8 +113,10 @@ def points(frame: pd.DataFrame, tuning: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=POINT_COLUMNS).sort_values(["model", "task", "method", "k"], ignore_index=True)
 
 
-def pair_tests(frame: pd.DataFrame, b: int = stats.DEFAULT_B, notes: list | None = None) -> pd.DataFrame:
-    """The report's paired tests (bench.report.verdicts), run at each K separately."""
+def pair_tests(frame: pd.DataFrame, b: int = stats.DEFAULT_B, notes: list | None = None,
+               margin: float | None = None) -> pd.DataFrame:
+    """The report's paired tests (bench.report.verdicts: seed-aware verdict, seeds-pooled test beside it),
+    run at each K separately."""
     from .verdicts import PAIR_COLUMNS, _load, _pairs_for_task
 
     notes = [] if notes is None else notes
@@ -128,12 +132,12 @@ def pair_tests(frame: pd.DataFrame, b: int = stats.DEFAULT_B, notes: list | None
                 scores[r.method].append(r.headline)
             main = preds.get(r.path, {}).get("")
             if main is not None:
-                runs[r.method].append(main)
+                runs[r.method].append((*main, r.seed))
         hm = sub["headline_metric"].mode().iloc[0]
         if hm not in stats.METRICS or len(runs) < 2:
             continue
         means = {m: float(np.mean(v)) for m, v in scores.items()}
-        for row in _pairs_for_task(model, task, hm, dict(runs), dict(scores), means, b, notes):
+        for row in _pairs_for_task(model, task, hm, dict(runs), dict(scores), means, b, notes, margin):
             rows.append({"k_label": k_label, "k": float(sub["k"].median())} | row)
     return pd.DataFrame(rows, columns=cols)
 
@@ -158,7 +162,7 @@ def crossover(pairs: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
         better, tested = defaultdict(set), defaultdict(set)
         for r in p.itertuples(index=False):
             tested[frozenset((r.method_a, r.method_b))].add(r.k_label)
-            if r.verdict != "tie":
+            if r.verdict in DIRECTIONAL:
                 better[(r.method_a, r.method_b) if r.verdict == "a better" else (r.method_b, r.method_a)].add(r.k_label)
         methods = sorted(sub["method"].unique())
         for a in methods:
@@ -200,7 +204,7 @@ def rankings(pts: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
             pk = pairs[(pairs["model"] == model) & (pairs["task"] == task) & (pairs["k_label"] == k_label)] \
                 if not pairs.empty else pairs
             better = {(r.method_a, r.method_b) if r.verdict == "a better" else (r.method_b, r.method_a)
-                      for r in pk.itertuples(index=False) if r.verdict != "tie"}
+                      for r in pk.itertuples(index=False) if r.verdict in DIRECTIONAL}
             sig = stats.rank_with_ties(list(g.index), better)
             for m in g.index:
                 rows.append({"model": model, "task": task, "k_label": k_label, "k": g.at[m, "k"], "method": m,
@@ -277,20 +281,22 @@ def _md_table(frame: pd.DataFrame) -> list[str]:
 
 def reuse_cost(tuned: pd.DataFrame, reused: pd.DataFrame, tuned_frame: pd.DataFrame | None = None,
                reused_frame: pd.DataFrame | None = None, b: int = stats.DEFAULT_B,
-               notes: list | None = None) -> pd.DataFrame:
+               notes: list | None = None, margin: float | None = None) -> pd.DataFrame:
     """Per point present in both: the per-K search's score minus the reused rate's, and its time.
-    With the per-seed frames, each difference gets the report's paired bootstrap over the eval
-    examples (seeds pooled; the two arms share the subsample of each seed) and Holm over the points
-    of a (model, task): the family is "does the search change this point"."""
+    With the per-seed frames, each difference gets the report's seed-aware paired bootstrap (seeds,
+    then eval examples; the two arms share the subsample of each seed, so seed k pairs with seed k)
+    and Holm over the points of a (model, task): the family is "does the search change this point".
+    A point with one seed on an arm gets the example-level interval and no verdict."""
     from .verdicts import _load, _pairs_for_task
 
-    cols = KEY + ["k", "mean_tuned", "mean_reused", "delta", "ci_low", "ci_high", "p", "p_adjusted", "verdict",
-                  "lr_tuned", "lr_reused", "tuning_s"]
+    cols = KEY + ["k", "mean_tuned", "mean_reused", "delta", "ci_low", "ci_high", "p", "p_adjusted", "p_equiv",
+                  "p_equiv_adjusted", "verdict", "lr_tuned", "lr_reused", "tuning_s"]
     if tuned.empty or reused.empty:
         return pd.DataFrame(columns=cols)
     m = tuned.merge(reused, on=KEY, suffixes=("_tuned", "_reused"))
     m = m.assign(k=m["k_tuned"], delta=m["mean_tuned"] - m["mean_reused"], tuning_s=m["tuning_s_tuned"],
-                 ci_low=math.nan, ci_high=math.nan, p=math.nan, p_adjusted=math.nan, verdict="")
+                 ci_low=math.nan, ci_high=math.nan, p=math.nan, p_adjusted=math.nan, p_equiv=math.nan,
+                 p_equiv_adjusted=math.nan, verdict="")
     if tuned_frame is None or reused_frame is None or tuned_frame.empty or reused_frame.empty:
         return m[cols]
     notes = [] if notes is None else notes
@@ -303,25 +309,28 @@ def reuse_cost(tuned: pd.DataFrame, reused: pd.DataFrame, tuned_frame: pd.DataFr
         for r in sub.itertuples(index=False):
             main = preds.get(r.path, {}).get("")
             if main is not None:
-                runs[r.arm].append(main)
+                runs[r.arm].append((*main, r.seed))
                 scores[r.arm].append(r.headline)
         hm = sub["headline_metric"].iloc[0]
         if hm not in stats.METRICS or not runs["tuned"] or not runs["reused"]:
             continue
-        res = _pairs_for_task(row["model"], row["task"], hm, runs, scores, {"tuned": 1.0, "reused": 0.0}, b, notes)
+        res = _pairs_for_task(row["model"], row["task"], hm, runs, scores, {"tuned": 1.0, "reused": 0.0}, b, notes,
+                              margin)
         if res:
-            m.loc[i, ["ci_low", "ci_high", "p"]] = [res[0]["ci_low"], res[0]["ci_high"], res[0]["p"]]
+            m.loc[i, ["ci_low", "ci_high", "p", "p_equiv"]] = [res[0][k] for k in ("ci_low", "ci_high", "p", "p_equiv")]
+            m.loc[i, "verdict"] = ONE_SEED if not np.isfinite(res[0]["p"]) else ""
+    words = {"better": "search better", "worse": "reuse better"}
     for _, g in m[m["p"].notna()].groupby(["model", "task"]):
-        adj = stats.holm(g["p"].to_numpy(float))
-        m.loc[g.index, "p_adjusted"] = adj
-        m.loc[g.index, "verdict"] = ["tie" if not stats.significant(pa, lo, hi) else
-                                     ("search better" if d > 0 else "reuse better")
-                                     for pa, lo, hi, d in zip(adj, g["ci_low"], g["ci_high"], g["delta"])]
+        adj, adj_eq = stats.holm(g["p"].to_numpy(float)), stats.holm(g["p_equiv"].to_numpy(float))
+        m.loc[g.index, "p_adjusted"], m.loc[g.index, "p_equiv_adjusted"] = adj, adj_eq
+        outs = (stats.outcome(pa, lo, hi, d, pe)
+                for pa, lo, hi, d, pe in zip(adj, g["ci_low"], g["ci_high"], g["delta"], adj_eq))
+        m.loc[g.index, "verdict"] = [words.get(o, o) for o in outs]
     return m[cols]
 
 
 def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEFAULT_B,
-                 compare: list[dict] | None = None) -> tuple[dict[str, Path], str]:
+                 compare: list[dict] | None = None, margin: float | None = None) -> tuple[dict[str, Path], str]:
     """Write budget_*.csv and budget.md, append the curves to `plots`, return (tables, HTML section).
     Nothing (and "") when no record is a budget record."""
     frame = budget_frame(records)
@@ -331,7 +340,7 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     pts = points(frame, tuning_seconds(records))
-    pairs = pair_tests(frame, b, notes)
+    pairs = pair_tests(frame, b, notes, margin)
     cross = crossover(pairs, pts)
     ranks = rankings(pts, pairs)
     tables = {"budget_points": out / "budget_points.csv", "budget_pairs": out / "budget_pairs.csv",
@@ -341,7 +350,7 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
     reuse = pd.DataFrame()
     if compare:
         other = budget_frame(compare)
-        reuse = reuse_cost(pts, points(other), frame, other, b, notes)
+        reuse = reuse_cost(pts, points(other), frame, other, b, notes, margin)
         tables["budget_reuse"] = out / "budget_reuse.csv"
         reuse.to_csv(tables["budget_reuse"], index=False)
     plots += plot_curves(pts, out)
@@ -355,13 +364,13 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
         rank_wide = rank_wide[["model", "task", "method"] + [k for k in k_order if k in rank_wide.columns]]
     md = ["# Data-budget curves", "", "Points (metrics ×100; ci: 95 % t interval over seeds):", ""]
     md += _md_table(shown_pts) + [("Crossover (smallest K from which A is significantly better than B at every "
-                                   "larger K; paired bootstrap, Holm per (task, K)):"), ""]
+                                   "larger K; seed-aware paired bootstrap, Holm per (task, K)):"), ""]
     md += _md_table(cross) + ["Ranking agreement with the largest K (Kendall tau-b of the means):", ""]
     md += _md_table(tau) + ["Significance rank at each K (1 + methods significantly better):", ""]
     md += _md_table(rank_wide)
     if len(reuse):
-        md += [("Per-K search vs reused rates (delta = tuned − reused; paired bootstrap over eval examples, seeds "
-                "pooled, Holm over the points of a task):"), "", *_md_table(reuse)]
+        md += [("Per-K search vs reused rates (delta = tuned − reused; seed-aware paired bootstrap, seeds then eval "
+                "examples, Holm over the points of a task):"), "", *_md_table(reuse)]
     md += [f"- {n}" for n in notes]
     tables["budget_md"] = out / "budget.md"
     tables["budget_md"].write_text("\n".join(md) + "\n")
@@ -372,9 +381,10 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
              _html_table(shown_pts, "points: mean ×100 over seeds, 95% t interval, cost per point"),
              _html_table(cross, f"crossover: smallest K from which A beats B at every larger K, else '{NEVER}'"),
              _html_table(tau, "ranking at each K vs the largest K: Kendall tau-b of the method means"),
-             _html_table(rank_wide, "rank at each K: 1 + methods significantly better (paired bootstrap, Holm)")]
+             _html_table(rank_wide, "rank at each K: 1 + methods significantly better (seed-aware paired bootstrap, Holm)")]
     if len(reuse):
-        parts.append(_html_table(reuse, "per-K rate search vs reused rates (delta = tuned - reused; paired bootstrap, Holm over the points of a task)"))
+        parts.append(_html_table(reuse, "per-K rate search vs reused rates (delta = tuned - reused; seed-aware "
+                                        "paired bootstrap, Holm over the points of a task)"))
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     return tables, "\n".join(parts)
 
@@ -389,11 +399,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", help="a second budget folder (e.g. reused rates) to compare the points with")
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("--bootstrap", type=int, default=stats.DEFAULT_B, help="bootstrap resamples")
+    ap.add_argument("--margin", type=float, default=None,
+                    help="equivalence margin on the metric's scale (default per metric, bench.analysis.stats.MARGINS)")
     a = ap.parse_args(argv)
+    if a.margin is not None and not a.margin > 0:
+        ap.error(f"--margin {a.margin}: must be > 0")
     records, _ = load_records(Path(a.results))
     compare = load_records(Path(a.compare))[0] if a.compare else None
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    tables, _html = write_budget(records, Path(a.out), [], a.bootstrap, compare)
+    tables, _html = write_budget(records, Path(a.out), [], a.bootstrap, compare, a.margin)
     if not tables:
         print(f"no budget record (config.budget_k) under {a.results}")
         return 1

@@ -244,6 +244,16 @@ def details_table(agg: Aggregation, model: str) -> Table:
     return table
 
 
+def _verdict_cell(word: str, d: float, pa: float, lo: float, hi: float, need: float) -> str:
+    """One matrix cell: the outcome, the difference ×100 and what qualifies it (p, CI or seeds needed)."""
+    if word.startswith("one seed"):
+        return f"one seed {100 * d + 0.0:+.1f} [{100 * lo + 0.0:+.1f}, {100 * hi + 0.0:+.1f}] (examples only)"
+    text = f"{word} {100 * d + 0.0:+.1f} (p={pa:.3g})"
+    if word == "undecided" and not math.isnan(need):
+        text += f" n≈{int(need)}" if np.isfinite(need) else " n>1000"
+    return text
+
+
 def verdict_tables(agg: Aggregation, model: str) -> list[Table]:
     """Per task, a method x method matrix: row vs column verdict, difference ×100 and adjusted p."""
     pw = agg.pairwise[agg.pairwise["model"] == model] if not agg.pairwise.empty else agg.pairwise
@@ -259,17 +269,21 @@ def verdict_tables(agg: Aggregation, model: str) -> list[Table]:
             tables.append(no_verdict_table(agg, model, task, methods, chance_of))
             continue
         t = Table(f"Pairwise verdicts: {model} / {task}",
-                  f"Row vs column on {sub['metric'].iloc[0]} (×100): 'better'/'worse' when the Holm-adjusted p "
-                  f"(over the {len(sub)} pair(s) of this task) is < 0.05 and the 95% CI of the difference excludes "
-                  "0, else 'tie'; difference = row − column, mean over seeds, on the examples both predicted. "
-                  "Test: paired bootstrap over examples; all numbers in pairwise.csv. vs chance: the row's "
+                  f"Row vs column on {sub['metric'].iloc[0]} (×100), verdicts about the methods: a paired "
+                  "two-level bootstrap resamples seeds (seed k with seed k) and then examples. 'better'/'worse' "
+                  f"when the Holm-adjusted p (over the {len(sub)} pair(s) of this task) is < 0.05 and the 95% CI "
+                  "excludes 0; 'equivalent' when the Holm-adjusted TOST p is < 0.05 (the 90% CI inside ±margin, "
+                  f"{100 * float(sub['margin'].iloc[0]):g} points); else 'undecided' (n≈: seeds per method that "
+                  "would likely decide it). 'one seed': no method verdict, the example-level 95% CI is shown "
+                  "for these trained models. Difference = row − column, mean over seeds, on the examples both "
+                  "predicted; all numbers, and the seeds-pooled test, in pairwise.csv. vs chance: the row's "
                   "difference to the best constant predictor, Holm-adjusted p over the task's methods; a method "
                   "not above chance (†) is never bold.", ["method"] + methods + ["vs chance"])
         cell = {}
         for r in sub.itertuples(index=False):
-            v = {"a better": ("better", "worse"), "b better": ("worse", "better")}.get(r.verdict, ("tie", "tie"))
-            cell[(r.method_a, r.method_b)] = (v[0], r.delta, r.p_adjusted)
-            cell[(r.method_b, r.method_a)] = (v[1], -r.delta, r.p_adjusted)
+            v = {"a better": ("better", "worse"), "b better": ("worse", "better")}.get(r.verdict, (r.verdict,) * 2)
+            cell[(r.method_a, r.method_b)] = (v[0], r.delta, r.p_adjusted, r.ci_low, r.ci_high, r.seeds_to_decide)
+            cell[(r.method_b, r.method_a)] = (v[1], -r.delta, r.p_adjusted, -r.ci_high, -r.ci_low, r.seeds_to_decide)
         for i, a in enumerate(methods):
             row, st = [a], [""]
             for b in methods:
@@ -277,9 +291,9 @@ def verdict_tables(agg: Aggregation, model: str) -> list[Table]:
                     row.append("·")
                     st.append("")
                 elif (a, b) in cell:
-                    word, d, pa = cell[(a, b)]
-                    row.append(f"{word} {100 * d + 0.0:+.1f} (p={pa:.3g})")
-                    st.append(word)
+                    word, d, pa, lo, hi, need = cell[(a, b)]
+                    row.append(_verdict_cell(word, d, pa, lo, hi, need))
+                    st.append(word if word in ("better", "worse") else "")
                 else:
                     row.append("not tested")
                     st.append("")
@@ -336,8 +350,10 @@ def failures_markdown(agg: Aggregation) -> str:
 def verdict_notes_markdown(agg: Aggregation) -> str:
     """What the pairwise section covers and, above all, which pairs it could not test and why."""
     pw = agg.pairwise
-    head = ("Paired bootstrap tests between methods of one model on one task (pairwise.csv; docs/statistics.md). "
-            + (f"{len(pw)} pair(s) tested, {int((pw['verdict'] != 'tie').sum())} significant after Holm."
+    head = ("Seed-aware paired bootstrap tests between methods of one model on one task (pairwise.csv; "
+            "docs/statistics.md). "
+            + (f"{len(pw)} pair(s) tested: " + ", ".join(f"{n} {v}" for v, n in pw["verdict"].value_counts().items())
+               + " (after Holm)."
                if not pw.empty else "No pair could be tested: no two methods of a task have per-example "
                "predictions (schema-1 records or runs without a predictions file)."))
     ch = agg.chance

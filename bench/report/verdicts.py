@@ -5,8 +5,12 @@ This module adds, per model and task, what is needed to say so with a stated err
 
 * a percentile bootstrap interval for cells with one seed (several seeds get the t interval
   from aggregate.py);
-* a paired bootstrap test for every pair of methods on the same examples, pooled over seeds,
-  Holm-adjusted over the pairs of that (model, task), plus ASO ε_min when both have >= 3 seeds;
+* for every pair of methods on the same examples, the method verdict: a paired two-level bootstrap
+  (seeds, then examples, resampled; bench.analysis.stats.seed_aware) read as better / worse /
+  equivalent (within the metric's margin) / undecided, with the seeds an undecided pair would likely
+  need; one seed on a side gives no method verdict. Beside it the seeds-pooled bootstrap over
+  examples, which speaks for these trained models only. Holm over the pairs of that (model, task);
+  ASO ε_min when both have >= 3 seeds;
 * ranks with ties (bench.analysis.stats.rank_with_ties) and the methods tied with the best;
 * expected best selection score versus number of tuning trials, from the study's trial records.
 
@@ -27,8 +31,10 @@ from bench.records.schema import load_predictions
 
 BOOT_SEED = 0  # one fixed resampling seed: reports are reproducible and pairs share resamples
 PAIR_COLUMNS = ["model", "task", "metric", "method_a", "method_b", "score_a", "score_b", "delta", "ci_low",
-                "ci_high", "p", "p_adjusted", "verdict", "test", "correction", "n_seeds_a", "n_seeds_b",
-                "n_examples", "aso_eps"]
+                "ci_high", "p", "p_adjusted", "eq_low", "eq_high", "margin", "p_equiv", "p_equiv_adjusted", "verdict",
+                "seeds_to_decide", "var_seeds", "var_examples", "pairing", "test", "correction", "n_seeds_a",
+                "n_seeds_b", "n_examples", "pooled_ci_low", "pooled_ci_high", "pooled_p", "pooled_p_adjusted",
+                "pooled_eq_low", "pooled_eq_high", "pooled_p_equiv", "pooled_verdict", "pooled_test", "aso_eps"]
 RANK_COLUMNS = ["model", "task", "method_label", "rank", "tied_best", "n_methods"]
 BUDGET_COLUMNS = ["model", "task", "method_label", "study", "n_trials", "k", "expected_max", "std"]
 
@@ -104,63 +110,124 @@ def bootstrap_single_seed(agg: Aggregation, preds: dict, b: int) -> int:
     return filled
 
 
-def _pairs_for_task(model: str, task: str, hm: str, runs: dict[str, list], scores: dict[str, list],
-                    means: dict[str, float], b: int, notes: list[str]) -> list[dict]:
-    """Paired bootstrap for every pair of methods with predictions on this (model, task)."""
-    cache: dict[tuple, tuple[float, np.ndarray]] = {}
+DIRECTIONAL = ("a better", "b better")
+ONE_SEED = "one seed: no method verdict"
+SEED_TEST = ("paired two-level bootstrap, seeds then examples resampled ({pairing}, B={b}, null-centred p; "
+             "TOST for equivalence)")
+POOLED_TEST = "paired bootstrap over examples, seeds pooled: these trained models (B={b}, null-centred p)"
 
-    def samples(method: str, ids: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        aligned, ref = [], None
-        for r_ids, pred, r_ref in runs[method]:
-            by_id = np.argsort(r_ids, kind="stable")
-            order = by_id[np.searchsorted(r_ids, ids, sorter=by_id)]
-            aligned.append(pred[order])
-            ref = r_ref[order] if ref is None else ref
-            if not np.array_equal(ref, r_ref[order]):
-                raise ValueError(f"{model}/{task}/{method}: references differ between seeds on shared ids")
+
+def _aligned(model: str, task: str, method: str, runs: list, ids: np.ndarray) -> tuple[list, np.ndarray, list]:
+    """Each seed's predictions in the order of `ids`, the references, the seed numbers."""
+    aligned, ref, seeds = [], None, []
+    for i, run in enumerate(runs):
+        r_ids, pred, r_ref = run[:3]
+        by_id = np.argsort(r_ids, kind="stable")
+        order = by_id[np.searchsorted(r_ids, ids, sorter=by_id)]
+        aligned.append(pred[order])
+        ref = r_ref[order] if ref is None else ref
+        if not np.array_equal(ref, r_ref[order]):
+            raise ValueError(f"{model}/{task}/{method}: references differ between seeds on shared ids")
+        seeds.append(int(run[3]) if len(run) > 3 and run[3] is not None else -1 - i)
+    return aligned, ref, seeds
+
+
+def _outcome_words(outcome: str) -> str:
+    return {"better": "a better", "worse": "b better"}.get(outcome, outcome)
+
+
+def _pairs_for_task(model: str, task: str, hm: str, runs: dict[str, list], scores: dict[str, list],
+                    means: dict[str, float], b: int, notes: list[str], margin: float | None = None,
+                    only_with: str | None = None) -> list[dict]:
+    """Seed-aware and pooled paired tests for every pair of methods with predictions on this (model, task)
+    (only the pairs that contain `only_with` when given: the family Holm corrects over).
+
+    `runs[method]` holds (ids, predictions, references[, seed]) per seed; a run without a seed number
+    counts as a seed of its own (never paired)."""
+    cache: dict[tuple, tuple] = {}
+    mg = stats.margin_for(hm, margin)
+
+    def per_seed(method: str, ids: np.ndarray):
         key = (method, len(ids), hash(ids.tobytes()))
         if key not in cache:
+            aligned, ref, seeds = _aligned(model, task, method, runs[method], ids)
             idx = stats.resample_indices(len(ids), b, BOOT_SEED)
-            cache[key] = (float(stats.seed_mean(hm, aligned, ref)[0]), stats.seed_mean(hm, aligned, ref, idx))
-        return (*cache[key], ref)
+            cache[key] = (*stats.seed_matrix(hm, aligned, ref, idx), seeds, ref)
+        return cache[key]
 
     rows = []
     ranked = sorted(runs, key=lambda m: (-means.get(m, -np.inf), m))
     for a, bm in itertools.combinations(ranked, 2):
+        if only_with is not None and only_with not in (a, bm):
+            continue
         ids = np.asarray(sorted(set.intersection(*(set(r[0].tolist()) for r in runs[a] + runs[bm]))))
         if len(ids) == 0:
             notes.append(f"{model}/{task}: {a} and {bm} share no eval example ids; not compared")
             continue
         try:
-            obs_a, samp_a, ref_a = samples(a, ids)
-            obs_b, samp_b, ref_b = samples(bm, ids)
+            full_a, mat_a, seeds_a, ref_a = per_seed(a, ids)
+            full_b, mat_b, seeds_b, ref_b = per_seed(bm, ids)
         except ValueError as exc:
             notes.append(f"not compared: {exc}")
             continue
         if not np.array_equal(ref_a, ref_b):
             notes.append(f"{model}/{task}: {a} and {bm} have different references on shared ids; not compared")
             continue
-        res = stats.paired_from_samples(obs_a - obs_b, samp_a - samp_b, len(ids))
-        aso = (stats.aso_eps_min(scores[a], scores[bm], b=b, seed=BOOT_SEED)
-               if len(scores[a]) >= 3 and len(scores[bm]) >= 3 else np.nan)
-        rows.append({"model": model, "task": task, "metric": hm, "method_a": a, "method_b": bm,
-                     "score_a": obs_a, "score_b": obs_b, "delta": res.delta, "ci_low": res.low,
-                     "ci_high": res.high, "p": res.p,
-                     "test": f"paired bootstrap over examples, seeds pooled (B={b}, null-centred p)",
-                     "n_seeds_a": len(runs[a]), "n_seeds_b": len(runs[bm]), "n_examples": len(ids), "aso_eps": aso})
-    p_adj = stats.holm([r["p"] for r in rows])
-    warn = stats.resolution_warning(len(rows), b)
-    if warn:
-        notes.append(f"{model}/{task} pairwise tests: {warn}")
-    for r, pa in zip(rows, p_adj):
-        r["p_adjusted"] = pa
-        r["correction"] = f"Holm over the {len(rows)} pair(s) of {model}/{task}"
-        sig = stats.significant(pa, r["ci_low"], r["ci_high"])
-        r["verdict"] = "tie" if not sig else ("a better" if r["delta"] > 0 else "b better")
+        pooled_samples = mat_a.mean(axis=0) - mat_b.mean(axis=0)
+        pooled = stats.paired_from_samples(float(full_a.mean() - full_b.mean()), pooled_samples, len(ids))
+        pe_low, pe_high, pe_p = stats.pooled_equiv(pooled_samples, mg)
+        row = {"model": model, "task": task, "metric": hm, "method_a": a, "method_b": bm,
+               "score_a": float(full_a.mean()), "score_b": float(full_b.mean()), "delta": pooled.delta,
+               "margin": mg, "n_seeds_a": len(seeds_a), "n_seeds_b": len(seeds_b), "n_examples": len(ids),
+               "pooled_ci_low": pooled.low, "pooled_ci_high": pooled.high, "pooled_p": pooled.p,
+               "pooled_eq_low": pe_low, "pooled_eq_high": pe_high, "pooled_p_equiv": pe_p,
+               "pooled_test": POOLED_TEST.format(b=b),
+               "aso_eps": (stats.aso_eps_min(scores[a], scores[bm], b=b, seed=BOOT_SEED)
+                           if len(scores[a]) >= 3 and len(scores[bm]) >= 3 else np.nan)}
+        if len(seeds_a) >= 2 and len(seeds_b) >= 2:
+            sa = stats.seed_aware(hm, seeds_a, seeds_b, full_a, full_b, mat_a, mat_b, len(ids), seed=BOOT_SEED,
+                                  margin=mg)
+            row |= {"ci_low": sa.low, "ci_high": sa.high, "p": sa.p, "eq_low": sa.eq_low, "eq_high": sa.eq_high,
+                    "p_equiv": sa.p_equiv, "pairing": sa.pairing, "var_seeds": sa.var_seeds,
+                    "var_examples": sa.var_examples, "test": SEED_TEST.format(pairing=sa.pairing, b=b)}
+        else:  # the interval shown is the example-level one, for these trained models only
+            row |= {"ci_low": pooled.low, "ci_high": pooled.high, "p": np.nan, "eq_low": np.nan, "eq_high": np.nan,
+                    "p_equiv": np.nan, "pairing": "", "var_seeds": np.nan, "var_examples": np.nan,
+                    "test": "one seed on a side: only the example-level interval (these trained models)"}
+        rows.append(row)
+    _decide(rows, model, task, b, notes)
     return rows
 
 
-def pairwise_tests(agg: Aggregation, preds: dict, b: int, notes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _decide(rows: list[dict], model: str, task: str, b: int, notes: list[str]) -> None:
+    """Holm over the family (seed-aware p, TOST p, pooled p and pooled TOST p each on their own),
+    the four outcomes, and seeds_to_decide for the undecided seed-aware pairs."""
+    if not rows:
+        return
+    family = f"Holm over the {len(rows)} pair(s) of {model}/{task}"
+    adj = {k: stats.holm([r[k] for r in rows]) for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv")}
+    tested = sum(np.isfinite(r["p"]) for r in rows)
+    for warn_for, m in (("pairwise tests", tested), ("pooled pairwise tests", len(rows))):
+        warn = stats.resolution_warning(m, b)
+        if warn and m:
+            notes.append(f"{model}/{task} {warn_for}: {warn}")
+    for i, r in enumerate(rows):
+        r["p_adjusted"], r["p_equiv_adjusted"] = adj["p"][i], adj["p_equiv"][i]
+        r["pooled_p_adjusted"] = adj["pooled_p"][i]
+        r["correction"] = family
+        r["pooled_verdict"] = _outcome_words(stats.outcome(adj["pooled_p"][i], r["pooled_ci_low"], r["pooled_ci_high"],
+                                                           r["delta"], adj["pooled_p_equiv"][i]))
+        if not np.isfinite(r["p"]):
+            r["verdict"], r["seeds_to_decide"] = ONE_SEED, np.nan
+            continue
+        out = stats.outcome(r["p_adjusted"], r["ci_low"], r["ci_high"], r["delta"], r["p_equiv_adjusted"])
+        r["verdict"] = _outcome_words(out)
+        r["seeds_to_decide"] = (stats.seeds_to_decide(r["delta"], r["var_seeds"], r["var_examples"], r["margin"],
+                                                      m=tested) if out == "undecided" else np.nan)
+
+
+def pairwise_tests(agg: Aggregation, preds: dict, b: int, notes: list[str],
+                   margin: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """pairwise frame (PAIR_COLUMNS) and ranks frame (RANK_COLUMNS) for every (model, task)."""
     ok = agg.kept[agg.kept["status"] == "ok"]
     if not preds:  # e.g. only schema-1 records: one note instead of one per task
@@ -179,7 +246,7 @@ def pairwise_tests(agg: Aggregation, preds: dict, b: int, notes: list[str]) -> t
             if main is None:
                 lacking.add(r.method_label)
             else:
-                runs[r.method_label].append(main)
+                runs[r.method_label].append((*main, r.seed))
         if lacking:
             partial = sorted(m for m in lacking if m in runs)
             notes.append(f"{model}/{task}: no per-example predictions for "
@@ -190,12 +257,14 @@ def pairwise_tests(agg: Aggregation, preds: dict, b: int, notes: list[str]) -> t
             notes.append(f"{model}/{task}: headline metric {hm!r} cannot be recomputed; no pairwise test")
             continue
         m_means = {m: means.get((model, task, m), np.nan) for m in runs}
-        task_rows = _pairs_for_task(model, task, hm, dict(runs), dict(scores), m_means, b, notes)
+        task_rows = _pairs_for_task(model, task, hm, dict(runs), dict(scores), m_means, b, notes, margin)
         rows += task_rows
         if task_rows:
             better = {(r["method_a"], r["method_b"]) if r["verdict"] == "a better" else (r["method_b"], r["method_a"])
-                      for r in task_rows if r["verdict"] != "tie"}
-            tested = sorted({r["method_a"] for r in task_rows} | {r["method_b"] for r in task_rows})
+                      for r in task_rows if r["verdict"] in DIRECTIONAL}
+            # a method with one seed has no method verdict, so no rank (never "tied with the best")
+            seed_tested = [r for r in task_rows if r["verdict"] != ONE_SEED]
+            tested = sorted({r["method_a"] for r in seed_tested} | {r["method_b"] for r in seed_tested})
             for m, rank in stats.rank_with_ties(tested, better).items():
                 ranks.append({"model": model, "task": task, "method_label": m, "rank": rank,
                               "tied_best": rank == 1, "n_methods": len(tested)})
@@ -222,7 +291,7 @@ def tuning_curves(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=BUDGET_COLUMNS)
 
 
-def add_verdicts(agg: Aggregation, b: int = stats.DEFAULT_B) -> Aggregation:
+def add_verdicts(agg: Aggregation, b: int = stats.DEFAULT_B, margin: float | None = None) -> Aggregation:
     """Compute everything above into `agg` (cells' CI columns, pairwise, ranks, tuning curves, notes)."""
     notes: list[str] = []
     if agg.kept.empty:
@@ -233,7 +302,7 @@ def add_verdicts(agg: Aggregation, b: int = stats.DEFAULT_B) -> Aggregation:
     preds = _load(agg.kept, notes, collapse)
     if preds:
         bootstrap_single_seed(agg, preds, b)
-    agg.pairwise, agg.ranks = pairwise_tests(agg, preds, b, notes)
+    agg.pairwise, agg.ranks = pairwise_tests(agg, preds, b, notes, margin)
     from .chance import add_chance  # trivial baselines, tests against chance, collapses (issue #25)
 
     add_chance(agg, preds, collapse, b, notes)

@@ -1,0 +1,146 @@
+"""The seed-aware (two-level) comparison of bench.analysis.stats: seeds as the unit of a method verdict,
+the four outcomes, the power estimate. Synthetic prediction arrays with known per-seed accuracies;
+docs/statistics.md states what each number means. The report-level cases (real predictions files)
+are in tests/test_verdicts.py."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.analysis import stats
+
+N = 1000
+
+
+def _seed(acc: float, seed: int, ref: np.ndarray) -> np.ndarray:
+    """Predictions right on exactly round(acc * N) examples, which ones chosen by `seed`."""
+    pred = 1 - ref
+    right = np.random.default_rng(seed).permutation(len(ref))[: round(acc * len(ref))]
+    pred[right] = ref[right]
+    return pred
+
+
+def _compare(runs_a, runs_b, ref, seeds_a=None, seeds_b=None, b=2000, margin=None, **kw):
+    idx = stats.resample_indices(len(ref), b, 0)
+    fa, ma = stats.seed_matrix("accuracy", runs_a, ref, idx)
+    fb, mb = stats.seed_matrix("accuracy", runs_b, ref, idx)
+    sa = list(range(len(runs_a))) if seeds_a is None else seeds_a
+    sb = list(range(len(runs_b))) if seeds_b is None else seeds_b
+    return (stats.seed_aware("accuracy", sa, sb, fa, fb, ma, mb, len(ref), margin=margin, **kw),
+            stats.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), len(ref)))
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return np.random.default_rng(5).integers(0, 2, N).astype(float)
+
+
+def test_one_bad_seed_is_significant_pooled_but_not_seed_aware(ref):
+    """A = B on seeds 0 and 1 (the same predictions), seed 2 of A collapsed to one class (chance).
+    Pooled over seeds the examples see a large, consistent drop: significant. As a statement about
+    the method it rests on one seed of three: the seed-aware test must not call it."""
+    b_runs = [_seed(0.85, s, ref) for s in range(3)]
+    a_runs = [b_runs[0], b_runs[1], np.ones(N)]
+    seed_aware, pooled = _compare(a_runs, b_runs, ref)
+    assert seed_aware.delta == pytest.approx(pooled.delta) and seed_aware.delta < -0.1
+    assert pooled.p < 0.01 and pooled.high < 0  # the old method verdict: "worse"
+    assert stats.outcome(seed_aware.p, seed_aware.low, seed_aware.high, seed_aware.delta, seed_aware.p_equiv) \
+        == "undecided"
+    assert seed_aware.p > 0.05 and seed_aware.high > 0 and seed_aware.pairing == "paired seeds"
+
+
+def test_consistent_difference_on_every_seed_is_better(ref):
+    b_runs = [_seed(0.80, s, ref) for s in range(4)]
+    a_runs = [_seed(0.86 + 0.004 * s, 10 + s, ref) for s in range(4)]
+    r, _ = _compare(a_runs, b_runs, ref)
+    assert r.delta == pytest.approx(0.066, abs=1e-9)
+    assert stats.outcome(r.p, r.low, r.high, r.delta, r.p_equiv) == "better"
+    assert stats.outcome(r.p, -r.high, -r.low, -r.delta, r.p_equiv) == "worse"
+
+
+@pytest.mark.parametrize("shift, margin, expected", [
+    (0.002, 0.01, "equivalent"),   # 2 examples of 1,000 on every seed: well inside ±1 point
+    (0.002, 0.001, "undecided"),   # the same difference against a margin it exceeds: not equivalent, and
+                                   # 2 examples are too few to decide a direction
+    (0.03, 0.01, "better"),        # 3 points, consistent: outside the margin and decided
+])
+def test_equivalence_inside_and_outside_the_margin(ref, shift, margin, expected):
+    b_runs = [_seed(0.80 + 0.01 * s, s, ref) for s in range(3)]
+    a_runs = []
+    for run in b_runs:  # A = B plus round(shift * N) more examples right on every seed
+        a = run.copy()
+        wrong = np.flatnonzero(a != ref)[: round(shift * N)]
+        a[wrong] = ref[wrong]
+        a_runs.append(a)
+    r, _ = _compare(a_runs, b_runs, ref, margin=margin)
+    assert r.delta == pytest.approx(shift, abs=1e-9) and r.margin == margin
+    out = stats.outcome(r.p, r.low, r.high, r.delta, r.p_equiv)
+    assert out == expected
+    if expected == "equivalent":
+        assert -margin < r.eq_low <= r.eq_high < margin and r.p_equiv < 0.05
+    else:
+        assert r.p_equiv > 0.05 or out != "equivalent"
+
+
+def test_outside_margin_and_noisy_is_undecided_not_equivalent(ref):
+    """Seed differences +4, −3, +5 points: neither a decided direction nor inside ±1 point."""
+    b_runs = [_seed(0.80, s, ref) for s in range(3)]
+    a_runs = [_seed(acc, 20 + s, ref) for s, acc in enumerate((0.84, 0.77, 0.85))]
+    r, _ = _compare(a_runs, b_runs, ref)
+    assert stats.outcome(r.p, r.low, r.high, r.delta, r.p_equiv) == "undecided"
+    assert r.eq_high > r.margin
+
+
+def test_one_seed_gives_no_method_verdict(ref):
+    with pytest.raises(ValueError, match=">= 2 seeds per method"):
+        _compare([_seed(0.9, 0, ref)], [_seed(0.5, 1, ref), _seed(0.5, 2, ref)], ref)
+
+
+def test_unpaired_seed_sets_draw_independently(ref):
+    b_runs = [_seed(0.80, s, ref) for s in range(3)]
+    a_runs = [_seed(0.80, 10 + s, ref) for s in range(3)]
+    r, _ = _compare(a_runs, b_runs, ref, seeds_a=[3, 4, 5], seeds_b=[0, 1, 2])
+    assert r.pairing == "unpaired seeds"
+    r2, _ = _compare(a_runs, b_runs, ref, seeds_a=[2, 0, 1], seeds_b=[0, 1, 2])
+    assert r2.pairing == "paired seeds"
+
+
+def test_rescaling_widens_the_seed_part(ref):
+    """With 3 seeds the plug-in seed variance is (k−1)/k of s²/k; the rescaled replicates restore it."""
+    b_runs = [_seed(0.80, s, ref) for s in range(3)]
+    a_runs = [_seed(acc, 30 + s, ref) for s, acc in enumerate((0.80, 0.86, 0.83))]
+    wide, _ = _compare(a_runs, b_runs, ref, b=4000)
+    narrow, _ = _compare(a_runs, b_runs, ref, b=4000, rescale=False)
+    assert (wide.high - wide.low) > (narrow.high - narrow.low)
+
+
+def test_seeds_to_decide_grows_with_between_seed_variance():
+    need = [stats.seeds_to_decide(0.02, v, 1e-5, 0.01) for v in (1e-4, 4e-4, 1.6e-3)]
+    assert need[0] < need[1] < need[2]
+    # the formula by hand: (0.02 / (z_0.975 + z_0.8))^2 = 5.10e-5; minus 1e-5 -> 4.10e-5; 4e-4 / 4.10e-5 = 9.76
+    assert need[1] == math.ceil(4e-4 / ((0.02 / (1.959964 + 0.841621)) ** 2 - 1e-5))
+    # more comparisons in the family (Holm's first step asks alpha/m): more seeds
+    assert stats.seeds_to_decide(0.02, 4e-4, 1e-5, 0.01, m=50) > need[1]
+    # the example part alone is wider than the difference: seeds cannot decide it
+    assert stats.seeds_to_decide(0.002, 4e-4, 1e-4, 0.001) == math.inf
+
+
+def test_seeds_to_decide_from_a_real_comparison_grows_with_seed_spread(ref):
+    b_runs = [_seed(0.80, s, ref) for s in range(3)]
+    calm = [_seed(acc, 40 + s, ref) for s, acc in enumerate((0.85, 0.87, 0.86))]
+    wild = [_seed(acc, 40 + s, ref) for s, acc in enumerate((0.80, 0.92, 0.86))]
+    r_calm, _ = _compare(calm, b_runs, ref)
+    r_wild, _ = _compare(wild, b_runs, ref)
+    assert r_wild.var_seeds > r_calm.var_seeds
+    n_calm = stats.seeds_to_decide(r_calm.delta, r_calm.var_seeds, r_calm.var_examples, r_calm.margin)
+    n_wild = stats.seeds_to_decide(r_wild.delta, r_wild.var_seeds, r_wild.var_examples, r_wild.margin)
+    assert math.isfinite(n_wild) and n_wild > n_calm
+
+
+def test_margins_have_defaults_and_overrides():
+    assert stats.margin_for("accuracy") == 0.01 and stats.margin_for("pearson") == 0.01
+    assert stats.margin_for("accuracy", 0.02) == 0.02
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        stats.margin_for("accuracy", 0.0)
