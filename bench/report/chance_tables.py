@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.analysis.aggregate import Aggregation
 
+from .cells import fmt_metric, metric_cell
 from .render import Table
 
 
@@ -45,7 +46,6 @@ def baseline_cell(row: pd.Series | None, q: str) -> str:
     if not _isnum(mean):
         return "undefined" if row.get("chance_note") else "–"
     lo, hi = row.get(f"{q}_ci_low"), row.get(f"{q}_ci_high")
-    from .tables import fmt_metric  # tables imports this module
 
     return fmt_metric(mean, None, 1, lo, hi) if _isnum(lo) and _isnum(hi) and lo != hi else fmt_metric(mean, None, 1)
 
@@ -83,7 +83,6 @@ def _chance_of(agg: Aggregation, model: str, task: str) -> dict[str, str]:
 
 def no_verdict_table(agg: Aggregation, model: str, task: str, methods: list[str], chance_of: dict) -> Table:
     """What a task without a verdict shows instead of the matrix: each method against chance."""
-    from .tables import metric_cell  # tables imports this module
 
     cells = agg.cells[(agg.cells["model"] == model) & (agg.cells["task"] == task)].set_index("method_label")
     why = agg.no_verdict[(model, task)]

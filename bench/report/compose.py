@@ -22,16 +22,18 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.analysis import stats
-from bench.records.schema import load_predictions, read_record
+from bench.records.schema import read_record
+from bench.report.compose_tests import SEED_TEST, TEST
+from bench.report.compose_tests import compare as _compare
+from bench.report.compose_tests import main_split as _main_split
+from bench.report.compose_tests import verdict as _verdict
 
-BOOT_SEED = 0
 SOUP_COLUMNS = ["model", "task", "method", "kind", "n_ingredients", "n_used", "metric", "soup", "mean_of_seeds",
                 "seeds_ci_low", "seeds_ci_high", "best_seed", "vs_mean_delta", "vs_mean_ci_low", "vs_mean_ci_high",
                 "vs_mean_p_adj", "vs_mean_verdict", "vs_best_delta", "vs_best_ci_low", "vs_best_ci_high",
@@ -41,78 +43,6 @@ MERGE_COLUMNS = ["model", "method", "kind", "tasks", "task", "metric", "own", "m
 TRANSFER_COLUMNS = ["model", "method", "budget", "target", "source", "metric", "n_seeds", "transfer", "scratch",
                     "delta", "ci_low", "ci_high", "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "verdict", "test",
                     "head_transferred", "n_examples"]
-TEST = "paired bootstrap over dev examples, seeds pooled: these trained models (B={b}, null-centred p)"
-SEED_TEST = "seed-aware paired bootstrap, seed k with seed k, then dev examples (B={b}, null-centred p)"
-
-
-def _main_split(rec: dict, notes: list[str]):
-    """(ids, predictions, references) of the record's main eval split, or None with a note."""
-    try:
-        data = load_predictions(rec)
-    except ValueError as exc:
-        notes.append(f"predictions not used: {exc}")
-        return None
-    for sp in (data or {}).get("splits", {}).values():
-        if isinstance(sp, dict) and sp.get("role", "eval") == "eval" and not sp.get("metric_suffix"):
-            return np.asarray(sp["ids"]), np.asarray(sp["predictions"], float), np.asarray(sp["references"], float)
-    return None
-
-
-@dataclass(frozen=True)
-class Compared:
-    """One composition comparison: delta (A − B, means over seeds), 95 % interval, p, TOST p, which test."""
-
-    delta: float
-    low: float
-    high: float
-    p: float
-    p_equiv: float
-    n_examples: int
-    test: str
-
-
-def _compare(metric: str, runs_a: list, runs_b: list, b: int, seeds: list | None = None,
-             margin: float | None = None) -> Compared | None:
-    """A's seed mean minus B's on the examples all runs share. With `seeds` (the seed number of each
-    run, the same list for both sides, >= 2 of them) the seed-aware test (seed k of A with seed k of B,
-    then examples: bench.analysis.stats.seed_aware); otherwise the seeds-pooled bootstrap over examples,
-    a statement about these trained models (a soup or a merged model is one model)."""
-    ids = np.asarray(sorted(set.intersection(*(set(r[0].tolist()) for r in runs_a + runs_b))))
-    if not len(ids):
-        return None
-
-    def aligned(runs):
-        out, ref = [], None
-        for r_ids, pred, r_ref in runs:
-            order = np.argsort(r_ids, kind="stable")
-            pos = order[np.searchsorted(r_ids, ids, sorter=order)]
-            out.append(pred[pos])
-            ref = r_ref[pos] if ref is None else ref
-        return out, ref
-
-    a, ref = aligned(runs_a)
-    bb, ref_b = aligned(runs_b)
-    if not np.array_equal(ref, ref_b):
-        return None
-    mg = stats.margin_for(metric, margin)
-    idx = stats.resample_indices(len(ids), b, BOOT_SEED)
-    full_a, mat_a = stats.seed_matrix(metric, a, ref, idx)
-    full_b, mat_b = stats.seed_matrix(metric, bb, ref, idx)
-    if seeds is not None and len(seeds) >= 2 and len(a) == len(bb) == len(seeds):
-        r = stats.seed_aware(metric, seeds, seeds, full_a, full_b, mat_a, mat_b, len(ids), BOOT_SEED, mg)
-        return Compared(r.delta, r.low, r.high, r.p, r.p_equiv, len(ids), SEED_TEST.format(b=b))
-    samples = mat_a.mean(axis=0) - mat_b.mean(axis=0)
-    r = stats.paired_from_samples(float(full_a.mean() - full_b.mean()), samples, len(ids))
-    return Compared(r.delta, r.low, r.high, r.p, stats.pooled_equiv(samples, mg)[2], len(ids), TEST.format(b=b))
-
-
-def _verdict(p_adj: float, low: float, high: float, delta: float, p_equiv_adj: float = float("nan")) -> str:
-    """a better / b better / equivalent / undecided (bench.analysis.stats.outcome)."""
-    if not math.isfinite(p_adj):
-        return "not tested"
-    return {"better": "a better", "worse": "b better"}.get(o := stats.outcome(p_adj, low, high, delta, p_equiv_adj), o)
-
-
 def _sources(rec: dict, cache: dict, notes: list[str]) -> list[dict]:
     out = []
     for src in rec.get("composed_from") or []:

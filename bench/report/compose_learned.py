@@ -24,7 +24,9 @@ import pandas as pd
 
 from bench.analysis import stats
 from bench.records.results import record_selection_keys, selection_score
-from bench.report.compose import _compare, _main_split, _verdict
+from bench.report.compose_tests import compare as _compare
+from bench.report.compose_tests import main_split as _main_split
+from bench.report.compose_tests import verdict as _verdict
 
 FAMILY_OF = {"lora_moe": "lora", "adapter_fusion": "adapter", "attempt": "prompt_tuning"}
 ARMS = ("scratch", "transfer", "merge", "learned")

@@ -9,7 +9,6 @@ summary row per (model, method_label).
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pandas as pd
 from bench.analysis.aggregate import Aggregation
 from bench.records.results import fmt_count
 
+from .cells import _isnum, fmt_metric, metric_cell
 from .chance_tables import (
     _chance_of,
     add_baseline_rows,
@@ -52,10 +52,6 @@ CAPTION = ("{model}: each task's headline metric ×100 on its main evaluation sp
            "and storage (MB = 1,000,000 bytes) are means over the method's tasks. Tasks: {tasks}.")
 
 
-def _isnum(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def sig3(v: float) -> str:
     """Three significant digits, trailing zeros kept (0.680, 3.30, 150) so columns line up."""
     return f"{v:#.3g}".rstrip(".") if abs(v) < 1000 else f"{v:,.0f}"
@@ -82,35 +78,6 @@ def fmt_num(v, digits: int = 1) -> str:
 def fmt_range(lo, hi, fmt) -> str:
     a, b = fmt(lo), fmt(hi)
     return a if a == b else f"{a}–{b}"
-
-
-def fmt_metric(mean, std, n, low=None, high=None) -> str:
-    """x100, one decimal; `mean [low, high]` when an interval exists, else ± std when n > 1."""
-    if not _isnum(mean):
-        return "–"
-    text = f"{100 * mean:.1f}"
-    if _isnum(low) and _isnum(high):
-        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
-    elif n > 1 and _isnum(std):
-        text += f" ± {100 * std:.1f}"
-    return text
-
-
-def metric_cell(cell: pd.Series | None, q: str) -> tuple[str, str]:
-    """(text, status) of one metric in one (model, method, task) cell."""
-    if cell is None:
-        return "missing", "missing"
-    status = cell["status"]
-    if status in ("failed", "missing"):
-        return status, status
-    n = int(cell.get(f"{q}_n", 0))
-    if n == 0:
-        return "–", "ok"
-    text = fmt_metric(cell[f"{q}_mean"], cell[f"{q}_std"], n, cell.get(f"{q}_ci_low"), cell.get(f"{q}_ci_high"))
-    if n < cell["n_seeds"]:
-        text += f" (n={n}/{cell['n_seeds']})"
-        return text, "partial"
-    return text, "ok"
 
 
 def task_captions(agg: Aggregation, model: str) -> str:
