@@ -434,6 +434,7 @@ def section_optim(work: Path, samples: int) -> None:
 def tok_cache(work: Path) -> None:
     from hydra import compose, initialize_config_dir
 
+    from bench.data import loading
     from bench.data import tasks as T
     from bench.data.batching import encode, encode_cached
     from bench.models.backbones import build_model
@@ -442,7 +443,7 @@ def tok_cache(work: Path) -> None:
         cfg = compose("config", overrides=["task=sst2"])
     spec = T.task_spec(cfg.task)
     t0 = time.perf_counter()
-    ex = T.load_split(spec, "train")
+    ex = loading.load_split(spec, "train")
     t_load = time.perf_counter() - t0
     tok = build_model(cfg.model, spec.num_labels, 0).tokenizer
     rows = {"no cache (encode)": [], "cold (tokenise + hash + write)": [], "warm (hash + read)": []}

@@ -55,7 +55,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch import nn
 
-from bench.data import sampling
+from bench.data import loading, sampling
 from bench.data import tasks as T
 from bench.data.batching import Encoded, batch_order, collate, encode
 from bench.logs import quiet_libraries
@@ -162,7 +162,7 @@ class Setup:
         t = self.cfg.train
         spec = T.task_spec(self.cfg.task)
         self.spec = spec
-        examples = sampling.subsample(T.load_split(spec, "train"), n_examples, int(t.seed))
+        examples = sampling.subsample(loading.load_split(spec, "train"), n_examples, int(t.seed))
         built = build_model(self.cfg.model, spec.num_labels, int(t.seed))
         self.backbone_config = built.backbone_config
         self.tokenizer = built.tokenizer
@@ -198,7 +198,7 @@ class Setup:
 
             m = self.method_cfg
             backbone = get_peft_model(backbone, LoraConfig(
-                r=m["r"], lora_alpha=m["alpha"], lora_dropout=m["dropout"], target_modules=list(m["target_modules"]),
+                r=m["r"], lora_alpha=m["lora_alpha"], lora_dropout=m["lora_dropout"], target_modules=list(m["target_modules"]),
                 bias=m["bias"], task_type=TaskType.FEATURE_EXTRACTION))
         model = MinimalClassifier(backbone, backbone.config.hidden_size, self.spec.num_labels,
                                   float(self.cfg.model.head_dropout))

@@ -63,7 +63,7 @@ EPOCHS, BATCH, EVAL_BATCH = int(_TRAIN["epochs"]), int(_TRAIN["batch_size"]), in
 LR = float(_TRAIN["lr"] if _TRAIN.get("lr") is not None else _LORA["lr"])
 WARMUP, WD, CLIP = float(_TRAIN["warmup_ratio"]), float(_TRAIN["weight_decay"]), float(_TRAIN["max_grad_norm"])
 MAXLEN, SEED = int(_TRAIN["max_seq_len"]), int(_TRAIN["seed"])
-LORA = {"r": int(_LORA["r"]), "lora_alpha": int(_LORA["alpha"]), "lora_dropout": float(_LORA["dropout"]),
+LORA = {"r": int(_LORA["r"]), "lora_alpha": int(_LORA["lora_alpha"]), "lora_dropout": float(_LORA["lora_dropout"]),
         "target_modules": list(_LORA["target_modules"])}
 
 
@@ -95,7 +95,7 @@ def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = 
     )
     from transformers.utils import logging as tlog
 
-    from bench.data import sampling
+    from bench.data import loading, sampling
     from bench.data import tasks as T
     from bench.models.backbones import bundled_model_path
 
@@ -109,8 +109,8 @@ def trainer_child(samples: int, grouped: bool, out: str, max_eval: int | None = 
     task_cfg = yaml.safe_load((ROOT / "conf" / "task" / f"{TASK}.yaml").read_text())
     task_cfg["root"] = os.environ["BENCH_GLUE_DIR"]
     spec = T.task_spec(task_cfg)
-    train_ex = sampling.subsample(T.load_split(spec, "train"), samples, SEED)
-    dev_ex = sampling.subsample(T.load_split(spec, "dev"), max_eval, SEED)  # None: the whole split, as bench
+    train_ex = sampling.subsample(loading.load_split(spec, "train"), samples, SEED)
+    dev_ex = sampling.subsample(loading.load_split(spec, "dev"), max_eval, SEED)  # None: the whole split, as bench
 
     path = bundled_model_path()
     tok = AutoTokenizer.from_pretrained(path)

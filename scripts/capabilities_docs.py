@@ -16,14 +16,15 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def catalogue_methods() -> list[str]:
-    exp = yaml.safe_load((ROOT / "conf" / "experiment" / "catalogue.yaml").read_text(encoding="utf-8"))
-    return str(exp["hydra"]["sweeper"]["params"]["method"]).split(",")
+    """The methods whose YAML declares the catalogue (what experiment=catalogue runs)."""
+    from bench.config.method_tags import search_dirs, tagged
+
+    return tagged("catalogue", search_dirs())
 
 
 def row(name: str, model: str) -> dict:

@@ -13,6 +13,7 @@ from clitools import REPO, run_bench
 from omegaconf import OmegaConf
 from test_methods import ARCHS, TRAIN, _toy_data
 
+from bench.config.schema import METHOD_COMMON
 from bench.errors import ConfigError
 from bench.inference.variants import merged_variant
 from bench.methods import build_method
@@ -181,7 +182,7 @@ def peft_printed_count(name: str, folder: str = "roberta-base", num_labels: int 
     from bench.models.backbones import CONFIG_DIR
 
     node = yaml_cfg(name)
-    own = ("_target_", "name", "lr", "peft_type", "optimizer", "loraplus_lr_ratio")
+    own = (*METHOD_COMMON, "peft_type", "optimizer", "loraplus_lr_ratio")
     fields = {k: v for k, v in node.items() if k not in own}
     if node["peft_type"] == "adalora":
         fields["total_step"] = 1000

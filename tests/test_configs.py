@@ -154,7 +154,7 @@ TYPOS = [
     (["+inference.repeat=5"], "inference.repeat: unknown setting; did you mean repeats?"),
     (["+progress.intervall_s=5"], "progress.intervall_s: unknown setting; did you mean interval_s?"),
     (["+method.rank=4"], "method.rank: not a setting of method lora"),
-    (["+method.alpah=4"], "did you mean alpha?"),
+    (["+method.lora_alpah=4"], "did you mean lora_alpha?"),
     (["method=bitfit", "+method.r=4"], "method.r: not a setting of method bitfit"),
 ]
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from test_methods import ARCHS, TRAIN, _toy_data, build
 
+from bench.data import loading
 from bench.data import tasks as T
 from bench.data.batching import cache_path, encode, encode_cached
 from bench.models.delta import write_delta_info
@@ -42,7 +43,7 @@ def tokenizer():
 @pytest.mark.parametrize("task", ["sst2", "mrpc", "stsb"])  # single text; pairs (token types); regression
 def test_cache_round_trips_exactly(task, tokenizer, tmp_path, glue_dir):
     spec = T.task_spec(_task_fields(task) | {"root": str(glue_dir)})
-    rows = T.load_split(spec, "dev")[:50]
+    rows = loading.load_split(spec, "dev")[:50]
     reg = spec.kind == "regression"
     fresh = encode(rows, tokenizer, 64, reg)
     miss, hit0 = encode_cached(rows, tokenizer, 64, reg, str(tmp_path))

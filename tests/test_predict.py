@@ -9,7 +9,7 @@ import torch
 from clitools import REPO, TINY, records_in, run_bench, run_python
 from test_methods import ARCHS, TRAIN, _toy_data, build
 
-from bench.data import sampling
+from bench.data import loading, sampling
 from bench.data import tasks as T
 from bench.methods import REGISTRY, PeftTuner
 from bench.methods.composed import ComposedMethod
@@ -75,7 +75,7 @@ def test_kept_delta_reproduces_the_records_predictions_and_metric(kept_deltas):
         folder = out / "keep" / "deltas" / rec["run_id"]
         clf = load_delta(folder)
         spec = T.task_spec(rec["config"]["task"])
-        rows = T.load_split(spec, "dev")
+        rows = loading.load_split(spec, "dev")
         saved = R.load_predictions(rec)
         ids = saved["splits"]["dev"]["ids"] if saved else sampling.eval_subsample(len(rows), rec["config"]["train"]["max_eval_samples"], rec["seed"])
         data = clf.encode([rows[i].text_a for i in ids])

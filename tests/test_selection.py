@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from clitools import TINY, records_in, run_bench, run_python
 
-from bench.data import sampling
+from bench.data import loading, sampling
 from bench.data import tasks as T
 from bench.data.readers import Example
 from bench.records import schema as R
@@ -114,7 +114,7 @@ def test_smoke_records_selection_and_predictions(tmp_path, glue_dir):
         again = T.evaluate_predictions(spec, "dev", s["predictions"], s["references"])
         assert again[rec["headline_metric"]] == pytest.approx(rec["selection_metrics"][rec["headline_metric"]])
         # selection rows come from the train file, and none of them was trained on
-        train_rows = T.load_split(spec, "train")
+        train_rows = loading.load_split(spec, "train")
         assert [train_rows[i].label for i in s["ids"]] == pytest.approx(s["references"])
     assert all(len(f) == 1 for f in by_task_seed.values())  # equal across methods
     assert by_task_seed[("sst2", 0)] != by_task_seed[("sst2", 1)]  # but seeded
