@@ -40,10 +40,10 @@ def launched(monkeypatch):
 def runnable(monkeypatch):
     """Pretend the presets' weights and every train split are here (so planning does not depend on
     this machine's cache and data)."""
-    import bench.data.tasks
+    import bench.data.loading
 
     monkeypatch.setattr(presets, "weights_available", lambda model_cfg: (True, "pretend the weights are here"))
-    monkeypatch.setattr(bench.data.tasks, "has_split", lambda spec, split: True)
+    monkeypatch.setattr(bench.data.loading, "has_split", lambda spec, split: True)
 
 
 def test_presets_and_scaled_launch_the_one_sweep_command(launched, runnable, tmp_path):
@@ -75,9 +75,9 @@ def test_dry_run_and_no_run_launch_nothing(launched, runnable, tmp_path):
 
 def test_task_whose_checkpoint_source_has_no_data_is_not_run(runnable, tmp_path, monkeypatch):
     """RTE starts from MNLI's checkpoint (train.init_from): without MNLI's train split neither runs."""
-    import bench.data.tasks
+    import bench.data.loading
 
-    monkeypatch.setattr(bench.data.tasks, "has_split", lambda spec, split: spec.name != "mnli")
+    monkeypatch.setattr(bench.data.loading, "has_split", lambda spec, split: spec.name != "mnli")
     plan = presets.plan_preset("lora_paper/roberta_base_lora", tmp_path, ["mnli", "rte", "qnli"], 1)
     assert plan["skip"]["mnli"].startswith("not run: no local train split")
     assert "train.init_from=mnli: that cell cannot run" in plan["skip"]["rte"]
