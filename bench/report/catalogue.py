@@ -255,7 +255,7 @@ def _collapsed(r) -> str:
 
 def _rate(r) -> str:
     """The rate the study chose, marked where it is the edge of the method's range (the range may
-    not hold the best rate: widen `study.lr_ranges` for that method)."""
+    not hold the best rate: widen the `lr_range` its YAML declares)."""
     v = r.get("selected_lr")
     if v is None or pd.isna(v):
         return ""
@@ -306,7 +306,7 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
         lines.append("")
     if "lr_edge" in table and table["lr_edge"].isin(["top", "bottom"]).any():
         edge = table[table["lr_edge"].isin(["top", "bottom"])]
-        lines += [("↑ / ↓ the chosen rate is the top / bottom of the method's range (`study.lr_ranges`): the best "
+        lines += [("↑ / ↓ the chosen rate is the top / bottom of the method's range (`lr_range` in its YAML): the best "
                    "rate may lie outside it, so that method's score is a lower bound of what tuning would give ("
                    + ", ".join(f"{t}: {m}" for t, m in zip(edge["task"], edge["method_label"])) + ")."), ""]
     if table.apply(lambda r: _score_cell(r).endswith("‡"), axis=1).any():
