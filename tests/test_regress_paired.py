@@ -255,3 +255,22 @@ def test_regression_metric_pearson(tmp_path, capsys):
     rc, out, _ = run(capsys, "check", "--baseline", bl,
                      write_sweep(tmp_path / "noisy", refs, noisy, task="stsb", metric="pearson"))
     assert rc == 1 and "paired pearson: delta -0." in out
+
+
+def test_two_level_design_false_alarms_stay_near_alpha_and_regressions_are_caught():
+    """The report's seed-aware test as the gate's `two-level` design: healthy seeds split 3 vs 3 (A/A) fail
+    at about alpha; a 2-point drop on every seed of the candidate fails."""
+    rng = np.random.default_rng(11)
+    refs, seeds = seed_pool(10, 0.5, rng)
+    alarms, trials = 0, 40
+    for t in range(trials):
+        order = rng.permutation(10)
+        base = {int(s): seeds[int(s)] for s in order[:3]}
+        cand = {int(s): seeds[int(s)] for s in order[3:6]}
+        alarms += fails(paired_test("accuracy", refs, base, cand, design="two-level", n_boot=500, rng_seed=t),
+                        0.05, 0.005, "higher")
+    assert alarms / trials <= 0.1, alarms
+    base = {s: seeds[s] for s in range(3)}
+    worse = {s: flip(p, refs, 12, rng) for s, p in base.items()}
+    r = paired_test("accuracy", refs, base, worse, design="two-level", n_boot=500)
+    assert r.design == "two-level" and r.df > 0 and r.p < 0.01 and fails(r, 0.05, 0.005, "higher")

@@ -223,6 +223,7 @@ MARGINS = {"accuracy": 0.01, "f1": 0.01, "matthews_correlation": 0.01, "pearson"
 POWER = 0.8          # the chance of deciding that `seeds_to_decide` aims for
 MAX_SEEDS = 1000     # seeds_to_decide above this reads "not within 1000 seeds" (inf)
 OUTCOMES = ("better", "worse", "equivalent", "undecided")
+CALIBRATIONS = ("t", "percentile")  # how seed_aware reads its replicates (its docstring)
 
 
 def margin_for(name: str, override: float | None = None) -> float:
@@ -239,8 +240,8 @@ class SeedAware:
     """A − B as a statement about the *methods*: seeds and examples resampled (module docs).
 
     `delta` is the difference of the means over seeds on all examples; `low`/`high` its 95 %
-    percentile interval, `p` the two-sided null-centred p, `eq_low`/`eq_high` the 90 % interval
-    and `p_equiv` the bootstrap TOST p of |A − B| >= margin (module docs). `var_seeds` is the
+    interval, `p` the two-sided p, `eq_low`/`eq_high` the 90 % interval and `p_equiv` the TOST p of
+    |A − B| >= margin, all studentised (or percentile) as `seed_aware`'s `calibration` says. `var_seeds` is the
     between-seed variance of one seed's difference, `var_examples` the variance from example
     resampling with the seeds held fixed: the inputs of `seeds_to_decide`."""
 
@@ -283,14 +284,22 @@ def _tost_p(samples: np.ndarray, margin: float) -> float:
 
 def seed_aware(name: str, seeds_a, seeds_b, scores_a: np.ndarray, scores_b: np.ndarray, mat_a: np.ndarray,
                mat_b: np.ndarray, n_examples: int, seed: int = 0, margin: float | None = None,
-               rescale: bool = True, confidence: float = 0.95) -> SeedAware:
+               rescale: bool = True, confidence: float = 0.95, calibration: str = "t") -> SeedAware:
     """Paired two-level bootstrap from per-seed metrics (see `seed_matrix`).
 
     `scores_*` (k,): each seed's metric on all examples; `mat_*` (k, B): each seed's metric on the
     B example resamples shared by every seed of both methods. Replicate b draws seeds with
     replacement (the same seed numbers for both methods when both ran the same seed set, as blocks;
     independently otherwise) and takes the difference of the drawn seeds' means on resample b.
-    Needs >= 2 seeds on each side (ValueError otherwise: one seed gives no method verdict)."""
+    Needs >= 2 seeds on each side (ValueError otherwise: one seed gives no method verdict).
+
+    `calibration="t"` (the default, the method verdict): the replicates give the standard error of
+    the difference and the interval, p and TOST read delta / se against Student's t with
+    Welch–Satterthwaite degrees of freedom (`seed_df`), because with a handful of seeds the bootstrap's
+    percentiles treat the seed variance as known and are too narrow. `"percentile"`: the plain
+    bootstrap's percentile interval and null-centred p (kept for the A/A comparison)."""
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration {calibration!r}: expected one of {', '.join(CALIBRATIONS)}")
     sa, sb = [int(s) for s in seeds_a], [int(s) for s in seeds_b]
     ka, kb = len(sa), len(sb)
     if ka < 2 or kb < 2:
@@ -304,14 +313,48 @@ def seed_aware(name: str, seeds_a, seeds_b, scores_a: np.ndarray, scores_b: np.n
     else:
         var_seeds = float(np.var(scores_a, ddof=1) + np.var(scores_b, ddof=1))
     observed = float(scores_a.mean() - scores_b.mean())
-    res = paired_from_samples(observed, samples, n_examples, confidence)
     ok = samples[np.isfinite(samples)]
     mg = margin_for(name, margin)
-    eq = np.quantile(ok, [0.05, 0.95]) if len(ok) else (np.nan, np.nan)
     var_ex = float(np.nanvar(mat_a.mean(axis=0) - mat_b.mean(axis=0), ddof=1))
+    pairing = "paired seeds" if paired else "unpaired seeds"
+    if calibration == "t":
+        parts = ([(var_seeds / ka, ka - 1)] if paired else
+                 [(float(np.var(scores_a, ddof=1)) / ka, ka - 1), (float(np.var(scores_b, ddof=1)) / kb, kb - 1)])
+        se = float(np.std(ok, ddof=1)) if len(ok) > 1 else float("nan")
+        low, high, p, eq_low, eq_high, p_eq = studentised(observed, se, seed_df(parts, var_ex), mg, confidence)
+        return SeedAware(observed, low, high, p, eq_low, eq_high, p_eq, mg, pairing, ka, kb, n_examples, len(ok),
+                         var_seeds, var_ex)
+    res = paired_from_samples(observed, samples, n_examples, confidence)
+    eq = np.quantile(ok, [0.05, 0.95]) if len(ok) else (np.nan, np.nan)
     return SeedAware(res.delta, res.low, res.high, res.p, float(eq[0]), float(eq[1]),
-                     _tost_p(ok, mg) if len(ok) else float("nan"), mg, "paired seeds" if paired else "unpaired seeds",
+                     _tost_p(ok, mg) if len(ok) else float("nan"), mg, pairing,
                      ka, kb, n_examples, len(ok), var_seeds, var_ex)
+
+
+def seed_df(parts: list[tuple[float, int]], var_examples: float) -> float:
+    """Welch–Satterthwaite degrees of freedom of a variance sum: `parts` are the seed terms (variance of
+    a mean, its degrees of freedom), `var_examples` the example term, counted as known (thousands of
+    examples). inf when the seed terms are all 0 (the example term alone)."""
+    total = sum(v for v, _ in parts) + (var_examples if np.isfinite(var_examples) else 0.0)
+    denom = sum(v * v / d for v, d in parts if d > 0)
+    return float(total * total / denom) if denom > 0 else math.inf
+
+
+def studentised(delta: float, se: float, df: float, margin: float, confidence: float = 0.95
+                ) -> tuple[float, float, float, float, float, float]:
+    """(low, high, two-sided p, 90 % low, 90 % high, TOST p) of delta / se against Student's t with df.
+    se == 0: the interval is the point; p is 1 at delta == 0, else 0; TOST as the point lies."""
+    if not (np.isfinite(delta) and np.isfinite(se)):
+        nan = float("nan")
+        return nan, nan, nan, nan, nan, nan
+    if se == 0:
+        p_eq = 0.0 if abs(delta) < margin else 1.0
+        return delta, delta, 1.0 if delta == 0 else 0.0, delta, delta, p_eq
+    tq, tq90 = sps.t.ppf(0.5 + confidence / 2, df), sps.t.ppf(0.95, df)
+    p = float(min(1.0, 2 * sps.t.sf(abs(delta) / se, df)))
+    p_eq = float(max(sps.t.sf((margin - delta) / se, df), sps.t.sf((margin + delta) / se, df)))
+    return (float(delta - tq * se), float(delta + tq * se), p, float(delta - tq90 * se), float(delta + tq90 * se),
+            p_eq)
 
 
 def seed_replicates(seeds_a, seeds_b, mat_a: np.ndarray, mat_b: np.ndarray, rng: np.random.Generator,

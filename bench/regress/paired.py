@@ -21,8 +21,10 @@ two-sided (`both`). Holm's step-down correction runs across the gated cells.
 
 Design `two-level` is the report's seed-aware test (bench.analysis.stats.seed_replicates): per
 replicate the seeds are drawn with replacement (the matched seeds as blocks, otherwise each side its
-own), then one example resample is shared by both sides; p is the null-centred bootstrap p, one-sided
-(1 + #{d* − D <= D}) / (B + 1) for `higher`, two-sided for `both`.
+own), then one example resample is shared by both sides; the replicates' spread is the standard error,
+and t = D / se is read against Student's t with Satterthwaite's degrees of freedom (as the report's
+seed-aware test: with a few seeds the bootstrap's own tails are too thin), one-sided for `higher`,
+two-sided for `both`.
 """
 from __future__ import annotations
 
@@ -169,16 +171,18 @@ def _finish_two_level(c: Components, direction: str) -> PairedResult | str:
         return (f"{len(c.seeds_base)} baseline and {len(c.seeds_cand)} candidate seed(s): the two-level test needs "
                 "2 seeds on each side")
     d = c.two_level[np.isfinite(c.two_level)]
-    if not math.isfinite(c.delta) or not len(d):
-        p = 0.0
-    elif direction == "higher":
-        p = (1 + int(((d - c.delta) <= c.delta + 1e-12).sum())) / (len(d) + 1) if c.delta < 0 else 1.0
-    else:
-        p = S.paired_from_samples(c.delta, d, c.n_examples).p
     se = float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
+    df = S.seed_df([(c.var_seeds, c.df_seeds)], c.var_examples) if math.isfinite(c.var_seeds) else float("nan")
+    if not math.isfinite(c.delta) or not math.isfinite(se):
+        p = 0.0
+    elif se == 0:
+        p = 1.0 if c.delta == 0 or (direction == "higher" and c.delta > 0) else 0.0
+    else:
+        t = c.delta / se
+        p = _t_sf(-t, df) if direction == "higher" else min(1.0, 2 * _t_sf(abs(t), df))
     return PairedResult(c.metric, "two-level", c.pairing, c.n_examples, c.seeds_base, c.seeds_cand, c.delta,
                         math.sqrt(max(c.var_seeds, 0.0)) if math.isfinite(c.var_seeds) else float("nan"),
-                        math.sqrt(c.var_examples), se, float("nan"), p, c.per_seed_base, c.per_seed_cand)
+                        math.sqrt(c.var_examples), se, df, p, c.per_seed_base, c.per_seed_cand)
 
 
 def finish(c: Components, design: str = "seeds+examples", direction: str = "higher") -> PairedResult | str:
