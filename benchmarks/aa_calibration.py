@@ -52,8 +52,9 @@ from bench.records.schema import config_hash, load_predictions, load_records
 from bench.regress.paired import components, fails, finish
 
 ALPHA = 0.05
-COLUMNS = ("pooled", "seed-aware", "seed-aware paired", "seed-aware no rescale", "gate seeds+examples",
-           "gate two-level")
+COLUMNS = ("pooled", "seed-aware", "seed-aware percentile", "seed-aware paired", "seed-aware no rescale",
+           "gate seeds+examples", "gate two-level")
+SIM_COLUMNS = ("pooled", "seed-aware", "seed-aware percentile", "seed-aware paired")
 
 
 def rate(k: int, n: int) -> str:
@@ -126,9 +127,9 @@ def judge_split(metric: str, ref: np.ndarray, preds: dict, full: dict, mat: dict
     n = len(ref)
     pooled = stats.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), n)
     out = {"pooled": directional(pooled.p, pooled.low, pooled.high)}
-    for col, sb, rescale in (("seed-aware", b, True), ("seed-aware paired", a, True),
-                             ("seed-aware no rescale", b, False)):
-        r = stats.seed_aware(metric, a, sb, fa, fb, ma, mb, n, seed=0, rescale=rescale)
+    for col, sb, rescale, cal in (("seed-aware", b, True, "t"), ("seed-aware percentile", b, True, "percentile"),
+                                  ("seed-aware paired", a, True, "t"), ("seed-aware no rescale", b, False, "t")):
+        r = stats.seed_aware(metric, a, sb, fa, fb, ma, mb, n, seed=0, rescale=rescale, calibration=cal)
         out[col] = directional(r.p, r.low, r.high)
     c = components(metric, ref, {s: preds[s] for s in a}, {s: preds[s] for s in b}, n_boot=n_boot,
                    rng_seed=hash((tuple(a), tuple(b))) % 2**31, two_level=True)
@@ -157,8 +158,10 @@ def simulate(metric: str, ref: np.ndarray, preds: dict, reps: int, jitter: float
         fa, fb, ma, mb = full[:k], full[k:], mat[:k], mat[k:]
         pooled = stats.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), n)
         hits["pooled"] += directional(pooled.p, pooled.low, pooled.high)
-        for col, sb in (("seed-aware", list(range(k, 2 * k))), ("seed-aware paired", list(range(k)))):
-            r = stats.seed_aware(metric, list(range(k)), sb, fa, fb, ma, mb, n)
+        unpaired = list(range(k, 2 * k))
+        for col, sb, cal in (("seed-aware", unpaired, "t"), ("seed-aware percentile", unpaired, "percentile"),
+                             ("seed-aware paired", list(range(k)), "t")):
+            r = stats.seed_aware(metric, list(range(k)), sb, fa, fb, ma, mb, n, calibration=cal)
             hits[col] += directional(r.p, r.low, r.high)
     return hits
 
@@ -211,8 +214,8 @@ def main(argv=None) -> int:
         print(f"| **{task}** | all | | | " + " | ".join(rate(*totals[(task, c)]) for c in COLUMNS) + " |")
     if a.simulate:
         print(f"\nSimulated A/A (k vs k seeds from the real seeds, {100 * a.jitter:g} % jitter, B={a.b}):")
-        print("| task | method | seeds | comparisons | pooled | seed-aware | seed-aware paired |")
-        print("|---|---|---:|---:|---|---|---|")
+        print("| task | method | seeds | comparisons | " + " | ".join(SIM_COLUMNS) + " |")
+        print("|---|---|---:|---:|" + "---|" * len(SIM_COLUMNS))
         sim_tot = defaultdict(lambda: [0, 0])
         rng = np.random.default_rng(0)
         for (model, task, method, _), by_seed in sorted(found.items()):
@@ -220,14 +223,14 @@ def main(argv=None) -> int:
                 continue
             metric, ref, preds = aligned(by_seed)
             hits = simulate(metric, ref, preds, a.simulate, a.jitter, a.b, rng)
-            for col in ("pooled", "seed-aware", "seed-aware paired"):
+            for col in SIM_COLUMNS:
                 sim_tot[(task, col)][0] += hits[col]
                 sim_tot[(task, col)][1] += a.simulate
             print(f"| {task} | {method} | {len(preds)} | {a.simulate} | " + " | ".join(
-                rate(hits[c], a.simulate) for c in ("pooled", "seed-aware", "seed-aware paired")) + " |")
+                rate(hits[c], a.simulate) for c in SIM_COLUMNS) + " |")
         for task in sorted({t for t, _ in sim_tot}):
             print(f"| **{task}** | all | | | " + " | ".join(
-                rate(*sim_tot[(task, c)]) for c in ("pooled", "seed-aware", "seed-aware paired")) + " |")
+                rate(*sim_tot[(task, c)]) for c in SIM_COLUMNS) + " |")
     print("\nPooled test, one seed against one other seed of the same method and settings (disjoint):")
     for task, (k, n) in sorted(one_v_one.items()):
         print(f"  {task}: {rate(k, n)} called different")
