@@ -361,6 +361,20 @@ def test_the_summary_puts_each_method_on_one_row_with_both_tasks():
     assert "stsb: 1 better, 0 worse, 0 equivalent, 1 undecided" in text
 
 
+def test_summary_of_a_catalogue_with_only_its_reference_so_far():
+    """A catalogue run part-way (only the reference's cells finished, no comparison yet) still reports."""
+    import pandas as pd
+
+    from bench.report.catalogue import summary_markdown
+
+    table = pd.DataFrame({"task": ["sst2"], "method_label": ["lora"], "metric": ["accuracy"], "score": [0.8],
+                          "ci_low": [0.7], "ci_high": [0.9], "trainable_excl_head": [73728], "storage_bytes": [3e5],
+                          "mergeable": [True], "overhead": [float("nan")], "frontier_params": [True],
+                          "frontier_overhead": [False]})
+    text = summary_markdown(table, "lora")
+    assert "sst2: 0 better, 0 worse, 0 equivalent, 0 undecided" in text
+
+
 def test_a_data_pass_sees_the_training_rows_once_in_order_and_no_label(monkeypatch):
     """The loop's data-pass hook (EVA's): every training row, in order, without labels; timed apart."""
     from bench.methods import REGISTRY

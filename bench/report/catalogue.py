@@ -375,7 +375,8 @@ def summary_markdown(table: pd.DataFrame, reference: str) -> str:
     counts = []
     for t in tasks:
         sub = table[(table.task == t) & (table.method_label != reference)]
-        v, pv = sub["verdict"].value_counts(), sub["pooled_verdict"].value_counts() if "pooled_verdict" in sub else {}
+        v = sub["verdict"].value_counts() if "verdict" in sub else {}  # no column: nothing to compare yet
+        pv = sub["pooled_verdict"].value_counts() if "pooled_verdict" in sub else {}
         counts.append(f"{t}: " + ", ".join(f"{int(v.get(o, 0))} {o}" for o in stats.OUTCOMES)
                       + (f", {int(v.get(ONE_SEED, 0))} with one seed (no method verdict)" if v.get(ONE_SEED, 0) else "")
                       + " (seeds pooled, these trained models: "
