@@ -14,6 +14,7 @@ run at once (A B A B), so on a shared machine whose load drifts every arm sees t
 
     nice -n 19 python -m benchmarks.retention_cost --results-dir /tmp/retention_cost --reps 2
     python -m benchmarks.retention_cost --results-dir /tmp/retention_cost --read-only   # table again
+    python -m benchmarks.retention_cost --results-dir results/default_sweep --shares     # phase shares of any sweep
 
 Extra `--set KEY=VALUE` overrides go to every run (e.g. `--set train.max_train_samples=300`).
 docs/retention.md holds the measured table.
@@ -97,6 +98,32 @@ def table(rd: Path) -> str:
     return "\n".join(lines) + "\n\n" + "; ".join(m for m in med if m) + "\n"
 
 
+def shares(folder: Path) -> str:
+    """Per ok record with a retention section under `folder` (any sweep, e.g. the default sweep's): the
+    cell's total_s, the retention phase's seconds, its share of the cell and whether the before side was
+    cached; the median share of the cached cells."""
+    lines = ["| cell | seed | cell total_s | retention s | share | before side |", "|---|---:|---:|---:|---:|---|"]
+    cached = []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        ret, t = rec.get("retention"), rec.get("time") or {}
+        if not isinstance(rec, dict) or rec.get("status") != "ok" or not isinstance(ret, dict) or not t.get("total_s"):
+            continue
+        sec = (t.get("phases_s") or {}).get("retention", ret.get("seconds"))
+        hit = bool((ret.get("reference") or {}).get("cached"))
+        if hit:
+            cached.append(sec / t["total_s"])
+        lines.append(f"| {rec['model']}/{rec['task']}/{rec.get('method_label')} | {rec['seed']} | {t['total_s']:.0f} | "
+                     f"{sec:.1f} | {100 * sec / t['total_s']:.1f} % | {'cached' if hit else 'measured (miss)'} |")
+    if len(lines) == 2:
+        return ""
+    med = f"median share of the cached cells {100 * statistics.median(cached):.1f} %" if cached else "no cached cell"
+    return "\n".join(lines) + f"\n\n{med} ({len(lines) - 2} cells)\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results-dir", type=Path, required=True, help="a folder of its own (sweeps rep<k>_off/_on)")
@@ -105,7 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     ap.add_argument("--no-warmup", action="store_true", help="do not fill the retention cache first")
     ap.add_argument("--read-only", action="store_true", help="only print the table from the folder's records")
+    ap.add_argument("--shares", action="store_true",
+                    help="print each retention record's phase share of its cell (any results folder, read only)")
     a = ap.parse_args(argv)
+    if a.shares:
+        text = shares(a.results_dir)
+        if not text:
+            print(f"retention_cost: error: no ok record with a retention section under {a.results_dir}", file=sys.stderr)
+            return 2
+        print(text)
+        return 0
     if not a.read_only:
         run_all(a.results_dir, a.reps, a.order, a.set, not a.no_warmup)
     elif not any(a.results_dir.glob("rep*_o*")):
