@@ -29,7 +29,7 @@ MODULES = sorted(p.stem for p in BENCH_DIR.glob("*.py") if p.stem != "__init__")
 NAMED = {"aa_calibration", "bench_compile", "bench_measurements", "bench_multi_adapter", "bench_optimizer", "bench_overhead",
          "bench_report", "bench_trainer", "compare_records", "cost_pass_check", "gate_aa", "gpu_check",
          "gpu_profile", "inference_aa", "inference_precision", "machine_load", "paired_arms", "protocol_cost", "prune_replay",
-         "remeasure_inference", "sweep_flops"}
+         "remeasure_inference", "retention_cost", "seed_scalar_calibration", "sweep_flops"}
 LIBRARY_ONLY = {"machine_load"}  # no command line: the others import it
 GPU_ONLY = {"gpu_check": ["--out", "{tmp}/gpu_check"], "gpu_profile": []}
 # scripts that read a folder, given an empty one: (argv, what the message must say)
@@ -43,6 +43,7 @@ EMPTY_FOLDER = {
     "prune_replay": (["{tmp}/empty"], "no exhaustive study protocols"),
     "protocol_cost": (["{tmp}/empty"], "no timed study records"),
     "remeasure_inference": (["{tmp}/empty"], "no ok record with an inference section"),
+    "retention_cost": (["--results-dir", "{tmp}/empty", "--read-only"], "no rep<k>_off / rep<k>_on sweep"),
 }
 
 # Runs each (key, module, argv) in this one process as `python -m module argv` would (runpy, so the

@@ -312,6 +312,9 @@ class Aggregation:
     no_verdict: dict = field(default_factory=dict)
     #: task order, headline metrics and captions from the records' task specs
     catalog: TaskCatalog = field(default_factory=TaskCatalog)
+    #: filled by bench.report.retention.write_retention: seed-aware verdicts on forgetting, drift, intruders
+    #: (None where no record measured retention)
+    retention_verdicts: pd.DataFrame | None = None
 
     def tasks(self, model: str) -> list[str]:
         """Tasks of the model's average (at least one ok record)."""

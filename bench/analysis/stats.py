@@ -217,9 +217,13 @@ def paired_bootstrap(name: str, runs_a, runs_b, ref, b: int = DEFAULT_B, seed: i
 
 # ------------------------------------------------------------------ seed-aware (two-level) comparison
 
-#: equivalence margin per headline metric, on the metric's own scale (0.01 = 1 point of the ×100 tables);
-#: why these values: docs/decisions.md; a report CLI's --margin overrides them
-MARGINS = {"accuracy": 0.01, "f1": 0.01, "matthews_correlation": 0.01, "pearson": 0.01, "spearmanr": 0.01}
+#: equivalence margin per headline metric, on the metric's own scale (0.01 = 1 point of the ×100 tables),
+#: and per retention quantity (docs/retention.md): forgetting 0.01 (1 point of the similarity Spearman,
+#: or 0.01 nats of LM loss for decoders), drift 0.01 (1 point of 1 - CKA), intruders 0.5 (half a
+#: dimension: counts are integers). Why these values: docs/decisions.md; a report CLI's --margin
+#: overrides the metrics', --forgetting-margin the retention quantities'
+MARGINS = {"accuracy": 0.01, "f1": 0.01, "matthews_correlation": 0.01, "pearson": 0.01, "spearmanr": 0.01,
+           "retention.forgetting": 0.01, "retention.drift": 0.01, "retention.intruders": 0.5}
 POWER = 0.8          # the chance of deciding that `seeds_to_decide` aims for
 MAX_SEEDS = 1000     # seeds_to_decide above this reads "not within 1000 seeds" (inf)
 OUTCOMES = ("better", "worse", "equivalent", "undecided")
@@ -357,6 +361,51 @@ def studentised(delta: float, se: float, df: float, margin: float, confidence: f
             p_eq)
 
 
+def seed_difference(seeds_a, seeds_b, values_a, values_b) -> tuple[float, float, float, float, str]:
+    """(delta, se, df, var_seeds, pairing) of mean(A) − mean(B) for one scalar per seed (no example level).
+
+    Pairing as in `seed_replicates`: the same seed set on both sides pairs seed with seed (paired t:
+    se = sd(d)/√k, df = k − 1); otherwise Welch (se² = s_a²/k_a + s_b²/k_b, Satterthwaite's df).
+    `var_seeds` is the between-seed variance of one seed's difference, as in `SeedAware`."""
+    sa, sb = [int(s) for s in seeds_a], [int(s) for s in seeds_b]
+    a, b = np.asarray(values_a, dtype=float), np.asarray(values_b, dtype=float)
+    ka, kb = len(a), len(b)
+    if ka != len(sa) or kb != len(sb):
+        raise ValueError("one value per seed expected on each side")
+    if ka < 2 or kb < 2:
+        raise ValueError(f"a seed-aware test needs >= 2 seeds per method, got {ka} and {kb}")
+    if sorted(sa) == sorted(sb) and len(set(sa)) == ka:
+        d = a[np.argsort(sa)] - b[np.argsort(sb)]
+        var = float(np.var(d, ddof=1))
+        return float(d.mean()), math.sqrt(var / ka), float(ka - 1), var, "paired seeds"
+    va, vb = float(np.var(a, ddof=1)), float(np.var(b, ddof=1))
+    se2 = va / ka + vb / kb
+    den = (va / ka) ** 2 / (ka - 1) + (vb / kb) ** 2 / (kb - 1)
+    df = se2 ** 2 / den if den > 0 else float(ka + kb - 2)
+    return float(a.mean() - b.mean()), math.sqrt(se2), float(df), va + vb, "unpaired seeds"
+
+
+def seed_scalar(name: str, seeds_a, seeds_b, values_a, values_b, margin: float | None = None,
+                confidence: float = 0.95) -> SeedAware:
+    """The seed-aware verdict's inputs for a quantity measured once per seed (retention: forgetting, drift,
+    intruder dimensions), with no per-example level to resample.
+
+    The two-level bootstrap has then only its seed level left, and a bootstrap over 3 seeds is no test:
+    when all 3 differences share a sign every replicate does, so under no difference it calls 1 in 4
+    pairs (paired) significant (docs/decisions.md, benchmarks/seed_scalar_calibration.py). The seed
+    level is therefore read with the t distribution: paired t when both sides ran the same seeds, Welch
+    otherwise (`seed_difference`); `low`/`high` the 95 % t interval, `p` two-sided, `eq_low`/`eq_high`
+    the 90 % interval and `p_equiv` the TOST p of |A − B| >= margin (below alpha exactly when the 90 %
+    interval lies inside ±margin), `var_examples` 0: the same fields as `seed_aware`, so `outcome`,
+    Holm and `seeds_to_decide` read both alike. Identical per-seed differences (se 0) give p 1 for a
+    zero delta and 0 otherwise. Needs >= 2 seeds per side (ValueError)."""
+    delta, se, df, var_seeds, pairing = seed_difference(seeds_a, seeds_b, values_a, values_b)
+    mg = margin_for(name, margin)
+    lo, hi, p, eq_lo, eq_hi, p_eq = studentised(delta, se, df, mg, confidence)
+    return SeedAware(delta, lo, hi, p, eq_lo, eq_hi, p_eq, mg, pairing, len(seeds_a), len(seeds_b), 0, 0,
+                     var_seeds, 0.0)
+
+
 def seed_replicates(seeds_a, seeds_b, mat_a: np.ndarray, mat_b: np.ndarray, rng: np.random.Generator,
                     rescale: bool = True) -> tuple[np.ndarray, bool]:
     """The two-level replicates of mean(A) − mean(B) (one per column of mat_*, (k, B): each seed's metric on
@@ -422,6 +471,25 @@ def seeds_to_decide(delta: float, var_seeds: float, var_examples: float, margin:
         best = min(best, var_seeds / room if var_seeds > 0 else 1.0)
     n = max(2, math.ceil(best)) if math.isfinite(best) else math.inf
     return float(n) if n <= MAX_SEEDS else math.inf
+
+
+def seeds_to_decide_t(delta: float, var_seeds: float, margin: float, paired: bool, m: int = 1,
+                      alpha: float = ALPHA, power: float = POWER) -> float:
+    """`seeds_to_decide` for a quantity measured once per seed (`seed_scalar`), with the t quantiles its
+    test uses: the smallest n whose standard error sqrt(var_seeds/n) lets a directional verdict
+    (|delta| >= (t_{1−a/2} + t_power) · se) or equivalence (margin − |delta| >= (t_{1−a} + t_power) · se)
+    through, df = n − 1 paired, 2(n − 1) unpaired (Welch with equal spread), a = alpha/m. The normal
+    approximation would promise a decision at a number of seeds that has just failed to give one."""
+    if not (np.isfinite(delta) and np.isfinite(var_seeds)):
+        return float("nan")
+    n = np.arange(2, MAX_SEEDS + 1)
+    df = n - 1 if paired else 2 * (n - 1)
+    se = np.sqrt(max(var_seeds, 0.0) / n)
+    a = alpha / max(m, 1)
+    tp = sps.t.ppf(power, df)
+    ok = (abs(delta) >= (sps.t.ppf(1 - a / 2, df) + tp) * se) & (abs(delta) > 0)
+    ok |= (margin - abs(delta) >= (sps.t.ppf(1 - a, df) + tp) * se) & (margin > abs(delta))
+    return float(n[np.argmax(ok)]) if ok.any() else math.inf
 
 
 # ------------------------------------------------------------------------- almost stochastic order

@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="paired test: smallest headline change that can fail, 0-1 scale (default 0.005)")
     c.add_argument("--no-paired", action="store_true", help="skip the paired per-example test")
     c.add_argument("--gate-on", action="append", default=[], choices=RETENTION, metavar="QUANTITY",
-                   help="also gate this retention quantity (lower is better), with the metric tolerance: "
+                   help="also gate this retention quantity (lower is better): the metric tolerance, and the "
+                        "seed-aware test where both sides have >= 2 seeds: "
                         f"{', '.join(RETENTION)}; repeatable (docs/retention.md)")
     c.add_argument("--n-boot", type=int, default=2000, help="paired test: bootstrap resamples (default 2000)")
     c.add_argument("--paired-design", choices=DESIGNS, default="seeds+examples",

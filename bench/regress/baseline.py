@@ -8,7 +8,9 @@ metric mean/std/n, trainable/total parameters, peak memory, train throughput, en
 Optional `predictions` ({file, sha256, bytes, n_cells}) names the sibling file with every seed's
 per-example predictions of the headline split (predictions.py), which the paired test needs; a
 baseline without it (saved before schema-2 records, or with --no-predictions) is gated by the
-per-cell rules alone.
+per-cell rules alone. A cell's optional `retention` ({quantity: {mean, std, n, seeds, values}}, where the
+records measured it) feeds `check --gate-on`; `seeds`/`values` (the per-seed values its seed-aware test
+reads) are absent from baselines saved before that test existed, which are gated by the tolerance rule.
 """
 from __future__ import annotations
 

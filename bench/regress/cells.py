@@ -46,6 +46,14 @@ def _stat(row, quantity: str) -> dict | None:
             "n": int(row.get(f"{quantity}_n", 0))}
 
 
+def _per_seed(kept, quantity: str) -> dict:
+    """{seeds, values}: a quantity's value per kept ok seed (the gate's seed-aware retention test)."""
+    if quantity not in kept:
+        return {}
+    have = kept[kept[quantity].notna()].sort_values("seed")
+    return {"seeds": [int(s) for s in have["seed"]], "values": [float(v) for v in have[quantity]]}
+
+
 def _env_of(envs: list[dict]) -> dict:
     out = {}
     for f in ENV_MATCH:
@@ -96,7 +104,7 @@ def summarize(records: list[dict]) -> tuple[dict[str, dict], dict]:
             if s is not None:
                 params[leaf] = round(s["mean"])
         perf = {f"{sec}.{leaf}": s for sec, leaf in PERF if (s := _stat(row, f"{sec}.{leaf}")) is not None}
-        retention = {q: s for q in RETENTION if (s := _stat(row, q)) is not None}
+        retention = {q: s | _per_seed(sub, q) for q in RETENTION if (s := _stat(row, q)) is not None}
         cells[cid] = {
             "model": row["model"], "method": row["method"], "method_label": row["method_label"], "task": row["task"],
             "headline_metric": row["headline_metric"], "status": row["status"], "n_ok": int(row["n_ok"]),

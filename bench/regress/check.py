@@ -126,7 +126,7 @@ def _check_metrics(res: CellResult, base: dict, cand: dict, st: Settings, hm: st
 
 def _check_retention(res: CellResult, base: dict, cand: dict, st: Settings) -> None:
     """Each `--gate-on` retention quantity within the metric tolerance; lower is better, so a rise
-    regresses (direction `both`: any change)."""
+    regresses (direction `both`: any change). The seed-aware test comes on top (`apply_seed_tests`)."""
     for q in st.gate_on:
         bs, cs = (base.get("retention") or {}).get(q), (cand.get("retention") or {}).get(q)
         if bs is None:
@@ -189,11 +189,27 @@ def apply_paired(res: CellResult, pr, notes: list[str], st: Settings) -> None:
         res.verdict = "REGRESSED"
 
 
+def apply_seed_tests(res: CellResult, tests: dict, notes: list[str], st: Settings) -> None:
+    """Fold a cell's seed-aware retention tests ({quantity: retention.SeedTest}) and notes into its result."""
+    res.notes += notes
+    if res.verdict in ("excluded", "MISSING", "FAILED"):
+        return
+    for t in tests.values():
+        if t.fails(st.alpha, st.direction):
+            res.problems.append(t.describe() + f" < alpha {st.alpha:g}, and the change exceeds {t.min_effect:g} "
+                                "(half the quantity's equivalence margin); lower is better")
+            res.verdict = "REGRESSED"
+
+
 def run_check(baseline: dict, cand_cells: dict[str, dict], st: Settings, paired: tuple[dict, dict] | None = None
               ) -> list[CellResult]:
     """Every baseline cell checked (plus `new` candidate cells); `paired` = predictions.run_paired's
-    (results, notes) when the paired test ran."""
+    (results, notes) when the paired test ran. `--gate-on` retention quantities also get the seed-aware
+    test (bench/regress/retention.py) where both sides have >= 2 seeds."""
+    from .retention import run_seed_tests
+
     pres, pnotes = paired or ({}, {})
+    rtests, rnotes = run_seed_tests(baseline, cand_cells, st) if st.gate_on else ({}, {})
     results = []
     base_ids = set()
     for base in baseline["cells"]:
@@ -204,6 +220,8 @@ def run_check(baseline: dict, cand_cells: dict[str, dict], st: Settings, paired:
         results.append(check_cell(base, cand_cells.get(cid), st))
         if cid in pres or cid in pnotes:
             apply_paired(results[-1], pres.get(cid), pnotes.get(cid, []), st)
+        if cid in rtests or cid in rnotes:
+            apply_seed_tests(results[-1], rtests.get(cid, {}), rnotes.get(cid, []), st)
     for cid, c in cand_cells.items():
         if cid not in base_ids and c.get("status") != "missing":
             hm = c.get("headline_metric")

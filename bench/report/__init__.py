@@ -35,14 +35,15 @@ class Report:
 
 def generate_report(results_dir: str | Path, out: str | Path, name: str | None = None,
                     timings: dict[str, float] | None = None, bootstrap_samples: int = DEFAULT_B,
-                    margin: float | None = None) -> Report:
+                    margin: float | None = None, forgetting_margin: float | None = None) -> Report:
     """Build the report for every record under `results_dir` into folder `out`.
 
     Raises UnusableResults when the folder is missing or has no readable record (bad files alone
     are not a report). Existing files in `out` with the same names are replaced. If `timings` is a
     dict, the seconds spent per phase (load, aggregate, verdicts, tables, plots, html) are stored in
     it. `bootstrap_samples` is B of every bootstrap (intervals, paired tests, ASO; docs/statistics.md);
-    `margin` overrides the equivalence margin of every headline metric (default: stats.MARGINS).
+    `margin` overrides the equivalence margin of every headline metric, `forgetting_margin` that of
+    forgetting (defaults: stats.MARGINS).
     """
     timings = {} if timings is None else timings
     clock = time.perf_counter()
@@ -88,7 +89,7 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     from .retention import (
         write_retention,  # forgetting, drift, intruder dimensions: only when records have them
     )
-    retention_tables, retention_html = write_retention(agg, out, plots)
+    retention_tables, retention_html = write_retention(agg, out, plots, forgetting_margin)
     tables = {**tables, **compose_tables, **retention_tables}
     lap("plots")
     index = write_index(out, name, agg, records, bad, results_dir, plots, tables,
@@ -107,6 +108,20 @@ def pairwise_line(agg: Aggregation) -> str:
     return (f"pairwise tests (seed-aware): {len(pw)} pair(s), {n_sig} better/worse after Holm (alpha 0.05), "
             f"{int(v.get('equivalent', 0))} equivalent, {int(v.get('undecided', 0))} undecided, "
             f"{int(v.get(ONE_SEED, 0))} with one seed on a side (no method verdict); see pairwise.csv")
+
+
+def retention_line(agg: Aggregation) -> str | None:
+    """One line: the forgetting verdicts' outcomes (None when no record measured retention)."""
+    v = agg.retention_verdicts
+    if v is None:
+        return None
+    from .retention import verdict_counts
+
+    c = verdict_counts(v)
+    n = int((v["quantity"] == "retention.forgetting").sum())
+    return (f"forgetting verdicts (seed-aware, lower is better): {n} pair(s), {c['better'] + c['worse']} "
+            f"forgets less/more after Holm, {c['equivalent']} equivalent, {c['undecided']} undecided, "
+            f"{c[ONE_SEED]} with one seed on a side; see retention.md")
 
 
 def chance_line(agg: Aggregation) -> str:
@@ -131,7 +146,8 @@ def summary_text(report: Report) -> str:
              (f"records: {int(counts.get('ok', 0))} ok, {n_fail} failed/interrupted, {len(report.bad)} unreadable"
               f"; {len(agg.failures())} grid cell(s) without an ok record; {len(agg.conflicts)} conflict(s)"
               + (f"; {len(agg.trials)} learning-rate trial record(s) (budget curves only)" if len(agg.trials) else "")),
-             *bad_record_lines(report.bad, "  unreadable (ignored): "), pairwise_line(agg), chance_line(agg), ""]
+             *bad_record_lines(report.bad, "  unreadable (ignored): "), pairwise_line(agg), chance_line(agg)]
+    lines += [line for line in (retention_line(agg),) if line] + [""]
     for model in agg.models:
         lines += [f"[{model}] headline x100 (mean over seeds)", to_text(compact_table(agg, model)), ""]
     lines.append(f"written to {report.index.parent}/ (open {report.index})")

@@ -25,16 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--margin", type=float, default=None, metavar="M",
                     help="equivalence margin on the metric's scale for every headline metric (default per metric: "
                          "0.01 = 1 point; bench.analysis.stats.MARGINS, docs/statistics.md)")
+    ap.add_argument("--forgetting-margin", type=float, default=None, metavar="M",
+                    help="equivalence margin of the forgetting verdicts, on forgetting's scale (default 0.01 = 1 "
+                         "point of similarity Spearman; bench.analysis.stats.MARGINS, docs/retention.md)")
     args = ap.parse_args(argv)
-    if args.margin is not None and not args.margin > 0:
-        ap.error(f"--margin {args.margin}: must be > 0 (e.g. 0.01 for 1 point of accuracy)")
+    for flag, v in (("--margin", args.margin), ("--forgetting-margin", args.forgetting_margin)):
+        if v is not None and not v > 0:
+            ap.error(f"{flag} {v}: must be > 0 (e.g. 0.01 for 1 point)")
     if args.bootstrap_samples < 100:
         ap.error(f"--bootstrap-samples {args.bootstrap_samples}: use at least 100 (percentile intervals need them)")
     rd = args.results_dir
     name = args.name or (rd.resolve().name if rd.is_dir() else rd.stem)
     out = args.out or Path("reports") / name
     try:
-        report = generate_report(rd, out, name, bootstrap_samples=args.bootstrap_samples, margin=args.margin)
+        report = generate_report(rd, out, name, bootstrap_samples=args.bootstrap_samples, margin=args.margin,
+                                 forgetting_margin=args.forgetting_margin)
     except UnusableResults as exc:
         print(f"bench.report: error: {exc}", file=sys.stderr)
         return 2

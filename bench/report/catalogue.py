@@ -175,8 +175,8 @@ def frontier_flags(table: pd.DataFrame, cost: str) -> pd.Series:
     return flags
 
 
-def catalogue_table(agg, records: list[dict], reference: str = "lora",
-                    b: int | None = None) -> tuple[pd.DataFrame, dict]:
+def catalogue_table(agg, records: list[dict], reference: str = "lora", b: int | None = None,
+                    forgetting_margin: float | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per (task, method): score with its interval, counts, storage, capabilities, verdict vs
     the reference, frontier membership; and the rank agreement of the tasks."""
     cells = agg.cells[agg.cells["row_type"] == "cell"] if "row_type" in agg.cells else agg.cells
@@ -199,7 +199,7 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora",
     has_forgetting = "forgetting" in table and table["forgetting"].notna().any()
     table["frontier_forgetting"] = frontier_flags(table, "forgetting") if has_forgetting else False
     if has_forgetting:
-        table = table.merge(_forgetting_vs(agg, reference), on=["task", "method_label"], how="left")
+        table = table.merge(_forgetting_vs(agg, reference, forgetting_margin), on=["task", "method_label"], how="left")
     tasks = sorted(table["task"].unique())
     agreement = {}
     if len(tasks) == 2:
@@ -209,27 +209,53 @@ def catalogue_table(agg, records: list[dict], reference: str = "lora",
     return table.sort_values(["task", "score"], ascending=[True, False]).reset_index(drop=True), agreement
 
 
-def _forgetting_vs(agg, reference: str) -> pd.DataFrame:
-    """Each method's forgetting verdict against the reference (bench.report.retention, over seeds)."""
+FORGETTING_VS = ["task", "method_label", "forgetting_delta", "forgetting_delta_ci_low", "forgetting_delta_ci_high",
+                 "forgetting_p_holm", "forgetting_margin", "forgetting_outcome", "forgetting_verdict",
+                 "forgetting_seeds_to_decide", "forgetting_test"]
+
+
+def _forgetting_vs(agg, reference: str, margin: float | None = None) -> pd.DataFrame:
+    """Each method's forgetting against the reference: the seed-aware verdict of bench.report.retention
+    (four outcomes, lower is better; Holm over each task's comparisons with the reference, as for the metric)."""
     from .retention import retention_verdicts
 
-    v = retention_verdicts(agg)
-    v = v[(v["quantity"] == "retention.forgetting") & ((v["method_a"] == reference) | (v["method_b"] == reference))]
-    rows = [{"task": r["task"], "method_label": r["method_b"] if r["method_a"] == reference else r["method_a"],
-             "forgetting_verdict": r["verdict"]} for _, r in v.iterrows()]
-    return pd.DataFrame(rows, columns=["task", "method_label", "forgetting_verdict"])
+    v = retention_verdicts(agg, reference=reference, quantities=("retention.forgetting",), margin=margin)
+    rows = [{"task": r["task"], "method_label": r["method_a"], "forgetting_delta": r["delta"],
+             "forgetting_delta_ci_low": r["ci_low"], "forgetting_delta_ci_high": r["ci_high"],
+             "forgetting_p_holm": r["p_adj"], "forgetting_margin": r["margin"], "forgetting_outcome": r["outcome"],
+             "forgetting_verdict": r["verdict"], "forgetting_seeds_to_decide": r["seeds_to_decide"],
+             "forgetting_test": r["test"]} for _, r in v.iterrows()]
+    return pd.DataFrame(rows, columns=FORGETTING_VS)
 
 
 def _forgetting_cell(r) -> str:
-    """Forgetting x100 with its interval over seeds and the verdict vs the reference; '' when unmeasured."""
+    """Forgetting x100 with its interval over seeds; '' when unmeasured."""
     f = r.get("forgetting")
     if f is None or pd.isna(f):
         return ""
     text = f"{100 * f:.2f}"
     if not pd.isna(r.get("forgetting_ci_low")):
         text += f" [{100 * r['forgetting_ci_low']:.2f}, {100 * r['forgetting_ci_high']:.2f}]"
-    verdict = r.get("forgetting_verdict")
-    return text + (f" ({verdict})" if isinstance(verdict, str) and verdict != "tie" else "")
+    return text
+
+
+def _forgetting_verdict_cell(r, reference: str) -> str:
+    """Δ forgetting vs the reference [95 % CI] ×100 and the seed-aware verdict (n≈ for undecided)."""
+    if r.get("method_label") == reference:
+        return "reference"
+    v = r.get("forgetting_outcome")
+    if not isinstance(v, str):
+        return ""
+    d = r.get("forgetting_delta")
+    text = "" if d is None or pd.isna(d) else f"{100 * d:+.2f}"
+    if not pd.isna(r.get("forgetting_delta_ci_low")):
+        text += f" [{100 * r['forgetting_delta_ci_low']:+.2f}, {100 * r['forgetting_delta_ci_high']:+.2f}]"
+    need = r.get("forgetting_seeds_to_decide")
+    word = {"better": "forgets less", "worse": "forgets more"}.get(v, v)
+    if v == "undecided" and need is not None and not pd.isna(need):
+        word += f" (n≈{int(need)})" if np.isfinite(need) else " (n>1000)"
+    p = r.get("forgetting_p_holm")
+    return f"{text}, {word}" + (f" (p {_p(p)})" if v in ("better", "worse") else "")
 
 
 #: the range a mean of each headline metric can take: a t interval over three seeds with one collapsed
@@ -290,8 +316,9 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
                    "bootstrap, Holm)"), "",
                   ("| method | peft type | trainable (excl. head) | storage | mergeable | served latency | score | "
                    f"collapsed seeds | chosen rate | Δ vs {reference} [95 % CI] | p (Holm) | verdict | "
-                   + ("forgetting ×100 [95 % CI] | " if retention else "") + "frontier |"),
-                  "|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---|" + ("---|" if retention else "") + "---|"]
+                   + (f"forgetting ×100 [95 % CI] | Δ forgetting vs {reference} [95 % CI], verdict | "
+                      if retention else "") + "frontier |"),
+                  "|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---|" + ("---|---|" if retention else "") + "---|"]
         for _, r in sub.iterrows():
             delta = ("" if pd.isna(r.get("delta_vs_ref")) else
                      f"{100 * r['delta_vs_ref']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
@@ -302,8 +329,11 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
                          f"{_score_cell(r)} | {_collapsed(r)} | {_rate(r)} | {delta} | {_p(r.get('p_holm'))} | "
                          f"{_verdict_text(r)} | "
-                         + (f"{_forgetting_cell(r)} | " if retention else "") + f"{_frontiers(r)} |")
+                         + (f"{_forgetting_cell(r)} | {_forgetting_verdict_cell(r, reference)} | " if retention else "")
+                         + f"{_frontiers(r)} |")
         lines.append("")
+    if retention:
+        lines += [forgetting_note(table, reference), ""]
     if "lr_edge" in table and table["lr_edge"].isin(["top", "bottom"]).any():
         edge = table[table["lr_edge"].isin(["top", "bottom"])]
         lines += [("↑ / ↓ the chosen rate is the top / bottom of the method's range (`lr_range` in its YAML): the best "
@@ -328,6 +358,24 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
     if cost:
         lines += ["", cost_line(cost)]
     return "\n".join(lines) + "\n"
+
+
+def forgetting_note(table: pd.DataFrame, reference: str) -> str:
+    """How the forgetting columns were tested, each task's outcome counts, and where the plot is."""
+    counts = []
+    for t, sub in table[table["method_label"] != reference].groupby("task"):
+        v = sub["forgetting_outcome"].value_counts() if "forgetting_outcome" in sub else {}
+        counts.append(f"{t}: {int(v.get('better', 0))} forget less, {int(v.get('worse', 0))} forget more, "
+                      f"{int(v.get('equivalent', 0))} equivalent, {int(v.get('undecided', 0))} undecided"
+                      + (f", {int(v.get(ONE_SEED, 0))} with one seed" if v.get(ONE_SEED, 0) else ""))
+    margin = table["forgetting_margin"].dropna() if "forgetting_margin" in table else pd.Series(dtype=float)
+    mg = f"±{100 * float(margin.iloc[0]):g} on the ×100 scale" if len(margin) else "the margin of stats.MARGINS"
+    return (f"Forgetting (docs/retention.md): skill lost on data no cell saw, ×100, mean [95 % t interval over "
+            f"seeds]; Δ vs {reference} with the seed-aware verdict (lower is better: paired t over seeds when "
+            f"both ran the same seeds, else Welch; equivalent = TOST inside {mg}; Holm over each task's "
+            f"comparisons with {reference}). Against {reference}: " + "; ".join(counts) + ". The "
+            "`forgetting` frontier: no other method has both a higher score and less forgetting; plotted in "
+            "the main report written beside this file (plots/*__retention.png, retention.md).")
 
 
 def _verdict_text(r) -> str:
@@ -405,21 +453,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", "--bootstrap-samples", dest="bootstrap", type=int, default=None,
                     help="bootstrap resamples (default: enough that Holm over the comparisons with the "
                          "reference can reach p < alpha/10, see bench.analysis.stats.min_resamples)")
+    ap.add_argument("--forgetting-margin", type=float, default=None,
+                    help="equivalence margin of the forgetting verdicts (default 0.01: bench.analysis.stats.MARGINS)")
     a = ap.parse_args(argv)
     from bench.records.schema import load_records
 
-    if a.margin is not None and not a.margin > 0:
-        ap.error(f"--margin {a.margin}: must be > 0 (e.g. 0.01 for 1 point of accuracy)")
+    for flag, v in (("--margin", a.margin), ("--forgetting-margin", a.forgetting_margin)):
+        if v is not None and not v > 0:
+            ap.error(f"{flag} {v}: must be > 0 (e.g. 0.01 for 1 point)")
     if a.bootstrap is not None and a.bootstrap < 100:
         ap.error(f"--bootstrap {a.bootstrap}: use at least 100 (percentile intervals need them)")
     records = load_records(Path(a.results))[0]  # a missing folder: none, and generate_report says so
     b = a.bootstrap or resamples_for(records)
     try:
-        report = generate_report(a.results, a.out, bootstrap_samples=b, margin=a.margin)
+        report = generate_report(a.results, a.out, bootstrap_samples=b, margin=a.margin,
+                                 forgetting_margin=a.forgetting_margin)
     except UnusableResults as exc:
         print(f"bench.report.catalogue: error: {exc}", file=sys.stderr)
         return 2
-    table, agreement = catalogue_table(report.agg, records, a.reference, b)
+    table, agreement = catalogue_table(report.agg, records, a.reference, b, a.forgetting_margin)
     out = Path(a.out)
     table.to_csv(out / "catalogue.csv", index=False)
     text = summary_markdown(table, a.reference) + "\n" + markdown(table, agreement, a.reference, study_cost(records))

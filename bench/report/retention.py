@@ -4,8 +4,10 @@ Reads the aggregation's retention columns (bench.analysis.frame.RETENTION_COLUMN
 drift = 1 - CKA, intruder dimensions), so a record without a retention section (schema <= 3,
 `retention.enabled=false`) is simply absent here. Per (model, task, method): mean and 95 % t interval
 over seeds of each quantity beside the headline metric; the metric-vs-forgetting frontier (no other
-method has both a higher metric and less forgetting); and pairwise verdicts between methods on each
-quantity over seeds (`compare_seeds`, Holm within a (model, task, quantity) family).
+method has both a higher metric and less forgetting); and seed-aware verdicts between methods on each
+quantity with the task metric's four outcomes (better / worse / equivalent / undecided, Holm within a
+(model, task, quantity) family; `compare_seeds`: the seed level of the metric's test, read with the t
+distribution since a retention quantity is one number per seed, docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from bench.analysis import stats
 from bench.analysis.aggregate import Aggregation
 from bench.analysis.pareto import pareto_frontier
+
+from .verdicts import ONE_SEED
 
 #: quantity -> (short name, what lower means); lower is better for all three
 QUANTITIES = {
@@ -29,51 +32,30 @@ QUANTITIES = {
     "retention.drift": ("drift", "drifts less"),
     "retention.intruders": ("intruders", "fewer intruder dimensions"),
 }
-VERDICT_COLUMNS = [
-    "model",
-    "task",
-    "quantity",
-    "method_a",
-    "method_b",
-    "mean_a",
-    "mean_b",
-    "n_a",
-    "n_b",
-    "delta",
-    "ci_low",
-    "ci_high",
-    "p",
-    "p_adj",
-    "verdict",
-    "test",
-]
+VERDICT_COLUMNS = ["model", "task", "quantity", "method_a", "method_b", "mean_a", "mean_b", "n_a", "n_b", "delta",
+                   "ci_low", "ci_high", "p", "p_adj", "eq_low", "eq_high", "margin", "p_equiv", "p_equiv_adj",
+                   "outcome", "verdict", "seeds_to_decide", "var_seeds", "pairing", "test", "correction"]
 
 
-def compare_seeds(a, b, confidence: float = 0.95) -> dict:
-    """Difference of means a - b over seeds with Welch's t interval and p (unequal variances): the one
-    place the retention verdicts test, so a seed-aware test can replace it. Identical constant
-    samples give delta 0 and p 1; fewer than 2 seeds on a side give NaN."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
+def compare_seeds(name: str, seeds_a, values_a, seeds_b, values_b, margin: float | None = None) -> dict:
+    """A − B of a per-seed quantity: the seed-aware test's fields (bench.analysis.stats.seed_scalar: paired t
+    over seeds when both sides ran the same seeds, Welch otherwise; TOST against the quantity's margin).
+    Fewer than 2 finite seeds on a side: NaN p (no method verdict), the delta of the means still given."""
+    a, b = np.asarray(values_a, float), np.asarray(values_b, float)
+    sa, sb = np.asarray(seeds_a)[np.isfinite(a)], np.asarray(seeds_b)[np.isfinite(b)]
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    nan = {"delta": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "test": ""}
+    mg = stats.margin_for(name, margin if name == "retention.forgetting" else None)
+    out = {"delta": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan, "margin": mg,
+           "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "eq_low": math.nan, "eq_high": math.nan,
+           "p_equiv": math.nan, "var_seeds": math.nan, "pairing": "",
+           "test": "fewer than 2 seeds on a side: no method verdict"}
     if len(a) < 2 or len(b) < 2:
-        return nan
-    delta = float(a.mean() - b.mean())
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    test = f"Welch t over seeds (n={len(a)}, {len(b)})"
-    if se == 0:
-        return {
-            "delta": delta,
-            "ci_low": delta,
-            "ci_high": delta,
-            "p": 1.0 if delta == 0 else 0.0,
-            "test": test,
-        }
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
-    p = float(2 * sps.t.sf(abs(delta) / se, df))
-    return {"delta": delta, "ci_low": delta - half, "ci_high": delta + half, "p": p, "test": test}
+        return out
+    r = stats.seed_scalar(name, sa, sb, a, b, margin=mg)
+    kind = "paired t" if r.pairing == "paired seeds" else "Welch t"
+    return out | {"ci_low": r.low, "ci_high": r.high, "p": r.p, "eq_low": r.eq_low, "eq_high": r.eq_high,
+                  "p_equiv": r.p_equiv, "var_seeds": r.var_seeds, "pairing": r.pairing,
+                  "test": f"{kind} over seeds ({r.pairing}, n={r.n_seeds_a}, {r.n_seeds_b}; TOST, margin {mg:g})"}
 
 
 def retention_table(agg: Aggregation) -> pd.DataFrame:
@@ -109,43 +91,68 @@ def retention_table(agg: Aggregation) -> pd.DataFrame:
     return out
 
 
-def retention_verdicts(agg: Aggregation) -> pd.DataFrame:
-    """Every pair of methods per (model, task, quantity): compare_seeds on the per-seed values, Holm
-    within the family; verdict names the method that is lower (better) when significant, else tie."""
+def _pairs(methods: list[str], reference: str | None) -> list[tuple[str, str]]:
+    """Every pair (sorted), or each method against `reference` as (method, reference)."""
+    if reference is None:
+        return list(combinations(sorted(methods), 2))
+    return [(m, reference) for m in sorted(methods) if m != reference] if reference in methods else []
+
+
+def _decide(fam: list[dict], q: str) -> None:
+    """Holm over the family (p and TOST p each on their own), the four outcomes read for "lower is better"
+    (`outcome` is A's: better = A lower), the verdict words and seeds_to_decide for undecided pairs."""
+    adj = {k: stats.holm([r[k] for r in fam]) for k in ("p", "p_equiv")}
+    tested = sum(np.isfinite(r["p"]) for r in fam)
+    for r, pa, pe in zip(fam, adj["p"], adj["p_equiv"]):
+        r["p_adj"], r["p_equiv_adj"], r["seeds_to_decide"] = float(pa), float(pe), math.nan
+        if not np.isfinite(r["p"]):
+            r["outcome"] = r["verdict"] = ONE_SEED
+            continue
+        # lower is better: A − B < 0 is A's gain, so the outcome is read on B − A
+        r["outcome"] = stats.outcome(pa, -r["ci_high"], -r["ci_low"], -r["delta"], pe)
+        if r["outcome"] in ("better", "worse"):
+            winner = r["method_a"] if r["outcome"] == "better" else r["method_b"]
+            r["verdict"] = f"{winner} {QUANTITIES[q][1]}"
+        else:
+            r["verdict"] = r["outcome"]
+        if r["outcome"] == "undecided":
+            r["seeds_to_decide"] = stats.seeds_to_decide_t(r["delta"], r["var_seeds"], r["margin"],
+                                                           r["pairing"] == "paired seeds", m=tested)
+
+
+def retention_verdicts(agg: Aggregation, reference: str | None = None, quantities=tuple(QUANTITIES),
+                       margin: float | None = None) -> pd.DataFrame:
+    """Seed-aware verdicts per (model, task, quantity): every pair of methods, or with `reference` each method
+    against it (A = the method, B = the reference); `compare_seeds` on the per-seed values, Holm within
+    that family, the four outcomes (better / worse / equivalent / undecided; lower is better). `margin`
+    overrides forgetting's equivalence margin (stats.MARGINS)."""
     kept = agg.kept[agg.kept["status"] == "ok"] if not agg.kept.empty else agg.kept
     rows = []
-    for q in QUANTITIES:
+    for q in quantities:
         if q not in kept:
             continue
         for (model, task), sub in kept.groupby(["model", "task"]):
-            per = {m: g[q].dropna().to_numpy() for m, g in sub.groupby("method_label")}
-            per = {m: v for m, v in per.items() if len(v)}
+            per = {m: (g.loc[g[q].notna(), "seed"].to_numpy(), g[q].dropna().to_numpy())
+                   for m, g in sub.groupby("method_label")}
+            per = {m: v for m, v in per.items() if len(v[1])}
             fam = []
-            for ma, mb in combinations(sorted(per), 2):
-                r = compare_seeds(per[ma], per[mb])
-                fam.append(
-                    {
-                        "model": model,
-                        "task": task,
-                        "quantity": q,
-                        "method_a": ma,
-                        "method_b": mb,
-                        "mean_a": float(per[ma].mean()),
-                        "mean_b": float(per[mb].mean()),
-                        "n_a": len(per[ma]),
-                        "n_b": len(per[mb]),
-                        **r,
-                    }
-                )
-            for r, pa in zip(fam, stats.holm([r["p"] for r in fam])):
-                r["p_adj"] = float(pa)
-                if stats.significant(pa, r["ci_low"], r["ci_high"]):
-                    winner = r["method_a"] if r["delta"] < 0 else r["method_b"]
-                    r["verdict"] = f"{winner} {QUANTITIES[q][1]}"
-                else:
-                    r["verdict"] = "tie" if np.isfinite(r["p"]) else "not tested (< 2 seeds)"
+            for ma, mb in _pairs(list(per), reference):
+                (sa, va), (sb, vb) = per[ma], per[mb]
+                fam.append({"model": model, "task": task, "quantity": q, "method_a": ma, "method_b": mb,
+                            "mean_a": float(va.mean()), "mean_b": float(vb.mean()), "n_a": len(va), "n_b": len(vb),
+                            **compare_seeds(q, sa, va, sb, vb, margin)})
+            for r in fam:
+                r["correction"] = (f"Holm over the {sum(np.isfinite(x['p']) for x in fam)} tested pair(s) of "
+                                   f"{model}/{task}, {QUANTITIES[q][0]}")
+            _decide(fam, q)
             rows += fam
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS)
+
+
+def verdict_counts(verdicts: pd.DataFrame, quantity: str = "retention.forgetting") -> dict[str, int]:
+    """How many pairs of a quantity ended in each outcome (stats.OUTCOMES, and one seed)."""
+    v = verdicts[verdicts["quantity"] == quantity]["outcome"].value_counts() if len(verdicts) else {}
+    return {o: int(v.get(o, 0)) for o in (*stats.OUTCOMES, ONE_SEED)}
 
 
 def _iv(r, q: str, scale: float = 1.0, digits: int = 2) -> str:
@@ -185,6 +192,38 @@ def _row_cells(r) -> list[str]:
     ]
 
 
+def _verdict_text(r) -> str:
+    """The verdict words, with the seeds per method an undecided pair would likely need."""
+    need = r.get("seeds_to_decide")
+    if r["outcome"] == "undecided" and need is not None and np.isfinite(need):
+        return f"undecided (n≈{int(need)})"
+    return "undecided (n>1000)" if r["outcome"] == "undecided" and need == math.inf else str(r["verdict"])
+
+
+def verdict_lines(verdicts: pd.DataFrame) -> list[str]:
+    """The verdicts as a Markdown table (A − B, lower is better for every quantity)."""
+    if verdicts.empty:
+        return []
+    lines = ["| task | quantity | A | B | A - B [95% CI] | margin | p (Holm) | verdict |",
+             "|---|---|---|---|---|---:|---:|---|"]
+    for _, r in verdicts.iterrows():
+        scale = 1 if r["quantity"] == "retention.intruders" else 100
+        d = (f"{scale * r['delta']:+.2f} [{scale * r['ci_low']:+.2f}, {scale * r['ci_high']:+.2f}]"
+             if np.isfinite(r["ci_low"]) else (f"{scale * r['delta']:+.2f}" if np.isfinite(r["delta"]) else "-"))
+        p = f"{r['p_adj']:.3g}" if np.isfinite(r["p_adj"]) else "-"
+        lines.append(f"| {r['task']} | {QUANTITIES[r['quantity']][0]} | {r['method_a']} | {r['method_b']} | {d} | "
+                     f"{scale * r['margin']:g} | {p} | {_verdict_text(r)} |")
+    return lines
+
+
+VERDICT_NOTE = ("Verdicts: the seed-aware test with the task metric's four outcomes (better / worse / "
+                "equivalent within the margin / undecided; n≈: seeds per method that would likely decide it). "
+                "A retention quantity is one number per seed, so its test is the seed level alone: paired t "
+                "over seeds when both methods ran the same seeds, Welch t otherwise; TOST for equivalence; "
+                "Holm per model, task and quantity. Lower is better for every quantity; A - B and the margin "
+                "on the table's scale (×100, intruders as counts).")
+
+
 def markdown(table: pd.DataFrame, verdicts: pd.DataFrame) -> str:
     lines = []
     for model, sub in table.groupby("model", sort=True):
@@ -192,21 +231,7 @@ def markdown(table: pd.DataFrame, verdicts: pd.DataFrame) -> str:
         lines += ["| " + " | ".join(_row_cells(r)) + " |" for _, r in sub.iterrows()]
         lines.append("")
     if not verdicts.empty:
-        lines += [
-            "| task | quantity | A | B | A - B [95% CI] | p (Holm) | verdict |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for _, r in verdicts.iterrows():
-            scale = 1 if r["quantity"] == "retention.intruders" else 100
-            d = (
-                f"{scale * r['delta']:+.2f} [{scale * r['ci_low']:+.2f}, {scale * r['ci_high']:+.2f}]"
-                if np.isfinite(r["delta"])
-                else "-"
-            )
-            lines.append(
-                f"| {r['task']} | {QUANTITIES[r['quantity']][0]} | {r['method_a']} | {r['method_b']} | {d} | "
-                f"{r['p_adj']:.3g} | {r['verdict']} |"
-            )
+        lines += [VERDICT_NOTE, "", *verdict_lines(verdicts)]
     return "\n".join(lines) + "\n"
 
 
@@ -267,13 +292,15 @@ def _plot(table: pd.DataFrame, model: str, out: Path, stem: str):
     )
 
 
-def write_retention(agg: Aggregation, out: Path, plots: list) -> tuple[dict[str, Path], str]:
+def write_retention(agg: Aggregation, out: Path, plots: list,
+                    margin: float | None = None) -> tuple[dict[str, Path], str]:
     """Write retention.md / retention.csv / retention_verdicts.csv, add a plot per model, return the
-    table paths and an HTML section."""
+    table paths and an HTML section; `margin` overrides forgetting's equivalence margin."""
     table = retention_table(agg)
     if table.empty:
         return {}, ""  # no record has a retention section: no section
-    verdicts = retention_verdicts(agg)
+    verdicts = retention_verdicts(agg, margin=margin)
+    agg.retention_verdicts = verdicts  # the terminal summary's forgetting line (bench.report.retention_line)
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     paths = {
@@ -296,8 +323,8 @@ def write_retention(agg: Aggregation, out: Path, plots: list) -> tuple[dict[str,
             "(docs/retention.md): forgetting = zero-shot similarity skill (Spearman) lost, ×100 "
             "(decoders: LM loss gained); drift = 1 - linear CKA of pooled features, ×100; intruder "
             "dimensions (Shuttleworth et al. 2024) summed over the adapted matrices. Mean [95% t "
-            "interval over seeds]; verdicts: Welch t over seeds, Holm per "
-            'task and quantity. Downloads: <a href="retention.csv">retention.csv</a>, '
+            "interval over seeds]. " + html.escape(VERDICT_NOTE)
+            + ' Downloads: <a href="retention.csv">retention.csv</a>, '
             '<a href="retention_verdicts.csv">retention_verdicts.csv</a>, '
             '<a href="retention.md">retention.md</a>.</p>'
         ),
@@ -313,5 +340,5 @@ def write_retention(agg: Aggregation, out: Path, plots: list) -> tuple[dict[str,
             f"retention</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
         )
     if not verdicts.empty:
-        parts.append(f"<pre>{html.escape(md[md.index('| task | quantity') :])}</pre>")
+        parts.append(f"<pre>{html.escape(chr(10).join(verdict_lines(verdicts)))}</pre>")
     return paths, "\n".join(parts)
