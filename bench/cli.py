@@ -225,13 +225,6 @@ def unknown_group_choice(argv: list[str], root) -> str | None:
     return None
 
 
-def method_field_overrides(argv: list[str], root) -> tuple[list[str], str | None]:
-    """`method.FIELD=V` for peft-based methods: bench.methods.overrides.method_field_overrides."""
-    from bench.methods.overrides import method_field_overrides as rewrite
-
-    return rewrite(argv, root)
-
-
 def _stop_on_sigterm() -> None:
     """SIGTERM between cells stops the sweep as Ctrl-C does (the message, exit 143); while a cell runs,
     bench/sweep/requeue.py passes it on to the cell first."""
@@ -259,9 +252,6 @@ def main() -> None:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     bad = unknown_group_choice(sys.argv[1:], root)
-    if not bad:
-        argv, bad = method_field_overrides(sys.argv[1:], root)
-        sys.argv[1:] = argv
     if bad:
         print(f"configuration error: {bad}", file=sys.stderr)
         sys.exit(2)

@@ -49,20 +49,20 @@ KINDS = (
 
 
 def compose_config(overrides: list[str]):
-    """The resolved job config for `overrides`, as `python -m bench` would compose it (no run dir,
-    no callbacks). Raises hydra's errors for unknown groups/keys."""
+    """The resolved job config for `overrides`, as `python -m bench` composes it (conf/ through Hydra's compose
+    API: the same defaults, the same open method node, bench/config/store.py; no run dir, no callbacks), old
+    method setting names moved to peft's (bench.config.renamed). Raises hydra's errors for unknown groups/keys;
+    what the method accepts is judged when it is built (bench.methods.validate.check_method)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from bench.errors import ConfigError
-    from bench.methods.overrides import method_field_overrides
+    from bench.config.renamed import rename_settings
 
-    overrides, bad = method_field_overrides(list(overrides), CONF_DIR)  # peft's field names, `+` where Hydra needs it
-    if bad:
-        raise ConfigError(bad)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name="config", overrides=list(overrides))
+    rename_settings(cfg)
+    return cfg
 
 
 def _kind(name: str) -> str:
@@ -141,12 +141,10 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
 
     from bench.config.method_labels import method_label
     from bench.data import tasks as T
-    from bench.methods.overrides import method_field_overrides
     from bench.models.backbones import CONFIG_DIR, head_parts
     from bench.models.build import build_cell, method_from_config, method_source
 
     requested_materialize = materialize
-    overrides = method_field_overrides(list(overrides), CONF_DIR)[0]  # the spelling the label shows (peft's names)
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)

@@ -156,6 +156,9 @@ TYPOS = [
     (["+method.rank=4"], "method.rank: not a setting of method lora"),
     (["+method.lora_alpah=4"], "did you mean lora_alpha?"),
     (["method=bitfit", "+method.r=4"], "method.r: not a setting of method bitfit"),
+    (["method.rank=4"], "method.rank: not a setting of method lora"),  # no `+` needed: the method node is open
+    (["method=oft", "method.oft_blok_size=16"], "did you mean oft_block_size?"),
+    (["method=bitfit", "method.r=4"], "method.r: not a setting of method bitfit"),
 ]
 
 
@@ -177,7 +180,8 @@ def test_check_value_is_the_rule_the_modules_use():
     (["model.pooling=max"], "model.pooling='max'"),
     (["+train.bach_size=8"], "did you mean batch_size?"),
     (["-m", "method=lora,bitfit", "+method.rr=2"], "method.rr: not a setting of method bitfit"),
-], ids=["value", "choice", "typo", "multirun"])
+    (["method=oft", "method.oft_blok_size=16"], "did you mean oft_block_size?"),
+], ids=["value", "choice", "typo", "multirun", "peft field"])
 def test_cli_bad_option_exits_2_before_any_work(tmp_path, glue_dir, args, expected):
     """No cell runs, no record and no sweep folder are written, and no traceback is shown; in a
     multirun every job is checked before the first starts."""
@@ -190,6 +194,19 @@ def test_cli_bad_option_exits_2_before_any_work(tmp_path, glue_dir, args, expect
     # only Hydra's own run folder (tests/clitools.py puts it under results_dir); no sweep folder, no record
     assert {p.name for p in results.iterdir()} <= {"_hydra"} if results.exists() else True
     assert records_in(tmp_path) == []
+
+
+def test_peft_fields_compose_alike_in_the_cli_and_the_compose_api(hydra_dir, tmp_path, glue_dir):
+    """`method.FIELD=V` for a peft field the tuner's YAML does not list: no `+` and no rewriting of the command
+    line; `python -m bench` (Hydra's own command-line parser, `--cfg job` prints what the job gets) and the
+    compose API every other front end uses give the same method node, which the method's class accepts."""
+    ov = ["method=oft", "method.r=0", "method.oft_block_size=16"]
+    cfg = _compose([*TINY, *ov])
+    assert check(cfg).fields == {"r": 0, "oft_block_size": 16}
+    proc = run_bench(["--cfg", "job", *TINY, *ov], glue_dir, tmp_path / "results")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = OmegaConf.create(proc.stdout)
+    assert OmegaConf.to_container(printed.method) == OmegaConf.to_container(cfg.method)
 
 
 def test_experiments_run_the_methods_that_declare_their_tag(hydra_dir):

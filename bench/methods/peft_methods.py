@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from torch import nn
 
+from bench.config.renamed import RENAMED
 from bench.errors import ConfigError
 from bench.methods.base import Method, check_positive_int, check_unit_interval
 
@@ -127,8 +128,8 @@ class _PeftFields:
     class, passed through to it (checked against the class: unknown names and wrong types exit 2)."""
 
     peft_fields_of: str = ""
-    #: old setting names -> peft's (accepted with a deprecation message; configs hash in the old spelling,
-    #: bench.records.schema.config_hash, so earlier records keep their run ids)
+    #: old setting names -> peft's (bench.config.renamed: accepted with a deprecation message, hashed in the
+    #: old spelling, so earlier records keep their run ids)
     DEPRECATED: ClassVar[dict[str, str]] = {}
 
     @classmethod
@@ -172,7 +173,7 @@ class LoRA(_PeftFields, PeftMethod):
 
     name = "lora"
     peft_fields_of = "lora"
-    DEPRECATED: ClassVar[dict[str, str]] = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
+    DEPRECATED: ClassVar[dict[str, str]] = RENAMED["bench.methods.LoRA"]
 
     def __init__(self, lr=None, r: int = 8, lora_alpha: float = 16, lora_dropout: float = 0.1,
                  target_modules=("query", "value"), bias: str = "none", use_rslora: bool = False,

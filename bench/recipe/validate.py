@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from bench.config.renamed import rename_settings
 from bench.config.schema import (
     SECTIONS,
     RunSettings,
@@ -53,12 +54,14 @@ def check_study(cfg, study: dict, method_name: str) -> None:
 
 
 def check(cfg, *, whole_job: bool = True):
-    """Validate a composed config; raises ConfigError naming the first bad option. Returns the method
+    """Validate a composed config (old method setting names moved to peft's first, bench.config.renamed);
+    raises ConfigError naming the first bad option. Returns the method
     it built (callers may ignore it). `whole_job=False` for a cell derived from an already checked
     job (a study's trials set train.lr, which the study-level rule forbids in the user's config)."""
     from bench.data.tasks import task_spec
     from bench.models.build import method_from_config, method_source
 
+    rename_settings(cfg)
     for section, schema in SECTIONS.items():
         values = _resolved(cfg, section)
         if values is not None:

@@ -49,16 +49,15 @@ HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.r
 AT_DEFAULT_UNHASHED = {"gradient_checkpointing": False, "weights_dtype": "fp32", "nproc": 1}
 
 
-#: method settings renamed to peft's spelling, hashed in the spelling before (per method class), so a
-#: config written either way is one cell and every earlier record keeps its run id
-HASHED_AS = {"bench.methods.LoRA": {"lora_alpha": "alpha", "lora_dropout": "dropout"}}
-
-
 def _old_spelling(cfg: dict) -> None:
+    """Renamed method settings (bench.config.renamed) hashed in the spelling before, so a config written
+    either way is one cell and every earlier record keeps its run id."""
+    from bench.config.renamed import renamed_for
+
     method = cfg.get("method")
     if not isinstance(method, dict):
         return
-    for new, old in HASHED_AS.get(str(method.get("_target_")), {}).items():
+    for old, new in renamed_for(method).items():
         if new in method and old not in method:
             method[old] = method.pop(new)
 
