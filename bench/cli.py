@@ -52,7 +52,8 @@ class SummaryCallback(Callback):
         print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped'] - busy} skipped (already done)"
               + (f", {busy} skipped (running elsewhere)" if busy else "")
               + (f", {counts['interrupted']} interrupted" if counts.get("interrupted") else "")
-              + (f", {counts['refused']} refused (method and architecture named above)" if counts.get("refused") else "")
+              + (f", {counts['refused']} refused (method and architecture named above)"
+                 if counts.get("refused") else "")
               + f"; records in {sweep_dir}")
         if counts["failed"] or counts.get("interrupted"):
             _STATE["exit"] = max(_STATE["exit"], 1)
@@ -111,7 +112,7 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
             job_cfg = loader.load_sweep_config(config, list(job))
             check(job_cfg)
             cells += planned_cells(job_cfg)
-        except UnsupportedError:  # a method refused on this architecture: that job says so, the others run (#27)
+        except UnsupportedError:  # a method refused on this architecture: that job says so, the others run
             continue
         except ConfigError as exc:
             errors.setdefault(str(exc), f"{exc} [job: {' '.join(job) or 'no overrides'}]")
@@ -122,7 +123,7 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
 
 def refused(cfg: DictConfig, overrides: list[str], exc) -> None:
     """A cell whose method cannot run on its architecture (bench/methods/support.py): said in the log and in
-    this invocation's ledger, so the sweep's summary lists it; no record, no work (#27)."""
+    this invocation's ledger, so the sweep's summary lists it; no record, no work."""
     from bench.config.method_labels import method_label
     from bench.sweep.execute import _ledger
 

@@ -63,7 +63,7 @@ def _lookup(cfg: Any, dotted: str) -> Any:
     return node
 
 
-#: a setting's text longer than this is shown as a hash in the label (a list of source records, #29):
+#: a setting's text longer than this is shown as a hash in the label (a list of source records):
 #: the label names a record file, which a file system limits to 255 bytes
 LONG_VALUE = 48
 

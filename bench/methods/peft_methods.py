@@ -65,7 +65,7 @@ class PeftMethod(Method):
             model.backbone = get_peft_model(model.backbone, config)
         except ValueError as exc:  # peft names missing target modules in its message
             raise ConfigError(f"method={self.name}: peft could not apply {type(config).__name__}: {exc}") from None
-        except (TypeError, NotImplementedError) as exc:  # a layer type the tuner does not implement (#27)
+        except (TypeError, NotImplementedError) as exc:  # a layer type the tuner does not implement
             if any(p.is_meta for p in model.backbone.parameters()):
                 raise  # an initialisation that reads weights, on the meta device (bench.params retries on real ones)
             raise UnsupportedError(f"method={self.name} cannot run on {architecture_name(model.backbone.config)}: "
@@ -79,7 +79,8 @@ class PeftMethod(Method):
     def delta_state_dict(self, model: nn.Module):
         from peft import get_peft_model_state_dict
 
-        state = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model.backbone).items()}
+        state = {f"backbone.{k}": v.detach().cpu().contiguous()
+                 for k, v in get_peft_model_state_dict(model.backbone).items()}
         state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()})
         return state
 

@@ -90,7 +90,7 @@ def check(cfg, *, whole_job: bool = True):
     method = method_from_config(cfg, where=method_source(choice) if choice else None)
     from bench.models.support import check_supported
 
-    check_supported(method, cfg.model)  # a method that cannot run on this architecture, refused by name (#27)
+    check_supported(method, cfg.model)  # a method that cannot run on this architecture, refused by name
     from bench.models.levers import check_levers
     from bench.recipe.trackers import check_logger
     from bench.training.data_parallel import check_nproc
