@@ -52,7 +52,8 @@ class SummaryCallback(Callback):
         print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped'] - busy} skipped (already done)"
               + (f", {busy} skipped (running elsewhere)" if busy else "")
               + (f", {counts['interrupted']} interrupted" if counts.get("interrupted") else "")
-              + (f", {counts['refused']} refused (method and architecture named above)" if counts.get("refused") else "")
+              + (f", {counts['refused']} refused (method and architecture named above)"
+                 if counts.get("refused") else "")
               + f"; records in {sweep_dir}")
         if counts["failed"] or counts.get("interrupted"):
             _STATE["exit"] = max(_STATE["exit"], 1)
@@ -111,7 +112,7 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
             job_cfg = loader.load_sweep_config(config, list(job))
             check(job_cfg)
             cells += planned_cells(job_cfg)
-        except UnsupportedError:  # a method refused on this architecture: that job says so, the others run (#27)
+        except UnsupportedError:  # a method refused on this architecture: that job says so, the others run
             continue
         except ConfigError as exc:
             errors.setdefault(str(exc), f"{exc} [job: {' '.join(job) or 'no overrides'}]")
@@ -122,7 +123,7 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
 
 def refused(cfg: DictConfig, overrides: list[str], exc) -> None:
     """A cell whose method cannot run on its architecture (bench/methods/support.py): said in the log and in
-    this invocation's ledger, so the sweep's summary lists it; no record, no work (#27)."""
+    this invocation's ledger, so the sweep's summary lists it; no record, no work."""
     from bench.config.method_labels import method_label
     from bench.sweep.execute import _ledger
 
@@ -225,13 +226,6 @@ def unknown_group_choice(argv: list[str], root) -> str | None:
     return None
 
 
-def method_field_overrides(argv: list[str], root) -> tuple[list[str], str | None]:
-    """`method.FIELD=V` for peft-based methods: bench.methods.overrides.method_field_overrides."""
-    from bench.methods.overrides import method_field_overrides as rewrite
-
-    return rewrite(argv, root)
-
-
 def _stop_on_sigterm() -> None:
     """SIGTERM between cells stops the sweep as Ctrl-C does (the message, exit 143); while a cell runs,
     bench/sweep/requeue.py passes it on to the cell first."""
@@ -259,9 +253,6 @@ def main() -> None:
         print(f"configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     bad = unknown_group_choice(sys.argv[1:], root)
-    if not bad:
-        argv, bad = method_field_overrides(sys.argv[1:], root)
-        sys.argv[1:] = argv
     if bad:
         print(f"configuration error: {bad}", file=sys.stderr)
         sys.exit(2)

@@ -49,20 +49,20 @@ KINDS = (
 
 
 def compose_config(overrides: list[str]):
-    """The resolved job config for `overrides`, as `python -m bench` would compose it (no run dir,
-    no callbacks). Raises hydra's errors for unknown groups/keys."""
+    """The resolved job config for `overrides`, as `python -m bench` composes it (conf/ through Hydra's compose
+    API: the same defaults, the same open method node, bench/config/store.py; no run dir, no callbacks), old
+    method setting names moved to peft's (bench.config.renamed). Raises hydra's errors for unknown groups/keys;
+    what the method accepts is judged when it is built (bench.methods.validate.check_method)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from bench.errors import ConfigError
-    from bench.methods.overrides import method_field_overrides
+    from bench.config.renamed import rename_settings
 
-    overrides, bad = method_field_overrides(list(overrides), CONF_DIR)  # peft's field names, `+` where Hydra needs it
-    if bad:
-        raise ConfigError(bad)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name="config", overrides=list(overrides))
+    rename_settings(cfg)
+    return cfg
 
 
 def _kind(name: str) -> str:
@@ -92,7 +92,7 @@ def reference_quantities(model, config, num_labels: int) -> dict[str, int]:
     H*C+C), every LayerNorm of the backbone, and the position/token-type embedding tables."""
     H = int(config.hidden_size)
     backbone = model.backbone.get_base_model() if hasattr(model.backbone, "get_base_model") else model.backbone
-    norms = [p for n, p in backbone.named_parameters()  # decoders (#27): ln_1/ln_f, *_layernorm, norm
+    norms = [p for n, p in backbone.named_parameters()  # decoders: ln_1/ln_f, *_layernorm, norm
              if "LayerNorm" in n or "layer_norm" in n or "layernorm" in n or n.startswith(("ln_", "norm."))
              or ".ln_" in n]
     pos = [p for n, p in backbone.named_parameters()
@@ -141,12 +141,10 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
 
     from bench.config.method_labels import method_label
     from bench.data import tasks as T
-    from bench.methods.overrides import method_field_overrides
     from bench.models.backbones import CONFIG_DIR, head_parts
     from bench.models.build import build_cell, method_from_config, method_source
 
     requested_materialize = materialize
-    overrides = method_field_overrides(list(overrides), CONF_DIR)[0]  # the spelling the label shows (peft's names)
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
@@ -183,7 +181,8 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
         "method_label": method_label(cfg, list(overrides)),
         "method_settings": {k: v for k, v in method_cfg.items() if k not in ("_target_", "name")},
         "device": ("real weights (random)" + (" (its initialisation reads the weights, so not on the meta device)"
-                                              if not requested_materialize else "")) if materialize else "meta (shapes only)",
+                                              if not requested_materialize else ""))
+        if materialize else "meta (shapes only)",
         "params": {k: v for k, v in counts.items() if k != "counting"},
         "counting": counts["counting"],
         "by_kind": count_by_kind(model),
@@ -203,11 +202,13 @@ def format_text(r: dict) -> str:
     src = f"shipped config {r['shipped_config']}" if r["shipped_config"] else r["config_source"]
     extra = f", config_overrides {r['config_overrides']}" if r["config_overrides"] else ""
     lines = [
-        f"{r['model']} + {r['method_label']} on {r['task']} ({r['num_labels']} label{'s' if r['num_labels'] > 1 else ''})",
+        (f"{r['model']} + {r['method_label']} on {r['task']} "
+         f"({r['num_labels']} label{'s' if r['num_labels'] > 1 else ''})"),
         (f"  architecture: {r['model_type']}, {ref['num_layers']} layers, hidden {ref['hidden_size']} ({src}{extra}); "
          f"built on {r['device']}"),
         f"  trainable              {_n(p['trainable']):>15}   {p['trainable_pct']:.4f}% of total",
-        f"  trainable excl. head   {_n(p['trainable_excl_head']):>15}   (the method alone: what LoRA/adapter papers count)",
+        (f"  trainable excl. head   {_n(p['trainable_excl_head']):>15}   "
+         "(the method alone: what LoRA/adapter papers count)"),
         (f"  head                   {_n(p['head']):>15}   (model.head=uniform: dropout + linear, H*C + C = "
          f"{ref['hidden_size']}*{r['num_labels']} + {r['num_labels']})" if p["head_kind"] == "uniform" else
          f"  head                   {_n(p['head']):>15}   (model.head=native: {r['head_modules']})"),

@@ -156,6 +156,9 @@ TYPOS = [
     (["+method.rank=4"], "method.rank: not a setting of method lora"),
     (["+method.lora_alpah=4"], "did you mean lora_alpha?"),
     (["method=bitfit", "+method.r=4"], "method.r: not a setting of method bitfit"),
+    (["method.rank=4"], "method.rank: not a setting of method lora"),  # no `+` needed: the method node is open
+    (["method=oft", "method.oft_blok_size=16"], "did you mean oft_block_size?"),
+    (["method=bitfit", "method.r=4"], "method.r: not a setting of method bitfit"),
 ]
 
 
@@ -177,7 +180,8 @@ def test_check_value_is_the_rule_the_modules_use():
     (["model.pooling=max"], "model.pooling='max'"),
     (["+train.bach_size=8"], "did you mean batch_size?"),
     (["-m", "method=lora,bitfit", "+method.rr=2"], "method.rr: not a setting of method bitfit"),
-], ids=["value", "choice", "typo", "multirun"])
+    (["method=oft", "method.oft_blok_size=16"], "did you mean oft_block_size?"),
+], ids=["value", "choice", "typo", "multirun", "peft field"])
 def test_cli_bad_option_exits_2_before_any_work(tmp_path, glue_dir, args, expected):
     """No cell runs, no record and no sweep folder are written, and no traceback is shown; in a
     multirun every job is checked before the first starts."""
@@ -190,6 +194,19 @@ def test_cli_bad_option_exits_2_before_any_work(tmp_path, glue_dir, args, expect
     # only Hydra's own run folder (tests/clitools.py puts it under results_dir); no sweep folder, no record
     assert {p.name for p in results.iterdir()} <= {"_hydra"} if results.exists() else True
     assert records_in(tmp_path) == []
+
+
+def test_peft_fields_compose_alike_in_the_cli_and_the_compose_api(hydra_dir, tmp_path, glue_dir):
+    """`method.FIELD=V` for a peft field the tuner's YAML does not list: no `+` and no rewriting of the command
+    line; `python -m bench` (Hydra's own command-line parser, `--cfg job` prints what the job gets) and the
+    compose API every other front end uses give the same method node, which the method's class accepts."""
+    ov = ["method=oft", "method.r=0", "method.oft_block_size=16"]
+    cfg = _compose([*TINY, *ov])
+    assert check(cfg).fields == {"r": 0, "oft_block_size": 16}
+    proc = run_bench(["--cfg", "job", *TINY, *ov], glue_dir, tmp_path / "results")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = OmegaConf.create(proc.stdout)
+    assert OmegaConf.to_container(printed.method) == OmegaConf.to_container(cfg.method)
 
 
 def test_experiments_run_the_methods_that_declare_their_tag(hydra_dir):
@@ -206,3 +223,44 @@ def test_experiments_run_the_methods_that_declare_their_tag(hydra_dir):
         assert len(listed) == len(set(listed)) and set(listed) == tagged[tag], (preset, tagged[tag] ^ set(listed))
     ranges = {n: list(declared[n].lr_range) for n in tagged["catalogue"]}
     assert all(0 < lo < hi for lo, hi in ranges.values()), ranges
+
+
+def test_settings_are_built_once_typed_with_defaults_written_once(hydra_dir):
+    """`settings(cfg, section)` builds a section's dataclass from the composed config; claim and progress take their
+    defaults from their dataclasses only (conf/config.yaml does not repeat them, bench/config/store.py composes them),
+    and a bad value is named as check names it."""
+    from bench.config.schema import ClaimSettings, ProgressSettings, TrainSettings, settings
+
+    cfg = _compose(["train.batch_size=8"])
+    train = settings(cfg, "train")
+    assert isinstance(train, TrainSettings) and train.batch_size == 8 and train.grad_accum_steps == 1
+    assert settings(cfg, "claim") == ClaimSettings() and settings(cfg, "progress") == ProgressSettings()
+    assert settings(_compose(["claim.on_busy=wait"]), "claim").on_busy == "wait"
+    root = OmegaConf.load(CONF / "config.yaml")
+    assert "claim" not in root and "progress" not in root
+    with pytest.raises(ConfigError, match=r"claim\.poll_s=0: expected a number > 0"):
+        settings(_compose(["claim.poll_s=0"]), "claim")
+    with pytest.raises(ConfigError, match=r"train\.bach_size: unknown setting; did you mean batch_size\?"):
+        settings(_compose(["+train.bach_size=8"]), "train")
+
+
+def test_run_identity_is_a_property_of_each_field(hydra_dir):
+    """config_hash leaves out exactly the fields whose identity says so (bench.config.schema): changing one of them
+    keeps the hash, changing a hashed field moves it, and a field hashed unless default hashes as if absent at its
+    default."""
+    from bench.config.schema import HASHED_UNLESS_DEFAULT, NOT_HASHED, identity_of
+    from bench.records.schema import HASH_EXCLUDED, config_hash
+
+    def chash(*overrides):
+        return config_hash(OmegaConf.to_container(_compose(list(overrides)), resolve=True))
+
+    base = chash()
+    assert set(identity_of(NOT_HASHED)) <= set(HASH_EXCLUDED)
+    for override in ("train.threads=3", "train.checkpoint_every=off", "results_dir=elsewhere", "claim.on_busy=wait",
+                     "inference.repeats=5", "progress.mode=log", "debug.signal=SIGINT", "resume=false"):
+        assert chash(override) == base, override
+    assert chash("train.seed=1") != base and chash("train.batch_size=8") != base
+    assert "train.nproc" in identity_of(HASHED_UNLESS_DEFAULT)
+    config = OmegaConf.to_container(_compose([]), resolve=True)
+    del config["train"]["nproc"]  # a config written before the key
+    assert config_hash(config) == base and chash("train.nproc=2") != base

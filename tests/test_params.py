@@ -48,6 +48,25 @@ def test_roberta_base_lora_once():
     assert real["params"] == meta["params"]
 
 
+def test_a_peft_field_the_yaml_does_not_list_needs_no_plus(capsys):
+    """`method.FIELD=V` for a peft field a tuner's YAML leaves out composes as any other override (the method
+    node is open, bench/config/store.py) in bench.params and bench.plan alike; the count is peft's own on
+    roberta-base with the native head; a misspelled field exits 2 naming the nearest one."""
+    from bench.plan import main as plan_main
+
+    ov = ["model=roberta_base", "model.head=native", "method=oft", "method.r=0", "method.oft_block_size=32"]
+    r = measure(ov)
+    assert r["params"]["trainable"] == 877_826 == r["peft_seq_cls"]["trainable"], r["params"]
+    assert r["method_label"] == "oft[oft_block_size=32,r=0]"
+    assert plan_main([*ov[:1], *ov[2:], "--target", "cpu", "--json"]) == 0
+    assert "oft[oft_block_size=32,r=0]" in capsys.readouterr().out
+    for front_end in (main, plan_main):
+        assert front_end(["model=tiny_bert", "method=oft", "method.r=0", "method.oft_blok_size=32"]) == 2
+        err = capsys.readouterr().err
+        assert "method.oft_blok_size: not a setting of method oft" in err and "did you mean oft_block_size" in err
+        assert "Traceback" not in err
+
+
 def test_task_sets_the_head():
     r = measure(["model=tiny_bert", "method=lora", "task=mnli"])
     h = r["reference"]["hidden_size"]

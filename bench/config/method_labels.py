@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bench.config.renamed import renamed_for
+
 # Hydra override keys that name a method variant, besides the `method.` settings themselves.
 LABEL_KEYS = {"train.lr": "lr"}
 _NOT_LABELS = ("method._target_", "method.name")
@@ -61,7 +63,7 @@ def _lookup(cfg: Any, dotted: str) -> Any:
     return node
 
 
-#: a setting's text longer than this is shown as a hash in the label (a list of source records, #29):
+#: a setting's text longer than this is shown as a hash in the label (a list of source records):
 #: the label names a record file, which a file system limits to 255 bytes
 LONG_VALUE = 48
 
@@ -82,8 +84,11 @@ def method_label(cfg: Any, overrides: list[str] | None) -> str:
     method = cfg.get("method") or {}
     name = str(method.get("name") or "method")
     shown: dict[str, str] = {}
+    renamed = renamed_for(method)
     for ov in overrides or []:
         key = ov.lstrip("+~").partition("=")[0]
+        if key.startswith("method.") and key[len("method."):] in renamed:  # an old name: shown as peft's
+            key = "method." + renamed[key[len("method."):]]
         if key.startswith("method.") and key not in _NOT_LABELS:
             short = key[len("method."):]
         elif key in LABEL_KEYS:

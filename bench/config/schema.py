@@ -10,7 +10,14 @@ keys are checked against its class's constructor signature before the class is b
 The schemas are dataclasses: one field per key, its type, and in `metadata["rule"]` what values are
 accepted. A field without a default is required. Modules that read a setting with a fallback
 (`pick_pad_multiple`, `grad_accum_steps`, `inference.settings_from`) call `check_value` with the
-same rule, so each rule is written once. Defaults stay in the YAML files (conf/), not here.
+same rule, so each rule is written once. `settings(cfg, section)` builds a section's dataclass once from a
+composed config (the recipe's `train`, the sweep's `claim`, a cell's `progress`), so code reads typed fields.
+
+Where a default is written: a section whose keys conf/ lists (train, model, data, ...) has its defaults in
+the YAML; a field's default here is only what a config that lacks the key means (one written before the key
+existed, or a key conf/ leaves out so that configs keep their hash). The run-control sections nothing
+measured depends on (claim, progress) have their defaults here only: bench/config/store.py composes them into
+every config from these dataclasses, so conf/config.yaml does not repeat them.
 
 Unknown keys in train, model, data, inference, study, debug, progress and claim are errors that name the nearest
 valid key (typos are the most common mistake). Unknown top-level keys are allowed: presets keep
@@ -87,7 +94,8 @@ AUTO_OR_INT = Rule("auto or an integer >= 1", lambda v: v is None or v == "auto"
 RANGES = Rule("a mapping of method name to [low, high] with 0 < low <= high",
               lambda v: isinstance(v, dict) and all(RANGE(x) for x in v.values()))
 LENGTHS = list_of(integer(1), "a list of integers >= 1, e.g. [16, 64, 128]")
-DEVICE = Rule("auto, cpu, mps, cuda or cuda:N", lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v))
+DEVICE = Rule("auto, cpu, mps, cuda or cuda:N",
+              lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v))
 #: a folder name below results_dir: relative, no `..` (a study writes <sweep_name>/trials)
 SWEEP = Rule("a relative folder name without '..' (records go to <results_dir>/<sweep_name>/)",
              lambda v: isinstance(v, str) and v != "" and not v.startswith("/") and ".." not in v.split("/"))
@@ -100,11 +108,24 @@ CHECKPOINT_EVERY = Rule("auto, off, an integer >= 1 (optimizer steps) or a time 
                             and float(CHECKPOINT_TIME.match(v).group(1)) > 0))
 
 
-def opt(rule: Rule, default: Any = MISSING):
-    """A schema field: its rule, and a default only where code reads the key with a fallback."""
+#: a field's `identity` (does it enter a run's config hash, bench.records.schema.config_hash): yes (the default);
+#: no (where things live, how a run is driven or shown, measurements taken after training that do not change it);
+#: or only when set to something other than its default (a key added later: configs written before it, which lack
+#: it, keep their hash)
+HASHED, NOT_HASHED, HASHED_UNLESS_DEFAULT = "hashed", "not hashed", "hashed unless default"
+
+
+def opt(rule: Rule, default: Any = MISSING, identity: str = HASHED):
+    """A schema field: its rule, a default only where a config may lack the key, and its `identity`."""
+    meta = {"rule": rule, "identity": identity}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"rule": rule})
-    return field(default=default, metadata={"rule": rule})
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def section(schema, identity: str = HASHED):
+    """A nested section (`data.selection`, `study.prune`) or a section of the whole config."""
+    return field(default_factory=schema, metadata={"schema": schema, "identity": identity})
 
 
 # ------------------------------------------------------------------------------------------- schemas
@@ -142,18 +163,19 @@ class TrainSettings:
     group_mega_batches: int | None = opt(nullable(integer(1), "50 batches"), None)
     # AdamW implementation; absent = foreach (bit-identical to the loop, faster on CPU; bench/training/loop.py)
     optimizer_impl: str | None = opt(nullable(choice("loop", "foreach", "fused"), "foreach"), None)
-    threads: int | str = opt(AUTO_OR_INT, "auto")
+    threads: int | str = opt(AUTO_OR_INT, "auto", NOT_HASHED)
     deterministic: bool = opt(BOOL)
     warmup_steps_excluded: int = opt(integer(0))
     device: str = opt(DEVICE, "auto")
     precision: str = opt(choice("auto", "fp32", "bf16", "fp16"), "auto")
     pad_to_multiple_of: int | str | None = opt(AUTO_OR_INT, "auto")
-    # Issue #27, absent = off / one process (configs written before keep their hash): bench/models/levers.py, bench/training/data_parallel.py
-    gradient_checkpointing: bool = opt(BOOL, False)
-    weights_dtype: str = opt(choice("fp32", "bf16", "nf4"), "fp32")
-    nproc: int = opt(integer(1), 1)
-    # when a cell saves its training state (bench/training/checkpoint.py); not part of the config hash
-    checkpoint_every: int | str | None = opt(CHECKPOINT_EVERY, "auto")
+    # memory levers and data parallel (bench/models/levers.py, bench/training/data_parallel.py): at their
+    # defaults, configs written before these keys keep their hash
+    gradient_checkpointing: bool = opt(BOOL, False, HASHED_UNLESS_DEFAULT)
+    weights_dtype: str = opt(choice("fp32", "bf16", "nf4"), "fp32", HASHED_UNLESS_DEFAULT)
+    nproc: int = opt(integer(1), 1, HASHED_UNLESS_DEFAULT)
+    # when a cell saves its training state (bench/training/checkpoint.py): a resumed cell ends as one run would
+    checkpoint_every: int | str | None = opt(CHECKPOINT_EVERY, "auto", NOT_HASHED)
 
 
 @dataclass(kw_only=True)
@@ -170,7 +192,7 @@ class ModelSettings:
     head: str = opt(choice("uniform", "native"), "uniform")
     head_dropout: float = opt(number(0, 1), 0.1)
     config_overrides: dict = opt(MAPPING, None)  # noqa: RUF009 - opt() is a field()
-    # present (null) on the decoders (#27): the method YAMLs that name encoder modules (lora, osf: query, value;
+    # present (null) on the decoders: the method YAMLs that name encoder modules (lora, osf: query, value;
     # ln_tuning: LayerNorm) read it, `${oc.select:model.peft_targets,<encoder names>}`, and so target peft's
     # default for the architecture there; absent on the encoders, whose resolved configs (and hashes) stay as before
     peft_targets: None = opt(Rule("null (peft's default targets for the architecture), or leave the key out",
@@ -190,8 +212,8 @@ class SelectionSettings:
 class DataSettings:
     """`data`."""
 
-    glue_dir: str | None = opt(nullable(TEXT, "the Hugging Face hub"), None)
-    selection: SelectionSettings = field(default_factory=SelectionSettings, metadata={"schema": SelectionSettings})
+    glue_dir: str | None = opt(nullable(TEXT, "the Hugging Face hub"), None, NOT_HASHED)
+    selection: SelectionSettings = section(SelectionSettings)  # noqa: RUF009 - section() is a field()
 
 
 @dataclass(kw_only=True)
@@ -255,8 +277,8 @@ class StudySettings:
     trial_seed: int = opt(integer(0), 0)
     lr_range: list | None = opt(nullable(RANGE, "per method, lr_ranges"), None)  # noqa: RUF009 - opt() is a field()
     lr_ranges: dict = opt(RANGES, None)  # noqa: RUF009 - opt() is a field()
-    prune: PruneSettings = field(default_factory=PruneSettings, metadata={"schema": PruneSettings})
-    search: SearchSettings = field(default_factory=SearchSettings, metadata={"schema": SearchSettings})
+    prune: PruneSettings = section(PruneSettings)  # noqa: RUF009 - section() is a field()
+    search: SearchSettings = section(SearchSettings)  # noqa: RUF009 - section() is a field()
 
 
 def lr_search_range(study: dict, method: dict) -> list | None:
@@ -289,7 +311,8 @@ class RetentionSettings:
 class ProgressSettings:
     """`progress`: what a running cell and sweep print (bench/training/progress.py); not in the config hash."""
 
-    mode: str = opt(choice("auto", "bar", "log", "off"), "auto")
+    mode: str = opt(choice("auto", "bar", "log", "off"), "auto")  # auto: a bar on a terminal, log lines otherwise
+    # log mode: at most one line per cell this often, and one at its end
     interval_s: float = opt(number(0, lo_open=True), 30.0)
 
 
@@ -297,10 +320,12 @@ class ProgressSettings:
 class ClaimSettings:
     """`claim`: one cell, one run across launches sharing a results folder (bench/sweep/claims.py); not in the hash."""
 
+    # a cell another live launch is running: skip it, or wait (then skip when it finished ok, else run it)
     on_busy: str = opt(choice("skip", "wait"), "skip")
+    # a claim whose heartbeat is older than this, or whose process on this host is gone, is taken over
     stale_after_s: float = opt(number(0, lo_open=True), 300.0)
-    heartbeat_s: float = opt(number(0, lo_open=True), 15.0)
-    poll_s: float = opt(number(0, lo_open=True), 10.0)
+    heartbeat_s: float = opt(number(0, lo_open=True), 15.0)  # how often the running launch touches its claim
+    poll_s: float = opt(number(0, lo_open=True), 10.0)  # on_busy=wait: how often to look again
 
 
 @dataclass(kw_only=True)
@@ -312,28 +337,57 @@ class DebugSettings:
     inject_kill_at_step: int | None = opt(nullable(integer(0), "off"), None)
     # a stop signal sent to the cell's own process, in a launch of the cell that is not a relaunch
     # (no record of it yet), after this optimizer step or when this phase starts (tests/test_preemption.py)
-    signal_at_step: int | None = opt(nullable(integer(1), "off"), None)
-    signal_at_phase: str | None = opt(nullable(choice("epoch_eval", "eval", "inference"), "off"), None)
-    signal: str = opt(choice("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"), "SIGTERM")
+    signal_at_step: int | None = opt(nullable(integer(1), "off"), None, NOT_HASHED)
+    signal_at_phase: str | None = opt(nullable(choice("epoch_eval", "eval", "inference"), "off"), None, NOT_HASHED)
+    signal: str = opt(choice("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"), "SIGTERM", NOT_HASHED)
 
 
 @dataclass(kw_only=True)
 class RunSettings:
     """Top-level keys: paths and run control (conf/config.yaml)."""
 
-    results_dir: str = opt(TEXT)
-    sweep_name: str = opt(SWEEP)
-    cache_dir: str | None = opt(nullable(TEXT, "no cache"), None)
-    isolate: bool = opt(BOOL, True)
-    resume: bool = opt(BOOL, True)
+    results_dir: str = opt(TEXT, identity=NOT_HASHED)
+    sweep_name: str = opt(SWEEP, identity=NOT_HASHED)
+    cache_dir: str | None = opt(nullable(TEXT, "no cache"), None, NOT_HASHED)
+    isolate: bool = opt(BOOL, True, NOT_HASHED)
+    resume: bool = opt(BOOL, True, NOT_HASHED)
     label: str | None = opt(nullable(TEXT, "from the method's settings"), None)
     save_delta: bool = opt(BOOL, False)
 
 
-#: the checked sections: config key -> schema (None: top-level keys of RunSettings)
-SECTIONS = {"train": TrainSettings, "model": ModelSettings, "data": DataSettings, "inference": InferenceSettings,
-            "retention": RetentionSettings,
-            "study": StudySettings, "debug": DebugSettings, "progress": ProgressSettings, "claim": ClaimSettings}
+@dataclass(kw_only=True)
+class Sections:
+    """The checked sections of a composed config, each with its identity: the tuning protocol's bookkeeping (a
+    trial and a final run of one config are one cell), the measurements after training (they measure the trained
+    model and do not change it) and what is printed or coordinated while a run goes enter no run's identity."""
+
+    train: TrainSettings = section(TrainSettings)  # noqa: RUF009 - section() is a field()
+    model: ModelSettings = section(ModelSettings)  # noqa: RUF009 - section() is a field()
+    data: DataSettings = section(DataSettings)  # noqa: RUF009 - section() is a field()
+    inference: InferenceSettings = section(InferenceSettings, NOT_HASHED)  # noqa: RUF009 - section() is a field()
+    retention: RetentionSettings = section(RetentionSettings, NOT_HASHED)  # noqa: RUF009 - section() is a field()
+    study: StudySettings = section(StudySettings, NOT_HASHED)  # noqa: RUF009 - section() is a field()
+    debug: DebugSettings = section(DebugSettings)  # noqa: RUF009 - section() is a field()
+    progress: ProgressSettings = section(ProgressSettings, NOT_HASHED)  # noqa: RUF009 - section() is a field()
+    claim: ClaimSettings = section(ClaimSettings, NOT_HASHED)  # noqa: RUF009 - section() is a field()
+
+
+#: the checked sections: config key -> schema (top-level keys: RunSettings)
+SECTIONS = {f.name: f.metadata["schema"] for f in fields(Sections)}
+
+
+def identity_of(identity: str, schema=None, prefix: str = "") -> dict:
+    """Dotted key -> default of every field of the whole config's schemas (Sections, RunSettings) whose
+    identity is `identity`; a section whose own identity it is appears once, by its name (default None)."""
+    out: dict = {}
+    for schema_, prefix_ in ((schema, prefix),) if schema is not None else ((Sections, ""), (RunSettings, "")):
+        for f in fields(schema_):
+            path = f"{prefix_}{f.name}"
+            if f.metadata.get("identity", HASHED) == identity:
+                out[path] = None if f.default is MISSING else f.default
+            elif f.metadata.get("schema") is not None:
+                out.update(identity_of(identity, f.metadata["schema"], f"{path}."))
+    return out
 #: what a method's YAML declares about itself for experiments, not settings of a cell: its learning-rate search
 #: range (`lr_range: [low, high]`, the tuning protocol's default for the method) and the groups it belongs to
 #: (`tags: [catalogue, decoders]`; an experiment selects methods by tag). Neither is passed to the method's
@@ -341,17 +395,6 @@ SECTIONS = {"train": TrainSettings, "model": ModelSettings, "data": DataSettings
 METHOD_DECLARATIONS = ("lr_range", "tags")
 #: the method keys every method config may have; the rest are checked against the class's signature
 METHOD_COMMON = ("_target_", "name", "lr", *METHOD_DECLARATIONS)
-
-
-def with_defaults(cfg, section: str, defaults: dict) -> dict:
-    """`<section>.*` of a composed config over `defaults`, unset (null) keys keeping the default: for
-    the small run-control sections read where they are used (progress, claim), whose values the
-    section's schema below has already checked."""
-    out = dict(defaults)
-    node = cfg.get(section) if hasattr(cfg, "get") else None
-    if node:
-        out.update({k: v for k, v in dict(node).items() if v is not None})
-    return out
 
 
 # ------------------------------------------------------------------------------------------- checking
@@ -404,4 +447,32 @@ def check_section(prefix: str, values, schema, required: bool = True) -> None:
     if required:
         for key, f in known.items():
             if key not in (values or {}) and f.default is MISSING and f.default_factory is MISSING:
-                raise ConfigError(f"{f'{prefix}.{key}' if prefix else key}: missing (expected {f.metadata['rule'].expected})")
+                path = f"{prefix}.{key}" if prefix else key
+                raise ConfigError(f"{path}: missing (expected {f.metadata['rule'].expected})")
+
+
+def build(schema, values: dict):
+    """An instance of `schema` from values already checked against it (check_section): a key the values
+    lack takes the field's default, nested sections are built too."""
+    kwargs = {}
+    for name, f in schema_fields(schema).items():
+        if name in (values or {}):
+            sub = f.metadata.get("schema")
+            kwargs[name] = build(sub, values[name]) if sub is not None else values[name]
+    return schema(**kwargs)
+
+
+def settings(cfg, section: str):
+    """The typed settings of one section of a composed config (`train`, `claim`, ...: SECTIONS), resolved,
+    checked against the section's rules (the key, what was expected, the nearest valid key) and built once;
+    a section the config lacks is built from the schema's defaults (a required field then says it is missing)."""
+    from omegaconf import OmegaConf
+
+    schema = SECTIONS[section]
+    node = cfg.get(section) if hasattr(cfg, "get") else None
+    try:
+        values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
+    except Exception as exc:  # noqa: BLE001 - an interpolation that does not resolve names its key
+        raise ConfigError(f"{section}: a value does not resolve: {exc}") from None
+    check_section(section, values, schema)
+    return build(schema, values)

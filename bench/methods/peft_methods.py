@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from torch import nn
 
+from bench.config.renamed import RENAMED
 from bench.errors import ConfigError
 from bench.methods.base import Method, check_positive_int, check_unit_interval
 
@@ -64,7 +65,7 @@ class PeftMethod(Method):
             model.backbone = get_peft_model(model.backbone, config)
         except ValueError as exc:  # peft names missing target modules in its message
             raise ConfigError(f"method={self.name}: peft could not apply {type(config).__name__}: {exc}") from None
-        except (TypeError, NotImplementedError) as exc:  # a layer type the tuner does not implement (#27)
+        except (TypeError, NotImplementedError) as exc:  # a layer type the tuner does not implement
             if any(p.is_meta for p in model.backbone.parameters()):
                 raise  # an initialisation that reads weights, on the meta device (bench.params retries on real ones)
             raise UnsupportedError(f"method={self.name} cannot run on {architecture_name(model.backbone.config)}: "
@@ -78,7 +79,8 @@ class PeftMethod(Method):
     def delta_state_dict(self, model: nn.Module):
         from peft import get_peft_model_state_dict
 
-        state = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model.backbone).items()}
+        state = {f"backbone.{k}": v.detach().cpu().contiguous()
+                 for k, v in get_peft_model_state_dict(model.backbone).items()}
         state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()})
         return state
 
@@ -127,8 +129,8 @@ class _PeftFields:
     class, passed through to it (checked against the class: unknown names and wrong types exit 2)."""
 
     peft_fields_of: str = ""
-    #: old setting names -> peft's (accepted with a deprecation message; configs hash in the old spelling,
-    #: bench.records.schema.config_hash, so earlier records keep their run ids)
+    #: old setting names -> peft's (bench.config.renamed: accepted with a deprecation message, hashed in the
+    #: old spelling, so earlier records keep their run ids)
     DEPRECATED: ClassVar[dict[str, str]] = {}
 
     @classmethod
@@ -172,7 +174,7 @@ class LoRA(_PeftFields, PeftMethod):
 
     name = "lora"
     peft_fields_of = "lora"
-    DEPRECATED: ClassVar[dict[str, str]] = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
+    DEPRECATED: ClassVar[dict[str, str]] = RENAMED["bench.methods.LoRA"]
 
     def __init__(self, lr=None, r: int = 8, lora_alpha: float = 16, lora_dropout: float = 0.1,
                  target_modules=("query", "value"), bias: str = "none", use_rslora: bool = False,

@@ -18,6 +18,7 @@ names a method: what differs between methods is read from the method's declarati
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.analysis.chance import collapse_section
+from bench.config.schema import settings
 from bench.data import sampling
 from bench.data import tasks as T
 from bench.data.batching import encode_cached
@@ -108,14 +110,14 @@ class CellRecipe:
         """Validate everything before any data or weights are loaded (bench.recipe.validate.check: the CLI
         checked already, but a cell can be run without it); device, precision, seed, method."""
         self.phase.name = "validate"
-        t = self.t
         check(self.cfg, whole_job=False)
+        self.t = t = settings(self.cfg, "train")  # typed, built once: every later read is a field
         self.device = pick_device(str(t.device))
         self.precision = resolve_precision(weights_dtype(t), pick_precision(str(t.precision), self.device))
-        self.pad_multiple = pick_pad_multiple(t.get("pad_to_multiple_of", "auto"), self.device)
-        torch.set_num_threads(resolve_threads(t.get("threads"), parallel_cells()))
-        self.seed = int(t.seed)
-        seed_everything(self.seed, bool(t.deterministic))
+        self.pad_multiple = pick_pad_multiple(t.pad_to_multiple_of, self.device)
+        torch.set_num_threads(resolve_threads(t.threads, parallel_cells()))
+        self.seed = t.seed
+        seed_everything(self.seed, t.deterministic)
         self.partial["env"] = environment(self.device)
         self.spec = T.task_spec(self.cfg.task)
         self.method = method_from_config(self.cfg)
@@ -135,7 +137,8 @@ class CellRecipe:
             "train_fingerprint": sampling.fingerprint(train_ids),
             "train_subsample": "nested, stratified by label" if strat else "nested",
             "eval_examples": {s: len(v) for s, v in self.eval_ex.items()},
-            "selection": dict(sel_cfg, examples=len(self.sel_ids), seed=seed, fingerprint=sampling.fingerprint(self.sel_ids)),
+            "selection": dict(sel_cfg, examples=len(self.sel_ids), seed=seed,
+                              fingerprint=sampling.fingerprint(self.sel_ids)),
             "subsample_seed": seed,
             # What train.seed varies (Bouthillier et al. 2021 ask every source to vary); the eval rows do not.
             "seeded_by_train_seed": ["selection split", "training subsample", "batch composition and order",
@@ -146,7 +149,7 @@ class CellRecipe:
     def _setup_model(self) -> None:
         """Model + method through the one cell builder, then train.init_from, then the device."""
         self.phase.name = "build"
-        self.cell = build_cell(self.cfg.model, self.method, self.spec.num_labels, self.seed, int(self.t.max_seq_len),
+        self.cell = build_cell(self.cfg.model, self.method, self.spec.num_labels, self.seed, self.t.max_seq_len,
                                weights_dtype=weights_dtype(self.t))
         self.model = self.cell.model
         self.retention = None
@@ -155,8 +158,8 @@ class CellRecipe:
                                        self.seed, self.device, self.precision)
             self.retention.snapshot()
         self.init_from = apply_init_from(self.cfg, self.spec, self.method, self.model)  # a saved delta of another cell
-        if self.t.get("gradient_checkpointing"):
-            enable_checkpointing(self.model, self.method)  # bench/models/levers.py (#27)
+        if self.t.gradient_checkpointing:
+            enable_checkpointing(self.model, self.method)  # bench/models/levers.py
         self.model.to(self.device)
         self.partial["params"] = self.cell.params
 
@@ -165,7 +168,7 @@ class CellRecipe:
         self.phase.name = "encode"
         tok, t, cache = self.cell.tokenizer, self.t, self.cfg.get("cache_dir")
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-        is_reg, n = self.spec.kind == "regression", int(t.max_seq_len)
+        is_reg, n = self.spec.kind == "regression", t.max_seq_len
         self.train_data, hit = encode_cached(self.train_ex, tok, n, is_reg, cache)
         self.eval_data = {s: encode_cached(v, tok, n, is_reg, cache)[0] for s, v in self.eval_ex.items()}
         self.sel_data = encode_cached(self.sel_ex, tok, n, is_reg, cache)[0] if self.sel_ex else None
@@ -185,11 +188,9 @@ class CellRecipe:
     def _apply_min_steps(self) -> dict | None:
         """train.min_steps (bench.recipe.finetune.length_rule); the effective epochs replace train.epochs."""
         t = self.t
-        rule = length_rule(int(t.epochs), t.get("min_steps"), len(self.train_data),
-                           int(t.batch_size) * grad_accum_steps(t))
-        if rule and rule["epochs"] != int(t.epochs):
-            self.t = OmegaConf.create(OmegaConf.to_container(t, resolve=True))
-            self.t.epochs = rule["epochs"]
+        rule = length_rule(t.epochs, t.min_steps, len(self.train_data), t.batch_size * grad_accum_steps(t))
+        if rule and rule["epochs"] != t.epochs:
+            self.t = dataclasses.replace(t, epochs=rule["epochs"])
         return rule
 
     # -- train ----------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ class CellRecipe:
         self.phase.name = "train"
         t = self.t
         shown = progress_settings(self.cfg)
-        progress = CellProgress(f"{self.spec.name} {self.method.name} s{self.seed}", shown["mode"], shown["interval_s"],
+        progress = CellProgress(f"{self.spec.name} {self.method.name} s{self.seed}", shown.mode, shown.interval_s,
                                 parallel=parallel_cells())
         if self.trackers is not None:
             from bench.recipe.trackers import ProgressTee
@@ -205,7 +206,7 @@ class CellRecipe:
             progress = ProgressTee(progress, self.trackers)  # per-step loss and rate, after each timed step
         # a pruned study's rung trial saves its state; the promoted trial continues from it (bench/sweep/study.py)
         study_cell = self.cfg.get("study_cell") or {}
-        state_out = study_cell.get("rung_state") if t.get("stop_after_epochs") else None
+        state_out = study_cell.get("rung_state") if t.stop_after_epochs else None
         state_in = study_cell.get("continue_from")
         state_in = state_in if state_in and Path(str(state_in)).is_file() else None
         self.checkpoint = self._checkpoint()
@@ -222,7 +223,7 @@ class CellRecipe:
             if self.checkpoint is not None:
                 self.partial["checkpoint"] = self.checkpoint.section()
         self.partial["memory"] = mem.as_dict()
-        self.throughput = throughput(self.result, self.timer, self.train_data, int(t.epochs))
+        self.throughput = throughput(self.result, self.timer, self.train_data, t.epochs)
 
     def _checkpoint(self) -> CellCheckpoint | None:
         """The cell's checkpoint beside its record (bench/training/checkpoint.py); None for a cell run
@@ -232,11 +233,11 @@ class CellRecipe:
             return None
         chash = config_hash(OmegaConf.to_container(self.cfg, resolve=True))
         path = sweep_dir_of(self.cfg) / f"{run_id}{CHECKPOINT_SUFFIX}"
-        return CellCheckpoint(path, run_id, chash, self.t.get("checkpoint_every", "auto"),
+        return CellCheckpoint(path, run_id, chash, self.t.checkpoint_every,
                               last_seen=self.partial.pop("last_seen", None))
 
     def _predict(self, data):
-        return predict(self.model, data, int(self.t.eval_batch_size), self.pad_id, self.device, self.precision,
+        return predict(self.model, data, self.t.eval_batch_size, self.pad_id, self.device, self.precision,
                        self.method.uses_token_type_ids, self.pad_multiple)
 
     def _evaluate_selection(self):
@@ -294,7 +295,7 @@ class CellRecipe:
 
     # -- save -----------------------------------------------------------------------------------
     def save(self) -> None:
-        """Storage of the method's delta; inference cost and a usable delta (issue #14: bench/inference/cost.py,
+        """Storage of the method's delta; inference cost and a usable delta (bench/inference/cost.py,
         bench/predict.py) when asked."""
         cfg, t = self.cfg, self.t
         self.phase.name = "save"
@@ -312,8 +313,8 @@ class CellRecipe:
         if keep:
             from bench.models.delta import task_info, write_delta_info
             write_delta_info(keep, model_cfg=OmegaConf.to_container(cfg.model, resolve=True), method=self.method,
-                             task=task_info(self.spec), seed=self.seed, max_seq_len=int(t.max_seq_len),
-                             eval_batch_size=int(t.eval_batch_size), pad_to_multiple_of=self.pad_multiple,
+                             task=task_info(self.spec), seed=self.seed, max_seq_len=t.max_seq_len,
+                             eval_batch_size=t.eval_batch_size, pad_to_multiple_of=self.pad_multiple,
                              run_id=self.partial.get("run_id"), metrics={k: float(v) for k, v in self.metrics.items()},
                              headline=self.spec.headline, method_label=self.partial.get("method_label"),
                              inference=self.inference)
@@ -336,8 +337,9 @@ class CellRecipe:
         """Model FLOPs and MFU (bench/measure/flops.py); a failure there is logged and recorded, never the
         cause of a failed cell whose training and evaluation succeeded."""
         try:
-            return cell_flops(self.model, self.result.feature_s is not None, self.timer, self.train_data, self.eval_data,
-                              self.t, self.result.train_s, self.eval_s, self.device, self.precision, self.pad_multiple)
+            return cell_flops(self.model, self.result.feature_s is not None, self.timer, self.train_data,
+                              self.eval_data, self.t, self.result.train_s, self.eval_s, self.device, self.precision,
+                              self.pad_multiple)
         except Exception as exc:  # noqa: BLE001 - an extra measurement must not cost a finished cell
             log.warning("flops: not counted (%s: %s)", type(exc).__name__, exc)
             return {"train_flops": None, "mfu": None, "error": f"{type(exc).__name__}: {exc}"}
@@ -349,7 +351,7 @@ class CellRecipe:
         self.phase.name = "flops"
         flops = self._flops()
         self.phase.name = "record"
-        composed = self.method.composition_record() or {}  # (#29, optional) composed_from, composition
+        composed = self.method.composition_record() or {}  # (optional) composed_from, composition
         return {
             **composed,
             "inference": self.inference,
@@ -358,24 +360,24 @@ class CellRecipe:
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "selection_metrics": {k: float(v) for k, v in self.sel_metrics.items()},
             "_predictions": self.predictions,
-            # (#25, optional) eval/selection predictions (nearly) all one class or (nearly) constant
+            # (optional) eval/selection predictions (nearly) all one class or (nearly) constant
             "collapse": collapse_section(self.predictions),
             "metrics_per_epoch": result.metrics_per_epoch,
             "selection": "best_epoch" if best else "last",
             "best_epoch": result.best_epoch if best else None,
             "data": self.partial["data"],
             "train": {
-                "epochs": int(t.epochs), "steps": result.steps, "batch_size": int(t.batch_size), "lr": self.method.lr,
+                "epochs": t.epochs, "steps": result.steps, "batch_size": t.batch_size, "lr": self.method.lr,
                 "warmup_steps": result.warmup_steps, "final_loss": result.final_loss,
-                "deterministic": bool(t.deterministic), "precision": self.precision,
+                "deterministic": t.deterministic, "precision": self.precision,
                 "pad_to_multiple_of": self.pad_multiple,
                 "feature_cache": result.feature_s is not None, "feature_s": result.feature_s,
                 **({"data_pass_s": result.data_pass_s} if result.data_pass_s is not None else {}),
-                "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": int(t.batch_size) * grad_accum_steps(t),
+                "grad_accum_steps": grad_accum_steps(t), "effective_batch_size": t.batch_size * grad_accum_steps(t),
                 "init_from": self.init_from, "length_rule": self.length_rule,
-                "stop_after_epochs": t.get("stop_after_epochs"), "optimizer": result.optimizer,
+                "stop_after_epochs": t.stop_after_epochs, "optimizer": result.optimizer,
                 "continued_from_epoch": result.continued_from_epoch,
-                "memory_levers": levers_section(t, cell.weights),  # (#27, optional)
+                "memory_levers": levers_section(t, cell.weights),  # (optional)
             },
             "params": self.partial["params"],
             "memory": self.partial["memory"],

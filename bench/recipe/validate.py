@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from bench.config.renamed import rename_settings
 from bench.config.schema import (
     SECTIONS,
     RunSettings,
@@ -15,6 +16,7 @@ from bench.config.schema import (
     check_section,
     lr_search_range,
     schema_fields,
+    settings,
 )
 from bench.errors import ConfigError
 
@@ -29,50 +31,51 @@ def _resolved(cfg, key: str):
         raise ConfigError(f"{key}: a value does not resolve: {exc}") from None
 
 
-def check_study(cfg, study: dict, method_name: str) -> None:
+def check_study(cfg, built: dict, method_name: str) -> None:
     """What experiment=study needs besides well-typed keys: a rate range for this method, no fixed
-    train.lr (the protocol chooses it), and a selection split to choose on."""
+    train.lr (the protocol chooses it), and a selection split to choose on. `built`: the typed sections."""
     method = _resolved(cfg, "method") or {}
-    if lr_search_range(study, dict(method, name=method_name)) is None:
+    study, train = built["study"], built["train"]
+    selection = built["data"].selection if "data" in built else SelectionSettings()
+    if lr_search_range(_resolved(cfg, "study"), dict(method, name=method_name)) is None:
         raise ConfigError(f"study: no learning-rate range for method {method_name!r}: declare `lr_range: [low, high]` "
                           f"in its YAML (method/{method_name}.yaml), or set study.lr_ranges.{method_name}=[low,high] "
                           "or study.lr_range=[low,high]")
-    if cfg.train.get("lr") is not None:
-        raise ConfigError(f"train.lr={cfg.train.lr!r} with experiment=study: the protocol chooses the rate; "
+    if train.lr is not None:
+        raise ConfigError(f"train.lr={train.lr!r} with experiment=study: the protocol chooses the rate; "
                           f"set the search range instead (study.lr_ranges.{method_name} or study.lr_range)")
-    if not (((cfg.get("data") or {}).get("selection") or {}).get("fraction")):
+    if not selection.fraction:
         raise ConfigError("experiment=study needs a selection split (data.selection.fraction > 0): the rate and "
                           "epoch are chosen on it, never on the reported split")
-    prune = study.get("prune") or {}
-    if prune.get("enabled") and int(prune.get("rung_epochs", 1)) >= int(cfg.train.epochs):
-        raise ConfigError(f"study.prune.rung_epochs={prune.get('rung_epochs', 1)}: the first rung must be shorter "
-                          f"than the full run (train.epochs={cfg.train.epochs}); expected an integer < train.epochs")
-    if prune.get("enabled") and cfg.train.get("stop_after_epochs") is not None:
+    prune = study.prune
+    if prune.enabled and prune.rung_epochs >= train.epochs:
+        raise ConfigError(f"study.prune.rung_epochs={prune.rung_epochs}: the first rung must be shorter "
+                          f"than the full run (train.epochs={train.epochs}); expected an integer < train.epochs")
+    if prune.enabled and train.stop_after_epochs is not None:
         raise ConfigError("train.stop_after_epochs with study.prune.enabled=true: the study sets it on its "
                           "first-rung trials; leave it unset")
 
 
 def check(cfg, *, whole_job: bool = True):
-    """Validate a composed config; raises ConfigError naming the first bad option. Returns the method
+    """Validate a composed config (old method setting names moved to peft's first, bench.config.renamed);
+    raises ConfigError naming the first bad option. Returns the method
     it built (callers may ignore it). `whole_job=False` for a cell derived from an already checked
     job (a study's trials set train.lr, which the study-level rule forbids in the user's config)."""
     from bench.data.tasks import task_spec
     from bench.models.build import method_from_config, method_source
 
-    for section, schema in SECTIONS.items():
-        values = _resolved(cfg, section)
-        if values is not None:
-            check_section(section, values, schema)
+    rename_settings(cfg)
+    built = {section: settings(cfg, section) for section in SECTIONS if cfg.get(section) is not None}
     for section in ("train", "model"):
-        if cfg.get(section) is None:
+        if section not in built:
             raise ConfigError(f"{section}: missing (choose one: {section}=<name>)")
     run = {k: _resolved(cfg, k) for k in schema_fields(RunSettings) if k in cfg}
     check_section("", run, RunSettings)
-    train = _resolved(cfg, "train")
-    sel = SelectionSettings(**(_resolved(cfg, "data") or {}).get("selection", {}) or {})
-    if train["select"] == "best_epoch" and not train["eval_every_epoch"]:
+    train = built["train"]
+    sel = built["data"].selection if "data" in built else SelectionSettings()
+    if train.select == "best_epoch" and not train.eval_every_epoch:
         raise ConfigError("train.select=best_epoch needs train.eval_every_epoch=true")
-    if train["select"] == "best_epoch" and not sel.fraction:
+    if train.select == "best_epoch" and not sel.fraction:
         raise ConfigError("train.select=best_epoch needs a selection split (data.selection.fraction > 0): the "
                           "epoch is chosen on held-out train examples, never on the reported split")
     if cfg.get("task") is None:
@@ -87,7 +90,7 @@ def check(cfg, *, whole_job: bool = True):
     method = method_from_config(cfg, where=method_source(choice) if choice else None)
     from bench.models.support import check_supported
 
-    check_supported(method, cfg.model)  # a method that cannot run on this architecture, refused by name (#27)
+    check_supported(method, cfg.model)  # a method that cannot run on this architecture, refused by name
     from bench.models.levers import check_levers
     from bench.recipe.trackers import check_logger
     from bench.training.data_parallel import check_nproc
@@ -95,7 +98,6 @@ def check(cfg, *, whole_job: bool = True):
     check_levers(cfg, method)
     check_nproc(cfg, method)
     check_logger(_resolved(cfg, "logger"))
-    study = _resolved(cfg, "study") or {}
-    if whole_job and study.get("enabled"):
-        check_study(cfg, study, method.name)
+    if whole_job and "study" in built and built["study"].enabled:
+        check_study(cfg, built, method.name)
     return method

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.config.schema import HASHED_UNLESS_DEFAULT, METHOD_DECLARATIONS, NOT_HASHED, identity_of
+
 SCHEMA_VERSION = 4
 #: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection
 #: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
 #: a version-1 record simply lacks them, and every reader treats them as optional. Keys added since
 #: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
-#: 3 (issue wave of #24-#28) added `capabilities`, `collapse`, `trackers` and the inference section's
+#: 3 added `capabilities`, `collapse`, `trackers` and the inference section's
 #: precision fields; every one is optional to readers, so versions 1 and 2 read as before.
 #: 4 added `method_file` (method=peft: the peft file's path, sha256 and what of it was ignored, dropped or
 #: replaced), `retention` (docs/retention.md), `checkpoint` (a cell's checkpoint saves and resumes,
@@ -32,33 +34,29 @@ TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment tracke
 STATUSES = ("ok", "failed", "interrupted")
 REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed")
 
-# Settings that say where things live or how the run is driven, not what is measured:
-# changing them must not change a cell's identity.
-HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
-                 # when a cell saves its state, a test stop signal: a resumed cell ends as one run would
-                 "train.checkpoint_every", "debug.signal_at_step", "debug.signal_at_phase", "debug.signal",
-                 "study", "study_cell", "inference", "retention", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
-                 # after-training inference measurement (it measures the trained model; it does not change it)
-                 "task.display_name", "task.description", "task.order",  # how reports show a task (bench/records/results.py)
-                 "method.lr_range", "method.tags",  # what a method declares for experiments (bench.config.schema)
-                 "method.config_file")  # method=peft: where its file was; its content (method.adapter_config) is hashed
-
-
-#: train keys added by issue #27 that leave the hash at their default, so every config written before
-#: them (records, resume) keeps its hash; set to anything else they are part of it
-AT_DEFAULT_UNHASHED = {"gradient_checkpointing": False, "weights_dtype": "fp32", "nproc": 1}
-
-
-#: method settings renamed to peft's spelling, hashed in the spelling before (per method class), so a
-#: config written either way is one cell and every earlier record keeps its run id
-HASHED_AS = {"bench.methods.LoRA": {"lora_alpha": "alpha", "lora_dropout": "dropout"}}
+#: keys of nodes that have no dataclass in bench.config.schema and still enter no run's identity: Hydra's own
+#: node, the trackers, a study's per-cell bookkeeping, the process's cell count, where a task file was and how
+#: reports show a task, what a method declares for experiments, and method=peft's file path (its content,
+#: method.adapter_config, is hashed)
+UNTYPED_UNHASHED = ("hydra", "logger", "study_cell", "_parallel_cells", "task.root", "task.display_name",
+                    "task.description", "task.order", *(f"method.{k}" for k in METHOD_DECLARATIONS),
+                    "method.config_file")
+#: every key left out of the config hash: the fields whose identity is NOT_HASHED (bench.config.schema), then the
+#: untyped ones above
+HASH_EXCLUDED = (*identity_of(NOT_HASHED), *UNTYPED_UNHASHED)
+#: dotted key -> default of the fields hashed only when not at their default (HASHED_UNLESS_DEFAULT)
+AT_DEFAULT_UNHASHED = identity_of(HASHED_UNLESS_DEFAULT)
 
 
 def _old_spelling(cfg: dict) -> None:
+    """Renamed method settings (bench.config.renamed) hashed in the spelling before, so a config written
+    either way is one cell and every earlier record keeps its run id."""
+    from bench.config.renamed import renamed_for
+
     method = cfg.get("method")
     if not isinstance(method, dict):
         return
-    for new, old in HASHED_AS.get(str(method.get("_target_")), {}).items():
+    for old, new in renamed_for(method).items():
         if new in method and old not in method:
             method[old] = method.pop(new)
 
@@ -101,14 +99,17 @@ def config_hash(config: dict) -> str:
     cfg = json.loads(json.dumps(config, default=str))
     for key in HASH_EXCLUDED:
         _drop(cfg, key)
-    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
-    for key, default in AT_DEFAULT_UNHASHED.items():  # (#27) a lever at its default: the cell it was before the key
-        if key in train and train[key] == default:
-            del train[key]
+    for dotted, default in AT_DEFAULT_UNHASHED.items():  # at its default: the cell it was before the key
+        *parents, key = dotted.split(".")
+        node = cfg
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node and node[key] == default:
+            del node[key]
     if ((cfg.get("train") or {}) if isinstance(cfg.get("train"), dict) else {}).get("select") != "best_epoch":
         # The selection score only chooses an epoch under best_epoch (a study's rate is chosen after the
         # trials ran, from their stored selection metrics): elsewhere it changes nothing a cell measures,
-        # and leaving it out keeps every select=last cell (default sweep, gate) the cell it was (#25).
+        # and leaving it out keeps every select=last cell (default sweep, gate) the cell it was.
         _drop(cfg, "task.select_metric")
     _source_identity(cfg)
     _old_spelling(cfg)
@@ -244,7 +245,8 @@ def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
     # the version first: a newer schema may name its fields differently, so its other checks would mislead
     if "schema_version" in rec and rec["schema_version"] not in READABLE_VERSIONS:
         raise ValueError(f"{path}: unknown schema_version {rec['schema_version']!r}: this peft-bench reads "
-                         f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer peft-bench? upgrade to read it)")
+                         f"{', '.join(map(str, READABLE_VERSIONS))} "
+                         "(written by a newer peft-bench? upgrade to read it)")
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
     if missing:
         raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
@@ -299,7 +301,8 @@ def load_records(root: str | os.PathLike) -> tuple[list[dict], list[BadRecord]]:
             continue
         if not isinstance(probe, dict) or "schema_version" not in probe:
             if RECORD_NAME.search(p.name):
-                held = "a JSON object without schema_version" if isinstance(probe, dict) else f"a JSON {type(probe).__name__}"
+                held = ("a JSON object without schema_version" if isinstance(probe, dict)
+                        else f"a JSON {type(probe).__name__}")
                 bad.append(BadRecord(p, f"not a record: named like one but holds {held}", "not a record"))
             continue
         try:

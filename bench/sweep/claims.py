@@ -1,4 +1,4 @@
-"""One cell, one run, whoever launches it: a claim file beside the record (issue #28).
+"""One cell, one run, whoever launches it: a claim file beside the record.
 
 Why: on a cluster the results folder is shared, and the same cell gets launched twice (a sweep
 started again while the first still runs, a requeued SLURM job, two people). Measured before this:
@@ -35,14 +35,13 @@ from pathlib import Path
 log = logging.getLogger("bench")
 
 SUFFIX = ".claim"
-DEFAULTS = {"on_busy": "skip", "stale_after_s": 300.0, "heartbeat_s": 15.0, "poll_s": 10.0}
 
 
-def settings_from(cfg) -> dict:
-    """`claim.*` with its defaults (values checked by bench.config.schema.ClaimSettings)."""
-    from bench.config.schema import with_defaults
+def settings_from(cfg):
+    """`claim.*`, typed (bench.config.schema.ClaimSettings: its rules and its defaults, written there only)."""
+    from bench.config.schema import settings
 
-    return with_defaults(cfg, "claim", DEFAULTS)
+    return settings(cfg, "claim")
 
 
 def claim_path(record_path: Path) -> Path:

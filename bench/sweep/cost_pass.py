@@ -29,7 +29,7 @@ not 288.
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import logging
 import sys
 import time
@@ -69,14 +69,10 @@ def measure_record(rec: dict, steps: int, warmup: int, threads: int | None, infe
             cfg.inference.cache = False
     recipe = CellRecipe(cfg, Phase(), {})
     recipe.setup()
-    t = copy.deepcopy(recipe.t)
-    with open_dict(t):
-        # cached features (head_only): the feature pass is paid once for all epochs, so a few steps would
-        # misstate the rate; that training is seconds long, so it runs whole
-        if not recipe.method.trains_on_cached_features:
-            t.max_steps = warmup + steps
-        t.warmup_steps_excluded = warmup
-    recipe.t = t
+    # cached features (head_only): the feature pass is paid once for all epochs, so a few steps would
+    # misstate the rate; that training is seconds long, so it runs whole
+    few = {} if recipe.method.trains_on_cached_features else {"max_steps": warmup + steps}
+    recipe.t = dataclasses.replace(recipe.t, warmup_steps_excluded=warmup, **few)
     recipe.train()
     if inference_only:
         return _with_inference(rec, cfg, recipe, warmup)
@@ -178,14 +174,16 @@ def main(argv: list[str] | None = None) -> int:
                                      args.folder)
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not stop the pass; its record is untouched
             failed += 1
-            print(f"cost pass {i}/{len(todo)}: {path.name}: not measured ({type(exc).__name__}: {exc})", file=sys.stderr)
+            print(f"cost pass {i}/{len(todo)}: {path.name}: not measured ({type(exc).__name__}: {exc})",
+                  file=sys.stderr)
             continue
         R.write_record(path, updated)
         if args.inference_only:
             over = ((updated["inference"] or {}).get("overhead") or {}).get("method") or {}
-            print(f"cost pass {i}/{len(todo)}: {rec.get('task')} / {rec.get('method_label') or rec.get('method')} / seed "
-                  f"{rec.get('seed')}: inference batch-1 x{over.get('batch1_mean') or float('nan'):.3f}, merge "
-                  f"{(updated['inference'].get('merge') or {}).get('status')}, {time.perf_counter() - t0:.0f} s", flush=True)
+            print(f"cost pass {i}/{len(todo)}: {rec.get('task')} / {rec.get('method_label') or rec.get('method')} "
+                  f"/ seed {rec.get('seed')}: inference batch-1 x{over.get('batch1_mean') or float('nan'):.3f}, "
+                  f"merge {(updated['inference'].get('merge') or {}).get('status')}, "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
             continue
         tp = updated["throughput"]
         print(f"cost pass {i}/{len(todo)}: {rec.get('task')} / {rec.get('method_label') or rec.get('method')} / seed "

@@ -108,7 +108,7 @@ def execute(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[str, P
         log.info("run: %s", cell)
         t0 = time.monotonic()
         if not cfg.get("isolate", True):
-            with C.Heartbeat(claim, C.settings_from(cfg)["heartbeat_s"]) if claim else nullcontext(), \
+            with C.Heartbeat(claim, C.settings_from(cfg).heartbeat_s) if claim else nullcontext(), \
                     cell_signals():
                 status = _run_and_record(cfg, ident, path, cell)
             if status == "interrupted":
@@ -149,22 +149,22 @@ def _claim(cfg: DictConfig, path: Path, ident: dict, cell: str):
     waited = False
     while True:
         try:
-            claim, holder = C.acquire(where, float(st["stale_after_s"]))
+            claim, holder = C.acquire(where, st.stale_after_s)
         except OSError as exc:
             log.warning("claim %s: cannot be made (%s); running the cell unclaimed", where, exc)
             return None
         if claim is not None:
             return claim
-        if st["on_busy"] != "wait":
+        if st.on_busy != "wait":
             log.info("skip (running elsewhere): %s, claimed by %s (%s)", cell, holder, where.name)
             _ledger(cfg, {"status": "skipped", "why": "running elsewhere", "path": str(path), "cell": cell})
             cell_finished(cfg, "skipped", 0.0, cell)
             return False
         if not waited:
             log.info("wait (running elsewhere): %s, claimed by %s; looking again every %g s", cell, holder,
-                     float(st["poll_s"]))
+                     st.poll_s)
             waited = True
-        time.sleep(float(st["poll_s"]))
+        time.sleep(st.poll_s)
         if _done(cfg, path, ident, cell):
             return False
 
@@ -192,7 +192,7 @@ def _run_isolated(cfg: DictConfig, ident: dict, path: Path, cell: str, claim=Non
     token = claim.info["token"] if claim else None
     child = ctx.Process(target=_child_main, args=(cfg, ident, path, cell, os.getpid(), token),
                         name=f"cell:{ident['run_id']}")
-    every = float(C.settings_from(cfg)["heartbeat_s"])
+    every = float(C.settings_from(cfg).heartbeat_s)
     with ForwardStops(child) as stops:  # SIGTERM / SIGINT / SIGUSR1 / SIGUSR2 of the sweep reach the cell
         child.start()
         if claim:
@@ -283,7 +283,7 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
     if trackers is not None:
         record["trackers"] = trackers.status
     try:
-        if nproc(cfg) > 1:  # data parallel (#27): the cell's N processes, this process writes the one record
+        if nproc(cfg) > 1:  # data parallel: the cell's N processes, this process writes the one record
             phase.name = "data parallel"  # the ranks' own phase is in a failure's message
             facts = {k: partial[k] for k in ("last_seen", "first_launch")}
             measured = run_distributed(cfg, ident["run_id"], facts)
@@ -299,7 +299,7 @@ def _run_and_record(cfg: DictConfig, ident: dict, path: Path, cell: str) -> str:
         head = measured["headline_metric"]
         value = measured["metrics"].get(head)  # absent where the reported split was not scored (a first rung)
         log.info("ok: %s  %s=%s  (%s)", cell, head, "-" if value is None else f"{value:.4f}", path.name)
-        for warning in (measured.get("collapse") or {}).get("warnings") or []:  # (#25) a run that learned nothing
+        for warning in (measured.get("collapse") or {}).get("warnings") or []:  # a run that learned nothing
             log.warning("%s: %s", cell, warning)
     except KeyboardInterrupt as exc:
         _write_interrupted(record, partial, path, exc, phase.name, logfile)

@@ -36,17 +36,16 @@ from pathlib import Path
 log = logging.getLogger("bench")
 
 MODES = ("auto", "bar", "log", "off")
-DEFAULTS = {"mode": "auto", "interval_s": 30.0}
 BAR_EVERY_S = 0.5
 TOTAL_ENV = "BENCH_SWEEP_TOTAL"
 PROGRESS_DIR = ".progress"
 
 
-def settings_from(cfg) -> dict:
-    """`progress.*` with its defaults (the values are checked by bench.config.schema.ProgressSettings)."""
-    from bench.config.schema import with_defaults
+def settings_from(cfg):
+    """`progress.*`, typed (bench.config.schema.ProgressSettings: its rules and its defaults, written there only)."""
+    from bench.config.schema import settings
 
-    return with_defaults(cfg, "progress", DEFAULTS)
+    return settings(cfg, "progress")
 
 
 def resolve_mode(mode: str, stream=None, parallel: int = 1) -> str:
@@ -177,7 +176,7 @@ def cell_finished(cfg, status: str, seconds: float, cell: str) -> None:
     except OSError as exc:  # what is printed must never fail a sweep
         log.debug("progress file %s: %s", path, exc)
         return
-    if settings["mode"] != "off":
+    if settings.mode != "off":
         line = sweep_line(path)
         if line:
             log.info(line)
