@@ -1,4 +1,4 @@
-"""Decoder backbones (#27): last-real-token pooling with right padding, the pad id the harness sets,
+"""Decoder backbones: last-real-token pooling with right padding, the pad id the harness sets,
 transformers' own `*ForSequenceClassification` as the reference for the native head, peft's printed
 counts for the four named decoders, adapters in the decoder block, and methods refused by name.
 
@@ -153,10 +153,10 @@ def test_conv1d_declarations_still_hold_in_peft():
     Holds for peft 0.21.2 (constraints.txt) and 0.22.0 (olora supported from 0.22.0)."""
     from peft import get_peft_model
 
-    from bench.methods.peft_tuner import (
-        CONV1D_INITS_SUPPORTED_FROM,
-        CONV1D_UNSUPPORTED,
+    from bench.methods.quirks.registry import (
+        conv1d_inits_supported_from,
         conv1d_unsupported_inits,
+        conv1d_unsupported_types,
     )
 
     built = build_model(model_cfg("tiny_gpt2"), 2, seed=0)
@@ -175,10 +175,10 @@ def test_conv1d_declarations_still_hold_in_peft():
             pass
         return False
 
-    unsupported = [*CONV1D_UNSUPPORTED, *conv1d_unsupported_inits()]
+    unsupported = [*conv1d_unsupported_types(), *conv1d_unsupported_inits()]
     still_fine = [name for name in unsupported if runs_and_trains(name)]
-    assert not still_fine, f"peft now handles Conv1D for {still_fine}: declare the release in CONV1D_*"
-    supported = [init for init in CONV1D_INITS_SUPPORTED_FROM if init not in unsupported]
+    assert not still_fine, f"peft now handles Conv1D for {still_fine}: declare the release in its quirk's conv1d"
+    supported = [init for init in conv1d_inits_supported_from() if init not in unsupported]
     broken = [init for init in supported if not runs_and_trains(init)]
     assert not broken, f"declared supported on Conv1D by the installed peft but failing: {broken}"
 

@@ -1,8 +1,9 @@
-"""Combining deltas: soups across seeds and multi-task merges (issue #17).
+"""Combining deltas: soups across seeds and multi-task merges.
 
-Tensors only; bench/compose/core.py rebuilds, evaluates and records.
+Tensors only; bench/compose/core.py rebuilds, evaluates and records. How a delta combines is what its
+method declares (bench/methods/base.py `adds_as_lora`, `changes_backbone`, `combine_refusal`), never its name:
 
-* LoRA (a peft method with `lora_A`/`lora_B`): peft's `add_weighted_adapter` on one backbone
+* A LoRA adapter (a method declaring `adds_as_lora`): peft's `add_weighted_adapter` on one backbone
   that carries every source adapter under its own name. Soups use `cat` with weights 1/n: the merged
   update is exactly the mean of the sources' updates B_i A_i s (rank n*r). Merges use the chosen
   combination type (linear / ties / dare_ties / ...; peft combines A and B matrices separately for the
@@ -14,13 +15,12 @@ Tensors only; bench/compose/core.py rebuilds, evaluates and records.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from bench.compose.core import ComposeError, Source, build
+from bench.compose.core import ComposeError, Source, build, source_method
 from bench.methods.peft_methods import LORA_COMBINATIONS as LORA_TYPES  # the method declares them
 
 #: peft's TIES-type merges average over agreeing signs themselves (disjoint mean): weight 1 each;
@@ -28,9 +28,10 @@ from bench.methods.peft_methods import LORA_COMBINATIONS as LORA_TYPES  # the me
 TIES_TYPES = ("ties", "dare_ties", "ties_svd", "dare_ties_svd")
 
 
-def is_lora(src: Source) -> bool:
-    return (src.delta / "adapter_model.safetensors").is_file() and json.loads(
-        (src.delta / "method.json").read_text()).get("method") == "lora"
+def adds_as_lora(src: Source) -> bool:
+    """Whether the source's method declares its delta a LoRA adapter that peft's add_weighted_adapter combines
+    (and the delta holds one)."""
+    return source_method(src).adds_as_lora and (src.delta / "adapter_model.safetensors").is_file()
 
 
 def default_weights(n: int, combination: str) -> list[float]:
@@ -90,12 +91,9 @@ def lora_combine(sources: list[Source], weights: list[float], combination: str, 
 
     if combination not in LORA_TYPES:
         raise ComposeError(f"--method {combination}: expected one of {', '.join(LORA_TYPES)}")
-    settings = json.loads((sources[0].delta / "method.json").read_text())
-    if settings.get("use_rslora") or settings.get("use_dora"):
-        raise ComposeError("LoRA with use_rslora or use_dora: peft's add_weighted_adapter gives the merged adapter "
-                           "alpha = r, which changes rsLoRA's scaling and has no DoRA magnitude; not supported")
-    if settings.get("bias", "none") != "none":
-        raise ComposeError("LoRA with method.bias != none: the biases are not LoRA matrices and peft does not merge them")
+    refusal = source_method(sources[0]).combine_refusal()
+    if refusal:
+        raise ComposeError(refusal)
     cell = build(sources[0])
     peft_model = cell.model.backbone
     config = cell.method.peft_config(peft_model.base_model.model.config)
@@ -134,7 +132,7 @@ def soup_cell(sources: list[Source], weights: list[float] | None = None, lora_co
     """A built cell holding the soup of `sources` (one task): heads averaged too. Returns (cell, settings)."""
     n = len(sources)
     weights = weights or [1.0 / n] * n
-    if is_lora(sources[0]):
+    if adds_as_lora(sources[0]):
         state, settings = lora_combine(sources, weights, lora_combination, None)
         from peft import set_peft_model_state_dict
 
@@ -153,9 +151,10 @@ def merge_cells(sources: list[Source], combination: str, weights: list[float] | 
     """Multi-task merge: one shared delta from the sources (one per task), each task with its own
     head. Yields (source, cell, settings) per task."""
     n = len(sources)
-    if json.loads((sources[0].delta / "method.json").read_text()).get("method") == "head_only":
-        raise ComposeError("method head_only: the backbone is untouched, so there is nothing shared to merge")
-    if is_lora(sources[0]):
+    method = source_method(sources[0])
+    if not method.changes_backbone:
+        raise ComposeError(f"method {method.name}: the backbone is untouched, so there is nothing shared to merge")
+    if adds_as_lora(sources[0]):
         weights = weights or default_weights(n, combination)
         state, settings = lora_combine(sources, weights, combination, density, seed)
         from peft import set_peft_model_state_dict

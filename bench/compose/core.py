@@ -1,4 +1,4 @@
-"""Sources, rebuilding, evaluation and records of composed models (issue #17).
+"""Sources, rebuilding, evaluation and records of composed models.
 
 A *source* is an ok record whose delta was kept (`save_delta=true`): given as the record file
 (`<sweep>/<run_id>.json`) or the kept delta folder (`<sweep>/deltas/<run_id>`). Both must exist; a
@@ -69,10 +69,9 @@ def check_same_base(sources: list[Source], what: str) -> None:
                                "backbones; compose such deltas only within one seed")
 
 
-def build(src: Source, settings: dict | None = None, num_labels: int | None = None):
-    """A fresh cell (bench.models.build.build_cell) for `src`'s config, with the method's settings replaced
-    by `settings` where given (a merged LoRA's rank). Returns the Cell."""
-    from bench.models.build import build_cell
+def source_method(src: Source, settings: dict | None = None):
+    """The method of `src` as its delta describes it (bench_delta.json, else the record's config), with its
+    settings replaced by `settings` where given (a merged LoRA's rank): what compose asks what it can do."""
     from bench.models.delta import method_from_delta
 
     info_file = src.delta / "bench_delta.json"
@@ -81,9 +80,17 @@ def build(src: Source, settings: dict | None = None, num_labels: int | None = No
     mcfg.setdefault("lr", src.record.get("train", {}).get("lr"))
     # a delta's description and a record are data: the method by registered name only (bench.predict.method_from_delta)
     try:
-        method = method_from_delta(mcfg, str(info_file if info_file.is_file() else src.record.get("_path")))
+        return method_from_delta(mcfg, str(info_file if info_file.is_file() else src.record.get("_path")))
     except ValueError as exc:
         raise ComposeError(str(exc)) from None
+
+
+def build(src: Source, settings: dict | None = None, num_labels: int | None = None):
+    """A fresh cell (bench.models.build.build_cell) for `src`'s config and method (`source_method`). Returns
+    the Cell."""
+    from bench.models.build import build_cell
+
+    method = source_method(src, settings)
     cfg = OmegaConf.create(src.config)
     spec = T.task_spec(cfg.task)
     return build_cell(cfg.model, method, int(num_labels or spec.num_labels), int(src.record["seed"]),
@@ -222,7 +229,8 @@ def write_composed_record(out: Path, src: Source, label: str, sources: list[Sour
                      (result["predictions"]["splits"].get("selection") or {}).get("ids", [])))},
         "train": {"epochs": 0, "steps": 0, "lr": None, "init_from": None, "composed": True},
         "params": dict(cell.params),
-        "memory": {}, "throughput": {"eval_samples_per_s": result["n_eval"] / result["eval_s"] if result["eval_s"] else None},
+        "memory": {},
+        "throughput": {"eval_samples_per_s": result["n_eval"] / result["eval_s"] if result["eval_s"] else None},
         "time": {"train_s": 0.0, "eval_s": result["eval_s"], "total_s": time.perf_counter() - t0},
         "storage": storage, "env": src.record.get("env"), "model_info": src.record.get("model_info"),
         "finished_at": envelope.now(),

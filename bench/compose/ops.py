@@ -5,7 +5,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.compose.combine import is_lora, merge_cells, soup_cell
+from bench.compose.combine import adds_as_lora, merge_cells, soup_cell
 from bench.compose.core import (
     ComposeError,
     Evaluator,
@@ -84,7 +84,7 @@ def soup(refs: list[Source], out: Path, kind: str = "uniform", lora_combination:
     composition = {
         "op": "soup", "kind": kind, "ingredients": ingredients, "used": [sources[i].run_id for i in used],
         "weights": [1.0 / len(chosen)] * len(chosen),
-        "lora_combination": lora_combination if is_lora(sources[0]) else None,
+        "lora_combination": lora_combination if adds_as_lora(sources[0]) else None,
         "heads": "averaged like the delta (one task)",
         "selection_split": sel_info,
         "baselines": {"mean_of_seeds_dev": sum(devs) / len(devs) if devs else None,

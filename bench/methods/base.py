@@ -13,7 +13,7 @@ with defaults), never its name:
 - `unsupported_reason(backbone_config)`: why the method cannot run on an architecture (a decoder
   without biases for BitFit, GPT-2's Conv1D layers for a tuner peft implements for nn.Linear only), or
   None; read before any work (bench.recipe.validate.check, bench.models.build.build_cell), so a refused cell names
-  the method and the architecture instead of failing inside peft (#27);
+  the method and the architecture instead of failing inside peft;
 - `delta_holds`: what `save_delta` writes, in words (the record's `storage.what`);
 - `delta_format`: "peft" (a peft adapter folder: `adapter_model.safetensors`, the backbone wrapped by
   peft) or "tensors" (`delta.safetensors` of the trainable tensors); readers that load part of a delta
@@ -184,6 +184,14 @@ class Method:
     merge_combinations: tuple[str, ...] = ("linear",)
     #: whether the delta changes the backbone (head_only's does not: nothing shared to merge)
     changes_backbone = True
+    #: whether the saved delta is a LoRA adapter (peft's `lora_A`/`lora_B`) whose scaled updates peft's
+    #: add_weighted_adapter adds: bench.compose combines such deltas with peft's combination types, any
+    #: other by a weighted average of the saved tensors
+    adds_as_lora = False
+
+    def combine_refusal(self) -> str | None:
+        """Why bench.compose cannot combine deltas of this method with these settings, or None (it can)."""
+        return None
 
     def composition(self) -> dict:
         """Which composition operations apply to this method's deltas (the record's
@@ -198,7 +206,7 @@ class Method:
 
     def composition_record(self) -> dict | None:
         """`{"composed_from": [...], "composition": {...}}` for a method that combines frozen source
-        modules (bench/methods/composed.py, issue #29): the runner adds both to the record; None here."""
+        modules (bench/methods/composed.py): the runner adds both to the record; None here."""
         return None
 
     def has_hook(self, hook: str) -> bool:
@@ -218,13 +226,19 @@ class Method:
         return {n: p.detach().cpu().contiguous() for n, p in self.trainable_named_parameters(model)}
 
     def save_delta(self, model: nn.Module, folder: str | Path) -> Path:
-        from safetensors.torch import save_file
-
+        """The delta folder: the method's weights (`save_weights`) and its settings (`method.json`)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file(self.delta_state_dict(model), str(folder / "delta.safetensors"))
+        self.save_weights(model, folder)
         (folder / "method.json").write_text(json.dumps({"method": self.name, **self.settings()}, default=str))
         return folder
+
+    def save_weights(self, model: nn.Module, folder: Path) -> None:
+        """The tensors of the delta, written into `folder` (default: `delta_state_dict` as delta.safetensors;
+        peft methods: peft's adapter folder plus the head)."""
+        from safetensors.torch import save_file
+
+        save_file(self.delta_state_dict(model), str(folder / "delta.safetensors"))
 
     def load_delta(self, model: nn.Module, folder: str | Path) -> nn.Module:
         from safetensors.torch import load_file

@@ -7,7 +7,6 @@ extra positions.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import ClassVar
 
@@ -84,23 +83,23 @@ class PeftMethod(Method):
         state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()})
         return state
 
-    def save_delta(self, model: nn.Module, folder: str | Path) -> Path:
+    def save_weights(self, model: nn.Module, folder: Path) -> None:
         """peft's own adapter folder (what a peft user would publish) plus the head."""
         from safetensors.torch import save_file
 
-        folder = Path(folder)
-        model.backbone.save_pretrained(str(folder))
+        model.backbone.save_pretrained(str(folder), **self.save_options())
         head = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
         save_file(head, str(folder / "head.safetensors"))
-        (folder / "method.json").write_text(json.dumps({"method": self.name, **self.settings()}, default=str))
-        return folder
+
+    def save_options(self) -> dict:
+        """Keyword arguments of peft's `save_pretrained` (PeftTuner: a base-rewriting initialisation's)."""
+        return {}
 
     def load_delta(self, model: nn.Module, folder: str | Path) -> nn.Module:
-        from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        set_peft_model_state_dict(model.backbone, load_file(str(folder / "adapter_model.safetensors")))
+        self.load_backbone(model, folder)
         model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
         cfg = getattr(model.backbone, "active_peft_config", None)
         if cfg is not None and cfg.is_prompt_learning and (str(cfg.peft_type.value) == "P_TUNING"
@@ -109,6 +108,13 @@ class PeftMethod(Method):
             # inference mode uses the saved tokens as they are instead of running them through the MLP
             cfg.inference_mode = True
         return model
+
+    def load_backbone(self, model: nn.Module, folder: Path) -> None:
+        """The saved adapter's tensors into the wrapped backbone as built."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model.backbone, load_file(str(folder / "adapter_model.safetensors")))
 
 
 def _check_targets(option: str, targets, backbone_config) -> None:
@@ -204,11 +210,21 @@ class LoRA(_PeftFields, PeftMethod):
         if self.bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"method.bias={self.bias!r}: expected none, all or lora_only")
 
+    adds_as_lora = True
+
+    def combine_refusal(self) -> str | None:
+        """rsLoRA, DoRA and trained biases: a merged adapter add_weighted_adapter cannot express."""
+        if self.use_rslora or self.use_dora:
+            return ("LoRA with use_rslora or use_dora: peft's add_weighted_adapter gives the merged adapter "
+                    "alpha = r, which changes rsLoRA's scaling and has no DoRA magnitude; not supported")
+        if self.bias != "none":
+            return "LoRA with method.bias != none: the biases are not LoRA matrices and peft does not merge them"
+        return None
+
     def composition(self) -> dict:
-        """peft's combinations for plain LoRA; none with rsLoRA, DoRA or trained biases, whose merged
-        adapter add_weighted_adapter cannot express (bench/compose/combine.py refuses them)."""
+        """peft's combinations for plain LoRA; none where `combine_refusal` says why (bench.compose refuses)."""
         out = super().composition()
-        if self.use_rslora or self.use_dora or self.bias != "none":
+        if self.combine_refusal():
             return dict(out, soup=False, merge=[])
         return dict(out, merge=list(LORA_COMBINATIONS))
 
