@@ -93,3 +93,32 @@ def records_in(folder) -> list[dict]:
             data["_path"] = str(p)
             out.append(data)
     return out
+
+
+def run_main(main, args: list, glue_dir=None) -> subprocess.CompletedProcess:
+    """An entry point's `main(argv)` called in this process, with what it prints captured: the same
+    parsing, code and exit status as `python -m <module>` without the seconds of a fresh interpreter's
+    imports. For tests of what a command computes and prints; each entry point keeps at least one test
+    through `run_python`, which is what a user runs. argparse's own exits (SystemExit) become the status;
+    `glue_dir` is BENCH_GLUE_DIR during the call, as `run_python` sets it for a command."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = [str(a) for a in args]
+    saved = os.environ.get("BENCH_GLUE_DIR")
+    if glue_dir is not None:
+        os.environ["BENCH_GLUE_DIR"] = str(glue_dir)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            if isinstance(exc.code, str):
+                err.write(exc.code + "\n")
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            if saved is None:
+                os.environ.pop("BENCH_GLUE_DIR", None)
+            else:
+                os.environ["BENCH_GLUE_DIR"] = saved
+    return subprocess.CompletedProcess(argv, code or 0, out.getvalue(), err.getvalue())

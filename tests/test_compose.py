@@ -1,6 +1,8 @@
 """Composition (issue #17) on real tiny cells run through the CLI: the uniform soup of identical deltas
 is that delta, a merge of one task's delta is that delta, a transferred run starts from the source
 delta's exact weights, and composed records reference existing source records (refused otherwise).
+The sources run through `python -m bench`; one soup runs as `python -m bench.compose`, the other
+compositions call the same command line in this process (`compose`: same parser, code and exit status).
 
 Tolerances: averaging in float64 and peft's sqrt(w*s) split of the LoRA scaling round in the last
 float32 bit, so tensors are compared with torch.allclose(rtol=1e-5, atol=1e-7); predictions exactly."""
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clitools import records_in, run_bench, run_python
+from clitools import records_in, run_bench, run_main, run_python
 from safetensors.torch import load_file
 
 CELL = ["model=tiny_bert", "train=quick", "train.threads=1", "inference.enabled=false", "train.max_train_samples=16",
@@ -39,8 +41,24 @@ def read_csv(path):
         return list(csv.DictReader(fh))
 
 
-def compose(args, glue_dir):
+def compose_cli(args, glue_dir):
+    """`python -m bench.compose ARGS` in a process of its own, as a user runs it."""
     return run_python(["-m", "bench.compose", *map(str, args)], glue_dir, timeout=600)
+
+
+def compose(args, glue_dir):
+    """`python -m bench.compose ARGS`'s status and output, computed in this process (the GLUE folder is
+    the session's, as for the command)."""
+    from bench.compose.__main__ import main
+
+    return run_main(main, args, glue_dir)
+
+
+def report(args):
+    """`python -m bench.report ARGS` in this process (its command line runs in tests/test_report.py)."""
+    from bench.report.__main__ import main
+
+    return run_main(main, args)
 
 
 def composed_records(folder):
@@ -77,7 +95,8 @@ def test_uniform_soup_of_identical_deltas_equals_the_delta(sources, glue_dir, tm
     for method in ("lora", "adapter"):
         src = recs[(method, "sst2")]
         out = tmp_path / method
-        p = compose(["soup", src["_path"], src["_path"], src["_path"], "--task", "sst2", "--out", out], glue_dir)
+        run = compose_cli if method == "lora" else compose
+        p = run(["soup", src["_path"], src["_path"], src["_path"], "--task", "sst2", "--out", out], glue_dir)
         assert p.returncode == 0, p.stderr[-3000:]
         (rec,) = composed_records(out)
         kept, orig = Path(rec["storage"]["kept_at"]), Path(src["storage"]["kept_at"])
@@ -91,7 +110,7 @@ def test_uniform_soup_of_identical_deltas_equals_the_delta(sources, glue_dir, tm
         assert preds(rec) == preds(src)
         assert rec["metrics"] == src["metrics"]
         if method == "lora":  # the report's soup table: soup == every ingredient: a zero difference, equivalent
-            p = run_python(["-m", "bench.report", out, "--out", tmp_path / "report"], glue_dir)
+            p = report([out, "--out", tmp_path / "report"])
             assert p.returncode == 0, p.stderr[-3000:]
             (row,) = read_csv(tmp_path / "report" / "compose_soups.csv")
             assert row["task"] == "sst2" and row["kind"] == "uniform" and int(row["n_ingredients"]) == 3

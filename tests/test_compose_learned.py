@@ -135,11 +135,22 @@ def test_bad_sources_are_refused_with_the_file_named(sources, tmp_path):
 
 @pytest.mark.parametrize("name", ["lora_moe", "attempt", "adapter_fusion"])
 def test_learned_record_reloads_and_predicts_the_same(sources, glue_dir, name):
+    """lora_moe's cell runs through `python -m bench` (and its delta through `python -m bench.predict`);
+    the other two run the same cell in this process through the sweep's executor (isolate=false), as
+    tests/test_init_from.py does: what differs between the families is the delta, not the command."""
     results, recs = sources
     srcs = ",".join(_paths(recs, FAMILIES[name]))
-    p = run_bench([*CELL, "save_delta=true", "sweep_name=tgt", "task=rte", f"method={name}",
-                   f"method.sources=[{srcs}]"], glue_dir, results, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
+    overrides = [*CELL, "save_delta=true", "sweep_name=tgt", "task=rte", f"method={name}", f"method.sources=[{srcs}]"]
+    if name == "lora_moe":
+        p = run_bench(overrides, glue_dir, results, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+    else:
+        from bench.params import compose_config
+        from bench.sweep.execute import execute
+
+        overrides.append("isolate=false")
+        cfg = compose_config([*overrides, f"results_dir={results}", f"data.glue_dir={glue_dir}"])
+        assert execute(cfg, overrides)[0] == "ok"
     rec = next(r for r in records_in(results / "tgt") if r["method"] == name)
     assert rec["status"] == "ok" and rec["composition"]["op"] == "learned"
     assert rec["inference"] is None  # CELL has inference.enabled=false: the phase is skipped, the record says so

@@ -175,10 +175,13 @@ def test_check_value_is_the_rule_the_modules_use():
         check_value("train.grad_accum_steps", 2.5)
 
 
+# Each case starts `python -m bench` (seconds of imports): `make test` runs a bad value and a typo in a
+# multirun; the bad choice and the single-run typo take the same path to exit 2 (ConfigError from
+# bench.recipe.validate.check) and their messages are checked in-process above, so they run in `make test-slow`.
 @pytest.mark.parametrize("args,expected", [
     (["train.batch_size=0"], "train.batch_size=0: expected an integer >= 1"),
-    (["model.pooling=max"], "model.pooling='max'"),
-    (["+train.bach_size=8"], "did you mean batch_size?"),
+    pytest.param(["model.pooling=max"], "model.pooling='max'", marks=pytest.mark.slow, id="choice"),
+    pytest.param(["+train.bach_size=8"], "did you mean batch_size?", marks=pytest.mark.slow, id="typo"),
     (["-m", "method=lora,bitfit", "+method.rr=2"], "method.rr: not a setting of method bitfit"),
     (["method=oft", "method.oft_blok_size=16"], "did you mean oft_block_size?"),
 ], ids=["value", "choice", "typo", "multirun", "peft field"])

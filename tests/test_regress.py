@@ -1,7 +1,9 @@
 """The regression gate on real sweeps: the ci_gate preset (six methods x two tasks on the tiny
 random-weight BERT) runs once per module; candidates are that sweep's records, re-run cells with a
-method broken on purpose, or copies with a cell removed / a record edited. No mocks: every check
-goes through `python -m bench` and `python -m bench.regress` as a user would run them.
+method broken on purpose, or copies with a cell removed / a record edited. No mocks: the sweeps run
+through `python -m bench`; the gate's checks call `bench.regress`'s command line in this process
+(`regress`: same parser, code, output and exit status), and the committed-baseline gate and an exit-2
+case run it as `python -m bench.regress`, as a user and `make regress` do (`regress_cli`).
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clitools import run_bench, run_python
+from clitools import run_bench, run_main, run_python
 
+from bench.regress.__main__ import main as regress_main
 from bench.regress.check import Settings, metric_tolerance, pooled_std
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +32,12 @@ def bench_ok(args: list[str], glue_dir: Path, results_dir: Path) -> subprocess.C
 
 
 def regress(*args) -> subprocess.CompletedProcess:
+    """`python -m bench.regress ARGS`'s status and output, computed in this process."""
+    return run_main(regress_main, list(args))
+
+
+def regress_cli(*args) -> subprocess.CompletedProcess:
+    """`python -m bench.regress ARGS` in a process of its own, as a user runs it."""
     return run_python(["-m", "bench.regress", *args], timeout=120)
 
 
@@ -79,7 +88,7 @@ def test_ci_gate_sweep_passes_against_committed_baseline(sweep):
     doc = json.loads(COMMITTED.read_text())
     assert doc["name"] == "ci_gate" and doc["direction"] == "both" and len(doc["cells"]) == N_CELLS
     # Throughput is shown, not gated: on a shared 2-core machine identical runs differ by 25%+.
-    p = regress("check", "--baseline", "ci_gate", sweep, "--report-only", "throughput")
+    p = regress_cli("check", "--baseline", "ci_gate", sweep, "--report-only", "throughput")
     assert p.returncode == 0, p.stdout + p.stderr
     assert f"gate: PASS: {N_CELLS} cell(s) within tolerance" in p.stdout
 
@@ -216,7 +225,7 @@ def test_malformed_baseline_exit_2(sweep, tmp_path, content, expected):
 
 
 def test_unusable_paths_exit_2(sweep, own_baseline, tmp_path):
-    p = regress("check", "--baseline", "no_such_baseline", sweep)
+    p = regress_cli("check", "--baseline", "no_such_baseline", sweep)
     assert p.returncode == 2 and "baseline results/baselines/no_such_baseline.json: no such file" in p.stderr
     assert "ci_gate" in p.stderr  # lists the known baselines
     p = regress("check", "--baseline", own_baseline, tmp_path / "nowhere")
