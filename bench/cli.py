@@ -52,7 +52,8 @@ class SummaryCallback(Callback):
         print(f"\n{counts['ok']} ok, {counts['failed']} failed, {counts['skipped'] - busy} skipped (already done)"
               + (f", {busy} skipped (running elsewhere)" if busy else "")
               + (f", {counts['interrupted']} interrupted" if counts.get("interrupted") else "")
-              + (f", {counts['refused']} refused (method and architecture named above)" if counts.get("refused") else "")
+              + (f", {counts['refused']} refused (method and architecture named above)"
+                 if counts.get("refused") else "")
               + f"; records in {sweep_dir}")
         if counts["failed"] or counts.get("interrupted"):
             _STATE["exit"] = max(_STATE["exit"], 1)

@@ -99,7 +99,8 @@ def load_encoded(path: Path) -> Encoded:
                        z["labels"].tolist(), bool(z["is_regression"]))
 
 
-def encode_cached(examples, tokenizer, max_len: int, is_regression: bool, cache_dir: str | None) -> tuple[Encoded, bool]:
+def encode_cached(examples, tokenizer, max_len: int, is_regression: bool,
+                  cache_dir: str | None) -> tuple[Encoded, bool]:
     """`encode` with an on-disk cache keyed by the exact texts, labels, tokenizer vocabulary and
     max length, so a changed file or tokenizer can never hit a stale entry. Returns (data, hit).
     Pays for large splits (SST-2 train, 67k rows: ~3 s to tokenise on an idle core; measured with the

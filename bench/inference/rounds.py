@@ -100,7 +100,8 @@ def protocol_text(s: dict) -> str:
         how = (f"{s['repeats']} timed rounds at batch 1 ({s['batch_warmup']} + {s['batch_repeats']} at batch "
                f"{s['batch_size']}, then the memory forwards)")
     else:
-        how = (f"timed rounds at batch 1 until every ratio's 95 % interval has a half-width <= {s['target_halfwidth']:g} "
+        how = ("timed rounds at batch 1 until every ratio's 95 % interval has a half-width <= "
+               f"{s['target_halfwidth']:g} "
                f"({s['min_repeats']}-{s['repeats']} rounds; at batch {s['batch_size']}: {s['batch_warmup']} warm-up "
                "(the memory forwards the first), "
                f"{s['batch_min_repeats']}-{s['batch_repeats']})")

@@ -88,7 +88,8 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, poole
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
     if pooling == "cls":
         return hidden[:, max(extra, 0)]
-    if pooling == "last":  # decoders (bench/methods/architectures.py): the rightmost attended position, the last real token
+    if pooling == "last":  # decoders (bench/methods/architectures.py): the rightmost attended position, the last
+        # real token
         positions = torch.arange(hidden.shape[1], device=hidden.device)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), (positions * attention_mask).argmax(1)]
     if pooling == "pooler":
@@ -106,7 +107,7 @@ NATIVE = {
     "roberta": ("roberta", "cls"), "xlm-roberta": ("roberta", "cls"), "camembert": ("roberta", "cls"),
     "distilbert": ("distilbert", "cls"),
     "deberta": ("deberta", "cls"), "deberta-v2": ("deberta", "cls"),
-    # decoders (#27): `score` (H*C, no bias) on the last real token, as GPT2/GPTNeoX/Llama/Qwen2ForSequenceClassification
+    # decoders: `score` (H*C, no bias) on the last real token, as GPT2/GPTNeoX/Llama/Qwen2ForSequenceClassification
     **{t: ("decoder", "last") for t in ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3")},
 }
 
@@ -195,13 +196,14 @@ def head_parts(head: nn.Module) -> str:
 def head_counting(model) -> str:
     """The record's / bench.params' `counting` line, saying which head `trainable` includes."""
     if not isinstance(model.head, NativeHead):
-        return ("trainable includes the task head (model.head=uniform: dropout + linear, H*C + C); trainable_excl_head "
-                "is the method alone, as the LoRA/adapter papers count it; total = backbone (+ method additions) + head; "
+        return ("trainable includes the task head (model.head=uniform: dropout + linear, H*C + C); "
+                "trainable_excl_head is the method alone, as the LoRA/adapter papers count it; "
+                "total = backbone (+ method additions) + head; "
                 "the unused BERT pooler is not built unless model.pooling=pooler")
     h = model.head
     text = (f"trainable includes the task head (model.head=native: {h.source_class}'s {head_parts(h)}; "
-            f"{sum(p.numel() for p in h.parameters()):,} parameters in all, as transformers builds it); trainable_excl_head "
-            "is the method alone; total = backbone (+ method additions) + head")
+            f"{sum(p.numel() for p in h.parameters()):,} parameters in all, as transformers builds it); "
+            "trainable_excl_head is the method alone; total = backbone (+ method additions) + head")
     if h.family == "bert":
         text += ("; BERT's pooler (dense H*H+H) stays in the backbone as in transformers: it trains under full "
                  "fine-tuning and is frozen under peft methods, as peft's SEQ_CLS leaves it")
@@ -385,7 +387,8 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
         # whatever model.pooling says; the record's model_info.pooling shows the pooling used.
         native_pooling = native_spec(config)[1]
         if native_pooling != pooling:
-            log.info("model.head=native: pooling %s (the architecture's), not model.pooling=%s", native_pooling, pooling)
+            log.info("model.head=native: pooling %s (the architecture's), not model.pooling=%s",
+                     native_pooling, pooling)
         pooling = native_pooling
     add_pooler = pooling == "pooler"
     pool_kwargs = _pooling_kwargs(config, add_pooler)
@@ -404,7 +407,7 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
         backbone.config.pad_token_id = config.pad_token_id
     torch.manual_seed(seed + 1)
     head = NativeHead(config, num_labels) if head_kind == "native" else None
-    model = SequenceClassifier(backbone, config.hidden_size, num_labels, pooling, float(model_cfg.get("head_dropout", 0.1)),
-                               head=head)
+    model = SequenceClassifier(backbone, config.hidden_size, num_labels, pooling,
+                               float(model_cfg.get("head_dropout", 0.1)), head=head)
     model.takes_token_type_ids = not is_decoder(config)
     return Built(model, tokenizer, config, source, tok_source)

@@ -55,10 +55,12 @@ def write_delta_info(folder, *, model_cfg: dict, method, task: dict, seed: int, 
 def model_card(info: dict, inference: dict | None) -> str:
     m, t = info["model"], info["task"]
     settings = {k: v for k, v in info["method"].items() if k not in ("_target_", "name")}
+    built = "pretrained" if m.get("pretrained", True) else f"random weights built with seed {info['seed']}"
     lines = [f"# {info.get('method_label') or info['method']['name']} on {t['name']}", "",
-             f"A peft-bench delta (run `{info.get('run_id')}`): what `{info['method']['name']}` trained, to be loaded onto its base model.",
+             (f"A peft-bench delta (run `{info.get('run_id')}`): what `{info['method']['name']}` trained, "
+              "to be loaded onto its base model."),
              "", "| | |", "|---|---|",
-             f"| base model | `{m.get('source')}` ({'pretrained' if m.get('pretrained', True) else 'random weights built with seed ' + str(info['seed'])}; pooling {m.get('pooling', 'mean')}) |",
+             f"| base model | `{m.get('source')}` ({built}; pooling {m.get('pooling', 'mean')}) |",
              f"| tokenizer | `{m.get('tokenizer') or m.get('source')}` (max {info['max_seq_len']} tokens) |",
              (f"| task | {t['name']} ({t['kind']}; text fields {', '.join(t['text_fields'])}; "
               f"labels {', '.join(t.get('label_names') or t.get('labels') or ['score'])}) |"),

@@ -21,7 +21,7 @@ SCHEMA_VERSION = 4
 #: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
 #: a version-1 record simply lacks them, and every reader treats them as optional. Keys added since
 #: (`flops`, `train.stop_after_epochs`) are additive in the same way and did not bump the version.
-#: 3 (issue wave of #24-#28) added `capabilities`, `collapse`, `trackers` and the inference section's
+#: 3 added `capabilities`, `collapse`, `trackers` and the inference section's
 #: precision fields; every one is optional to readers, so versions 1 and 2 read as before.
 #: 4 added `method_file` (method=peft: the peft file's path, sha256 and what of it was ignored, dropped or
 #: replaced), `retention` (docs/retention.md), `checkpoint` (a cell's checkpoint saves and resumes,
@@ -34,18 +34,22 @@ REQUIRED_FIELDS = ("schema_version", "status", "model", "task", "method", "seed"
 
 # Settings that say where things live or how the run is driven, not what is measured:
 # changing them must not change a cell's identity.
-HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads", "_parallel_cells", "cache_dir", "isolate",
+HASH_EXCLUDED = ("results_dir", "sweep_name", "resume", "data.glue_dir", "task.root", "hydra", "train.threads",
+                 "_parallel_cells", "cache_dir", "isolate",
                  # when a cell saves its state, a test stop signal: a resumed cell ends as one run would
                  "train.checkpoint_every", "debug.signal_at_step", "debug.signal_at_phase", "debug.signal",
-                 "study", "study_cell", "inference", "retention", "progress", "claim", "logger",  # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what is printed while it runs, and the
-                 # after-training inference measurement (it measures the trained model; it does not change it)
-                 "task.display_name", "task.description", "task.order",  # how reports show a task (bench/records/results.py)
+                 # the tuning protocol's bookkeeping (a trial and a final run of one config are one cell), what
+                 # is printed while it runs, and what is measured after training (the inference cost, what the
+                 # cell cost the backbone): it measures the trained model; it does not change it
+                 "study", "study_cell", "inference", "retention", "progress", "claim", "logger",
+                 # how reports show a task (bench/records/results.py)
+                 "task.display_name", "task.description", "task.order",
                  "method.lr_range", "method.tags",  # what a method declares for experiments (bench.config.schema)
                  "method.config_file")  # method=peft: where its file was; its content (method.adapter_config) is hashed
 
 
-#: train keys added by issue #27 that leave the hash at their default, so every config written before
-#: them (records, resume) keeps its hash; set to anything else they are part of it
+#: train keys that leave the hash at their default: a config without the key (one written before it
+#: existed: records, resume) and one at its default are one cell; set to anything else they are part of it
 AT_DEFAULT_UNHASHED = {"gradient_checkpointing": False, "weights_dtype": "fp32", "nproc": 1}
 
 
@@ -102,13 +106,13 @@ def config_hash(config: dict) -> str:
     for key in HASH_EXCLUDED:
         _drop(cfg, key)
     train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
-    for key, default in AT_DEFAULT_UNHASHED.items():  # (#27) a lever at its default: the cell it was before the key
+    for key, default in AT_DEFAULT_UNHASHED.items():  # a lever at its default: the cell without the key
         if key in train and train[key] == default:
             del train[key]
     if ((cfg.get("train") or {}) if isinstance(cfg.get("train"), dict) else {}).get("select") != "best_epoch":
         # The selection score only chooses an epoch under best_epoch (a study's rate is chosen after the
         # trials ran, from their stored selection metrics): elsewhere it changes nothing a cell measures,
-        # and leaving it out keeps every select=last cell (default sweep, gate) the cell it was (#25).
+        # and leaving it out keeps every select=last cell (default sweep, gate) one cell whatever it names.
         _drop(cfg, "task.select_metric")
     _source_identity(cfg)
     _old_spelling(cfg)
@@ -240,11 +244,13 @@ def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
             raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     rec = parsed
     if not isinstance(rec, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")  # noqa: TRY004 - callers catch ValueError for any unreadable record
+        # a ValueError, not a TypeError: callers catch ValueError for any unreadable record
+        raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")  # noqa: TRY004
     # the version first: a newer schema may name its fields differently, so its other checks would mislead
     if "schema_version" in rec and rec["schema_version"] not in READABLE_VERSIONS:
         raise ValueError(f"{path}: unknown schema_version {rec['schema_version']!r}: this peft-bench reads "
-                         f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer peft-bench? upgrade to read it)")
+                         f"{', '.join(map(str, READABLE_VERSIONS))} "
+                         "(written by a newer peft-bench? upgrade to read it)")
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
     if missing:
         raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
@@ -299,7 +305,8 @@ def load_records(root: str | os.PathLike) -> tuple[list[dict], list[BadRecord]]:
             continue
         if not isinstance(probe, dict) or "schema_version" not in probe:
             if RECORD_NAME.search(p.name):
-                held = "a JSON object without schema_version" if isinstance(probe, dict) else f"a JSON {type(probe).__name__}"
+                held = ("a JSON object without schema_version" if isinstance(probe, dict)
+                        else f"a JSON {type(probe).__name__}")
                 bad.append(BadRecord(p, f"not a record: named like one but holds {held}", "not a record"))
             continue
         try:

@@ -63,7 +63,8 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     records, bad = load_records(results_dir)
     lap("load")
     if not records:
-        detail = (f" ({len(bad)} unreadable record file(s):\n" + "\n".join(bad_record_lines(bad, "  ")) + ")") if bad else ""
+        detail = ((f" ({len(bad)} unreadable record file(s):\n" + "\n".join(bad_record_lines(bad, "  ")) + ")")
+                  if bad else "")
         raise UnusableResults(f"no readable result records under {results_dir}{detail}")
     name = name or (results_dir.resolve().name if results_dir.is_dir() else results_dir.stem)
     out = Path(out)
