@@ -112,18 +112,18 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
             job_cfg = loader.load_sweep_config(config, list(job))
             check(job_cfg)
             cells += planned_cells(job_cfg)
-        except UnsupportedError:  # a method refused on this architecture: that job says so, the others run (#27)
+        except UnsupportedError:  # a method refused on this architecture: that job says so, the others run
             continue
         except ConfigError as exc:
             errors.setdefault(str(exc), f"{exc} [job: {' '.join(job) or 'no overrides'}]")
-        except Exception:  # noqa: BLE001 - a job that does not compose fails when it starts, as before
+        except Exception:  # noqa: BLE001 - a job that does not compose fails when it starts, with its own error
             return list(errors.values()), None
     return list(errors.values()), cells or None
 
 
 def refused(cfg: DictConfig, overrides: list[str], exc) -> None:
     """A cell whose method cannot run on its architecture (bench/methods/support.py): said in the log and in
-    this invocation's ledger, so the sweep's summary lists it; no record, no work (#27)."""
+    this invocation's ledger, so the sweep's summary lists it; no record, no work."""
     from bench.config.method_labels import method_label
     from bench.sweep.execute import _ledger
 

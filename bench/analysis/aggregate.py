@@ -306,7 +306,7 @@ class Aggregation:
     #: expected best selection score vs number of learning-rate trials ("budget" elsewhere means data size)
     tuning_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
-    #: filled by bench.report.chance.add_chance (issue #25): trivial-baseline rows (table.csv row_type
+    #: filled by bench.report.chance.add_chance: trivial-baseline rows (table.csv row_type
     #: "chance"), each method's test against chance, and {(model, task): why} for tasks with no verdict
     baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
     chance: pd.DataFrame = field(default_factory=pd.DataFrame)

@@ -1,4 +1,4 @@
-"""The variants an inference measurement times, and what is checked about them (issue #14): the
+"""The variants an inference measurement times, and what is checked about them: the
 synthetic inputs every variant sees, the extra length a method adds (read from shapes), and the
 merged model with its logit check. Split from bench/inference/cost.py, which times them.
 
@@ -57,7 +57,7 @@ def added_length(model: nn.Module, vocab_size: int, device: torch.device, length
 
     handle = inner_transformer(model).register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        # a shape probe: fp32, or bf16 autocast where the weights are stored bf16 (train.weights_dtype, #27)
+        # a shape probe: fp32, or bf16 autocast where the weights are stored bf16 (train.weights_dtype)
         probe = "bf16" if any(p.dtype == torch.bfloat16 for p in model.parameters()) else "fp32"
         forward(model, synthetic_inputs(1, length, vocab_size, device), device, probe)
     finally:

@@ -3,9 +3,8 @@
 `model.head=uniform` (the default for comparisons): every method trains the same head on the same
 pooled representation, so that differences between methods come from the method and not from the
 head. It is our own module for two reasons: BERT's pretrained pooler is a poor feature for the
-bundled sentence-embedding model (measured on SST-2, 2,000 examples, logistic regression on frozen
-features: pooler 0.68, [CLS] 0.73, mean pooling 0.77), and one head class makes the head's parameter
-count the same closed form for every architecture: `H * C + C`.
+bundled sentence-embedding model (docs/decisions.md, "Mean pooling by default"), and one head class
+makes the head's parameter count the same closed form for every architecture: `H * C + C`.
 
 `model.head=native`: the architecture's own sequence-classification head, as transformers builds it
 in `*ForSequenceClassification` (RoBERTa: dense + tanh + out_proj on <s>; BERT: the pretrained pooler
@@ -359,7 +358,7 @@ def _load_backbone(model_cfg, source: str, config, pool_kwargs: dict, weights_dt
         # checkpoint in that dtype, and AdamW on half-precision weights silently loses updates.
         # Mixed precision is autocast's job (train.precision), not the storage dtype's.
         return AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **pool_kwargs,
-                                         **quantization_kwargs(weights_dtype))  # train.weights_dtype=nf4 (#27)
+                                         **quantization_kwargs(weights_dtype))  # train.weights_dtype=nf4
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"model.source={model_cfg.source!r}: cannot load pretrained weights ({exc}). "

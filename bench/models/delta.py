@@ -90,9 +90,9 @@ def method_from_delta(node: dict, where: str):
 
     A delta folder is data: whoever can write a shared results folder must not be able to make
     every reader import a module of their choosing. So the class comes from bench.methods.REGISTRY
-    only (built-ins, and plugins the user has imported). Deltas written before issue #28 record
-    `_target_` as an import path: it is accepted when it is the path of a registered class (compared
-    as text, nothing imported), else refused with what to do."""
+    only (built-ins, and plugins the user has imported). A delta that records `_target_` as an import
+    path (the older format) is accepted when it is the path of a registered class (compared as text,
+    nothing imported), else refused with what to do."""
     from bench.methods import REGISTRY, build_method
 
     node = dict(node)

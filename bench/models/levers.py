@@ -1,4 +1,4 @@
-"""Memory levers of one cell (issue #27): activation checkpointing, bf16 weights, a 4-bit base.
+"""Memory levers of one cell: activation checkpointing, bf16 weights, a 4-bit base.
 
 Three settings, each off by default and absent from the shipped configs (so configs written before
 them keep their hash):
@@ -160,6 +160,6 @@ def enable_checkpointing(model, method) -> None:
 
 
 def record_section(tcfg, weights: dict | None) -> dict:
-    """The record's `train.memory_levers` (optional field, issue #27)."""
+    """The record's `train.memory_levers` (optional to readers)."""
     return {"gradient_checkpointing": bool(_get(tcfg, "gradient_checkpointing", False)),
             "weights": weights or {"dtype": weights_dtype(tcfg)}}

@@ -90,7 +90,7 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
         res.problems.append(f"{cand['n_failed']} seed(s) failed: {cand['errors']}")
     if cand["n_ok"] < base.get("n_ok", 1):
         res.notes.append(f"{cand['n_ok']} ok seed(s) vs {base.get('n_ok')} in the baseline")
-    for rec in cand.get("_records") or []:  # (#25) not gated: a collapsed run may be the baseline's state too
+    for rec in cand.get("_records") or []:  # not gated: a collapsed run may be the baseline's state too
         res.notes += [f"WARNING seed {rec.get('seed')} {w}" for w in collapse_warnings(rec)]
     _check_metrics(res, base, cand, st, hm)
     _check_retention(res, base, cand, st)

@@ -1,6 +1,6 @@
 """The report's chance layer: trivial-baseline rows, every method tested against chance, collapses.
 
-Why: a verdict among methods that learned nothing is not a verdict (issue #25). For every (model,
+Why: a verdict among methods that learned nothing is not a verdict. For every (model,
 task) this module derives, from the evaluation references the records' prediction files carry,
 
 * the trivial baselines of bench/analysis/chance.py as reference rows (`Aggregation.baselines`, table.csv

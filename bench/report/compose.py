@@ -1,4 +1,4 @@
-"""The report's composition part (issue #17): soups, multi-task merges and transfer, each with the
+"""The report's composition part: soups, multi-task merges and transfer, each with the
 paired tests the report uses everywhere.
 
 Composed records (bench/compose: `composition`, `composed_from`) and transfer records (ordinary
@@ -285,7 +285,7 @@ def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DE
               "compose_transfer": transfer_table(records, b, notes, margin)}
     from bench.report.compose_learned import learned_table, markdown
 
-    frames["compose_learned"] = learned_table(records, b, notes, margin)  # issue #29
+    frames["compose_learned"] = learned_table(records, b, notes, margin)
     frames = {k: v for k, v in frames.items() if len(v)}
     if not frames:
         return {}, ""

@@ -1,4 +1,4 @@
-"""The report's learned-composition table (issue #29): per (model, target, K, family), the learned
+"""The report's learned-composition table: per (model, target, K, family), the learned
 combination of frozen sources against the three alternatives at the same target-data budget.
 
 Arms, told apart by what the records say (never by label):

@@ -1,4 +1,4 @@
-"""The report's data-budget part (issue #13): which method to pick for the data you have.
+"""The report's data-budget part: which method to pick for the data you have.
 
 From the records of `experiment=budget` (each names its training-set size K in `config.budget_k`
 and carries it in its method label, `lora@k=300`), per (model, task):

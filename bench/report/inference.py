@@ -1,4 +1,4 @@
-"""The report's inference part (issue #14): a table of each method's inference overhead against the
+"""The report's inference part: a table of each method's inference overhead against the
 untouched backbone (batch 1 and batched, merged and not) and a plot of accuracy against that
 overhead, beside the accuracy-vs-trainable-parameters plot.
 
