@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return compare(Path(args.before), Path(args.after), args.rtol, args.strict_fields)
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="compare_records_"))).resolve()
     try:
-        revs = (args.before, args.after)
+        revs = [git(args.repo, "rev-parse", "--verify", f"{rev}^{{commit}}") for rev in (args.before, args.after)]
         with ThreadPoolExecutor(max_workers=2 if args.parallel else 1) as pool:
             sides = list(pool.map(lambda rev: run_side(args.repo, rev, workdir, args.smoke_methods), revs))
     except subprocess.CalledProcessError as err:
