@@ -116,7 +116,7 @@ def plan_sweep(config: DictConfig) -> tuple[list[str], int | None]:
             continue
         except ConfigError as exc:
             errors.setdefault(str(exc), f"{exc} [job: {' '.join(job) or 'no overrides'}]")
-        except Exception:  # noqa: BLE001 - a job that does not compose fails when it starts, as before
+        except Exception:  # noqa: BLE001 - a job that does not compose fails when it starts, with its own error
             return list(errors.values()), None
     return list(errors.values()), cells or None
 

@@ -205,6 +205,46 @@ def test_compare_records_tiny_run(tiny_records, tmp_path, glue_dir):
     assert proc.returncode == 1 and "DIFFERS" in proc.stdout and "metrics.accuracy" in proc.stdout, proc.stdout
 
 
+def test_compare_records_ignores_what_varies_and_pairs_renamed_settings(tiny_records, tmp_path):
+    """Timing, memory, the environment, timestamps and each side's own folder do not count; LoRA's older
+    setting names pair with peft's; any other field that changes does, run_id included."""
+    from benchmarks import compare_records as cr
+
+    before, after = tmp_path / "before" / "records", tmp_path / "after" / "records"
+    shutil.copytree(tiny_records, before)
+    shutil.copytree(tiny_records, after)
+    for side in (before, after):  # each side's records name its own folder, as two revisions' runs do
+        own = records_in(side)[0]
+        own_path = Path(own.pop("_path"))
+        own["config"]["results_dir"] = str(side)
+        own_path.write_text(json.dumps(own))
+    rec = records_in(after)[0]
+    path = Path(rec.pop("_path"))
+    rec["time"]["total_s"] += 1.0
+    rec["created_at"] = "2099-01-01T00:00:00+00:00"
+    rec["env"] = {"host": "elsewhere"}
+    rec["memory"]["peak_rss_bytes"] = 1
+    method = rec["config"]["method"]
+    method["alpha"] = method.pop("lora_alpha")  # the older spelling, as a record written before the rename
+    method["dropout"] = method.pop("lora_dropout")
+    path.write_text(json.dumps(rec))
+    roots = (str(tmp_path / "before"), str(tmp_path / "after"))
+    assert cr.compare(before, after, 0.0, False, roots) == 0
+    rec["run_id"] += "x"
+    rec["train"]["final_loss"] += 1e-9
+    path.write_text(json.dumps(rec))
+    assert cr.compare(before, after, 0.0, False, roots) == 1
+    fb, fa = cr.fields(records_in(before)[0], roots[0]), cr.fields(rec, roots[1])
+    assert sorted(k for k in fb if fb[k] != fa.get(k)) == ["run_id", "train.final_loss"]
+
+
+def test_compare_records_refuses_an_unknown_revision(tmp_path, capsys):
+    from benchmarks import compare_records as cr
+
+    assert cr.main(["--revisions", "no-such-revision", "HEAD", "--workdir", str(tmp_path)]) == 2
+    assert "no-such-revision" in capsys.readouterr().err
+
+
 def test_aa_calibration_on_real_prediction_files(tmp_path, capsys):
     """Five seeds of one method (record and predictions files as the harness writes them): every split
     of 2 vs 2 seeds is an A/A comparison, and a method whose seeds are near copies of each other (the

@@ -7,7 +7,8 @@ this module formats, scales or draws: values stay on the records' own scale (met
 Pipeline (each step is a public function so that callers can stop where they need to):
 
     records_to_frame(records)  one row per record, nested fields flattened (`metrics.f1`, `memory.peak_rss_bytes`)
-    dedupe(frame, records)     one record per (model, method_label, task, seed) (bench.records.results); conflicts listed
+    dedupe(frame, records)     one record per (model, method_label, task, seed) (bench.records.results);
+                               conflicts listed
     cell_grid(kept)            every model x method_label x task x seed seen for that model, with status
     cell_stats(kept)           long form: (model, method_label, task, quantity) -> mean, std, n
     aggregate_cells(kept, grid)  wide form: one row per (model, method_label, task)
@@ -305,7 +306,7 @@ class Aggregation:
     #: expected best selection score vs number of learning-rate trials ("budget" elsewhere means data size)
     tuning_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
-    #: filled by bench.report.chance.add_chance (issue #25): trivial-baseline rows (table.csv row_type
+    #: filled by bench.report.chance.add_chance: trivial-baseline rows (table.csv row_type
     #: "chance"), each method's test against chance, and {(model, task): why} for tasks with no verdict
     baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
     chance: pd.DataFrame = field(default_factory=pd.DataFrame)

@@ -73,7 +73,8 @@ def _prior_draws(ref: np.ndarray, regression: bool, draws: int, seed: int) -> np
     return classes[rng.choice(len(classes), size=(draws, len(ref)), p=counts / counts.sum())]
 
 
-def label_prior(ref: np.ndarray, metrics, regression: bool, draws: int = PRIOR_DRAWS, seed: int = PRIOR_SEED) -> Trivial:
+def label_prior(ref: np.ndarray, metrics, regression: bool, draws: int = PRIOR_DRAWS,
+                seed: int = PRIOR_SEED) -> Trivial:
     """Expected score (mean over `draws` seeded draws) and the 2.5-97.5 % range of the draws."""
     what = ("the labels in a random order (a draw from the label distribution)" if regression
             else "each prediction drawn from the label distribution")

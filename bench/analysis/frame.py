@@ -98,7 +98,8 @@ def records_to_frame(records: list[dict]) -> pd.DataFrame:
         study = dict(rec.get("study")) if isinstance(rec.get("study"), dict) else {}
         if study and study.get("selection_score") is None:  # the runner records it as selection_metrics
             sel = rec.get("selection_metrics") or {}
-            study["selection_score"] = selection_score(record_selection_keys(rec), sel) if isinstance(sel, dict) else None
+            study["selection_score"] = (selection_score(record_selection_keys(rec), sel)
+                                       if isinstance(sel, dict) else None)
         for f in STUDY_FIELDS:
             v = study.get(f)
             row[f"study_{f}"] = v if v is None or isinstance(v, str) or _is_number(v) else str(v)

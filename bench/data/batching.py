@@ -99,16 +99,16 @@ def load_encoded(path: Path) -> Encoded:
                        z["labels"].tolist(), bool(z["is_regression"]))
 
 
-def encode_cached(examples, tokenizer, max_len: int, is_regression: bool, cache_dir: str | None) -> tuple[Encoded, bool]:
+def encode_cached(examples, tokenizer, max_len: int, is_regression: bool,
+                  cache_dir: str | None) -> tuple[Encoded, bool]:
     """`encode` with an on-disk cache keyed by the exact texts, labels, tokenizer vocabulary and
     max length, so a changed file or tokenizer can never hit a stale entry. Returns (data, hit).
-    Pays for large splits (SST-2 train, 67k rows: ~3 s to tokenise on an idle core; measured with the
-    machine's 2 cores loaded 4x over, 15.5 s to tokenise, 0.63 s to load the 5.3 MiB .npz, 3.1 s to
-    unpickle the 4.8 MiB pickle this format replaced).
+    It pays for large splits: loading SST-2 train's entry takes a fraction of tokenising it
+    (measured in docs/performance.md).
 
-    The cache is data, not code (issue #28): .npz arrays read with allow_pickle=False. A damaged or
-    foreign file is rebuilt with a warning; an old pickled entry (`<key>.pkl`, before #28) is never
-    opened, only named once and left for the user to delete."""
+    The cache is data, not code: .npz arrays read with allow_pickle=False. A damaged or foreign file
+    is rebuilt with a warning; a pickled entry (`<key>.pkl`) is never opened, only named once and left
+    for the user to delete."""
     if not cache_dir:
         return encode(examples, tokenizer, max_len, is_regression), False
     path = cache_path(examples, tokenizer, max_len, is_regression, cache_dir)
@@ -162,9 +162,8 @@ def representative_batches(batches: list[list[int]], lengths: list[int], n: int,
     """`n` of an epoch's batches whose cost spread matches the whole epoch's, for a short timing run
     (the cost pass): the n - warmup timed batches sit at evenly spaced quantiles of the batches' padded
     size (rows x longest row), and the `warmup` untimed ones first at quantiles of what is left. Why:
-    the first steps of a length-grouped epoch are not a fair sample (measured on the default sweep:
-    SST-2's first 25 batches held 10 tokens per row against 13.2 over the run, which put the cost
-    pass's samples/s 12 % above the whole run's at the median cell, up to 34 %)."""
+    the first steps of a length-grouped epoch are not a fair sample of its batch sizes (measured in
+    docs/performance.md, "Does the pass measure what a serial run measures?")."""
     if n >= len(batches):
         return list(batches)
 

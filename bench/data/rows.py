@@ -56,7 +56,8 @@ def cell_rows(cfg, spec, seed: int, with_eval: bool = True) -> CellRows:
     t = cfg.train
     sel = selection_settings(cfg)
     train_all = load_split(spec, "train")
-    sel_ids, pool = sampling.carve_selection(train_all, spec.kind, sel["fraction"], sel["max_examples"], seed, sel["stratify"])
+    sel_ids, pool = sampling.carve_selection(train_all, spec.kind, sel["fraction"], sel["max_examples"], seed,
+                                             sel["stratify"])
     strat = bool(t.get("stratify_subsample", False)) and spec.kind == "classification"
     train_ids = sampling.nested_subsample(pool, t.max_train_samples, seed,
                                    labels=[train_all[i].label for i in pool] if strat else None)

@@ -202,7 +202,8 @@ def _display(spec: TaskSpec, c: dict) -> None:
             raise _bad(spec.name, key, "a non-empty string or absent (shown in reports)", v)
         setattr(spec, key, v)
     order = c.get("order")
-    if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float)) or not math.isfinite(order)):
+    if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float))
+                              or not math.isfinite(order)):
         raise _bad(spec.name, "order", "a number or absent (reports list tasks by it, then alphabetically)", order)
     spec.order = order
 
@@ -214,7 +215,8 @@ def _select_metric(spec: TaskSpec, value: Any) -> list[str]:
         return []
     allowed = sorted(set(metric_keys(spec, spec.eval_splits[0]).values()))
     names = [value] if isinstance(value, str) else value
-    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(v, str) and v in allowed for v in names) \
+    if not isinstance(names, (list, tuple)) or not names \
+            or not all(isinstance(v, str) and v in allowed for v in names) \
             or len(set(names)) != len(names):
         raise _bad(spec.name, "select_metric", f"absent, one of {allowed} or a list of distinct names from them "
                    "(the selection score is their mean)", value)

@@ -1,5 +1,5 @@
 """One inference measurement per model structure, reused across cells and sweeps (`inference.share`,
-`inference.cache`; issues #15 and #26).
+`inference.cache`).
 
 Why this is honest: latency, throughput and forward memory depend on the architecture, the shapes
 and the numeric format, not on the values of the weights (dense fp32/bf16 kernels do the same work
@@ -17,7 +17,7 @@ shows up there), and the record says where its timings came from (`inference.sha
 measuring run's sweep, task, seed, run id and time). Where the entries live:
 `<results_dir>/.inference_cache/<key>.json` (JSON, written atomically), so every sweep under one
 results folder reuses them; `inference.cache=false` keeps them per sweep folder
-(`<results_dir>/<sweep>/.inference_shared/`, the sweep-level sharing of issue #15), and
+(`<results_dir>/<sweep>/.inference_shared/`, shared within one sweep), and
 `+inference.share=false` measures every cell.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ SHARED_PARTS = ("inputs", "device", "precision", "threads", "timer", "protocol",
                 "settings", "added_length", "latency_batch1", "lengths_skipped", "throughput", "overhead", "memory",
                 "precision_reached")
 #: bump when bench/inference/cost.py or bench/inference/rounds.py measure differently: old entries are then not read
-PROTOCOL = 3  # 3: a merged fresh build is timed once as the A/A control (issue #26)
+PROTOCOL = 3  # 3: a merged fresh build is timed once as the A/A control
 FORMAT = "peft-bench-inference-cache"
 #: method settings that change training only, never the trained model's structure
 TRAINING_ONLY = ("lr", "cache_features", "init", "init_text", "tokenizer_path", "name")
@@ -66,7 +66,7 @@ def structure_blob(cfg, num_labels: int, settings: dict, device: torch.device, p
             "device": device_name(device), "device_type": device.type, "cpu_count": os.cpu_count(),
             "precision": precision, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": package_version("transformers"), "peft": package_version("peft")}
-    if weights_dtype(cfg.train) != "fp32":  # (#27) bf16 / 4-bit weights time differently; fp32 keeps the old keys
+    if weights_dtype(cfg.train) != "fp32":  # bf16 / 4-bit weights time differently; fp32 keys have no dtype
         blob["weights_dtype"] = weights_dtype(cfg.train)
     return blob
 

@@ -1,4 +1,4 @@
-"""What a finetuned model costs after training (issue #14): latency, throughput, merging, extra length.
+"""What a finetuned model costs after training: latency, throughput, merging, extra length.
 
 Why measured this way (docs/inference.md):
 - The method's model and a *reference* (the same backbone freshly loaded + a head of the same shape)
@@ -109,8 +109,8 @@ def summarize(samples: list[float], ref: list[float] | None = None) -> dict:
 def _release_free_heap() -> bool:
     """glibc `malloc_trim(0)`: hand freed heap pages back to the kernel, so the next forward's
     activations show up as new resident memory instead of silently reusing pages kept from earlier
-    calls (without it the figure was 0 after the timing rounds; with it, MiniLM at 32 x 64 tokens
-    measured 56-60 MB three times running and 17 MB at batch 8). False where there is no glibc."""
+    calls (without it the figure reads 0 after the timing rounds; docs/inference.md). False where there
+    is no glibc."""
     import ctypes
 
     try:
@@ -186,7 +186,7 @@ def _variants(model: nn.Module, reference: nn.Module, fresh, s: dict, vocab: int
     """The models timed side by side, the merge's record entry, and whether the merged model is the
     A/A control. A merged model loaded strictly into a fresh build of the reference has the
     reference's modules, shapes and layout: it is a second build of the reference, which is what the
-    A/A control is, so it is timed once as both (a fourth variant cost a quarter of every round; #26)."""
+    A/A control is, so it is timed once as both (a fourth variant would cost a quarter of every round)."""
     merged, merge = merged_and_checked(model, reference, fresh, s, vocab, device, precision)
     merged_is_aa = merged is not None and merge.get("fresh_build", False)
     aa = fresh().eval() if fresh is not None and not merged_is_aa else None
@@ -234,7 +234,7 @@ def measure(model: nn.Module, reference: nn.Module, settings: dict, device: torc
     bl = min(s["batch_length"], budget)
     # The memory forwards (one per variant at the throughput batch, the same tensors) are the first
     # warm-up round of the throughput timing: each is a full untimed call at that shape, which is
-    # all a warm-up round is; a batched call is the measurement's most expensive (issue #26).
+    # all a warm-up round is; a batched call is the measurement's most expensive.
     # With target_halfwidth=null the order is the fixed protocol's: timing first, memory after.
     xb = synthetic_inputs(s["batch_size"], bl, vocab, device)
     first, t_mem = target is not None, time.perf_counter()
@@ -307,7 +307,7 @@ def measure_cell(cfg, model: nn.Module, num_labels: int, seed: int, device: torc
     def fresh() -> nn.Module:
         torch_state = torch.get_rng_state()
         try:
-            ref = build_model(cfg.model, num_labels, seed, dtype).model  # the base as the cell stores it (#27)
+            ref = build_model(cfg.model, num_labels, seed, dtype).model  # the base as the cell stores it
             return (ref.to(torch.bfloat16) if dtype == "bf16" else ref).to(device)
         finally:
             torch.set_rng_state(torch_state)

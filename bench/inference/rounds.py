@@ -1,8 +1,7 @@
-"""Interleaved timing rounds that stop when every ratio is precise enough (issue #26).
+"""Interleaved timing rounds that stop when every ratio is precise enough.
 
-Why: a fixed number of rounds (30 per length, 6 batched) spends the same time whether the ratios
-settled after 8 rounds or never do; on a quiet CPU most of it is spent confirming what the first
-rounds already showed, and it was as long as the training of a small cell. Here rounds run until
+Why: a fixed number of rounds spends the same time whether the ratios settled after a few rounds or
+never do; on a quiet CPU most of it confirms what the first rounds already showed. Rounds run until
 the 95 % interval of every variant's ratio to the reference has a half-width of at most
 `inference.target_halfwidth` (absolute, in ratio units: 0.01 = +-1 % of the reference), or until
 the cap; the record says the half-width reached and the rounds spent (`inference.precision_reached`).
@@ -100,7 +99,8 @@ def protocol_text(s: dict) -> str:
         how = (f"{s['repeats']} timed rounds at batch 1 ({s['batch_warmup']} + {s['batch_repeats']} at batch "
                f"{s['batch_size']}, then the memory forwards)")
     else:
-        how = (f"timed rounds at batch 1 until every ratio's 95 % interval has a half-width <= {s['target_halfwidth']:g} "
+        how = ("timed rounds at batch 1 until every ratio's 95 % interval has a half-width <= "
+               f"{s['target_halfwidth']:g} "
                f"({s['min_repeats']}-{s['repeats']} rounds; at batch {s['batch_size']}: {s['batch_warmup']} warm-up "
                "(the memory forwards the first), "
                f"{s['batch_min_repeats']}-{s['batch_repeats']})")

@@ -1,4 +1,4 @@
-"""The variants an inference measurement times, and what is checked about them (issue #14): the
+"""The variants an inference measurement times, and what is checked about them: the
 synthetic inputs every variant sees, the extra length a method adds (read from shapes), and the
 merged model with its logit check. Split from bench/inference/cost.py, which times them.
 
@@ -57,7 +57,7 @@ def added_length(model: nn.Module, vocab_size: int, device: torch.device, length
 
     handle = inner_transformer(model).register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        # a shape probe: fp32, or bf16 autocast where the weights are stored bf16 (train.weights_dtype, #27)
+        # a shape probe: fp32, or bf16 autocast where the weights are stored bf16 (train.weights_dtype)
         probe = "bf16" if any(p.dtype == torch.bfloat16 for p in model.parameters()) else "fp32"
         forward(model, synthetic_inputs(1, length, vocab_size, device), device, probe)
     finally:
@@ -89,14 +89,16 @@ def merged_variant(model: nn.Module, reference: nn.Module,
             what = ("prefix tuning adds key/value positions in every layer" if "PREFIX" in kind.upper()
                     else "prompt tuning prepends trainable input embeddings")
             return None, {"status": "not_applicable",
-                          "why": f"{what}: extra sequence positions, not a weight change, so nothing can be folded into the weights"}
+                          "why": f"{what}: extra sequence positions, not a weight change, so nothing can be folded "
+                                 "into the weights"}
         if not hasattr(bb, "merge_and_unload"):
             return None, {"status": "not_applicable", "why": f"peft {kind} has no merge_and_unload"}
         merged = copy.deepcopy(model)
         try:
             merged.backbone = merged.backbone.merge_and_unload()
         except NotImplementedError as exc:  # a tuner that trains but cannot fold into the weights (Lily)
-            return None, {"status": "not_applicable", "why": f"peft {kind}: merge_and_unload is not implemented ({exc})"}
+            return None, {"status": "not_applicable",
+                          "why": f"peft {kind}: merge_and_unload is not implemented ({exc})"}
         merged.pass_token_type_ids = True
         how = f"peft {kind}: merge_and_unload on a deep copy"
         if fresh is not None:
@@ -115,8 +117,9 @@ def merged_variant(model: nn.Module, reference: nn.Module,
     ref = {n: tuple(p.shape) for n, p in reference.named_parameters()}
     hooked = [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks]
     if own == ref and not hooked:
-        return None, {"status": "native", "how": "the finetuned model has exactly the backbone's architecture "
-                                                  "(only existing weights changed): merged by nature, figures = unmerged"}
+        return None, {"status": "native",
+                      "how": "the finetuned model has exactly the backbone's architecture "
+                             "(only existing weights changed): merged by nature, figures = unmerged"}
     extra = sorted(set(own) - set(ref))
     why = ("bottleneck adapters compute x + up(act(down(x))), a nonlinear function no weight matrix can absorb"
            if any(".adapter." in n for n in extra) else

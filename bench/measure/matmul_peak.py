@@ -51,7 +51,8 @@ def device_name(device: torch.device) -> str:
 
 
 def key_of(device: torch.device, precision: str) -> str:
-    return f"{device_name(device)}|{device.type}|threads={torch.get_num_threads()}|{precision}|torch={torch.__version__}"
+    return (f"{device_name(device)}|{device.type}|threads={torch.get_num_threads()}|{precision}"
+            f"|torch={torch.__version__}")
 
 
 def measure(device: torch.device, precision: str, n: int | None = None) -> dict:

@@ -3,9 +3,8 @@
 `model.head=uniform` (the default for comparisons): every method trains the same head on the same
 pooled representation, so that differences between methods come from the method and not from the
 head. It is our own module for two reasons: BERT's pretrained pooler is a poor feature for the
-bundled sentence-embedding model (measured on SST-2, 2,000 examples, logistic regression on frozen
-features: pooler 0.68, [CLS] 0.73, mean pooling 0.77), and one head class makes the head's parameter
-count the same closed form for every architecture: `H * C + C`.
+bundled sentence-embedding model (docs/decisions.md, "Mean pooling by default"), and one head class
+makes the head's parameter count the same closed form for every architecture: `H * C + C`.
 
 `model.head=native`: the architecture's own sequence-classification head, as transformers builds it
 in `*ForSequenceClassification` (RoBERTa: dense + tanh + out_proj on <s>; BERT: the pretrained pooler
@@ -88,7 +87,8 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, poole
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
     if pooling == "cls":
         return hidden[:, max(extra, 0)]
-    if pooling == "last":  # decoders (bench/methods/architectures.py): the rightmost attended position, the last real token
+    if pooling == "last":  # decoders (bench/methods/architectures.py): the rightmost attended position, the last
+        # real token
         positions = torch.arange(hidden.shape[1], device=hidden.device)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), (positions * attention_mask).argmax(1)]
     if pooling == "pooler":
@@ -106,7 +106,7 @@ NATIVE = {
     "roberta": ("roberta", "cls"), "xlm-roberta": ("roberta", "cls"), "camembert": ("roberta", "cls"),
     "distilbert": ("distilbert", "cls"),
     "deberta": ("deberta", "cls"), "deberta-v2": ("deberta", "cls"),
-    # decoders (#27): `score` (H*C, no bias) on the last real token, as GPT2/GPTNeoX/Llama/Qwen2ForSequenceClassification
+    # decoders: `score` (H*C, no bias) on the last real token, as GPT2/GPTNeoX/Llama/Qwen2ForSequenceClassification
     **{t: ("decoder", "last") for t in ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3")},
 }
 
@@ -195,13 +195,14 @@ def head_parts(head: nn.Module) -> str:
 def head_counting(model) -> str:
     """The record's / bench.params' `counting` line, saying which head `trainable` includes."""
     if not isinstance(model.head, NativeHead):
-        return ("trainable includes the task head (model.head=uniform: dropout + linear, H*C + C); trainable_excl_head "
-                "is the method alone, as the LoRA/adapter papers count it; total = backbone (+ method additions) + head; "
+        return ("trainable includes the task head (model.head=uniform: dropout + linear, H*C + C); "
+                "trainable_excl_head is the method alone, as the LoRA/adapter papers count it; "
+                "total = backbone (+ method additions) + head; "
                 "the unused BERT pooler is not built unless model.pooling=pooler")
     h = model.head
     text = (f"trainable includes the task head (model.head=native: {h.source_class}'s {head_parts(h)}; "
-            f"{sum(p.numel() for p in h.parameters()):,} parameters in all, as transformers builds it); trainable_excl_head "
-            "is the method alone; total = backbone (+ method additions) + head")
+            f"{sum(p.numel() for p in h.parameters()):,} parameters in all, as transformers builds it); "
+            "trainable_excl_head is the method alone; total = backbone (+ method additions) + head")
     if h.family == "bert":
         text += ("; BERT's pooler (dense H*H+H) stays in the backbone as in transformers: it trains under full "
                  "fine-tuning and is frozen under peft methods, as peft's SEQ_CLS leaves it")
@@ -357,7 +358,7 @@ def _load_backbone(model_cfg, source: str, config, pool_kwargs: dict, weights_dt
         # checkpoint in that dtype, and AdamW on half-precision weights silently loses updates.
         # Mixed precision is autocast's job (train.precision), not the storage dtype's.
         return AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **pool_kwargs,
-                                         **quantization_kwargs(weights_dtype))  # train.weights_dtype=nf4 (#27)
+                                         **quantization_kwargs(weights_dtype))  # train.weights_dtype=nf4
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"model.source={model_cfg.source!r}: cannot load pretrained weights ({exc}). "
@@ -385,7 +386,8 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
         # whatever model.pooling says; the record's model_info.pooling shows the pooling used.
         native_pooling = native_spec(config)[1]
         if native_pooling != pooling:
-            log.info("model.head=native: pooling %s (the architecture's), not model.pooling=%s", native_pooling, pooling)
+            log.info("model.head=native: pooling %s (the architecture's), not model.pooling=%s",
+                     native_pooling, pooling)
         pooling = native_pooling
     add_pooler = pooling == "pooler"
     pool_kwargs = _pooling_kwargs(config, add_pooler)
@@ -404,7 +406,7 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
         backbone.config.pad_token_id = config.pad_token_id
     torch.manual_seed(seed + 1)
     head = NativeHead(config, num_labels) if head_kind == "native" else None
-    model = SequenceClassifier(backbone, config.hidden_size, num_labels, pooling, float(model_cfg.get("head_dropout", 0.1)),
-                               head=head)
+    model = SequenceClassifier(backbone, config.hidden_size, num_labels, pooling,
+                               float(model_cfg.get("head_dropout", 0.1)), head=head)
     model.takes_token_type_ids = not is_decoder(config)
     return Built(model, tokenizer, config, source, tok_source)

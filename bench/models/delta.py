@@ -55,10 +55,12 @@ def write_delta_info(folder, *, model_cfg: dict, method, task: dict, seed: int, 
 def model_card(info: dict, inference: dict | None) -> str:
     m, t = info["model"], info["task"]
     settings = {k: v for k, v in info["method"].items() if k not in ("_target_", "name")}
+    built = "pretrained" if m.get("pretrained", True) else f"random weights built with seed {info['seed']}"
     lines = [f"# {info.get('method_label') or info['method']['name']} on {t['name']}", "",
-             f"A peft-bench delta (run `{info.get('run_id')}`): what `{info['method']['name']}` trained, to be loaded onto its base model.",
+             (f"A peft-bench delta (run `{info.get('run_id')}`): what `{info['method']['name']}` trained, "
+              "to be loaded onto its base model."),
              "", "| | |", "|---|---|",
-             f"| base model | `{m.get('source')}` ({'pretrained' if m.get('pretrained', True) else 'random weights built with seed ' + str(info['seed'])}; pooling {m.get('pooling', 'mean')}) |",
+             f"| base model | `{m.get('source')}` ({built}; pooling {m.get('pooling', 'mean')}) |",
              f"| tokenizer | `{m.get('tokenizer') or m.get('source')}` (max {info['max_seq_len']} tokens) |",
              (f"| task | {t['name']} ({t['kind']}; text fields {', '.join(t['text_fields'])}; "
               f"labels {', '.join(t.get('label_names') or t.get('labels') or ['score'])}) |"),
@@ -88,9 +90,9 @@ def method_from_delta(node: dict, where: str):
 
     A delta folder is data: whoever can write a shared results folder must not be able to make
     every reader import a module of their choosing. So the class comes from bench.methods.REGISTRY
-    only (built-ins, and plugins the user has imported). Deltas written before issue #28 record
-    `_target_` as an import path: it is accepted when it is the path of a registered class (compared
-    as text, nothing imported), else refused with what to do."""
+    only (built-ins, and plugins the user has imported). A delta that records `_target_` as an import
+    path (the older format) is accepted when it is the path of a registered class (compared as text,
+    nothing imported), else refused with what to do."""
     from bench.methods import REGISTRY, build_method
 
     node = dict(node)

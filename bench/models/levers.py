@@ -1,4 +1,4 @@
-"""Memory levers of one cell (issue #27): activation checkpointing, bf16 weights, a 4-bit base.
+"""Memory levers of one cell: activation checkpointing, bf16 weights, a 4-bit base.
 
 Three settings, each off by default and absent from the shipped configs (so configs written before
 them keep their hash):
@@ -51,8 +51,8 @@ def check_levers(cfg, method) -> None:
     dtype = weights_dtype(t)
     precision = str(_get(t, "precision", "auto"))
     if dtype in ("bf16", "nf4") and precision not in ("auto", "bf16"):
-        raise ConfigError(f"train.weights_dtype={dtype} computes in bf16: train.precision={precision} cannot run on it; "
-                          "use train.precision=auto or bf16")
+        raise ConfigError(f"train.weights_dtype={dtype} computes in bf16: train.precision={precision} cannot run "
+                          "on it; use train.precision=auto or bf16")
     if dtype == "nf4":
         check_4bit(method, str(_get(t, "device", "auto")))
 
@@ -61,12 +61,13 @@ def check_4bit(method, device: str) -> None:
     """train.weights_dtype=nf4 needs CUDA, the bitsandbytes package and a method that leaves the base
     frozen (its `trains_base_weights` declaration; `method` None: the backbone alone is being built)."""
     if method is not None and method.trains_base_weights:
-        raise ConfigError(f"train.weights_dtype=nf4 with method={method.name}: this method trains the base weights, which "
-                          "a 4-bit base cannot store; use a method that freezes the base (lora, ia3, adapter, ...) "
-                          "or train.weights_dtype=bf16")
+        raise ConfigError(f"train.weights_dtype=nf4 with method={method.name}: this method trains the base weights, "
+                          "which a 4-bit base cannot store; use a method that freezes the base "
+                          "(lora, ia3, adapter, ...) or train.weights_dtype=bf16")
     if device == "cpu" or device == "mps" or not torch.cuda.is_available():
-        raise ConfigError(f"train.weights_dtype=nf4 (a 4-bit base through bitsandbytes) runs on CUDA only; this machine "
-                          f"{'has no CUDA device' if not torch.cuda.is_available() else f'runs train.device={device}'}"
+        where = "has no CUDA device" if not torch.cuda.is_available() else f"runs train.device={device}"
+        raise ConfigError("train.weights_dtype=nf4 (a 4-bit base through bitsandbytes) runs on CUDA only; "
+                          f"this machine {where}"
                           "; use train.weights_dtype=bf16 here")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError("train.weights_dtype=nf4 needs the bitsandbytes package: pip install 'peft-bench[qlora]' "
@@ -159,6 +160,6 @@ def enable_checkpointing(model, method) -> None:
 
 
 def record_section(tcfg, weights: dict | None) -> dict:
-    """The record's `train.memory_levers` (optional field, issue #27)."""
+    """The record's `train.memory_levers` (optional to readers)."""
     return {"gradient_checkpointing": bool(_get(tcfg, "gradient_checkpointing", False)),
             "weights": weights or {"dtype": weights_dtype(tcfg)}}

@@ -241,7 +241,8 @@ def read_record(path: str | os.PathLike, parsed: Any = None) -> dict:
             raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     rec = parsed
     if not isinstance(rec, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")  # noqa: TRY004 - callers catch ValueError for any unreadable record
+        # a ValueError, not a TypeError: callers catch ValueError for any unreadable record
+        raise ValueError(f"{path}: expected a JSON object, found {type(rec).__name__}")  # noqa: TRY004
     # the version first: a newer schema may name its fields differently, so its other checks would mislead
     if "schema_version" in rec and rec["schema_version"] not in READABLE_VERSIONS:
         raise ValueError(f"{path}: unknown schema_version {rec['schema_version']!r}: this peft-bench reads "

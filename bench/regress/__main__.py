@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--direction", choices=DIRECTIONS, default="higher",
                    help="the gate's default: 'higher' = only metric drops regress; 'both' = any change beyond the "
                         "tolerance (for random-weight models, whose metrics have no better direction)")
-    s.add_argument("--allow-failed", action="store_true", help="leave cells without an ok record out instead of refusing")
+    s.add_argument("--allow-failed", action="store_true",
+                   help="leave cells without an ok record out instead of refusing")
     s.add_argument("--no-predictions", action="store_true",
                    help="do not store per-example predictions (NAME.predictions.json.gz); the paired test is then off")
     c = sub.add_parser("check", help="gate a candidate sweep against a baseline (exit 1 when something regressed)")
@@ -128,11 +129,12 @@ def cmd_check(a) -> int:
     if a.no_paired:
         print("paired:    off (--no-paired)")
     elif stored is None:
-        print("paired:    not available: the baseline stores no per-example predictions (re-save it from schema-2 records)")
+        print("paired:    not available: the baseline stores no per-example predictions "
+              "(re-save it from schema-2 records)")
     else:
-        print(f"paired:    headline metric per example on common ids, {len(paired[0])} cell(s) tested; fails when Holm p < "
-              f"{st.alpha:g} ({'one-sided, drops' if st.direction == 'higher' else 'two-sided'}) and |delta| > "
-              f"{st.min_effect:g}; se from {st.design}")
+        print(f"paired:    headline metric per example on common ids, {len(paired[0])} cell(s) tested; "
+              f"fails when Holm p < {st.alpha:g} ({'one-sided, drops' if st.direction == 'higher' else 'two-sided'})"
+              f" and |delta| > {st.min_effect:g}; se from {st.design}")
     print()
     print(format_table(results))
     details = format_details(results)

@@ -79,7 +79,8 @@ def baseline_predictions(records: list[dict], doc: dict) -> tuple[dict, list[str
         if problems or len(data) != len(recs):
             lines.append(f"no predictions stored for {cid}: {problems[0] if problems else 'seeds without predictions'}")
             continue
-        entry = cell_entry(data, metric, split, "regression" if metric in ("pearson", "spearmanr") else "classification")
+        kind = "regression" if metric in ("pearson", "spearmanr") else "classification"
+        entry = cell_entry(data, metric, split, kind)
         if isinstance(entry, str):
             lines.append(f"no predictions stored for {cid}: {entry}")
             continue

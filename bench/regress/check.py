@@ -90,7 +90,7 @@ def check_cell(base: dict, cand: dict | None, st: Settings) -> CellResult:
         res.problems.append(f"{cand['n_failed']} seed(s) failed: {cand['errors']}")
     if cand["n_ok"] < base.get("n_ok", 1):
         res.notes.append(f"{cand['n_ok']} ok seed(s) vs {base.get('n_ok')} in the baseline")
-    for rec in cand.get("_records") or []:  # (#25) not gated: a collapsed run may be the baseline's state too
+    for rec in cand.get("_records") or []:  # not gated: a collapsed run may be the baseline's state too
         res.notes += [f"WARNING seed {rec.get('seed')} {w}" for w in collapse_warnings(rec)]
     _check_metrics(res, base, cand, st, hm)
     _check_retention(res, base, cand, st)
@@ -118,8 +118,8 @@ def _check_metrics(res: CellResult, base: dict, cand: dict, st: Settings, hm: st
         if m == hm:
             res.cols.update(cand=cs["mean"], delta=delta, tol=tol)
         if bad:
-            res.problems.append(f"{m} {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f}, tolerance {tol:.4f} = {how}"
-                                f"{', any direction' if st.direction == 'both' else ''})")
+            res.problems.append(f"{m} {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f}, "
+                                f"tolerance {tol:.4f} = {how}{', any direction' if st.direction == 'both' else ''})")
         elif delta > tol:
             res.notes.append(f"{m} improved {bs['mean']:.4f} -> {cs['mean']:.4f} (delta {delta:+.4f} > {tol:.4f})")
 
@@ -243,8 +243,8 @@ def format_table(results: list[CellResult]) -> str:
     for r in results:
         c = r.cols
         rows.append((r.cid, r.verdict, c.get("metric") or "-", _f(c.get("base"), ".4f"), _f(c.get("cand"), ".4f"),
-                     _f(c.get("delta"), "+.4f"), _f(c.get("tol"), ".4f"), _f(c.get("p_adj"), ".2g"), c.get("params", "-"),
-                     c.get("memory", "-"), c.get("throughput", "-")))
+                     _f(c.get("delta"), "+.4f"), _f(c.get("tol"), ".4f"), _f(c.get("p_adj"), ".2g"),
+                     c.get("params", "-"), c.get("memory", "-"), c.get("throughput", "-")))
     return text_table(header, rows)
 
 

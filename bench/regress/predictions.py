@@ -60,7 +60,8 @@ def record_seed_data(records: list[dict], headline: str) -> tuple[dict, str, str
             problems.append(f"unreadable predictions: {exc}")
             continue
         if doc is None:
-            problems.append(f"record {Path(rec.get('_path', '?')).name} has no predictions (schema {rec.get('schema_version')})")
+            problems.append(f"record {Path(rec.get('_path', '?')).name} has no predictions "
+                            f"(schema {rec.get('schema_version')})")
             continue
         found = split_metric(doc["splits"], headline)
         if found is None:

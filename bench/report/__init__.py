@@ -64,7 +64,8 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     records, bad = load_records(results_dir)
     lap("load")
     if not records:
-        detail = (f" ({len(bad)} unreadable record file(s):\n" + "\n".join(bad_record_lines(bad, "  ")) + ")") if bad else ""
+        detail = ((f" ({len(bad)} unreadable record file(s):\n" + "\n".join(bad_record_lines(bad, "  ")) + ")")
+                  if bad else "")
         raise UnusableResults(f"no readable result records under {results_dir}{detail}")
     name = name or (results_dir.resolve().name if results_dir.is_dir() else results_dir.stem)
     out = Path(out)
@@ -76,14 +77,14 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     tables = write_tables(agg, out)
     lap("tables")
     plots = write_plots(agg, out)
-    from .inference import write_inference  # inference cost (issue #14): own table + plot, own HTML section
+    from .inference import write_inference  # inference cost: own table + plot, own HTML section
     _inf_tables, inf_html = write_inference(records, out, plots)
     from .data_budget import (
-        write_budget,  # data-budget curves (issue #13): only when budget records are present
+        write_budget,  # data-budget curves: only when budget records are present
     )
     _budget_tables, budget_html = write_budget(records, out, plots, bootstrap_samples, margin=margin)
     from .compose import (
-        write_compose,  # soups, merges, transfer (issue #17): only when such records are present
+        write_compose,  # soups, merges, transfer: only when such records are present
     )
     compose_tables, compose_html = write_compose(records, out, plots, bootstrap_samples, margin=margin)
     from .retention import (

@@ -103,8 +103,8 @@ def cost_line(cost: dict) -> str:
         return ""
     roles = ", ".join(f"{n} {k}" for k, n in sorted(cost["roles"].items()))
     par = "/".join(map(str, cost["parallel_cells"]))
-    span = f"; first start {cost['first_start']}, last end {cost['last_end']} ({cost['span_hours']:.1f} h between them, " \
-           "pauses included)" if cost["span_hours"] is not None else ""
+    span = (f"; first start {cost['first_start']}, last end {cost['last_end']} "
+            f"({cost['span_hours']:.1f} h between them, pauses included)" if cost["span_hours"] is not None else "")
     return (f"Study cost, from the records: {cost['cells']} ok cells ({roles}), {cost['cell_hours']:.1f} cell-hours "
             f"(sum of each cell's time.total_s), {par} cell(s) at a time{span}.")
 
@@ -321,10 +321,12 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
                   "|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---|" + ("---|---|" if retention else "") + "---|"]
         for _, r in sub.iterrows():
             delta = ("" if pd.isna(r.get("delta_vs_ref")) else
-                     f"{100 * r['delta_vs_ref']:+.1f} [{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
+                     f"{100 * r['delta_vs_ref']:+.1f} "
+                     f"[{100 * r['delta_ci_low']:+.1f}, {100 * r['delta_ci_high']:+.1f}]")
             chance = r.get("above_chance")
             mark = " (not above chance)" if chance is not None and not pd.isna(chance) and not bool(chance) else ""
-            lines.append(f"| {r['method_label']}{mark} | {r.get('peft_type') or ''} | {_fmt_count(r['trainable_excl_head'])} | "
+            lines.append(f"| {r['method_label']}{mark} | {r.get('peft_type') or ''} | "
+                         f"{_fmt_count(r['trainable_excl_head'])} | "
                          f"{_fmt_count(r['storage_bytes'])} B | {_merge(r)} | "
                          f"{'' if pd.isna(r['overhead']) else f'{r.overhead:.3f}x'} | "
                          f"{_score_cell(r)} | {_collapsed(r)} | {_rate(r)} | {delta} | {_p(r.get('p_holm'))} | "
@@ -419,7 +421,8 @@ def summary_markdown(table: pd.DataFrame, reference: str) -> str:
         scores = ["–" if r is None else _score_cell(r) + _verdict_mark(r) for r in rows]
         front = "; ".join(f"{t}: {_frontiers(r)}" for t, r in zip(tasks, rows) if r is not None and _frontiers(r))
         lines.append(f"| {m} | {first.get('peft_type') or ''} | {_fmt_count(first['trainable_excl_head'])} | "
-                     f"{_fmt_count(first['storage_bytes'])} B | {_merge(first)} | " + " | ".join(scores) + f" | {front} |")
+                     f"{_fmt_count(first['storage_bytes'])} B | {_merge(first)} | "
+                     + " | ".join(scores) + f" | {front} |")
     counts = []
     for t in tasks:
         sub = table[(table.task == t) & (table.method_label != reference)]

@@ -1,6 +1,6 @@
 """The report's chance layer: trivial-baseline rows, every method tested against chance, collapses.
 
-Why: a verdict among methods that learned nothing is not a verdict (issue #25). For every (model,
+Why: a verdict among methods that learned nothing is not a verdict. For every (model,
 task) this module derives, from the evaluation references the records' prediction files carry,
 
 * the trivial baselines of bench/analysis/chance.py as reference rows (`Aggregation.baselines`, table.csv
@@ -125,7 +125,8 @@ def _apply(agg: Aggregation, tests: pd.DataFrame) -> None:
     keys = list(zip(agg.cells["model"], agg.cells["method_label"], agg.cells["task"]))
     for src, dst in cols.items():
         vals = [idx[src].get(k) if idx is not None and k in idx.index else None for k in keys]
-        agg.cells[dst] = pd.Series(vals, index=agg.cells.index, dtype=object if src in ("above_chance", "baseline") else float)
+        agg.cells[dst] = pd.Series(vals, index=agg.cells.index,
+                                   dtype=object if src in ("above_chance", "baseline") else float)
     agg.no_verdict = {}
     means = agg.cells.set_index(["model", "task", "method_label"])["headline_mean"]
     for (model, task), sub in tests.groupby(["model", "task"]) if not tests.empty else []:
@@ -162,7 +163,8 @@ def add_chance(agg: Aggregation, preds: dict, collapse: dict, b: int, notes: lis
             continue
         ref_ids, ref = got
         kinds = {(collapse.get(p) or {}).get("kind") for p in sub["path"]} - {None}
-        kind = kinds.pop() if len(kinds) == 1 else ("regression" if hm in ("pearson", "spearmanr") else "classification")
+        kind = (kinds.pop() if len(kinds) == 1
+                else "regression" if hm in ("pearson", "spearmanr") else "classification")
         cells = agg.cells[(agg.cells["model"] == model) & (agg.cells["task"] == task)]
         base = chance.trivial_baselines(kind, ref, list(dict.fromkeys([hm] + _base_metrics(cells))))
         rows += baseline_rows(model, task, kind, hm, base, len(ref))

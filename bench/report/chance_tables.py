@@ -1,4 +1,4 @@
-"""Chance in the display tables (issue #25): the trivial-baseline rows, the marks of cells not above
+"""Chance in the display tables: the trivial-baseline rows, the marks of cells not above
 chance or collapsed, the `vs chance` column and the table a task without a verdict shows.
 
 Kept apart from tables.py so that the chance layer's display is one short place; the numbers come

@@ -1,4 +1,4 @@
-"""The report's composition part (issue #17): soups, multi-task merges and transfer, each with the
+"""The report's composition part: soups, multi-task merges and transfer, each with the
 paired tests the report uses everywhere.
 
 Composed records (bench/compose: `composition`, `composed_from`) and transfer records (ordinary
@@ -129,11 +129,13 @@ def _holm_within(frame: pd.DataFrame, family: list[str]) -> pd.DataFrame:
         adj_eq = stats.holm([frame.at[i, "p_equiv"] for i in idx]) if idx else []
         for i, pa, pe in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else [], adj_eq):
             frame.at[i, "p_adjusted"], frame.at[i, "p_equiv_adjusted"] = pa, pe
-            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"], pe)
+            frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"],
+                                              pe)
     return frame
 
 
-def merge_table(records: list[dict], b: int, notes: list[str], cache: dict, margin: float | None = None) -> pd.DataFrame:
+def merge_table(records: list[dict], b: int, notes: list[str], cache: dict,
+                margin: float | None = None) -> pd.DataFrame:
     rows = []
     for rec in records:
         comp = rec.get("composition") or {}
@@ -227,7 +229,8 @@ def plot_transfer(frame: pd.DataFrame, out: Path) -> list:
         title = f"{model} / {method}: transfer from a source task's delta, {budget} target examples"
         png, svg = _save(fig, Path(out), f"transfer__{safe_name(model)}__{safe_name(method)}__n{budget}")
         made.append(Plot(model, "transfer", title, png, svg,
-                         note="cell: transfer − scratch ×100, [95% paired bootstrap interval], * significant after Holm"))
+                         note="cell: transfer − scratch ×100, [95% paired bootstrap interval], "
+                              "* significant after Holm"))
     return made
 
 
@@ -265,10 +268,10 @@ CAPTIONS = {
                       "{test}; Holm over the tasks of one merged model"),
     "compose_transfer": ("transfer: target trained from a source task's delta − the same method from scratch at "
                          "the same budget, seeds paired; {test}; Holm over the sources of one target"),
-    "compose_learned": ("learned composition of frozen sources vs scratch, the best single transfer (chosen per seed on "
-                        "the selection split) and the static merge (uniform weights), same target examples K; metric "
-                        "×100, mean [95 % t interval over seeds]; {test}; Holm over the three comparisons of one "
-                        "(target, K, combination)"),
+    "compose_learned": ("learned composition of frozen sources vs scratch, the best single transfer "
+                        "(chosen per seed on the selection split) and the static merge (uniform weights), same "
+                        "target examples K; metric ×100, mean [95 % t interval over seeds]; {test}; Holm over the "
+                        "three comparisons of one (target, K, combination)"),
 }
 
 
@@ -282,7 +285,7 @@ def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DE
               "compose_transfer": transfer_table(records, b, notes, margin)}
     from bench.report.compose_learned import learned_table, markdown
 
-    frames["compose_learned"] = learned_table(records, b, notes, margin)  # issue #29
+    frames["compose_learned"] = learned_table(records, b, notes, margin)
     frames = {k: v for k, v in frames.items() if len(v)}
     if not frames:
         return {}, ""
@@ -305,7 +308,8 @@ def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DE
         md += [cap + ":", ""] + (markdown(df) if name == "compose_learned" else _md(df))
         parts.append(_html(df, cap))
     if "compose_merge" in frames:
-        mean_ret = frames["compose_merge"].groupby(["model", "method", "kind", "tasks"])["retention"].mean().reset_index()
+        by_merge = frames["compose_merge"].groupby(["model", "method", "kind", "tasks"])
+        mean_ret = by_merge["retention"].mean().reset_index()
         md += ["Mean retention per merged model:", ""] + _md(mean_ret)
         parts.append(_html(mean_ret, "mean retention over the merged tasks"))
     md += [f"- {n}" for n in notes]

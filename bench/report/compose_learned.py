@@ -1,4 +1,4 @@
-"""The report's learned-composition table (issue #29): per (model, target, K, family), the learned
+"""The report's learned-composition table: per (model, target, K, family), the learned
 combination of frozen sources against the three alternatives at the same target-data budget.
 
 Arms, told apart by what the records say (never by label):
@@ -87,7 +87,8 @@ def best_transfer(arms: dict) -> tuple[dict, list[str]]:
     out, chosen = {}, []
     seeds = set().union(*(set(v) for k, v in arms.items() if k.startswith("transfer:"))) if arms else set()
     for seed in sorted(seeds):
-        cands = sorted((k.split(":", 1)[1], v[seed]) for k, v in arms.items() if k.startswith("transfer:") and seed in v)
+        cands = sorted((k.split(":", 1)[1], v[seed]) for k, v in arms.items()
+                       if k.startswith("transfer:") and seed in v)
         src, rec = max(cands, key=lambda c: _selection(c[1]))
         out[seed] = rec
         chosen.append(f"s{seed}:{src}")
@@ -133,7 +134,8 @@ def _row(key, arms: dict, b: int, notes: list[str], margin: float | None = None)
         n_ex = max(n_ex, res.n_examples if res else 0)
     row["n_examples"] = n_ex
     row["trainable_learned"] = next(iter(learned.values()))["params"].get("trainable")
-    row["trainable_scratch"] = next(iter(by_arm["scratch"].values()))["params"].get("trainable") if by_arm["scratch"] else np.nan
+    row["trainable_scratch"] = (next(iter(by_arm["scratch"].values()))["params"].get("trainable")
+                                if by_arm["scratch"] else np.nan)
     row["latency_ratio_learned"], row["batched_ratio_learned"] = _overhead(learned)
     row["latency_ratio_scratch"], row["batched_ratio_scratch"] = _overhead(by_arm["scratch"])
     return row
@@ -179,7 +181,8 @@ def markdown(frame: pd.DataFrame) -> list[str]:
         lat = "/".join("–" if not math.isfinite(d[c]) else f"{d[c]:.2f}"
                        for c in ("latency_ratio_learned", "latency_ratio_scratch"))
         lines.append("| " + " | ".join([
-            f"{d['target']} ({d['metric']}, {d['n_seeds']} seeds)", str(d["K"]), d["combination"], _arm_text(d, "scratch"),
+            f"{d['target']} ({d['metric']}, {d['n_seeds']} seeds)", str(d["K"]), d["combination"],
+            _arm_text(d, "scratch"),
             f"{_arm_text(d, 'transfer')} ({d['transfer_sources']})", _arm_text(d, "merge"), _arm_text(d, "learned"),
             _vs_text(d, "scratch"), _vs_text(d, "transfer"), _vs_text(d, "merge"),
             f"{d['trainable_learned']:,} / {d['trainable_scratch']:,}", lat]) + " |")

@@ -1,4 +1,4 @@
-"""The report's data-budget part (issue #13): which method to pick for the data you have.
+"""The report's data-budget part: which method to pick for the data you have.
 
 From the records of `experiment=budget` (each names its training-set size K in `config.budget_k`
 and carries it in its method label, `lora@k=300`), per (model, task):
@@ -208,7 +208,8 @@ def rankings(pts: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
             sig = stats.rank_with_ties(list(g.index), better)
             for m in g.index:
                 rows.append({"model": model, "task": task, "k_label": k_label, "k": g.at[m, "k"], "method": m,
-                             "mean": g.at[m, "mean"], "rank_by_mean": int(by_mean[m]) if np.isfinite(by_mean[m]) else None,
+                             "mean": g.at[m, "mean"],
+                             "rank_by_mean": int(by_mean[m]) if np.isfinite(by_mean[m]) else None,
                              "rank_significant": sig.get(m), "kendall_tau_vs_largest": tau, "tau_p": p,
                              "largest_k": largest})
     out = pd.DataFrame(rows, columns=RANK_COLUMNS)
@@ -345,7 +346,8 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
     ranks = rankings(pts, pairs)
     tables = {"budget_points": out / "budget_points.csv", "budget_pairs": out / "budget_pairs.csv",
               "budget_crossover": out / "budget_crossover.csv", "budget_ranks": out / "budget_ranks.csv"}
-    for name, df in (("budget_points", pts), ("budget_pairs", pairs), ("budget_crossover", cross), ("budget_ranks", ranks)):
+    for name, df in (("budget_points", pts), ("budget_pairs", pairs), ("budget_crossover", cross),
+                     ("budget_ranks", ranks)):
         df.to_csv(tables[name], index=False)
     reuse = pd.DataFrame()
     if compare:
@@ -381,7 +383,8 @@ def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEF
              _html_table(shown_pts, "points: mean ×100 over seeds, 95% t interval, cost per point"),
              _html_table(cross, f"crossover: smallest K from which A beats B at every larger K, else '{NEVER}'"),
              _html_table(tau, "ranking at each K vs the largest K: Kendall tau-b of the method means"),
-             _html_table(rank_wide, "rank at each K: 1 + methods significantly better (seed-aware paired bootstrap, Holm)")]
+             _html_table(rank_wide, "rank at each K: 1 + methods significantly better "
+                                    "(seed-aware paired bootstrap, Holm)")]
     if len(reuse):
         parts.append(_html_table(reuse, "per-K rate search vs reused rates (delta = tuned - reused; seed-aware "
                                         "paired bootstrap, Holm over the points of a task)"))

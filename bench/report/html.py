@@ -104,6 +104,13 @@ def rel_href(target: str | os.PathLike, out: Path) -> str:
     return quote(name if rel == "." else f"{rel}/{name}")
 
 
+def _record_role(r, kept) -> str:
+    """What a raw record is to the report: a learning-rate trial, a superseded record, or (empty) a kept one."""
+    if getattr(r, "study_role", None) == "trial":
+        return " (lr trial)"
+    return "" if r.path in kept else " (superseded)"
+
+
 def _link(target, out: Path, text: str | None = None) -> str:
     if not isinstance(target, str) or not target:
         return ""
@@ -180,8 +187,7 @@ def records_section(agg: Aggregation, out: Path) -> str:
     kept = set(agg.kept["path"])
     for model, sub in recs.groupby("model", sort=True):
         links = [f"<tr><td class=left>{esc(r.method_label)}</td><td class=left>{esc(r.task)}</td><td>{r.seed}</td>"
-                 f"<td class=left>{esc(r.status)}"
-                 f"{' (lr trial)' if getattr(r, 'study_role', None) == 'trial' else '' if r.path in kept else ' (superseded)'}</td>"
+                 f"<td class=left>{esc(r.status)}{_record_role(r, kept)}</td>"
                  f"<td class=left>{_link(r.path, out)}</td></tr>" for r in sub.itertuples(index=False)]
         parts.append(f"<details><summary>{esc(model)}: {len(sub)} record(s)</summary><table class='plain'><thead><tr>"
                      "<th>method</th><th>task</th><th>seed</th><th>status</th><th>record</th></tr></thead>"
@@ -195,9 +201,11 @@ def verdicts_section(agg: Aggregation) -> str:
     items = "".join(f"<li>{esc(n[2:])}</li>" for n in notes if n.startswith("- "))
     parts = [f'<p>{esc(head)} <a href="pairwise.csv">pairwise.csv</a></p>']
     if items:
-        parts.append(f'<details><summary>{len(agg.notes)} note(s): pairs not tested, collapsed runs, tasks without a verdict</summary><ul>{items}</ul></details>')
+        parts.append(f"<details><summary>{len(agg.notes)} note(s): pairs not tested, collapsed runs, tasks without "
+                     f"a verdict</summary><ul>{items}</ul></details>")
     for i, m in enumerate(agg.models):
-        parts += [f'<div class="scroll">{to_html(t, f"verdict-{i}-{j}")}</div>' for j, t in enumerate(verdict_tables(agg, m))]
+        parts += [f'<div class="scroll">{to_html(t, f"verdict-{i}-{j}")}</div>'
+                  for j, t in enumerate(verdict_tables(agg, m))]
     return "\n".join(parts)
 
 
@@ -226,7 +234,8 @@ def write_index(out: Path, name: str, agg: Aggregation, records: list[dict], bad
             (f"<p>Results folder: <code>{esc(results_dir)}</code> — generated {now} from result records only "
              f"(nothing re-run). Models: {esc(', '.join(agg.models))}. Records: {stats}; "
              f"{len(bad)} unreadable; {len(agg.conflicts)} seed cell(s) with several records.</p>"),
-            ('<nav><a href="#tables">tables</a><a href="#verdicts">verdicts</a><a href="#plots">plots</a><a href="#failures">failed/missing</a>'
+            ('<nav><a href="#tables">tables</a><a href="#verdicts">verdicts</a><a href="#plots">plots</a>'
+             '<a href="#failures">failed/missing</a>'
              '<a href="#conflicts">conflicts</a><a href="#bad">unreadable</a><a href="#env">environment</a>'
              '<a href="#details">per-task details</a><a href="#records">raw records</a></nav>'),
             "<p>Downloads: " + ", ".join(f'<a href="{quote(p.name)}">{esc(p.name)}</a>' for p in table_paths.values())

@@ -1,4 +1,4 @@
-"""The report's inference part (issue #14): a table of each method's inference overhead against the
+"""The report's inference part: a table of each method's inference overhead against the
 untouched backbone (batch 1 and batched, merged and not) and a plot of accuracy against that
 overhead, beside the accuracy-vs-trainable-parameters plot.
 
@@ -68,7 +68,8 @@ def inference_frame(records: list[dict]) -> tuple[pd.DataFrame, int]:
         out.append({
             "model": model, "method_label": label, "records": len(g),
             "headline_x100": 100 * _mean(task_avg.tolist()),
-            "added_input_tokens": int(g["added_input_tokens"].max()), "added_kv_tokens": int(g["added_kv_tokens"].max()),
+            "added_input_tokens": int(g["added_input_tokens"].max()),
+            "added_kv_tokens": int(g["added_kv_tokens"].max()),
             "batch1": _mean(g["batch1"]), "batched": _mean(g["batched"]),
             "merge": "/".join(sorted(set(g["merge"]))),
             "merged_batch1": _mean(g["merged_batch1"]), "merged_batched": _mean(g["merged_batched"]),
@@ -109,9 +110,11 @@ def _plot(frame: pd.DataFrame, model: str, out: Path, stem: str):
             ax.annotate("", (r.merged_batch1, r.headline_x100), (r.batch1, r.headline_x100),
                         arrowprops={"arrowstyle": "->", "color": c, "lw": 0.8})
     ax.axvline(1.0, color="0.4", ls=":", lw=1)
-    ax.set_xlabel("inference latency at batch 1 / untouched backbone\n(ratio of interleaved medians, mean over lengths)")
+    ax.set_xlabel("inference latency at batch 1 / untouched backbone\n"
+                  "(ratio of interleaved medians, mean over lengths)")
     ax.set_ylabel("task-average headline metric (×100)")
-    ax.set_title(f"{model}: accuracy vs inference overhead\n(hollow = after merging; dotted = no overhead)", fontsize=10)
+    ax.set_title(f"{model}: accuracy vs inference overhead\n(hollow = after merging; dotted = no overhead)",
+                 fontsize=10)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     png, svg = _save(fig, out, stem)
@@ -158,7 +161,8 @@ def write_inference(records: list[dict], out: Path, plots: list) -> tuple[dict[s
         head = "".join(f"<th>{html.escape(h)}</th>" for _, h in COLUMNS)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c, getattr(r, c)))}</td>" for c, _ in COLUMNS) + "</tr>"
                        for r in sub.itertuples(index=False))
-        parts.append(f'<h3>{html.escape(model)}</h3><div class="scroll"><table><caption>{html.escape(model)}: inference '
-                     f'overhead vs the untouched backbone (device: {html.escape(", ".join(sorted(set(sub["devices"]))))})'
+        devices = html.escape(", ".join(sorted(set(sub["devices"]))))
+        parts.append(f'<h3>{html.escape(model)}</h3><div class="scroll"><table><caption>{html.escape(model)}: '
+                     f"inference overhead vs the untouched backbone (device: {devices})"
                      f"</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
     return {"inference_md": md, "inference_csv": csv}, "\n".join(parts)

@@ -248,8 +248,8 @@ def plot_tuning_curves(budget: pd.DataFrame, model: str, colors: dict, order) ->
         seen.update(zip(*reversed(ax.get_legend_handles_labels())))
     fig.legend(seen.values(), seen.keys(), fontsize=7, loc="center right", frameon=False)
     fig.suptitle(f"{model}: expected best selection score vs tuning budget (band: ± std)", fontsize=10)
-    fig.subplots_adjust(left=0.95 / fig.get_size_inches()[0], right=1 - 1.8 / fig.get_size_inches()[0], top=0.86, bottom=0.14,
-                        wspace=0.35, hspace=0.55)
+    fig.subplots_adjust(left=0.95 / fig.get_size_inches()[0], right=1 - 1.8 / fig.get_size_inches()[0], top=0.86,
+                        bottom=0.14, wspace=0.35, hspace=0.55)
     return fig, ""
 
 
@@ -299,9 +299,11 @@ def _model_plots(agg: Aggregation, model: str, mi: int, out: Path) -> list[Plot]
     add("time", f"{avg} vs training time",
         plot_tradeoff(summ, model, "time.train_s_sum", "training time summed over tasks (s, log scale)",
                       "task average vs training time", colors, frontier=False))
-    budget = agg.tuning_curves[agg.tuning_curves["model"] == model] if not agg.tuning_curves.empty else agg.tuning_curves
+    curves = agg.tuning_curves
+    budget = curves[curves["model"] == model] if not curves.empty else curves
     if not budget.empty:  # only when the results hold learning-rate trial records
         extra = sorted(set(budget["method_label"]) - set(order))  # methods seen only in trials
         colors = _colors(order + extra)
-        add("budget_curves", "expected best selection score vs number of trials", plot_tuning_curves(budget, model, colors, agg.catalog.sort))
+        add("budget_curves", "expected best selection score vs number of trials",
+            plot_tuning_curves(budget, model, colors, agg.catalog.sort))
     return plots

@@ -38,7 +38,8 @@ def to_markdown(t: Table) -> str:
 
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-          "{": r"\{", "}": r"\}", "[": "{[}", "]": "{]}", "<": r"\textless{}", ">": r"\textgreater{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+          "{": r"\{", "}": r"\}", "[": "{[}", "]": "{]}", "<": r"\textless{}", ">": r"\textgreater{}",
+          "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
 def latex_escape(s: str) -> str:

@@ -303,7 +303,7 @@ def add_verdicts(agg: Aggregation, b: int = stats.DEFAULT_B, margin: float | Non
     if preds:
         bootstrap_single_seed(agg, preds, b)
     agg.pairwise, agg.ranks = pairwise_tests(agg, preds, b, notes, margin)
-    from .chance import add_chance  # trivial baselines, tests against chance, collapses (issue #25)
+    from .chance import add_chance  # trivial baselines, tests against chance, collapses
 
     add_chance(agg, preds, collapse, b, notes)
     agg.tuning_curves = tuning_curves(agg.trials)

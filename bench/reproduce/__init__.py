@@ -12,12 +12,10 @@ Modules, each named for what it holds:
               ledger are a normal sweep's
 * report      the Markdown / CSV / HTML files of a reproduction report
 
-Why one package: the published data (formerly bench/reference/) and the commands that use it
-(formerly bench/reproduce.py) changed together and ran cells two ways (the paper presets called
-bench.execute in this process, the scaled run launched `python -m bench -m`); kept apart, the two
-drifted. (The deprecated forwarder bench.reference was removed in #23.)
+Why one package: the published data and the commands that use it change together, and every
+cell runs one way (`python -m bench -m`, runner).
 
-The names below are re-exported, on first use, for callers of the former bench/reproduce.py module.
+The names below are re-exported, on first use, so `bench.reproduce.NAME` finds them in their modules.
 """
 from __future__ import annotations
 

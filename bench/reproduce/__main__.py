@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="params | scaled | head_study | all | lora_paper | houlsby | <paper>/<preset>")
     ap.add_argument("--results", type=Path, default=Path(os.environ.get("BENCH_RESULTS_DIR", "results")),
                     help="results folder (records; default results/)")
-    ap.add_argument("--out", type=Path, default=Path("reports/reproduce"), help="report folder (default reports/reproduce)")
+    ap.add_argument("--out", type=Path, default=Path("reports/reproduce"),
+                    help="report folder (default reports/reproduce)")
     ap.add_argument("--dry-run", action="store_true", help="paper presets: plan and report, run nothing")
     ap.add_argument("--tasks", help="paper presets: comma list of tasks to run (default: the preset's)")
     ap.add_argument("--seeds", help="paper presets: number of seeds (default: the preset's); "

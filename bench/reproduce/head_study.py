@@ -29,7 +29,8 @@ def load(folder: Path) -> list[dict]:
 
 
 def head_of(rec: dict) -> str:
-    return (rec.get("params") or {}).get("head_kind") or ((rec.get("config") or {}).get("model") or {}).get("head", "uniform")
+    model_cfg = (rec.get("config") or {}).get("model") or {}
+    return (rec.get("params") or {}).get("head_kind") or model_cfg.get("head", "uniform")
 
 
 def paired(records: list[dict]) -> list[dict]:
@@ -57,14 +58,17 @@ def paired(records: list[dict]) -> list[dict]:
 
 
 def fmt(rows: list[dict], metric_of: dict[str, str]) -> str:
-    lines = ["| task (metric) | method | seeds | uniform (mean) | native (mean) | native - uniform | 95% t-interval | per-seed differences |",
+    lines = [("| task (metric) | method | seeds | uniform (mean) | native (mean) | native - uniform "
+              "| 95% t-interval | per-seed differences |"),
              "|---|---|---|---:|---:|---:|---|---|"]
     for r in rows:
         if r["diff"] is None:
-            lines.append(f"| {r['task']} ({metric_of.get(r['task'], '')}) | {r['method']} | none paired yet | | | | | |")
+            lines.append(f"| {r['task']} ({metric_of.get(r['task'], '')}) | {r['method']} | none paired yet "
+                         "| | | | | |")
             continue
         ci = f"[{r['low']:+.2f}, {r['high']:+.2f}]" if r["low"] is not None else "n/a (one seed)"
-        lines.append(f"| {r['task']} ({metric_of.get(r['task'], '')}) | {r['method']} | {','.join(map(str, r['seeds']))} | "
+        lines.append(f"| {r['task']} ({metric_of.get(r['task'], '')}) | {r['method']} | "
+                     f"{','.join(map(str, r['seeds']))} | "
                      f"{r['uniform']:.2f} | {r['native']:.2f} | {r['diff']:+.2f} | {ci} | "
                      + ", ".join(f"{d:+.2f}" for d in r["diffs"]) + " |")
     return "\n".join(lines)

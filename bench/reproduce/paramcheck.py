@@ -161,7 +161,8 @@ def infer_size(cid: str, pub: Published, overrides: str, measurer: Measurer, bas
     if lo > hi:
         return Check(cid, "trainable", pub.text, pub.value, pub.kind, None, None, None,
                      "config unknown: no size fits",
-                     f"bottleneck size not published; count = {slope:,}*m + {icpt:,}: no integer m prints as {pub.text}",
+                     f"bottleneck size not published; count = {slope:,}*m + {icpt:,}: "
+                     f"no integer m prints as {pub.text}",
                      overrides)
     pick = pow2[0] if pow2 else lo
     m = measurer(_with_setting(overrides, "size", pick))
@@ -307,7 +308,8 @@ def cmd_params(out: Path) -> int:
     for c in checks:
         rows.append({
             "configuration": c.config_id, "count": c.what, "published": c.published,
-            "published value": "" if c.value is None else (f"{c.value:g}%" if c.kind == "percent" else f"{c.value:,.0f}"),
+            "published value": ("" if c.value is None
+                                else f"{c.value:g}%" if c.kind == "percent" else f"{c.value:,.0f}"),
             "harness (excl. head)": "" if c.measured is None else f"{c.measured:,}",
             "with the native head": "" if c.details.get("native") is None else f"{c.details['native']:,}",
             "peft prints (SEQ_CLS)": "" if c.details.get("peft_seq_cls") is None else f"{c.details['peft_seq_cls']:,}",
@@ -320,10 +322,11 @@ def cmd_params(out: Path) -> int:
     cap = ("Published trainable-parameter counts (and model sizes printed in model names) next to the harness's "
            "count of the same configuration (bench.params: model built from its shipped config on the meta device, "
            "method applied as in a run). 'harness (excl. head)' = the method alone, as the LoRA/adapter papers "
-           "count; 'with the native head' = the same configuration with model.head=native (method + the architecture's own "
-           "head; for full fine-tuning every parameter of *ForSequenceClassification); 'peft prints (SEQ_CLS)' = "
-           "get_nb_trainable_parameters of peft's own SEQ_CLS model of the configuration (peft methods only; it "
-           "trains the classifier only, so DeBERTa's ContextPooler stays frozen there); rel. gap = (harness - published value) / published value. A count matches when it prints as "
+           "count; 'with the native head' = the same configuration with model.head=native (method + the "
+           "architecture's own head; for full fine-tuning every parameter of *ForSequenceClassification); "
+           "'peft prints (SEQ_CLS)' = get_nb_trainable_parameters of peft's own SEQ_CLS model of the configuration "
+           "(peft methods only; it trains the classifier only, so DeBERTa's ContextPooler stays frozen there); "
+           "rel. gap = (harness - published value) / published value. A count matches when it prints as "
            "published: '0.3M' = [0.25M, 0.35M); integer trailing zeros are not significant ('330M' = [325M, 335M)). "
            "Where the harness counting does not match, the other countings tried are listed in 'why'.")
     table = table_from_frame(frame, "Published vs measured trainable parameters", cap, status_col="verdict",

@@ -203,7 +203,8 @@ def compare_rows(plan: dict, rows: list[P.Row], records: list[dict]) -> list[dic
             verdict = "reproduced" if abs(measured - r.value) <= t else "not reproduced"
         out.append({
             "preset": plan["key"], "configuration": r.config_id, "task": r.task, "split": r.split,
-            "metric": r.metric_key or r.metric, "published": f"{r.value:g}" + (f" ± {r.pm:g}" if r.pm is not None else ""),
+            "metric": r.metric_key or r.metric,
+            "published": f"{r.value:g}" + (f" ± {r.pm:g}" if r.pm is not None else ""),
             "aggregation (published)": r.aggregation,
             "measured": "" if measured is None else f"{measured:.1f} ({agg} of {n})",
             "gap": "" if measured is None else f"{measured - r.value:+.1f}", "tolerance": tol, "verdict": verdict,

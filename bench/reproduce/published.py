@@ -113,7 +113,8 @@ def load(path: str | Path = CSV_PATH) -> list[Row]:
     text = path.read_text(encoding="utf-8")
     version = _version_of(text)
     if version != DATA_VERSION:
-        raise ReferenceError(f"{path}: first line says version {version}, bench.reproduce.published.DATA_VERSION is {DATA_VERSION}")
+        raise ReferenceError(f"{path}: first line says version {version}, "
+                             f"bench.reproduce.published.DATA_VERSION is {DATA_VERSION}")
     lines = text.splitlines(keepends=True)
     n_comments = 0
     while n_comments < len(lines) and lines[n_comments].startswith("#"):

@@ -97,7 +97,8 @@ def measured_values(records: list[dict], spec: Spec, metric: dict[str, str]) -> 
         if val is None:
             continue
         rows.append({"method_label": rec["method_label"], "task": rec["task"], "seed": int(rec["seed"]),
-                     "value": 100.0 * float(val), "trainable_excl_head": (rec.get("params") or {}).get("trainable_excl_head"),
+                     "value": 100.0 * float(val),
+                     "trainable_excl_head": (rec.get("params") or {}).get("trainable_excl_head"),
                      "train_s": (rec.get("time") or {}).get("total_s")})
     return pd.DataFrame(rows, columns=["method_label", "task", "seed", "value", "trainable_excl_head", "train_s"])
 
@@ -137,7 +138,8 @@ def _test(claim: dict, v: dict[str, float]) -> tuple[bool, str] | None:
     if kind == "between":
         c = claim["c"]
         lo, hi = v[a] - v[b], v[c] + margin - v[a]
-        return (lo >= 0 and hi >= 0), f"{a} − {b} = {lo:+.2f}, {c} − {a} = {v[c] - v[a]:+.2f} (needs ≥ 0 and ≥ {-margin:+.1f})"
+        return (lo >= 0 and hi >= 0), (f"{a} − {b} = {lo:+.2f}, {c} − {a} = {v[c] - v[a]:+.2f} "
+                                       f"(needs ≥ 0 and ≥ {-margin:+.1f})")
     if kind == "param_fraction_below":
         f = v[a] / v[b]
         return f < margin, f"{a} / {b} = {100 * f:.3f}% (needs < {100 * margin:g}%)"
@@ -164,7 +166,8 @@ def evaluate_claim(claim: dict, published: dict[str, float], means: dict[str, fl
         verdict = f"does not hold (mean and all {len(seed_results)} seeds)"
     else:
         n_ok = sum(r[0] for r in seed_results.values())
-        verdict = f"mixed across seeds ({'holds' if mean[0] else 'fails'} on the mean, holds on {n_ok}/{len(seed_results)} seeds)"
+        verdict = (f"mixed across seeds ({'holds' if mean[0] else 'fails'} on the mean, "
+                   f"holds on {n_ok}/{len(seed_results)} seeds)")
     return {
         "claim": claim["id"], "text": claim["text"], "source": claim["source"],
         "published": "n/a (no published row)" if pub is None else f"{'holds' if pub[0] else 'does not hold'}: {pub[1]}",
@@ -235,9 +238,11 @@ def build(records: list[dict], spec: Spec | None = None, rows: list[Row] | None 
                 fm = full_meas.get(task)
             mean = statistics.fmean(vals) if vals else None
             sd = statistics.stdev(vals) if len(vals) > 1 else None
-            meas_txt = "–" if mean is None else f"{mean:.1f}" + (f" ± {sd:.1f}" if sd is not None else "") + f" (n={len(vals)})"
+            meas_txt = ("–" if mean is None
+                        else f"{mean:.1f}" + (f" ± {sd:.1f}" if sd is not None else "") + f" (n={len(vals)})")
             side.append({
-                "method": m["name"], "task": task, "metric": metric.get(task, "") or ("task average" if task == "avg" else ""),
+                "method": m["name"], "task": task,
+                "metric": metric.get(task, "") or ("task average" if task == "avg" else ""),
                 "published (RoBERTa-base)": p_txt, "measured (MiniLM, scaled)": meas_txt,
                 "gap": "–" if (mean is None or p is None) else f"{mean - p:+.1f}",
                 "published Δ vs full": "–" if (p is None or fp is None or label == "full") else f"{p - fp:+.1f}",
@@ -302,14 +307,15 @@ def cmd_scaled(results: Path, out: Path, run: bool, seeds: str | None, extra: li
                   "seed; 'mixed' = seeds disagree. Claims are defined in bench/reproduce/scaled_repro.yaml; verdicts "
                   "are computed here, none is asserted.")
     tables = [table_from_frame(res["side"], "Side by side", cap_side, status_col="verdict"),
-              table_from_frame(res["claims"], "Claims that should transfer across scale", cap_claims, status_col="verdict"),
+              table_from_frame(res["claims"], "Claims that should transfer across scale", cap_claims,
+                               status_col="verdict"),
               table_from_frame(res["params"], "Trainable parameters (method alone)", "Published counts (RoBERTa-base) "
                                "and the records' trainable_excl_head on MiniLM (mean over tasks).")]
     paths = write_report(out / "scaled", "Scaled reproduction (LoRA Table 2 on MiniLM)", intro, tables,
                          {"side_by_side": res["side"], "claims": res["claims"], "measured_cells": res["raw"]})
     print("\n".join(intro))
-    print(to_text(table_from_frame(res["claims"][["claim", "published", "measured (mean over seeds)", "verdict"]], "", ""),
-                  max_width=80))
+    claims = res["claims"][["claim", "published", "measured (mean over seeds)", "verdict"]]
+    print(to_text(table_from_frame(claims, "", ""), max_width=80))
     print(f"\nwritten to {paths['md']} (+ CSVs, index.html)")
     if res["cells_ok"] < res["cells_expected"]:
         print(f"warning: only {res['cells_ok']} of {res['cells_expected']} cells have an ok record", file=sys.stderr)

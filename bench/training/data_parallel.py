@@ -1,4 +1,4 @@
-"""Data parallel for one cell (issue #27): `train.nproc=N` runs the cell on N processes, one record.
+"""Data parallel for one cell: `train.nproc=N` runs the cell on N processes, one record.
 
 The engine is PyTorch's own: the cell's process (the forked child of bench/sweep/execute.py, or the
 process itself with isolate=false) becomes a torchrun agent (`torch.distributed.launcher.elastic_launch`,

@@ -172,7 +172,7 @@ class _StepInputs:
     faults: dict | None
     feats: torch.Tensor | None = None
     labels: torch.Tensor | None = None
-    forward: object = None  # data parallel (#27): the DDP wrapper to call instead of the model (or head)
+    forward: object = None  # data parallel: the DDP wrapper to call instead of the model (or head)
 
     def pool_once(self, batch_size: int) -> float:
         """Compute the frozen backbone's pooled features of every training row once; returns seconds."""
