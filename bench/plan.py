@@ -220,7 +220,8 @@ def plan_cell(model_cfg, method, tcfg, num_labels: int, regression: bool, target
     delta = sum(p.numel() * p.element_size() for p in trainable)
     total, split = _fake_step(model, cell.method, tcfg, batch, length, regression, precision)
     return {"batch_size": batch, "max_seq_len": length, "weights_dtype": dtype, "precision": precision,
-            "gradient_checkpointing": checkpointing, "params": {k: v for k, v in cell.params.items() if k != "counting"},
+            "gradient_checkpointing": checkpointing,
+            "params": {k: v for k, v in cell.params.items() if k != "counting"},
             "peak_bytes": int(total), "split_at_peak": split, "resident_before_bytes": int(resident),
             "delta_bytes": int(delta)}
 

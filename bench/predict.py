@@ -1,4 +1,4 @@
-"""Use a saved delta: rebuild the finetuned model on its backbone and predict (issue #14).
+"""Use a saved delta: rebuild the finetuned model on its backbone and predict.
 
 A delta folder (`save_delta=true` keeps it under `<results_dir>/<sweep>/deltas/<run_id>`) holds what
 the method saved (`delta.safetensors` or peft's adapter folder + `head.safetensors`, `method.json`)
@@ -44,8 +44,8 @@ class Predictor:
         self.task = info["task"]
         self.device = torch.device(device)
         method = method_from_delta(info["method"], where=str(path))
-        built = build_cell(OmegaConf.create(base_model(info["model"], base, path)), method, int(self.task["num_labels"]),
-                           int(info["seed"]),
+        model_cfg = OmegaConf.create(base_model(info["model"], base, path))
+        built = build_cell(model_cfg, method, int(self.task["num_labels"]), int(info["seed"]),
                            int(info["max_seq_len"]))
         method.load_delta(built.model, folder)
         self.model, self.tokenizer, self.method = built.model.to(self.device).eval(), built.tokenizer, method

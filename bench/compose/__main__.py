@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.compose", description="Combine kept deltas (issue #17).")
+    ap = argparse.ArgumentParser(prog="python -m bench.compose", description="Combine kept deltas.")
     sub = ap.add_subparsers(dest="op", required=True)
     s = sub.add_parser("soup", help="soup of one task's deltas across seeds (uniform or greedy)")
     s.add_argument("deltas", nargs="+", help="source record files (<run_id>.json) or kept delta folders")

@@ -16,7 +16,7 @@ import sys
 def commands(tasks: list[str], method: str, seeds: list[int], budget: int, sweep: str, extra: list[str],
              min_steps: int | None = None, head: str = "never") -> list[list[str]]:
     """The sources' command, the scratch arm's, then one per source task. `min_steps` (train.min_steps,
-    the #13 length rule) applies to both small-budget arms alike; `head` is train.init_head of the
+    the length rule) applies to both small-budget arms alike; `head` is train.init_head of the
     transfer arm (never: only the backbone delta moves, every head starts fresh as in scratch)."""
     base = [sys.executable, "-m", "bench", "-m", f"method={method}", f"train.seed={','.join(map(str, seeds))}",
             f"sweep_name={sweep}", *extra]

@@ -21,7 +21,7 @@ from bench.methods.peft_tuner import PeftTuner
 from bench.methods.simple import BitFit, Full, HeadOnly
 
 BUILT_IN = (Full, HeadOnly, Adapter, PfeifferAdapter, LoRA, PromptTuning, BitFit, IA3, PrefixTuning)
-#: learned combinations of frozen source modules (issue #29, bench/methods/composed.py)
+#: learned combinations of frozen source modules (bench/methods/composed.py)
 COMPOSED = (AdapterFusion, Attempt, LoraMoE)
 
 RESERVED_KEYS = ("_target_", "name", *METHOD_DECLARATIONS)

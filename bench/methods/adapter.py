@@ -11,7 +11,7 @@ the pretrained function. Parameters per adapter: `2*H*m + H + m` (two weight mat
 Houlsby et al. also train LayerNorm; that is `train_layernorm` (off by default so the count is the
 adapters alone; the record and `bench.params` show both).
 
-Decoders (#27: GPT-2, GPT-NeoX, Llama, Qwen2): the same two places in each decoder layer, the outputs
+Decoders (GPT-2, GPT-NeoX, Llama, Qwen2): the same two places in each decoder layer, the outputs
 of the attention output projection (`attn.c_proj`, `attention.dense`, `self_attn.o_proj`) and of the
 feed-forward output projection (`mlp.c_proj`, `mlp.dense_4h_to_h`, `mlp.down_proj`), before the
 residual add; these layers are pre-norm, so there is no LayerNorm after the add to place it before.

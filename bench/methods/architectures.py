@@ -1,4 +1,4 @@
-"""Decoder backbones (GPT-2, GPT-NeoX/Pythia, Llama/SmolLM2, Qwen2) for sequence classification (#27).
+"""Decoder backbones (GPT-2, GPT-NeoX/Pythia, Llama/SmolLM2, Qwen2) for sequence classification.
 
 What a decoder needs that an encoder does not, in one place:
 
@@ -19,7 +19,7 @@ What a decoder needs that an encoder does not, in one place:
   the attention output projection and after the feed-forward output projection, before the residual
   add): per architecture in `DECODERS`, since each family names them differently.
 
-Architectures not in `DECODERS` are treated as encoders (the behaviour before #27).
+Architectures not in `DECODERS` are treated as encoders.
 """
 from __future__ import annotations
 

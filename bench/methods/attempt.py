@@ -1,5 +1,5 @@
-"""ATTEMPT (Asai et al. 2022): a new target prompt plus per-input attention over frozen source prompts
-(issue #29), on the sources' peft prompt-tuning deltas.
+"""ATTEMPT (Asai et al. 2022): a new target prompt plus per-input attention over frozen source prompts,
+on the sources' peft prompt-tuning deltas.
 
 Per input x (Asai et al. Sec. 3): the input's token embeddings E(x) are max-pooled over its real
 tokens, projected by a small trained network G (down to `proj_size`, SiLU, up, LayerNorm), and
@@ -100,10 +100,12 @@ class Attempt(ComposedMethod):
             state = load_tensors(s, "adapter_model.safetensors")
             emb = state.get("prompt_embeddings")
             if emb is None:
-                raise ConfigError(f"method.sources: {s.path}: its delta holds no prompt_embeddings (peft prompt tuning)")
+                raise ConfigError(f"method.sources: {s.path}: its delta holds no prompt_embeddings "
+                                  "(peft prompt tuning)")
             prompts.append(emb.float())
         shapes = {tuple(p.shape) for p in prompts}
         hidden = model.head.out.in_features
         if len(shapes) > 1 or next(iter(shapes))[1] != hidden:
-            raise ConfigError(f"method.sources: prompt shapes {sorted(shapes)} do not fit one backbone of width {hidden}")
+            raise ConfigError(f"method.sources: prompt shapes {sorted(shapes)} do not fit one backbone of "
+                              f"width {hidden}")
         model.backbone = PromptMixture(model.backbone, torch.stack(prompts), self, self.proj_size)

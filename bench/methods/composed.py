@@ -1,4 +1,4 @@
-"""Learned composition of frozen source modules (issue #29): the shared part of the three methods.
+"""Learned composition of frozen source modules: the shared part of the three methods.
 
 A composed method is an ordinary method (registered, built by `build_cell`, trained by the runner's
 loop, saved and reloaded like any other), whose `sources` setting names the records of cells that

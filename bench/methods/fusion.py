@@ -1,4 +1,4 @@
-"""AdapterFusion (Pfeiffer et al. 2021) over the harness's own frozen bottleneck adapters (issue #29).
+"""AdapterFusion (Pfeiffer et al. 2021) over the harness's own frozen bottleneck adapters.
 
 At every place the source adapters sit (bench/methods/adapter.py: after each `*SelfOutput.dense`
 and `*Output.dense`, before the residual LayerNorm), every source adapter runs on the sublayer
@@ -85,8 +85,10 @@ class AdapterFusion(ComposedMethod):
         for kind, name, mod in _sublayer_outputs(model.backbone):
             if kind not in placements:
                 continue
-            mod.adapter = FusedAdapters(hidden, [_adapters_of(s, st, name, hidden) for s, st in zip(sources, states)], self)
+            parts = [_adapters_of(s, st, name, hidden) for s, st in zip(sources, states)]
+            mod.adapter = FusedAdapters(hidden, parts, self)
             mod.dense.register_forward_hook(_apply_adapter(mod))
             placed += 1
         if placed == 0:
-            raise ConfigError(f"method={self.name}: the backbone has no BERT-style *SelfOutput/*Output blocks to fuse at")
+            raise ConfigError(f"method={self.name}: the backbone has no BERT-style *SelfOutput/*Output blocks "
+                              "to fuse at")

@@ -1,4 +1,4 @@
-"""A mixture of frozen LoRA experts with a learned per-input router (issue #29).
+"""A mixture of frozen LoRA experts with a learned per-input router.
 
 Why hand-written and not peft's routing: in peft 0.21.2, X-LoRA (`XLoraModel`) is built for causal
 LMs (its tests and docs are CAUSAL_LM; it needs `use_cache=False` and a second "scaling pass" forward
@@ -115,7 +115,8 @@ class LoraMoE(ComposedMethod):
             try:
                 layer = model.backbone.get_submodule(path)
             except AttributeError:
-                raise ConfigError(f"method.sources: {sources[0].path}: LoRA layer {path} is not in this backbone") from None
+                raise ConfigError(f"method.sources: {sources[0].path}: LoRA layer {path} is not in this "
+                                  "backbone") from None
             experts = LoraExperts(layer.in_features, [t[path][0] for t in tensors], [t[path][1] for t in tensors],
                                   scales, self, box)
             model.backbone.lora_experts[path.replace(".", "__")] = experts

@@ -47,13 +47,16 @@ def _is_instance(value, tp) -> bool:
     if origin is tuple or tp in (list, tuple):
         return isinstance(value, list)
     if origin in (list, set, typing.Sequence):
-        return isinstance(value, list) and all(_is_instance(v, args[0]) for v in value) if args else isinstance(value, list)
+        if not args:
+            return isinstance(value, list)
+        return isinstance(value, list) and all(_is_instance(v, args[0]) for v in value)
     if origin is dict or tp is dict:
         return isinstance(value, dict)
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
-        return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+        return ((isinstance(value, int) and not isinstance(value, bool))
+                or (isinstance(value, float) and value.is_integer()))
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is str:

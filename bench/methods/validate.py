@@ -29,12 +29,14 @@ def check_method(method: dict, train_lr=None, where: str = "the method config"):
             if key not in METHOD_COMMON and key not in accepted:
                 if hasattr(cls, "unknown_setting_message"):  # a shipped peft method (LoRA, IA3): its peft config
                     raise ConfigError(cls.unknown_setting_message(key))
-                raise ConfigError(unknown_field_message(str(method.get("name", cls.name)), str(tuner_type(method)), key))
+                name = str(method.get("name", cls.name))
+                raise ConfigError(unknown_field_message(name, str(tuner_type(method)), key))
     accepted = [k for k in cls.setting_names() if k != "lr"] if not hasattr(cls, "accepted_settings") else accepted
     for key in method:
         if key not in METHOD_COMMON and key not in accepted:
             raise ConfigError(f"method.{key}: not a setting of method {cls.name} ({cls.__module__}.{cls.__qualname__})"
-                              f"{nearest(key, accepted)} (accepted: {', '.join('method.' + k for k in accepted) or 'none'})")
+                              f"{nearest(key, accepted)} "
+                              f"(accepted: {', '.join('method.' + k for k in accepted) or 'none'})")
     lr = train_lr if train_lr is not None else method.get("lr")
     if lr is None:
         raise ConfigError(f"method {cls.name}: no learning rate: give method.lr (`lr:` in its config, "

@@ -59,7 +59,8 @@ def find_source(cfg, spec_name: str) -> tuple[dict, Path]:
         raise ConfigError(
             f"train.init_from={want!r}: no ok record of task {want} (model {cfg.model.name}, method {cfg.method.name}, "
             f"seed {cfg.train.seed}) with a kept delta in {sweep}; run that cell first with save_delta=true")
-    return max(found, key=lambda rk: recency(rk[0]))  # the newest, as every reader of records picks (bench.records.results)
+    # the newest, as every reader of records picks (bench.records.results)
+    return max(found, key=lambda rk: recency(rk[0]))
 
 
 def check_compatible(rec: dict, folder: Path, cfg, method, head_kind: str) -> None:
@@ -67,7 +68,8 @@ def check_compatible(rec: dict, folder: Path, cfg, method, head_kind: str) -> No
     want = str(cfg.train.init_from)
     src_method = _load_json(folder / "method.json") if (folder / "method.json").is_file() else {}
     if src_method.get("method", rec.get("method")) != method.name:
-        raise ConfigError(f"train.init_from={want!r}: the delta is of method {src_method.get('method', rec.get('method'))!r}, "
+        kind = src_method.get("method", rec.get("method"))
+        raise ConfigError(f"train.init_from={want!r}: the delta is of method {kind!r}, "
                           f"this cell runs method {method.name!r}; init_from needs the same method")
     for old, new in getattr(type(method), "DEPRECATED", {}).items():  # a delta saved under a setting's old name
         if old in src_method and new not in src_method:

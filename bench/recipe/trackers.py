@@ -1,5 +1,5 @@
 """Results where researchers look for them: a cell also logs to the experiment trackers named by the
-`logger/` config group (issue #28): `none` (default), `csv`, `tensorboard`, `mlflow`, `wandb`, `many`
+`logger/` config group: `none` (default), `csv`, `tensorboard`, `mlflow`, `wandb`, `many`
 (csv + tensorboard + mlflow), or several at once (`logger=[csv,mlflow]`).
 
 Each cell logs its resolved settings (flattened, dotted keys), tags (sweep, model, task, method,

@@ -318,7 +318,8 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
                    f"collapsed seeds | chosen rate | Δ vs {reference} [95 % CI] | p (Holm) | verdict | "
                    + (f"forgetting ×100 [95 % CI] | Δ forgetting vs {reference} [95 % CI], verdict | "
                       if retention else "") + "frontier |"),
-                  "|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---|" + ("---|---|" if retention else "") + "---|"]
+                  "|---|---|---:|---:|---|---:|---|---:|---:|---|---:|---|"
+                  + ("---|---|" if retention else "") + "---|"]
         for _, r in sub.iterrows():
             delta = ("" if pd.isna(r.get("delta_vs_ref")) else
                      f"{100 * r['delta_vs_ref']:+.1f} "

@@ -1,4 +1,4 @@
-"""Launching one data-parallel cell (issue #27): the cell's process becomes torchrun's agent on the
+"""Launching one data-parallel cell: the cell's process becomes torchrun's agent on the
 loopback interface and starts `train.nproc` workers, each running the cell's recipe; rank 0's result
 is the one record, with every rank's memory and throughput (bench/training/data_parallel.py has the
 rules: global batch, sharding, who evaluates).
@@ -49,7 +49,8 @@ def run_distributed(cfg, run_id: str | None = None, launch_facts: dict | None = 
                 raise Stopped(STOP.signum) from None
             rank, failure = exc.get_first_failure()
             msg = failure.message.get("message", "") if isinstance(failure.message, dict) else str(failure.message)
-            raise RuntimeError(f"data-parallel rank {rank} failed: {msg.strip().splitlines()[0] if msg else exc}") from None
+            first = msg.strip().splitlines()[0] if msg else exc
+            raise RuntimeError(f"data-parallel rank {rank} failed: {first}") from None
     if "stopped" in out[0]:  # the ranks agreed on a stop at one step and saved the checkpoint
         raise Stopped(out[0]["stopped"], out[0]["checkpoint"])
     return merge_ranks(out, n)

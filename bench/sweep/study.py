@@ -9,8 +9,9 @@ search (bench/sweep/search.py: past the edge where the best score sits, up to a 
 beside the best); the rate with the best *selection-split* score (carved from train,
 `data.selection`) wins, and the records say whether it is interior, at the hard limit or at an edge;
 that rate is rerun with `study.seeds` seeds, and only those runs are reported. Raising `study.seeds`
-on a finished study trains only the new seeds (every other cell is found by its config hash). The reported split never feeds a choice, and every trial is kept so the
-report can draw expected-best-score-versus-budget curves (Dodge et al. 2019).
+on a finished study trains only the new seeds (every other cell is found by its config hash). The
+reported split never feeds a choice, and every trial is kept so the report can draw
+expected-best-score-versus-budget curves (Dodge et al. 2019).
 
 One Hydra job = one (model, task, method) protocol; a multirun over methods x tasks is the grid.
 Each cell still goes through `bench.sweep.execute` (isolation, resume, failure records), so an
@@ -178,7 +179,8 @@ def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: di
 
     k, eta = int(s["prune"]["rung_epochs"]), int(s["prune"]["eta"])
     states = Path(str(cfg.results_dir)) / sweep / "trials" / ".rung_state"
-    state_of = [states / f"{cfg.model.name}__{cfg.task.name}__{s['method']}__t{i}__e{k}.pt" for i in range(len(s["grid"]))]
+    stem = f"{cfg.model.name}__{cfg.task.name}__{s['method']}"
+    state_of = [states / f"{stem}__t{i}__e{k}.pt" for i in range(len(s["grid"]))]
     rung_paths, statuses = [], []
     for i, lr in enumerate(s["grid"]):
         block = dict(base, role="trial", trial_index=i, lr=lr, rung=1, rung_epochs=k,

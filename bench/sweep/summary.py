@@ -41,7 +41,7 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             counts["running elsewhere"] = counts.get("running elsewhere", 0) + 1
             rows.append((e["cell"], "skipped (running elsewhere)", "-", "-", "-", "-", "-"))
             continue
-        if e["status"] == "refused":  # the method cannot run on this architecture (bench/methods/support.py, #27)
+        if e["status"] == "refused":  # the method cannot run on this architecture (bench/methods/support.py)
             why = str(e.get("why", "")).partition(" cannot run on ")[2] or str(e.get("why", ""))
             rows.append((e["cell"], "refused", why[:90], "-", "-", "-", "-"))
             continue
@@ -52,7 +52,7 @@ def summary_table(entries: list[dict]) -> tuple[str, dict]:
             h = rec["headline_metric"]
             sps = rec["throughput"].get("train_samples_per_s")
             cuda = rec["memory"].get("cuda_peak_allocated_bytes")
-            collapsed = " collapsed" if collapse_warnings(rec) else ""  # (#25) bench.analysis.chance
+            collapsed = " collapsed" if collapse_warnings(rec) else ""  # bench.analysis.chance
             rows.append((
                 f"{rec['model']} {rec['task']:>5} {rec['method_label']}", e["status"],
                 f"{h}={rec['metrics'][h]:.3f}{collapsed}" if h in rec["metrics"] else "selection split only",
