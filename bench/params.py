@@ -137,9 +137,9 @@ def peft_seq_cls_count(method, config, num_labels: int, meta: bool = True) -> di
 
 def measure(overrides: list[str], materialize: bool = False) -> dict:
     """Counts for one configuration. Returns a JSON-able dict (see `format_text` for the fields)."""
-    from omegaconf import OmegaConf
 
     from bench.config.method_labels import method_label
+    from bench.config.resolvers import resolved
     from bench.data import tasks as T
     from bench.models.backbones import CONFIG_DIR, head_parts
     from bench.models.build import build_cell, method_from_config, method_source
@@ -147,7 +147,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     requested_materialize = materialize
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
-    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
+    method_cfg = resolved(cfg.method)
     choice = next((o.partition("=")[2] for o in overrides if o.startswith("method=")), None)
     method = method_from_config(cfg, where=method_source(choice))
     # The run's own builder: these counts are the ones a run of this configuration records.

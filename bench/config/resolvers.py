@@ -58,3 +58,20 @@ def register() -> None:
 
 
 register()
+
+
+def resolved(node) -> dict:
+    """`OmegaConf.to_container(node, resolve=True)`, with a ConfigError that one of these resolvers raised re-raised
+    as itself: OmegaConf wraps a resolver's exception in InterpolationResolutionError, which the entry points do not
+    read as a configuration error (exit 2 naming the file), so a bad method.config_file would end in a traceback."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except InterpolationResolutionError as exc:
+        cause = exc.__cause__ or exc.__context__
+        while isinstance(cause, InterpolationResolutionError):  # OmegaConf re-raises it once per level
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise

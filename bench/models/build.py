@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from omegaconf import OmegaConf
-
 from bench.measure.counts import count_params
 from bench.methods import Method
 from bench.methods.support import refuse_unsupported
@@ -61,9 +59,10 @@ def method_from_config(cfg, where: str | None = None) -> Method:
     """The cell's method from `cfg.method`, with `train.lr`, when set, as its learning rate: the method
     config's `lr` is the one default, `train.lr` the user's explicit override. Built by
     bench.methods.validate.check_method, which checks the keys against the class's signature first."""
+    from bench.config.resolvers import resolved
     from bench.methods.validate import check_method
 
-    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
+    method_cfg = resolved(cfg.method)
     return check_method(method_cfg, cfg.train.get("lr"), where=where or method_source())
 
 
