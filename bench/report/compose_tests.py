@@ -13,7 +13,8 @@ from bench.records.schema import load_predictions
 
 BOOT_SEED = 0
 TEST = "paired bootstrap over dev examples, seeds pooled: these trained models (B={b}, null-centred p)"
-SEED_TEST = "seed-aware paired bootstrap, seed k with seed k, then dev examples (B={b}, null-centred p)"
+SEED_TEST = ("seed-aware paired bootstrap, seed k with seed k, then dev examples (B={b}; delta/se against Student's t, "
+             "Satterthwaite df)")
 
 
 def main_split(rec: dict, notes: list[str]):

@@ -112,8 +112,8 @@ def bootstrap_single_seed(agg: Aggregation, preds: dict, b: int) -> int:
 
 DIRECTIONAL = ("a better", "b better")
 ONE_SEED = "one seed: no method verdict"
-SEED_TEST = ("paired two-level bootstrap, seeds then examples resampled ({pairing}, B={b}, null-centred p; "
-             "TOST for equivalence)")
+SEED_TEST = ("paired two-level bootstrap, seeds then examples resampled ({pairing}, B={b}; delta/se against "
+             "Student's t, Satterthwaite df; TOST for equivalence)")
 POOLED_TEST = "paired bootstrap over examples, seeds pooled: these trained models (B={b}, null-centred p)"
 
 
