@@ -379,10 +379,9 @@ def seed_difference(seeds_a, seeds_b, values_a, values_b) -> tuple[float, float,
         var = float(np.var(d, ddof=1))
         return float(d.mean()), math.sqrt(var / ka), float(ka - 1), var, "paired seeds"
     va, vb = float(np.var(a, ddof=1)), float(np.var(b, ddof=1))
-    se2 = va / ka + vb / kb
-    den = (va / ka) ** 2 / (ka - 1) + (vb / kb) ** 2 / (kb - 1)
-    df = se2 ** 2 / den if den > 0 else float(ka + kb - 2)
-    return float(a.mean() - b.mean()), math.sqrt(se2), float(df), va + vb, "unpaired seeds"
+    df = seed_df([(va / ka, ka - 1), (vb / kb, kb - 1)], 0.0)
+    df = df if math.isfinite(df) else float(ka + kb - 2)  # no spread on either side: the pooled count
+    return float(a.mean() - b.mean()), math.sqrt(va / ka + vb / kb), df, va + vb, "unpaired seeds"
 
 
 def seed_scalar(name: str, seeds_a, seeds_b, values_a, values_b, margin: float | None = None,

@@ -476,3 +476,8 @@ def settings(cfg, section: str):
         raise ConfigError(f"{section}: a value does not resolve: {exc}") from None
     check_section(section, values, schema)
     return build(schema, values)
+
+
+def all_settings(cfg) -> dict:
+    """`settings` of every section the composed config has (SECTIONS order): what the checks read."""
+    return {section: settings(cfg, section) for section in SECTIONS if cfg.get(section) is not None}

@@ -10,13 +10,12 @@ from omegaconf import OmegaConf
 
 from bench.config.renamed import rename_settings
 from bench.config.schema import (
-    SECTIONS,
     RunSettings,
     SelectionSettings,
+    all_settings,
     check_section,
     lr_search_range,
     schema_fields,
-    settings,
 )
 from bench.errors import ConfigError
 
@@ -65,7 +64,7 @@ def check(cfg, *, whole_job: bool = True):
     from bench.models.build import method_from_config, method_source
 
     rename_settings(cfg)
-    built = {section: settings(cfg, section) for section in SECTIONS if cfg.get(section) is not None}
+    built = all_settings(cfg)
     for section in ("train", "model"):
         if section not in built:
             raise ConfigError(f"{section}: missing (choose one: {section}=<name>)")

@@ -93,6 +93,18 @@ def bootstrap_deltas(metric: str, refs: np.ndarray, base: Mapping[int, np.ndarra
     return out
 
 
+def harm_p(delta: float, se: float, df: float, direction: str) -> float:
+    """p of a change `delta` (negative = harm) with standard error `se` against Student's t with df: one-sided
+    toward harm for direction `higher`, two-sided for `both`. A non-finite delta (a diverged run) is never a
+    pass (0); with se 0, 1 when nothing changed or only a gain (under `higher`), else 0."""
+    if not math.isfinite(delta):
+        return 0.0
+    if se == 0:
+        return 1.0 if delta == 0 or (direction == "higher" and delta > 0) else 0.0
+    t = delta / se
+    return _t_sf(-t, df) if direction == "higher" else min(1.0, 2 * _t_sf(abs(t), df))
+
+
 def _t_sf(t: float, df: float) -> float:
     from scipy.stats import norm
     from scipy.stats import t as tdist
@@ -173,13 +185,7 @@ def _finish_two_level(c: Components, direction: str) -> PairedResult | str:
     d = c.two_level[np.isfinite(c.two_level)]
     se = float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
     df = S.seed_df([(c.var_seeds, c.df_seeds)], c.var_examples) if math.isfinite(c.var_seeds) else float("nan")
-    if not math.isfinite(c.delta) or not math.isfinite(se):
-        p = 0.0
-    elif se == 0:
-        p = 1.0 if c.delta == 0 or (direction == "higher" and c.delta > 0) else 0.0
-    else:
-        t = c.delta / se
-        p = _t_sf(-t, df) if direction == "higher" else min(1.0, 2 * _t_sf(abs(t), df))
+    p = harm_p(c.delta, se, df, direction) if math.isfinite(se) else 0.0
     return PairedResult(c.metric, "two-level", c.pairing, c.n_examples, c.seeds_base, c.seeds_cand, c.delta,
                         math.sqrt(max(c.var_seeds, 0.0)) if math.isfinite(c.var_seeds) else float("nan"),
                         math.sqrt(c.var_examples), se, df, p, c.per_seed_base, c.per_seed_cand)
@@ -202,13 +208,7 @@ def finish(c: Components, design: str = "seeds+examples", direction: str = "high
     var = v_s + v_e
     df = math.inf if v_s == 0 else var ** 2 / (v_s ** 2 / df_s)
     se = math.sqrt(var)
-    if not math.isfinite(c.delta):
-        p = 0.0  # a non-finite metric (diverged run) is never a pass
-    elif se == 0:
-        p = 1.0 if c.delta == 0 or (direction == "higher" and c.delta > 0) else 0.0
-    else:
-        t = c.delta / se
-        p = _t_sf(-t, df) if direction == "higher" else min(1.0, 2 * _t_sf(abs(t), df))
+    p = harm_p(c.delta, se, df, direction)
     return PairedResult(c.metric, design, c.pairing, c.n_examples, c.seeds_base, c.seeds_cand, c.delta,
                         math.sqrt(v_s), math.sqrt(v_e), se, df, p, c.per_seed_base, c.per_seed_cand)
 

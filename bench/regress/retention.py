@@ -11,12 +11,11 @@ values; otherwise the tolerance rule alone gates (bench/regress/check.py `_check
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from scipy import stats as sps
-
 from bench.analysis import stats as S
+
+from .paired import harm_p
 
 
 @dataclass
@@ -55,14 +54,7 @@ def seed_test(quantity: str, base: dict, cand: dict, direction: str) -> SeedTest
     if len(base["seeds"]) < 2 or len(cand.get("seeds") or []) < 2:
         return f"{len(cand.get('seeds') or [])} candidate and {len(base['seeds'])} baseline seed(s): needs 2 each"
     delta, se, df, _, pairing = S.seed_difference(cand["seeds"], base["seeds"], cand["values"], base["values"])
-    if not math.isfinite(delta):
-        p = 0.0
-    elif se == 0:
-        p = 1.0 if delta == 0 or (direction == "higher" and delta < 0) else 0.0
-    elif direction == "higher":
-        p = float(sps.t.sf(delta / se, df))
-    else:
-        p = float(2 * sps.t.sf(abs(delta) / se, df))
+    p = harm_p(-delta, se, df, direction)  # a rise of a retention quantity is the harm
     return SeedTest(quantity, delta, se, df, pairing, p, min_effect_for(quantity), len(base["seeds"]),
                     len(cand["seeds"]))
 

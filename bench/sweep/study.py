@@ -51,13 +51,13 @@ def study_settings(cfg: DictConfig) -> dict:
     """study.* and the search's initial rates. The rules (types and ranges, a range for this method, no
     fixed train.lr, a selection split) are bench.config.schema' (StudySettings, check_study), which the
     CLI ran before any cell; checked again here because run_study may be called without the CLI."""
-    from bench.config.schema import SECTIONS, StudySettings, check_section, lr_search_range, settings
+    from bench.config.schema import StudySettings, all_settings, check_section, lr_search_range
     from bench.recipe.validate import check_study
 
     st = OmegaConf.to_container(cfg.study, resolve=True)
     method = str(cfg.method.get("name") or "method")
     check_section("study", st, StudySettings)
-    check_study(cfg, {name: settings(cfg, name) for name in SECTIONS if cfg.get(name) is not None}, method)
+    check_study(cfg, all_settings(cfg), method)
     rng = list(lr_search_range(st, dict(OmegaConf.to_container(cfg.method, resolve=True), name=method)))
     trials, seeds, trial_seed = st["trials"], st["seeds"], st.get("trial_seed", 0)
     prune = dict({"enabled": False, "eta": 3, "rung_epochs": 1, "noise_z": 2.0}, **(st.get("prune") or {}))
