@@ -95,7 +95,7 @@ smoke: setup
 ## The test suite without the slow tests, on two workers: under 8 minutes on 2 cores (what CI runs).
 # A module's tests stay on one worker, so module fixtures are built once.
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile --no-loadscope-reorder
 
 ## The slow tests alone (whole sweeps in subprocesses, fault tolerance, tuning studies): minutes each.
 test-slow: setup
@@ -103,7 +103,7 @@ test-slow: setup
 
 ## Every test, slow ones included.
 test-all: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 ## ruff, and the import contract of docs/structure.md (layers; the report reads records only), checked by import-linter
 lint: setup

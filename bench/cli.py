@@ -25,6 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from bench.config.confdir import PACKAGED, conf_dir, find_conf_dir
+from bench.cores import usable_cores
 from bench.logs import quiet_libraries
 
 log = logging.getLogger("bench")
@@ -139,7 +140,7 @@ def _parallel_cells(hc) -> int:
     target = str(launcher.get("_target_", ""))
     if str(hc.mode) != "RunMode.MULTIRUN":
         return 1
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if "joblib" in target:
         n = int(launcher.get("n_jobs") or 1)
         return cores if n < 0 else n

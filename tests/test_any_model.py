@@ -19,6 +19,8 @@ from bench.params import compose_config, measure
 from bench.predict import main as predict_main
 from bench.records.schema import config_hash
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 DATA = Path(__file__).parent / "data"
 LLAMA_3B = DATA / "llama-3.2-3b"
 PEFT_MC = DATA / "peft_method_comparison"

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from clitools import REPO, TINY, records_in, run_bench, run_python
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 BENCH_DIR = REPO / "benchmarks"
 MODULES = sorted(p.stem for p in BENCH_DIR.glob("*.py") if p.stem != "__init__")
 # what the suite must cover at least: a module that leaves benchmarks/ must leave this list too

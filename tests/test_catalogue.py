@@ -23,6 +23,8 @@ from bench.models.delta import write_delta_info
 from bench.predict import load_delta
 from bench.training.loop import train_model
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 METHOD_DIR = REPO / "conf" / "method"
 CATALOGUE = sorted(p.stem for p in METHOD_DIR.glob("*.yaml")  # method=peft (a user's file): tests/test_any_model.py
                    if str(OmegaConf.load(p).get("_target_", "")).endswith("PeftTuner") and p.stem != "peft")
@@ -453,7 +455,14 @@ def test_the_study_cost_is_read_from_the_records():
     assert cost["cells"] == 2 and cost["roles"] == {"trial": 1, "final": 1} and cost["cell_hours"] == 2.0
     assert cost["span_hours"] == 2.0 and cost["parallel_cells"] == [2]
     assert "2.0 cell-hours" in cost_line(cost) and "1 final, 1 trial" in cost_line(cost)
+    assert cost["cpu_cells"] == 0 and "CPU-hours" not in cost_line(cost)  # schema-4 records: no CPU time
     assert study_cost([]) == {}
+    # schema 5: a cell's CPU time per thread against its wall time says how much a busy machine stretched it
+    busy = rec("final", 7200, "2026-12-02T01:00:00+00:00", "2026-12-02T03:00:00+00:00")
+    busy["time"]["cpu_s"], busy["env"]["torch_threads"] = 7200.0, 2  # 1 h per thread in 2 h of wall
+    cost = study_cost([busy, rec("trial", 1800, "2026-12-02T01:00:00+00:00", "2026-12-02T01:30:00+00:00")])
+    assert cost["cpu_cells"] == 1 and cost["cpu_thread_hours"] == 1.0 and cost["wall_of_cpu_cells_hours"] == 2.0
+    assert "1.00 CPU-hours per thread against 2.00 cell-hours" in cost_line(cost) and "2.00x" in cost_line(cost)
 
 
 def test_capabilities_table_rows_come_from_the_methods():

@@ -1,10 +1,12 @@
 """The Hydra app end to end: one cell, a multirun, resume, the record's contents."""
 from __future__ import annotations
 
-import os
-
 import pytest
 from clitools import TINY, records_in, run_bench
+
+from bench.cores import usable_cores
+
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
 
 
 @pytest.fixture(scope="module")
@@ -102,5 +104,5 @@ def test_parallel_launcher_splits_threads(tmp_path, glue_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = records_in(tmp_path / "par")
     assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
-    assert all(r["env"]["torch_threads"] == max(1, (os.cpu_count() or 1) // 2) for r in recs)
+    assert all(r["env"]["torch_threads"] == max(1, usable_cores() // 2) for r in recs)  # this process's cores
     assert all(r["env"]["parallel_cells"] == 2 and "_parallel_cells" not in r["config"] for r in recs)

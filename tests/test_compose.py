@@ -17,6 +17,8 @@ import torch
 from clitools import records_in, run_bench, run_main, run_python
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 CELL = ["model=tiny_bert", "train=quick", "train.threads=1", "inference.enabled=false", "train.max_train_samples=16",
         "train.max_eval_samples=16"]
 RTOL, ATOL = 1e-5, 1e-7

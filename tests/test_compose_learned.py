@@ -28,6 +28,8 @@ from bench.methods import build_method
 from bench.models.build import build_cell
 from bench.predict import load_delta
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 CELL = ["model=tiny_bert", "train=quick", "train.threads=1", "inference.enabled=false", "train.max_train_samples=16",
         "train.max_eval_samples=16"]
 FAMILIES = {"adapter_fusion": "adapter", "attempt": "prompt_tuning", "lora_moe": "lora"}

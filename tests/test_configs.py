@@ -21,6 +21,8 @@ from bench.errors import ConfigError, UnsupportedError
 from bench.recipe.trackers import BACKENDS
 from bench.recipe.validate import check
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 CONF = conf_dir()
 PRESETS = sorted(str(p.relative_to(CONF / "experiment").with_suffix("")) for p in (CONF / "experiment").rglob("*.yaml"))
 GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("model", "task", "method", "train",

@@ -22,6 +22,8 @@ from bench.methods.peft_methods import LoRA
 from bench.models.build import build_cell
 from bench.training.loop import train_model
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 ARCHS = dict(TINY_ARCHS)  # the shipped tiny configs (tests/tiny.py)

@@ -10,6 +10,8 @@ from bench.params import main, measure
 from bench.reproduce import published as R
 from bench.reproduce.paramcheck import Measurer, run_checks
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 PEFT_METHODS = {
     "lora": ["method=lora", "method.r=8"],
     "ia3": ["method=ia3"],

@@ -12,6 +12,8 @@ from clitools import run_python
 from bench.errors import ConfigError
 from bench.plan import GIB, parse_size, predict
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 
 @pytest.fixture(scope="module")
 def lora_fp32():

@@ -14,6 +14,8 @@ from clitools import run_python
 from omegaconf import OmegaConf
 from tiny import TINY_BERT
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "examples" / "plugins"
 L, H = 2, 64  # tiny-bert: 2 layers, hidden 64

@@ -18,6 +18,8 @@ from bench.predict import load_delta
 from bench.records import schema as R
 from bench.training.loop import train_model
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 TEXTS = ["a gripping, beautifully shot film", "dull and far too long", "it is what it is", "x"]
 TASK = {"name": "toy", "kind": "classification", "text_fields": ["sentence"], "labels": ["0", "1"],
         "label_names": ["negative", "positive"], "num_labels": 2}

@@ -28,6 +28,7 @@ from test_rung_state import DROPOUT_MODEL, _method
 from bench.config.confdir import conf_dir
 from bench.models.build import build_cell
 from bench.records import schema as R
+from bench.records.schema import SCHEMA_VERSION
 from bench.training.checkpoint import CellCheckpoint, parse_every
 from bench.training.loop import train_model
 from bench.training.stop import STOP, Stopped, install_cell_handlers
@@ -115,7 +116,7 @@ def test_a_stopped_cell_resumes_to_the_uninterrupted_result(composed, tmp_path, 
     # a stop in the final evaluation resumes from the state kept at the end of training: nothing trains again
     final_eval = where[0] == "debug.signal_at_phase=eval"
     assert b["checkpoint"]["resumes"][0]["reason"] == ("end of training" if final_eval else "stop signal SIGTERM")
-    assert b["schema_version"] == 4 and not list((stopped / "s").glob("*.ckpt"))  # removed with the record
+    assert b["schema_version"] == SCHEMA_VERSION and not list((stopped / "s").glob("*.ckpt"))  # removed with the record
     if where == ["debug.signal_at_step=3"]:
         assert b["checkpoint"]["resumes"][0]["from_step"] == 3
         # the steps after the restart are a new warm-up: timed steps = all steps - 2 warm-ups

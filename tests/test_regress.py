@@ -19,6 +19,8 @@ from clitools import run_bench, run_main, run_python
 from bench.regress.__main__ import main as regress_main
 from bench.regress.check import Settings, metric_tolerance, pooled_std
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "results" / "baselines" / "ci_gate.json"
 N_CELLS = 12  # tasks sst2,stsb x methods full,head_only,adapter,lora,prompt_tuning,bitfit

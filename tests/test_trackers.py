@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from clitools import TINY, records_in, run_bench
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 CELL = [*TINY, "task=sst2", "method=bitfit", "train.epochs=2", "train.eval_every_epoch=true",
         "inference.enabled=false", "sweep_name=t"]
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.heavy  # scheduled first (tests/conftest.py): its sweeps take tens of seconds
+
 REPO = Path(__file__).resolve().parents[1]
 #: what a wheel needs from the repository to build (pyproject's `readme` included)
 BUILD_INPUTS = ("pyproject.toml", "README.md", "bench", "conf")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,7 +98,7 @@ class CellRecipe:
 
     def __init__(self, cfg: DictConfig, phase: Phase, partial: dict, trackers=None):
         self.cfg, self.t, self.phase, self.partial, self.trackers = cfg, cfg.train, phase, partial, trackers
-        self.t_cell = time.perf_counter()
+        self.t_cell, self.cpu_cell, self.load_start = time.perf_counter(), time.process_time(), _load_1min()
 
     # -- setup ----------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -384,7 +385,10 @@ class CellRecipe:
             "throughput": self.throughput,
             "flops": flops,
             "time": {"train_s": result.train_s, "eval_s": self.eval_s, "total_s": time.perf_counter() - self.t_cell,
-                     "phases_s": self.phase.durations()},
+                     "phases_s": self.phase.durations(),
+                     # (schema 5) CPU time of the cell's process, and the machine's load when it started and
+                     # ended: a cell timed on a busy machine says so, and cpu_s / threads is its quiet wall time
+                     "cpu_s": time.process_time() - self.cpu_cell, "load_avg": [self.load_start, _load_1min()]},
             "storage": self.storage,
             "checkpoint": self.partial.get("checkpoint"),  # (schema 4) saves, resumes, what a stop lost
             "capabilities": dict(self.method.capabilities(), optimizer=result.optimizer,
@@ -395,6 +399,14 @@ class CellRecipe:
                            "pretrained": bool(self.cfg.model.get("pretrained", True)), "pooling": self.model.pooling},
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+
+
+def _load_1min() -> float | None:
+    """The machine's 1-minute load average (None where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def mergeable(inference: dict | None):

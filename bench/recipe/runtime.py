@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bench.config.schema import check_value
+from bench.cores import usable_cores
 from bench.errors import ConfigError
 
 
@@ -82,9 +83,9 @@ def pick_pad_multiple(setting, device: torch.device) -> int:
 
 
 def resolve_threads(setting, parallel_cells) -> int:
-    """`auto`: split the cores between cells that run at the same time (joblib n_jobs), so parallel
-    cells never oversubscribe the CPU; an integer is taken as given."""
-    cores = os.cpu_count() or 1
+    """`auto`: split the cores this process may use (bench.cores) between cells that run at the same time
+    (joblib n_jobs), so parallel cells never oversubscribe the CPU; an integer is taken as given."""
+    cores = usable_cores()
     if check_value("train.threads", setting) in (None, "auto"):
         return max(1, cores // max(1, int(parallel_cells or 1)))
     return setting

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.config.schema import HASHED_UNLESS_DEFAULT, METHOD_DECLARATIONS, NOT_HASHED, identity_of
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection
 #: split (`data.selection`, `selection_metrics`) and optional sections (`study`, `inference`);
 #: a version-1 record simply lacks them, and every reader treats them as optional. Keys added since
@@ -28,7 +28,9 @@ SCHEMA_VERSION = 4
 #: 4 added `method_file` (method=peft: the peft file's path, sha256 and what of it was ignored, dropped or
 #: replaced), `retention` (docs/retention.md), `checkpoint` (a cell's checkpoint saves and resumes,
 #: bench/training/checkpoint.py) and the `interrupted` record's `error.signal`; all optional to readers.
-READABLE_VERSIONS = (1, 2, 3, 4)
+#: 5 added `time.cpu_s` (the cell process's CPU time) and `time.load_avg` (the machine's 1-minute load
+#: when the cell started and ended), so a time measured on a shared machine can be read for what it is.
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 PREDICTIONS_SUFFIX = ".predictions.json.gz"
 TRACKING_DIR = "tracking"  # <results_dir>/tracking/: what the experiment trackers write (bench/recipe/trackers.py)
 STATUSES = ("ok", "failed", "interrupted")

@@ -1,8 +1,8 @@
 """The catalogue report (experiment=catalogue, docs/catalogue.md): every method against LoRA as a
 paired verdict, the Pareto frontiers, and whether the two tasks rank the methods alike.
 
-Why its own part rather than the main report's verdict matrix: with 48 methods the main report
-tests all 1,128 pairs per task and corrects over all of them, which is the right question for a
+Why its own part rather than the main report's verdict matrix: with n methods the main report
+tests all n(n-1)/2 pairs per task and corrects over all of them, which is the right question for a
 handful of methods but buries "is X better than LoRA" under a correction for comparisons nobody
 asked. Here the tests are the main report's own (the seed-aware two-level bootstrap for the verdict,
 the seeds-pooled one beside it; same resamples), read for the pairs that contain the reference
@@ -88,6 +88,8 @@ def study_cost(records: list[dict]) -> dict:
         return {}
     roles = pd.Series([(r.get("study") or {}).get("role") or "cell" for r in ok]).value_counts().to_dict()
     seconds = sum(float((r.get("time") or {}).get("total_s") or 0.0) for r in ok)
+    timed = [r for r in ok if (r.get("time") or {}).get("cpu_s") is not None]  # schema 5
+    cpu = sum(float(r["time"]["cpu_s"]) / max(1, int((r.get("env") or {}).get("torch_threads") or 1)) for r in timed)
     parallel = sorted({int((r.get("env") or {}).get("parallel_cells") or 1) for r in ok})
     starts = sorted(str(r["created_at"]) for r in ok if r.get("created_at"))
     ends = sorted(str(r["finished_at"]) for r in ok if r.get("finished_at"))
@@ -95,7 +97,9 @@ def study_cost(records: list[dict]) -> dict:
     if starts and ends:
         span_h = (pd.Timestamp(ends[-1]) - pd.Timestamp(starts[0])).total_seconds() / 3600
     return {"cells": len(ok), "roles": roles, "cell_hours": seconds / 3600, "parallel_cells": parallel,
-            "first_start": starts[0] if starts else None, "last_end": ends[-1] if ends else None, "span_hours": span_h}
+            "first_start": starts[0] if starts else None, "last_end": ends[-1] if ends else None, "span_hours": span_h,
+            "cpu_cells": len(timed), "cpu_thread_hours": cpu / 3600,
+            "wall_of_cpu_cells_hours": sum(float(r["time"]["total_s"]) for r in timed) / 3600}
 
 
 def cost_line(cost: dict) -> str:
@@ -105,8 +109,13 @@ def cost_line(cost: dict) -> str:
     par = "/".join(map(str, cost["parallel_cells"]))
     span = (f"; first start {cost['first_start']}, last end {cost['last_end']} "
             f"({cost['span_hours']:.1f} h between them, pauses included)" if cost["span_hours"] is not None else "")
+    cpu = (f" Of these, {cost['cpu_cells']} cells also recorded their CPU time (schema 5): "
+           f"{cost['cpu_thread_hours']:.2f} CPU-hours per thread against {cost['wall_of_cpu_cells_hours']:.2f} "
+           f"cell-hours of wall time: wall / CPU {cost['wall_of_cpu_cells_hours'] / cost['cpu_thread_hours']:.2f}x "
+           "(about 1x on a quiet machine; more where other work shared it)."
+           if cost.get("cpu_cells") and cost["cpu_thread_hours"] > 0 else "")
     return (f"Study cost, from the records: {cost['cells']} ok cells ({roles}), {cost['cell_hours']:.1f} cell-hours "
-            f"(sum of each cell's time.total_s), {par} cell(s) at a time{span}.")
+            f"(sum of each cell's time.total_s), {par} cell(s) at a time{span}.{cpu}")
 
 
 VS_COLUMNS = ["task", "method_label", "delta_vs_ref", "delta_ci_low", "delta_ci_high", "p", "p_holm", "eq_low",
