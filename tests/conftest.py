@@ -16,21 +16,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GLUE_DIR = REPO.parent / "shared" / "data" / "glue"
 
 
-def pytest_configure(config):
-    """Under pytest-xdist each worker runs on cores of its own (its share of this process's affinity mask),
-    so the harness's `train.threads=auto` (bench.cores) gives the cells one worker starts as many threads
-    as that worker has cores: two workers on two cores no longer run four OpenMP threads, whose waiting
-    costs more than the second thread gains on the tiny models."""
-    workers, name = os.environ.get("PYTEST_XDIST_WORKER_COUNT"), os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not workers or not name.startswith("gw") or not hasattr(os, "sched_setaffinity"):
-        return
-    cores, n, i = sorted(os.sched_getaffinity(0)), int(workers), int(name[2:])
-    if n <= 1 or len(cores) < n:
-        return
-    share = len(cores) // n
-    os.sched_setaffinity(0, set(cores[i * share:(i + 1) * share]))
-
-
 def pytest_collection_modifyitems(config, items):
     """Modules marked `heavy` (sweeps in fixtures, tens of seconds each) come first, the rest after in their
     own order: `make test` hands whole modules to the workers in collection order (`--dist loadfile

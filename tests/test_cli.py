@@ -1,6 +1,8 @@
 """The Hydra app end to end: one cell, a multirun, resume, the record's contents."""
 from __future__ import annotations
 
+import os
+
 import pytest
 from clitools import TINY, records_in, run_bench
 
@@ -98,6 +100,36 @@ def test_submitit_local_launcher_runs_two_cells(tmp_path, glue_dir):
     assert "2 ok, 0 failed" in proc.stdout
 
 
+def test_parallel_launcher_setting_splits_the_process_cores():
+    """What the joblib launcher's cells are told (the launcher itself: the slow test below): n_jobs cells
+    share the cores of this process's affinity mask, and a narrower mask means fewer threads."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from bench.cli import _parallel_cells
+    from bench.config.confdir import conf_dir
+    from bench.recipe.runtime import resolve_threads
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True,
+                      overrides=["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"])
+    GlobalHydra.instance().clear()
+    hc = OmegaConf.create({"mode": "RunMode.MULTIRUN", "launcher": cfg.hydra.launcher})
+    assert _parallel_cells(hc) == 2 and resolve_threads("auto", 2) == max(1, usable_cores() // 2)
+    assert _parallel_cells(OmegaConf.create({"mode": "RunMode.RUN", "launcher": cfg.hydra.launcher})) == 1
+    assert resolve_threads(3, 2) == 3  # an integer is taken as given
+    cores = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(cores)})  # as under `taskset -c 0` or a one-core cpuset
+        assert usable_cores() == 1 and resolve_threads("auto", 1) == 1
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert usable_cores() == len(cores)
+
+
+@pytest.mark.slow  # joblib's loky starts fresh interpreters (~25 s); the setting's effect is the test above
 def test_parallel_launcher_splits_threads(tmp_path, glue_dir):
     proc = run_bench(["-m", *TINY, "task=sst2", "method=lora,bitfit", "hydra/launcher=parallel",
                       "hydra.launcher.n_jobs=2", "sweep_name=par"], glue_dir, tmp_path)
