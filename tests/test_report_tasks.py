@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from clitools import REPO, TINY, bench_env, records_in, run_bench
+from clitools import TINY, records_in, run_bench, run_python
 
 from bench.data.tasks import task_spec
 from bench.records.results import TaskCatalog, fmt_count, newest_per_seed, sweep_dir
@@ -73,9 +71,8 @@ eval_splits: [dev]
                       "train.threads=1", "inference.enabled=false", "sweep_name=mine"], glue_dir, results, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp / "report"
-    rep = subprocess.run([sys.executable, "-m", "bench.report", str(sweep_dir(results, "mine")), "--out", str(out),
-                          "--bootstrap-samples", "200"], cwd=REPO, env=bench_env(glue_dir), capture_output=True,
-                         text=True, timeout=300, check=False)
+    rep = run_python(["-m", "bench.report", sweep_dir(results, "mine"), "--out", out, "--bootstrap-samples", "200"],
+                     glue_dir)
     assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
     return {"records": records_in(results / "mine"), "run": proc.stdout, "out": out, "summary": rep.stdout}
 
