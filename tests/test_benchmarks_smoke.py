@@ -31,7 +31,7 @@ MODULES = sorted(p.stem for p in BENCH_DIR.glob("*.py") if p.stem != "__init__")
 NAMED = {"aa_calibration", "bench_compile", "bench_measurements", "bench_multi_adapter", "bench_optimizer", "bench_overhead",
          "bench_report", "bench_trainer", "compare_records", "cost_pass_check", "gate_aa", "gpu_check",
          "gpu_profile", "inference_aa", "inference_precision", "machine_load", "paired_arms", "protocol_cost", "prune_replay",
-         "remeasure_inference", "retention_cost", "seed_scalar_calibration", "sweep_flops"}
+         "remeasure_inference", "retention_cost", "seed_scalar_calibration", "seed_verdicts_from_table", "sweep_flops"}
 LIBRARY_ONLY = {"machine_load"}  # no command line: the others import it
 GPU_ONLY = {"gpu_check": ["--out", "{tmp}/gpu_check"], "gpu_profile": []}
 # scripts that read a folder, given an empty one: (argv, what the message must say)

@@ -182,3 +182,36 @@ def test_a_over_a_with_two_seeds_per_side_stays_near_five_percent(ref):
 def test_unknown_calibration_is_refused(ref):
     with pytest.raises(ValueError, match="calibration"):
         _compare([ref, ref], [ref, ref], ref, calibration="normal")
+
+
+def test_seed_verdicts_re_read_from_a_reports_main_table():
+    """benchmarks/seed_verdicts_from_table.py: the seed standard error comes back from a t interval over 3
+    seeds, and the four outcomes follow: a large gap with tight intervals is decided, a small gap with wide
+    ones is not, equal means with tight intervals are equivalent within the 1-point margin."""
+    from benchmarks.seed_verdicts_from_table import main_table, verdicts
+
+    text = """intro
+
+| method | sst2 (acc) | avg (sst2) | trainable params |
+|:---|---:|---:|---:|
+| a | **90.0 [89.8, 90.2]** | 90.0 | 1K |
+| b | 80.0 [79.8, 80.2] | 80.0 | 1K |
+| c | 85.0 [70.0, 100.0] | 85.0 | 1K |
+| d | 90.0 [89.9, 90.1] | 90.0 | 1K |
+"""
+    columns, rows = main_table(text)
+    assert columns[0] == "sst2 (acc)" and rows["a"]["sst2 (acc)"] == (90.0, 89.8, 90.2)
+    found = {(r["a"], r["b"]): r for r in verdicts(rows, "sst2 (acc)", seeds=3)}
+    assert found[("a", "b")]["verdict"] == "better" and found[("b", "d")]["verdict"] == "worse"
+    assert found[("a", "c")]["verdict"] == "undecided" and found[("a", "d")]["verdict"] == "equivalent"
+    se = 0.2 / sps_t_975(2) / 100  # each side: half-width 0.2 points over 3 seeds, as a fraction
+    ab = found[("a", "b")]
+    assert ab["df"] == 4.0  # equal spreads: Welch-Satterthwaite gives (3 - 1) + (3 - 1)
+    assert abs((ab["high"] - 0.10) / (2 ** 0.5 * se) - sps_t_975(4.0)) < 1e-9
+    assert verdicts(rows, "avg (sst2)", seeds=3) == []  # not a metric column
+
+
+def sps_t_975(df: float) -> float:
+    import scipy.stats as sps
+
+    return float(sps.t.ppf(0.975, df))
