@@ -274,3 +274,29 @@ def test_two_level_design_false_alarms_stay_near_alpha_and_regressions_are_caugh
     worse = {s: flip(p, refs, 12, rng) for s, p in base.items()}
     r = paired_test("accuracy", refs, base, worse, design="two-level", n_boot=500)
     assert r.design == "two-level" and r.df > 0 and r.p < 0.01 and fails(r, 0.05, 0.005, "higher")
+
+
+def test_with_seeds_on_both_sides_the_paired_test_alone_gates_the_headline(tmp_path, capsys):
+    """Seeds that are right on different examples at the same rate: the per-cell rule (pooled sd 0, so the
+    0.01 floor) calls a 1.3-point drop a regression, while the seed-aware test, which sees how much the
+    examples alone move the score, does not. With >= 2 seeds a side the paired test decides (the rule's breach
+    is a note); with one seed a side the rule still gates."""
+    rng = np.random.default_rng(11)
+    refs = rng.integers(0, 2, N)
+
+    def right_on(k):
+        preds = 1 - refs
+        hit = rng.choice(N, size=k, replace=False)
+        preds[hit] = refs[hit]
+        return preds
+
+    base = write_sweep(tmp_path / "base", refs, {s: right_on(420) for s in (0, 1, 2)})
+    cand = write_sweep(tmp_path / "cand", refs, {s: right_on(412) for s in (3, 4, 5)})
+    bl = save(capsys, base, tmp_path / "bl")
+    rc, out, _ = run(capsys, "check", "--baseline", bl, cand)
+    assert rc == 0 and "gate: PASS" in out, out
+    assert "accuracy 0.7000 -> 0.6867" in out and "not gated on it" in out
+    one_base = write_sweep(tmp_path / "base1", refs, {0: right_on(420)})
+    one_cand = write_sweep(tmp_path / "cand1", refs, {3: right_on(412)})
+    rc, out, _ = run(capsys, "check", "--baseline", save(capsys, one_base, tmp_path / "bl1"), one_cand)
+    assert rc == 1 and "REGRESSED" in out and "accuracy 0.7000 -> 0.6867 (delta -0.0133, tolerance 0.0100" in out
