@@ -293,7 +293,7 @@ def test_retention_docs_state_the_dataclass_defaults():
     from bench.config.schema import RetentionSettings
 
     defaults = dataclasses.asdict(RetentionSettings())
-    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", (REPO / "docs" / "retention.md").read_text(), re.M)
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", (REPO / "docs" / "retention.md").read_text(), re.MULTILINE)
     assert {key: yaml.safe_load(value.strip().strip("`")) for key, value in rows} == defaults
 
 

@@ -11,8 +11,9 @@ The schemas are dataclasses: one field per key, its type, and in `metadata["rule
 accepted. A field without a default is required. Modules that read a setting with a fallback
 (`pick_pad_multiple`, `grad_accum_steps`, `inference.settings_from`) call `check_value` with the
 same rule, so each rule is written once; the task files' checks (bench/data/tasks.py) and the method classes'
-field checks call `check_value` with rules of their own, so every "expected X" message is written by one function. `settings(cfg, section)` builds a section's dataclass once from a
-composed config (the recipe's `train`, the sweep's `claim`, a cell's `progress`), so code reads typed fields.
+field checks call `check_value` with rules of their own, so every "expected X" message is written by one
+function. `settings(cfg, section)` builds a section's dataclass once from a composed config (the recipe's
+`train`, the sweep's `claim`, a cell's `progress`), so code reads typed fields.
 
 Where a default is written, once: a section whose keys conf/ lists (train, model, data, ...) has its defaults in
 the YAML; a field's default here is only what a config that lacks the key means (one written before the key
