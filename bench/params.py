@@ -147,7 +147,7 @@ def measure(overrides: list[str], materialize: bool = False) -> dict:
     requested_materialize = materialize
     cfg = compose_config(list(overrides) + ["model.pretrained=false"])
     spec = T.task_spec(cfg.task)
-    method_cfg = resolved(cfg.method)
+    method_cfg = resolved(cfg.method, "method")
     choice = next((o.partition("=")[2] for o in overrides if o.startswith("method=")), None)
     method = method_from_config(cfg, where=method_source(choice))
     # The run's own builder: these counts are the ones a run of this configuration records.

@@ -231,22 +231,70 @@ def test_experiments_run_the_methods_that_declare_their_tag(hydra_dir):
 
 
 def test_settings_are_built_once_typed_with_defaults_written_once(hydra_dir):
-    """`settings(cfg, section)` builds a section's dataclass from the composed config; claim and progress take their
-    defaults from their dataclasses only (conf/config.yaml does not repeat them, bench/config/store.py composes them),
+    """`settings(cfg, section)` builds a section's dataclass from the composed config; inference, retention, claim
+    and progress take their defaults from their dataclasses only (conf/config.yaml does not repeat them,
+    bench/config/store.py composes them; a field declared composed=False stays out of the configs records hold),
     and a bad value is named as check names it."""
-    from bench.config.schema import ClaimSettings, ProgressSettings, TrainSettings, settings
+    from bench.config.schema import (
+        ClaimSettings,
+        InferenceSettings,
+        ProgressSettings,
+        RetentionSettings,
+        TrainSettings,
+        settings,
+    )
+    from bench.config.store import FROM_SCHEMA
 
     cfg = _compose(["train.batch_size=8"])
     train = settings(cfg, "train")
     assert isinstance(train, TrainSettings) and train.batch_size == 8 and train.grad_accum_steps == 1
     assert settings(cfg, "claim") == ClaimSettings() and settings(cfg, "progress") == ProgressSettings()
+    assert settings(cfg, "inference") == InferenceSettings() and settings(cfg, "retention") == RetentionSettings()
+    assert "share" not in cfg.inference and cfg.inference.lengths == [16, 64, 128]
     assert settings(_compose(["claim.on_busy=wait"]), "claim").on_busy == "wait"
+    assert settings(_compose(["experiment=ci_gate"]), "inference").enabled is False
     root = OmegaConf.load(CONF / "config.yaml")
-    assert "claim" not in root and "progress" not in root
+    assert not set(FROM_SCHEMA) & set(root)
     with pytest.raises(ConfigError, match=r"claim\.poll_s=0: expected a number > 0"):
         settings(_compose(["claim.poll_s=0"]), "claim")
     with pytest.raises(ConfigError, match=r"train\.bach_size: unknown setting; did you mean batch_size\?"):
         settings(_compose(["+train.bach_size=8"]), "train")
+
+
+def test_no_config_file_repeats_a_default_written_in_a_dataclass():
+    """A YAML under conf/ that sets a key of a section composed from its dataclass (inference, retention, claim,
+    progress) sets it to something other than the default: the default is written once, in the dataclass."""
+    import dataclasses
+
+    import yaml
+
+    from bench.config.schema import SECTIONS
+    from bench.config.store import FROM_SCHEMA
+
+    repeated = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        content = yaml.safe_load(path.read_text()) or {}
+        for section in FROM_SCHEMA:
+            defaults = dataclasses.asdict(SECTIONS[section]())
+            given = content.get(section) if isinstance(content, dict) else None
+            for key, value in (given if isinstance(given, dict) else {}).items():
+                if key in defaults and value == defaults[key]:
+                    repeated.append(f"{path.relative_to(CONF)}: {section}.{key}={value!r}")
+    assert not repeated, repeated
+
+
+def test_retention_docs_state_the_dataclass_defaults():
+    """docs/retention.md's settings table states the defaults RetentionSettings holds, key for key."""
+    import dataclasses
+    import re
+
+    import yaml
+
+    from bench.config.schema import RetentionSettings
+
+    defaults = dataclasses.asdict(RetentionSettings())
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", (REPO / "docs" / "retention.md").read_text(), re.MULTILINE)
+    assert {key: yaml.safe_load(value.strip().strip("`")) for key, value in rows} == defaults
 
 
 def test_run_identity_is_a_property_of_each_field(hydra_dir):

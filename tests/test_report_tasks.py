@@ -121,7 +121,7 @@ def test_display_fields_are_validated_and_do_not_change_the_cell_identity(tmp_pa
             "splits": {"dev": {"path": "dev.jsonl"}}}
     spec = task_spec(dict(base, description="d", order=3, display_name="T"))
     assert (spec.description, spec.order, spec.display_name) == ("d", 3, "T")
-    with pytest.raises(ValueError, match="field `order` must be a number"):
+    with pytest.raises(ValueError, match="task t: `order`='first': expected a number"):
         task_spec(dict(base, order="first"))
     assert config_hash({"task": dict(base, description="other words", order=9)}) == config_hash({"task": base})
 

@@ -268,7 +268,7 @@ def test_jsonl_and_parquet(tmp_path):
     ({"metrics": ["pearson"], "headline": "pearson"}, "metrics"),
     ({"text_fields": ["a", "b", "c"]}, "text_fields"),
     ({"eval_splits": ["dev"]}, "eval_splits"),
-    ({"splits": {"train": {"path": "x.tsv", "fromat": "tsv"}}}, "splits.train"),
+    ({"splits": {"train": {"path": "x.tsv", "fromat": "tsv"}}}, "splits.train.fromat"),
     ({"splits": {"train": {"path": "x.txt"}}}, "splits.train.format"),
     ({"splits": {"train": {"path": "x.tsv", "header": False}}}, "splits.train.columns"),
     ({"root": None}, "root"),
@@ -282,7 +282,7 @@ def test_task_spec_rejects_bad_config(change, field):
 
 
 def test_unresolvable_root_is_a_value_error():
-    with pytest.raises(ValueError, match="could not be resolved"):
+    with pytest.raises(ValueError, match="task: a value does not resolve"):
         task_spec(OmegaConf.create({"task": OmegaConf.load(TASK_DIR / "sst2.yaml")}).task)
 
 

@@ -60,18 +60,22 @@ def register() -> None:
 register()
 
 
-def resolved(node) -> dict:
-    """`OmegaConf.to_container(node, resolve=True)`, with a ConfigError that one of these resolvers raised re-raised
-    as itself: OmegaConf wraps a resolver's exception in InterpolationResolutionError, which the entry points do not
-    read as a configuration error (exit 2 naming the file), so a bad method.config_file would end in a traceback."""
+def resolved(node, where: str):
+    """`node` with every interpolation resolved, as plain containers (a value that is no OmegaConf node, None
+    included, is returned as it is): the one way a part of a composed config is resolved (a section's settings,
+    the method, the task, the top-level keys). A ConfigError one of these resolvers raised is re-raised as itself
+    (OmegaConf wraps it in InterpolationResolutionError, once per level); any other value that does not resolve is a
+    ConfigError naming `where` (the section or key), so every entry point exits 2 with one line, not a traceback."""
     from omegaconf.errors import InterpolationResolutionError
 
+    if not OmegaConf.is_config(node):
+        return node
     try:
         return OmegaConf.to_container(node, resolve=True)
-    except InterpolationResolutionError as exc:
-        cause = exc.__cause__ or exc.__context__
-        while isinstance(cause, InterpolationResolutionError):  # OmegaConf re-raises it once per level
+    except Exception as exc:  # noqa: BLE001 - an interpolation that does not resolve names its key
+        cause = exc
+        while isinstance(cause, InterpolationResolutionError) and (cause.__cause__ or cause.__context__):
             cause = cause.__cause__ or cause.__context__
         if isinstance(cause, ConfigError):
             raise cause from None
-        raise
+        raise ConfigError(f"{where}: a value does not resolve: {exc}") from None

@@ -10,14 +10,17 @@ keys are checked against its class's constructor signature before the class is b
 The schemas are dataclasses: one field per key, its type, and in `metadata["rule"]` what values are
 accepted. A field without a default is required. Modules that read a setting with a fallback
 (`pick_pad_multiple`, `grad_accum_steps`, `inference.settings_from`) call `check_value` with the
-same rule, so each rule is written once. `settings(cfg, section)` builds a section's dataclass once from a
-composed config (the recipe's `train`, the sweep's `claim`, a cell's `progress`), so code reads typed fields.
+same rule, so each rule is written once; the task files' checks (bench/data/tasks.py) and the method classes'
+field checks call `check_value` with rules of their own, so every "expected X" message is written by one
+function. `settings(cfg, section)` builds a section's dataclass once from a composed config (the recipe's
+`train`, the sweep's `claim`, a cell's `progress`), so code reads typed fields.
 
-Where a default is written: a section whose keys conf/ lists (train, model, data, ...) has its defaults in
+Where a default is written, once: a section whose keys conf/ lists (train, model, data, ...) has its defaults in
 the YAML; a field's default here is only what a config that lacks the key means (one written before the key
-existed, or a key conf/ leaves out so that configs keep their hash). The run-control sections nothing
-measured depends on (claim, progress) have their defaults here only: bench/config/store.py composes them into
-every config from these dataclasses, so conf/config.yaml does not repeat them.
+existed, or a key conf/ leaves out so that configs keep their hash). The sections that do not enter a run's
+identity and have one default for every experiment (inference, retention, claim, progress) have their defaults
+here only: bench/config/store.py composes them into every config from these dataclasses (every field but those
+declared `composed=False`), so conf/ does not repeat them; an experiment's YAML sets only what it changes.
 
 Unknown keys in train, model, data, inference, study, debug, progress and claim are errors that name the nearest
 valid key (typos are the most common mistake). Unknown top-level keys are allowed: presets keep
@@ -78,8 +81,10 @@ def nullable(rule: Rule, meaning: str = "") -> Rule:
     return Rule(f"null{f' ({meaning})' if meaning else ''} or {rule.expected}", lambda v: v is None or rule(v))
 
 
-def list_of(rule: Rule, text: str) -> Rule:
-    return Rule(text, lambda v: isinstance(v, list) and len(v) > 0 and all(rule(x) for x in v))
+def list_of(rule: Rule, text: str, lo: int = 1, hi: int | None = None) -> Rule:
+    """A list of `lo` to `hi` (no limit: None) items, each accepted by `rule`; `text` is what the message says."""
+    return Rule(text, lambda v: isinstance(v, (list, tuple)) and lo <= len(v) <= (len(v) if hi is None else hi)
+                and all(rule(x) for x in v))
 
 
 BOOL = Rule("true or false", lambda v: isinstance(v, bool))
@@ -115,9 +120,11 @@ CHECKPOINT_EVERY = Rule("auto, off, an integer >= 1 (optimizer steps) or a time 
 HASHED, NOT_HASHED, HASHED_UNLESS_DEFAULT = "hashed", "not hashed", "hashed unless default"
 
 
-def opt(rule: Rule, default: Any = MISSING, identity: str = HASHED):
-    """A schema field: its rule, a default only where a config may lack the key, and its `identity`."""
-    meta = {"rule": rule, "identity": identity}
+def opt(rule: Rule, default: Any = MISSING, identity: str = HASHED, composed: bool = True):
+    """A schema field: its rule, a default only where a config may lack the key, and its `identity`. `composed`:
+    whether a section composed from its dataclass (bench/config/store.py) lists the key; False for a key added
+    after records were written, which a config leaves out (absent means the default; `+section.key=V` sets it)."""
+    meta = {"rule": rule, "identity": identity, "composed": composed}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -218,31 +225,36 @@ class DataSettings:
 
 @dataclass(kw_only=True)
 class InferenceSettings:
-    """`inference` (docs/inference.md); the defaults are the ones `bench.inference.cost.settings_from` fills in."""
+    """`inference` (docs/inference.md): the cost of the finetuned model after training, the record's `inference`.
+    Its defaults are written here only (composed into every config, bench/config/store.py; the ones
+    `bench.inference.cost.settings_from` fills in for a config that lacks a key)."""
 
-    enabled: bool = opt(BOOL, True)
+    enabled: bool = opt(BOOL, True)  # false: skip it (the record's inference is null)
+    # batch-1 latency at these exact token lengths (synthetic inputs)
     lengths: list = opt(LENGTHS, [16, 64, 128])  # noqa: RUF009 - opt() is a field()
     # stop when precise (bench/inference/rounds.py): rounds run until every ratio's 95 % interval has
     # at most this half-width, between min_repeats and repeats (the cap); null = exactly `repeats`.
     # 0.03, not 0.01: at one thread the per-call jitter left +-0.02-0.05 after the 30-round cap on a
     # quiet machine, so +-0.01 was never met and every cold measurement ran the cap (docs/decisions.md)
     target_halfwidth: float | None = opt(nullable(number(0, lo_open=True), "a fixed number of rounds: repeats"), 0.03)
-    min_repeats: int = opt(integer(2), 8)
+    min_repeats: int = opt(integer(2), 8)  # timed rounds per length before the first look at the intervals
+    # at most this many timed rounds per length; each round calls every variant once, interleaved
     repeats: int = opt(integer(3), 30)
-    warmup: int = opt(integer(1), 3)
+    warmup: int = opt(integer(1), 3)  # untimed rounds before timing
     # 16, not 32: per-sample CPU throughput is the same at 16 x 64 tokens (1,024 rows per matmul) and
     # a batched round, the measurement's most expensive part, costs half (docs/decisions.md)
-    batch_size: int = opt(integer(1), 16)
-    batch_length: int = opt(integer(1), 64)
+    batch_size: int = opt(integer(1), 16)  # the throughput batch ...
+    batch_length: int = opt(integer(1), 64)  # ... and its token length
     batch_min_repeats: int = opt(integer(2), 3)
-    batch_repeats: int = opt(integer(3), 6)
+    batch_repeats: int = opt(integer(3), 6)  # at most (exactly, with target_halfwidth null)
     batch_warmup: int = opt(integer(1), 1)
+    # CPU threads while timing (per-core latency; stable on a shared machine); null = the cell's
     threads: int | None = opt(nullable(integer(1), "the cell's threads"), 1)
-    merge: bool = opt(BOOL, True)
-    merge_atol: float = opt(number(0, lo_open=True), 1e-4)
-    # one measurement per structure in a sweep (bench/inference/cache.py); not in conf/config.yaml so
-    # that configs keep their hash: `+inference.share=false` measures every cell
-    share: bool = opt(BOOL, True)
+    merge: bool = opt(BOOL, True)  # also time the merged model where the method can merge (LoRA, IA3)
+    merge_atol: float = opt(number(0, lo_open=True), 1e-4)  # merged vs unmerged logits must agree within this
+    # one measurement per structure in a sweep (bench/inference/cache.py); not composed, so that the configs
+    # records hold stay as they were: `+inference.share=false` measures every cell
+    share: bool = opt(BOOL, True, composed=False)
     # ... and across sweeps: entries under <results_dir>/.inference_cache/ (false: per sweep folder)
     cache: bool = opt(BOOL, True)
 
@@ -291,10 +303,11 @@ def lr_search_range(study: dict, method: dict) -> list | None:
 @dataclass(kw_only=True)
 class RetentionSettings:
     """`retention` (docs/retention.md): what a cell costs the backbone, measured after training on data the
-    cell never trained or selected on; it measures the trained model and does not change it (not in the hash)."""
+    cell never trained or selected on; it measures the trained model and does not change it (not in the hash).
+    Its defaults are written here only (composed into every config, bench/config/store.py)."""
 
     # auto: on for pretrained backbones, off for random-weight builds (model.pretrained=false, the tiny
-    # test models), whose "skill" is no pretrained capability to lose
+    # test models), whose "skill" is no pretrained capability to lose; false: the record's retention is null
     enabled: bool | str = opt(Rule("true, false or auto", lambda v: isinstance(v, bool) or v == "auto"), "auto")
     # rows of the similarity set (STS-B dev; MRPC dev when the task is STS-B), a fixed sample; both
     # sentences of each row make the drift (CKA) sample and, for decoders, the language-model text
@@ -302,6 +315,7 @@ class RetentionSettings:
     batch_size: int = opt(integer(1), 64)
     intruder_k: int = opt(integer(1), 10)  # top-k singular vectors of each finetuned matrix examined
     intruder_epsilon: float = opt(number(0, 1, lo_open=True), 0.5)  # below this best |cosine|: an intruder
+    # which weight matrices (last name part), for every method alike
     intruder_modules: list = opt(list_of(TEXT, "a list of module names, e.g. [query, value]"),  # noqa: RUF009
                                  ["query", "value"])
     cache: bool = opt(BOOL, True)  # the "before" side once per backbone: <results_dir>/.retention_cache/
@@ -421,12 +435,20 @@ def _rule_of(path: str):
     return schema_fields(schema)[key].metadata["rule"]
 
 
-def check_value(path: str, value):
-    """Check one option (`train.threads`) against its schema rule; returns the value unchanged."""
-    rule = _rule_of(path)
+def check_value(path: str, value, rule: Rule | None = None, error: type[Exception] = ConfigError):
+    """Check one value against a rule, by default the schema rule of the option `path` (`train.threads`);
+    returns the value unchanged. The one place the message of a bad value is written, for settings, task files
+    ("task sst2: `kind`", raised as ValueError) and method fields (`method.r`): the key, the value, what was
+    expected."""
+    rule = _rule_of(path) if rule is None else rule
     if not rule(value):
-        raise ConfigError(f"{path}={value!r}: expected {rule.expected}")
+        raise error(f"{path}={value!r}: expected {rule.expected}")
     return value
+
+
+def unknown_key(path: str, key: str, valid, error: type[Exception] = ConfigError) -> Exception:
+    """The error for a key that is not one of `valid` (the nearest valid key named, then all of them)."""
+    return error(f"{path}: unknown setting{nearest(key, valid)} (valid: {', '.join(valid)})")
 
 
 def check_section(prefix: str, values, schema, required: bool = True) -> None:
@@ -436,14 +458,14 @@ def check_section(prefix: str, values, schema, required: bool = True) -> None:
     for key, value in (values or {}).items():
         f, path = known.get(key), f"{prefix}.{key}" if prefix else key
         if f is None:
-            raise ConfigError(f"{path}: unknown setting{nearest(key, known)} (valid: {', '.join(known)})")
+            raise unknown_key(path, key, known)
         sub = f.metadata.get("schema")
         if sub is not None:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}={value!r}: expected a mapping with {', '.join(schema_fields(sub))}")
+            check_value(path, value, Rule(f"a mapping with {', '.join(schema_fields(sub))}",
+                                          lambda v: isinstance(v, dict)))
             check_section(path, value, sub, required)
-        elif not f.metadata["rule"](value):
-            raise ConfigError(f"{path}={value!r}: expected {f.metadata['rule'].expected}")
+        else:
+            check_value(path, value, f.metadata["rule"])
     if required:
         for key, f in known.items():
             if key not in (values or {}) and f.default is MISSING and f.default_factory is MISSING:
@@ -466,14 +488,10 @@ def settings(cfg, section: str):
     """The typed settings of one section of a composed config (`train`, `claim`, ...: SECTIONS), resolved,
     checked against the section's rules (the key, what was expected, the nearest valid key) and built once;
     a section the config lacks is built from the schema's defaults (a required field then says it is missing)."""
-    from omegaconf import OmegaConf
+    from bench.config.resolvers import resolved
 
     schema = SECTIONS[section]
-    node = cfg.get(section) if hasattr(cfg, "get") else None
-    try:
-        values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
-    except Exception as exc:  # noqa: BLE001 - an interpolation that does not resolve names its key
-        raise ConfigError(f"{section}: a value does not resolve: {exc}") from None
+    values = resolved(cfg.get(section) if hasattr(cfg, "get") else None, section) or {}
     check_section(section, values, schema)
     return build(schema, values)
 

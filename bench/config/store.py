@@ -9,29 +9,36 @@ bench.plan, bench.reproduce, the tests). What the method accepts is then judged 
 (bench.methods.validate.check_method): an unknown name exits 2, naming the nearest valid one. Every other
 section stays closed: `train.bach_size=8` is still Hydra's "Could not override".
 
-`bench/claim`, `bench/progress` (packages `claim`, `progress`): the run-control sections whose defaults are
-written once, in their dataclasses (bench.config.schema ClaimSettings, ProgressSettings), composed into every
-config as plain nodes, so `claim.on_busy=wait` overrides them as before and a misspelled key still needs `+` and
-is then named by bench.config.schema's check. Neither section enters a run's identity.
+`bench/inference`, `bench/retention`, `bench/claim`, `bench/progress` (packages of the same names): the sections
+whose defaults are written once, in their dataclasses (bench.config.schema InferenceSettings, RetentionSettings,
+ClaimSettings, ProgressSettings), composed into every config as plain nodes of the fields declared `composed`, so
+`inference.enabled=false` overrides them as before, an experiment's YAML sets what it changes, and a misspelled key
+still needs `+` and is then named by bench.config.schema's check. None of them enters a run's identity.
 """
 from __future__ import annotations
 
 GROUP, NAME = "bench", "method_fields"
-#: section -> its dataclass, composed from the dataclass's defaults (conf/config.yaml lists `bench/<section>`)
-FROM_SCHEMA = ("claim", "progress")
+#: the sections composed from their dataclass's defaults (conf/config.yaml lists `bench/<section>`)
+FROM_SCHEMA = ("inference", "retention", "claim", "progress")
+
+
+def composed_defaults(section: str) -> dict:
+    """The node of a section composed from its dataclass: each field declared `composed`, at its default."""
+    import dataclasses
+
+    from bench.config.schema import SECTIONS
+
+    values = dataclasses.asdict(SECTIONS[section]())
+    return {f.name: values[f.name] for f in dataclasses.fields(SECTIONS[section]) if f.metadata["composed"]}
 
 
 def register() -> None:
     """Store the nodes (idempotent: a second store replaces the first with the same content)."""
-    import dataclasses
-
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
-
-    from bench.config.schema import SECTIONS
 
     store = ConfigStore.instance()
     store.store(group=GROUP, name=NAME, package="method", node=OmegaConf.create({}, flags={"struct": False}))
     for section in FROM_SCHEMA:
         store.store(group=GROUP, name=section, package=section,
-                     node=OmegaConf.create(dataclasses.asdict(SECTIONS[section]())))
+                     node=OmegaConf.create(composed_defaults(section)))

@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.config.resolvers import resolved
+from bench.config.schema import BOOL, MAPPING, TEXT, Rule, check_value, choice, list_of, unknown_key
 from bench.data.metrics import KNOWN_METRICS, compute_metrics
 from bench.data.readers import FORMATS, DataError, Example, infer_format
+from bench.errors import ConfigError
 
 __all__ = ["DataError", "Example", "TaskSpec", "evaluate_predictions", "metric_keys",
            "metric_suffix", "selection_keys", "selection_score", "task_spec"]
@@ -73,55 +76,67 @@ class TaskSpec:
 
 
 # ----------------------------------------------------------------------------------------- validation
+# Every field is checked by bench.config.schema's rules and check_value, as settings and method fields are: the
+# message names the task and the field, shows the value and says what was expected. A bad task file raises
+# ValueError (bench.recipe.validate.check turns it into a ConfigError, exit 2).
 
-def _bad(name: str, key: str, expected: str, got: Any = None) -> ValueError:
-    got_txt = "" if got is None else f", got {got!r}"
-    return ValueError(f"task {name}: field `{key}` must be {expected}{got_txt}")
+def _check(name: str, key: str, value: Any, rule: Rule) -> Any:
+    """`value` of the task's field `key` against `rule`; ValueError "task NAME: `KEY`=VALUE: expected ..."."""
+    return check_value(f"task {name}: `{key}`", value, rule, ValueError)
 
 
-def _str_list(name: str, key: str, value: Any, n_min: int = 1, n_max: int | None = None) -> list[str]:
-    count = f"{n_min}" if n_max == n_min else (f"{n_min}-{n_max}" if n_max else f"at least {n_min}")
-    if not isinstance(value, (list, tuple)) or not (n_min <= len(value) <= (n_max or len(value))) \
-            or not all(isinstance(v, str) and v for v in value):
-        raise _bad(name, key, f"a list of {count} non-empty strings", value)
-    return list(value)
+def _texts(lo: int = 1, hi: int | None = None) -> Rule:
+    """A list of `lo` to `hi` non-empty strings."""
+    count = f"{lo}" if hi == lo else (f"{lo}-{hi}" if hi else f"at least {lo}")
+    return list_of(TEXT, f"a list of {count} non-empty strings", lo, hi)
+
+
+LABEL_VALUE = Rule("a raw label value", lambda v: (isinstance(v, int) and not isinstance(v, bool)) or TEXT(v))
+LABELS = Rule("a list of at least 2 distinct raw label values (strings or integers)",
+              lambda v: list_of(LABEL_VALUE, "", 2)(v) and len({str(x) for x in v}) == len(v))
+ABSENT_FOR_REGRESSION = Rule("absent (or null) for a regression task", lambda v: v is None)
+ROOT = Rule("a folder path or null (null: read from the hub)",
+            lambda v: v is None or (isinstance(v, (str, Path)) and TEXT(str(v))))
+SPLITS = Rule("a mapping of split name -> {path, format, ...}", lambda v: isinstance(v, dict))
+SPLIT = Rule("a mapping with a `path` (relative to `root`)", lambda v: isinstance(v, dict) and TEXT(v.get("path")))
+SHOWN = Rule("a non-empty string or absent (shown in reports)",
+             lambda v: v is None or (isinstance(v, str) and TEXT(v.strip())))
+ORDER = Rule("a number or absent (reports list tasks by it, then alphabetically)",
+             lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)))
+HUB = Rule(f"null or a mapping with `path` and `splits` (keys from {sorted(_HUB_KEYS)})",
+           lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("path"), str)
+                                   and isinstance(v.get("splits"), dict) and bool(v["splits"])))
 
 
 def _to_plain(cfg: Any) -> dict:
     try:
-        from omegaconf import OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        OmegaConf = None
-    if OmegaConf is not None and OmegaConf.is_config(cfg):
-        try:
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        except Exception as e:  # e.g. ${data.glue_dir} with no `data` section
-            raise ValueError(f"task config could not be resolved: {e}") from e
-    if not isinstance(cfg, dict):
-        raise ValueError(f"task config must be a mapping, got {type(cfg).__name__}")  # noqa: TRY004
-    return cfg
+        cfg = resolved(cfg, "task")  # a task file's own interpolation, e.g. ${data.glue_dir} with no `data` section
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return check_value("task config", cfg, MAPPING, ValueError)
+
+
+def _known_keys(name: str, key: str, v: dict, valid) -> None:
+    """Every key of the mapping `key` is one of `valid`; else the nearest valid one is named."""
+    for k in v:
+        if k not in valid:
+            raise unknown_key(f"task {name}: `{key}.{k}`", k, sorted(valid), ValueError)
 
 
 def task_spec(cfg: Any) -> TaskSpec:
     """Validate a task config (DictConfig or dict) so that mistakes surface before any training."""
     c = _to_plain(cfg)
-    name = c.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"task config: field `name` must be a non-empty string, got {name!r}")
-    kind = c.get("kind")
-    if kind not in KINDS:
-        raise _bad(name, "kind", f"one of {list(KINDS)}", kind)
-    text_fields = _str_list(name, "text_fields", c.get("text_fields"), 1, 2)
-    label_field = c.get("label_field")
-    if not isinstance(label_field, str) or not label_field:
-        raise _bad(name, "label_field", "a non-empty string (the column holding the label)", label_field)
+    name = check_value("task config: `name`", c.get("name"), TEXT, ValueError)
+    kind = _check(name, "kind", c.get("kind"), choice(*KINDS))
+    text_fields = list(_check(name, "text_fields", c.get("text_fields"), _texts(1, 2)))
+    label_field = _check(name, "label_field", c.get("label_field"),
+                         Rule("a non-empty string (the column holding the label)", TEXT))
     labels, label_names = _labels(name, kind, c.get("labels"), c.get("label_names"))
     splits, root, hub = _sources(name, c)
     eval_splits = _eval_splits(name, c, splits, root, hub)
-    suffix = c.get("metric_suffix") or {}
-    if not isinstance(suffix, dict) or not all(k in eval_splits[1:] and isinstance(v, str) and v
-                                               for k, v in suffix.items()):
-        raise _bad(name, "metric_suffix", "a mapping {non-main eval split: suffix string}", suffix)
+    suffix = _check(name, "metric_suffix", c.get("metric_suffix") or {},
+                    Rule("a mapping {non-main eval split: suffix string}", lambda v: isinstance(v, dict) and all(
+                        k in eval_splits[1:] and TEXT(x) for k, x in v.items())))
     spec = TaskSpec(name, kind, text_fields, label_field, labels, label_names, [], "", eval_splits, splits,
                     root, hub, dict(suffix), {k: v for k, v in c.items() if k not in _KNOWN_KEYS})
     spec.metrics, spec.headline = _metrics(spec, c)
@@ -133,79 +148,59 @@ def task_spec(cfg: Any) -> TaskSpec:
 def _labels(name: str, kind: str, labels, label_names):
     """Raw label values (as strings: YAML `[0, 1]` means `["0", "1"]`) and display names, for a
     classification task; nothing for a regression task."""
-    if kind == "classification":
-        if isinstance(labels, list) and all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in labels):
-            labels = [str(v) for v in labels]
-        labels = _str_list(name, "labels", labels, 2)
-        if len(set(labels)) != len(labels):
-            raise _bad(name, "labels", "a list of distinct raw label values", labels)
-        if label_names is not None:
-            label_names = _str_list(name, "label_names", label_names, len(labels), len(labels))
-    elif labels is not None or label_names is not None:
-        raise _bad(name, "labels", "absent (or null) for a regression task", labels)
+    if kind != "classification":
+        _check(name, "labels", labels, ABSENT_FOR_REGRESSION)
+        _check(name, "label_names", label_names, ABSENT_FOR_REGRESSION)
+        return None, None
+    labels = [str(v) for v in _check(name, "labels", labels, LABELS)]
+    if label_names is not None:
+        label_names = list(_check(name, "label_names", label_names, _texts(len(labels), len(labels))))
     return labels, label_names
 
 
 def _sources(name: str, c: dict):
     """Where the rows come from: local split files under `root`, else the hub section."""
-    splits_cfg = c.get("splits") or {}
-    if not isinstance(splits_cfg, dict):
-        raise _bad(name, "splits", "a mapping of split name -> {path, format, ...}", splits_cfg)
+    splits_cfg = _check(name, "splits", c.get("splits") or {}, SPLITS)
     splits = {s: _split(name, s, v) for s, v in splits_cfg.items()}
     hub = _hub(name, c.get("hub"))
-    root = c.get("root")
-    if root is not None and (not isinstance(root, (str, Path)) or not str(root)):
-        raise _bad(name, "root", "a folder path or null (null: read from the hub)", root)
+    root = _check(name, "root", c.get("root"), ROOT)
+    if hub is None:
+        _check(name, "root", root, Rule("a folder path when no `hub` section is configured (for GLUE: "
+                                        "data.glue_dir / env BENCH_GLUE_DIR)", lambda v: v is not None))
     root = None if root is None else str(root)
-    if root is None and hub is None:
-        raise ValueError(f"task {name}: `root` is null and no `hub` is configured; set root "
-                         f"(for GLUE: data.glue_dir / env BENCH_GLUE_DIR) or add a hub section")
-    if root is not None and not splits:
-        raise _bad(name, "splits", "a non-empty mapping when `root` is set", splits_cfg)
+    if root is not None:
+        _check(name, "splits", splits_cfg, Rule("a non-empty mapping when `root` is set", bool))
     return splits, root, hub
 
 
 def _eval_splits(name: str, c: dict, splits: dict, root, hub) -> list[str]:
-    eval_splits = _str_list(name, "eval_splits", c.get("eval_splits"), 1)
-    for s in eval_splits:
-        if root is not None and s not in splits:
-            raise _bad(name, "eval_splits", f"names from `splits` {list(splits)}", s)
-        if root is None and s not in hub["splits"]:
-            raise _bad(name, "eval_splits", f"names from `hub.splits` {list(hub['splits'])}", s)
+    eval_splits = list(_check(name, "eval_splits", c.get("eval_splits"), _texts(1)))
+    where, known = ("`splits`", list(splits)) if root is not None else ("`hub.splits`", list(hub["splits"]))
+    _check(name, "eval_splits", eval_splits, Rule(f"names from {where} {known}", lambda v: set(v) <= set(known)))
     return eval_splits
 
 
 def _metrics(spec: TaskSpec, c: dict) -> tuple[list[str], str]:
     """The reported metrics (each computable for the task's kind, on some eval split) and the headline."""
     name, kind = spec.name, spec.kind
-    metrics = _str_list(name, "metrics", c.get("metrics"), 1)
+    metrics = list(_check(name, "metrics", c.get("metrics"), _texts(1)))
     reportable = {key for s in spec.eval_splits for key in metric_keys(spec, s, METRICS_FOR_KIND[kind]).values()}
-    for m in metrics:
-        if m not in reportable:
-            raise _bad(name, "metrics", f"names from {list(METRICS_FOR_KIND[kind])} for a {kind} task"
-                       f" (known: {list(KNOWN_METRICS)}), optionally with the suffix of a non-main eval"
-                       f" split ({[metric_suffix(spec, s) for s in spec.eval_splits[1:]]})", m)
-    if "f1" in metrics and len(spec.labels) != 2:
-        raise ValueError(f"task {name}: field `metrics` has f1 (binary, class index 1 positive), which needs "
-                         f"exactly 2 labels; this task has {len(spec.labels)}")
-    headline = c.get("headline")
-    if headline not in metrics:
-        raise _bad(name, "headline", f"one of `metrics` {metrics}", headline)
+    _check(name, "metrics", metrics, Rule(
+        f"names from {list(METRICS_FOR_KIND[kind])} for a {kind} task (known: {list(KNOWN_METRICS)}), optionally "
+        f"with the suffix of a non-main eval split ({[metric_suffix(spec, s) for s in spec.eval_splits[1:]]})",
+        lambda v: set(v) <= reportable))
+    n = len(spec.labels or [])
+    _check(name, "metrics", metrics, Rule(f"no f1 for this task's {n} labels (f1 is binary, class index 1 "
+                                          "positive: it needs exactly 2 labels)", lambda v: "f1" not in v or n == 2))
+    headline = _check(name, "headline", c.get("headline"), Rule(f"one of `metrics` {metrics}", lambda v: v in metrics))
     return metrics, headline
 
 
 def _display(spec: TaskSpec, c: dict) -> None:
     """What reports show of the task: its display name, description and place in the task order."""
     for key in ("display_name", "description"):
-        v = c.get(key)
-        if v is not None and (not isinstance(v, str) or not v.strip()):
-            raise _bad(spec.name, key, "a non-empty string or absent (shown in reports)", v)
-        setattr(spec, key, v)
-    order = c.get("order")
-    if order is not None and (isinstance(order, bool) or not isinstance(order, (int, float))
-                              or not math.isfinite(order)):
-        raise _bad(spec.name, "order", "a number or absent (reports list tasks by it, then alphabetically)", order)
-    spec.order = order
+        setattr(spec, key, _check(spec.name, key, c.get(key), SHOWN))
+    spec.order = _check(spec.name, "order", c.get("order"), ORDER)
 
 
 def _select_metric(spec: TaskSpec, value: Any) -> list[str]:
@@ -215,11 +210,9 @@ def _select_metric(spec: TaskSpec, value: Any) -> list[str]:
         return []
     allowed = sorted(set(metric_keys(spec, spec.eval_splits[0]).values()))
     names = [value] if isinstance(value, str) else value
-    if not isinstance(names, (list, tuple)) or not names \
-            or not all(isinstance(v, str) and v in allowed for v in names) \
-            or len(set(names)) != len(names):
-        raise _bad(spec.name, "select_metric", f"absent, one of {allowed} or a list of distinct names from them "
-                   "(the selection score is their mean)", value)
+    _check(spec.name, "select_metric", value, Rule(
+        f"absent, one of {allowed} or a list of distinct names from them (the selection score is their mean)",
+        lambda _: list_of(choice(*allowed), "")(names) and len(set(names)) == len(names)))
     return list(names)
 
 
@@ -236,43 +229,35 @@ def selection_score(spec: TaskSpec, metrics: dict) -> float:
 
 def _split(name: str, split: str, v: Any) -> dict:
     key = f"splits.{split}"
-    if not isinstance(v, dict) or not isinstance(v.get("path"), str) or not v["path"]:
-        raise _bad(name, key, "a mapping with a `path` (relative to `root`)", v)
-    unknown = set(v) - _SPLIT_KEYS
-    if unknown:
-        raise _bad(name, key, f"a mapping with keys from {sorted(_SPLIT_KEYS)}", sorted(unknown))
+    _check(name, key, v, SPLIT)
+    _known_keys(name, key, v, _SPLIT_KEYS)
     fmt = v.get("format") or infer_format(v["path"])
-    if fmt not in FORMATS:
-        raise _bad(name, f"{key}.format", f"one of {list(FORMATS)} (or a path ending in .tsv/.csv/.jsonl/.parquet)",
-                   v.get("format"))
-    header = v.get("header", True)
-    if not isinstance(header, bool):
-        raise _bad(name, f"{key}.header", "true or false", header)
+    _check(name, f"{key}.format", v.get("format"), Rule(
+        f"one of {list(FORMATS)} (or a path ending in .tsv/.csv/.jsonl/.parquet)", lambda _: fmt in FORMATS))
+    header = _check(name, f"{key}.header", v.get("header", True), BOOL)
     columns = v.get("columns")
     if columns is not None:
-        if fmt not in ("tsv", "csv"):
-            raise _bad(name, f"{key}.columns", "absent for jsonl/parquet (they name their own fields)", columns)
-        columns = _str_list(name, f"{key}.columns", columns, 1)
+        _check(name, f"{key}.columns", columns, Rule("absent for jsonl/parquet (they name their own fields)",
+                                                     lambda _: fmt in ("tsv", "csv")))
+        columns = list(_check(name, f"{key}.columns", columns, _texts(1)))
     elif not header and fmt in ("tsv", "csv"):
-        raise _bad(name, f"{key}.columns", "the list of column names when `header: false`")
+        _check(name, f"{key}.columns", columns, Rule("the list of column names when `header: false`",
+                                                     lambda v: v is not None))
     out = {"path": v["path"], "format": fmt, "header": header, "columns": columns}
     if v.get("text_fields") is not None:
-        out["text_fields"] = _str_list(name, f"{key}.text_fields", v["text_fields"], 1, 2)
+        out["text_fields"] = list(_check(name, f"{key}.text_fields", v["text_fields"], _texts(1, 2)))
     if v.get("label_field") is not None:
         out["label_field"] = str(v["label_field"])
     return out
 
 
 def _hub(name: str, v: Any) -> dict | None:
-    if v is None:
+    if _check(name, "hub", v, HUB) is None:
         return None
-    if not isinstance(v, dict) or not isinstance(v.get("path"), str) or not isinstance(v.get("splits"), dict) \
-            or not v["splits"] or set(v) - _HUB_KEYS:
-        raise _bad(name, "hub", f"null or a mapping with `path`, `splits` and optional keys from "
-                   f"{sorted(_HUB_KEYS)}", v)
+    _known_keys(name, "hub", v, _HUB_KEYS)
     out = {"path": v["path"], "name": v.get("name"), "splits": {str(k): str(s) for k, s in v["splits"].items()}}
     if v.get("text_fields") is not None:
-        out["text_fields"] = _str_list(name, "hub.text_fields", v["text_fields"], 1, 2)
+        out["text_fields"] = list(_check(name, "hub.text_fields", v["text_fields"], _texts(1, 2)))
     if v.get("label_field") is not None:
         out["label_field"] = str(v["label_field"])
     return out

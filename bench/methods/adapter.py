@@ -21,9 +21,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.config.schema import check_value, choice, integer
 from bench.errors import ConfigError
 from bench.methods.architectures import is_decoder, layout, sublayer_outputs
-from bench.methods.base import Method, check_positive_int, freeze
+from bench.methods.base import Method, freeze
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
 
@@ -71,9 +72,8 @@ class Adapter(Method):
 
     def validate(self, backbone_config, max_seq_len: int) -> None:
         super().validate(backbone_config, max_seq_len)
-        check_positive_int("method.size", self.size)
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"method.activation={self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+        check_value("method.size", self.size, integer(1))
+        check_value("method.activation", self.activation, choice(*ACTIVATIONS))
 
     def apply(self, model: nn.Module) -> nn.Module:
         freeze(model.backbone)

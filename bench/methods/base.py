@@ -259,14 +259,3 @@ def freeze(module: nn.Module) -> None:
     for p in module.parameters():
         p.requires_grad_(False)
 
-
-def check_positive_int(option: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{option}={value!r}: expected an integer >= {minimum}")
-    return value
-
-
-def check_unit_interval(option: str, value) -> float:
-    if not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
-        raise ConfigError(f"{option}={value!r}: expected a number in [0, 1)")
-    return float(value)

@@ -25,6 +25,7 @@ import json
 
 import torch
 
+from bench.config.schema import Rule, check_value, choice, number
 from bench.errors import ConfigError
 from bench.methods.base import Method, freeze
 from bench.records.results import KeptSource, SourceError, resolve_kept
@@ -86,13 +87,11 @@ class ComposedMethod(Method):
         if not self.sources:
             raise ConfigError(f"method.sources: method {self.name} needs at least one source record "
                               f"(method.sources=[<sweep>/<run_id>.json,...] of {'/'.join(self.source_methods)} cells)")
-        if self.gate not in GATES:
-            raise ConfigError(f"method.gate={self.gate!r}: expected one of {', '.join(GATES)}")
-        if not self.temperature > 0:
-            raise ConfigError(f"method.temperature={self.temperature!r}: expected a number > 0")
-        if self.force_source is not None and not 0 <= self.force_source < len(self.sources):
-            raise ConfigError(f"method.force_source={self.force_source}: expected an index into method.sources "
-                              f"(0..{len(self.sources) - 1}) or null")
+        check_value("method.gate", self.gate, choice(*GATES))
+        check_value("method.temperature", self.temperature, number(0, lo_open=True))
+        n = len(self.sources)
+        check_value("method.force_source", self.force_source, Rule(
+            f"an index into method.sources (0..{n - 1}) or null", lambda v: v is None or 0 <= v < n))
         self._loaded = [read_source(s, self.source_methods, "method.sources") for s in self.sources]
         names = {json.dumps({k: v for k, v in s.settings.items() if k != "lr"}, sort_keys=True) for s in self._loaded}
         if len(names) > 1:

@@ -13,8 +13,9 @@ from typing import ClassVar
 from torch import nn
 
 from bench.config.renamed import RENAMED
+from bench.config.schema import TEXT, Rule, check_value, choice, integer, list_of, number
 from bench.errors import ConfigError
-from bench.methods.base import Method, check_positive_int, check_unit_interval
+from bench.methods.base import Method
 
 
 class PeftMethod(Method):
@@ -120,8 +121,7 @@ class PeftMethod(Method):
 def _check_targets(option: str, targets, backbone_config) -> None:
     if targets is None:
         return
-    if isinstance(targets, str) or not all(isinstance(t, str) for t in targets) or not targets:
-        raise ConfigError(f"{option}={targets!r}: expected a non-empty list of module names, e.g. [query, value]")
+    check_value(option, targets, list_of(TEXT, "a non-empty list of module names, e.g. [query, value]"))
 
 
 #: peft's `add_weighted_adapter` combination types, which bench.compose offers for LoRA deltas
@@ -202,13 +202,11 @@ class LoRA(_PeftFields, PeftMethod):
 
     def validate(self, backbone_config, max_seq_len):
         super().validate(backbone_config, max_seq_len)
-        check_positive_int("method.r", self.r)
-        if not isinstance(self.lora_alpha, (int, float)) or self.lora_alpha <= 0:
-            raise ConfigError(f"method.lora_alpha={self.lora_alpha!r}: expected a number > 0")
-        check_unit_interval("method.lora_dropout", self.lora_dropout)
+        check_value("method.r", self.r, integer(1))
+        check_value("method.lora_alpha", self.lora_alpha, number(0, lo_open=True))
+        check_value("method.lora_dropout", self.lora_dropout, number(0, 1))
         _check_targets("method.target_modules", self.target_modules, backbone_config)
-        if self.bias not in ("none", "all", "lora_only"):
-            raise ConfigError(f"method.bias={self.bias!r}: expected none, all or lora_only")
+        check_value("method.bias", self.bias, choice("none", "all", "lora_only"))
 
     adds_as_lora = True
 
@@ -273,13 +271,12 @@ class _PromptLearning(PeftMethod):
 
     def validate(self, backbone_config, max_seq_len):
         super().validate(backbone_config, max_seq_len)
-        check_positive_int("method.num_virtual_tokens", self.num_virtual_tokens)
+        check_value("method.num_virtual_tokens", self.num_virtual_tokens, integer(1))
         limit = int(getattr(backbone_config, "max_position_embeddings", 512))
-        if self.prepends_tokens and self.num_virtual_tokens + max_seq_len > limit:
-            raise ConfigError(
-                f"method.num_virtual_tokens={self.num_virtual_tokens} + train.max_seq_len={max_seq_len} "
-                f"exceeds the model's {limit} positions; expected num_virtual_tokens <= {limit - max_seq_len}"
-            )
+        if self.prepends_tokens:
+            check_value("method.num_virtual_tokens", self.num_virtual_tokens, Rule(
+                f"an integer <= {limit - max_seq_len} (with train.max_seq_len={max_seq_len}, the model's {limit} "
+                "positions hold the virtual tokens and the text)", lambda v: v + max_seq_len <= limit))
 
     prepends_tokens = True
 
@@ -297,8 +294,7 @@ class PromptTuning(_PromptLearning):
 
     def validate(self, backbone_config, max_seq_len):
         super().validate(backbone_config, max_seq_len)
-        if self.init not in ("random", "sample_vocab", "text"):
-            raise ConfigError(f"method.init={self.init!r}: expected random, sample_vocab or text")
+        check_value("method.init", self.init, choice("random", "sample_vocab", "text"))
         if self.init == "text" and not self.init_text:
             raise ConfigError("method.init=text needs method.init_text (the words to initialise the prompt with)")
 

@@ -26,6 +26,7 @@ import operator
 
 from torch import nn
 
+from bench.config.schema import check_value, choice
 from bench.errors import ConfigError
 from bench.methods.base import REGISTRY
 from bench.methods.peft_fields import (  # noqa: F401 - the tuner's vocabulary, named here too
@@ -175,8 +176,7 @@ class PeftTuner(PeftMethod):
     def validate(self, backbone_config, max_seq_len):
         super().validate(backbone_config, max_seq_len)
         optimizers = optimizer_names()
-        if self.optimizer not in optimizers:
-            raise ConfigError(f"method.optimizer={self.optimizer!r}: expected one of {', '.join(optimizers)}")
+        check_value("method.optimizer", self.optimizer, choice(*optimizers))
         for quirk in self.quirks:
             quirk.check()
         try:

@@ -62,7 +62,7 @@ def method_from_config(cfg, where: str | None = None) -> Method:
     from bench.config.resolvers import resolved
     from bench.methods.validate import check_method
 
-    method_cfg = resolved(cfg.method)
+    method_cfg = resolved(cfg.method, "method")
     return check_method(method_cfg, cfg.train.get("lr"), where=where or method_source())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from bench.config.renamed import rename_settings
+from bench.config.resolvers import resolved
 from bench.config.schema import (
     RunSettings,
     SelectionSettings,
@@ -20,23 +21,13 @@ from bench.config.schema import (
 from bench.errors import ConfigError
 
 
-def _resolved(cfg, key: str):
-    node = cfg.get(key) if hasattr(cfg, "get") else None
-    if node is None:
-        return None
-    try:
-        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-    except Exception as exc:  # noqa: BLE001 - an interpolation that does not resolve names its key
-        raise ConfigError(f"{key}: a value does not resolve: {exc}") from None
-
-
 def check_study(cfg, built: dict, method_name: str) -> None:
     """What experiment=study needs besides well-typed keys: a rate range for this method, no fixed
     train.lr (the protocol chooses it), and a selection split to choose on. `built`: the typed sections."""
-    method = _resolved(cfg, "method") or {}
+    method = resolved(cfg.get("method"), "method") or {}
     study, train = built["study"], built["train"]
     selection = built["data"].selection if "data" in built else SelectionSettings()
-    if lr_search_range(_resolved(cfg, "study"), dict(method, name=method_name)) is None:
+    if lr_search_range(resolved(cfg.get("study"), "study"), dict(method, name=method_name)) is None:
         raise ConfigError(f"study: no learning-rate range for method {method_name!r}: declare `lr_range: [low, high]` "
                           f"in its YAML (method/{method_name}.yaml), or set study.lr_ranges.{method_name}=[low,high] "
                           "or study.lr_range=[low,high]")
@@ -68,7 +59,7 @@ def check(cfg, *, whole_job: bool = True):
     for section in ("train", "model"):
         if section not in built:
             raise ConfigError(f"{section}: missing (choose one: {section}=<name>)")
-    run = {k: _resolved(cfg, k) for k in schema_fields(RunSettings) if k in cfg}
+    run = {k: resolved(cfg.get(k), k) for k in schema_fields(RunSettings) if k in cfg}
     check_section("", run, RunSettings)
     train = built["train"]
     sel = built["data"].selection if "data" in built else SelectionSettings()
@@ -96,7 +87,7 @@ def check(cfg, *, whole_job: bool = True):
 
     check_levers(cfg, method)
     check_nproc(cfg, method)
-    check_logger(_resolved(cfg, "logger"))
+    check_logger(resolved(cfg.get("logger"), "logger"))
     if whole_job and "study" in built and built["study"].enabled:
         check_study(cfg, built, method.name)
     return method

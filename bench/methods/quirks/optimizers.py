@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.config.schema import Rule, check_value, number
 from bench.errors import ConfigError
 from bench.methods.quirks.registry import Quirk, register_quirk
 
@@ -25,9 +26,8 @@ class LoraPlus(LoraOptimizer):
     def check(self) -> None:
         super().check()
         ratio = self.tuner.loraplus_lr_ratio
-        if not ratio >= 1:
-            raise ConfigError(f"method.loraplus_lr_ratio={ratio}: expected a number >= 1 "
-                              "(the ratio of B's learning rate to A's)")
+        check_value("method.loraplus_lr_ratio", ratio, Rule("a number >= 1 (the ratio of B's learning rate to A's)",
+                                                            number(1)))
 
     def build_optimizer(self, model, named, tcfg):
         from peft.optimizers import create_loraplus_optimizer
