@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-boot", type=int, default=None, help="the check's --n-boot (default: the gate's)")
+    ap.add_argument("--direction", choices=("higher", "both"), default="both",
+                    help="the baseline's direction (the ci_gate baseline's: both)")
     a = ap.parse_args(argv)
     files = seed_files(a.results_dir)
     if len(files) < a.n_base + a.n_cand:
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 for s in seeds:
                     for f in files[s]:
                         (folder / f.name).symlink_to(f.resolve())
-            code, text = run(["save", base, "--name", "aa", "--out", tmp, "--direction", "both"])
+            code, text = run(["save", base, "--name", "aa", "--out", tmp, "--direction", a.direction])
             if code != 0:
                 print(text[-2000:], file=sys.stderr)
                 return 1
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text[-2000:], file=sys.stderr)
             return code
     print(f"{a.results_dir}: {a.splits} splits of {len(files)} seeds, {a.n_base} baseline vs {a.n_cand} other "
-          f"candidate seeds; `regress check` failed {rate(failed, a.splits)}")
+          f"candidate seeds, direction {a.direction}; `regress check` failed {rate(failed, a.splits)}")
     for reason, n in why.most_common(8):
         print(f"  {n:4d}  {reason[:150]}")
     return 0

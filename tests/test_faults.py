@@ -99,7 +99,7 @@ def test_nan_loss_fails_its_cell_alone(tmp_path, glue_dir):
     recs = records_in(tmp_path / "n")
     failed = [r for r in recs if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["error"]["type"] == "NonFiniteLoss"
-    assert failed[0]["error"]["phase"] == "train" and "train.py" in failed[0]["error"]["where"]
+    assert failed[0]["error"]["phase"] == "train" and "bench/training/loop.py" in failed[0]["error"]["where"]
     log = (tmp_path / "n" / failed[0]["error"]["log"]).read_text()
     assert "Traceback" in log and "NonFiniteLoss" in log
     assert [r["status"] for r in recs].count("ok") == 1
