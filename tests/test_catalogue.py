@@ -280,20 +280,20 @@ def test_catalogue_resamples_follow_the_family_size():
     the table carries the floor it reached."""
     import pandas as pd
 
-    from bench.analysis import stats
+    from bench.analysis import multiple_comparisons
     from bench.report.catalogue import resamples_for, versus_reference
 
     recs = [{"status": "ok", "task": t, "method_label": f"m{i}", "study": {"role": "final"}}
             for t in ("sst2", "stsb") for i in range(51 if t == "sst2" else 10)]
     recs += [{"status": "ok", "task": "stsb", "method_label": f"x{i}", "study": {"role": "trial"}} for i in range(99)]
     recs += [{"status": "failed", "task": "stsb", "method_label": f"y{i}"} for i in range(99)]
-    assert resamples_for(recs) == stats.min_resamples(50) == 10_000  # trials and failures do not count
+    assert resamples_for(recs) == multiple_comparisons.min_resamples(50) == 10_000  # trials and failures do not count
     pairwise = pd.DataFrame([{"task": "sst2", "method_a": f"m{i}", "method_b": "lora", "delta": 0.1,
                               "ci_low": 0.05, "ci_high": 0.15, "p": 1 / 1001} for i in range(50)])
     at_1000 = versus_reference(pairwise, "lora", 1000)
     assert at_1000["holm_floor"].iloc[0] == pytest.approx(50 / 1001)
     assert at_1000["p_holm"].min() == pytest.approx(50 / 1001)  # the floor, however large the effect
-    assert versus_reference(pairwise, "lora", 10_000)["holm_floor"].iloc[0] < stats.ALPHA / 10
+    assert versus_reference(pairwise, "lora", 10_000)["holm_floor"].iloc[0] < multiple_comparisons.ALPHA / 10
 
 
 def test_capabilities_say_what_the_loop_does_for_each_method():

@@ -100,7 +100,7 @@ def test_too_few_resamples_for_the_family_is_said_not_hidden(report, tmp_path):
     low = generate_report(report["results"], tmp_path / "low", "low", bootstrap_samples=100)
     notes = " ".join(low.agg.notes)
     assert "sst2 pooled pairwise tests: Holm over 6 comparisons with B=100 resamples cannot reach p < 0.05" in notes
-    assert "--bootstrap-samples 2000" in notes  # stats.min_resamples(6)
+    assert "--bootstrap-samples 2000" in notes  # bench.analysis.multiple_comparisons.min_resamples(6)
     assert "sst2 pairwise tests: Holm over 3 comparisons with B=100 resamples leaves little room" in notes
     assert "stsb pairwise tests: Holm over 3 comparisons with B=100 resamples leaves little room" in notes  # 3/101
     assert "sst2 tests against chance: Holm over 4 comparisons with B=100 resamples leaves little" in notes  # 4 methods with predictions

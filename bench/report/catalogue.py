@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import multiple_comparisons, power
 from bench.analysis.pareto import pareto_frontier
 
 from .data_budget import kendall_tau
@@ -152,18 +152,20 @@ def versus_reference(pairwise: pd.DataFrame, reference: str, b: int | None = Non
                          **{k: r[k] for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv", "var_seeds",
                                               "var_examples")},
                          "margin": r["margin"], "pairing": r["pairing"] if isinstance(r["pairing"], str) else ""})
-        adj = {k: stats.holm([p[k] for p in part]) for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv")}
+        adj = {k: multiple_comparisons.holm([p[k] for p in part])
+               for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv")}
         tested = sum(1 for p in part if np.isfinite(p["p"]))
-        floor = stats.holm_floor(tested, b) if b and tested else float("nan")
+        floor = multiple_comparisons.holm_floor(tested, b) if b and tested else float("nan")
         for i, p in enumerate(part):
             p["p_holm"], p["p_equiv_holm"], p["pooled_p_holm"] = adj["p"][i], adj["p_equiv"][i], adj["pooled_p"][i]
             p["holm_floor"] = floor
-            p["pooled_verdict"] = stats.outcome(adj["pooled_p"][i], p["pooled_ci_low"], p["pooled_ci_high"],
-                                                p["delta_vs_ref"], adj["pooled_p_equiv"][i])
+            p["pooled_verdict"] = multiple_comparisons.outcome(adj["pooled_p"][i], p["pooled_ci_low"],
+                                                               p["pooled_ci_high"], p["delta_vs_ref"],
+                                                               adj["pooled_p_equiv"][i])
             if np.isfinite(p["p"]):
-                p["verdict"] = stats.outcome(p["p_holm"], p["delta_ci_low"], p["delta_ci_high"], p["delta_vs_ref"],
-                                             p["p_equiv_holm"])
-                p["seeds_to_decide"] = (stats.seeds_to_decide(p["delta_vs_ref"], p["var_seeds"], p["var_examples"],
+                p["verdict"] = multiple_comparisons.outcome(p["p_holm"], p["delta_ci_low"], p["delta_ci_high"],
+                                                            p["delta_vs_ref"], p["p_equiv_holm"])
+                p["seeds_to_decide"] = (power.seeds_to_decide(p["delta_vs_ref"], p["var_seeds"], p["var_examples"],
                                                               p["margin"], m=tested)
                                         if p["verdict"] == "undecided" else np.nan)
             else:
@@ -358,10 +360,11 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
     if "holm_floor" in table and table["holm_floor"].notna().any():
         worst = table.loc[table["holm_floor"].idxmax()]
         floor, where = float(worst["holm_floor"]), worst["task"]
+        alpha = multiple_comparisons.ALPHA
         lines += [(f"Resolution: each p comes from the paired bootstrap and is at least 1/(B+1); Holm over a "
-                   f"task's comparisons lifts that to a floor of {floor:.3g} ({where}), below alpha {stats.ALPHA}."
-                   if floor < stats.ALPHA else
-                   f"Resolution: the Holm floor is {floor:.3g} ({where}), not below alpha {stats.ALPHA}: no "
+                   f"task's comparisons lifts that to a floor of {floor:.3g} ({where}), below alpha {alpha}."
+                   if floor < alpha else
+                   f"Resolution: the Holm floor is {floor:.3g} ({where}), not below alpha {alpha}: no "
                    "verdict here can read better or worse; rerun with a larger --bootstrap."), ""]
     if agreement:
         lines.append(f"Rank agreement of {agreement['tasks'][0]} and {agreement['tasks'][1]} over "
@@ -381,7 +384,8 @@ def forgetting_note(table: pd.DataFrame, reference: str) -> str:
                       f"{int(v.get('equivalent', 0))} equivalent, {int(v.get('undecided', 0))} undecided"
                       + (f", {int(v.get(ONE_SEED, 0))} with one seed" if v.get(ONE_SEED, 0) else ""))
     margin = table["forgetting_margin"].dropna() if "forgetting_margin" in table else pd.Series(dtype=float)
-    mg = f"±{100 * float(margin.iloc[0]):g} on the ×100 scale" if len(margin) else "the margin of stats.MARGINS"
+    mg = (f"±{100 * float(margin.iloc[0]):g} on the ×100 scale" if len(margin) else
+          "the margin of bench.analysis.equivalence.MARGINS")
     return (f"Forgetting (docs/retention.md): skill lost on data no cell saw, ×100, mean [95 % t interval over "
             f"seeds]; Δ vs {reference} with the seed-aware verdict (lower is better: paired t over seeds when "
             f"both ran the same seeds, else Welch; equivalent = TOST inside {mg}; Holm over each task's "
@@ -438,20 +442,20 @@ def summary_markdown(table: pd.DataFrame, reference: str) -> str:
         sub = table[(table.task == t) & (table.method_label != reference)]
         v = sub["verdict"].value_counts() if "verdict" in sub else {}  # no column: nothing to compare yet
         pv = sub["pooled_verdict"].value_counts() if "pooled_verdict" in sub else {}
-        counts.append(f"{t}: " + ", ".join(f"{int(v.get(o, 0))} {o}" for o in stats.OUTCOMES)
+        counts.append(f"{t}: " + ", ".join(f"{int(v.get(o, 0))} {o}" for o in multiple_comparisons.OUTCOMES)
                       + (f", {int(v.get(ONE_SEED, 0))} with one seed (no method verdict)" if v.get(ONE_SEED, 0) else "")
                       + " (seeds pooled, these trained models: "
-                      + ", ".join(f"{int(pv.get(o, 0))} {o}" for o in stats.OUTCOMES) + ")")
+                      + ", ".join(f"{int(pv.get(o, 0))} {o}" for o in multiple_comparisons.OUTCOMES) + ")")
     lines += ["", f"Against {reference}: " + "; ".join(counts) + ".", ""]
     return "\n".join(lines) + "\n"
 
 
 def resamples_for(records: list[dict]) -> int:
     """B for a catalogue: the family of a task is every other method against the reference, so the
-    largest per-task method count minus one sets the Holm floor (stats.min_resamples). The methods are
+    largest per-task method count minus one sets the Holm floor (multiple_comparisons.min_resamples). The methods are
     the table's own rows (_method_facts: ok records, trials left out)."""
     per_task = _method_facts(records).groupby("task")["method_label"].nunique()
-    return stats.min_resamples(int(per_task.max()) - 1 if len(per_task) else 0)
+    return multiple_comparisons.min_resamples(int(per_task.max()) - 1 if len(per_task) else 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -462,12 +466,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="report folder (the main report is written there too)")
     ap.add_argument("--reference", default="lora", help="the method every other is compared with (default lora)")
     ap.add_argument("--margin", type=float, default=None,
-                    help="equivalence margin on the metric's scale (default per metric: bench.analysis.stats.MARGINS)")
+                    help="equivalence margin on the metric's scale (default per metric: "
+                         "bench.analysis.equivalence.MARGINS)")
     ap.add_argument("--bootstrap", "--bootstrap-samples", dest="bootstrap", type=int, default=None,
                     help="bootstrap resamples (default: enough that Holm over the comparisons with the "
-                         "reference can reach p < alpha/10, see bench.analysis.stats.min_resamples)")
+                         "reference can reach p < alpha/10, see bench.analysis.multiple_comparisons.min_resamples)")
     ap.add_argument("--forgetting-margin", type=float, default=None,
-                    help="equivalence margin of the forgetting verdicts (default 0.01: bench.analysis.stats.MARGINS)")
+                    help="equivalence margin of the forgetting verdicts (default 0.01: "
+                         "bench.analysis.equivalence.MARGINS)")
     a = ap.parse_args(argv)
     from bench.records.schema import load_records
 
