@@ -329,7 +329,7 @@ def test_capabilities_say_which_composition_operations_apply():
 def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
     import pandas as pd
 
-    from bench.report.catalogue import markdown
+    from bench.report.catalogue_markdown import markdown
 
     table = pd.DataFrame({
         "task": ["stsb", "stsb"], "method_label": ["lora", "vera"], "metric": ["pearson", "pearson"],
@@ -349,7 +349,7 @@ def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
 def test_the_summary_puts_each_method_on_one_row_with_both_tasks():
     import pandas as pd
 
-    from bench.report.catalogue import summary_markdown
+    from bench.report.catalogue_markdown import summary_markdown
 
     nan = float("nan")
     table = pd.DataFrame({
@@ -375,7 +375,7 @@ def test_summary_of_a_catalogue_with_only_its_reference_so_far():
     """A catalogue run part-way (only the reference's cells finished, no comparison yet) still reports."""
     import pandas as pd
 
-    from bench.report.catalogue import summary_markdown
+    from bench.report.catalogue_markdown import summary_markdown
 
     table = pd.DataFrame({"task": ["sst2"], "method_label": ["lora"], "metric": ["accuracy"], "score": [0.8],
                           "ci_low": [0.7], "ci_high": [0.9], "trainable_excl_head": [73728], "storage_bytes": [3e5],
@@ -443,7 +443,8 @@ def test_eva_initialises_from_the_training_rows_and_reloads(glue_dir, tmp_path):
 
 
 def test_the_study_cost_is_read_from_the_records():
-    from bench.report.catalogue import cost_line, study_cost
+    from bench.report.catalogue import study_cost
+    from bench.report.catalogue_markdown import cost_line
 
     def rec(role, secs, start, end, status="ok"):
         return {"status": status, "study": {"role": role}, "time": {"total_s": secs}, "env": {"parallel_cells": 2},

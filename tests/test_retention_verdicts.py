@@ -99,7 +99,8 @@ def test_the_seed_test_keeps_its_false_verdict_rate_where_a_seed_bootstrap_does_
 def test_both_reports_show_forgetting_columns_verdicts_and_the_frontier(tmp_path):
     from bench.records.schema import load_records
     from bench.report import generate_report, summary_text
-    from bench.report.catalogue import catalogue_table, markdown
+    from bench.report.catalogue import catalogue_table
+    from bench.report.catalogue_markdown import markdown
 
     _write(tmp_path / "res", {"full": [0.10, 0.12, 0.11], "lora[r=8]": [0.02, 0.03, 0.025],
                               "bitfit": [0.021, 0.031, 0.024]})

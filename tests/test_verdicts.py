@@ -184,7 +184,8 @@ def test_the_catalogue_report_reads_the_same_records(report):
     is better on both tasks, the exact copy ties), trials out of the table, a schema-1 record whose
     config names its method by a string read without error."""
     from bench.records.schema import load_records
-    from bench.report.catalogue import catalogue_table, markdown, summary_markdown
+    from bench.report.catalogue import catalogue_table
+    from bench.report.catalogue_markdown import markdown, summary_markdown
 
     table, agreement = catalogue_table(report["report"].agg, load_records(report["results"])[0], "chance")
     assert sorted(table[table.task == "stsb"]["method_label"]) == ["chance", "chance_copy", "oracle"]
