@@ -161,7 +161,7 @@ class TrainSettings:
     group_by_length: bool = opt(BOOL)
     # batches per length-sorted group; absent = 50 (bench.data.batching.MEGA_BATCHES), so older configs keep their hash
     group_mega_batches: int | None = opt(nullable(integer(1), "50 batches"), None)
-    # AdamW implementation; absent = foreach (bit-identical to the loop, faster on CPU; bench/training/loop.py)
+    # AdamW implementation; absent = foreach (bit-identical to the loop, faster on CPU; bench/training/optimizer.py)
     optimizer_impl: str | None = opt(nullable(choice("loop", "foreach", "fused"), "foreach"), None)
     threads: int | str = opt(AUTO_OR_INT, "auto", NOT_HASHED)
     deterministic: bool = opt(BOOL)
