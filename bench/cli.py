@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from bench.config.confdir import PACKAGED, conf_dir, find_conf_dir
+from bench.config.confdir import PACKAGED, conf_dir, find_conf_dir, group_files
 from bench.cores import usable_cores
 from bench.logs import quiet_libraries
 
@@ -219,7 +219,7 @@ def unknown_group_choice(argv: list[str], root) -> str | None:
             continue
         if any(ch in value for ch in "()${}[]*?") or not value:
             continue
-        choices = sorted(p.relative_to(root / key).with_suffix("").as_posix() for p in (root / key).rglob("*.yaml"))
+        choices = sorted(group_files(key, [root]))
         for choice in value.split(","):
             if not (root / key / f"{choice}.yaml").is_file():
                 hint = nearest(choice, choices)

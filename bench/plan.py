@@ -126,7 +126,7 @@ def _fake_step(model, method, tcfg, batch: int, length: int, regression: bool, p
 
     from bench.device import autocast_for
     from bench.training.forward import loss_fn
-    from bench.training.loop import make_optimizer
+    from bench.training.optimizer import make_optimizer
 
     device = torch.device("cpu")
     with FakeTensorMode(allow_non_fake_inputs=True):  # small real tensors peft keeps as attributes (prompt ids)

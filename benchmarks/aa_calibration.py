@@ -11,7 +11,7 @@ one. Per group:
 - n >= 4 seeds: every distinct split into two disjoint halves of n//2 seeds (10 for 6 seeds; with an
   odd n one seed sits out, in turn). Each split is judged by
   * the seeds-pooled paired bootstrap over examples (what the report used to call the method verdict),
-  * the seed-aware two-level bootstrap (bench.analysis.stats.seed_aware) with the halves' seed numbers
+  * the seed-aware two-level bootstrap (bench.analysis.two_level.seed_aware) with the halves' seed numbers
     as they are (different numbers: unpaired), and with half B relabelled to half A's numbers (paired
     blocks; under A/A the blocks carry no shared training subset, so this is the paired mode's
     null without its usual positive correlation), and without the small-sample rescaling,
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import beta
 
-from bench.analysis import stats
+from bench.analysis import example_bootstrap, resampled_metrics, two_level
 from bench.records.schema import config_hash, load_predictions, load_records
 from bench.regress.paired import components, fails, finish
 
@@ -85,7 +85,7 @@ def groups(folders: list[Path]) -> dict[tuple, dict[int, tuple]]:
                 continue
             main = next((sp for sp in data["splits"].values() if isinstance(sp, dict)
                          and sp.get("role", "eval") == "eval" and not sp.get("metric_suffix")), None)
-            if main is None or rec.get("headline_metric") not in stats.METRICS:
+            if main is None or rec.get("headline_metric") not in resampled_metrics.METRICS:
                 continue
             key = (rec["model"], rec["task"], rec["method"], settings_key(rec))
             out[key][int(rec["seed"])] = (np.asarray(main["ids"]), np.asarray(main["predictions"], float),
@@ -125,11 +125,11 @@ def judge_split(metric: str, ref: np.ndarray, preds: dict, full: dict, mat: dict
     fa, fb = np.array([full[s] for s in a]), np.array([full[s] for s in b])
     ma, mb = np.array([mat[s] for s in a]), np.array([mat[s] for s in b])
     n = len(ref)
-    pooled = stats.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), n)
+    pooled = example_bootstrap.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), n)
     out = {"pooled": directional(pooled.p, pooled.low, pooled.high)}
     for col, sb, rescale, cal in (("seed-aware", b, True, "t"), ("seed-aware percentile", b, True, "percentile"),
                                   ("seed-aware paired", a, True, "t"), ("seed-aware no rescale", b, False, "t")):
-        r = stats.seed_aware(metric, a, sb, fa, fb, ma, mb, n, seed=0, rescale=rescale, calibration=cal)
+        r = two_level.seed_aware(metric, a, sb, fa, fb, ma, mb, n, seed=0, rescale=rescale, calibration=cal)
         out[col] = directional(r.p, r.low, r.high)
     c = components(metric, ref, {s: preds[s] for s in a}, {s: preds[s] for s in b}, n_boot=n_boot,
                    rng_seed=hash((tuple(a), tuple(b))) % 2**31, two_level=True)
@@ -144,7 +144,7 @@ def simulate(metric: str, ref: np.ndarray, preds: dict, reps: int, jitter: float
     """False directional verdicts of the pooled and seed-aware tests over `reps` simulated A/A splits."""
     real = np.array([preds[s] for s in sorted(preds)])
     k, n = real.shape
-    idx = stats.resample_indices(n, b, 0)
+    idx = resampled_metrics.resample_indices(n, b, 0)
     hits = defaultdict(int)
     for _ in range(reps):
         sims = []
@@ -154,14 +154,14 @@ def simulate(metric: str, ref: np.ndarray, preds: dict, reps: int, jitter: float
             swap = rng.random(n) < jitter
             p[swap] = real[other][swap]
             sims.append(p)
-        full, mat = stats.seed_matrix(metric, sims, ref, idx)
+        full, mat = resampled_metrics.seed_matrix(metric, sims, ref, idx)
         fa, fb, ma, mb = full[:k], full[k:], mat[:k], mat[k:]
-        pooled = stats.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), n)
+        pooled = example_bootstrap.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), n)
         hits["pooled"] += directional(pooled.p, pooled.low, pooled.high)
         unpaired = list(range(k, 2 * k))
         for col, sb, cal in (("seed-aware", unpaired, "t"), ("seed-aware percentile", unpaired, "percentile"),
                              ("seed-aware paired", list(range(k)), "t")):
-            r = stats.seed_aware(metric, list(range(k)), sb, fa, fb, ma, mb, n, calibration=cal)
+            r = two_level.seed_aware(metric, list(range(k)), sb, fa, fb, ma, mb, n, calibration=cal)
             hits[col] += directional(r.p, r.low, r.high)
     return hits
 
@@ -188,12 +188,12 @@ def main(argv=None) -> int:
     print("|---|---|---:|---:|" + "---|" * len(COLUMNS))
     for (model, task, method, _), by_seed in sorted(found.items()):
         metric, ref, preds = aligned(by_seed)
-        idx = stats.resample_indices(len(ref), a.b, 0)
+        idx = resampled_metrics.resample_indices(len(ref), a.b, 0)
         seeds = sorted(preds)
-        f_all, m_all = stats.seed_matrix(metric, [preds[s] for s in seeds], ref, idx)
+        f_all, m_all = resampled_metrics.seed_matrix(metric, [preds[s] for s in seeds], ref, idx)
         full, mat = dict(zip(seeds, f_all)), dict(zip(seeds, m_all))
         for s1, s2 in itertools.combinations(seeds, 2):
-            r = stats.paired_from_samples(full[s1] - full[s2], mat[s1] - mat[s2], len(ref))
+            r = example_bootstrap.paired_from_samples(full[s1] - full[s2], mat[s1] - mat[s2], len(ref))
             one_v_one[task][0] += directional(r.p, r.low, r.high)
             one_v_one[task][1] += 1
         if len(seeds) < a.min_seeds:

@@ -5,7 +5,7 @@ task, method, seed) run two ways, e.g. bf16 vs fp32, fused vs foreach AdamW, gro
     python -m benchmarks.paired_arms results/default_sweep_bf16 results/default_sweep [--csv out.csv]
 
 Per (model, task, method): A − B of the headline metric with the report's paired bootstrap over the
-eval examples (both arms' seeds pooled: bench.analysis.stats.paired_bootstrap, B = 2,000, null-centred p),
+eval examples (both arms' seeds pooled: bench.analysis.example_bootstrap.paired_bootstrap, B = 2,000, null-centred p),
 Holm over every compared cell; and the training-time ratio A / B (meaningful only when both arms ran
 under the same conditions: the script prints each arm's threads and precision). The rule of
 docs/performance.md section 7: an option that changes rounding becomes a default only if no cell
@@ -23,7 +23,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from bench.analysis import stats
+from bench.analysis import example_bootstrap, multiple_comparisons
 from bench.records.schema import load_predictions, load_records
 
 
@@ -61,8 +61,8 @@ def main(argv=None) -> int:
             print(f"skipped {key}: no shared seed, or different eval examples")
             continue
         metric = ra[0]["metric"]
-        res = stats.paired_bootstrap(metric, [x["pred"] for x in ra], [x["pred"] for x in rb], ra[0]["ref"],
-                                     b=args.bootstrap)
+        res = example_bootstrap.paired_bootstrap(metric, [x["pred"] for x in ra], [x["pred"] for x in rb], ra[0]["ref"],
+                                                 b=args.bootstrap)
         rows.append({"model": key[0], "task": key[1], "method": key[2], "metric": metric, "seeds": len(seeds),
                      "a": float(np.mean([x["value"] for x in ra])), "b": float(np.mean([x["value"] for x in rb])),
                      "delta": res.delta, "ci_low": res.low, "ci_high": res.high, "p": res.p,
@@ -73,9 +73,9 @@ def main(argv=None) -> int:
     if not rows:
         print("no cell in both folders")
         return 1
-    for r, pa in zip(rows, stats.holm([r["p"] for r in rows])):
+    for r, pa in zip(rows, multiple_comparisons.holm([r["p"] for r in rows])):
         r["p_adjusted"] = pa
-        r["verdict"] = ("tie" if not stats.significant(pa, r["ci_low"], r["ci_high"])
+        r["verdict"] = ("tie" if not multiple_comparisons.significant(pa, r["ci_low"], r["ci_high"])
                         else ("A better" if r["delta"] > 0 else "B better"))
     print(f"A = {args.a} ({rows[0]['a_setup']}), B = {args.b} ({rows[0]['b_setup']}); x100, paired bootstrap over "
           f"eval examples, seeds pooled, B = {args.bootstrap}, Holm over {len(rows)} cells")

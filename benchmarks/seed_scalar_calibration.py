@@ -3,9 +3,9 @@
 A retention quantity (forgetting, drift, intruder dimensions) is one number per seed, with no
 per-example level. The report's metric verdict is a two-level bootstrap (seeds, then examples); without
 the example level it degenerates to a bootstrap over the seeds alone. This simulation compares that
-seed bootstrap (bench.analysis.stats.seed_replicates with the √(k/(k−1)) rescaling, null-centred p,
+seed bootstrap (bench.analysis.two_level.seed_replicates with the √(k/(k−1)) rescaling, null-centred p,
 as the metric verdict reads it) with the t-based seed test the retention verdicts use
-(bench.analysis.stats.seed_scalar: paired t for the same seeds, Welch otherwise) in A/A comparisons:
+(bench.analysis.seed_level.seed_scalar: paired t for the same seeds, Welch otherwise) in A/A comparisons:
 both sides draw k seeds from one distribution, so every better/worse verdict (p < 0.05 and the 95 %
 interval excluding 0, no Holm) is false. Distributions: normal, and normal with one seed in five
 replaced by a far outlier ("bad seed": the collapse-like seeds of the catalogue). Paired: the two
@@ -23,7 +23,7 @@ import argparse
 import numpy as np
 from scipy import stats as sps
 
-from bench.analysis import stats as S
+from bench.analysis import example_bootstrap, multiple_comparisons, seed_level, two_level
 
 
 def _draws(rng: np.random.Generator, k: int, paired: bool, shape: str) -> tuple[np.ndarray, np.ndarray]:
@@ -44,12 +44,13 @@ def false_rates(k: int, paired: bool, shape: str, reps: int, b: int, seed: int =
     boot = t = 0
     for _ in range(reps):
         a, bb = _draws(rng, k, paired, shape)
-        samples, _ = S.seed_replicates(seeds_a, seeds_b, np.repeat(a[:, None], b, 1), np.repeat(bb[:, None], b, 1),
-                                       np.random.default_rng(int(rng.integers(1 << 31))))
-        r = S.paired_from_samples(float(a.mean() - bb.mean()), samples, 0)
-        boot += S.significant(r.p, r.low, r.high)
-        st = S.seed_scalar("retention.forgetting", seeds_a, seeds_b, a, bb)
-        t += S.significant(st.p, st.low, st.high)
+        samples, _ = two_level.seed_replicates(seeds_a, seeds_b, np.repeat(a[:, None], b, 1),
+                                               np.repeat(bb[:, None], b, 1),
+                                               np.random.default_rng(int(rng.integers(1 << 31))))
+        r = example_bootstrap.paired_from_samples(float(a.mean() - bb.mean()), samples, 0)
+        boot += multiple_comparisons.significant(r.p, r.low, r.high)
+        st = seed_level.seed_scalar("retention.forgetting", seeds_a, seeds_b, a, bb)
+        t += multiple_comparisons.significant(st.p, st.low, st.high)
     return boot, t
 
 

@@ -3,9 +3,9 @@
 A report's main table gives, per method and task, the mean over n seeds and the 95 % t interval over
 them (mean ± t(n-1) * s / sqrt(n)), so each method's seed standard error is recoverable:
 se = half-width / t(n-1). Two methods are then compared as the harness compares one value per seed on
-unpaired seed sets (`stats.seed_difference`'s Welch branch): delta / sqrt(se_a² + se_b²) against Student's
-t with Welch-Satterthwaite df, TOST against the metric's margin (`stats.MARGINS`), Holm over each task's
-pairs, the four outcomes (`stats.outcome`). What it cannot do: pair seed k with seed k, or add the
+unpaired seed sets (`seed_level.seed_difference`'s Welch branch): delta / sqrt(se_a² + se_b²) against Student's
+t with Welch-Satterthwaite df, TOST against the metric's margin (`equivalence.MARGINS`), Holm over each task's
+pairs, the four outcomes (`multiple_comparisons.outcome`). What it cannot do: pair seed k with seed k, or add the
 example level (the per-example predictions are not in a table), so it is the seed-level test alone.
 
     python -m benchmarks.seed_verdicts_from_table docs/study.md --seeds 3
@@ -21,7 +21,9 @@ from pathlib import Path
 
 import scipy.stats as sps
 
-from bench.analysis.stats import holm, margin_for, outcome, seed_df, studentised
+from bench.analysis.equivalence import margin_for
+from bench.analysis.multiple_comparisons import holm, outcome
+from bench.analysis.seed_level import seed_df, studentised
 
 CELL = re.compile(r"\*{0,2}(-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]\*{0,2}")
 METRICS = {"acc": "accuracy", "f1": "f1", "pearson": "pearson", "mcc": "matthews_correlation"}

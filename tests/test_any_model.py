@@ -131,7 +131,7 @@ def test_peft_file_hash_is_its_content_not_its_path(tmp_path):
 
 def test_peft_file_bad_input_exit_2(tmp_path):
     cases = {
-        "not_json.json": ("{oops", "not a JSON file"),
+        "not_json.json": ("{oops", "not_json.json is not valid JSON"),
         "list.json": ("[1, 2]", "expected a JSON object"),
         "no_type.json": ({"r": 4}, "field 'peft_type'"),
         "bad_type.json": ({"peft_type": "NOT_A_TUNER"}, "not a peft tuner type"),

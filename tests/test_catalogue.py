@@ -280,20 +280,20 @@ def test_catalogue_resamples_follow_the_family_size():
     the table carries the floor it reached."""
     import pandas as pd
 
-    from bench.analysis import stats
+    from bench.analysis import multiple_comparisons
     from bench.report.catalogue import resamples_for, versus_reference
 
     recs = [{"status": "ok", "task": t, "method_label": f"m{i}", "study": {"role": "final"}}
             for t in ("sst2", "stsb") for i in range(51 if t == "sst2" else 10)]
     recs += [{"status": "ok", "task": "stsb", "method_label": f"x{i}", "study": {"role": "trial"}} for i in range(99)]
     recs += [{"status": "failed", "task": "stsb", "method_label": f"y{i}"} for i in range(99)]
-    assert resamples_for(recs) == stats.min_resamples(50) == 10_000  # trials and failures do not count
+    assert resamples_for(recs) == multiple_comparisons.min_resamples(50) == 10_000  # trials and failures do not count
     pairwise = pd.DataFrame([{"task": "sst2", "method_a": f"m{i}", "method_b": "lora", "delta": 0.1,
                               "ci_low": 0.05, "ci_high": 0.15, "p": 1 / 1001} for i in range(50)])
     at_1000 = versus_reference(pairwise, "lora", 1000)
     assert at_1000["holm_floor"].iloc[0] == pytest.approx(50 / 1001)
     assert at_1000["p_holm"].min() == pytest.approx(50 / 1001)  # the floor, however large the effect
-    assert versus_reference(pairwise, "lora", 10_000)["holm_floor"].iloc[0] < stats.ALPHA / 10
+    assert versus_reference(pairwise, "lora", 10_000)["holm_floor"].iloc[0] < multiple_comparisons.ALPHA / 10
 
 
 def test_capabilities_say_what_the_loop_does_for_each_method():
@@ -329,7 +329,7 @@ def test_capabilities_say_which_composition_operations_apply():
 def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
     import pandas as pd
 
-    from bench.report.catalogue import markdown
+    from bench.report.catalogue_markdown import markdown
 
     table = pd.DataFrame({
         "task": ["stsb", "stsb"], "method_label": ["lora", "vera"], "metric": ["pearson", "pearson"],
@@ -349,7 +349,7 @@ def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
 def test_the_summary_puts_each_method_on_one_row_with_both_tasks():
     import pandas as pd
 
-    from bench.report.catalogue import summary_markdown
+    from bench.report.catalogue_markdown import summary_markdown
 
     nan = float("nan")
     table = pd.DataFrame({
@@ -375,7 +375,7 @@ def test_summary_of_a_catalogue_with_only_its_reference_so_far():
     """A catalogue run part-way (only the reference's cells finished, no comparison yet) still reports."""
     import pandas as pd
 
-    from bench.report.catalogue import summary_markdown
+    from bench.report.catalogue_markdown import summary_markdown
 
     table = pd.DataFrame({"task": ["sst2"], "method_label": ["lora"], "metric": ["accuracy"], "score": [0.8],
                           "ci_low": [0.7], "ci_high": [0.9], "trainable_excl_head": [73728], "storage_bytes": [3e5],
@@ -443,7 +443,8 @@ def test_eva_initialises_from_the_training_rows_and_reloads(glue_dir, tmp_path):
 
 
 def test_the_study_cost_is_read_from_the_records():
-    from bench.report.catalogue import cost_line, study_cost
+    from bench.report.catalogue import study_cost
+    from bench.report.catalogue_markdown import cost_line
 
     def rec(role, secs, start, end, status="ok"):
         return {"status": status, "study": {"role": role}, "time": {"total_s": secs}, "env": {"parallel_cells": 2},

@@ -301,7 +301,8 @@ def test_run_identity_is_a_property_of_each_field(hydra_dir):
     """config_hash leaves out exactly the fields whose identity says so (bench.config.schema): changing one of them
     keeps the hash, changing a hashed field moves it, and a field hashed unless default hashes as if absent at its
     default."""
-    from bench.config.schema import HASHED_UNLESS_DEFAULT, NOT_HASHED, identity_of
+    from bench.config.rules import HASHED_UNLESS_DEFAULT, NOT_HASHED
+    from bench.config.schema import identity_of
     from bench.records.schema import HASH_EXCLUDED, config_hash
 
     def chash(*overrides):

@@ -73,3 +73,23 @@ def test_shares_cover_the_step_once_and_differ_by_at_most_one(n, size):
     shares = [_Shards(r, size).shard(ids) for r in range(size)]
     assert [i for s in shares for i in s] == ids  # contiguous, in order, each row once
     assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+@pytest.mark.parametrize(("device", "match"), [
+    ("mps", "not on MPS"),
+    ("cuda", "one GPU per process"),
+])
+def test_a_data_parallel_cell_that_cannot_run_here_is_refused_by_the_check(device, match):
+    """bench.recipe.validate.check hands check_nproc the typed train settings it built: the refusal names
+    the setting (and is skipped where the machine has the GPUs)."""
+    import torch
+
+    from bench.errors import ConfigError
+    from bench.params import compose_config
+    from bench.recipe.validate import check
+
+    if device == "cuda" and torch.cuda.device_count() >= 64:
+        pytest.skip("this machine has the GPUs")
+    cfg = compose_config([*TINY, "method=lora", "train.nproc=64", f"train.device={device}"])
+    with pytest.raises(ConfigError, match=rf"train.nproc=64: .*{match}"):
+        check(cfg)

@@ -10,7 +10,8 @@ from test_grad_accum import MODEL, data
 
 from bench.methods import build_method
 from bench.models.build import build_cell
-from bench.training.loop import make_optimizer, train_model
+from bench.training.loop import train_model
+from bench.training.optimizer import make_optimizer
 
 
 def train(impl: str | None, method: str = "full"):

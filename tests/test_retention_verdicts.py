@@ -1,12 +1,12 @@
-"""Seed-aware verdicts on retention quantities (bench.analysis.stats.seed_scalar, bench/report/retention.py,
+"""Seed-aware verdicts on retention quantities (bench.analysis.seed_level.seed_scalar, bench/report/retention.py,
 the catalogue's forgetting columns, the gate's `--gate-on` seed test): one number per seed, the task
-metric's four outcomes, Holm, the equivalence margin of stats.MARGINS."""
+metric's four outcomes, Holm, the equivalence margin of equivalence.MARGINS."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.analysis import stats
+from bench.analysis import equivalence, power
 
 SEEDS = [1, 2, 3]
 ACCURACY = {"full": 0.03, "bitfit": -0.03}  # offsets from 0.8: full scores higher and forgets more
@@ -66,8 +66,8 @@ def test_equivalence_inside_the_margin_and_not_outside(tmp_path):
     # seed by seed the two methods differ by +0.3, -0.1 and +0.1 points of forgetting
     _write(tmp_path, {"full": [0.050, 0.060, 0.040], "lora[r=8]": [0.047, 0.061, 0.039]})
     agg = _agg(tmp_path)
-    inside = _forgetting(agg)  # default margin 0.01 (stats.MARGINS)
-    assert inside["margin"] == stats.MARGINS["retention.forgetting"] == 0.01
+    inside = _forgetting(agg)  # default margin 0.01 (equivalence.MARGINS)
+    assert inside["margin"] == equivalence.MARGINS["retention.forgetting"] == 0.01
     assert inside["outcome"] == "equivalent" and -0.01 < inside["eq_low"] < inside["eq_high"] < 0.01
     outside = _forgetting(agg, margin=0.001)  # the 90 % interval reaches past ±0.001
     assert outside["outcome"] == "undecided" and outside["margin"] == 0.001
@@ -99,7 +99,8 @@ def test_the_seed_test_keeps_its_false_verdict_rate_where_a_seed_bootstrap_does_
 def test_both_reports_show_forgetting_columns_verdicts_and_the_frontier(tmp_path):
     from bench.records.schema import load_records
     from bench.report import generate_report, summary_text
-    from bench.report.catalogue import catalogue_table, markdown
+    from bench.report.catalogue import catalogue_table
+    from bench.report.catalogue_markdown import markdown
 
     _write(tmp_path / "res", {"full": [0.10, 0.12, 0.11], "lora[r=8]": [0.02, 0.03, 0.025],
                               "bitfit": [0.021, 0.031, 0.024]})
@@ -168,8 +169,8 @@ def test_seeds_to_decide_for_a_per_seed_quantity_uses_t_quantiles():
     # full vs LoRA forgetting on SST-2 (docs/retention.md): 3 paired seeds left it undecided
     d = np.array([0.127, 0.162, 0.057])
     var = float(np.var(d, ddof=1))
-    assert stats.seeds_to_decide(d.mean(), var, 0.0, 0.01) == 2  # the normal approximation: already decided
-    need = stats.seeds_to_decide_t(d.mean(), var, 0.01, paired=True)
-    assert need > 3 and need == stats.seeds_to_decide_t(d.mean(), var, 0.01, paired=True, m=1)
-    assert stats.seeds_to_decide_t(d.mean(), var, 0.01, paired=True, m=10) > need  # Holm asks more of 10 pairs
-    assert stats.seeds_to_decide_t(0.0, 0.0, 0.01, paired=True) == 2  # equal on every seed: equivalent at once
+    assert power.seeds_to_decide(d.mean(), var, 0.0, 0.01) == 2  # the normal approximation: already decided
+    need = power.seeds_to_decide_t(d.mean(), var, 0.01, paired=True)
+    assert need > 3 and need == power.seeds_to_decide_t(d.mean(), var, 0.01, paired=True, m=1)
+    assert power.seeds_to_decide_t(d.mean(), var, 0.01, paired=True, m=10) > need  # Holm asks more of 10 pairs
+    assert power.seeds_to_decide_t(0.0, 0.0, 0.01, paired=True) == 2  # equal on every seed: equivalent at once

@@ -1,4 +1,4 @@
-"""The seed-aware (two-level) comparison of bench.analysis.stats: seeds as the unit of a method verdict,
+"""The seed-aware (two-level) comparison of bench.analysis.two_level and seed_level: seeds as the unit of a method verdict,
 the four outcomes, the power estimate. Synthetic prediction arrays with known per-seed accuracies;
 docs/statistics.md states what each number means. The report-level cases (real predictions files)
 are in tests/test_verdicts.py."""
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.analysis import stats
+from bench.analysis import equivalence, example_bootstrap, multiple_comparisons, power, resampled_metrics, two_level
 
 N = 1000
 
@@ -23,13 +23,13 @@ def _seed(acc: float, seed: int, ref: np.ndarray) -> np.ndarray:
 
 
 def _compare(runs_a, runs_b, ref, seeds_a=None, seeds_b=None, b=2000, margin=None, **kw):
-    idx = stats.resample_indices(len(ref), b, 0)
-    fa, ma = stats.seed_matrix("accuracy", runs_a, ref, idx)
-    fb, mb = stats.seed_matrix("accuracy", runs_b, ref, idx)
+    idx = resampled_metrics.resample_indices(len(ref), b, 0)
+    fa, ma = resampled_metrics.seed_matrix("accuracy", runs_a, ref, idx)
+    fb, mb = resampled_metrics.seed_matrix("accuracy", runs_b, ref, idx)
     sa = list(range(len(runs_a))) if seeds_a is None else seeds_a
     sb = list(range(len(runs_b))) if seeds_b is None else seeds_b
-    return (stats.seed_aware("accuracy", sa, sb, fa, fb, ma, mb, len(ref), margin=margin, **kw),
-            stats.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), len(ref)))
+    return (two_level.seed_aware("accuracy", sa, sb, fa, fb, ma, mb, len(ref), margin=margin, **kw),
+            example_bootstrap.paired_from_samples(float(fa.mean() - fb.mean()), ma.mean(0) - mb.mean(0), len(ref)))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_one_bad_seed_is_significant_pooled_but_not_seed_aware(ref):
     seed_aware, pooled = _compare(a_runs, b_runs, ref)
     assert seed_aware.delta == pytest.approx(pooled.delta) and seed_aware.delta < -0.1
     assert pooled.p < 0.01 and pooled.high < 0  # the old method verdict: "worse"
-    assert stats.outcome(seed_aware.p, seed_aware.low, seed_aware.high, seed_aware.delta, seed_aware.p_equiv) \
+    assert multiple_comparisons.outcome(seed_aware.p, seed_aware.low, seed_aware.high, seed_aware.delta, seed_aware.p_equiv) \
         == "undecided"
     assert seed_aware.p > 0.05 and seed_aware.high > 0 and seed_aware.pairing == "paired seeds"
 
@@ -56,8 +56,8 @@ def test_consistent_difference_on_every_seed_is_better(ref):
     a_runs = [_seed(0.86 + 0.004 * s, 10 + s, ref) for s in range(4)]
     r, _ = _compare(a_runs, b_runs, ref)
     assert r.delta == pytest.approx(0.066, abs=1e-9)
-    assert stats.outcome(r.p, r.low, r.high, r.delta, r.p_equiv) == "better"
-    assert stats.outcome(r.p, -r.high, -r.low, -r.delta, r.p_equiv) == "worse"
+    assert multiple_comparisons.outcome(r.p, r.low, r.high, r.delta, r.p_equiv) == "better"
+    assert multiple_comparisons.outcome(r.p, -r.high, -r.low, -r.delta, r.p_equiv) == "worse"
 
 
 @pytest.mark.parametrize("shift, margin, expected", [
@@ -76,7 +76,7 @@ def test_equivalence_inside_and_outside_the_margin(ref, shift, margin, expected)
         a_runs.append(a)
     r, _ = _compare(a_runs, b_runs, ref, margin=margin)
     assert r.delta == pytest.approx(shift, abs=1e-9) and r.margin == margin
-    out = stats.outcome(r.p, r.low, r.high, r.delta, r.p_equiv)
+    out = multiple_comparisons.outcome(r.p, r.low, r.high, r.delta, r.p_equiv)
     assert out == expected
     if expected == "equivalent":
         assert -margin < r.eq_low <= r.eq_high < margin and r.p_equiv < 0.05
@@ -89,7 +89,7 @@ def test_outside_margin_and_noisy_is_undecided_not_equivalent(ref):
     b_runs = [_seed(0.80, s, ref) for s in range(3)]
     a_runs = [_seed(acc, 20 + s, ref) for s, acc in enumerate((0.84, 0.77, 0.85))]
     r, _ = _compare(a_runs, b_runs, ref)
-    assert stats.outcome(r.p, r.low, r.high, r.delta, r.p_equiv) == "undecided"
+    assert multiple_comparisons.outcome(r.p, r.low, r.high, r.delta, r.p_equiv) == "undecided"
     assert r.eq_high > r.margin
 
 
@@ -117,14 +117,14 @@ def test_rescaling_widens_the_seed_part(ref):
 
 
 def test_seeds_to_decide_grows_with_between_seed_variance():
-    need = [stats.seeds_to_decide(0.02, v, 1e-5, 0.01) for v in (1e-4, 4e-4, 1.6e-3)]
+    need = [power.seeds_to_decide(0.02, v, 1e-5, 0.01) for v in (1e-4, 4e-4, 1.6e-3)]
     assert need[0] < need[1] < need[2]
     # the formula by hand: (0.02 / (z_0.975 + z_0.8))^2 = 5.10e-5; minus 1e-5 -> 4.10e-5; 4e-4 / 4.10e-5 = 9.76
     assert need[1] == math.ceil(4e-4 / ((0.02 / (1.959964 + 0.841621)) ** 2 - 1e-5))
     # more comparisons in the family (Holm's first step asks alpha/m): more seeds
-    assert stats.seeds_to_decide(0.02, 4e-4, 1e-5, 0.01, m=50) > need[1]
+    assert power.seeds_to_decide(0.02, 4e-4, 1e-5, 0.01, m=50) > need[1]
     # the example part alone is wider than the difference: seeds cannot decide it
-    assert stats.seeds_to_decide(0.002, 4e-4, 1e-4, 0.001) == math.inf
+    assert power.seeds_to_decide(0.002, 4e-4, 1e-4, 0.001) == math.inf
 
 
 def test_seeds_to_decide_from_a_real_comparison_grows_with_seed_spread(ref):
@@ -134,16 +134,16 @@ def test_seeds_to_decide_from_a_real_comparison_grows_with_seed_spread(ref):
     r_calm, _ = _compare(calm, b_runs, ref)
     r_wild, _ = _compare(wild, b_runs, ref)
     assert r_wild.var_seeds > r_calm.var_seeds
-    n_calm = stats.seeds_to_decide(r_calm.delta, r_calm.var_seeds, r_calm.var_examples, r_calm.margin)
-    n_wild = stats.seeds_to_decide(r_wild.delta, r_wild.var_seeds, r_wild.var_examples, r_wild.margin)
+    n_calm = power.seeds_to_decide(r_calm.delta, r_calm.var_seeds, r_calm.var_examples, r_calm.margin)
+    n_wild = power.seeds_to_decide(r_wild.delta, r_wild.var_seeds, r_wild.var_examples, r_wild.margin)
     assert math.isfinite(n_wild) and n_wild > n_calm
 
 
 def test_margins_have_defaults_and_overrides():
-    assert stats.margin_for("accuracy") == 0.01 and stats.margin_for("pearson") == 0.01
-    assert stats.margin_for("accuracy", 0.02) == 0.02
+    assert equivalence.margin_for("accuracy") == 0.01 and equivalence.margin_for("pearson") == 0.01
+    assert equivalence.margin_for("accuracy", 0.02) == 0.02
     with pytest.raises(ValueError, match="margin must be > 0"):
-        stats.margin_for("accuracy", 0.0)
+        equivalence.margin_for("accuracy", 0.0)
 
 
 def _correlated_seed(ref: np.ndarray, base: np.ndarray, acc: float, rng: np.random.Generator) -> np.ndarray:
@@ -165,16 +165,16 @@ def test_a_over_a_with_two_seeds_per_side_stays_near_five_percent(ref):
     base = ref.copy()
     flip = np.random.default_rng(6).permutation(N)[:200]
     base[flip] = 1 - ref[flip]
-    idx = stats.resample_indices(N, 200, 0)
+    idx = resampled_metrics.resample_indices(N, 200, 0)
     false = {"t": 0, "percentile": 0}
     draws = 120
     for _ in range(draws):
         runs = [_correlated_seed(ref, base, acc, rng) for acc in rng.normal(0.80, 0.02, 4)]
-        fa, ma = stats.seed_matrix("accuracy", runs[:2], ref, idx)
-        fb, mb = stats.seed_matrix("accuracy", runs[2:], ref, idx)
+        fa, ma = resampled_metrics.seed_matrix("accuracy", runs[:2], ref, idx)
+        fb, mb = resampled_metrics.seed_matrix("accuracy", runs[2:], ref, idx)
         for cal in false:
-            r = stats.seed_aware("accuracy", [0, 1], [2, 3], fa, fb, ma, mb, N, calibration=cal)
-            false[cal] += stats.outcome(r.p, r.low, r.high, r.delta, r.p_equiv) in ("better", "worse")
+            r = two_level.seed_aware("accuracy", [0, 1], [2, 3], fa, fb, ma, mb, N, calibration=cal)
+            false[cal] += multiple_comparisons.outcome(r.p, r.low, r.high, r.delta, r.p_equiv) in ("better", "worse")
     assert false["t"] / draws <= 0.07
     assert false["percentile"] / draws >= 0.09  # what the default guards against
 

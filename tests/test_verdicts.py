@@ -100,7 +100,7 @@ def test_too_few_resamples_for_the_family_is_said_not_hidden(report, tmp_path):
     low = generate_report(report["results"], tmp_path / "low", "low", bootstrap_samples=100)
     notes = " ".join(low.agg.notes)
     assert "sst2 pooled pairwise tests: Holm over 6 comparisons with B=100 resamples cannot reach p < 0.05" in notes
-    assert "--bootstrap-samples 2000" in notes  # stats.min_resamples(6)
+    assert "--bootstrap-samples 2000" in notes  # bench.analysis.multiple_comparisons.min_resamples(6)
     assert "sst2 pairwise tests: Holm over 3 comparisons with B=100 resamples leaves little room" in notes
     assert "stsb pairwise tests: Holm over 3 comparisons with B=100 resamples leaves little room" in notes  # 3/101
     assert "sst2 tests against chance: Holm over 4 comparisons with B=100 resamples leaves little" in notes  # 4 methods with predictions
@@ -184,7 +184,8 @@ def test_the_catalogue_report_reads_the_same_records(report):
     is better on both tasks, the exact copy ties), trials out of the table, a schema-1 record whose
     config names its method by a string read without error."""
     from bench.records.schema import load_records
-    from bench.report.catalogue import catalogue_table, markdown, summary_markdown
+    from bench.report.catalogue import catalogue_table
+    from bench.report.catalogue_markdown import markdown, summary_markdown
 
     table, agreement = catalogue_table(report["report"].agg, load_records(report["results"])[0], "chance")
     assert sorted(table[table.task == "stsb"]["method_label"]) == ["chance", "chance_copy", "oracle"]

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.frame import ERROR_FIELDS, MEASURE_SECTIONS, records_to_frame, value_columns
-from bench.analysis.stats import t_bounds
+from bench.analysis.intervals import t_bounds
 from bench.records.results import SEED_KEY as _SEED_KEY
 from bench.records.results import TaskCatalog, newest_per_seed
 

@@ -18,7 +18,7 @@ nothing either. This module gives, from the evaluation labels alone (no training
 * collapse detection (`collapse_of`, `collapse_section`, `record_collapse`): predictions that are
   (nearly) all one class, or regression outputs with (nearly) no spread.
 
-Pure numpy on top of bench.analysis.stats; the report, the gate and the runner share these definitions.
+Pure numpy on top of bench.analysis.resampled_metrics; the report, the gate and the runner share these definitions.
 docs/statistics.md ("Chance") says what each number is.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.analysis import stats
+from bench.analysis import resampled_metrics
 
 PRIOR_DRAWS = 2000        # draws of the label-prior predictor (seeded: reports are reproducible)
 PRIOR_SEED = 0
@@ -59,7 +59,7 @@ def _constant(name: str, description: str, value: float, ref: np.ndarray, metric
             t.scores[m] = t.low[m] = t.high[m] = float("nan")
             t.undefined[m] = UNDEFINED_CONSTANT
         else:
-            t.scores[m] = t.low[m] = t.high[m] = stats.metric(m, pred, ref)
+            t.scores[m] = t.low[m] = t.high[m] = resampled_metrics.metric(m, pred, ref)
     return t
 
 
@@ -83,7 +83,7 @@ def label_prior(ref: np.ndarray, metrics, regression: bool, draws: int = PRIOR_D
     draws = max(100, min(draws, 4_000_000 // max(len(ref), 1)))
     preds = _prior_draws(ref, regression, draws, seed)
     for m in metrics:
-        v = stats.metric_rows(m, preds, ref)
+        v = resampled_metrics.metric_rows(m, preds, ref)
         t.scores[m] = float(np.mean(v))
         t.low[m], t.high[m] = (float(x) for x in np.quantile(v, [0.025, 0.975]))
     return t
@@ -91,10 +91,10 @@ def label_prior(ref: np.ndarray, metrics, regression: bool, draws: int = PRIOR_D
 
 def trivial_baselines(kind: str, references, metrics) -> list[Trivial]:
     """The trivial baselines of a task's evaluation references for the given base metrics
-    (names from bench.analysis.stats.METRICS). Regression: constant_mean, label_prior; classification:
+    (names from bench.analysis.resampled_metrics.METRICS). Regression: constant_mean, label_prior; classification:
     majority, always_positive (only where it differs from majority and F1 is a metric), label_prior."""
     ref = np.asarray(references, dtype=float)
-    metrics = [m for m in metrics if m in stats.METRICS]
+    metrics = [m for m in metrics if m in resampled_metrics.METRICS]
     if len(ref) == 0 or not metrics:
         return []
     if kind == "regression":
@@ -114,7 +114,7 @@ def trivial_baselines(kind: str, references, metrics) -> list[Trivial]:
 
 def chance_constant(baselines: list[Trivial], metric: str) -> Trivial | None:
     """The constant baseline with the best score on `metric` (an undefined score counts as 0, as
-    bench.analysis.stats scores a constant's correlation): the predictor a method must beat."""
+    bench.analysis.resampled_metrics scores a constant's correlation): the predictor a method must beat."""
     const = [b for b in baselines if b.predictions is not None]
     if not const:
         return None

@@ -44,3 +44,15 @@ def is_checkout() -> bool:
     """True when running from a clone rather than an installed wheel: only then does the package's
     parent folder belong to peft-bench (and its git state describe the code that runs)."""
     return find_conf_dir() == CHECKOUT
+
+
+def group_files(group: str, dirs: list[Path]) -> dict[str, Path]:
+    """choice name -> YAML file of the config group folder `group` (method, task, ...) over the search
+    folders `dirs`, subfolders included (`sub/name`); a later folder's file of the same name wins, as on
+    Hydra's search path. The one listing of a group's files: `bench ls`, the `methods_tagged` resolver
+    and the CLI's check of a `group=choice` override all read it."""
+    found: dict[str, Path] = {}
+    for root in dirs:
+        for path in sorted((root / group).rglob("*.yaml")):
+            found[path.relative_to(root / group).with_suffix("").as_posix()] = path
+    return found

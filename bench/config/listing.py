@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bench.config.confdir import group_files
 from bench.config.method_tags import declared_tags, method_configs, search_dirs
 from bench.errors import ConfigError
 
@@ -35,22 +36,12 @@ def summary_line(path: Path, width: int = 100) -> str:
     return blurb if len(blurb) <= width else blurb[: width - 3].rstrip() + "..."
 
 
-def group_files(group: str, dirs: list[Path]) -> dict[str, Path]:
-    """choice name -> file, over the search folders (a later folder's file of the same name wins)."""
-    folder = _FOLDER[group]
-    found: dict[str, Path] = {}
-    for root in dirs:
-        for path in sorted((root / folder).rglob("*.yaml")):
-            found[path.relative_to(root / folder).with_suffix("").as_posix()] = path
-    return found
-
-
 def listing(group: str, extra_dirs: list | None = None) -> list[str]:
     """The lines `bench ls GROUP` prints: `name  summary` (methods: `name  [tags]  lr a..b  summary`)."""
     if group not in GROUPS:
         raise ConfigError(f"bench ls {group!r}: expected one of {', '.join(GROUPS)}")
     dirs = search_dirs(extra_dirs)
-    files = group_files(group, dirs)
+    files = group_files(_FOLDER[group], dirs)
     width = max((len(n) for n in files), default=0)
     lines = []
     configs = method_configs(dirs) if group == "methods" else {}
@@ -86,7 +77,7 @@ def main(argv: list[str]) -> int:
     if not groups:
         dirs = search_dirs(extra)
         for group in GROUPS:
-            print(f"{group:<12} {len(group_files(group, dirs))}   python -m bench ls {group}")
+            print(f"{group:<12} {len(group_files(_FOLDER[group], dirs))}   python -m bench ls {group}")
         return 0
     for group in groups:
         print("\n".join(listing(group, extra)))

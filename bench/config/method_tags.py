@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from bench.config.confdir import conf_dir
+from bench.config.confdir import conf_dir, group_files
 from bench.errors import ConfigError
 
 RESOLVER = "methods_tagged"
@@ -43,18 +43,18 @@ def search_dirs(extra: list | None = None) -> list[Path]:
 
 
 def method_configs(dirs: list[Path]) -> dict[str, dict]:
-    """name -> the YAML mapping of every method config in `<dir>/method/*.yaml` (a later folder overrides an
-    earlier one's file of the same name). A file that is not a YAML mapping is a ConfigError naming it."""
+    """name -> the YAML mapping of every method config in `<dir>/method/` (the files bench.config.confdir.group_files
+    lists: a later folder overrides an earlier one's file of the same name). A file that is not a YAML mapping is a
+    ConfigError naming it."""
     found: dict[str, dict] = {}
-    for folder in dirs:
-        for path in sorted((folder / GROUP).glob("*.yaml")):
-            try:
-                data = yaml.safe_load(path.read_text())
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-            if not isinstance(data, dict):
-                raise ConfigError(f"{path}: a method config must be a YAML mapping (name, lr, ...)")
-            found[path.stem] = data
+    for name, path in group_files(GROUP, dirs).items():
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a method config must be a YAML mapping (name, lr, ...)")
+        found[name] = data
     return found
 
 

@@ -11,11 +11,11 @@ method (bench.methods.peft_file), which knows peft's config classes; here only "
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bench.config.json_files import read_json_object
 from bench.errors import ConfigError
 
 RESOLVER = "bench_peft_file"
@@ -40,14 +40,7 @@ def read_adapter_config(path) -> dict | None:
     if not file.is_file():
         raise ConfigError(f"method.config_file={path!r}: no such file (expected a peft adapter_config.json, "
                           "or the folder holding one)")
-    try:
-        content = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"method.config_file={str(file)!r}: not a JSON file ({exc})") from None
-    if not isinstance(content, dict):
-        raise ConfigError(f"method.config_file={str(file)!r}: expected a JSON object (a peft adapter_config.json), "
-                          f"got a {type(content).__name__}")
-    return content
+    return read_json_object(file, f"method.config_file={path!r}", "a peft adapter_config.json")
 
 
 def register() -> None:

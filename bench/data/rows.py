@@ -10,21 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.config.schema import settings
 from bench.data import sampling
 from bench.data.loading import load_split
 
 
 def selection_settings(cfg) -> dict:
-    """data.selection with its defaults (checked by bench.recipe.validate.check: ranges, and that
-    train.select=best_epoch has a selection split to choose on, never the reported split)."""
-    sel = dict((cfg.get("data") or {}).get("selection") or {})
-    fraction = sel.get("fraction", 0.0) or 0.0
-    cap = sel.get("max_examples")
+    """data.selection, read through the typed settings (bench.config.schema.settings: the defaults are the
+    schema's; bench.recipe.validate.check adds that train.select=best_epoch has a selection split to choose
+    on, never the reported split). `cfg` is a whole config: a cell's, or one a record stores (bench/compose)."""
+    sel = settings(cfg, "data").selection
+    cap = sel.max_examples
     # train.max_eval_samples bounds every evaluated split, the selection split included (quick runs).
-    limit = cfg.train.get("max_eval_samples")
+    limit = settings(cfg, "train").max_eval_samples
     if limit is not None:
-        cap = int(limit) if cap is None else min(int(cap), int(limit))
-    return {"fraction": float(fraction), "max_examples": cap, "stratify": bool(sel.get("stratify", True))}
+        cap = limit if cap is None else min(cap, limit)
+    return {"fraction": float(sel.fraction), "max_examples": cap, "stratify": sel.stratify}
 
 
 @dataclass
@@ -53,12 +54,12 @@ def cell_rows(cfg, spec, seed: int, with_eval: bool = True) -> CellRows:
     """The selection split carved from the train file, the training subsample from the rest (nested:
     each budget K of a seed contains every smaller K; stratified by label under
     `train.stratify_subsample`, as experiment=budget sets), and the eval rows (not seeded)."""
-    t = cfg.train
+    t = settings(cfg, "train")
     sel = selection_settings(cfg)
     train_all = load_split(spec, "train")
     sel_ids, pool = sampling.carve_selection(train_all, spec.kind, sel["fraction"], sel["max_examples"], seed,
                                              sel["stratify"])
-    strat = bool(t.get("stratify_subsample", False)) and spec.kind == "classification"
+    strat = t.stratify_subsample and spec.kind == "classification"
     train_ids = sampling.nested_subsample(pool, t.max_train_samples, seed,
                                    labels=[train_all[i].label for i in pool] if strat else None)
     rows = CellRows(train_all, sel, sel_ids, pool, train_ids, strat)
@@ -71,8 +72,9 @@ def eval_rows(cfg, spec) -> tuple[dict, dict]:
     """({split: ids}, {split: rows}) of every eval split: `train.max_eval_samples` of them, not seeded
     by train.seed, so every run of a task scores the same rows."""
     ids, ex = {}, {}
+    limit = settings(cfg, "train").max_eval_samples
     for s in spec.eval_splits:
         split = load_split(spec, s)
-        ids[s] = sampling.eval_subsample(len(split), cfg.train.get("max_eval_samples"), 0)
+        ids[s] = sampling.eval_subsample(len(split), limit, 0)
         ex[s] = [split[i] for i in ids[s]]
     return ids, ex

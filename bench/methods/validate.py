@@ -6,7 +6,8 @@ tuner the peft config class's fields), so the rule lives beside the registry tha
 the model builder (bench/models/build.py) and the whole-config check (bench/recipe/validate.py) call it."""
 from __future__ import annotations
 
-from bench.config.schema import LR, METHOD_COMMON, nearest
+from bench.config.rules import LR
+from bench.config.schema import METHOD_COMMON, nearest
 from bench.errors import ConfigError
 
 

@@ -16,7 +16,6 @@ peft prints for them (`bench/params.py`, tests/test_native_head.py). The runner'
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.config.json_files import read_json_object
 from bench.config.schema import check_value
 from bench.errors import ConfigError
 from bench.methods.architectures import is_decoder, set_padding
@@ -283,12 +283,7 @@ def check_local_config(model_cfg, source: str) -> None:
     if not file.is_file():
         raise ConfigError(f"model.source={model_cfg.source!r}: the folder has no config.json (expected a Hugging Face "
                           "model folder: config.json, and the weights unless model.pretrained=false)")
-    try:
-        content = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"model.source={model_cfg.source!r}: {file} is not valid JSON ({exc})") from None
-    if not isinstance(content, dict):
-        raise ConfigError(f"model.source={model_cfg.source!r}: {file} is not a JSON object")
+    content = read_json_object(file, f"model.source={model_cfg.source!r}", "a Hugging Face model config.json")
     if not isinstance(content.get("model_type"), str):
         raise ConfigError(f"model.source={model_cfg.source!r}: {file} has no field 'model_type' (a string naming "
                           f"the architecture, e.g. \"llama\"); supported: {supported_text()}")

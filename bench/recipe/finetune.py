@@ -58,8 +58,9 @@ from bench.records.schema import config_hash
 from bench.retention import Retention, wanted
 from bench.training.checkpoint import SUFFIX as CHECKPOINT_SUFFIX
 from bench.training.checkpoint import CellCheckpoint
+from bench.training.faults import send_test_signal
 from bench.training.forward import predict
-from bench.training.loop import grad_accum_steps, send_test_signal, throughput, train_model
+from bench.training.loop import grad_accum_steps, throughput, train_model
 from bench.training.progress import CellProgress
 from bench.training.progress import settings_from as progress_settings
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.config.schema import settings
 from bench.errors import ConfigError
 from bench.records.results import SourceError, kept_delta, recency, resolve_kept, sweep_dir_of
 from bench.records.schema import read_record
@@ -155,8 +156,10 @@ def _check_prompt_loaded(peft_model, state: dict, folder: Path) -> None:
 
 
 def apply_init_from(cfg, spec, method, model) -> dict | None:
-    """Load `cfg.train.init_from` into `model` (after the method is applied); the record's entry."""
-    if cfg.train.get("init_from") in (None, ""):
+    """Load `cfg.train.init_from` into `model` (after the method is applied); the record's entry. `cfg` is a
+    whole composed config (a cell's, or a record's): its train section is read through the typed settings."""
+    t = settings(cfg, "train")
+    if t.init_from in (None, ""):
         return None
     if method.has_hook("initialize_from_data"):
         why = "initialises its adapter from a data pass, which would replace the loaded delta"
@@ -166,7 +169,7 @@ def apply_init_from(cfg, spec, method, model) -> dict | None:
     else:
         why = None
     if why:
-        raise ConfigError(f"train.init_from={cfg.train.init_from!r}: method {method.name} {why}; start from a "
+        raise ConfigError(f"train.init_from={t.init_from!r}: method {method.name} {why}; start from a "
                           "source with a method that does neither (lora, dora, ...)")
     rec, folder = find_source(cfg, spec.name)
     head_kind = getattr(model, "head_kind", "uniform")
@@ -176,13 +179,13 @@ def apply_init_from(cfg, spec, method, model) -> dict | None:
     # train.init_head=never: the backbone delta only. Same-shaped heads of different tasks (SST-2's
     # negative/positive, MRPC's not/equivalent) share a shape but not a meaning; a transfer study that
     # means to measure the delta starts every head fresh (absent = auto, so older configs keep their hash).
-    never = str(cfg.train.get("init_head", "auto")) == "never"
+    never = t.init_head == "never"
     load_into(method, model, folder, with_head=same_space and not never)
     why = ("head not transferred: train.init_head=never; the head starts fresh" if never else
            "same label space: head transferred" if same_space else
            f"head not transferred: label spaces differ ({rec.get('task')} -> {spec.name}); the head starts fresh")
     same_space = same_space and not never
-    return {"from": str(cfg.train.init_from), "run_id": rec.get("run_id"), "task": rec.get("task"),
+    return {"from": str(t.init_from), "run_id": rec.get("run_id"), "task": rec.get("task"),
             "delta": str(folder), "head_transferred": same_space, "why": why}
 
 

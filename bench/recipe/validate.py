@@ -86,7 +86,7 @@ def check(cfg, *, whole_job: bool = True):
     from bench.training.data_parallel import check_nproc
 
     check_levers(cfg, method)
-    check_nproc(cfg, method)
+    check_nproc(train)
     check_logger(resolved(cfg.get("logger"), "logger"))
     if whole_job and "study" in built and built["study"].enabled:
         check_study(cfg, built, method.name)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config.schema import HASHED_UNLESS_DEFAULT, METHOD_DECLARATIONS, NOT_HASHED, identity_of
+from bench.config.rules import HASHED_UNLESS_DEFAULT, NOT_HASHED
+from bench.config.schema import METHOD_DECLARATIONS, identity_of
 
 SCHEMA_VERSION = 5
 #: Versions this code reads. 2 added `predictions` (per-example predictions file), the selection

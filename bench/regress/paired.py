@@ -19,7 +19,7 @@ t = D / sqrt(V_seeds + V_examples) against a t distribution with Satterthwaite's
 (V_examples counted as exactly known), one-sided in the direction of harm (direction `higher`) or
 two-sided (`both`). Holm's step-down correction runs across the gated cells.
 
-Design `two-level` is the report's seed-aware test (bench.analysis.stats.seed_replicates): per
+Design `two-level` is the report's seed-aware test (bench.analysis.two_level.seed_replicates): per
 replicate the seeds are drawn with replacement (the matched seeds as blocks, otherwise each side its
 own), then one example resample is shared by both sides; the replicates' spread is the standard error,
 and t = D / se is read against Student's t with Satterthwaite's degrees of freedom (as the report's
@@ -35,20 +35,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.analysis import stats as S
+from bench.analysis import multiple_comparisons, resampled_metrics, seed_level, two_level
 
-METRICS = S.METRICS
+METRICS = resampled_metrics.METRICS
 DESIGNS = ("seeds+examples", "examples", "seeds", "two-level")
 _CHUNK_CELLS = 2_000_000  # resampled example indices held at once (rows x examples), ~8 MB
 
 
-# The metrics on resamples come from bench.analysis.stats (batch_metric: one resample per row of an index
+# The metrics on resamples come from bench.analysis.resampled_metrics (batch_metric: one resample per row of an index
 # matrix), the same vectorised copies of bench/data/metrics/glue_metric that the report's paired tests
 # use, so the gate and the report cannot disagree on what "accuracy on a resample" is.
 
 def metric_value(metric: str, predictions, references) -> float:
     """The metric on the data as it is (no resampling)."""
-    return S.metric(metric, np.asarray(predictions, float), np.asarray(references, float))
+    return resampled_metrics.metric(metric, np.asarray(predictions, float), np.asarray(references, float))
 
 
 # ------------------------------------------------------------------------------ the test
@@ -87,8 +87,8 @@ def bootstrap_deltas(metric: str, refs: np.ndarray, base: Mapping[int, np.ndarra
     cseeds = matched if matched is not None else sorted(cand)
     for lo in range(0, n_boot, step):
         idx = rng.integers(0, N, size=(min(step, n_boot - lo), N), dtype=np.int32)
-        mb = np.mean([S.batch_metric(metric, base[s], refs, idx) for s in bseeds], axis=0)
-        mc = np.mean([S.batch_metric(metric, cand[s], refs, idx) for s in cseeds], axis=0)
+        mb = np.mean([resampled_metrics.batch_metric(metric, base[s], refs, idx) for s in bseeds], axis=0)
+        mc = np.mean([resampled_metrics.batch_metric(metric, cand[s], refs, idx) for s in cseeds], axis=0)
         out[lo:lo + len(idx)] = mc - mb
     return out
 
@@ -172,9 +172,9 @@ def _two_level(metric: str, refs: np.ndarray, base: Mapping[int, np.ndarray], ca
                sb: list[int], sc: list[int], n_boot: int, rng_seed: int) -> np.ndarray:
     """Replicates of D (candidate − baseline) with seeds and examples resampled (module docstring)."""
     idx = np.random.default_rng(rng_seed + 1).integers(0, len(refs), size=(n_boot, len(refs)), dtype=np.int32)
-    mat_b = np.array([S.batch_metric(metric, base[s], refs, idx) for s in sb])
-    mat_c = np.array([S.batch_metric(metric, cand[s], refs, idx) for s in sc])
-    return S.seed_replicates(sc, sb, mat_c, mat_b, np.random.default_rng(rng_seed + 2))[0]
+    mat_b = np.array([resampled_metrics.batch_metric(metric, base[s], refs, idx) for s in sb])
+    mat_c = np.array([resampled_metrics.batch_metric(metric, cand[s], refs, idx) for s in sc])
+    return two_level.seed_replicates(sc, sb, mat_c, mat_b, np.random.default_rng(rng_seed + 2))[0]
 
 
 def _finish_two_level(c: Components, direction: str) -> PairedResult | str:
@@ -184,7 +184,7 @@ def _finish_two_level(c: Components, direction: str) -> PairedResult | str:
                 "2 seeds on each side")
     d = c.two_level[np.isfinite(c.two_level)]
     se = float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")
-    df = S.seed_df([(c.var_seeds, c.df_seeds)], c.var_examples) if math.isfinite(c.var_seeds) else float("nan")
+    df = seed_level.seed_df([(c.var_seeds, c.df_seeds)], c.var_examples) if math.isfinite(c.var_seeds) else float("nan")
     p = harm_p(c.delta, se, df, direction) if math.isfinite(se) else 0.0
     return PairedResult(c.metric, "two-level", c.pairing, c.n_examples, c.seeds_base, c.seeds_cand, c.delta,
                         math.sqrt(max(c.var_seeds, 0.0)) if math.isfinite(c.var_seeds) else float("nan"),
@@ -229,7 +229,7 @@ def paired_test(metric: str, refs, base: Mapping[int, np.ndarray], cand: Mapping
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
     """Holm's step-down adjusted p-values by key (family-wise error across the gated cells)."""
     keys = list(pvalues)
-    return dict(zip(keys, (float(v) for v in S.holm([pvalues[k] for k in keys]))))
+    return dict(zip(keys, (float(v) for v in multiple_comparisons.holm([pvalues[k] for k in keys]))))
 
 
 def fails(res: PairedResult, alpha: float, min_effect: float, direction: str) -> bool:

@@ -1,11 +1,11 @@
 """The gate's seed-aware test of retention quantities (`check --gate-on retention.*`, docs/regress.md).
 
 A retention quantity (forgetting, drift, intruder dimensions) is one number per seed, so the test is the
-seed level of the report's verdict (bench.analysis.stats.seed_difference: paired t over the seeds when
+seed level of the report's verdict (bench.analysis.seed_level.seed_difference: paired t over the seeds when
 baseline and candidate ran the same seeds, Welch otherwise), read in the harmful direction: lower is
 better, so a rise regresses (direction `higher`: one-sided; `both`: two-sided, any change). Holm runs
 across the gated cells of each quantity. A cell fails when its adjusted p < alpha and the change exceeds
-half the quantity's equivalence margin (stats.MARGINS; the metric's `min_effect` 0.005 is half its
+half the quantity's equivalence margin (bench.analysis.equivalence.MARGINS; the metric's `min_effect` 0.005 is half its
 margin 0.01 the same way). It needs >= 2 seeds on each side and a baseline saved with the per-seed
 values; otherwise the tolerance rule alone gates (bench/regress/check.py `_check_retention`).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.analysis import stats as S
+from bench.analysis import equivalence, multiple_comparisons, seed_level
 
 from .paired import harm_p
 
@@ -42,8 +42,8 @@ class SeedTest:
 
 
 def min_effect_for(quantity: str) -> float:
-    """Half the quantity's equivalence margin (stats.MARGINS)."""
-    return S.margin_for(quantity) / 2
+    """Half the quantity's equivalence margin (bench.analysis.equivalence.MARGINS)."""
+    return equivalence.margin_for(quantity) / 2
 
 
 def seed_test(quantity: str, base: dict, cand: dict, direction: str) -> SeedTest | str:
@@ -53,7 +53,7 @@ def seed_test(quantity: str, base: dict, cand: dict, direction: str) -> SeedTest
         return "the baseline has no per-seed values (saved before the gate tested retention: save it again)"
     if len(base["seeds"]) < 2 or len(cand.get("seeds") or []) < 2:
         return f"{len(cand.get('seeds') or [])} candidate and {len(base['seeds'])} baseline seed(s): needs 2 each"
-    delta, se, df, _, pairing = S.seed_difference(cand["seeds"], base["seeds"], cand["values"], base["values"])
+    delta, se, df, _, pairing = seed_level.seed_difference(cand["seeds"], base["seeds"], cand["values"], base["values"])
     p = harm_p(-delta, se, df, direction)  # a rise of a retention quantity is the harm
     return SeedTest(quantity, delta, se, df, pairing, p, min_effect_for(quantity), len(base["seeds"]),
                     len(cand["seeds"]))
@@ -80,7 +80,7 @@ def run_seed_tests(baseline: dict, cand_cells: dict, st) -> tuple[dict, dict]:
                 notes.setdefault(cid, []).append(f"{q}: no seed-aware test ({r}); tolerance rule only")
             else:
                 done[cid] = r
-        for cid, p in zip(done, S.holm([r.p for r in done.values()])):
+        for cid, p in zip(done, multiple_comparisons.holm([r.p for r in done.values()])):
             done[cid].p_adj = float(p)
             tests.setdefault(cid, {})[q] = done[cid]
     return tests, notes

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.analysis.aggregate import Aggregation, build
-from bench.analysis.stats import DEFAULT_B
+from bench.analysis.resampled_metrics import DEFAULT_B
 from bench.records.schema import BadRecord, bad_record_lines, load_records
 
 from .verdicts import ONE_SEED, add_verdicts
@@ -43,7 +43,7 @@ def generate_report(results_dir: str | Path, out: str | Path, name: str | None =
     dict, the seconds spent per phase (load, aggregate, verdicts, tables, plots, html) are stored in
     it. `bootstrap_samples` is B of every bootstrap (intervals, paired tests, ASO; docs/statistics.md);
     `margin` overrides the equivalence margin of every headline metric, `forgetting_margin` that of
-    forgetting (defaults: stats.MARGINS).
+    forgetting (defaults: bench.analysis.equivalence.MARGINS).
     """
     timings = {} if timings is None else timings
     clock = time.perf_counter()

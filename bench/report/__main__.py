@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.analysis.stats import DEFAULT_B
+from bench.analysis.resampled_metrics import DEFAULT_B
 
 from . import UnusableResults, generate_report, summary_text
 
@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"resamples per bootstrap interval/test (default {DEFAULT_B}; docs/statistics.md)")
     ap.add_argument("--margin", type=float, default=None, metavar="M",
                     help="equivalence margin on the metric's scale for every headline metric (default per metric: "
-                         "0.01 = 1 point; bench.analysis.stats.MARGINS, docs/statistics.md)")
+                         "0.01 = 1 point; bench.analysis.equivalence.MARGINS, docs/statistics.md)")
     ap.add_argument("--forgetting-margin", type=float, default=None, metavar="M",
                     help="equivalence margin of the forgetting verdicts, on forgetting's scale (default 0.01 = 1 "
-                         "point of similarity Spearman; bench.analysis.stats.MARGINS, docs/retention.md)")
+                         "point of similarity Spearman; bench.analysis.equivalence.MARGINS, docs/retention.md)")
     args = ap.parse_args(argv)
     for flag, v in (("--margin", args.margin), ("--forgetting-margin", args.forgetting_margin)):
         if v is not None and not v > 0:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis import chance, stats
+from bench.analysis import chance, example_bootstrap, multiple_comparisons, resampled_metrics
 from bench.analysis.aggregate import Aggregation
 
 BOOT_SEED = 0
@@ -44,7 +44,7 @@ def _references(runs: dict[str, list]) -> tuple[np.ndarray, np.ndarray] | None:
 def _base_metrics(cells: pd.DataFrame) -> list[str]:
     """The task's base metrics on its main split (metrics.<m> columns with values)."""
     out = []
-    for m in stats.METRICS:
+    for m in resampled_metrics.METRICS:
         col = f"metrics.{m}_n"
         if col in cells and cells[col].fillna(0).sum() > 0:
             out.append(m)
@@ -89,16 +89,18 @@ def test_against(model: str, task: str, hm: str, runs: dict[str, list], ref_ids:
         if len(ids) < 2:
             continue
         r = ref[np.searchsorted(ref_ids, ids)]
-        res = stats.paired_bootstrap(hm, _aligned(seeds, ids), [np.full(len(ids), value)], r, b=b, seed=BOOT_SEED)
+        res = example_bootstrap.paired_bootstrap(hm, _aligned(seeds, ids), [np.full(len(ids), value)], r, b=b,
+                                                 seed=BOOT_SEED)
         rows.append({"model": model, "task": task, "method_label": label, "metric": hm, "baseline": const.name,
-                     "score": res.delta + stats.metric(hm, np.full(len(ids), value), r),
-                     "baseline_score": stats.metric(hm, np.full(len(ids), value), r), "delta": res.delta,
+                     "score": res.delta + resampled_metrics.metric(hm, np.full(len(ids), value), r),
+                     "baseline_score": resampled_metrics.metric(hm, np.full(len(ids), value), r), "delta": res.delta,
                      "ci_low": res.low, "ci_high": res.high, "p": res.p, "n_seeds": len(seeds),
                      "n_examples": len(ids),
                      "test": f"paired bootstrap vs {const.name}, seeds pooled (B={b}, null-centred p)"})
-    for row, pa in zip(rows, stats.holm([x["p"] for x in rows])):
+    for row, pa in zip(rows, multiple_comparisons.holm([x["p"] for x in rows])):
         row["p_adjusted"] = pa
-        row["above_chance"] = bool(stats.significant(pa, row["ci_low"], row["ci_high"]) and row["delta"] > 0)
+        row["above_chance"] = bool(multiple_comparisons.significant(pa, row["ci_low"], row["ci_high"])
+                                   and row["delta"] > 0)
     return rows
 
 
@@ -168,10 +170,10 @@ def add_chance(agg: Aggregation, preds: dict, collapse: dict, b: int, notes: lis
         cells = agg.cells[(agg.cells["model"] == model) & (agg.cells["task"] == task)]
         base = chance.trivial_baselines(kind, ref, list(dict.fromkeys([hm] + _base_metrics(cells))))
         rows += baseline_rows(model, task, kind, hm, base, len(ref))
-        const = chance.chance_constant(base, hm) if hm in stats.METRICS else None
+        const = chance.chance_constant(base, hm) if hm in resampled_metrics.METRICS else None
         if const is not None:
             mine = test_against(model, task, hm, runs, ref_ids, ref, const, b)
-            warn = stats.resolution_warning(len(mine), b)
+            warn = multiple_comparisons.resolution_warning(len(mine), b)
             if warn:
                 notes.append(f"{model}/{task} tests against chance: {warn}")
             tests += mine

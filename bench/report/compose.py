@@ -11,7 +11,7 @@ reader cannot get from those tables is the comparison each of them exists for:
 * transfer: a target task trained from a source task's delta against the same method from scratch
   at the same budget, seeds paired (seed s of the transfer arm starts from seed s of the source).
 
-Every difference is a paired bootstrap over the shared dev examples (bench.analysis.stats.paired_bootstrap,
+Every difference is a paired bootstrap over the shared dev examples (bench.analysis.example_bootstrap.paired_bootstrap,
 seeds pooled as in the main pairwise table) with a null-centred p; Holm is applied per family, and
 each table names its family. Source records are read through the paths in `composed_from`, so a
 report of a folder of composed records needs the source folders to still exist (a missing one is a
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import intervals, multiple_comparisons, resampled_metrics
 from bench.records.schema import read_record
 from bench.report.compose_tests import SEED_TEST, TEST
 from bench.report.compose_tests import compare as _compare
@@ -72,11 +72,11 @@ def soup_table(records: list[dict], b: int, notes: list[str], cache: dict, margi
         own = _main_split(rec, notes)
         ing = [(s, _main_split(s, notes)) for s in srcs]
         ing = [(s, p) for s, p in ing if p is not None]
-        if own is None or not ing or hm not in stats.METRICS:
+        if own is None or not ing or hm not in resampled_metrics.METRICS:
             notes.append(f"{rec['run_id']}: soup not tested (predictions of the soup or its ingredients missing)")
             continue
         seeds = [float(s["metrics"][hm]) for s, _ in ing]
-        iv = stats.t_interval(seeds)
+        iv = intervals.t_interval(seeds)
         best_id = (comp.get("baselines") or {}).get("best_seed_by_selection")
         best = [p for s, p in ing if s["run_id"] == best_id]
         vs_mean = _compare(hm, [own], [p for _, p in ing], b, margin=margin)
@@ -93,8 +93,8 @@ def soup_table(records: list[dict], b: int, notes: list[str], cache: dict, margi
     # Holm over every soup test of one (model, task): both comparisons of each soup kind and method
     for idx in frame.groupby(["model", "task"]).groups.values():
         ps = [(i, c) for i in idx for c in ("vs_mean", "vs_best") if math.isfinite(frame.at[i, f"{c}_p"])]
-        adj = stats.holm([frame.at[i, f"{c}_p"] for i, c in ps]) if ps else []
-        adj_eq = stats.holm([frame.at[i, f"{c}_p_equiv"] for i, c in ps]) if ps else []
+        adj = multiple_comparisons.holm([frame.at[i, f"{c}_p"] for i, c in ps]) if ps else []
+        adj_eq = multiple_comparisons.holm([frame.at[i, f"{c}_p_equiv"] for i, c in ps]) if ps else []
         for (i, c), pa, pe in zip(ps, adj, adj_eq):
             frame.at[i, f"{c}_p_adj"] = pa
             frame.at[i, f"{c}_verdict"] = _verdict(pa, frame.at[i, f"{c}_ci_low"], frame.at[i, f"{c}_ci_high"],
@@ -126,8 +126,8 @@ def _holm_within(frame: pd.DataFrame, family: list[str]) -> pd.DataFrame:
     frame["verdict"] = "not tested"
     for idx in frame.groupby(family).groups.values():
         idx = [i for i in idx if math.isfinite(frame.at[i, "p"])]
-        adj_eq = stats.holm([frame.at[i, "p_equiv"] for i in idx]) if idx else []
-        for i, pa, pe in zip(idx, stats.holm([frame.at[i, "p"] for i in idx]) if idx else [], adj_eq):
+        adj_eq = multiple_comparisons.holm([frame.at[i, "p_equiv"] for i in idx]) if idx else []
+        for i, pa, pe in zip(idx, multiple_comparisons.holm([frame.at[i, "p"] for i in idx]) if idx else [], adj_eq):
             frame.at[i, "p_adjusted"], frame.at[i, "p_equiv_adjusted"] = pa, pe
             frame.at[i, "verdict"] = _verdict(pa, frame.at[i, "ci_low"], frame.at[i, "ci_high"], frame.at[i, "delta"],
                                               pe)
@@ -182,7 +182,7 @@ def transfer_table(records: list[dict], b: int, notes: list[str], margin: float 
         both = [(s, pa, pz) for s in seeds if (pa := _main_split(by_seed[s], notes)) is not None
                 and (pz := _main_split(scratch[s], notes)) is not None]
         a, z, used = [x[1] for x in both], [x[2] for x in both], [x[0] for x in both]
-        res = _compare(hm, a, z, b, used, margin) if a and z and hm in stats.METRICS else None
+        res = _compare(hm, a, z, b, used, margin) if a and z and hm in resampled_metrics.METRICS else None
         head = {str((by_seed[s]["train"]["init_from"] or {}).get("head_transferred")) for s in seeds}
         rows.append({"model": model, "method": method, "budget": budget, "target": target, "source": source,
                      "metric": hm, "n_seeds": len(seeds),
@@ -275,7 +275,7 @@ CAPTIONS = {
 }
 
 
-def write_compose(records: list[dict], out: Path, plots: list, b: int = stats.DEFAULT_B,
+def write_compose(records: list[dict], out: Path, plots: list, b: int = resampled_metrics.DEFAULT_B,
                   margin: float | None = None) -> tuple[dict[str, Path], str]:
     """compose_*.csv, compose.md and the transfer heatmaps; ({}, "") when nothing is composed."""
     notes: list[str] = []

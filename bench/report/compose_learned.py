@@ -22,7 +22,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import intervals, multiple_comparisons, resampled_metrics
 from bench.records.results import record_selection_keys, selection_score
 from bench.report.compose_tests import compare as _compare
 from bench.report.compose_tests import main_split as _main_split
@@ -117,7 +117,7 @@ def _row(key, arms: dict, b: int, notes: list[str], margin: float | None = None)
            "n_seeds": len(learned)}
     for arm, by_seed in by_arm.items():
         vals = [float(r["metrics"][hm]) for r in by_seed.values() if hm in r["metrics"]]
-        iv = stats.t_interval(vals) if len(vals) > 1 else None
+        iv = intervals.t_interval(vals) if len(vals) > 1 else None
         row[arm] = float(np.mean(vals)) if vals else np.nan
         row[f"{arm}_ci_low"], row[f"{arm}_ci_high"] = (iv.low, iv.high) if iv else (np.nan, np.nan)
     n_ex = 0
@@ -126,7 +126,7 @@ def _row(key, arms: dict, b: int, notes: list[str], margin: float | None = None)
         both = [(s, pa, pz) for s in seeds if (pa := _main_split(learned[s], notes)) is not None
                 and (pz := _main_split(by_arm[other][s], notes)) is not None]
         a, z = [x[1] for x in both], [x[2] for x in both]
-        res = _compare(hm, a, z, b, [x[0] for x in both], margin) if a and hm in stats.METRICS else None
+        res = _compare(hm, a, z, b, [x[0] for x in both], margin) if a and hm in resampled_metrics.METRICS else None
         row.update({f"vs_{other}_delta": res.delta if res else np.nan, f"vs_{other}_ci_low": res.low if res else np.nan,
                     f"vs_{other}_ci_high": res.high if res else np.nan, f"vs_{other}_p": res.p if res else np.nan,
                     f"vs_{other}_p_equiv": res.p_equiv if res else np.nan,
@@ -146,8 +146,9 @@ def learned_table(records: list[dict], b: int, notes: list[str], margin: float |
     frame = pd.DataFrame(rows, columns=COLUMNS)
     for i in frame.index:  # Holm over the three comparisons of one (model, target, K, family)
         tested = [o for o in VERSUS if math.isfinite(frame.at[i, f"vs_{o}_p"])]
-        adj_eq = stats.holm([frame.at[i, f"vs_{o}_p_equiv"] for o in tested]) if tested else []
-        for o, pa, pe in zip(tested, stats.holm([frame.at[i, f"vs_{o}_p"] for o in tested]) if tested else [], adj_eq):
+        adj_eq = multiple_comparisons.holm([frame.at[i, f"vs_{o}_p_equiv"] for o in tested]) if tested else []
+        adj = multiple_comparisons.holm([frame.at[i, f"vs_{o}_p"] for o in tested]) if tested else []
+        for o, pa, pe in zip(tested, adj, adj_eq):
             frame.at[i, f"vs_{o}_p_adj"] = pa
             frame.at[i, f"vs_{o}_verdict"] = _verdict(pa, frame.at[i, f"vs_{o}_ci_low"], frame.at[i, f"vs_{o}_ci_high"],
                                                       frame.at[i, f"vs_{o}_delta"], pe)

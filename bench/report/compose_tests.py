@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.analysis import stats
+from bench.analysis import equivalence, example_bootstrap, multiple_comparisons, resampled_metrics, two_level
 from bench.records.schema import load_predictions
 
 BOOT_SEED = 0
@@ -47,7 +47,7 @@ def compare(metric: str, runs_a: list, runs_b: list, b: int, seeds: list | None 
              margin: float | None = None) -> Compared | None:
     """A's seed mean minus B's on the examples all runs share. With `seeds` (the seed number of each
     run, the same list for both sides, >= 2 of them) the seed-aware test (seed k of A with seed k of B,
-    then examples: bench.analysis.stats.seed_aware); otherwise the seeds-pooled bootstrap over examples,
+    then examples: bench.analysis.two_level.seed_aware); otherwise the seeds-pooled bootstrap over examples,
     a statement about these trained models (a soup or a merged model is one model)."""
     ids = np.asarray(sorted(set.intersection(*(set(r[0].tolist()) for r in runs_a + runs_b))))
     if not len(ids):
@@ -66,20 +66,22 @@ def compare(metric: str, runs_a: list, runs_b: list, b: int, seeds: list | None 
     bb, ref_b = aligned(runs_b)
     if not np.array_equal(ref, ref_b):
         return None
-    mg = stats.margin_for(metric, margin)
-    idx = stats.resample_indices(len(ids), b, BOOT_SEED)
-    full_a, mat_a = stats.seed_matrix(metric, a, ref, idx)
-    full_b, mat_b = stats.seed_matrix(metric, bb, ref, idx)
+    mg = equivalence.margin_for(metric, margin)
+    idx = resampled_metrics.resample_indices(len(ids), b, BOOT_SEED)
+    full_a, mat_a = resampled_metrics.seed_matrix(metric, a, ref, idx)
+    full_b, mat_b = resampled_metrics.seed_matrix(metric, bb, ref, idx)
     if seeds is not None and len(seeds) >= 2 and len(a) == len(bb) == len(seeds):
-        r = stats.seed_aware(metric, seeds, seeds, full_a, full_b, mat_a, mat_b, len(ids), BOOT_SEED, mg)
+        r = two_level.seed_aware(metric, seeds, seeds, full_a, full_b, mat_a, mat_b, len(ids), BOOT_SEED, mg)
         return Compared(r.delta, r.low, r.high, r.p, r.p_equiv, len(ids), SEED_TEST.format(b=b))
     samples = mat_a.mean(axis=0) - mat_b.mean(axis=0)
-    r = stats.paired_from_samples(float(full_a.mean() - full_b.mean()), samples, len(ids))
-    return Compared(r.delta, r.low, r.high, r.p, stats.pooled_equiv(samples, mg)[2], len(ids), TEST.format(b=b))
+    r = example_bootstrap.paired_from_samples(float(full_a.mean() - full_b.mean()), samples, len(ids))
+    return Compared(r.delta, r.low, r.high, r.p, example_bootstrap.pooled_equiv(samples, mg)[2], len(ids),
+                    TEST.format(b=b))
 
 
 def verdict(p_adj: float, low: float, high: float, delta: float, p_equiv_adj: float = float("nan")) -> str:
-    """a better / b better / equivalent / undecided (bench.analysis.stats.outcome)."""
+    """a better / b better / equivalent / undecided (bench.analysis.multiple_comparisons.outcome)."""
     if not math.isfinite(p_adj):
         return "not tested"
-    return {"better": "a better", "worse": "b better"}.get(o := stats.outcome(p_adj, low, high, delta, p_equiv_adj), o)
+    o = multiple_comparisons.outcome(p_adj, low, high, delta, p_equiv_adj)
+    return {"better": "a better", "worse": "b better"}.get(o, o)

@@ -4,7 +4,7 @@ From the records of `experiment=budget` (each names its training-set size K in `
 and carries it in its method label, `lora@k=300`), per (model, task):
 
 * the curve: headline metric versus K on a log axis, one line per method, mean over seeds with the
-  95 % t interval as a band (bench.analysis.stats.t_bounds, as the main tables);
+  95 % t interval as a band (bench.analysis.intervals.t_bounds, as the main tables);
 * the paired tests at each K (bench.report.verdicts: the seed-aware two-level bootstrap, seeds then
   eval examples, Holm over the pairs of that (model, task, K); the seeds-pooled test beside it);
 * the crossover table: for every ordered pair (A, B), the smallest K from which A is significantly
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import intervals, multiple_comparisons, resampled_metrics
 from bench.records.results import newest_per_seed
 
 from .verdicts import DIRECTIONAL, ONE_SEED
@@ -102,7 +102,7 @@ def points(frame: pd.DataFrame, tuning: dict | None = None) -> pd.DataFrame:
         v = g["headline"].dropna().to_numpy(float)
         mean = float(v.mean()) if len(v) else math.nan
         std = float(v.std(ddof=1)) if len(v) > 1 else math.nan
-        low, high = stats.t_bounds(np.array([mean]), np.array([std]), np.array([len(v)]))
+        low, high = intervals.t_bounds(np.array([mean]), np.array([std]), np.array([len(v)]))
         rows.append(dict(zip(KEY, key)) | {
             "k": float(g["k"].median()), "n_seeds": len(v), "headline_metric": g["headline_metric"].iloc[0],
             "mean": mean, "std": std, "ci_low": float(low[0]), "ci_high": float(high[0]),
@@ -113,7 +113,7 @@ def points(frame: pd.DataFrame, tuning: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=POINT_COLUMNS).sort_values(["model", "task", "method", "k"], ignore_index=True)
 
 
-def pair_tests(frame: pd.DataFrame, b: int = stats.DEFAULT_B, notes: list | None = None,
+def pair_tests(frame: pd.DataFrame, b: int = resampled_metrics.DEFAULT_B, notes: list | None = None,
                margin: float | None = None) -> pd.DataFrame:
     """The report's paired tests (bench.report.verdicts: seed-aware verdict, seeds-pooled test beside it),
     run at each K separately."""
@@ -134,7 +134,7 @@ def pair_tests(frame: pd.DataFrame, b: int = stats.DEFAULT_B, notes: list | None
             if main is not None:
                 runs[r.method].append((*main, r.seed))
         hm = sub["headline_metric"].mode().iloc[0]
-        if hm not in stats.METRICS or len(runs) < 2:
+        if hm not in resampled_metrics.METRICS or len(runs) < 2:
             continue
         means = {m: float(np.mean(v)) for m, v in scores.items()}
         for row in _pairs_for_task(model, task, hm, dict(runs), dict(scores), means, b, notes, margin):
@@ -205,7 +205,7 @@ def rankings(pts: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
                 if not pairs.empty else pairs
             better = {(r.method_a, r.method_b) if r.verdict == "a better" else (r.method_b, r.method_a)
                       for r in pk.itertuples(index=False) if r.verdict in DIRECTIONAL}
-            sig = stats.rank_with_ties(list(g.index), better)
+            sig = multiple_comparisons.rank_with_ties(list(g.index), better)
             for m in g.index:
                 rows.append({"model": model, "task": task, "k_label": k_label, "k": g.at[m, "k"], "method": m,
                              "mean": g.at[m, "mean"],
@@ -281,7 +281,7 @@ def _md_table(frame: pd.DataFrame) -> list[str]:
 
 
 def reuse_cost(tuned: pd.DataFrame, reused: pd.DataFrame, tuned_frame: pd.DataFrame | None = None,
-               reused_frame: pd.DataFrame | None = None, b: int = stats.DEFAULT_B,
+               reused_frame: pd.DataFrame | None = None, b: int = resampled_metrics.DEFAULT_B,
                notes: list | None = None, margin: float | None = None) -> pd.DataFrame:
     """Per point present in both: the per-K search's score minus the reused rate's, and its time.
     With the per-seed frames, each difference gets the report's seed-aware paired bootstrap (seeds,
@@ -313,7 +313,7 @@ def reuse_cost(tuned: pd.DataFrame, reused: pd.DataFrame, tuned_frame: pd.DataFr
                 runs[r.arm].append((*main, r.seed))
                 scores[r.arm].append(r.headline)
         hm = sub["headline_metric"].iloc[0]
-        if hm not in stats.METRICS or not runs["tuned"] or not runs["reused"]:
+        if hm not in resampled_metrics.METRICS or not runs["tuned"] or not runs["reused"]:
             continue
         res = _pairs_for_task(row["model"], row["task"], hm, runs, scores, {"tuned": 1.0, "reused": 0.0}, b, notes,
                               margin)
@@ -322,15 +322,16 @@ def reuse_cost(tuned: pd.DataFrame, reused: pd.DataFrame, tuned_frame: pd.DataFr
             m.loc[i, "verdict"] = ONE_SEED if not np.isfinite(res[0]["p"]) else ""
     words = {"better": "search better", "worse": "reuse better"}
     for _, g in m[m["p"].notna()].groupby(["model", "task"]):
-        adj, adj_eq = stats.holm(g["p"].to_numpy(float)), stats.holm(g["p_equiv"].to_numpy(float))
+        adj = multiple_comparisons.holm(g["p"].to_numpy(float))
+        adj_eq = multiple_comparisons.holm(g["p_equiv"].to_numpy(float))
         m.loc[g.index, "p_adjusted"], m.loc[g.index, "p_equiv_adjusted"] = adj, adj_eq
-        outs = (stats.outcome(pa, lo, hi, d, pe)
+        outs = (multiple_comparisons.outcome(pa, lo, hi, d, pe)
                 for pa, lo, hi, d, pe in zip(adj, g["ci_low"], g["ci_high"], g["delta"], adj_eq))
         m.loc[g.index, "verdict"] = [words.get(o, o) for o in outs]
     return m[cols]
 
 
-def write_budget(records: list[dict], out: Path, plots: list, b: int = stats.DEFAULT_B,
+def write_budget(records: list[dict], out: Path, plots: list, b: int = resampled_metrics.DEFAULT_B,
                  compare: list[dict] | None = None, margin: float | None = None) -> tuple[dict[str, Path], str]:
     """Write budget_*.csv and budget.md, append the curves to `plots`, return (tables, HTML section).
     Nothing (and "") when no record is a budget record."""
@@ -401,9 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", help="results folder of experiment=budget")
     ap.add_argument("--compare", help="a second budget folder (e.g. reused rates) to compare the points with")
     ap.add_argument("--out", required=True, help="report folder")
-    ap.add_argument("--bootstrap", type=int, default=stats.DEFAULT_B, help="bootstrap resamples")
+    ap.add_argument("--bootstrap", type=int, default=resampled_metrics.DEFAULT_B, help="bootstrap resamples")
     ap.add_argument("--margin", type=float, default=None,
-                    help="equivalence margin on the metric's scale (default per metric, bench.analysis.stats.MARGINS)")
+                    help="equivalence margin on the metric's scale (default per metric, "
+                         "bench.analysis.equivalence.MARGINS)")
     a = ap.parse_args(argv)
     if a.margin is not None and not a.margin > 0:
         ap.error(f"--margin {a.margin}: must be > 0")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import resampled_metrics
 from bench.analysis.aggregate import build
 from bench.records.schema import load_records
 
@@ -47,8 +47,8 @@ def _agreement(v1: str, v2: str) -> str:
     return "one half only" if d1 or d2 else "neither"
 
 
-def split_half(records: list[dict], b: int = stats.DEFAULT_B, reference: str | None = None, test: str = "seed-aware",
-               margin: float | None = None, notes: list[str] | None = None) -> pd.DataFrame:
+def split_half(records: list[dict], b: int = resampled_metrics.DEFAULT_B, reference: str | None = None,
+               test: str = "seed-aware", margin: float | None = None, notes: list[str] | None = None) -> pd.DataFrame:
     """One row per pair and (model, task): each half's delta and verdict, and how they agree."""
     notes = [] if notes is None else notes
     agg = build(records)
@@ -58,7 +58,7 @@ def split_half(records: list[dict], b: int = stats.DEFAULT_B, reference: str | N
     rows = []
     for (model, task), sub in ok.groupby(["model", "task"], sort=True):
         hm = sub["headline_metric"].mode().iloc[0]
-        if hm not in stats.METRICS:
+        if hm not in resampled_metrics.METRICS:
             continue
         split = halves(sub["seed"])
         per_half = []
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", default=None, help="compare only the pairs with this method (e.g. lora)")
     ap.add_argument("--test", choices=("seed-aware", "pooled"), default="seed-aware",
                     help="which verdicts to compare (seed-aware needs >= 2 seeds per method in each half)")
-    ap.add_argument("--bootstrap", type=int, default=stats.DEFAULT_B, help="bootstrap resamples per half")
+    ap.add_argument("--bootstrap", type=int, default=resampled_metrics.DEFAULT_B, help="bootstrap resamples per half")
     ap.add_argument("--margin", type=float, default=None, help="equivalence margin (default per metric)")
     ap.add_argument("--out", type=Path, default=None, help="folder for replicate.csv and replicate_summary.csv")
     a = ap.parse_args(argv)

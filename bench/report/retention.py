@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import equivalence, multiple_comparisons, power, seed_level
 from bench.analysis.aggregate import Aggregation
 from bench.analysis.pareto import pareto_frontier
 
@@ -38,20 +38,20 @@ VERDICT_COLUMNS = ["model", "task", "quantity", "method_a", "method_b", "mean_a"
 
 
 def compare_seeds(name: str, seeds_a, values_a, seeds_b, values_b, margin: float | None = None) -> dict:
-    """A − B of a per-seed quantity: the seed-aware test's fields (bench.analysis.stats.seed_scalar: paired t
+    """A − B of a per-seed quantity: the seed-aware test's fields (bench.analysis.seed_level.seed_scalar: paired t
     over seeds when both sides ran the same seeds, Welch otherwise; TOST against the quantity's margin).
     Fewer than 2 finite seeds on a side: NaN p (no method verdict), the delta of the means still given."""
     a, b = np.asarray(values_a, float), np.asarray(values_b, float)
     sa, sb = np.asarray(seeds_a)[np.isfinite(a)], np.asarray(seeds_b)[np.isfinite(b)]
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    mg = stats.margin_for(name, margin if name == "retention.forgetting" else None)
+    mg = equivalence.margin_for(name, margin if name == "retention.forgetting" else None)
     out = {"delta": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan, "margin": mg,
            "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "eq_low": math.nan, "eq_high": math.nan,
            "p_equiv": math.nan, "var_seeds": math.nan, "pairing": "",
            "test": "fewer than 2 seeds on a side: no method verdict"}
     if len(a) < 2 or len(b) < 2:
         return out
-    r = stats.seed_scalar(name, sa, sb, a, b, margin=mg)
+    r = seed_level.seed_scalar(name, sa, sb, a, b, margin=mg)
     kind = "paired t" if r.pairing == "paired seeds" else "Welch t"
     return out | {"ci_low": r.low, "ci_high": r.high, "p": r.p, "eq_low": r.eq_low, "eq_high": r.eq_high,
                   "p_equiv": r.p_equiv, "var_seeds": r.var_seeds, "pairing": r.pairing,
@@ -101,7 +101,7 @@ def _pairs(methods: list[str], reference: str | None) -> list[tuple[str, str]]:
 def _decide(fam: list[dict], q: str) -> None:
     """Holm over the family (p and TOST p each on their own), the four outcomes read for "lower is better"
     (`outcome` is A's: better = A lower), the verdict words and seeds_to_decide for undecided pairs."""
-    adj = {k: stats.holm([r[k] for r in fam]) for k in ("p", "p_equiv")}
+    adj = {k: multiple_comparisons.holm([r[k] for r in fam]) for k in ("p", "p_equiv")}
     tested = sum(np.isfinite(r["p"]) for r in fam)
     for r, pa, pe in zip(fam, adj["p"], adj["p_equiv"]):
         r["p_adj"], r["p_equiv_adj"], r["seeds_to_decide"] = float(pa), float(pe), math.nan
@@ -109,14 +109,14 @@ def _decide(fam: list[dict], q: str) -> None:
             r["outcome"] = r["verdict"] = ONE_SEED
             continue
         # lower is better: A − B < 0 is A's gain, so the outcome is read on B − A
-        r["outcome"] = stats.outcome(pa, -r["ci_high"], -r["ci_low"], -r["delta"], pe)
+        r["outcome"] = multiple_comparisons.outcome(pa, -r["ci_high"], -r["ci_low"], -r["delta"], pe)
         if r["outcome"] in ("better", "worse"):
             winner = r["method_a"] if r["outcome"] == "better" else r["method_b"]
             r["verdict"] = f"{winner} {QUANTITIES[q][1]}"
         else:
             r["verdict"] = r["outcome"]
         if r["outcome"] == "undecided":
-            r["seeds_to_decide"] = stats.seeds_to_decide_t(r["delta"], r["var_seeds"], r["margin"],
+            r["seeds_to_decide"] = power.seeds_to_decide_t(r["delta"], r["var_seeds"], r["margin"],
                                                            r["pairing"] == "paired seeds", m=tested)
 
 
@@ -125,7 +125,7 @@ def retention_verdicts(agg: Aggregation, reference: str | None = None, quantitie
     """Seed-aware verdicts per (model, task, quantity): every pair of methods, or with `reference` each method
     against it (A = the method, B = the reference); `compare_seeds` on the per-seed values, Holm within
     that family, the four outcomes (better / worse / equivalent / undecided; lower is better). `margin`
-    overrides forgetting's equivalence margin (stats.MARGINS)."""
+    overrides forgetting's equivalence margin (equivalence.MARGINS)."""
     kept = agg.kept[agg.kept["status"] == "ok"] if not agg.kept.empty else agg.kept
     rows = []
     for q in quantities:
@@ -150,9 +150,9 @@ def retention_verdicts(agg: Aggregation, reference: str | None = None, quantitie
 
 
 def verdict_counts(verdicts: pd.DataFrame, quantity: str = "retention.forgetting") -> dict[str, int]:
-    """How many pairs of a quantity ended in each outcome (stats.OUTCOMES, and one seed)."""
+    """How many pairs of a quantity ended in each outcome (multiple_comparisons.OUTCOMES, and one seed)."""
     v = verdicts[verdicts["quantity"] == quantity]["outcome"].value_counts() if len(verdicts) else {}
-    return {o: int(v.get(o, 0)) for o in (*stats.OUTCOMES, ONE_SEED)}
+    return {o: int(v.get(o, 0)) for o in (*multiple_comparisons.OUTCOMES, ONE_SEED)}
 
 
 def _iv(r, q: str, scale: float = 1.0, digits: int = 2) -> str:

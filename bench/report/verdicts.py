@@ -6,16 +6,17 @@ This module adds, per model and task, what is needed to say so with a stated err
 * a percentile bootstrap interval for cells with one seed (several seeds get the t interval
   from aggregate.py);
 * for every pair of methods on the same examples, the method verdict: a paired two-level bootstrap
-  (seeds, then examples, resampled; bench.analysis.stats.seed_aware) read as better / worse /
+  (seeds, then examples, resampled; bench.analysis.two_level.seed_aware) read as better / worse /
   equivalent (within the metric's margin) / undecided, with the seeds an undecided pair would likely
   need; one seed on a side gives no method verdict. Beside it the seeds-pooled bootstrap over
   examples, which speaks for these trained models only. Holm over the pairs of that (model, task);
   ASO ε_min when both have >= 3 seeds;
-* ranks with ties (bench.analysis.stats.rank_with_ties) and the methods tied with the best;
+* ranks with ties (bench.analysis.multiple_comparisons.rank_with_ties) and the methods tied with the best;
 * expected best selection score versus number of tuning trials, from the study's trial records.
 
 Records without predictions (schema 1) still get seed intervals; their pairs get no test and
-`Aggregation.notes` says so. Statistics live in bench/analysis/stats.py; docs/statistics.md explains them.
+`Aggregation.notes` says so. Statistics live in bench/analysis/ (docs/statistics.md names each module and
+explains them).
 """
 from __future__ import annotations
 
@@ -25,7 +26,17 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from bench.analysis import chance, stats
+from bench.analysis import (
+    chance,
+    equivalence,
+    example_bootstrap,
+    intervals,
+    multiple_comparisons,
+    power,
+    resampled_metrics,
+    score_distributions,
+    two_level,
+)
 from bench.analysis.aggregate import Aggregation, is_metric
 from bench.records.schema import load_predictions
 
@@ -76,10 +87,10 @@ def _load(kept: pd.DataFrame, notes: list[str], collapse: dict | None = None) ->
 def _base_and_suffix(q: str, headline_metric: str, suffixes) -> tuple[str, str] | None:
     """Which base metric and eval split a quantity is (`metrics.accuracy_mm` -> accuracy, "_mm")."""
     key = headline_metric if q == "headline" else q.split(".", 1)[1]
-    if key in stats.METRICS:
+    if key in resampled_metrics.METRICS:
         return key, ""
     for s in sorted((s for s in suffixes if s), key=len, reverse=True):
-        if key.endswith(s) and key[: -len(s)] in stats.METRICS:
+        if key.endswith(s) and key[: -len(s)] in resampled_metrics.METRICS:
             return key[: -len(s)], s
     return None
 
@@ -101,7 +112,7 @@ def bootstrap_single_seed(agg: Aggregation, preds: dict, b: int) -> int:
             if c.get(f"{q}_n", 0) != 1 or which is None or which[1] not in splits:
                 continue
             _, pred, ref = splits[which[1]]
-            iv = stats.bootstrap_ci(which[0], pred, ref, b=b, seed=BOOT_SEED)
+            iv = intervals.bootstrap_ci(which[0], pred, ref, b=b, seed=BOOT_SEED)
             cells.loc[i, [f"{q}_ci_low", f"{q}_ci_high"]] = [iv.low, iv.high]
             done = True
         if done:
@@ -145,14 +156,14 @@ def _pairs_for_task(model: str, task: str, hm: str, runs: dict[str, list], score
     `runs[method]` holds (ids, predictions, references[, seed]) per seed; a run without a seed number
     counts as a seed of its own (never paired)."""
     cache: dict[tuple, tuple] = {}
-    mg = stats.margin_for(hm, margin)
+    mg = equivalence.margin_for(hm, margin)
 
     def per_seed(method: str, ids: np.ndarray):
         key = (method, len(ids), hash(ids.tobytes()))
         if key not in cache:
             aligned, ref, seeds = _aligned(model, task, method, runs[method], ids)
-            idx = stats.resample_indices(len(ids), b, BOOT_SEED)
-            cache[key] = (*stats.seed_matrix(hm, aligned, ref, idx), seeds, ref)
+            idx = resampled_metrics.resample_indices(len(ids), b, BOOT_SEED)
+            cache[key] = (*resampled_metrics.seed_matrix(hm, aligned, ref, idx), seeds, ref)
         return cache[key]
 
     rows = []
@@ -174,19 +185,19 @@ def _pairs_for_task(model: str, task: str, hm: str, runs: dict[str, list], score
             notes.append(f"{model}/{task}: {a} and {bm} have different references on shared ids; not compared")
             continue
         pooled_samples = mat_a.mean(axis=0) - mat_b.mean(axis=0)
-        pooled = stats.paired_from_samples(float(full_a.mean() - full_b.mean()), pooled_samples, len(ids))
-        pe_low, pe_high, pe_p = stats.pooled_equiv(pooled_samples, mg)
+        pooled = example_bootstrap.paired_from_samples(float(full_a.mean() - full_b.mean()), pooled_samples, len(ids))
+        pe_low, pe_high, pe_p = example_bootstrap.pooled_equiv(pooled_samples, mg)
         row = {"model": model, "task": task, "metric": hm, "method_a": a, "method_b": bm,
                "score_a": float(full_a.mean()), "score_b": float(full_b.mean()), "delta": pooled.delta,
                "margin": mg, "n_seeds_a": len(seeds_a), "n_seeds_b": len(seeds_b), "n_examples": len(ids),
                "pooled_ci_low": pooled.low, "pooled_ci_high": pooled.high, "pooled_p": pooled.p,
                "pooled_eq_low": pe_low, "pooled_eq_high": pe_high, "pooled_p_equiv": pe_p,
                "pooled_test": POOLED_TEST.format(b=b),
-               "aso_eps": (stats.aso_eps_min(scores[a], scores[bm], b=b, seed=BOOT_SEED)
+               "aso_eps": (score_distributions.aso_eps_min(scores[a], scores[bm], b=b, seed=BOOT_SEED)
                            if len(scores[a]) >= 3 and len(scores[bm]) >= 3 else np.nan)}
         if len(seeds_a) >= 2 and len(seeds_b) >= 2:
-            sa = stats.seed_aware(hm, seeds_a, seeds_b, full_a, full_b, mat_a, mat_b, len(ids), seed=BOOT_SEED,
-                                  margin=mg)
+            sa = two_level.seed_aware(hm, seeds_a, seeds_b, full_a, full_b, mat_a, mat_b, len(ids), seed=BOOT_SEED,
+                                      margin=mg)
             row |= {"ci_low": sa.low, "ci_high": sa.high, "p": sa.p, "eq_low": sa.eq_low, "eq_high": sa.eq_high,
                     "p_equiv": sa.p_equiv, "pairing": sa.pairing, "var_seeds": sa.var_seeds,
                     "var_examples": sa.var_examples, "test": SEED_TEST.format(pairing=sa.pairing, b=b)}
@@ -205,24 +216,25 @@ def _decide(rows: list[dict], model: str, task: str, b: int, notes: list[str]) -
     if not rows:
         return
     family = f"Holm over the {len(rows)} pair(s) of {model}/{task}"
-    adj = {k: stats.holm([r[k] for r in rows]) for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv")}
+    adj = {k: multiple_comparisons.holm([r[k] for r in rows]) for k in ("p", "p_equiv", "pooled_p", "pooled_p_equiv")}
     tested = sum(np.isfinite(r["p"]) for r in rows)
     for warn_for, m in (("pairwise tests", tested), ("pooled pairwise tests", len(rows))):
-        warn = stats.resolution_warning(m, b)
+        warn = multiple_comparisons.resolution_warning(m, b)
         if warn and m:
             notes.append(f"{model}/{task} {warn_for}: {warn}")
     for i, r in enumerate(rows):
         r["p_adjusted"], r["p_equiv_adjusted"] = adj["p"][i], adj["p_equiv"][i]
         r["pooled_p_adjusted"] = adj["pooled_p"][i]
         r["correction"] = family
-        r["pooled_verdict"] = _outcome_words(stats.outcome(adj["pooled_p"][i], r["pooled_ci_low"], r["pooled_ci_high"],
-                                                           r["delta"], adj["pooled_p_equiv"][i]))
+        r["pooled_verdict"] = _outcome_words(multiple_comparisons.outcome(
+            adj["pooled_p"][i], r["pooled_ci_low"], r["pooled_ci_high"], r["delta"], adj["pooled_p_equiv"][i]))
         if not np.isfinite(r["p"]):
             r["verdict"], r["seeds_to_decide"] = ONE_SEED, np.nan
             continue
-        out = stats.outcome(r["p_adjusted"], r["ci_low"], r["ci_high"], r["delta"], r["p_equiv_adjusted"])
+        out = multiple_comparisons.outcome(r["p_adjusted"], r["ci_low"], r["ci_high"], r["delta"],
+                                           r["p_equiv_adjusted"])
         r["verdict"] = _outcome_words(out)
-        r["seeds_to_decide"] = (stats.seeds_to_decide(r["delta"], r["var_seeds"], r["var_examples"], r["margin"],
+        r["seeds_to_decide"] = (power.seeds_to_decide(r["delta"], r["var_seeds"], r["var_examples"], r["margin"],
                                                       m=tested) if out == "undecided" else np.nan)
 
 
@@ -253,7 +265,7 @@ def pairwise_tests(agg: Aggregation, preds: dict, b: int, notes: list[str],
                          + ", ".join(sorted(lacking - set(partial)) or ["-"])
                          + (f"; some seeds only for {', '.join(partial)} (tests use the seeds that have them)"
                             if partial else "") + ": pairs with these methods have no paired test")
-        if hm not in stats.METRICS:
+        if hm not in resampled_metrics.METRICS:
             notes.append(f"{model}/{task}: headline metric {hm!r} cannot be recomputed; no pairwise test")
             continue
         m_means = {m: means.get((model, task, m), np.nan) for m in runs}
@@ -265,7 +277,7 @@ def pairwise_tests(agg: Aggregation, preds: dict, b: int, notes: list[str],
             # a method with one seed has no method verdict, so no rank (never "tied with the best")
             seed_tested = [r for r in task_rows if r["verdict"] != ONE_SEED]
             tested = sorted({r["method_a"] for r in seed_tested} | {r["method_b"] for r in seed_tested})
-            for m, rank in stats.rank_with_ties(tested, better).items():
+            for m, rank in multiple_comparisons.rank_with_ties(tested, better).items():
                 ranks.append({"model": model, "task": task, "method_label": m, "rank": rank,
                               "tied_best": rank == 1, "n_methods": len(tested)})
     return pd.DataFrame(rows, columns=PAIR_COLUMNS), pd.DataFrame(ranks, columns=RANK_COLUMNS)
@@ -285,13 +297,13 @@ def tuning_curves(trials: pd.DataFrame) -> pd.DataFrame:
     t = t.drop_duplicates(keys + ["study_trial_index", "study_trial_seed", "seed"], keep="last")
     rows = []
     for (model, task, label, study), g in t.groupby(keys, sort=True):
-        mean, std = stats.expected_max(g["study_selection_score"].to_numpy(float))
+        mean, std = score_distributions.expected_max(g["study_selection_score"].to_numpy(float))
         rows += [{"model": model, "task": task, "method_label": label, "study": study, "n_trials": len(g),
                   "k": k + 1, "expected_max": mean[k], "std": std[k]} for k in range(len(g))]
     return pd.DataFrame(rows, columns=BUDGET_COLUMNS)
 
 
-def add_verdicts(agg: Aggregation, b: int = stats.DEFAULT_B, margin: float | None = None) -> Aggregation:
+def add_verdicts(agg: Aggregation, b: int = resampled_metrics.DEFAULT_B, margin: float | None = None) -> Aggregation:
     """Compute everything above into `agg` (cells' CI columns, pairwise, ranks, tuning curves, notes)."""
     notes: list[str] = []
     if agg.kept.empty:

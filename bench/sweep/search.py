@@ -14,7 +14,7 @@
   first-rung score is within noise of the best one is never cut, and when the best first-rung score
   is itself within noise of chance nothing is cut (one epoch has not separated the rates).
 * `selection_noise`: the noise the cut is judged against, a paired bootstrap over the selection
-  split's examples (bench.analysis.stats), seeded so a resumed study makes the same cut.
+  split's examples (bench.analysis.resampled_metrics), seeded so a resumed study makes the same cut.
 """
 from __future__ import annotations
 
@@ -158,9 +158,9 @@ def cut_plan(scores: list[float | None], keep: int, noise: list[float] | float, 
 
 
 def _score_samples(keys: list[str], pred: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    from bench.analysis import stats
+    from bench.analysis import resampled_metrics
 
-    return np.mean([stats.batch_metric(k, pred, ref, idx) for k in keys], axis=0)
+    return np.mean([resampled_metrics.batch_metric(k, pred, ref, idx) for k in keys], axis=0)
 
 
 def selection_noise(keys: list[str], preds: list[np.ndarray | None], ref: np.ndarray, z: float = 2.0,
@@ -169,10 +169,10 @@ def selection_noise(keys: list[str], preds: list[np.ndarray | None], ref: np.nda
     trial: one trial seed): for each trial, `z` x the paired-bootstrap SD of (best score - its score);
     and `z` x the bootstrap SD of the best trial's own score (for the comparison with chance).
     A trial without predictions gets infinite noise (it is never cut on noise it cannot show)."""
-    from bench.analysis import stats
+    from bench.analysis import resampled_metrics
 
     ref = np.asarray(ref, dtype=float)
-    idx = stats.resample_indices(len(ref), b, seed)
+    idx = resampled_metrics.resample_indices(len(ref), b, seed)
     full = np.arange(len(ref))[None, :]
     point = [None if p is None else float(_score_samples(keys, p, ref, full)[0]) for p in preds]
     best = best_index(point)

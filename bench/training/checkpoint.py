@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.config.schema import CHECKPOINT_TIME
+from bench.config.rules import CHECKPOINT_TIME
 from bench.records.schema import atomic_write
 
 log = logging.getLogger("bench")

@@ -65,12 +65,12 @@ def _uses_cuda(device: str) -> bool:
     return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
-def check_nproc(cfg, method) -> None:
-    """`train.nproc=N`, checked before any work: enough GPUs on CUDA, not on MPS."""
-    n = nproc(cfg)
+def check_nproc(train) -> None:
+    """`train.nproc=N`, checked before any work: enough GPUs on CUDA, not on MPS. `train` is the checked
+    TrainSettings of the cell (bench.config.schema.settings), so its defaults are the schema's."""
+    n, device = train.nproc, train.device
     if n == 1:
         return
-    device = str(cfg.train.get("device", "auto"))
     if device == "mps":
         raise ConfigError(f"train.nproc={n}: data parallel runs on CPU (gloo) or CUDA (nccl), not on MPS")
     if _uses_cuda(device) and torch.cuda.device_count() < n:

@@ -28,7 +28,9 @@ from bench.device import autocast_for, sync
 from bench.measure.timing import StepTimer
 from bench.training.checkpoint import rng_state, set_rng_state
 from bench.training.data_parallel import data_parallel
+from bench.training.faults import inject_fault, send_test_signal
 from bench.training.forward import TrainingBatches, loss_fn, model_inputs, pooled_features, to_device
+from bench.training.optimizer import linear_schedule, method_optimizer, optional_setting
 from bench.training.stop import STOP, Stopped, signal_name
 
 
@@ -52,72 +54,9 @@ class TrainResult:
     continued_from_epoch: int | None = None  # bench/training/rung_state.py: epochs restored, not trained here
 
 
-# torch.optim.AdamW's implementations (train.optimizer_impl). torch picks the per-tensor loop on CPU
-# (foreach only for CUDA/XPU tensors); the foreach one updates every parameter with one multi-tensor
-# kernel per operation and gives bit-identical weights (docs/performance.md: same sha256 after training
-# MiniLM), so it is the default here; fused is faster still but rounds differently, so it is opt-in.
-OPTIMIZER_IMPLS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
-
-
-def make_optimizer(named, tcfg, lr: float) -> tuple[torch.optim.Optimizer, str]:
-    """AdamW over `param_groups`, in `train.optimizer_impl` (absent: foreach, which keeps older configs'
-    hashes: the weights it produces are the loop's, bit for bit)."""
-    impl = str(_opt(tcfg, "optimizer_impl", None) or "foreach")
-    if impl not in OPTIMIZER_IMPLS:
-        raise ValueError(f"train.optimizer_impl: expected one of {', '.join(OPTIMIZER_IMPLS)}, got {impl!r}")
-    return torch.optim.AdamW(param_groups(named, float(tcfg.weight_decay)), lr=lr, **OPTIMIZER_IMPLS[impl]), impl
-
-
-def _optimizer(model, method, named, tcfg) -> tuple[torch.optim.Optimizer, str]:
-    """The method's own optimizer where it declares one (`Method.build_optimizer`), else AdamW."""
-    own = method.build_optimizer(model, named, tcfg)
-    if own is not None:
-        return own
-    opt, impl = make_optimizer(named, tcfg, method.lr)
-    return opt, f"AdamW ({impl})"
-
-
-def inject_fault(faults: dict, step: int, loss: torch.Tensor) -> torch.Tensor:
-    """Fault injection for the reliability tests (`debug.*` settings): a NaN loss, an
-    out-of-memory error as torch raises it, or the process killed as the OOM killer would."""
-    if faults.get("inject_nan_at_step") is not None and step >= int(faults["inject_nan_at_step"]):
-        return loss * float("nan")
-    if faults.get("inject_oom_at_step") is not None and step >= int(faults["inject_oom_at_step"]):
-        raise torch.OutOfMemoryError("injected out-of-memory error (debug.inject_oom_at_step)")
-    if faults.get("inject_kill_at_step") is not None and step >= int(faults["inject_kill_at_step"]):
-        import os
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-    return loss
-
-
-def send_test_signal(faults: dict | None, where: str, step: int | None = None) -> None:
-    """`debug.signal_at_step` / `debug.signal_at_phase`: a real stop signal (`debug.signal`) to this
-    process, as a preemption or `kill` would send it (the recipe passes these only to a first launch)."""
-    import os
-
-    faults = faults or {}
-    if (where == "step" and faults.get("signal_at_step") == step) or faults.get("signal_at_phase") == where:
-        os.kill(os.getpid(), getattr(signal, str(faults.get("signal") or "SIGTERM")))
-
-
-def param_groups(named, weight_decay: float):
-    decay, no_decay = [], []
-    for n, p in named:
-        (no_decay if n.endswith("bias") or "LayerNorm" in n or "layer_norm" in n or p.ndim < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
-
-
-def _opt(tcfg, key: str, default=None):
-    """An optional train setting: a DictConfig/dict (.get) or an attribute object (scripts' SimpleNamespace)."""
-    return tcfg.get(key, default) if hasattr(tcfg, "get") else getattr(tcfg, key, default)
-
-
 def grad_accum_steps(tcfg) -> int:
     """`train.grad_accum_steps` (default 1), checked: micro-batches per optimizer step."""
-    k = _opt(tcfg, "grad_accum_steps", 1)
+    k = optional_setting(tcfg, "grad_accum_steps", 1)
     from bench.config.schema import check_value
 
     return 1 if check_value("train.grad_accum_steps", k) is None else k
@@ -140,20 +79,10 @@ def epoch_order(lengths, bs: int, tcfg, epoch: int, max_steps) -> list[list[int]
     """The epoch's batches; for a timing run (`train.max_steps`, the cost pass) batches whose sizes
     represent the epoch, not its first ones."""
     order = batch_order(lengths, bs, int(tcfg.seed), epoch, bool(tcfg.group_by_length),
-                        mega_batches=_opt(tcfg, "group_mega_batches"))
+                        mega_batches=optional_setting(tcfg, "group_mega_batches"))
     if max_steps:
         order = representative_batches(order, lengths, int(max_steps), int(tcfg.warmup_steps_excluded))
     return order
-
-
-def linear_schedule(opt, warmup: int, total: int):
-    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
 @dataclass
@@ -295,16 +224,16 @@ def train_model(model, method, train_data: Encoded, tcfg, device, pad_id: int, e
     total = steps_per_epoch * int(tcfg.epochs)
     data_pass_s = _data_pass(model, method, train_data, micro, pad_id, pad_multiple, device)
     method.before_training(model, total)
-    opt, optimizer_name = _optimizer(model, method, method.trainable_named_parameters(model), tcfg)
+    opt, optimizer_name = method_optimizer(model, method, method.trainable_named_parameters(model), tcfg)
     named = method.trainable_named_parameters(model)  # an optimizer factory may freeze some (LoRA-FA's A)
     params = [p for _, p in named]
     sched = linear_schedule(opt, warmup := round(float(tcfg.warmup_ratio) * total), total)
     timer = StepTimer(device, skip=int(tcfg.warmup_steps_excluded))
     res = TrainResult(warmup_steps=warmup, optimizer=optimizer_name, data_pass_s=data_pass_s)
     cached = bool(method.trains_on_cached_features)  # the method's declaration (validate: frozen backbone)
-    stop = _opt(tcfg, "stop_after_epochs")
+    stop = optional_setting(tcfg, "stop_after_epochs")
     run_epochs = min(int(tcfg.epochs), int(stop)) if stop else int(tcfg.epochs)
-    max_steps = _opt(tcfg, "max_steps")  # set by the cost pass only (bench/sweep/cost_pass.py): few steps
+    max_steps = optional_setting(tcfg, "max_steps")  # set by the cost pass only (bench/sweep/cost_pass.py): few steps
     saver = _Saver(None if max_steps else checkpoint, model, method, named, opt, sched, res, timer, device)
     first_epoch, skip = saver.restore(total) if saver.on else (0, 0)
     first_epoch = first_epoch if saver.resumed else _restore(state_in, total, named, opt, sched, res, device)
