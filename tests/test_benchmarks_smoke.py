@@ -133,6 +133,7 @@ def _bench(args: list[str], glue_dir, timeout: int = 600):
     return proc.stdout
 
 
+@pytest.mark.slow  # 15 s; its import and --help stay in make test, make bench runs it (docs/decisions.md)
 def test_bench_overhead_tiny_run(glue_dir):
     out = _bench(["benchmarks.bench_overhead", "--methods", "lora,head_only", "--steps", "3", "--warmup", "1",
                   "--batch-size", "4", "--threads", "1", "--predict-sizes", "50", "--cached-epochs", "1"], glue_dir)
