@@ -47,7 +47,7 @@ def test_method_settings_are_shown_resolved():
 def test_default_cell_is_the_bare_method_name(method):
     """Existing records, the committed baseline and reports name default cells by method alone."""
     cfg = compose_config([f"method={method}"])
-    assert label([f"method={method}"]) == str(cfg.method.name)
+    assert method_label(cfg, [f"method={method}"]) == str(cfg.method.name)
     assert label(swept([f"method={method}", "task=rte", "train.seed=3", "train.epochs=2"])) == str(cfg.method.name)
 
 
