@@ -24,6 +24,7 @@ def _one_record(folder):
     return rec
 
 
+@pytest.mark.slow  # 13 s (mlflow's import and store); the tracker path is the tensorboard + csv test's in make test
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed: pip install '.[mlflow]'")
 def test_mlflow_run_read_back_through_its_client(tmp_path, glue_dir):
     from mlflow.tracking import MlflowClient
