@@ -12,3 +12,11 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def load_1min() -> float | None:
+    """The machine's 1-minute load average (None where the platform has none): what else ran beside a timing."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from bench.cores import load_1min
 from bench.device import sync
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -75,7 +76,7 @@ def measure(device: torch.device, precision: str, n: int | None = None) -> dict:
             sync(device)
             best = min(best, time.perf_counter() - t0)
             times += 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = load_1min()
     return {
         "flops_per_s": 2.0 * n ** 3 / best,
         "device_name": device_name(device), "device": device.type, "threads": torch.get_num_threads(),

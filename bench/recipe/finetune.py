@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.analysis.chance import collapse_section
 from bench.config.schema import settings
+from bench.cores import load_1min
 from bench.data import sampling
 from bench.data import tasks as T
 from bench.data.batching import encode_cached
@@ -403,11 +403,9 @@ class CellRecipe:
 
 
 def _load_1min() -> float | None:
-    """The machine's 1-minute load average (None where the platform has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
+    """bench.cores.load_1min to two decimals, as records keep it."""
+    load = load_1min()
+    return None if load is None else round(load, 2)
 
 
 def mergeable(inference: dict | None):
