@@ -27,8 +27,9 @@ N_CELLS = 12  # tasks sst2,stsb x methods full,head_only,adapter,lora,prompt_tun
 
 
 def bench_ok(args: list[str], glue_dir: Path, results_dir: Path) -> subprocess.CompletedProcess:
-    """`python -m bench` that must succeed."""
-    p = run_bench(args, glue_dir, results_dir, timeout=600)
+    """`python -m bench` that must succeed, in a fresh interpreter: the gate compares peak RSS with the
+    committed baseline's, measured that way (a warm child's resident set holds the test server's imports)."""
+    p = run_bench(args, glue_dir, results_dir, timeout=600, fresh=True)
     assert p.returncode == 0, f"bench {args} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return p
 
