@@ -67,3 +67,82 @@ def test_search_trial_and_added_seeds_train_only_the_new_cells(tmp_path, glue_di
     ({"trials": 4, "seeds": 3}, 4 + 2)])
 def test_planned_cells_of_the_search(study, expected):
     assert planned_cells({"study": {"enabled": True, "trial_seed": 0, **study}}) == expected
+
+
+STABLE = ["experiment=study", *TINY, "task=stsb", "method=lora", "study.trials=3", "study.search.initial=3",
+          "study.prune.enabled=false", "study.seeds=2", "train.max_train_samples=64", "inference.enabled=false",
+          "retention.enabled=false", "study.lr_range=[1e-4,1e-1]"]
+
+
+def _edit(rec: dict, collapsed: bool | None = None, score: float | None = None) -> None:
+    """Write a record's selection-split collapse flag and selection score (what the stability check reads)
+    to its file, as a resumed study finds it."""
+    path = rec.pop("_path")
+    if collapsed is not None:
+        rec["collapse"]["splits"]["selection"]["collapsed"] = collapsed
+    if score is not None:
+        rec["selection_metrics"] = {"pearson": score, "spearmanr": score}
+    with open(path, "w") as fh:
+        json.dump(rec, fh)
+    rec["_path"] = path
+
+
+def _selection(rec: dict) -> float:
+    return (rec["selection_metrics"]["pearson"] + rec["selection_metrics"]["spearmanr"]) / 2
+
+
+@pytest.mark.timeout(900)
+def test_a_rate_whose_seeds_fail_gives_way_to_the_best_lower_rate(tmp_path, glue_dir):
+    """The study's chosen rate with a seed that did not train (records edited on disk, as a resumed study
+    reads them: the trial seed scores 0.6 on the selection split, seed 1 0.1, under half the trial's gain
+    over chance) is rejected and the best lower rate whose trial trained gets its seeds; the rate with
+    fewer failed seeds is reported, the other's runs stay on disk, out of every table; the catalogue
+    report marks the row."""
+    from bench.analysis.aggregate import build
+    from bench.report.catalogue import _method_facts
+
+    first = run_bench([*STABLE, "study.stability.max_failed_share=null"], glue_dir, tmp_path, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    recs = records_in(tmp_path / "study")
+    trials = sorted((r for r in recs if r["study"]["role"] == "trial"), key=lambda r: r["study"]["trial_index"])
+    finals = sorted((r for r in recs if r["study"]["role"] == "final"), key=lambda r: r["seed"])
+    top = finals[0]["study"]["selected_lr"]
+    lower = sorted((t for t in trials if t["train"]["lr"] < top), key=lambda t: t["train"]["lr"])
+    assert lower, f"this test needs the study to choose above its lowest rate; it chose {top}"
+    want = lower[-1]
+    for t in trials:  # the top rate stays the search's choice (0.6); of the lower ones only `want` trained
+        if t["train"]["lr"] == top:
+            _edit(t, collapsed=False, score=0.6)
+        else:
+            _edit(t, collapsed=t is not want, score=0.5 if t is want else 0.0)
+    _edit(finals[0], collapsed=False, score=0.6)
+    _edit(finals[1], collapsed=False, score=0.1)  # chance 0 (STS-B): under 0 + 0.5 x 0.6
+
+    again = run_bench(STABLE, glue_dir, tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"lr {top:g} rejected: 1 of 2 seeds failed on the selection split" in again.stdout + again.stderr
+    recs = records_in(tmp_path / "study")
+    seeded: dict = {}
+    for r in recs:
+        if r["study"].get("role") == "final" or r["study"].get("rejected"):
+            seeded.setdefault(r["train"]["lr"], []).append(r)
+    low = want["train"]["lr"]
+    assert sorted(seeded) == sorted([top, low])
+    assert all(sorted(r["seed"] for r in v) == [0, 1] for v in seeded.values())
+    floor = {top: 0.3, low: 0.25}  # chance + half the trial seed's gain
+    failed = {lr: sum(r["collapse"]["splits"]["selection"]["collapsed"] or _selection(r) < floor[lr] for r in v)
+              for lr, v in seeded.items()}
+    assert failed[top] == 1
+    kept = top if failed[top] <= failed[low] else low  # a tie keeps the search's choice
+    other = low if kept == top else top
+    assert all(r["study"]["role"] == "final" for r in seeded[kept])
+    assert all(r["study"]["role"] == "trial" and r["study"]["rejected"].startswith(f"{failed[other]} of 2 seeds failed")
+               for r in seeded[other])
+    sel = json.loads(next((tmp_path / "study" / "selected").glob("*.json")).read_text())
+    assert sel["selected_lr"] == kept and sel["stability"]["rates_seeded"] == [top, low]
+    assert [r["lr"] for r in sel["stability"]["rejected"]] == [other]
+    assert sel["stability"]["floor"] == pytest.approx(floor[kept])
+
+    agg = build(recs)  # the report's tables: the kept rate's two seeds only
+    assert sorted(agg.kept["seed"]) == [0, 1] and set(agg.kept["study_lr"]) == {kept}
+    assert f"{other:.3g}: {failed[other]} of 2 seeds failed" in _method_facts(recs).loc[0, "lr_unstable"]

@@ -203,6 +203,20 @@ class SearchSettings:
 
 
 @dataclass(kw_only=True)
+class StabilitySettings:
+    """`study.stability`: a selected rate must train on most seeds, not only on the trial seed
+    (bench/sweep/study.py, docs/protocol.md)."""
+
+    # a final seed failed when it collapsed on the selection split (bench/analysis/chance.py) or its selection
+    # score gained less than this share of the trial seed's gain over chance (a run that did not learn the task)
+    min_gain_share: float = opt(number(0, 1), 0.5)
+    # the rate is rejected when more than this share of its seeds failed; null: no check
+    max_failed_share: float | None = opt(nullable(number(0, 1), "no check"), 0.2)
+    # how many times a rejected rate gives way to the best lower rate whose trial trained (each: its seeds)
+    retries: int = opt(integer(0), 1)
+
+
+@dataclass(kw_only=True)
 class StudySettings:
     """`study` (experiment=study, docs/protocol.md)."""
 
@@ -214,6 +228,7 @@ class StudySettings:
     lr_ranges: dict = opt(RANGES, None)  # noqa: RUF009 - opt() is a field()
     prune: PruneSettings = section(PruneSettings)  # noqa: RUF009 - section() is a field()
     search: SearchSettings = section(SearchSettings)  # noqa: RUF009 - section() is a field()
+    stability: StabilitySettings = section(StabilitySettings)  # noqa: RUF009 - section() is a field()
 
 
 def lr_search_range(study: dict, method: dict) -> list | None:

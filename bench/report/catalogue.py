@@ -63,21 +63,32 @@ def _method_facts(records: list[dict]) -> pd.DataFrame:
         merge = ((rec.get("inference") or {}).get("merge") or {}).get("status")
         study = rec.get("study") or {}
         grid, chosen = study.get("lr_grid") or [], study.get("selected_lr")
-        edge = None
-        if chosen is not None and len(grid) > 1:
+        edge, where = None, study.get("selected_position") or {}
+        if where.get("position"):  # the searching protocol says where the rate lies among the rates it tried
+            edge = ("inside" if where["position"] == "interior"
+                    else {"high": "top", "low": "bottom"}.get(where.get("side")))
+        elif chosen is not None and len(grid) > 1:  # a fixed grid: its own ends
             edge = "top" if math.isclose(chosen, max(grid), rel_tol=1e-6) else (
                 "bottom" if math.isclose(chosen, min(grid), rel_tol=1e-6) else "inside")
+        stab = study.get("stability") or {}
+        unstable = [f"{r['lr']:.3g}: {r['failed']} of {r['seeds']} seeds failed" for r in stab.get("rejected") or []]
+        if stab and not stab.get("stable", True):
+            unstable.append(f"kept {chosen:.3g}: {stab['failed']} of {stab['seeds']} seeds failed, no lower rate "
+                            "trained stably")
         rows.append({"task": rec.get("task"), "method_label": rec.get("method_label") or rec.get("method"),
                      "peft_type": _peft_type(rec, method),
                      "mergeable": None if merge is None else merge in ("merged", "native"),
-                     "overhead": _served_overhead(rec), "selected_lr": chosen, "lr_edge": edge})
+                     "overhead": _served_overhead(rec), "selected_lr": chosen, "lr_edge": edge,
+                     "lr_limit": where.get("position") == "hard_limit",
+                     "lr_unstable": "; ".join(unstable)})
     if not rows:
         return pd.DataFrame(columns=["task", "method_label", "peft_type", "mergeable", "overhead", "selected_lr",
-                                     "lr_edge"])
+                                     "lr_edge", "lr_limit", "lr_unstable"])
     frame = pd.DataFrame(rows)
     return frame.groupby(["task", "method_label"], as_index=False).agg(
         peft_type=("peft_type", "first"), mergeable=("mergeable", "first"), overhead=("overhead", "mean"),
-        selected_lr=("selected_lr", "first"), lr_edge=("lr_edge", "first"))
+        selected_lr=("selected_lr", "first"), lr_edge=("lr_edge", "first"), lr_limit=("lr_limit", "first"),
+        lr_unstable=("lr_unstable", "first"))
 
 
 def study_cost(records: list[dict]) -> dict:

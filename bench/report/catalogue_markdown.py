@@ -81,12 +81,13 @@ def _collapsed(r) -> str:
 
 
 def _rate(r) -> str:
-    """The rate the study chose, marked where it is the edge of the method's range (the range may
-    not hold the best rate: widen the `lr_range` its YAML declares)."""
+    """The rate the study chose, marked where it is the edge of the rates tried (↑ / ↓; the best rate may lie
+    past it) and where a higher rate was chosen first and rejected as unstable (§)."""
     v = r.get("selected_lr")
     if v is None or pd.isna(v):
         return ""
-    return f"{float(v):.3g}" + {"top": " ↑", "bottom": " ↓"}.get(r.get("lr_edge"), "")
+    return (f"{float(v):.3g}" + {"top": " ↑", "bottom": " ↓"}.get(r.get("lr_edge"), "")
+            + (" §" if r.get("lr_unstable") else ""))
 
 
 def _p(v) -> str:
@@ -140,9 +141,21 @@ def markdown(table: pd.DataFrame, agreement: dict, reference: str, cost: dict | 
         lines += [forgetting_note(table, reference), ""]
     if "lr_edge" in table and table["lr_edge"].isin(["top", "bottom"]).any():
         edge = table[table["lr_edge"].isin(["top", "bottom"])]
-        lines += [("↑ / ↓ the chosen rate is the top / bottom of the method's range (`lr_range` in its YAML): the best "
-                   "rate may lie outside it, so that method's score is a lower bound of what tuning would give ("
-                   + ", ".join(f"{t}: {m}" for t, m in zip(edge["task"], edge["method_label"])) + ")."), ""]
+        limit = (edge["lr_limit"] if "lr_limit" in edge else pd.Series(False, index=edge.index)).fillna(False)
+        lines += [("↑ / ↓ the chosen rate is the highest / lowest rate tried (a searching study: it stopped there at "
+                   "the search's hard limit, or its budget ran out; a fixed grid: the method's `lr_range`): the best "
+                   "rate may lie past it, so that method's score is a lower bound of what tuning would give ("
+                   + ", ".join(f"{t}: {m}" + (" (hard limit)" if lim else "")
+                               for t, m, lim in zip(edge["task"], edge["method_label"], limit.astype(bool)))
+                   + ")."), ""]
+    if "lr_unstable" in table and table["lr_unstable"].fillna("").astype(bool).any():
+        bad = table[table["lr_unstable"].fillna("").astype(bool)]
+        lines += [("§ more of the chosen rate's seeds than `study.stability` allows did not train (collapsed, or "
+                   "gained under half of the trial seed's gain over chance on the selection split): the best lower "
+                   "rate whose trial trained was seeded too, and the rate with the fewest failed seeds is reported ("
+                   + "; ".join(f"{t}: {m}, {u}"
+                               for t, m, u in zip(bad["task"], bad["method_label"], bad["lr_unstable"]))
+                   + ")."), ""]
     if table.apply(lambda r: _score_cell(r).endswith("‡"), axis=1).any():
         lines += [("‡ the t interval over seeds reached past the metric's range (a seed far from the others, "
                    "often a collapsed one); shown is its part within the range. The verdict is the seed-aware "

@@ -8,7 +8,13 @@ with one seed: `study.search.initial` log-spaced over its documented range, the 
 search (bench/sweep/search.py: past the edge where the best score sits, up to a hard limit, else
 beside the best); the rate with the best *selection-split* score (carved from train,
 `data.selection`) wins, and the records say whether it is interior, at the hard limit or at an edge;
-that rate is rerun with `study.seeds` seeds, and only those runs are reported. Raising `study.seeds`
+that rate is rerun with `study.seeds` seeds, and only those runs are reported. A seed fails when it
+collapses on the selection split (constant outputs, one class) or gains less than
+`study.stability.min_gain_share` of the trial seed's gain over chance there; a rate at which more than
+`study.stability.max_failed_share` of the seeds fail is the edge of stable training, not an optimum (a
+one-seed search rewards that edge), and the best lower rate whose trial trained gets its seeds too
+(`study.stability.retries` times at most). The rate with the fewest failed seeds is reported; the other
+rate's runs stay on disk marked `role: trial`, `rejected: ...`. Raising `study.seeds`
 on a finished study trains only the new seeds (every other cell is found by its config hash). The
 reported split never feeds a choice, and every trial is kept so the report can draw
 expected-best-score-versus-budget curves (Dodge et al. 2019).
@@ -35,6 +41,7 @@ import json
 import logging
 import math
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -51,7 +58,7 @@ def study_settings(cfg: DictConfig) -> dict:
     """study.* and the search's initial rates. The rules (types and ranges, a range for this method, no
     fixed train.lr, a selection split) are bench.config.schema' (StudySettings, check_study), which the
     CLI ran before any cell; checked again here because run_study may be called without the CLI."""
-    from bench.config.schema import StudySettings, all_settings, check_section, lr_search_range
+    from bench.config.schema import StabilitySettings, StudySettings, all_settings, check_section, lr_search_range
     from bench.recipe.validate import check_study
 
     st = OmegaConf.to_container(cfg.study, resolve=True)
@@ -62,13 +69,14 @@ def study_settings(cfg: DictConfig) -> dict:
     trials, seeds, trial_seed = st["trials"], st["seeds"], st.get("trial_seed", 0)
     prune = dict({"enabled": False, "eta": 3, "rung_epochs": 1, "noise_z": 2.0}, **(st.get("prune") or {}))
     search = dict({"initial": None, "max_factor": 10.0}, **(st.get("search") or {}))
+    stability = dict({f.name: f.default for f in fields(StabilitySettings)}, **(st.get("stability") or {}))
     initial = min(int(search["initial"] or trials), trials)  # fewer trials: all on the declared range
     low, high = float(rng[0]), float(rng[1])
     return {"method": method, "trials": trials, "seeds": seeds, "trial_seed": trial_seed, "prune": prune,
             "initial": initial, "grid": lr_grid(low, high, initial), "range": [low, high],
             "ratio": step_ratio(low, high, initial),
             "limits": list(hard_limits(low, high, float(search["max_factor"]))),
-            "max_factor": float(search["max_factor"])}
+            "max_factor": float(search["max_factor"]), "stability": stability}
 
 
 def survivors(trials: int, eta: int) -> int:
@@ -288,6 +296,106 @@ def _extend(cfg, s: dict, base: dict, sweep: str, own: list, headline: dict, rat
     return steps
 
 
+def _collapsed(path: Path) -> bool:
+    """Whether a run's outputs collapsed on the selection split (its record's `collapse` block)."""
+    try:
+        rec = R.read_record(path)
+    except ValueError:
+        return False
+    split = (((rec.get("collapse") or {}).get("splits") or {}).get("selection") or {})
+    return bool(split.get("collapsed"))
+
+
+def _failed_seed(path: Path, floor: float | None) -> bool:
+    """A final seed that did not train: collapsed on the selection split, failed, or scoring under `floor`."""
+    if _collapsed(path):
+        return True
+    v = _score(path, {})
+    return v is None or (floor is not None and v < floor)
+
+
+def _gain_floor(trial_path: Path, trial_score: float, share: float) -> float | None:
+    """chance + share x (the trial seed's selection score - chance): below it a seed learned less than
+    `share` of what the trial seed did (chance measured on the trial's own selection split)."""
+    from bench.sweep.search import chance_score
+
+    split = _selection_split(trial_path)
+    if split is None:
+        return None
+    _, ref, kind, keys = split
+    chance = chance_score(keys, kind, ref)
+    return chance + share * (trial_score - chance)
+
+
+def _run_finals(cfg, s: dict, sweep: str, own: list, block: dict, lr: float, trial_path: Path,
+                statuses: list) -> list[Path]:
+    """The seeds of rate `lr` (the trial seed's run is the trial itself, copied); returns their records."""
+    from bench.sweep.execute import execute, identity, record_path
+
+    out = []
+    for seed in range(s["seeds"]):
+        c = _cell(cfg, lr, seed, sweep, dict(block, seed=seed))
+        if seed == s["trial_seed"]:
+            dst = record_path(c, identity(c, own))
+            if not (cfg.get("resume", True) and dst.is_file()):
+                _copy_as_final(trial_path, dst, dict(block, seed=seed), sweep)
+            statuses.append("ok")
+            out.append(dst)
+            continue
+        status, path = execute(c, own)
+        statuses.append(status)
+        out.append(path)
+    return out
+
+
+def _stable_finals(cfg, s: dict, sweep: str, own: list, common: dict, rates: list, scores: list, paths: list,
+                   statuses: list, best_i: int, extended: bool) -> list[dict]:
+    """Seeds of the chosen rate; while more than `stability.max_failed_share` of them fail (`_failed_seed`),
+    the seeds of the best lower rate whose (trial-seed) trial trained and did not collapse, up to
+    `stability.retries` times. Returns one entry per rate whose seeds ran, in order."""
+    st = s["stability"]
+    share = st.get("max_failed_share")
+    allowed = None if share is None else math.floor(share * s["seeds"] + 1e-9)
+    attempts: list[dict] = []
+    seen = list(scores)
+    i = best_i
+    while True:
+        where = position(rates, seen, tuple(s["limits"]) if extended else None, extended)
+        block = dict(common, lr=rates[i], selected_lr=rates[i], selected_trial=i, selected_position=where)
+        finals = _run_finals(cfg, s, sweep, own, block, rates[i], paths[i], statuses)
+        floor = _gain_floor(paths[i], scores[i], float(st["min_gain_share"])) if allowed is not None else None
+        n = sum(_failed_seed(p, floor) for p in finals)
+        attempts.append({"trial": i, "lr": rates[i], "failed": n, "paths": finals, "position": where,
+                         "floor": floor})
+        if allowed is None or n <= allowed or len(attempts) > int(st.get("retries", 0)):
+            return attempts
+        lower = [j for j in range(len(rates)) if rates[j] < min(a["lr"] for a in attempts)
+                 and scores[j] is not None and paths[j] is not None and not _collapsed(paths[j])]
+        if not lower:
+            return attempts
+        for a in attempts:
+            seen[a["trial"]] = None  # an unstable rate counts as failed where the next choice lies
+        i = max(lower, key=lambda j: (scores[j], -rates[j]))
+        log.info("study %s / %s: lr %g rejected: %d of %d seeds failed on the selection split; seeds of "
+                 "lr %g (selection %.4f) follow", cfg.task.name, s["method"], attempts[-1]["lr"], n, s["seeds"],
+                 rates[i], scores[i])
+
+
+def _stability_summary(s: dict, attempts: list[dict], chosen: dict) -> dict:
+    """What the stability check decided, for the final records and the study's summary file."""
+    st = s["stability"]
+    share, seeds = st.get("max_failed_share"), s["seeds"]
+    allowed = None if share is None else math.floor(share * seeds + 1e-9)
+    rule = (f"collapsed, or under {st['min_gain_share']:g} of the trial seed's gain over chance on the selection "
+            f"split; allowed: {allowed}")
+    rejected = [{"lr": a["lr"], "failed": a["failed"], "seeds": seeds, "floor": a["floor"],
+                 "why": f"{a['failed']} of {seeds} seeds failed ({rule})"}
+                for a in attempts if a is not chosen]
+    return {"max_failed_share": share, "min_gain_share": st["min_gain_share"], "failed": chosen["failed"],
+            "seeds": seeds, "floor": chosen["floor"], "stable": allowed is None or chosen["failed"] <= allowed,
+            "rates_seeded": [a["lr"] for a in attempts], "rejected": rejected}
+
+
 def _initial_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: dict):
     """The initial rates: pruned (first rung, cut, survivors to the full length) or all at full length."""
     from bench.sweep.execute import execute
@@ -305,8 +413,6 @@ def _initial_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: d
 
 def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     """Run (or resume) the protocol for this job's (model, task, method); returns ok / failed."""
-    from bench.sweep.execute import execute, identity, record_path
-
     s = study_settings(cfg)
     sweep = str(cfg.sweep_name)
     own = [o for o in (overrides or []) if not o.lstrip("+~").startswith(("train.lr=", "train.seed="))]
@@ -334,24 +440,25 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
                  s["method"], pruning["rung_epochs"], pruning["cut"], pruning["pruned"],
                  " ".join("-" if v is None else f"{v:.4f}" for v in pruning["rung_scores"]))
     searched = {"lr_tried": rates, "search_steps": steps} if extended else {}
-    final_block = dict(base, role="final", lr=best_lr, selected_lr=best_lr, selected_trial=best_i,
-                       trial_scores=scores, selected_position=where, **searched,
-                       **({"pruning": pruning} if pruning else {}))
-    for seed in range(s["seeds"]):
-        c = _cell(cfg, best_lr, seed, sweep, dict(final_block, seed=seed))
-        if seed == s["trial_seed"]:
-            dst = record_path(c, identity(c, own))
-            if not (cfg.get("resume", True) and dst.is_file()):
-                _copy_as_final(paths[best_i], dst, dict(final_block, seed=seed), sweep)
-            statuses.append("ok")
-            continue
-        status, _ = execute(c, own)
-        statuses.append(status)
+    common = dict(base, role="final", trial_scores=scores, **searched, **({"pruning": pruning} if pruning else {}))
+    attempts = _stable_finals(cfg, s, sweep, own, common, rates, scores, paths, statuses, best_i, extended)
+    chosen = min(attempts, key=lambda a: a["failed"])  # a tie keeps the earlier (higher-scoring) rate
+    best_lr, best_i, where = rates[chosen["trial"]], chosen["trial"], chosen["position"]
+    stability = _stability_summary(s, attempts, chosen)
+    why = {r["lr"]: r["why"] for r in stability["rejected"]}
+    # a study whose first choice held: its records stay as they were (adding seeds rewrites nothing)
+    for a in attempts if len(attempts) > 1 or not stability["stable"] else []:
+        for p in a["paths"]:
+            if a is chosen:
+                _mark(p, role="final", stability=stability)
+            else:  # kept on disk (resume finds them), out of every table (role trial)
+                _mark(p, role="trial", rejected=why[a["lr"]], stability=stability)
     summary = Path(str(cfg.results_dir)) / sweep / "selected" / f"{cfg.model.name}__{cfg.task.name}__{s['method']}.json"
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(json.dumps({"model": str(cfg.model.name), "task": str(cfg.task.name), "method": s["method"],
                                    "headline": headline.get("key"), "grid": s["grid"], "scores": scores,
                                    "rates": rates, "search_steps": steps, "position": where,
                                    "selected_lr": best_lr, "seeds": s["seeds"], "pruning": pruning,
+                                   "stability": stability,
                                    "config": OmegaConf.to_container(cfg.study, resolve=True)}, indent=2))
     return "failed" if "failed" in statuses else "ok"
