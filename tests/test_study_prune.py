@@ -79,3 +79,29 @@ def test_planned_cells(prune, expected):
     study = {"enabled": True, "trials": 4, "seeds": 3, "trial_seed": 0, **({"prune": prune} if prune else {})}
     assert planned_cells({"study": study}) == expected
     assert planned_cells({}) == 1
+
+
+def test_a_first_rung_trial_measures_neither_serving_nor_forgetting():
+    """A first-rung trial is never reported nor copied as a final, so its cell skips the inference and the
+    retention measurements (about 8 s a cell on minilm); neither is in the config hash, so its run id is
+    the one it had with them on."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from bench.config.confdir import conf_dir
+    from bench.records.schema import config_hash
+    from bench.sweep.study import _cell
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=catalogue", "method=lora", "task=sst2"])
+    GlobalHydra.instance().clear()
+    assert cfg.retention.enabled == "auto" and cfg.inference.enabled  # minilm: both measured on a full cell
+    rung = _cell(cfg, 1e-3, 0, "s/trials", {"role": "trial"}, stop_after=1)
+    full = _cell(cfg, 1e-3, 0, "s/trials", {"role": "trial"})
+    assert rung.retention.enabled is False and rung.inference.enabled is False
+    assert full.retention.enabled == "auto" and full.inference.enabled
+    plain = OmegaConf.to_container(rung, resolve=True)
+    plain["retention"]["enabled"], plain["inference"]["enabled"] = "auto", True
+    assert config_hash(OmegaConf.to_container(rung, resolve=True)) == config_hash(plain)

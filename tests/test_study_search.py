@@ -153,7 +153,8 @@ def test_protocol_cost_on_committed_records(tmp_path, capsys):
     assert main([str(tmp_path), "--csv", str(tmp_path / "cost.csv")]) == 0
     out = capsys.readouterr().out
     assert "7 timed cells" in out  # 4 first-rung trials, 1 continued, 2 seed reruns (seed 0 was copied)
-    assert "at an edge of the declared range under the recorded protocol: 1 of 1 (1 at the top)" in out
+    assert "chosen rate at an edge of the rates tried: 1 of 1 (100 %; 1 at the top; 0 at the search's hard limit); " \
+        "first-rung scores still rising toward a grid edge: 1: sst2/lora (edge, high)" in out
     import pandas as pd
 
     row = pd.read_csv(tmp_path / "cost.csv").iloc[0]

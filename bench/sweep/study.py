@@ -115,10 +115,12 @@ def _cell(cfg: DictConfig, lr: float, seed: int, sweep: str, block: dict, stop_a
         c.train.seed = seed
         c.sweep_name = sweep
         c.study_cell = block  # excluded from the config hash; copied into the record's `study`
-        if stop_after:  # a first-rung trial: its own config hash; inference cost of a partial run is not wanted
-            c.train.stop_after_epochs = stop_after
+        if stop_after:  # a first-rung trial: its own config hash, never reported nor copied as a final: the
+            c.train.stop_after_epochs = stop_after  # served cost and the forgetting of a partial run are not wanted
             if c.get("inference") is not None:
                 c.inference.enabled = False
+            if c.get("retention") is not None:
+                c.retention.enabled = False
     return c
 
 
