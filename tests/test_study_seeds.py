@@ -100,6 +100,7 @@ def test_a_rate_whose_seeds_fail_gives_way_to_the_best_lower_rate(tmp_path, glue
     report marks the row."""
     from bench.analysis.aggregate import build
     from bench.report.catalogue import _method_facts
+    from bench.report.verdicts import tuning_curves
 
     first = run_bench([*STABLE, "study.stability.max_failed_share=null"], glue_dir, tmp_path, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -145,4 +146,5 @@ def test_a_rate_whose_seeds_fail_gives_way_to_the_best_lower_rate(tmp_path, glue
 
     agg = build(recs)  # the report's tables: the kept rate's two seeds only
     assert sorted(agg.kept["seed"]) == [0, 1] and set(agg.kept["study_lr"]) == {kept}
+    assert set(tuning_curves(agg.trials)["n_trials"]) == {3}  # the budget's trials, not the rejected rate's seeds
     assert f"{other:.3g}: {failed[other]} of 2 seeds failed" in _method_facts(recs).loc[0, "lr_unstable"]

@@ -14,7 +14,8 @@ from bench.records.results import SEED_KEY, headline_of, record_selection_keys, 
 # Nested record sections whose numeric leaves are measurements (aggregated like metrics).
 MEASURE_SECTIONS = ("params", "memory", "throughput", "time", "storage", "train", "data")
 ERROR_FIELDS = ("type", "message", "phase", "where", "log")
-STUDY_FIELDS = ("name", "role", "trial_index", "n_trials", "lr", "selected_lr", "selection_score", "trial_seed")
+STUDY_FIELDS = ("name", "role", "trial_index", "n_trials", "lr", "selected_lr", "selection_score", "trial_seed",
+                "rejected")
 # Quantities the tables and plots always show: present as columns (NaN) even when no record has
 # them, so that a results folder from an older or partial runner still gives a report.
 #: the record's `retention` section as columns (docs/retention.md): column -> path in the section.

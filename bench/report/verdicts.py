@@ -288,6 +288,8 @@ def tuning_curves(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty or "study_selection_score" not in trials:
         return pd.DataFrame(columns=BUDGET_COLUMNS)
     t = trials[(trials["status"] == "ok")].copy()
+    if "study_rejected" in t:  # the seeds of a rate the stability check rejected: not trials of the budget
+        t = t[t["study_rejected"].isna()]
     t["study_selection_score"] = pd.to_numeric(t["study_selection_score"], errors="coerce")
     t = t[np.isfinite(t["study_selection_score"].astype(float))]
     t["study_name"] = t["study_name"].fillna("")
