@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from bench.config.schema import model_setting
 from bench.data import sampling
 from bench.data import tasks as T
 from bench.data.loading import load_split
@@ -63,7 +64,7 @@ def check_same_base(sources: list[Source], what: str) -> None:
             if m.get(key) != m0.get(key):
                 raise ComposeError(f"{what}: {src.path} has model.{key}={m.get(key)!r}, {first.path} "
                                    f"{m0.get(key)!r}; the deltas must sit on one base model")
-        if not m0.get("pretrained", True) and int(src.record["seed"]) != int(first.record["seed"]):
+        if not model_setting(m0, "pretrained") and int(src.record["seed"]) != int(first.record["seed"]):
             raise ComposeError(f"{what}: model {m0.get('name')} has random weights built from the seed (pretrained "
                                f"false), so seeds {first.record['seed']} and {src.record['seed']} sit on different "
                                "backbones; compose such deltas only within one seed")

@@ -355,6 +355,12 @@ def schema_fields(schema) -> dict:
     return {f.name: f for f in fields(schema)}
 
 
+def model_setting(model_cfg, key: str):
+    """`model.<key>` of a model config or a record's (which may predate the key), else ModelSettings' default."""
+    value = model_cfg.get(key) if hasattr(model_cfg, "get") else None
+    return schema_fields(ModelSettings)[key].default if value is None else value
+
+
 def nearest(key: str, valid) -> str:
     """`; did you mean X?` for an unknown key, or nothing when no valid key is close."""
     valid = list(valid)

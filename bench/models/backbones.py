@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bench.config.json_files import read_json_object
-from bench.config.schema import check_value
+from bench.config.schema import check_value, model_setting
 from bench.errors import ConfigError
 from bench.methods.architectures import is_decoder, set_padding
 from bench.models.levers import check_4bit, quantization_kwargs, quantize_random
@@ -331,7 +331,7 @@ def load_config(model_cfg, source: str, say_fallback: bool = True):
     try:
         return source, AutoConfig.from_pretrained(source, **overrides)
     except (OSError, ValueError) as exc:
-        if not model_cfg.get("pretrained", True) and (shipped / "config.json").exists():
+        if not model_setting(model_cfg, "pretrained") and (shipped / "config.json").exists():
             if say_fallback:
                 log.info("config of %s not reachable (%s); using the shipped copy %s", source,
                          exc.__class__.__name__, shipped)
@@ -345,7 +345,7 @@ def _load_backbone(model_cfg, source: str, config, pool_kwargs: dict, weights_dt
     """The pretrained weights (fp32 masters), or the architecture with random weights."""
     from transformers import AutoModel
 
-    if not model_cfg.get("pretrained", True):
+    if not model_setting(model_cfg, "pretrained"):
         backbone = AutoModel.from_config(config, **pool_kwargs)
         return quantize_random(backbone, pool_kwargs) if weights_dtype == "nf4" else backbone
     try:
@@ -366,8 +366,8 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
     """Build backbone + head. `model.pretrained=false` builds the architecture from its config with
     random weights: exact for parameter counts, memory and speed, meaningless for accuracy."""
     source = resolve_source(str(model_cfg.source))
-    pooling = str(model_cfg.get("pooling", "mean"))
-    head_kind = str(model_cfg.get("head", "uniform"))
+    pooling = str(model_setting(model_cfg, "pooling"))
+    head_kind = str(model_setting(model_cfg, "head"))
     check_value("model.head", head_kind)  # the rules of bench.config.schema.ModelSettings, checked before the cell
     check_value("model.pooling", pooling)
     if weights_dtype == "nf4":
@@ -390,7 +390,7 @@ def build_model(model_cfg, num_labels: int, seed: int, weights_dtype: str = "fp3
     backbone = _load_backbone(model_cfg, source, config, pool_kwargs, weights_dtype)
     tok_name = str(model_cfg.get("tokenizer") or model_cfg.source)
     tok_path = resolve_source(tok_name)
-    tokenizer, tok_source = _load_tokenizer(tok_path, fallback_ok=not model_cfg.get("pretrained", True))
+    tokenizer, tok_source = _load_tokenizer(tok_path, fallback_ok=not model_setting(model_cfg, "pretrained"))
     if len(tokenizer) > config.vocab_size:
         raise ConfigError(
             f"model.tokenizer={tok_name!r} has {len(tokenizer)} tokens but the model's vocab_size is "

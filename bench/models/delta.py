@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from bench.config.schema import model_setting
+
 INFO_FILE = "bench_delta.json"
 FORMAT = "peft-bench-delta"
 
@@ -55,7 +57,7 @@ def write_delta_info(folder, *, model_cfg: dict, method, task: dict, seed: int, 
 def model_card(info: dict, inference: dict | None) -> str:
     m, t = info["model"], info["task"]
     settings = {k: v for k, v in info["method"].items() if k not in ("_target_", "name")}
-    built = "pretrained" if m.get("pretrained", True) else f"random weights built with seed {info['seed']}"
+    built = "pretrained" if model_setting(m, "pretrained") else f"random weights built with seed {info['seed']}"
     lines = [f"# {info.get('method_label') or info['method']['name']} on {t['name']}", "",
              (f"A peft-bench delta (run `{info.get('run_id')}`): what `{info['method']['name']}` trained, "
               "to be loaded onto its base model."),

@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.analysis.chance import collapse_section
-from bench.config.schema import settings
+from bench.config.schema import model_setting, settings
 from bench.cores import load_1min
 from bench.data import sampling
 from bench.data import tasks as T
@@ -397,7 +397,8 @@ class CellRecipe:
             **({"method_file": note} if (note := getattr(self.method, "file_record", lambda: None)()) else {}),
             "env": self.partial["env"],
             "model_info": {"source": cell.source, "tokenizer": cell.tokenizer_source,
-                           "pretrained": bool(self.cfg.model.get("pretrained", True)), "pooling": self.model.pooling},
+                           "pretrained": bool(model_setting(self.cfg.model, "pretrained")),
+                           "pooling": self.model.pooling},
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 

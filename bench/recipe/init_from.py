@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.config.schema import settings
+from bench.config.schema import model_setting, settings
 from bench.errors import ConfigError
 from bench.records.results import SourceError, kept_delta, recency, resolve_kept, sweep_dir_of
 from bench.records.schema import read_record
@@ -90,7 +90,7 @@ def check_compatible(rec: dict, folder: Path, cfg, method, head_kind: str) -> No
         if theirs[key] != value:
             raise ConfigError(f"train.init_from={want!r}: the source cell's base model differs (model.{key} "
                               f"{theirs[key]!r} vs {value!r}); init_from needs the same base model")
-    src_head = src_model.get("head", "uniform")
+    src_head = model_setting(src_model, "head")
     if src_head != head_kind:
         raise ConfigError(f"train.init_from={want!r}: the source cell used model.head={src_head}, this cell "
                           f"model.head={head_kind}; use the same head")

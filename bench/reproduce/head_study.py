@@ -15,6 +15,8 @@ import math
 import statistics
 from pathlib import Path
 
+from bench.config.schema import model_setting
+
 
 def load(folder: Path) -> list[dict]:
     out = []
@@ -30,7 +32,7 @@ def load(folder: Path) -> list[dict]:
 
 def head_of(rec: dict) -> str:
     model_cfg = (rec.get("config") or {}).get("model") or {}
-    return (rec.get("params") or {}).get("head_kind") or model_cfg.get("head", "uniform")
+    return (rec.get("params") or {}).get("head_kind") or model_setting(model_cfg, "head")
 
 
 def paired(records: list[dict]) -> list[dict]:

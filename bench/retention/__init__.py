@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from bench.config.schema import RetentionSettings, check_section
+from bench.config.schema import RetentionSettings, check_section, model_setting
 
 DEFAULTS = dataclasses.asdict(RetentionSettings())
 
@@ -22,7 +22,7 @@ def wanted(cfg) -> bool:
     """`retention.enabled`: true, false, or auto (on where the backbone is pretrained: a random-weight
     build has no pretrained skill to lose, and the measurement would only cost the tiny test cells time)."""
     enabled = (cfg.get("retention") or {}).get("enabled", False)
-    return enabled is True or (enabled == "auto" and bool(cfg.model.get("pretrained", True)))
+    return enabled is True or (enabled == "auto" and bool(model_setting(cfg.model, "pretrained")))
 
 
 def settings_from(cfg) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.config.schema import model_setting
 from bench.records.schema import atomic_write
 
 #: bump when bench/retention/measure.py measures the base differently: old entries are then not read
@@ -42,7 +43,7 @@ def key_blob(cfg, sample_info: dict, seed: int, precision: str, device_type: str
         "torch": torch.__version__,
         "transformers": package_version("transformers"),
     }
-    if not model.get("pretrained", True):
+    if not model_setting(model, "pretrained"):
         blob["seed"] = int(
             seed
         )  # random weights are drawn from the seed (bench.models.backbones.build_model)
