@@ -447,6 +447,11 @@ def run_study(cfg: DictConfig, overrides: list[str] | None) -> str:
     chosen = min(attempts, key=lambda a: a["failed"])  # a tie keeps the earlier (higher-scoring) rate
     best_lr, best_i, where = rates[chosen["trial"]], chosen["trial"], chosen["position"]
     stability = _stability_summary(s, attempts, chosen)
+    if len(attempts) > 1 or not stability["stable"]:
+        log.warning("study %s / %s: reported lr %g with %d of %d seeds failed (%s); rates seeded: %s", cfg.task.name,
+                    s["method"], best_lr, chosen["failed"], s["seeds"],
+                    "stable" if stability["stable"] else "unstable: no lower rate that trained did better",
+                    " ".join(f"{a['lr']:g} ({a['failed']} failed)" for a in attempts))
     why = {r["lr"]: r["why"] for r in stability["rejected"]}
     # a study whose first choice held: its records stay as they were (adding seeds rewrites nothing)
     for a in attempts if len(attempts) > 1 or not stability["stable"] else []:
