@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import re
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import scipy.stats as sps
 
 from bench.analysis.equivalence import margin_for
 from bench.analysis.multiple_comparisons import holm, outcome
-from bench.analysis.seed_level import seed_df, studentised
+from bench.analysis.seed_level import studentised, welch
 
 CELL = re.compile(r"\*{0,2}(-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]\*{0,2}")
 METRICS = {"acc": "accuracy", "f1": "f1", "pearson": "pearson", "mcc": "matthews_correlation"}
@@ -56,10 +55,10 @@ def verdicts(rows: dict, column: str, seeds: int) -> list[dict]:
     out = []
     for a, b in itertools.combinations(have, 2):
         (ma, la, ha), (mb, lb, hb) = rows[a][column], rows[b][column]
+        # the table's t interval gives each mean's standard error: s/√k = half-width / t
         sa, sb = (ha - la) / 2 / tq / 100, (hb - lb) / 2 / tq / 100
-        df = seed_df([(sa * sa, seeds - 1), (sb * sb, seeds - 1)], 0.0)
-        df = df if math.isfinite(df) else 2.0 * (seeds - 1)
-        low, high, p, _, _, p_eq = studentised((ma - mb) / 100, math.sqrt(sa * sa + sb * sb), df, margin)
+        se, df = welch(sa * sa * seeds, seeds, sb * sb * seeds, seeds)
+        low, high, p, _, _, p_eq = studentised((ma - mb) / 100, se, df, margin)
         out.append({"a": a, "b": b, "delta": (ma - mb) / 100, "low": low, "high": high, "p": p, "p_eq": p_eq,
                     "df": df})
     for key in ("p", "p_eq"):

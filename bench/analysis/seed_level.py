@@ -87,9 +87,15 @@ def seed_difference(seeds_a, seeds_b, values_a, values_b) -> tuple[float, float,
         var = float(np.var(d, ddof=1))
         return float(d.mean()), math.sqrt(var / ka), float(ka - 1), var, "paired seeds"
     va, vb = float(np.var(a, ddof=1)), float(np.var(b, ddof=1))
-    df = seed_df([(va / ka, ka - 1), (vb / kb, kb - 1)], 0.0)
-    df = df if math.isfinite(df) else float(ka + kb - 2)  # no spread on either side: the pooled count
-    return float(a.mean() - b.mean()), math.sqrt(va / ka + vb / kb), df, va + vb, "unpaired seeds"
+    se, df = welch(va, ka, vb, kb)
+    return float(a.mean() - b.mean()), se, df, va + vb, "unpaired seeds"
+
+
+def welch(var_a: float, k_a: int, var_b: float, k_b: int) -> tuple[float, float]:
+    """(se, df) of a difference of two means from their seed variances and counts: se² = s_a²/k_a + s_b²/k_b,
+    Satterthwaite's df; with no spread on either side, the pooled count k_a + k_b − 2."""
+    df = seed_df([(var_a / k_a, k_a - 1), (var_b / k_b, k_b - 1)], 0.0)
+    return math.sqrt(var_a / k_a + var_b / k_b), df if math.isfinite(df) else float(k_a + k_b - 2)
 
 
 def seed_scalar(name: str, seeds_a, seeds_b, values_a, values_b, margin: float | None = None,
