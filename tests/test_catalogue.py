@@ -341,7 +341,12 @@ def test_a_seed_interval_past_the_metric_range_is_cut_to_it_and_marked():
         "lr_edge": ["inside", "top"], "collapsed_seeds": [1, 0], "seeds": [3, 3], "p_holm": [float("nan"), 0.5]})
     text = markdown(table, {}, "lora")
     assert "55.5 [-19.1, 100.0] ‡ | 1/3 | 0.00215 |" in text and "70.0 [65.0, 75.0] | 0/3 | 0.1 ↑ |" in text
-    assert "top / bottom of the method's range" in text and "stsb: vera" in text
+    assert "highest / lowest rate tried" in text and "stsb: vera" in text
+    assert "(hard limit)" not in text and "§" not in text  # neither column given: no limit, no rejected rate
+    table["lr_limit"], table["lr_unstable"] = [False, True], ["0.00316: 3 of 5 seeds failed", ""]
+    text = markdown(table, {}, "lora")
+    assert "0.00215 § |" in text and "stsb: vera (hard limit)" in text
+    assert "(stsb: lora, 0.00316: 3 of 5 seeds failed)" in text
     assert "reached past the metric's range" in text
     assert "‡" not in markdown(table.iloc[1:], {}, "lora") and "↑" not in markdown(table.iloc[:1], {}, "lora")
 
