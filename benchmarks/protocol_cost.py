@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.records.results import cpu_per_thread
 from bench.records.schema import read_record
 from bench.sweep.search import position
 from bench.sweep.study import first_rung_cut
@@ -47,11 +48,8 @@ def quiet_factor(rec: dict) -> float:
     over its wall time (schema 5 `time.cpu_s`), at most 1. A cell paused (SIGSTOP, a suspended machine)
     or sharing its core records wall time it did not compute in; a 1-thread cell on a core of its own
     computes the whole time (CPU ~ wall, measured: 71 vs 72 s). 1 for records without cpu_s."""
-    t = rec["time"]
-    cpu, threads = t.get("cpu_s"), int((rec.get("env") or {}).get("torch_threads") or 1)
-    if cpu is None or not t.get("total_s"):
-        return 1.0
-    return min(1.0, float(cpu) / max(1, threads) / float(t["total_s"]))
+    cpu, wall = cpu_per_thread(rec), rec["time"].get("total_s")
+    return 1.0 if cpu is None or not wall else min(1.0, cpu / float(wall))
 
 
 def split_time(rec: dict) -> dict:
@@ -66,7 +64,7 @@ def split_time(rec: dict) -> dict:
              "reported_eval": t["eval_s"], "selection_final": ph.get("eval", 0.0) - t["eval_s"],
              "setup": setup, "total": t["total_s"]}
     return {**{k: v * q for k, v in parts.items()}, "wall": t["total_s"], "epochs": epochs,
-            "cpu_known": t.get("cpu_s") is not None}
+            "cpu_known": cpu_per_thread(rec) is not None}
 
 
 def kind_of(rec: dict) -> str | None:

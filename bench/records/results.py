@@ -294,6 +294,15 @@ def headline_of(rec: dict) -> str:
 # ------------------------------------------------------------------------------------------ printing
 
 
+def cpu_per_thread(rec: dict) -> float | None:
+    """A cell's CPU seconds per torch thread (schema 5 `time.cpu_s`): with one thread per cell, the wall
+    time it would have taken on a quiet machine. None for records before schema 5."""
+    cpu = (rec.get("time") or {}).get("cpu_s")
+    if cpu is None:
+        return None
+    return float(cpu) / max(1, int((rec.get("env") or {}).get("torch_threads") or 1))
+
+
 def _finite(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -329,6 +338,7 @@ def text_table(header: Sequence, rows: Iterable[Sequence], right: Iterable[int] 
     return "\n".join(lines)
 
 
-__all__ = ["GLUE", "SEED_KEY", "TaskCatalog", "TaskInfo", "fmt_count", "headline_of", "newest_per_seed", "recency",
+__all__ = ["GLUE", "SEED_KEY", "TaskCatalog", "TaskInfo", "cpu_per_thread", "fmt_count", "headline_of",
+           "newest_per_seed", "recency",
            "record_selection_keys", "seed_key", "selection_keys", "selection_name", "selection_score", "sweep_dir",
            "sweep_dir_of", "text_table"]

@@ -27,6 +27,7 @@ import pandas as pd
 
 from bench.analysis import multiple_comparisons, power
 from bench.analysis.pareto import pareto_frontier
+from bench.records.results import cpu_per_thread
 
 from .catalogue_markdown import markdown, summary_markdown
 from .data_budget import kendall_tau
@@ -100,8 +101,8 @@ def study_cost(records: list[dict]) -> dict:
         return {}
     roles = pd.Series([(r.get("study") or {}).get("role") or "cell" for r in ok]).value_counts().to_dict()
     seconds = sum(float((r.get("time") or {}).get("total_s") or 0.0) for r in ok)
-    timed = [r for r in ok if (r.get("time") or {}).get("cpu_s") is not None]  # schema 5
-    cpu = sum(float(r["time"]["cpu_s"]) / max(1, int((r.get("env") or {}).get("torch_threads") or 1)) for r in timed)
+    timed = [r for r in ok if cpu_per_thread(r) is not None]  # schema 5
+    cpu = sum(cpu_per_thread(r) for r in timed)
     parallel = sorted({int((r.get("env") or {}).get("parallel_cells") or 1) for r in ok})
     starts = sorted(str(r["created_at"]) for r in ok if r.get("created_at"))
     ends = sorted(str(r["finished_at"]) for r in ok if r.get("finished_at"))

@@ -41,7 +41,7 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import fields
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -58,7 +58,14 @@ def study_settings(cfg: DictConfig) -> dict:
     """study.* and the search's initial rates. The rules (types and ranges, a range for this method, no
     fixed train.lr, a selection split) are bench.config.schema' (StudySettings, check_study), which the
     CLI ran before any cell; checked again here because run_study may be called without the CLI."""
-    from bench.config.schema import StabilitySettings, StudySettings, all_settings, check_section, lr_search_range
+    from bench.config.schema import (
+        StabilitySettings,
+        StudySettings,
+        all_settings,
+        build,
+        check_section,
+        lr_search_range,
+    )
     from bench.recipe.validate import check_study
 
     st = OmegaConf.to_container(cfg.study, resolve=True)
@@ -69,7 +76,7 @@ def study_settings(cfg: DictConfig) -> dict:
     trials, seeds, trial_seed = st["trials"], st["seeds"], st.get("trial_seed", 0)
     prune = dict({"enabled": False, "eta": 3, "rung_epochs": 1, "noise_z": 2.0}, **(st.get("prune") or {}))
     search = dict({"initial": None, "max_factor": 10.0}, **(st.get("search") or {}))
-    stability = dict({f.name: f.default for f in fields(StabilitySettings)}, **(st.get("stability") or {}))
+    stability = asdict(build(StabilitySettings, st.get("stability") or {}))  # checked above (check_section)
     initial = min(int(search["initial"] or trials), trials)  # fewer trials: all on the declared range
     low, high = float(rng[0]), float(rng[1])
     return {"method": method, "trials": trials, "seeds": seeds, "trial_seed": trial_seed, "prune": prune,
@@ -224,12 +231,17 @@ def _pruned_trials(cfg, s: dict, base: dict, sweep: str, own: list, headline: di
 def _score(path: Path, headline_of: dict) -> float | None:
     """The trial's selection score on the selection split (the task's `select_metric`, default the
     headline; MRPC: mean of F1 and accuracy, bench.records.results.selection_keys); None: failed or unreadable."""
-    from bench.records.results import record_selection_keys, selection_name, selection_score
-
     try:
         rec = R.read_record(path)
     except ValueError:
         return None
+    return _record_score(rec, headline_of)
+
+
+def _record_score(rec: dict, headline_of: dict) -> float | None:
+    """`_score` of a record already read."""
+    from bench.records.results import record_selection_keys, selection_name, selection_score
+
     if rec.get("status") != "ok":
         return None
     keys = record_selection_keys(rec)
@@ -298,22 +310,33 @@ def _extend(cfg, s: dict, base: dict, sweep: str, own: list, headline: dict, rat
     return steps
 
 
-def _collapsed(path: Path) -> bool:
+def _collapsed(rec: dict) -> bool:
     """Whether a run's outputs collapsed on the selection split (its record's `collapse` block)."""
-    try:
-        rec = R.read_record(path)
-    except ValueError:
-        return False
     split = (((rec.get("collapse") or {}).get("splits") or {}).get("selection") or {})
     return bool(split.get("collapsed"))
 
 
+def _read(path: Path) -> dict:
+    """A run's record; {} where it cannot be read (a failed score, not a collapse)."""
+    try:
+        return R.read_record(path)
+    except ValueError:
+        return {}
+
+
 def _failed_seed(path: Path, floor: float | None) -> bool:
     """A final seed that did not train: collapsed on the selection split, failed, or scoring under `floor`."""
-    if _collapsed(path):
+    rec = _read(path)
+    if _collapsed(rec):
         return True
-    v = _score(path, {})
+    v = _record_score(rec, {})
     return v is None or (floor is not None and v < floor)
+
+
+def _allowed_failures(s: dict) -> int | None:
+    """How many of the study's seeds may fail before its rate is rejected; None: no check."""
+    share = s["stability"].get("max_failed_share")
+    return None if share is None else math.floor(share * s["seeds"] + 1e-9)
 
 
 def _gain_floor(trial_path: Path, trial_score: float, share: float) -> float | None:
@@ -356,8 +379,7 @@ def _stable_finals(cfg, s: dict, sweep: str, own: list, common: dict, rates: lis
     the seeds of the best lower rate whose (trial-seed) trial trained and did not collapse, up to
     `stability.retries` times. Returns one entry per rate whose seeds ran, in order."""
     st = s["stability"]
-    share = st.get("max_failed_share")
-    allowed = None if share is None else math.floor(share * s["seeds"] + 1e-9)
+    allowed = _allowed_failures(s)
     attempts: list[dict] = []
     seen = list(scores)
     i = best_i
@@ -372,7 +394,7 @@ def _stable_finals(cfg, s: dict, sweep: str, own: list, common: dict, rates: lis
         if allowed is None or n <= allowed or len(attempts) > int(st.get("retries", 0)):
             return attempts
         lower = [j for j in range(len(rates)) if rates[j] < min(a["lr"] for a in attempts)
-                 and scores[j] is not None and paths[j] is not None and not _collapsed(paths[j])]
+                 and scores[j] is not None and paths[j] is not None and not _collapsed(_read(paths[j]))]
         if not lower:
             return attempts
         for a in attempts:
@@ -385,16 +407,15 @@ def _stable_finals(cfg, s: dict, sweep: str, own: list, common: dict, rates: lis
 
 def _stability_summary(s: dict, attempts: list[dict], chosen: dict) -> dict:
     """What the stability check decided, for the final records and the study's summary file."""
-    st = s["stability"]
-    share, seeds = st.get("max_failed_share"), s["seeds"]
-    allowed = None if share is None else math.floor(share * seeds + 1e-9)
+    st, seeds, allowed = s["stability"], s["seeds"], _allowed_failures(s)
     rule = (f"collapsed, or under {st['min_gain_share']:g} of the trial seed's gain over chance on the selection "
             f"split; allowed: {allowed}")
     rejected = [{"lr": a["lr"], "failed": a["failed"], "seeds": seeds, "floor": a["floor"],
                  "why": f"{a['failed']} of {seeds} seeds failed ({rule})"}
                 for a in attempts if a is not chosen]
-    return {"max_failed_share": share, "min_gain_share": st["min_gain_share"], "failed": chosen["failed"],
-            "seeds": seeds, "floor": chosen["floor"], "stable": allowed is None or chosen["failed"] <= allowed,
+    return {"max_failed_share": st.get("max_failed_share"), "min_gain_share": st["min_gain_share"],
+            "failed": chosen["failed"], "seeds": seeds, "floor": chosen["floor"],
+            "stable": allowed is None or chosen["failed"] <= allowed,
             "rates_seeded": [a["lr"] for a in attempts], "rejected": rejected}
 
 
